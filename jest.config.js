@@ -1,0 +1,17 @@
+// One jest run for the whole monorepo. Tests import workspace packages by name; the mapper points
+// them at the TypeScript sources so a test never runs against a stale build.
+/** @type {import('jest').Config} */
+module.exports = {
+  testEnvironment: 'node',
+  roots: ['<rootDir>/libs', '<rootDir>/apps', '<rootDir>/test', '<rootDir>/bench'],
+  testMatch: ['**/*.test.ts'],
+  testPathIgnorePatterns: ['/node_modules/', '/dist/'],
+  transform: {
+    '^.+\\.ts$': ['ts-jest', { tsconfig: '<rootDir>/tsconfig.jest.json' }],
+  },
+  moduleNameMapper: {
+    '^@relu-lstm/(lstm|jobs|client)$': '<rootDir>/libs/$1/src/index.ts',
+  },
+  testTimeout: 60000,
+  reporters: ['default', '<rootDir>/scripts/jest-totals-reporter.js'],
+};
