@@ -1,0 +1,68 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import type { ReluLstmOptions } from '../../src/config';
+
+/** One PyTorch float64 reference case (see fixtures/README.md for the fields). */
+export interface Fixture {
+  name: string;
+  file: string;
+  config: {
+    batch: number;
+    seq: number;
+    input_size: number;
+    hidden_size: number;
+    num_layers: number;
+    batch_first: boolean;
+    bidirectional?: boolean;
+    lengths?: number[] | null;
+    activation?: string;
+    recurrent_activation?: string;
+  };
+  state_dict: Record<string, number[] | number[][]>;
+  keras_weights: unknown;
+  x: number[][][];
+  h0: number[][][];
+  c0: number[][][];
+  expected: { output: number[][][]; h_n: number[][][]; c_n: number[][][] };
+  loss_weights: { R: number[][][]; Rh: number[][][]; Rc: number[][][] };
+  loss: number;
+  grads: Record<string, unknown>;
+}
+
+const DIR = path.join(__dirname, '..', 'fixtures');
+
+export function loadFixtures(): Fixture[] {
+  const files = [
+    ...fs.readdirSync(DIR).filter((f) => f.endsWith('.json') && f !== 'index.json').map((f) => path.join(DIR, f)),
+    ...fs.readdirSync(path.join(DIR, 'more')).filter((f) => f.endsWith('.json') && f !== 'index_ext.json').map((f) => path.join(DIR, 'more', f)),
+  ];
+  return files.map((f) => ({ ...JSON.parse(fs.readFileSync(f, 'utf8')), file: path.relative(DIR, f) }));
+}
+
+export function fixtureOptions(fx: Fixture): ReluLstmOptions {
+  const c = fx.config;
+  return {
+    inputSize: c.input_size,
+    hiddenSize: c.hidden_size,
+    numLayers: c.num_layers,
+    batchFirst: c.batch_first,
+    bidirectional: c.bidirectional ?? false,
+    activation: (c.activation ?? 'relu') as ReluLstmOptions['activation'],
+    recurrentActivation: c.recurrent_activation === 'hard_sigmoid' ? 'hardSigmoid' : 'sigmoid',
+  };
+}
+
+/** max |a - ref| / max |ref|: the relative error measure the issue asks for. */
+export function relErr(actual: tf.Tensor, ref: unknown): number {
+  const a = actual.dataSync();
+  const r = (ref as number[]).flat(Infinity as 1) as number[];
+  if (a.length !== r.length) throw new Error(`size mismatch: ${a.length} vs ${r.length}`);
+  let maxDiff = 0;
+  let maxRef = 0;
+  for (let i = 0; i < r.length; i++) {
+    maxDiff = Math.max(maxDiff, Math.abs(a[i] - r[i]));
+    maxRef = Math.max(maxRef, Math.abs(r[i]));
+  }
+  return maxRef === 0 ? maxDiff : maxDiff / maxRef;
+}
