@@ -31,7 +31,8 @@ export class LstmInputError extends ReluLstmError {
     readonly expected: string,
     readonly actual: unknown,
   ) {
-    super('invalid_input', `${field}: expected ${expected}, got ${describe(actual)}`);
+    // `actual` is either a value (described) or already a description such as "shape [2,3]".
+    super('invalid_input', `${field}: expected ${expected}, got ${typeof actual === 'string' ? actual : describe(actual)}`);
   }
 }
 

@@ -258,9 +258,14 @@ function checkStateDict(dict: Record<string, TensorLike>, expected: Map<string, 
     }
   }
   const out: Record<string, tf.Tensor> = {};
-  for (const [name, shape] of expected) {
-    if (!(name in dict)) throw new StateDictError(name, `missing entry of shape [${shape}]`);
-    out[name] = tf.keep(toTensor(name, dict[name], shape));
+  try {
+    for (const [name, shape] of expected) {
+      if (!(name in dict)) throw new StateDictError(name, `missing entry of shape [${shape}]`);
+      out[name] = tf.keep(toTensor(name, dict[name], shape));
+    }
+  } catch (err) {
+    tf.dispose(Object.values(out)); // kept tensors outlive the tidy: free them on the error path too
+    throw err;
   }
   return out;
 }
