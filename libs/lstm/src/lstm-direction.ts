@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { ActivationSpec, activate, activationGrad, recurrentActivate, recurrentActivationGrad } from './activations';
 import type { RecurrentActivation } from './config';
+import { splitTime } from './time-split';
 
 /**
  * The time loop of one layer in one direction, with a hand-written backward pass through time.
@@ -33,7 +34,8 @@ export interface DirectionSpec {
   recurrentActivation: RecurrentActivation;
 }
 
-// Tensors saved per step for the backward pass, in this order.
+// Quantities kept from each step for the backward pass, in this order; gathered only while a gradient
+// is being recorded, so inference pays nothing for them.
 const PER_STEP = ['hPrev', 'cPrev', 'ifo', 'zg', 'g', 'c', 'a'] as const;
 const N_PER_STEP = PER_STEP.length;
 
@@ -47,11 +49,14 @@ export function runDirection(
   bias: tf.Tensor1D,
   mask: tf.Tensor3D | null,
 ): tf.Tensor3D {
+  // Inside customGrad's forward the engine reports the tape as off, so ask here whether a gradient is
+  // being recorded: only then are the per-step tensors gathered for the backward pass.
+  const recording = isTapeOn();
   const fn = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
     const save = args[args.length - 1] as tf.GradSaveFunc;
     const [xs, h0s, c0s, wih, whh, b, m] = args.slice(0, -1) as tf.Tensor[];
-    const { value, saved } = forwardLoop(spec, xs as tf.Tensor3D, h0s as tf.Tensor2D, c0s as tf.Tensor2D, wih as tf.Tensor2D, whh as tf.Tensor2D, b as tf.Tensor1D, (m ?? null) as tf.Tensor3D | null);
-    save(saved);
+    const { value, saved } = forwardLoop(spec, xs as tf.Tensor3D, h0s as tf.Tensor2D, c0s as tf.Tensor2D, wih as tf.Tensor2D, whh as tf.Tensor2D, b as tf.Tensor1D, (m ?? null) as tf.Tensor3D | null, recording);
+    if (recording) save(saved);
     return {
       value,
       gradFunc: (dy: tf.Tensor, s: tf.Tensor[]) => {
@@ -65,8 +70,21 @@ export function runDirection(
   return fn(...inputs) as tf.Tensor3D;
 }
 
+/** tfjs's engine keeps this private; a gradient is being recorded while gradientDepth > 0. */
+function isTapeOn(): boolean {
+  const state = (tf.engine() as unknown as { state?: { gradientDepth?: number; kernelDepth?: number } }).state;
+  // Unknown engine internals: assume recording, which is always correct (only slower for inference).
+  if (!state || typeof state.gradientDepth !== 'number') return true;
+  return state.gradientDepth > 0 && state.kernelDepth === 0;
+}
+
 function stepOrder(T: number, reverse: boolean): number[] {
   return Array.from({ length: T }, (_, k) => (reverse ? T - 1 - k : k));
+}
+
+/** [rows, k] x [k, n] with no transpose flags (wasm's XNNPACK path misses them, ~7x slower). */
+function matMulT(a: tf.Tensor2D, b: tf.Tensor2D): tf.Tensor2D {
+  return tf.matMul(tf.transpose(a), b);
 }
 
 function forwardLoop(
@@ -78,14 +96,16 @@ function forwardLoop(
   whhT: tf.Tensor2D,
   bias: tf.Tensor1D,
   mask: tf.Tensor3D | null,
+  recording: boolean,
 ): { value: tf.Tensor3D; saved: tf.Tensor[] } {
   const [T, B, I] = x.shape;
   const H = spec.hiddenSize;
+  // One large product for the input projection of every step; the loop adds only h W_hh^T.
   const xp = tf.reshape(tf.add(tf.matMul(tf.reshape(x, [T * B, I]), wihT), bias), [T, B, 4 * H]);
-  const xpSteps = tf.unstack(xp);
-  const masks = mask ? tf.unstack(mask) : null;
-  // Saved layout: [x, wihT, whhT, mask?] then PER_STEP tensors for each time index t (not step order).
-  const perStep: tf.Tensor[] = new Array(T * N_PER_STEP);
+  const xpSteps = splitTime(xp);
+  const masks = mask ? splitTime(mask) : null;
+  // Per-step tensors by time index t (not step order), PER_STEP[k] at t * N_PER_STEP + k.
+  const perStep: tf.Tensor[] = recording ? new Array(T * N_PER_STEP) : [];
   const outs: tf.Tensor[] = new Array(T);
   let h: tf.Tensor = h0;
   let c: tf.Tensor = c0;
@@ -98,7 +118,7 @@ function forwardLoop(
     const cNew = tf.add(tf.mul(f, c), tf.mul(i, g));
     const a = activate(spec.activation, cNew);
     const hNew = tf.mul(o, a);
-    perStep.splice(t * N_PER_STEP, N_PER_STEP, h, c, ifo, zg, g, cNew, a);
+    if (recording) perStep.splice(t * N_PER_STEP, N_PER_STEP, h, c, ifo, zg, g, cNew, a);
     if (masks) {
       const m = masks[t];
       outs[t] = tf.mul(hNew, m);
@@ -110,58 +130,71 @@ function forwardLoop(
       c = cNew;
     }
   }
-  const value = tf.concat([tf.stack(outs), tf.expandDims(h, 0), tf.expandDims(c, 0)], 0) as tf.Tensor3D;
-  const saved = [x, wihT, whhT, ...(mask ? [mask] : []), ...perStep];
+  // Concat along rows then one reshape: tf.stack would launch a reshape per step.
+  const value = tf.reshape(tf.concat([...outs, h, c], 0), [T + 2, B, H]) as tf.Tensor3D;
+  // Saved layout: [x, wihT, whhT, mask?, then each PER_STEP quantity stacked over time as [T, B, .]].
+  // One stacked tensor per quantity: saving per-step tensors would clone (a kernel each) per step.
+  const stacked = recording
+    ? PER_STEP.map((_, k) => {
+        const steps = Array.from({ length: T }, (_, t) => perStep[t * N_PER_STEP + k]);
+        return tf.reshape(tf.concat(steps, 0), [T, B, steps[0].shape[1]!]);
+      })
+    : [];
+  const saved = [x, wihT, whhT, ...(mask ? [mask] : []), ...stacked];
   return { value, saved };
 }
 
+/**
+ * Backward through time. Everything that does not depend on the recursion is computed for all steps
+ * at once before the loop (activation derivatives and their products with the saved gate values), so
+ * each step runs only: dh += dy_t; dc += dh * K1_t; dz = [dc, dc, dh, dc] * P_t; dh = dz W_hh;
+ * dc *= f_t  (7 kernels, plus 4 with a mask).
+ */
 function backwardLoop(spec: DirectionSpec, dy: tf.Tensor3D, saved: tf.Tensor[], masked: boolean): tf.Tensor[] {
   const [x, wihT, whhT] = saved as [tf.Tensor3D, tf.Tensor2D, tf.Tensor2D];
   const mask = masked ? (saved[3] as tf.Tensor3D) : null;
   const base = masked ? 4 : 3;
   const [T, B, I] = x.shape;
   const H = spec.hiddenSize;
-  const dyRows = tf.unstack(dy);
-  const masks = mask ? tf.unstack(mask) : null;
-  const whh = tf.transpose(whhT); // [4H, H]: dz @ W_hh without transpose flags (slow path on wasm)
-  let dh: tf.Tensor = dyRows[T];
-  let dc: tf.Tensor = dyRows[T + 1];
+  const [HPrev, CPrev, IFO, ZG, G, C, A] = saved.slice(base, base + N_PER_STEP) as tf.Tensor3D[];
+  // Per-step coefficients, for all steps at once ([T, B, .]).
+  const dIfo = recurrentActivationGrad(spec.recurrentActivation, IFO);
+  const [Ig, Fg, Og] = tf.split(IFO, 3, 2);
+  const dA = activationGrad(spec.activation, C, A);
+  const K1 = dA ? tf.mul(Og, dA) : Og; // d h / d c through h = o * act(c)
+  const dG = activationGrad(spec.activation, ZG, G);
+  // dz = [dc * g, dc * c_prev, dh * a, dc * i * act'(zg)] * [rec'(i), rec'(f), rec'(o), 1]
+  const P = tf.mul(tf.concat([G, CPrev, A, dG ? tf.mul(Ig, dG) : Ig], 2), tf.concat([dIfo, tf.onesLike(G)], 2));
+  const [Ps, K1s, Fs, dys] = [splitTime(P), splitTime(K1), splitTime(Fg), splitTime(dy)];
+  const masks = mask ? splitTime(mask) : null;
+  const whh = tf.transpose(whhT); // [4H, H]: dz W_hh with no transpose flag
+  let dh: tf.Tensor = dys[T];
+  let dc: tf.Tensor = dys[T + 1];
   const dzs: tf.Tensor[] = new Array(T);
-  const hPrevs: tf.Tensor[] = new Array(T);
   for (const t of stepOrder(T, spec.reverse).reverse()) {
-    const [hPrev, cPrev, ifo, zg, g, c, a] = saved.slice(base + t * N_PER_STEP, base + (t + 1) * N_PER_STEP);
-    hPrevs[t] = hPrev;
     const m = masks ? masks[t] : null;
     // h_t = m*hNew + (1-m)*hPrev and out_t = m*hNew, so hNew receives m*(dh + dOut).
-    let dhNew = tf.add(dh, dyRows[t]);
+    let dhNew = tf.add(dh, dys[t]);
     if (m) dhNew = tf.mul(dhNew, m);
-    const [i, f, o] = tf.split(ifo, 3, 1);
-    const dA = activationGrad(spec.activation, c, a);
-    const dhO = tf.mul(dhNew, o);
-    let dcNew = tf.add(m ? tf.mul(dc, m) : dc, dA ? tf.mul(dhO, dA) : dhO);
-    const dzIfo = tf.mul(
-      tf.concat([tf.mul(dcNew, g), tf.mul(dcNew, cPrev), tf.mul(dhNew, a)], 1),
-      recurrentActivationGrad(spec.recurrentActivation, ifo),
-    );
-    const dG = activationGrad(spec.activation, zg, g);
-    const dzg = dG ? tf.mul(tf.mul(dcNew, i), dG) : tf.mul(dcNew, i);
-    const dz = tf.concat([dzIfo, dzg], 1);
+    const dcNew = tf.add(m ? tf.mul(dc, m) : dc, tf.mul(dhNew, K1s[t]));
+    const dz = tf.mul(tf.concat([dcNew, dcNew, dhNew, dcNew], 1), Ps[t]);
     dzs[t] = dz;
     let dhPrev = tf.matMul(dz, whh);
-    let dcPrev = tf.mul(dcNew, f);
+    let dcPrev = tf.mul(dcNew, Fs[t]);
     if (m) {
       const keep = tf.sub(1, m);
       dhPrev = tf.add(dhPrev, tf.mul(dh, keep));
       dcPrev = tf.add(dcPrev, tf.mul(dc, keep));
     }
-    dcNew = dcPrev;
     dh = dhPrev;
-    dc = dcNew;
+    dc = dcPrev;
   }
-  const dZ = tf.reshape(tf.stack(dzs), [T * B, 4 * H]);
+  // The parameter and input gradients: one large product each over all T*B rows.
+  const dZ = tf.concat(dzs, 0) as tf.Tensor2D; // [T*B, 4H], rows in time order
   const dX = tf.reshape(tf.matMul(dZ, tf.transpose(wihT)), [T, B, I]);
-  const dWihT = tf.matMul(tf.reshape(x, [T * B, I]), dZ, true, false);
-  const dWhhT = tf.matMul(tf.reshape(tf.stack(hPrevs), [T * B, H]), dZ, true, false);
-  const dBias = tf.sum(dZ, 0);
+  const dWihT = matMulT(tf.reshape(x, [T * B, I]) as tf.Tensor2D, dZ);
+  const dWhhT = matMulT(tf.reshape(HPrev, [T * B, H]) as tf.Tensor2D, dZ);
+  // A sum over rows as a product with ones: sum over axis 0 is the slow reduction on wasm.
+  const dBias = tf.reshape(tf.matMul(tf.ones([1, T * B]), dZ), [4 * H]);
   return [dX, dh, dc, dWihT, dWhhT, dBias];
 }

@@ -7,6 +7,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-wasm';
 import { ReluLstm } from '../src';
+import { setTimeSplitStrategy } from '../src/time-split';
 import { Fixture, fixtureOptions, loadFixtures, relErr } from './helpers/fixtures';
 
 const fixtures = loadFixtures();
@@ -62,6 +63,23 @@ describe.each(['cpu', 'wasm'])('reference fixtures on %s', (backend) => {
       if (!(e < 1e-4)) throw new Error(`gradient ${k}: relative error ${e} >= 1e-4`);
     }
     expect(lossErr).toBeLessThan(1e-5);
+    expect(tf.memory().numTensors).toBe(before);
+  });
+});
+
+describe('generic-ops path (what GPU backends run): Unpack kernels instead of host-side time splits', () => {
+  beforeAll(async () => {
+    await tf.setBackend('cpu');
+    setTimeSplitStrategy('kernels');
+  });
+  afterAll(() => setTimeSplitStrategy('auto'));
+
+  it.each(fixtures.map((f) => [f.file, f] as const))('%s matches PyTorch', (_file, fx) => {
+    const before = tf.memory().numTensors;
+    const { errors, gradErrors } = run(fx);
+    for (const [k, e] of Object.entries({ ...errors, ...gradErrors })) {
+      if (!(e < 1e-4)) throw new Error(`${k}: relative error ${e} >= 1e-4`);
+    }
     expect(tf.memory().numTensors).toBe(before);
   });
 });
