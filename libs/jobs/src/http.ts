@@ -1,0 +1,121 @@
+/**
+ * Shapes of the REST API's responses (apps/api), shared with the client and the OpenAPI document.
+ * Request bodies are the payload schemas of payloads.ts.
+ */
+import { z } from 'zod';
+import { DatasetMetaSchema, JOB_STATES, JOB_TYPES, JobErrorSchema, ProgressEventSchema, WorkerHeartbeatSchema } from './events';
+import { DEVICES } from './payloads';
+import { ValidationIssueSchema } from './validation';
+
+export const JobLinksSchema = z.strictObject({
+  self: z.string(),
+  events: z.string(),
+  artifacts: z.string(),
+});
+export type JobLinks = z.infer<typeof JobLinksSchema>;
+
+/** 202 of POST /v1/jobs/train and /v1/jobs/infer (200 with the same fields on an idempotent repeat). */
+export const SubmitResponseSchema = z.strictObject({
+  id: z.uuid(),
+  state: z.enum(JOB_STATES),
+  links: JobLinksSchema,
+});
+export type SubmitResponse = z.infer<typeof SubmitResponseSchema>;
+
+/** GET /v1/jobs/:id, and the items of GET /v1/jobs. */
+export const JobViewSchema = z.strictObject({
+  id: z.string(),
+  type: z.enum(JOB_TYPES),
+  state: z.enum(JOB_STATES),
+  queue: z.string(),
+  device: z.enum(DEVICES),
+  createdAt: z.number().int(),
+  startedAt: z.number().int().nullable(),
+  finishedAt: z.number().int().nullable(),
+  /** Attempts started so far (BullMQ's attemptsMade, plus the running one). */
+  attempts: z.number().int(),
+  maxAttempts: z.number().int(),
+  /** Set when a cancel was asked for a running job that has not stopped yet. */
+  cancelRequested: z.boolean(),
+  /** The last metric point. */
+  progress: ProgressEventSchema.nullable(),
+  /** The return value: summary and artifact names for train, outputs and states for infer. */
+  result: z.unknown().nullable(),
+  error: JobErrorSchema.nullable(),
+  links: JobLinksSchema,
+});
+export type JobView = z.infer<typeof JobViewSchema>;
+
+/** GET /v1/jobs: newest first; pass `nextCursor` as `cursor` for the next page (null: no more). */
+export const JobListSchema = z.strictObject({
+  items: z.array(JobViewSchema),
+  nextCursor: z.string().nullable(),
+});
+export type JobList = z.infer<typeof JobListSchema>;
+
+/** 200 of POST /v1/jobs/infer?wait=true when the job ended in time. */
+export const InferWaitResponseSchema = z.strictObject({
+  id: z.string(),
+  state: z.enum(JOB_STATES),
+  result: z.unknown().nullable(),
+  error: JobErrorSchema.nullable(),
+  links: JobLinksSchema,
+});
+export type InferWaitResponse = z.infer<typeof InferWaitResponseSchema>;
+
+/** DELETE /v1/jobs/:id: `cancelled` at once for a queued job, `running` + cancelRequested otherwise. */
+export const CancelResponseSchema = z.strictObject({
+  id: z.string(),
+  state: z.enum(JOB_STATES),
+  cancelRequested: z.boolean(),
+});
+export type CancelResponse = z.infer<typeof CancelResponseSchema>;
+
+export const ArtifactListSchema = z.strictObject({
+  jobId: z.string(),
+  items: z.array(z.strictObject({ name: z.string(), size: z.number().int(), modifiedAt: z.number().int(), url: z.string() })),
+});
+export type ArtifactList = z.infer<typeof ArtifactListSchema>;
+
+export const DatasetViewSchema = DatasetMetaSchema.omit({ tenant: true });
+export type DatasetView = z.infer<typeof DatasetViewSchema>;
+
+export const WorkerListSchema = z.strictObject({
+  items: z.array(WorkerHeartbeatSchema),
+});
+export type WorkerList = z.infer<typeof WorkerListSchema>;
+
+export const HealthSchema = z.strictObject({
+  status: z.enum(['ok', 'unavailable']),
+  redis: z.enum(['up', 'down']),
+});
+
+/** Codes of API error bodies. */
+export const API_ERROR_CODES = [
+  'invalid_request',
+  'invalid_json',
+  'payload_too_large',
+  'unsupported_media_type',
+  'not_found',
+  'conflict',
+  'idempotency_key_reused',
+  'not_cancellable',
+  'unavailable',
+  'internal',
+] as const;
+
+/** Every 4xx/5xx body. `issues` lists each bad field of a 400. Never a stack trace. */
+export const ErrorBodySchema = z.strictObject({
+  error: z.strictObject({
+    code: z.enum(API_ERROR_CODES),
+    message: z.string(),
+    issues: z.array(ValidationIssueSchema).optional(),
+  }),
+});
+export type ApiErrorCode = (typeof API_ERROR_CODES)[number];
+export type ErrorBody = z.infer<typeof ErrorBodySchema>;
+
+/** Header carrying the idempotency key of a submission. */
+export const IDEMPOTENCY_HEADER = 'idempotency-key';
+/** How long an idempotency key is remembered. */
+export const IDEMPOTENCY_TTL_SEC = 24 * 3600;

@@ -1,0 +1,17 @@
+/**
+ * @relu-lstm/jobs: the contract between the api, the worker and the client. See README.md beside
+ * this package for what each process must honour.
+ */
+export * from './limits';
+export * from './tensors';
+export * from './payloads';
+export * from './events';
+export * from './queues';
+export * from './keys';
+export * from './validation';
+export * from './http';
+export * from './artifacts';
+export * from './datasets';
+export * from './event-stream';
+export * from './worker-contract';
+export * from './producer';

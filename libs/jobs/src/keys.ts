@@ -1,0 +1,67 @@
+/**
+ * Every Redis key and channel the runner uses besides BullMQ's own, in one place. All live under the
+ * queue prefix, next to BullMQ's `<prefix>:<queue>:...` keys; the second segments used here (`job`,
+ * `jobs`, `idem`, `dataset`, `datasets`, `worker`, `workers`, `cancel`) are never queue names.
+ *
+ * | key                                   | type   | written by          | holds                                  |
+ * |---------------------------------------|--------|---------------------|----------------------------------------|
+ * | `<p>:job:<id>`                        | string | producer            | `JobMeta` JSON (type, queue, tenant)   |
+ * | `<p>:job:<id>:events`                 | stream | producer, worker    | the job's full event history           |
+ * | `<p>:job:<id>:cancel`                 | string | api (DELETE)        | `CancelRequest` JSON                   |
+ * | `<p>:job:<id>:checkpoint`             | string | worker              | `CheckpointPointer` JSON (optional)    |
+ * | `<p>:jobs:<tenant>`                   | zset   | producer            | job ids by creation time (listing)     |
+ * | `<p>:idem:<tenant>:<sha256(key)>`     | string | api                 | `{ id, type, bodyHash }`, TTL 24 h     |
+ * | `<p>:dataset:<id>`                    | string | api                 | `DatasetMeta` JSON                     |
+ * | `<p>:datasets:<tenant>`               | zset   | api                 | dataset ids by creation time           |
+ * | `<p>:worker:<workerId>`               | string | worker              | `WorkerHeartbeat` JSON, TTL 15 s       |
+ * | `<p>:workers`                         | zset   | worker              | worker ids scored by heartbeat expiry  |
+ * | channel `<p>:cancel`                  | pubsub | api (DELETE)        | message: the job id to cancel          |
+ */
+import { createHash } from 'node:crypto';
+import { QUEUE_PREFIX_PATTERN } from './queues';
+
+/** Ids that may appear in a key or as a file name: UUIDs, worker ids like `host-pid-xyz`, tenants. */
+export const SAFE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+export function assertSafeId(what: string, id: string): void {
+  if (!SAFE_ID.test(id)) throw new Error(`${what}: expected an id of letters, digits, '.', '-' and '_', got ${JSON.stringify(id)}`);
+}
+
+export interface RedisKeys {
+  readonly prefix: string;
+  jobMeta(id: string): string;
+  events(id: string): string;
+  cancel(id: string): string;
+  checkpoint(id: string): string;
+  jobIndex(tenant: string): string;
+  idempotency(tenant: string, key: string): string;
+  dataset(id: string): string;
+  datasetIndex(tenant: string): string;
+  worker(workerId: string): string;
+  workers(): string;
+  cancelChannel(): string;
+}
+
+export function redisKeys(prefix: string): RedisKeys {
+  if (!QUEUE_PREFIX_PATTERN.test(prefix)) {
+    throw new Error(`queue prefix: expected ${QUEUE_PREFIX_PATTERN}, got ${JSON.stringify(prefix)}`);
+  }
+  const id = (what: string, v: string) => {
+    assertSafeId(what, v);
+    return v;
+  };
+  return {
+    prefix,
+    jobMeta: (j) => `${prefix}:job:${id('job id', j)}`,
+    events: (j) => `${prefix}:job:${id('job id', j)}:events`,
+    cancel: (j) => `${prefix}:job:${id('job id', j)}:cancel`,
+    checkpoint: (j) => `${prefix}:job:${id('job id', j)}:checkpoint`,
+    jobIndex: (t) => `${prefix}:jobs:${id('tenant', t)}`,
+    idempotency: (t, key) => `${prefix}:idem:${id('tenant', t)}:${createHash('sha256').update(key).digest('hex')}`,
+    dataset: (d) => `${prefix}:dataset:${id('dataset id', d)}`,
+    datasetIndex: (t) => `${prefix}:datasets:${id('tenant', t)}`,
+    worker: (w) => `${prefix}:worker:${id('worker id', w)}`,
+    workers: () => `${prefix}:workers`,
+    cancelChannel: () => `${prefix}:cancel`,
+  };
+}

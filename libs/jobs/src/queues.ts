@@ -1,0 +1,110 @@
+/**
+ * Queues and routing. There are three BullMQ queues per prefix, named by the device they serve:
+ *
+ *   device 'gpu' -> queue `gpu`  consumed only by GPU-backed workers
+ *   device 'cpu' -> queue `cpu`  consumed only by CPU workers (tfjs-node, wasm or cpu backend)
+ *   device 'any' -> queue `any`  consumed by every worker
+ *
+ * Both job types share the queues; the BullMQ job name is the job type (`train` | `infer`), the
+ * BullMQ job id is the public job id (a random UUID), and the BullMQ `prefix` option is the
+ * configured queue prefix (`QUEUE_PREFIX`, default `relu-lstm`), so a queue's Redis keys are
+ * `<prefix>:<queue>:...`. The job data is a `JobData` envelope (type, tenant, payload).
+ *
+ * `planJob` is the one place that decides a job's queue, name, data and BullMQ options; the api and
+ * the client's QueueClient both call it, and the worker never re-derives any of it.
+ */
+import { randomUUID } from 'node:crypto';
+import type { JobMeta, JobType } from './events';
+import type { Device, InferPayload, TrainPayload } from './payloads';
+
+export const QUEUE_NAMES = ['gpu', 'cpu', 'any'] as const;
+export type QueueName = (typeof QUEUE_NAMES)[number];
+
+export const DEFAULT_QUEUE_PREFIX = 'relu-lstm';
+
+/** A prefix is one Redis key segment: no ':' inside, no spaces. */
+export const QUEUE_PREFIX_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$/;
+
+export function queueForDevice(device: Device): QueueName {
+  return device;
+}
+
+/** Queues a worker consumes: GPU-backed workers take `gpu` and `any`, the others `cpu` and `any`. */
+export function queuesForWorker(worker: { gpu: boolean }): QueueName[] {
+  return worker.gpu ? ['gpu', 'any'] : ['cpu', 'any'];
+}
+
+/** The tenant of every job while the api has no keys configured (issue 5 adds real tenants). */
+export const DEFAULT_TENANT = 'default';
+
+/** The data of every BullMQ job: the validated payload (defaults filled) and who asked for it. */
+export type JobData =
+  | { type: 'train'; tenant: string; payload: TrainPayload }
+  | { type: 'infer'; tenant: string; payload: InferPayload };
+
+export type PayloadOf<T extends JobType> = Extract<JobData, { type: T }>['payload'];
+
+/** Retry and retention policy of jobs, by type. Defaults below; the api's config may override. */
+export interface JobPolicy {
+  attempts: Record<JobType, number>;
+  /** Exponential backoff base delay between attempts. */
+  backoffMs: number;
+  /** Completed jobs are kept this long (and at most `keepCompletedCount` of them per queue). */
+  keepCompletedSec: number;
+  keepCompletedCount: number;
+  keepFailedSec: number;
+}
+
+export const DEFAULT_JOB_POLICY: Readonly<JobPolicy> = Object.freeze({
+  attempts: { train: 3, infer: 2 },
+  backoffMs: 5_000,
+  keepCompletedSec: 7 * 24 * 3600,
+  keepCompletedCount: 10_000,
+  keepFailedSec: 30 * 24 * 3600,
+});
+
+/** BullMQ `JobsOptions` subset that `planJob` sets (structurally compatible with bullmq's type). */
+export interface PlannedJobOptions {
+  jobId: string;
+  attempts: number;
+  backoff: { type: 'exponential'; delay: number };
+  removeOnComplete: { age: number; count: number };
+  removeOnFail: { age: number };
+}
+
+export interface PlannedJob<T extends JobType = JobType> {
+  id: string;
+  queue: QueueName;
+  /** BullMQ job name. */
+  name: T;
+  data: Extract<JobData, { type: T }>;
+  opts: PlannedJobOptions;
+  meta: JobMeta;
+}
+
+/** Decides everything about a new job from its validated payload. */
+export function planJob<T extends JobType>(
+  type: T,
+  payload: PayloadOf<T>,
+  options: { tenant?: string; id?: string; now?: number; policy?: JobPolicy } = {},
+): PlannedJob<T> {
+  const id = options.id ?? randomUUID();
+  const tenant = options.tenant ?? DEFAULT_TENANT;
+  const policy = options.policy ?? DEFAULT_JOB_POLICY;
+  const device = payload.device;
+  const queue = queueForDevice(device);
+  return {
+    id,
+    queue,
+    name: type,
+    data: { type, tenant, payload } as Extract<JobData, { type: T }>,
+    opts: {
+      jobId: id,
+      attempts: policy.attempts[type],
+      backoff: { type: 'exponential', delay: policy.backoffMs },
+      removeOnComplete: { age: policy.keepCompletedSec, count: policy.keepCompletedCount },
+      removeOnFail: { age: policy.keepFailedSec },
+    },
+    meta: { id, type, queue, device, tenant, createdAt: options.now ?? Date.now() },
+  };
+}
