@@ -9,5 +9,6 @@ export * from './tensor-like';
 export * from './activations';
 export { ReluLstm } from './relu-lstm';
 export type { LstmState, ForwardOptions, ForwardResult } from './relu-lstm';
+export * from './backend';
 export * from './safetensors';
 export * from './keras-weights';
