@@ -1,0 +1,412 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { clipByGlobalNorm, globalNorm } from './clip';
+import { FitData, PreparedData, disposeBatch, makeBatch, prepareData } from './dataset';
+import { DivergenceError, LstmConfigError, TrainingAbortedError } from './errors';
+import { LossName, checkLossName, computeLoss } from './losses';
+import { OptimizerConfig, ResolvedOptimizerConfig, createOptimizer, disposeOptimizer, readOptimizerSlots, resolveOptimizerConfig, writeOptimizerSlots } from './optimizers';
+import { Rng, RngState } from './rng';
+import { SequenceModel } from './sequence-model';
+import { EpochRecord, FORMAT, FitPosition, FitSettings, TrainingState, VERSION, readWeights, validated } from './training-state';
+
+export interface FitOptions {
+  /** Total number of epochs of the run (a resumed run continues up to it, as Keras's initialEpoch does). */
+  epochs: number;
+  batchSize: number;
+  optimizer: OptimizerConfig;
+  loss: LossName;
+  /** Clip the gradients to this global norm (`clip.ts`). Default: no clipping. */
+  clipNorm?: number;
+  /**
+   * Fraction of the samples held out for validation: the LAST ones, before any shuffling, as Keras's
+   * `validation_split` takes them (train on the first floor(N * (1 - split))). Default 0.
+   */
+  validationSplit?: number;
+  /** Seed of the shuffle generator. (The weights' and dropout's seed is the model's.) */
+  seed: number;
+  /** Shuffle the training samples every epoch (seeded). Default true. */
+  shuffle?: boolean;
+  /** Checked before every batch (and validation batch); when aborted, fit throws `TrainingAbortedError`. */
+  signal?: AbortSignal;
+  /** Awaited; see `FitProgress` for when it is called. */
+  onProgress?: (p: FitProgress) => void | Promise<void>;
+  /** Also report every this many optimizer steps within an epoch. Default: only at the end of epochs. */
+  progressEvery?: number;
+  /** Awaited with a resumable state every `checkpointEvery` epochs (at epoch ends). */
+  onCheckpoint?: (state: TrainingState) => void | Promise<void>;
+  /** Default 1. */
+  checkpointEvery?: number;
+  /**
+   * When aborted, first hand `onCheckpoint` a state taken between the two batches (mid-epoch),
+   * then throw. Default false.
+   */
+  checkpointOnAbort?: boolean;
+  /** Continue a run from a state `onCheckpoint` received (or one decoded from bytes or JSON). */
+  resumeFrom?: TrainingState;
+}
+
+/**
+ * Progress of a run. Reported at the end of every epoch (`valLoss` set when there is a validation
+ * split) and, with `progressEvery`, every that many steps within an epoch (`valLoss` null).
+ */
+export interface FitProgress {
+  /** 0-based epoch. */
+  epoch: number;
+  /** Optimizer steps done since the start of the run (1 after the first batch). */
+  step: number;
+  /** Batches of this epoch done, out of `stepsPerEpoch`. */
+  stepInEpoch: number;
+  stepsPerEpoch: number;
+  /** Mean training loss of this epoch so far (the epoch's mean at its end). */
+  loss: number;
+  valLoss: number | null;
+  /** Mean global gradient norm (before clipping) of this epoch so far. */
+  gradNorm: number;
+  /** Training samples per second since the previous report (validation time excluded). */
+  samplesPerSec: number;
+}
+
+export interface FitResult {
+  /** Epochs completed (including those before a resume). */
+  epochs: number;
+  /** Optimizer steps done (including those before a resume). */
+  steps: number;
+  /** The last epoch's mean training loss and validation loss. */
+  loss: number | null;
+  valLoss: number | null;
+  history: EpochRecord[];
+}
+
+interface ResolvedFitOptions {
+  epochs: number;
+  batchSize: number;
+  optimizer: ResolvedOptimizerConfig;
+  loss: LossName;
+  clipNorm: number | null;
+  validationSplit: number;
+  seed: number;
+  shuffle: boolean;
+  signal: AbortSignal | null;
+  onProgress: FitOptions['onProgress'] | null;
+  progressEvery: number | null;
+  onCheckpoint: FitOptions['onCheckpoint'] | null;
+  checkpointEvery: number;
+  checkpointOnAbort: boolean;
+  resumeFrom: TrainingState | null;
+}
+
+const OPTION_NAMES = [
+  'epochs', 'batchSize', 'optimizer', 'loss', 'clipNorm', 'validationSplit', 'seed', 'shuffle', 'signal',
+  'onProgress', 'progressEvery', 'onCheckpoint', 'checkpointEvery', 'checkpointOnAbort', 'resumeFrom',
+];
+
+/**
+ * Trains `model` on batch-first data (see `FitData`) with minibatch gradient descent.
+ *
+ * Every step: a forward pass in training mode (dropout on), the loss, gradients of every parameter,
+ * the global gradient norm (and clipping), one read of loss and norm back from the device, a check
+ * that both are finite, then the update. A non-finite loss or norm throws `DivergenceError(epoch,
+ * step, quantity, value)` before the update, so the weights keep their last finite values; `step` is
+ * the 0-based global index of the failing step (the number of steps done before it). A non-finite
+ * validation loss throws it too (quantity 'loss', `step` the number of steps done).
+ *
+ * Between two batches fit awaits a macrotask (setImmediate), so timers and I/O on the same event loop
+ * (BullMQ's lock renewal) keep running, and checks `signal`: when aborted it throws
+ * `TrainingAbortedError(epoch, step)` (the epoch in progress and the number of steps done), leaving
+ * the model with the weights of the last completed step. Aborting is an exception rather than a
+ * status so that no caller can mistake a stopped run for a finished one; pass `checkpointOnAbort` to
+ * get a state to resume from first.
+ *
+ * Everything is validated before the first step; a bad option throws `LstmConfigError`, bad data
+ * `LstmInputError`, each naming the field, what was expected and what came. fit creates (and
+ * disposes) its own optimizer; it leaves no tensor behind except the model's updated variables.
+ */
+export async function fit(model: SequenceModel, data: FitData, options: FitOptions): Promise<FitResult> {
+  const opts = resolveFitOptions(options);
+  const cfg = model.config;
+  if (opts.loss === 'softmaxCrossEntropy' && cfg.outputSize < 2) {
+    throw new LstmConfigError('loss', "'mse' for a model with outputSize 1 (softmaxCrossEntropy needs at least 2 classes)", opts.loss);
+  }
+  const prepared = await prepareData(data, cfg, opts.loss);
+  const nTrain = Math.floor(prepared.n * (1 - opts.validationSplit));
+  const nVal = prepared.n - nTrain;
+  // With Keras's rounding, a split > 0 always leaves at least one validation sample.
+  if (nTrain < 1) throw new LstmConfigError('validationSplit', `a split leaving at least one of the ${prepared.n} samples for training`, opts.validationSplit);
+  const settings: FitSettings = {
+    loss: opts.loss,
+    batchSize: opts.batchSize,
+    clipNorm: opts.clipNorm,
+    validationSplit: opts.validationSplit,
+    shuffle: opts.shuffle,
+    seed: opts.seed,
+    numSamples: prepared.n,
+  };
+  if (opts.resumeFrom) checkResumable(opts.resumeFrom, model, settings, opts.optimizer);
+
+  const params = [...model.parameters()];
+  const paramNames = params.map(([name]) => name);
+  const vars = params.map(([, v]) => v);
+  const manyToMany = cfg.head === 'manyToMany';
+  const stepsPerEpoch = Math.ceil(nTrain / opts.batchSize);
+  const optimizer = createOptimizer(opts.optimizer);
+  try {
+    let shuffleRng = new Rng(opts.seed);
+    let pos: FitPosition = freshPosition(0, 0);
+    let history: EpochRecord[] = [];
+    if (opts.resumeFrom) {
+      const s = opts.resumeFrom;
+      model.loadStateDict(s.weights);
+      model.setDropoutRngState(s.rng.dropout);
+      await writeOptimizerSlots(optimizer, s.optimizer);
+      shuffleRng = new Rng(s.rng.shuffle);
+      pos = { ...s.progress, permutation: s.progress.permutation?.slice() ?? null };
+      history = s.history.map((h) => ({ ...h }));
+    }
+
+    const capture = async (): Promise<TrainingState> => ({
+      format: FORMAT,
+      version: VERSION,
+      model: JSON.parse(JSON.stringify(cfg)),
+      weights: await readWeights(model),
+      optimizer: { config: { ...opts.optimizer }, ...(await readOptimizerSlots(optimizer, vars.map((v) => v.name), paramNames)) },
+      settings: { ...settings },
+      progress: { ...pos, permutation: pos.permutation?.slice() ?? null },
+      rng: { shuffle: uint32(shuffleRng.state()), dropout: uint32(model.dropoutRngState()) },
+      history: history.map((h) => ({ ...h })),
+    });
+    const stopIfAborted = async () => {
+      if (!opts.signal?.aborted) return;
+      if (opts.checkpointOnAbort && opts.onCheckpoint) await opts.onCheckpoint(await capture());
+      throw new TrainingAbortedError(pos.epoch, pos.globalStep);
+    };
+
+    let reportSamples = 0;
+    let reportSeconds = 0;
+    const report = async (valLoss: number | null) => {
+      const p: FitProgress = {
+        epoch: pos.epoch,
+        step: pos.globalStep,
+        stepInEpoch: pos.stepInEpoch,
+        stepsPerEpoch,
+        loss: pos.epochPositions > 0 ? pos.epochLossSum / pos.epochPositions : NaN,
+        valLoss,
+        gradNorm: pos.stepInEpoch > 0 ? pos.epochGradNormSum / pos.stepInEpoch : NaN,
+        samplesPerSec: reportSeconds > 0 ? reportSamples / reportSeconds : 0,
+      };
+      reportSamples = 0;
+      reportSeconds = 0;
+      await opts.onProgress?.(p);
+    };
+
+    while (pos.epoch < opts.epochs) {
+      if (pos.permutation === null) {
+        pos.permutation = opts.shuffle ? shuffleRng.permutation(nTrain) : Array.from({ length: nTrain }, (_, i) => i);
+      }
+      const perm = pos.permutation;
+      while (pos.stepInEpoch < stepsPerEpoch) {
+        await stopIfAborted();
+        const started = now();
+        const indices = perm.slice(pos.stepInEpoch * opts.batchSize, (pos.stepInEpoch + 1) * opts.batchSize);
+        const { loss, gradNorm, positions } = await trainStep(model, optimizer, vars, prepared, indices, opts, pos);
+        const seconds = (now() - started) / 1000;
+        pos.stepInEpoch++;
+        pos.globalStep++;
+        pos.epochLossSum += loss * positions;
+        pos.epochPositions += positions;
+        pos.epochGradNormSum += gradNorm;
+        pos.epochSeconds += seconds;
+        reportSamples += indices.length;
+        reportSeconds += seconds;
+        if (opts.progressEvery && pos.stepInEpoch < stepsPerEpoch && pos.globalStep % opts.progressEvery === 0) await report(null);
+        await tick();
+      }
+
+      const valStarted = now();
+      const valLoss = nVal > 0 ? await evaluate(model, prepared, nTrain, opts, stopIfAborted, pos) : null;
+      pos.epochSeconds += (now() - valStarted) / 1000;
+      history.push({
+        epoch: pos.epoch,
+        loss: pos.epochLossSum / pos.epochPositions,
+        valLoss,
+        gradNorm: pos.epochGradNormSum / pos.stepInEpoch,
+        steps: pos.stepInEpoch,
+        seconds: pos.epochSeconds,
+      });
+      await report(valLoss);
+      pos = freshPosition(pos.epoch + 1, pos.globalStep);
+      if (opts.onCheckpoint && pos.epoch % opts.checkpointEvery === 0) await opts.onCheckpoint(await capture());
+    }
+    const last = history[history.length - 1];
+    return { epochs: history.length, steps: pos.globalStep, loss: last?.loss ?? null, valLoss: last?.valLoss ?? null, history };
+  } finally {
+    disposeOptimizer(optimizer);
+  }
+}
+
+/** One optimizer step on the samples `indices`; returns the batch loss, pre-clip norm and positions. */
+async function trainStep(
+  model: SequenceModel,
+  optimizer: tf.Optimizer,
+  vars: tf.Variable[],
+  d: PreparedData,
+  indices: number[],
+  opts: ResolvedFitOptions,
+  pos: FitPosition,
+): Promise<{ loss: number; gradNorm: number; positions: number }> {
+  const batch = makeBatch(d, indices, model.config.head === 'manyToMany');
+  let grads: tf.Tensor[] = [];
+  let value: tf.Scalar | null = null;
+  let norm: tf.Scalar | null = null;
+  try {
+    const out = tf.variableGrads(() => batchLoss(model, batch, opts.loss, true), vars);
+    value = out.value;
+    grads = vars.map((v) => out.grads[v.name] ?? tf.zerosLike(v));
+    if (opts.clipNorm !== null) {
+      const clipped = clipByGlobalNorm(grads, opts.clipNorm);
+      tf.dispose(grads);
+      grads = clipped.clipped;
+      norm = clipped.norm;
+    } else {
+      norm = globalNorm(grads);
+    }
+    const both = tf.stack([value, norm]);
+    const [loss, gradNorm] = await both.data();
+    both.dispose();
+    if (!Number.isFinite(loss)) throw new DivergenceError(pos.epoch, pos.globalStep, 'loss', loss);
+    if (!Number.isFinite(gradNorm)) throw new DivergenceError(pos.epoch, pos.globalStep, 'gradient', gradNorm);
+    optimizer.applyGradients(vars.map((v, i) => ({ name: v.name, tensor: grads[i] })));
+    return { loss, gradNorm, positions: positionsOf(d, indices, model.config.head === 'manyToMany') };
+  } finally {
+    tf.dispose(grads);
+    value?.dispose();
+    norm?.dispose();
+    disposeBatch(batch);
+  }
+}
+
+/** The loss of the model on a batch-first batch, whatever the model's layout. */
+function batchLoss(model: SequenceModel, batch: ReturnType<typeof makeBatch>, loss: LossName, training: boolean): tf.Scalar {
+  const batchFirst = model.config.lstm.batchFirst;
+  const x = batchFirst ? batch.x : (tf.transpose(batch.x, [1, 0, 2]) as tf.Tensor3D);
+  const { y, hN, cN } = model.predict(x, undefined, { training, lengths: batch.lengths, checkFinite: false });
+  hN.dispose();
+  cN.dispose();
+  const pred = model.config.head === 'manyToMany' && !batchFirst ? tf.transpose(y, [1, 0, 2]) : y;
+  return computeLoss(loss, pred, batch.y, batch.mask ?? undefined);
+}
+
+/** Validation loss over samples nTrain..n-1, in batches, weighted by positions (exact mean). */
+async function evaluate(
+  model: SequenceModel,
+  d: PreparedData,
+  nTrain: number,
+  opts: ResolvedFitOptions,
+  stopIfAborted: () => Promise<void>,
+  pos: FitPosition,
+): Promise<number> {
+  const manyToMany = model.config.head === 'manyToMany';
+  let sum = 0;
+  let weight = 0;
+  for (let start = nTrain; start < d.n; start += opts.batchSize) {
+    await stopIfAborted();
+    const indices = Array.from({ length: Math.min(opts.batchSize, d.n - start) }, (_, i) => start + i);
+    const batch = makeBatch(d, indices, manyToMany);
+    try {
+      const t = tf.tidy(() => batchLoss(model, batch, opts.loss, false));
+      const v = (await t.data())[0];
+      t.dispose();
+      if (!Number.isFinite(v)) throw new DivergenceError(pos.epoch, pos.globalStep, 'loss', v);
+      const w = positionsOf(d, indices, manyToMany);
+      sum += v * w;
+      weight += w;
+    } finally {
+      disposeBatch(batch);
+    }
+    await tick();
+  }
+  return sum / weight;
+}
+
+/** Positions a batch's mean loss averages over: valid steps (many-to-many) or sequences. */
+function positionsOf(d: PreparedData, indices: number[], manyToMany: boolean): number {
+  if (!manyToMany) return indices.length;
+  if (!d.lengths) return indices.length * d.seqLen;
+  return indices.reduce((acc, i) => acc + d.lengths![i], 0);
+}
+
+function freshPosition(epoch: number, globalStep: number): FitPosition {
+  return { epoch, stepInEpoch: 0, globalStep, permutation: null, epochLossSum: 0, epochPositions: 0, epochGradNormSum: 0, epochSeconds: 0 };
+}
+
+function checkResumable(state: TrainingState, model: SequenceModel, settings: FitSettings, optimizer: ResolvedOptimizerConfig): void {
+  validated(state);
+  const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
+  if (!same(state.model, model.config)) {
+    throw new LstmConfigError('model', `a model with the checkpoint's config ${JSON.stringify(state.model)}`, model.config);
+  }
+  for (const key of Object.keys(settings) as Array<keyof FitSettings>) {
+    if (!same(state.settings[key], settings[key])) {
+      const field = key === 'numSamples' ? 'data' : key;
+      throw new LstmConfigError(field, `${JSON.stringify(state.settings[key])}${key === 'numSamples' ? ' samples' : ''}, as in the checkpoint resumed from`, settings[key]);
+    }
+  }
+  if (!same(state.optimizer.config, optimizer)) {
+    throw new LstmConfigError('optimizer', `${JSON.stringify(state.optimizer.config)}, as in the checkpoint resumed from`, optimizer);
+  }
+  if (state.progress.permutation !== null) {
+    const nTrain = Math.floor(settings.numSamples * (1 - settings.validationSplit));
+    const p = state.progress.permutation;
+    const seen = new Set(p);
+    if (p.length !== nTrain || seen.size !== nTrain || p.some((i) => i >= nTrain)) {
+      throw new LstmConfigError('resumeFrom.progress.permutation', `a permutation of 0..${nTrain - 1}`, p);
+    }
+  }
+}
+
+function resolveFitOptions(options: FitOptions): ResolvedFitOptions {
+  if (options === null || typeof options !== 'object') throw new LstmConfigError('options', 'an object', options);
+  for (const key of Object.keys(options)) {
+    if (!OPTION_NAMES.includes(key)) throw new LstmConfigError(key, `one of the fit options ${OPTION_NAMES.join(', ')}`, key);
+  }
+  const posInt = (field: keyof FitOptions, v: unknown) => {
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw new LstmConfigError(field, 'a positive integer', v);
+    return v;
+  };
+  const optional = <T>(field: keyof FitOptions, v: T | undefined, check: (v: unknown) => boolean, expected: string): T | null => {
+    if (v === undefined || v === null) return null;
+    if (!check(v)) throw new LstmConfigError(field, expected, v);
+    return v;
+  };
+  const isFn = (v: unknown) => typeof v === 'function';
+  if (typeof options.seed !== 'number' || !Number.isInteger(options.seed)) throw new LstmConfigError('seed', 'an integer', options.seed);
+  const split = options.validationSplit ?? 0;
+  if (typeof split !== 'number' || !(split >= 0 && split < 1)) throw new LstmConfigError('validationSplit', 'a number in [0, 1)', split);
+  return {
+    epochs: posInt('epochs', options.epochs),
+    batchSize: posInt('batchSize', options.batchSize),
+    optimizer: resolveOptimizerConfig(options.optimizer),
+    loss: checkLossName(options.loss),
+    clipNorm: optional('clipNorm', options.clipNorm, (v) => typeof v === 'number' && Number.isFinite(v) && v > 0, 'a finite number > 0'),
+    validationSplit: split,
+    seed: options.seed,
+    shuffle: optional('shuffle', options.shuffle, (v) => typeof v === 'boolean', 'a boolean') ?? true,
+    signal: optional('signal', options.signal, (v) => typeof v === 'object' && v !== null && typeof (v as AbortSignal).aborted === 'boolean', 'an AbortSignal'),
+    onProgress: optional('onProgress', options.onProgress, isFn, 'a function'),
+    progressEvery: options.progressEvery === undefined ? null : posInt('progressEvery', options.progressEvery),
+    onCheckpoint: optional('onCheckpoint', options.onCheckpoint, isFn, 'a function'),
+    checkpointEvery: options.checkpointEvery === undefined ? 1 : posInt('checkpointEvery', options.checkpointEvery),
+    checkpointOnAbort: optional('checkpointOnAbort', options.checkpointOnAbort, (v) => typeof v === 'boolean', 'a boolean') ?? false,
+    resumeFrom: optional('resumeFrom', options.resumeFrom, (v) => typeof v === 'object', 'a TrainingState'),
+  };
+}
+
+const now = () => performance.now();
+
+/** Generator words as unsigned integers (sfc32 keeps some as signed int32; both mean the same state). */
+function uint32(state: RngState): RngState {
+  return state.map((w) => w >>> 0) as RngState;
+}
+
+/** Resolves on the next macrotask turn, after pending I/O and timers (setImmediate on Node). */
+function tick(): Promise<void> {
+  return new Promise((resolve) => (typeof setImmediate === 'function' ? setImmediate(resolve) : setTimeout(resolve, 0)));
+}
