@@ -1,0 +1,173 @@
+/**
+ * Parent side of the engine (see protocol.ts): forks `engine/main.js`, waits for its backend, sends
+ * one run at a time and hands every message of the run to the caller. If the engine dies, the run in
+ * flight fails with `EngineCrashedError` and the next run forks a new engine.
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import * as path from 'node:path';
+import { Inject, Injectable, Logger } from '@nestjs/common';
+import { WORKER_CONFIG, type WorkerConfig } from '../config';
+import { isTerminal, type BackendSummary, type FromEngine, type RunMessage, type RunRequest, type TerminalMessage, type ToEngine } from './protocol';
+
+export class EngineCrashedError extends Error {
+  constructor(readonly exit: string) {
+    super(`the engine process exited (${exit}) during the run`);
+    this.name = 'EngineCrashedError';
+  }
+}
+
+export class EngineStartError extends Error {
+  constructor(
+    message: string,
+    readonly code: string = 'internal',
+  ) {
+    super(message);
+    this.name = 'EngineStartError';
+  }
+}
+
+interface InFlight {
+  runId: string;
+  onMessage: (m: RunMessage) => void;
+  resolve: (m: TerminalMessage) => void;
+  reject: (e: Error) => void;
+}
+
+@Injectable()
+export class EngineClient {
+  private readonly log = new Logger('Engine');
+  private child: ChildProcess | null = null;
+  private starting: Promise<BackendSummary> | null = null;
+  private backendInfo: BackendSummary | null = null;
+  private inFlight: InFlight | null = null;
+  private closing = false;
+
+  constructor(@Inject(WORKER_CONFIG) private readonly config: WorkerConfig) {}
+
+  /** What the engine runs on; null before the first start. */
+  get backend(): BackendSummary | null {
+    return this.backendInfo;
+  }
+
+  get pid(): number | null {
+    return this.child?.pid ?? null;
+  }
+
+  /** Forks the engine if none is running and waits for its backend. */
+  start(): Promise<BackendSummary> {
+    if (this.closing) return Promise.reject(new EngineStartError('the worker is shutting down'));
+    if (this.child !== null && this.starting === null && this.backendInfo !== null) return Promise.resolve(this.backendInfo);
+    this.starting ??= this.spawn().finally(() => {
+      this.starting = null;
+    });
+    return this.starting;
+  }
+
+  private spawn(): Promise<BackendSummary> {
+    return new Promise<BackendSummary>((resolve, reject) => {
+      const child = fork(path.join(__dirname, 'main.js'), [], {
+        serialization: 'advanced',
+        stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+        execArgv: process.execArgv.filter((a) => !a.startsWith('--inspect')),
+      });
+      this.child = child;
+      let ready = false;
+      const timer = setTimeout(() => {
+        if (ready) return;
+        child.kill('SIGKILL');
+        reject(new EngineStartError(`the engine did not initialise its backend within ${this.config.engineStartTimeoutMs} ms`));
+      }, this.config.engineStartTimeoutMs);
+      child.on('message', (m: FromEngine) => {
+        if (m.kind === 'ready') {
+          ready = true;
+          clearTimeout(timer);
+          this.backendInfo = m.backend;
+          this.log.log(`engine pid ${m.pid} ready: backend ${m.backend.backend}${m.backend.gpu ? ' (GPU)' : ''}, ${m.backend.device}`);
+          resolve(m.backend);
+        } else if (m.kind === 'fatal') {
+          clearTimeout(timer);
+          reject(new EngineStartError(`the engine could not start: ${m.error.message}`, m.error.code));
+        } else {
+          this.dispatch(m);
+        }
+      });
+      child.on('error', (err) => this.log.error(`engine process error: ${err.message}`));
+      child.on('exit', (code, signal) => {
+        clearTimeout(timer);
+        if (this.child === child) this.child = null;
+        const how = signal ?? `code ${code}`;
+        if (!ready) reject(new EngineStartError(`the engine exited (${how}) before it was ready`));
+        else if (!this.closing) this.log.warn(`engine pid ${child.pid} exited (${how})`);
+        const run = this.inFlight;
+        if (run) {
+          this.inFlight = null;
+          run.reject(new EngineCrashedError(how));
+        }
+      });
+      this.post({ kind: 'init', init: { artifactDir: this.config.artifactDir, datasetDir: this.config.datasetDir, backend: this.config.backend, modelCacheSize: this.config.modelCacheSize } });
+    });
+  }
+
+  /**
+   * Runs one request; `onMessage` gets every non-terminal message of it (started, progress,
+   * checkpoint, log) in order. Resolves with the terminal message; rejects if the engine dies.
+   */
+  async run(req: RunRequest, onMessage: (m: RunMessage) => void): Promise<TerminalMessage> {
+    if (this.inFlight) throw new Error(`engine busy with run ${this.inFlight.runId}`);
+    await this.start();
+    if (!this.child?.connected) throw new EngineCrashedError('not connected');
+    return new Promise<TerminalMessage>((resolve, reject) => {
+      this.inFlight = { runId: req.runId, onMessage, resolve, reject };
+      this.post(req);
+    });
+  }
+
+  /** Asks the run to stop at its next batch boundary (with a checkpoint first when `checkpoint`). */
+  stop(runId: string, checkpoint: boolean): void {
+    if (this.inFlight?.runId === runId) this.post({ kind: 'stop', runId, checkpoint });
+  }
+
+  /** Kills the engine at once (a hung run); the run in flight fails with EngineCrashedError. */
+  kill(): void {
+    this.child?.kill('SIGKILL');
+  }
+
+  /** Closes the IPC channel (the engine exits on it) and waits up to `timeoutMs` before SIGKILL. */
+  async close(timeoutMs = 5000): Promise<void> {
+    this.closing = true;
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    if (child.connected) child.disconnect();
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    await exited;
+    clearTimeout(timer);
+  }
+
+  private dispatch(m: FromEngine): void {
+    if (m.kind === 'ready' || m.kind === 'fatal') return;
+    const run = this.inFlight;
+    if (!run || m.runId !== run.runId) {
+      this.log.warn(`dropped a '${m.kind}' message of run ${m.runId}, which is not in flight`);
+      return;
+    }
+    if (isTerminal(m)) {
+      this.inFlight = null;
+      run.resolve(m);
+      return;
+    }
+    try {
+      run.onMessage(m);
+    } catch (e) {
+      this.log.error(`handler of '${m.kind}' threw: ${(e as Error).message}`);
+    }
+  }
+
+  private post(m: ToEngine): void {
+    if (!this.child?.connected) {
+      this.log.warn(`engine not connected; '${m.kind}' not sent`);
+      return;
+    }
+    this.child.send(m);
+  }
+}

@@ -1,0 +1,72 @@
+/**
+ * One inference inside the engine: the model of a completed train job (from the LRU cache, else its
+ * `model.safetensors`) or an inline state dict, one forward pass over `inputs [B, T, I]` from the
+ * optional initial state, and the outputs and final state as nested arrays. Every tensor made here
+ * is disposed before returning; cached models stay until evicted.
+ */
+import { SequenceModel } from '@relu-lstm/lstm';
+import { ARTIFACTS, ArtifactNotFoundError } from '@relu-lstm/jobs';
+import * as tf from '@tensorflow/tfjs-core';
+import { toJobError } from './errors';
+import { ModelCache, modelFromStored, readStoredModel, sequenceModelOptions } from './models';
+import type { InferRequest, TerminalMessage } from './protocol';
+import type { EngineContext } from './train';
+
+export async function runInfer(req: InferRequest, ctx: EngineContext, cache: ModelCache): Promise<TerminalMessage> {
+  const p = req.payload;
+  let model: SequenceModel | null = null;
+  let owned = false;
+  const tensors: tf.Tensor[] = [];
+  try {
+    if (p.modelJobId !== undefined) {
+      const id = p.modelJobId;
+      const info = (await ctx.artifacts.list(id)).find((a) => a.name === ARTIFACTS.model);
+      if (!info) throw new ArtifactNotFoundError(id, ARTIFACTS.model);
+      const key = `${id}@${info.size}:${info.modifiedAt}`;
+      model = cache.get(key) ?? null;
+      if (model === null) {
+        const stored = await readStoredModel(ctx.artifacts, id, 'modelJobId');
+        try {
+          model = modelFromStored(stored);
+        } finally {
+          tf.dispose(Object.values(stored.stateDict));
+        }
+        owned = !cache.put(key, model);
+      }
+    } else {
+      const inline = p.model!;
+      model = new SequenceModel(sequenceModelOptions(inline.config, 0));
+      owned = true;
+      model.loadStateDict(inline.stateDict);
+    }
+
+    const x = tf.tensor3d(p.inputs, undefined, 'float32');
+    tensors.push(x);
+    const B = x.shape[0];
+    let state: { h0: tf.Tensor3D; c0: tf.Tensor3D } | undefined;
+    if (p.initialState) {
+      const expand = (v: number[][][]) => {
+        const t = tf.tensor3d(v, undefined, 'float32');
+        tensors.push(t);
+        if (t.shape[1] === 1 && B > 1) {
+          const tiled = tf.tile(t, [1, B, 1]) as tf.Tensor3D;
+          tensors.push(tiled);
+          return tiled;
+        }
+        return t;
+      };
+      state = { h0: expand(p.initialState.h0), c0: expand(p.initialState.c0) };
+    }
+    const out = model.predict(x, state, p.lengths ? { lengths: p.lengths } : {});
+    tensors.push(out.y, out.hN, out.cN);
+    const y = out.y.rank === 2 ? tf.expandDims(out.y, 1) : out.y;
+    if (y !== out.y) tensors.push(y);
+    const [outputs, hN, cN] = await Promise.all([y.array(), out.hN.array(), out.cN.array()]);
+    return { kind: 'inferred', runId: req.runId, result: { outputs: outputs as number[][][], hN, cN } };
+  } catch (e) {
+    return { kind: 'failed', runId: req.runId, error: toJobError(e) };
+  } finally {
+    tf.dispose(tensors);
+    if (owned) model?.dispose();
+  }
+}

@@ -1,0 +1,101 @@
+/**
+ * Entry point of the engine: the child process the worker forks (see protocol.ts). It is the only
+ * process that loads TensorFlow.js; it initialises the backend once, then runs one train or infer
+ * request at a time. It exits when the IPC channel closes, i.e. when the worker exits or dies.
+ */
+import { FileArtifactStore, FileDatasetStore } from '@relu-lstm/jobs';
+import { initBackend, type BackendPreference } from '@relu-lstm/lstm';
+import * as tf from '@tensorflow/tfjs-core';
+import { toJobError } from './errors';
+import { runInfer } from './infer';
+import { ModelCache } from './models';
+import type { EngineInit, FromEngine, RunRequest, TerminalMessage, ToEngine } from './protocol';
+import { runTrain, type EngineContext } from './train';
+
+if (typeof process.send !== 'function') {
+  process.stderr.write('engine/main.js is started by the worker over IPC, not directly\n');
+  process.exit(2);
+}
+
+function send(m: FromEngine): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (!process.connected) return reject(new Error('IPC channel closed'));
+    process.send!(m, undefined, {}, (err) => (err ? reject(err) : resolve()));
+  });
+}
+
+let ctx: EngineContext | null = null;
+let cache: ModelCache | null = null;
+let current: { runId: string; abort: AbortController; checkpoint: boolean } | null = null;
+
+async function init(cfg: EngineInit): Promise<void> {
+  try {
+    const info = await initBackend(cfg.backend as BackendPreference | undefined);
+    const backend = { backend: info.backend, gpu: info.gpu, device: info.device };
+    ctx = { artifacts: new FileArtifactStore(cfg.artifactDir), datasets: new FileDatasetStore(cfg.datasetDir), backend, send };
+    cache = new ModelCache(cfg.modelCacheSize);
+    await send({ kind: 'ready', backend, pid: process.pid });
+  } catch (e) {
+    await send({ kind: 'fatal', error: toJobError(e) }).catch(() => undefined);
+    process.exit(1);
+  }
+}
+
+async function run(req: RunRequest): Promise<void> {
+  if (ctx === null || cache === null) {
+    await send({ kind: 'failed', runId: req.runId, error: { code: 'internal', message: 'engine not initialised', retryable: true } });
+    return;
+  }
+  if (current !== null) {
+    await send({ kind: 'failed', runId: req.runId, error: { code: 'internal', message: `engine busy with run ${current.runId}`, retryable: true } });
+    return;
+  }
+  const run = { runId: req.runId, abort: new AbortController(), checkpoint: false };
+  current = run;
+  const before = tf.memory().numTensors;
+  let result: TerminalMessage;
+  try {
+    result =
+      req.kind === 'train'
+        ? await runTrain(req, ctx, { signal: run.abort.signal, checkpointOnStop: () => run.checkpoint })
+        : await runInfer(req, ctx, cache);
+  } catch (e) {
+    result = { kind: 'failed', runId: req.runId, error: toJobError(e) };
+  } finally {
+    current = null;
+  }
+  // Cached models for infer are expected to stay; anything else left over is a leak worth a line.
+  const leaked = tf.memory().numTensors - before;
+  if (req.kind === 'train' && leaked !== 0) {
+    await send({ kind: 'log', runId: req.runId, level: 'warning', code: 'tensor_leak', message: `${leaked} tensors left after the run` }).catch(() => undefined);
+  }
+  await send(result);
+}
+
+process.on('message', (m: ToEngine) => {
+  switch (m.kind) {
+    case 'init':
+      void init(m.init);
+      break;
+    case 'train':
+    case 'infer':
+      void run(m).catch((e) => {
+        process.stderr.write(`engine: could not report run ${m.runId}: ${(e as Error).message}\n`);
+        process.exit(1);
+      });
+      break;
+    case 'stop':
+      if (current?.runId === m.runId) {
+        current.checkpoint = m.checkpoint;
+        current.abort.abort();
+      }
+      break;
+  }
+});
+
+// The worker closed the channel (clean shutdown) or died (SIGKILL): never train on without it.
+process.on('disconnect', () => process.exit(0));
+// SIGINT/SIGTERM reach the whole process group from a terminal or `docker stop`; the worker decides
+// when the engine stops (it asks for a checkpoint first), so these are ignored here.
+process.on('SIGINT', () => undefined);
+process.on('SIGTERM', () => undefined);

@@ -1,0 +1,143 @@
+/**
+ * Building `SequenceModel`s from payloads and from the `model.safetensors` of earlier jobs, and a
+ * small LRU of loaded models for infer jobs. Engine side only (loads TensorFlow.js).
+ */
+import {
+  SequenceModel,
+  safetensorsToStateDict,
+  type ReluLstmOptions,
+  type SequenceModelConfig,
+  type SequenceModelOptions,
+} from '@relu-lstm/lstm';
+import {
+  ARTIFACTS,
+  MODEL_METADATA_KEY,
+  ModelArtifactConfigSchema,
+  type ArtifactStore,
+  type ModelArtifactConfig,
+  type ModelSpec,
+} from '@relu-lstm/jobs';
+import * as tf from '@tensorflow/tfjs-core';
+import { PayloadError } from './errors';
+
+/** The library's options for a payload's `model` (data is batch-first everywhere in the runner). */
+export function sequenceModelOptions(m: ModelSpec, seed: number): SequenceModelOptions {
+  const lstm: ReluLstmOptions = {
+    inputSize: m.inputSize,
+    hiddenSize: m.hiddenSize,
+    numLayers: m.numLayers,
+    bias: m.bias,
+    batchFirst: true,
+    dropout: m.dropout,
+    bidirectional: m.bidirectional,
+    activation: m.activation,
+    recurrentActivation: m.recurrentActivation,
+    seed,
+    forgetBias: m.forgetBias,
+    orthogonalRecurrent: m.orthogonalRecurrent,
+    ...(m.cellClip !== undefined ? { cellClip: m.cellClip } : {}),
+  };
+  return { lstm, outputSize: m.outputSize, head: m.head };
+}
+
+/** Architecture fields two models must share for weights to move from one to the other. */
+const ARCHITECTURE = ['inputSize', 'hiddenSize', 'numLayers', 'bias', 'bidirectional', 'outputSize', 'head'] as const;
+
+export interface StoredModel {
+  config: ModelArtifactConfig;
+  /** Parameters by name (PyTorch names plus head.weight, head.bias); the caller disposes them. */
+  stateDict: Record<string, tf.Tensor>;
+}
+
+/** Reads and decodes the `model.safetensors` of `jobId`; throws `not_found` or `PayloadError`. */
+export async function readStoredModel(artifacts: ArtifactStore, jobId: string, field: string): Promise<StoredModel> {
+  const { stateDict, metadata } = safetensorsToStateDict(ownBytes(await artifacts.get(jobId, ARTIFACTS.model)));
+  try {
+    const raw = metadata[MODEL_METADATA_KEY];
+    if (raw === undefined) throw new PayloadError(`${field}: ${ARTIFACTS.model} of job ${jobId} has no "${MODEL_METADATA_KEY}" metadata`, field);
+    const parsed = ModelArtifactConfigSchema.safeParse(JSON.parse(raw));
+    if (!parsed.success) throw new PayloadError(`${field}: ${ARTIFACTS.model} of job ${jobId} has an unreadable config`, field);
+    return { config: parsed.data, stateDict };
+  } catch (e) {
+    tf.dispose(Object.values(stateDict));
+    throw e;
+  }
+}
+
+/**
+ * A copy of `buf` that owns its whole ArrayBuffer. Node's `readFile` may return a view into a
+ * shared pool, and the library's safetensors reader takes tensor data from `.buffer` of a
+ * `slice()`, which for a Buffer is a view, not a copy.
+ */
+export function ownBytes(buf: Uint8Array): Uint8Array {
+  return new Uint8Array(buf);
+}
+
+/** Throws `PayloadError` naming the first architecture field where `want` and the stored model differ. */
+export function checkSameArchitecture(want: ModelSpec, stored: ModelArtifactConfig, field: string): void {
+  const have = stored.model as Record<string, unknown>;
+  for (const k of ARCHITECTURE) {
+    if (have[k] !== undefined && have[k] !== want[k]) {
+      throw new PayloadError(`${field}: the model of job ${stored.jobId} has ${k} ${JSON.stringify(have[k])}, the payload ${JSON.stringify(want[k])}`, `model.${k}`);
+    }
+  }
+}
+
+/** A model rebuilt from a stored artifact. */
+export function modelFromStored(stored: StoredModel): SequenceModel {
+  const model = new SequenceModel(stored.config.sequenceModel as unknown as SequenceModelConfig);
+  try {
+    model.loadStateDict(stored.stateDict);
+    return model;
+  } catch (e) {
+    model.dispose();
+    throw e;
+  }
+}
+
+/**
+ * Least-recently-used cache of loaded models, keyed by job id plus the file's size and mtime (a
+ * rewritten file is a new entry). Evicted models are disposed.
+ */
+export class ModelCache {
+  private readonly entries = new Map<string, SequenceModel>();
+
+  constructor(private readonly capacity: number) {}
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  get(key: string): SequenceModel | undefined {
+    const m = this.entries.get(key);
+    if (m !== undefined) {
+      this.entries.delete(key);
+      this.entries.set(key, m);
+    }
+    return m;
+  }
+
+  /** Adds a model; returns false (and the caller keeps ownership) when the cache holds none. */
+  put(key: string, model: SequenceModel): boolean {
+    if (this.capacity <= 0) return false;
+    const prefix = key.split('@')[0] + '@';
+    for (const [k, m] of this.entries) {
+      if (k.startsWith(prefix) && k !== key) {
+        this.entries.delete(k);
+        m.dispose();
+      }
+    }
+    this.entries.set(key, model);
+    while (this.entries.size > this.capacity) {
+      const [oldest, m] = this.entries.entries().next().value as [string, SequenceModel];
+      this.entries.delete(oldest);
+      m.dispose();
+    }
+    return true;
+  }
+
+  clear(): void {
+    for (const m of this.entries.values()) m.dispose();
+    this.entries.clear();
+  }
+}

@@ -1,0 +1,225 @@
+/**
+ * One training run inside the engine: build the model (fresh, from `fromJob`'s weights, or from the
+ * job's checkpoint), load the data, run the library's `fit`, stream progress and checkpoints to the
+ * parent, and produce the final files (`model.safetensors` bytes and the `state.json` text).
+ */
+import {
+  SequenceModel,
+  TrainingAbortedError,
+  decodeTrainingState,
+  encodeTrainingState,
+  fit,
+  stateDictToSafetensors,
+  type FitProgress,
+  type OptimizerConfig,
+  type TrainingState,
+} from '@relu-lstm/lstm';
+import {
+  MODEL_METADATA_KEY,
+  STATE_INPUT_INLINE_MAX,
+  type ArtifactStore,
+  type DatasetStore,
+  type ModelArtifactConfig,
+  type ProgressEvent,
+  type StateArtifact,
+} from '@relu-lstm/jobs';
+import * as tf from '@tensorflow/tfjs-core';
+import { firstSamples, loadTrainingData, type LoadedData } from './data';
+import { PayloadError, toJobError } from './errors';
+import { checkSameArchitecture, ownBytes, readStoredModel, sequenceModelOptions } from './models';
+import type { BackendSummary, FromEngine, TerminalMessage, TrainRequest, TrainStart } from './protocol';
+
+export interface EngineContext {
+  artifacts: ArtifactStore;
+  datasets: DatasetStore;
+  backend: BackendSummary;
+  /** Sends a message to the parent; resolves once it is handed to the IPC channel. */
+  send(m: FromEngine): Promise<void>;
+}
+
+export interface StopControl {
+  signal: AbortSignal;
+  /** Whether the stop asked for a checkpoint first (shutdown) or not (cancel). */
+  checkpointOnStop(): boolean;
+}
+
+export async function runTrain(req: TrainRequest, ctx: EngineContext, stop: StopControl): Promise<TerminalMessage> {
+  const { runId, jobId, payload: p } = req;
+  const t = p.training;
+  let model: SequenceModel | null = null;
+  try {
+    if (p.initialState) {
+      // fit starts every sequence from zeros; a start state needs the library's training loop to take one.
+      throw new PayloadError('initialState: training from a given initial state is not supported yet (the training loop starts every sequence from zeros)', 'initialState');
+    }
+    const loaded = await loadTrainingData(p, ctx.datasets);
+    model = new SequenceModel(sequenceModelOptions(p.model, t.seed));
+
+    let resume: TrainingState | null = null;
+    if (req.resumeFrom) {
+      try {
+        resume = decodeTrainingState(ownBytes(await ctx.artifacts.get(jobId, req.resumeFrom)));
+      } catch (e) {
+        await ctx.send({ kind: 'log', runId, level: 'warning', code: 'checkpoint_unreadable', message: `checkpoint ${req.resumeFrom} could not be read, starting over: ${(e as Error).message}` });
+      }
+    }
+    let init: TrainStart['init'] = resume ? 'checkpoint' : 'seed';
+    if (!resume && p.fromJob) {
+      const stored = await readStoredModel(ctx.artifacts, p.fromJob, 'fromJob');
+      try {
+        checkSameArchitecture(p.model, stored.config, 'fromJob');
+        model.loadStateDict(stored.stateDict);
+      } finally {
+        tf.dispose(Object.values(stored.stateDict));
+      }
+      init = 'fromJob';
+    }
+
+    const nTrain = Math.floor(loaded.samples * (1 - t.validationSplit));
+    const stepsPerEpoch = Math.ceil(nTrain / t.batchSize);
+    const startEpoch = resume?.progress.epoch ?? 0;
+    const startStep = resume?.progress.globalStep ?? 0;
+    await ctx.send({
+      kind: 'started',
+      runId,
+      resumedFrom: resume ? { epoch: resume.progress.epoch, step: resume.progress.globalStep, stepInEpoch: resume.progress.stepInEpoch } : null,
+      epochs: t.epochs,
+      stepsPerEpoch,
+      trainSamples: nTrain,
+      validationSamples: loaded.samples - nTrain,
+      init,
+    });
+
+    const optimizer: OptimizerConfig = { name: t.optimizer, learningRate: t.learningRate, ...(t.momentum !== undefined ? { momentum: t.momentum } : {}) };
+    const attemptStart = performance.now();
+    const elapsed = () => req.elapsedBeforeMs + (performance.now() - attemptStart);
+    const result = await fit(model, loaded.data, {
+      epochs: t.epochs,
+      batchSize: t.batchSize,
+      optimizer,
+      loss: t.loss,
+      ...(t.clipNorm !== undefined ? { clipNorm: t.clipNorm } : {}),
+      validationSplit: t.validationSplit,
+      seed: t.seed,
+      signal: stop.signal,
+      progressEvery: req.progressEvery,
+      onProgress: async (fp: FitProgress) => {
+        const point = progressPoint(fp, elapsed(), t.learningRate);
+        if (point) await ctx.send({ kind: 'progress', runId, point });
+      },
+      // checkpointEvery 0 means "no periodic checkpoints"; fit still gets the callback for a checkpoint
+      // on a shutdown stop (its interval then never comes round).
+      checkpointEvery: t.checkpointEvery > 0 ? t.checkpointEvery : t.epochs + 1,
+      checkpointOnAbort: true,
+      onCheckpoint: async (state: TrainingState) => {
+        if (stop.signal.aborted && !stop.checkpointOnStop()) return;
+        const bytes = encodeTrainingState(state);
+        const { epoch, globalStep, stepInEpoch } = state.progress;
+        await ctx.send({ kind: 'checkpoint', runId, epoch, step: globalStep, stepInEpoch, bytes });
+      },
+      ...(resume ? { resumeFrom: resume } : {}),
+    });
+    const trainMs = performance.now() - attemptStart;
+
+    const ran = result.history.filter((h) => h.epoch >= startEpoch);
+    const seconds = ran.reduce((a, h) => a + h.seconds, 0);
+    const samples = ran.length * nTrain - (resume ? resume.progress.stepInEpoch * t.batchSize : 0);
+    const state = await finalState(model, req, loaded);
+    const modelConfig: ModelArtifactConfig = { jobId, model: p.model, sequenceModel: JSON.parse(JSON.stringify(model.config)) };
+    const dict = model.stateDict();
+    let modelBytes: Uint8Array;
+    try {
+      modelBytes = await stateDictToSafetensors(dict, { format: 'pt', [MODEL_METADATA_KEY]: JSON.stringify(modelConfig) });
+    } finally {
+      tf.dispose(Object.values(dict));
+    }
+    return {
+      kind: 'trained',
+      runId,
+      summary: {
+        epochs: result.epochs,
+        steps: result.steps,
+        finalLoss: finiteOrNull(result.loss),
+        finalValLoss: finiteOrNull(result.valLoss),
+        samplesPerSec: seconds > 0 ? Math.max(samples, 0) / seconds : 0,
+        elapsedMs: elapsed(),
+        trainMs,
+      },
+      files: {
+        model: modelBytes,
+        state: JSON.stringify(state),
+        resolved: {
+          sequenceModel: model.config,
+          optimizer,
+          fit: { epochs: t.epochs, batchSize: t.batchSize, loss: t.loss, clipNorm: t.clipNorm ?? null, validationSplit: t.validationSplit, seed: t.seed, shuffle: true, progressEvery: req.progressEvery, checkpointEvery: t.checkpointEvery },
+          data: { description: loaded.description, samples: loaded.samples, seqLen: loaded.seqLen, trainSamples: nTrain, validationSamples: loaded.samples - nTrain, stepsPerEpoch },
+          init,
+          resumedFrom: resume ? { epoch: startEpoch, step: startStep } : null,
+          history: result.history,
+        },
+      },
+    };
+  } catch (e) {
+    if (e instanceof TrainingAbortedError) return { kind: 'stopped', runId, epoch: e.epoch, step: e.step };
+    return { kind: 'failed', runId, error: toJobError(e) };
+  } finally {
+    model?.dispose();
+  }
+}
+
+/** A metric point for the job's stream, or null when the library had nothing finite to report. */
+function progressPoint(fp: FitProgress, elapsedMs: number, learningRate: number): ProgressEvent | null {
+  if (!Number.isFinite(fp.loss)) return null;
+  return {
+    epoch: fp.epoch,
+    step: fp.step,
+    loss: fp.loss,
+    valLoss: finiteOrNull(fp.valLoss),
+    gradNorm: finiteOrNull(fp.gradNorm),
+    samplesPerSec: Number.isFinite(fp.samplesPerSec) ? Math.max(0, fp.samplesPerSec) : 0,
+    elapsedMs: Math.max(0, Math.round(elapsedMs)),
+    epochEnd: fp.stepInEpoch === fp.stepsPerEpoch,
+    learningRate,
+  };
+}
+
+function finiteOrNull(v: number | null | undefined): number | null {
+  return typeof v === 'number' && Number.isFinite(v) ? v : null;
+}
+
+/** `state.json`: the trained model's (h_n, c_n) after reading the payload's stateInput, or the first batch. */
+async function finalState(model: SequenceModel, req: TrainRequest, loaded: LoadedData): Promise<StateArtifact> {
+  const p = req.payload;
+  const given = p.stateInput;
+  const inputs = given ? given.inputs : firstSamples(loaded.data.x, p.training.batchSize);
+  const lengths = given ? given.lengths : loaded.data.lengths ? Array.from(loaded.data.lengths as ArrayLike<number>).slice(0, inputs.length) : undefined;
+  const B = inputs.length;
+  const T = inputs[0].length;
+  const I = inputs[0][0].length;
+  const xt = tf.tensor3d(inputs, [B, T, I], 'float32');
+  let out: ReturnType<SequenceModel['predict']> | null = null;
+  try {
+    out = model.predict(xt, undefined, lengths ? { lengths } : {});
+    const [hN, cN] = await Promise.all([out.hN.array(), out.cN.array()]);
+    return {
+      jobId: req.jobId,
+      h_n: hN,
+      c_n: cN,
+      shapes: { h_n: out.hN.shape.slice(), c_n: out.cN.shape.slice() },
+      input: {
+        source: given ? 'stateInput' : 'firstBatch',
+        description: given
+          ? given.description ?? `the job's stateInput: ${B} sequences of ${T} steps`
+          : `the first ${B} samples of the training data (unshuffled) of ${loaded.description}`,
+        shape: [B, T, I],
+        lengths: lengths ? [...lengths] : null,
+        inputs: B * T * I <= STATE_INPUT_INLINE_MAX ? inputs : null,
+        ...(given ? {} : { samples: [0, B] as [number, number] }),
+      },
+      initialState: 'zeros',
+    };
+  } finally {
+    xt.dispose();
+    if (out) tf.dispose([out.y, out.hN, out.cN]);
+  }
+}

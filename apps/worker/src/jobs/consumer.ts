@@ -1,0 +1,210 @@
+/**
+ * Consumes the queues: one BullMQ `Worker` per queue this process serves (`gpu`+`any` on a GPU
+ * backend, `cpu`+`any` otherwise, or WORKER_QUEUES), each with concurrency 1, sharing one engine.
+ *
+ * One job at a time per process, across its queues: the engine owns one device and runs one request
+ * at a time. A job takes the process's single slot; while it runs, the Workers of the other queues
+ * are paused so they fetch nothing. Pausing is not instantaneous (a Worker blocked in its fetch can
+ * still take one job as it wakes); a job that finds the slot taken is put back as delayed by
+ * BUSY_RETRY_MS (`moveToDelayed` + `DelayedError`: no attempt used) for any free worker to take.
+ *
+ * Every job's data is parsed with the shared `JobDataSchema`; a mismatch fails the job at once
+ * (`UnrecoverableError`, reason `invalid_payload`) and the worker carries on. The cancel flag of the
+ * running job is polled every CANCEL_POLL_MS. Terminal state events (`completed`, `failed`,
+ * `cancelled`) are appended from BullMQ's `completed`/`failed` events, i.e. only once BullMQ has
+ * recorded the outcome (a worker that lost the job's lock writes none).
+ */
+import { Inject, Injectable, Logger, type BeforeApplicationShutdown, type OnApplicationBootstrap } from '@nestjs/common';
+import { DelayedError, WaitingError, Worker, type Job } from 'bullmq';
+import { JOB_TYPES, JobDataSchema, queuesForWorker, validate, type JobResult, type JobType, type QueueName } from '@relu-lstm/jobs';
+import { WORKER_CONFIG, type WorkerConfig } from '../config';
+import { EngineClient } from '../engine/engine-client';
+import type { BackendSummary } from '../engine/protocol';
+import { RedisService } from '../redis';
+import { jobErrorOf, jobFailure } from './job-errors';
+import { JobEvents } from './job-events';
+import { JOB_HANDLERS, StopRequest, type JobContext, type JobHandler } from './job-handler';
+
+/** Delay before a job that found this process busy can be fetched again. */
+export const BUSY_RETRY_MS = 1000;
+
+type AnyJob = Job<unknown, JobResult, string>;
+
+interface Running {
+  job: AnyJob;
+  queue: QueueName;
+  stop: StopRequest;
+}
+
+@Injectable()
+export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationShutdown {
+  private readonly log = new Logger('Consumer');
+  private readonly handlers = new Map<JobType, JobHandler>();
+  private readonly workers = new Map<QueueName, Worker<unknown, JobResult, string>>();
+  private readonly pending = new Set<Promise<unknown>>();
+  private pausing: Promise<unknown> = Promise.resolve();
+  private running: Running | null = null;
+  private stopping = false;
+  private queueList: QueueName[] = [];
+  private backendInfo: BackendSummary | null = null;
+
+  constructor(
+    @Inject(WORKER_CONFIG) private readonly config: WorkerConfig,
+    @Inject(JOB_HANDLERS) handlers: JobHandler[],
+    private readonly redis: RedisService,
+    private readonly engine: EngineClient,
+    private readonly events: JobEvents,
+  ) {
+    for (const h of handlers) {
+      if (this.handlers.has(h.type)) throw new Error(`two handlers for job type '${h.type}'`);
+      this.handlers.set(h.type, h);
+    }
+    const missing = JOB_TYPES.filter((t) => !this.handlers.has(t));
+    if (missing.length) throw new Error(`no handler for job type(s) ${missing.join(', ')}`);
+  }
+
+  get queues(): readonly QueueName[] {
+    return this.queueList;
+  }
+
+  get backend(): BackendSummary | null {
+    return this.backendInfo;
+  }
+
+  get currentJobId(): string | null {
+    return this.running?.job.id ?? null;
+  }
+
+  async onApplicationBootstrap(): Promise<void> {
+    this.backendInfo = await this.engine.start();
+    this.queueList = [...(this.config.queues ?? queuesForWorker(this.backendInfo))];
+    for (const queue of this.queueList) {
+      const worker = new Worker<unknown, JobResult, string>(queue, (job, token) => this.process(queue, job, token!), {
+        connection: this.redis.connection,
+        prefix: this.config.queuePrefix,
+        concurrency: 1,
+        name: this.config.workerId,
+        lockDuration: this.config.lock.durationMs,
+        stalledInterval: this.config.lock.stalledIntervalMs,
+        maxStalledCount: this.config.lock.maxStalledCount,
+        autorun: false,
+      });
+      worker.on('error', (err) => this.log.warn(`queue ${queue}: ${err.message}`));
+      worker.on('completed', (job, result) => this.track(this.onCompleted(job, result)));
+      worker.on('failed', (job, err) => this.track(this.onFailed(job, err)));
+      worker.on('stalled', (jobId) =>
+        this.track(this.events.info(jobId, 'stalled', `the job's lock lapsed; moved back to ${queue} by worker ${this.config.workerId}'s stalled check`, undefined, 'warning')),
+      );
+      this.workers.set(queue, worker);
+    }
+    for (const w of this.workers.values()) void w.run().catch((e) => this.log.error(`worker run: ${(e as Error).message}`));
+    await Promise.all([...this.workers.values()].map((w) => w.waitUntilReady()));
+    const lock = this.config.lock;
+    this.log.log(
+      `worker ${this.config.workerId} consuming ${this.queueList.join(', ')} (prefix ${this.config.queuePrefix}; ` +
+        `lockDuration ${lock.durationMs} ms, stalledInterval ${lock.stalledIntervalMs} ms, maxStalledCount ${lock.maxStalledCount})`,
+    );
+  }
+
+  private async process(queue: QueueName, job: AnyJob, token: string): Promise<JobResult> {
+    if (this.stopping) {
+      await job.moveToWait(token);
+      throw new WaitingError();
+    }
+    if (this.running !== null) {
+      await job.moveToDelayed(Date.now() + BUSY_RETRY_MS, token);
+      throw new DelayedError();
+    }
+    const stop = new StopRequest();
+    this.running = { job, queue, stop };
+    this.pauseOthers(queue);
+    let poll: NodeJS.Timeout | null = null;
+    try {
+      const jobId = job.id!;
+      const parsed = validate(JobDataSchema, job.data);
+      if (!parsed.ok) {
+        const first = parsed.issues.slice(0, 3).map((i) => `${i.path || '(data)'}: ${i.message}`).join('; ');
+        throw jobFailure({ code: 'invalid_payload', message: `job data does not match the schema: ${first}`, details: { issues: parsed.issues } });
+      }
+      const data = parsed.value;
+      if (job.name !== data.type) {
+        throw jobFailure({ code: 'invalid_payload', message: `job name '${job.name}' differs from data.type '${data.type}'`, details: { field: 'type' } });
+      }
+      if (await this.cancelRequested(jobId)) throw jobFailure({ code: 'cancelled', message: 'cancelled before it started' });
+      poll = setInterval(() => {
+        this.cancelRequested(jobId).then(
+          (yes) => yes && stop.request('cancel'),
+          () => undefined,
+        );
+      }, this.config.cancelPollMs);
+      const attempt = job.attemptsMade + 1;
+      await this.events.state(jobId, 'running', { attempt, workerId: this.config.workerId });
+      const ctx = { job, token, jobId, tenant: data.tenant, payload: data.payload, attempt, stop } as JobContext;
+      return await this.handlers.get(data.type)!.run(ctx);
+    } finally {
+      if (poll) clearInterval(poll);
+      this.running = null;
+      if (!this.stopping) this.resumeOthers();
+    }
+  }
+
+  private async cancelRequested(jobId: string): Promise<boolean> {
+    return (await this.redis.connection.exists(this.redis.keys.cancel(jobId))) === 1;
+  }
+
+  private pauseOthers(queue: QueueName): void {
+    const others = [...this.workers].filter(([q]) => q !== queue).map(([, w]) => w);
+    this.pausing = Promise.all(others.map((w) => w.pause().catch(() => undefined)));
+  }
+
+  private resumeOthers(): void {
+    const others = [...this.workers.values()];
+    this.pausing = this.pausing.then(() => Promise.all(others.map((w) => (w.isPaused() ? w.resume() : undefined))));
+  }
+
+  private async onCompleted(job: AnyJob, result: JobResult): Promise<void> {
+    await this.events.state(job.id!, 'completed', { result });
+  }
+
+  private async onFailed(job: AnyJob | undefined, err: Error): Promise<void> {
+    if (!job?.id) return;
+    const error = jobErrorOf(err);
+    const final = err.name === 'UnrecoverableError' || Boolean(job.finishedOn);
+    if (!final) {
+      await this.events.info(job.id, 'attempt_failed', `attempt ${job.attemptsMade} failed, will retry: ${error.message}`, { error, attemptsMade: job.attemptsMade }, 'warning');
+      return;
+    }
+    await this.events.state(job.id, error.code === 'cancelled' ? 'cancelled' : 'failed', { error });
+  }
+
+  private track(p: Promise<unknown>): void {
+    const q = p.catch((e) => this.log.warn((e as Error).message));
+    this.pending.add(q);
+    void q.finally(() => this.pending.delete(q));
+  }
+
+  /**
+   * SIGTERM/SIGINT: stop taking jobs; ask a running training to checkpoint and release its job
+   * (SHUTDOWN_GRACE_MS), then close the Workers and the engine. A job not released in time keeps
+   * its lock until it lapses; another worker then resumes it from its last checkpoint.
+   */
+  async beforeApplicationShutdown(signal?: string): Promise<void> {
+    this.stopping = true;
+    this.log.log(`shutting down${signal ? ` on ${signal}` : ''}${this.running ? `; stopping job ${this.running.job.id}` : ''}`);
+    const workers = [...this.workers.values()];
+    for (const w of workers) void w.pause(true).catch(() => undefined);
+    this.running?.stop.request('shutdown');
+    const closing = Promise.all(workers.map((w) => w.close().catch((e) => this.log.warn(`close: ${(e as Error).message}`))));
+    const graceful = await Promise.race([closing.then(() => true), sleep(this.config.shutdownGraceMs).then(() => false)]);
+    if (!graceful) {
+      this.log.warn(`job ${this.currentJobId} did not stop within ${this.config.shutdownGraceMs} ms; killing the engine`);
+      this.engine.kill();
+      await Promise.race([closing, sleep(5000)]);
+      await Promise.all(workers.map((w) => w.close(true).catch(() => undefined)));
+    }
+    await this.engine.close();
+    await Promise.all([...this.pending]);
+  }
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());

@@ -1,0 +1,51 @@
+/**
+ * What a job handler is: one per job type, registered under `JOB_HANDLERS` and checked at boot (a
+ * type without a handler, or with two, stops the worker from starting).
+ */
+import type { Job } from 'bullmq';
+import type { JobResult, JobType, PayloadOf } from '@relu-lstm/jobs';
+
+/** Why a running job is asked to stop: a cancel from the api, or the worker shutting down. */
+export type StopReason = 'cancel' | 'shutdown';
+
+/** A one-shot stop request a handler can observe. The first reason wins. */
+export class StopRequest {
+  private reasonValue: StopReason | null = null;
+  private readonly listeners: Array<(r: StopReason) => void> = [];
+
+  get reason(): StopReason | null {
+    return this.reasonValue;
+  }
+
+  request(reason: StopReason): void {
+    if (this.reasonValue !== null) return;
+    this.reasonValue = reason;
+    for (const l of this.listeners.splice(0)) l(reason);
+  }
+
+  /** Calls `listener` once when a stop is requested (at once if it already was). */
+  onStop(listener: (r: StopReason) => void): void {
+    if (this.reasonValue !== null) listener(this.reasonValue);
+    else this.listeners.push(listener);
+  }
+}
+
+export interface JobContext<T extends JobType = JobType> {
+  job: Job<unknown, JobResult, string>;
+  /** The lock token of this attempt. */
+  token: string;
+  jobId: string;
+  tenant: string;
+  payload: PayloadOf<T>;
+  /** 1-based: failed attempts so far plus this one. */
+  attempt: number;
+  stop: StopRequest;
+}
+
+export interface JobHandler<T extends JobType = JobType> {
+  readonly type: T;
+  run(ctx: JobContext<T>): Promise<JobResult>;
+}
+
+/** Injection token of the list of handlers. */
+export const JOB_HANDLERS = Symbol('JOB_HANDLERS');

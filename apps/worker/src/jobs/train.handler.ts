@@ -1,0 +1,172 @@
+/**
+ * Train jobs, parent side: resume from the job's checkpoint when there is one, run the training in
+ * the engine, forward its progress to `job.updateProgress` and the job's event stream, write its
+ * checkpoints and, at the end, the four artifacts; turn a stop into `cancelled` (cancel) or a
+ * release of the job back to the queue (shutdown).
+ */
+import * as os from 'node:os';
+import { randomBytes } from 'node:crypto';
+import { Inject, Injectable, Logger } from '@nestjs/common';
+import { WaitingError } from 'bullmq';
+import { ARTIFACTS, TrainResultSchema, type ArtifactStore, type ProgressEvent, type TrainResult } from '@relu-lstm/jobs';
+import { WORKER_CONFIG, type WorkerConfig } from '../config';
+import { EngineClient } from '../engine/engine-client';
+import type { RunMessage, TerminalMessage } from '../engine/protocol';
+import { ARTIFACT_STORE } from '../redis';
+import { CheckpointStore } from './checkpoints';
+import { jobFailure } from './job-errors';
+import { JobEvents } from './job-events';
+import type { JobContext, JobHandler } from './job-handler';
+import { metricsCsv } from './metrics-csv';
+
+@Injectable()
+export class TrainHandler implements JobHandler<'train'> {
+  readonly type = 'train' as const;
+  private readonly log = new Logger('TrainHandler');
+
+  constructor(
+    @Inject(WORKER_CONFIG) private readonly config: WorkerConfig,
+    @Inject(ARTIFACT_STORE) private readonly artifacts: ArtifactStore,
+    private readonly engine: EngineClient,
+    private readonly checkpoints: CheckpointStore,
+    private readonly events: JobEvents,
+  ) {}
+
+  async run(ctx: JobContext<'train'>): Promise<TrainResult> {
+    const { job, jobId, payload, attempt } = ctx;
+    const found = await this.checkpoints.find(jobId);
+    let metrics: ProgressEvent[] = found?.metrics ?? [];
+    const hint = found?.pointer?.step;
+    const before = hint === undefined ? metrics : metrics.filter((p) => p.step <= hint);
+    const elapsedBeforeMs = before.length ? before[before.length - 1].elapsedMs : 0;
+
+    const runId = `${jobId}:${attempt}:${randomBytes(4).toString('hex')}`;
+    let resumedFromEpoch: number | null = null;
+    // Side effects of the run's messages happen one after the other, in the order they came.
+    let chain: Promise<void> = Promise.resolve();
+    const then = (what: string, fn: () => Promise<unknown>) => {
+      chain = chain.then(fn).then(
+        () => undefined,
+        (e) => this.log.warn(`job ${jobId}: ${what} failed: ${(e as Error).message}`),
+      );
+    };
+
+    const onMessage = (m: RunMessage) => {
+      switch (m.kind) {
+        case 'started':
+          if (m.resumedFrom) {
+            const from = m.resumedFrom;
+            resumedFromEpoch = from.epoch;
+            metrics = metrics.filter((p) => p.step <= from.step);
+            then('resumed event', () =>
+              this.events.info(jobId, 'resumed', `resumed from the checkpoint at epoch ${from.epoch}, step ${from.step} (attempt ${attempt})`, { ...from, attempt }),
+            );
+          } else {
+            metrics = [];
+          }
+          break;
+        case 'progress': {
+          const point = m.point;
+          metrics.push(point);
+          then('progress', () => Promise.all([job.updateProgress(point), this.events.append(jobId, { type: 'metric', at: Date.now(), ...point })]));
+          break;
+        }
+        case 'checkpoint': {
+          const upTo = metrics.filter((p) => p.step <= m.step);
+          then('checkpoint', async () => {
+            await this.checkpoints.save(jobId, m.bytes, upTo, { epoch: m.epoch, step: m.step, attempt });
+            await this.events.info(jobId, 'checkpoint', `checkpoint at epoch ${m.epoch}, step ${m.step}`, { epoch: m.epoch, step: m.step, stepInEpoch: m.stepInEpoch });
+          });
+          break;
+        }
+        case 'log':
+          then('log event', () => this.events.info(jobId, m.code ?? 'engine', m.message, m.data, m.level));
+          break;
+      }
+    };
+
+    ctx.stop.onStop((reason) => this.engine.stop(runId, reason === 'shutdown'));
+    let outcome: TerminalMessage;
+    try {
+      outcome = await this.engine.run(
+        { kind: 'train', runId, jobId, payload, progressEvery: Math.max(payload.training.progressEvery, this.config.progressEvery), resumeFrom: found?.artifact ?? null, elapsedBeforeMs },
+        onMessage,
+      );
+    } catch (e) {
+      // The engine died (or was killed after the shutdown grace): the last periodic checkpoint stays.
+      await chain;
+      if (ctx.stop.reason === 'shutdown') return this.release(ctx, `released: the worker is shutting down (${(e as Error).message})`, {});
+      if (ctx.stop.reason === 'cancel') throw await this.cancelled(ctx, 'cancelled', {});
+      throw jobFailure({ code: 'internal', message: (e as Error).message });
+    }
+    await chain;
+
+    switch (outcome.kind) {
+      case 'trained': {
+        const { summary, files } = outcome;
+        const backend = this.engine.backend!;
+        await this.writeArtifact(ctx, ARTIFACTS.model, files.model);
+        await this.writeArtifact(ctx, ARTIFACTS.state, files.state);
+        await this.writeArtifact(ctx, ARTIFACTS.metrics, metricsCsv(metrics));
+        const config = {
+          jobId,
+          type: 'train',
+          model: payload.model,
+          payload,
+          resolved: files.resolved,
+          backend,
+          worker: { id: this.config.workerId, host: os.hostname(), pid: process.pid },
+          attempt,
+          writtenAt: new Date().toISOString(),
+        };
+        await this.writeArtifact(ctx, ARTIFACTS.config, JSON.stringify(config, null, 2));
+        await this.checkpoints.remove(jobId);
+        return TrainResultSchema.parse({
+          epochs: summary.epochs,
+          steps: summary.steps,
+          finalLoss: summary.finalLoss,
+          finalValLoss: summary.finalValLoss,
+          samplesPerSec: summary.samplesPerSec,
+          elapsedMs: Math.round(summary.elapsedMs),
+          resumedFromEpoch,
+          backend: backend.backend,
+          gpu: backend.gpu,
+          artifacts: [ARTIFACTS.model, ARTIFACTS.state, ARTIFACTS.metrics, ARTIFACTS.config],
+        });
+      }
+      case 'stopped':
+        if (ctx.stop.reason === 'shutdown') {
+          // The engine sent a checkpoint of the step it stopped at just before this message.
+          const at = { epoch: outcome.epoch, step: outcome.step };
+          return this.release(ctx, `released at epoch ${at.epoch}, step ${at.step}: the worker is shutting down`, at);
+        }
+        throw await this.cancelled(ctx, `cancelled at epoch ${outcome.epoch}, step ${outcome.step}`, { epoch: outcome.epoch, step: outcome.step });
+      case 'failed':
+        throw jobFailure(outcome.error);
+      default:
+        throw jobFailure({ code: 'internal', message: `unexpected engine reply '${outcome.kind}' to a train request` });
+    }
+  }
+
+  /**
+   * Puts the job back in its queue without using up an attempt (BullMQ `moveToWait` + `WaitingError`),
+   * so that another worker, or this one restarted, resumes it from its checkpoint at once instead of
+   * waiting for the lock to lapse.
+   */
+  private async release(ctx: JobContext<'train'>, message: string, data: Record<string, unknown>): Promise<never> {
+    await ctx.job.moveToWait(ctx.token);
+    await this.events.info(ctx.jobId, 'released', message, data);
+    throw new WaitingError();
+  }
+
+  /** A cancelled job is not retried: its checkpoint goes, and it fails with reason `cancelled`. */
+  private async cancelled(ctx: JobContext<'train'>, message: string, details: Record<string, unknown>): Promise<Error> {
+    await this.checkpoints.remove(ctx.jobId).catch(() => undefined);
+    return jobFailure({ code: 'cancelled', message, details });
+  }
+
+  /** Every final artifact goes through here (issue 5 fences these writes with the job's lock). */
+  private async writeArtifact(ctx: JobContext<'train'>, name: string, data: string | Uint8Array): Promise<void> {
+    await this.artifacts.put(ctx.jobId, name, data);
+  }
+}

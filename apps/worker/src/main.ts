@@ -1,0 +1,56 @@
+/**
+ * Entry point of the worker role (`npm run start:worker`, the compose worker services): a NestJS
+ * application context without HTTP that consumes the job queues. SIGTERM/SIGINT shut it down
+ * gracefully (see QueueConsumer.beforeApplicationShutdown); a second signal exits at once.
+ */
+import 'reflect-metadata';
+import { Logger } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { WorkerConfigError, loadWorkerConfig, type WorkerConfig } from './config';
+import { WorkerModule } from './worker.module';
+
+async function main(): Promise<void> {
+  // Validate the environment before Nest starts, so a bad variable is one clear message.
+  let config: WorkerConfig;
+  try {
+    config = loadWorkerConfig();
+  } catch (e) {
+    if (e instanceof WorkerConfigError) {
+      process.stderr.write(`${e.message}\n`);
+      process.exit(78); // EX_CONFIG
+    }
+    throw e;
+  }
+  const app = await NestFactory.createApplicationContext(WorkerModule.forConfig(config), {
+    logger: levelsFrom(config.logLevel),
+    abortOnError: false,
+  });
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals) => {
+    signals++;
+    if (signals > 1) {
+      new Logger('Worker').warn(`second ${signal}: exiting now`);
+      process.exit(130);
+    }
+    app.close().then(
+      () => process.exit(0),
+      (e) => {
+        new Logger('Worker').error(`shutdown failed: ${(e as Error).stack ?? e}`);
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  new Logger('Worker').log(`worker ${config.workerId} started (pid ${process.pid})`);
+}
+
+function levelsFrom(level: WorkerConfig['logLevel']): Array<'error' | 'warn' | 'log' | 'debug' | 'verbose'> {
+  const all = ['error', 'warn', 'log', 'debug', 'verbose'] as const;
+  return all.slice(0, all.indexOf(level) + 1);
+}
+
+main().catch((e) => {
+  new Logger('Worker').error(`could not start: ${(e as Error)?.stack ?? e}`);
+  process.exit(1);
+});

@@ -1,0 +1,41 @@
+/**
+ * The worker's NestJS module (an application context: no HTTP). Wiring only; see each provider.
+ */
+import { Module, type DynamicModule } from '@nestjs/common';
+import { WORKER_CONFIG, type WorkerConfig } from './config';
+import { EngineClient } from './engine/engine-client';
+import { HeartbeatService } from './heartbeat.service';
+import { CheckpointStore } from './jobs/checkpoints';
+import { QueueConsumer } from './jobs/consumer';
+import { InferHandler } from './jobs/infer.handler';
+import { JobEvents } from './jobs/job-events';
+import { JOB_HANDLERS, type JobHandler } from './jobs/job-handler';
+import { TrainHandler } from './jobs/train.handler';
+import { ARTIFACT_STORE, RedisService, artifactStoreFactory } from './redis';
+
+@Module({})
+export class WorkerModule {
+  /** The module for one validated configuration (`loadWorkerConfig()`, read once in main.ts). */
+  static forConfig(config: WorkerConfig): DynamicModule {
+    return {
+      module: WorkerModule,
+      providers: [
+        { provide: WORKER_CONFIG, useValue: config },
+        { provide: ARTIFACT_STORE, useFactory: artifactStoreFactory, inject: [WORKER_CONFIG] },
+        RedisService,
+        EngineClient,
+        JobEvents,
+        CheckpointStore,
+        TrainHandler,
+        InferHandler,
+        {
+          provide: JOB_HANDLERS,
+          useFactory: (...handlers: JobHandler[]) => handlers,
+          inject: [TrainHandler, InferHandler],
+        },
+        QueueConsumer,
+        HeartbeatService,
+      ],
+    };
+  }
+}

@@ -1,0 +1,253 @@
+/**
+ * The compiled worker as a real process against a real Redis: a train job put on the queue runs to
+ * completion with ordered metrics and a falling loss; its artifacts decode to the right names and
+ * shapes; `state.json` and an infer job agree with the library's own forward pass on the saved
+ * weights; bad job data fails with `invalid_payload` without stopping the worker; heartbeats; and a
+ * clean SIGTERM exit.
+ */
+import { Job } from 'bullmq';
+import * as tf from '@tensorflow/tfjs-core';
+import { ReluLstm, SequenceModel, safetensorsToStateDict } from '@relu-lstm/lstm';
+import {
+  ARTIFACTS,
+  InferResultSchema,
+  MODEL_METADATA_KEY,
+  ModelArtifactConfigSchema,
+  StateArtifactSchema,
+  TrainResultSchema,
+  WorkerHeartbeatSchema,
+  contract,
+  decodeJobError,
+  type JobEvent,
+  type MetricEvent,
+  type StateEvent,
+} from '@relu-lstm/jobs';
+import { Harness, type WorkerProcess } from './harness';
+
+jest.setTimeout(120_000);
+
+let h: Harness;
+let worker: WorkerProcess;
+
+beforeAll(async () => {
+  h = new Harness();
+  worker = await h.startReadyWorker();
+});
+
+afterAll(async () => {
+  await h?.close();
+});
+
+const H = 8;
+const trainPayload = contract.TrainPayload.parse({
+  model: { inputSize: 1, hiddenSize: H, numLayers: 1, activation: 'relu', outputSize: 1 },
+  data: { synthetic: { kind: 'sine', samples: 64, seqLen: 12 } },
+  training: { epochs: 4, batchSize: 16, optimizer: 'adam', learningRate: 0.02, seed: 3, clipNorm: 1, checkpointEvery: 1, progressEvery: 2 },
+  device: 'any',
+});
+
+function maxAbsDiff(a: unknown, b: unknown): number {
+  const fa = (a as number[]).flat(3) as number[];
+  const fb = (b as number[]).flat(3) as number[];
+  expect(fa.length).toBe(fb.length);
+  return fa.reduce((m, v, i) => Math.max(m, Math.abs(v - fb[i])), 0);
+}
+
+/** The LSTM part of a decoded model.safetensors, loaded into a fresh ReluLstm. */
+function lstmFrom(dict: Record<string, tf.Tensor>, inputSize: number): ReluLstm {
+  const lstm = new ReluLstm({ inputSize, hiddenSize: H, batchFirst: true, activation: 'relu' });
+  const { ['head.weight']: _w, ['head.bias']: _b, ...rest } = dict;
+  lstm.loadStateDict(rest);
+  return lstm;
+}
+
+describe('worker', () => {
+  let trainId: string;
+  let events: JobEvent[];
+
+  it('publishes a heartbeat with its backend, queues and pid', async () => {
+    const ids = await h.redis.zrange(h.keys.workers(), 0, -1);
+    expect(ids).toHaveLength(1);
+    const hb = WorkerHeartbeatSchema.parse(JSON.parse((await h.redis.get(h.keys.worker(ids[0])))!));
+    expect(hb.pid).toBe(worker.proc.pid);
+    expect(hb.queues).toEqual(['cpu', 'any']);
+    expect(['wasm', 'cpu', 'tensorflow']).toContain(hb.backend);
+    expect(hb.currentJobId).toBeNull();
+    expect(await h.redis.pttl(h.keys.worker(ids[0]))).toBeGreaterThan(0);
+  });
+
+  it('runs a train job to completion with ordered metrics and a falling loss', async () => {
+    const t0 = Date.now();
+    trainId = await h.submit('train', trainPayload);
+    events = await h.waitForEnd(trainId, 60_000, worker);
+    const states = events.filter((e): e is StateEvent => e.type === 'state');
+    expect(states.map((s) => s.state)).toEqual(['queued', 'running', 'completed']);
+    expect(states[1].attempt).toBe(1);
+
+    const metrics = events.filter((e): e is MetricEvent => e.type === 'metric');
+    const steps = metrics.map((m) => m.step);
+    expect(steps).toEqual([...steps].sort((a, b) => a - b));
+    expect(new Set(steps).size).toBe(steps.length);
+    // 64 samples / 16 = 4 steps per epoch: a point at step 2 and at each epoch end.
+    expect(metrics.filter((m) => m.epochEnd).map((m) => [m.epoch, m.step])).toEqual([[0, 4], [1, 8], [2, 12], [3, 16]]);
+    const epochLoss = metrics.filter((m) => m.epochEnd).map((m) => m.loss);
+    expect(epochLoss[3]).toBeLessThan(epochLoss[0]);
+    expect(events.filter((e) => e.type === 'log' && e.code === 'checkpoint')).toHaveLength(4);
+
+    const result = TrainResultSchema.parse(states[2].result);
+    expect(result).toMatchObject({ epochs: 4, steps: 16, resumedFromEpoch: null, gpu: false });
+    expect(result.finalLoss).toBeCloseTo(epochLoss[3], 6);
+    expect([...result.artifacts].sort()).toEqual(Object.values(ARTIFACTS).sort());
+
+    // BullMQ agrees: completed, the same summary, progress = the last point.
+    const job = await Job.fromId(h.queue('any'), trainId);
+    expect(await job!.getState()).toBe('completed');
+    expect(job!.returnvalue).toEqual(result);
+    expect(job!.progress).toMatchObject({ epoch: 3, step: 16 });
+    // The checkpoint is gone once the final artifacts exist.
+    expect((await h.artifacts.list(trainId)).map((a) => a.name).sort()).toEqual(Object.values(ARTIFACTS).sort());
+    expect(await h.redis.exists(h.keys.checkpoint(trainId))).toBe(0);
+    console.log(`train job: ${Date.now() - t0} ms end to end, ${result.elapsedMs} ms in the engine, backend ${result.backend}`);
+  });
+
+  it('writes model.safetensors with PyTorch names and shapes, metrics.csv and config.json', async () => {
+    const { stateDict, metadata } = safetensorsToStateDict(new Uint8Array(await h.artifacts.get(trainId, ARTIFACTS.model)));
+    try {
+      const shapes = Object.fromEntries(Object.entries(stateDict).map(([k, v]) => [k, v.shape]));
+      expect(shapes).toEqual({
+        weight_ih_l0: [4 * H, 1],
+        weight_hh_l0: [4 * H, H],
+        bias_ih_l0: [4 * H],
+        bias_hh_l0: [4 * H],
+        'head.weight': [1, H],
+        'head.bias': [1],
+      });
+      const cfg = ModelArtifactConfigSchema.parse(JSON.parse(metadata[MODEL_METADATA_KEY]));
+      expect(cfg.jobId).toBe(trainId);
+      expect(cfg.model).toMatchObject({ inputSize: 1, hiddenSize: H, numLayers: 1, activation: 'relu', outputSize: 1, head: 'manyToMany' });
+    } finally {
+      tf.dispose(Object.values(stateDict));
+    }
+
+    const csv = (await h.artifacts.get(trainId, ARTIFACTS.metrics)).toString().trim().split('\n');
+    expect(csv[0]).toBe('epoch,step,loss,valLoss,gradNorm,samplesPerSec,elapsedMs,epochEnd,learningRate');
+    const metricEvents = events.filter((e): e is MetricEvent => e.type === 'metric');
+    expect(csv.slice(1).map((l) => Number(l.split(',')[1]))).toEqual(metricEvents.map((m) => m.step));
+
+    const config = JSON.parse((await h.artifacts.get(trainId, ARTIFACTS.config)).toString());
+    expect(config).toMatchObject({ jobId: trainId, model: { hiddenSize: H }, payload: { training: { epochs: 4 } } });
+    expect(config.backend.backend).toBeDefined();
+  });
+
+  it("state.json holds the h_n, c_n of the library's own forward pass on the saved weights", async () => {
+    const state = StateArtifactSchema.parse(JSON.parse((await h.artifacts.get(trainId, ARTIFACTS.state)).toString()));
+    expect(state.input.source).toBe('firstBatch');
+    expect(state.input.shape).toEqual([16, 12, 1]);
+    expect(state.shapes).toEqual({ h_n: [1, 16, H], c_n: [1, 16, H] });
+    const { stateDict } = safetensorsToStateDict(new Uint8Array(await h.artifacts.get(trainId, ARTIFACTS.model)));
+    const lstm = lstmFrom(stateDict, 1);
+    const x = tf.tensor3d(state.input.inputs!);
+    const { output, hN, cN } = lstm.forward(x);
+    try {
+      expect(maxAbsDiff(await hN.array(), state.h_n)).toBeLessThan(1e-4);
+      expect(maxAbsDiff(await cN.array(), state.c_n)).toBeLessThan(1e-4);
+      expect(Math.max(...(state.h_n.flat(2) as number[]))).toBeGreaterThan(0); // not a trivial all-zero state
+    } finally {
+      tf.dispose([x, output, hN, cN, ...Object.values(stateDict)]);
+      lstm.dispose();
+    }
+  });
+
+  it('runs an infer job on the trained model; outputs, hN and cN match the library', async () => {
+    const inputs = [
+      [[0.1], [0.2], [0.3]],
+      [[-0.5], [0.0], [0.5]],
+    ];
+    const inferId = await h.submit('infer', contract.InferPayload.parse({ modelJobId: trainId, inputs }));
+    const ev = await h.waitForEnd(inferId, 30_000, worker);
+    const done = ev.find((e): e is StateEvent => e.type === 'state' && e.state === 'completed');
+    expect(done).toBeDefined();
+    const result = InferResultSchema.parse(done!.result);
+
+    const { stateDict, metadata } = safetensorsToStateDict(new Uint8Array(await h.artifacts.get(trainId, ARTIFACTS.model)));
+    const cfg = ModelArtifactConfigSchema.parse(JSON.parse(metadata[MODEL_METADATA_KEY]));
+    const model = new SequenceModel(cfg.sequenceModel as never);
+    model.loadStateDict(stateDict);
+    const x = tf.tensor3d(inputs);
+    const { y, hN, cN } = model.predict(x);
+    try {
+      expect(result.outputs.length).toBe(2);
+      expect(result.outputs[0].length).toBe(3);
+      expect(maxAbsDiff(await y.array(), result.outputs)).toBeLessThan(1e-4);
+      expect(maxAbsDiff(await hN.array(), result.hN)).toBeLessThan(1e-4);
+      expect(maxAbsDiff(await cN.array(), result.cN)).toBeLessThan(1e-4);
+    } finally {
+      tf.dispose([x, y, hN, cN, ...Object.values(stateDict)]);
+      model.dispose();
+    }
+  });
+
+  it('fails invalid job data at once with invalid_payload and keeps working', async () => {
+    const bad = await h.addRaw('any', 'train', { type: 'train', tenant: 'default', payload: { model: { inputSize: 0 } } });
+    const mislabelled = await h.addRaw('cpu', 'infer', { type: 'train', tenant: 'default', payload: trainPayload });
+    for (const id of [bad, mislabelled]) {
+      const ev = await h.waitForEnd(id, 20_000, worker);
+      const end = ev.find((e): e is StateEvent => e.type === 'state')!;
+      expect(end.state).toBe('failed');
+      expect(end.error?.code).toBe('invalid_payload');
+      const job = await Job.fromId(h.queue(id === bad ? 'any' : 'cpu'), id);
+      expect(await job!.getState()).toBe('failed');
+      expect(decodeJobError(job!.failedReason).code).toBe('invalid_payload');
+      expect(job!.attemptsMade).toBe(1);
+    }
+    const bad1 = await Job.fromId(h.queue('any'), bad);
+    expect(decodeJobError(bad1!.failedReason).details?.issues).toEqual(expect.arrayContaining([expect.objectContaining({ path: 'payload.model.inputSize' })]));
+
+    // Still alive and serving: an inline-model infer job on the cpu queue.
+    const inferId = await h.submit(
+      'infer',
+      contract.InferPayload.parse({
+        model: {
+          config: { inputSize: 1, hiddenSize: 1, outputSize: 1 },
+          stateDict: {
+            weight_ih_l0: [[1], [1], [1], [1]],
+            weight_hh_l0: [[0], [0], [0], [0]],
+            bias_ih_l0: [0, 0, 0, 0],
+            bias_hh_l0: [0, 0, 0, 0],
+            'head.weight': [[2]],
+            'head.bias': [1],
+          },
+        },
+        inputs: [[[1]]],
+        device: 'cpu',
+      }),
+    );
+    const ev = await h.waitForEnd(inferId, 20_000, worker);
+    const done = ev.find((e): e is StateEvent => e.type === 'state' && e.state === 'completed');
+    const r = InferResultSchema.parse(done!.result);
+    // g = relu(1) = 1, i = f = o = sigmoid(1); c = i * g; h = o * relu(c); y = 2h + 1.
+    const s = 1 / (1 + Math.exp(-1));
+    expect(r.cN[0][0][0]).toBeCloseTo(s, 5);
+    expect(r.hN[0][0][0]).toBeCloseTo(s * s, 5);
+    expect(r.outputs[0][0][0]).toBeCloseTo(2 * s * s + 1, 5);
+    expect(worker.proc.exitCode).toBeNull();
+  });
+
+  it('fails an infer job whose model does not exist with not_found, and one with a wrong input size with invalid_payload', async () => {
+    const missing = await h.submit('infer', contract.InferPayload.parse({ modelJobId: '00000000-0000-4000-8000-000000000000', inputs: [[[1]]] }));
+    const wrongSize = await h.submit('infer', contract.InferPayload.parse({ modelJobId: trainId, inputs: [[[1, 2]]] }));
+    const codes: string[] = [];
+    for (const id of [missing, wrongSize]) {
+      const ev = await h.waitForEnd(id, 20_000, worker);
+      codes.push((ev.find((e): e is StateEvent => e.type === 'state' && e.state === 'failed')?.error?.code) ?? 'none');
+    }
+    expect(codes).toEqual(['not_found', 'invalid_payload']);
+  });
+
+  it('exits 0 on SIGTERM and removes its heartbeat', async () => {
+    worker.proc.kill('SIGTERM');
+    expect(await worker.exited).toBe(0);
+    expect(await h.redis.zcard(h.keys.workers())).toBe(0);
+    expect(await h.redis.keys(`${h.prefix}:worker:*`)).toEqual([]);
+  });
+});
