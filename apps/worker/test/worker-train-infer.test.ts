@@ -10,6 +10,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { ReluLstm, SequenceModel, safetensorsToStateDict } from '@relu-lstm/lstm';
 import {
   ARTIFACTS,
+  FileDatasetStore,
   InferResultSchema,
   MODEL_METADATA_KEY,
   ModelArtifactConfigSchema,
@@ -242,6 +243,56 @@ describe('worker', () => {
       codes.push((ev.find((e): e is StateEvent => e.type === 'state' && e.state === 'failed')?.error?.code) ?? 'none');
     }
     expect(codes).toEqual(['not_found', 'invalid_payload']);
+  });
+
+  it('starts a train job from the weights of an earlier one (fromJob), and refuses one of another shape', async () => {
+    // sgd with a negligible learning rate: the new model's weights are the old ones.
+    const next = await h.submit('train', contract.TrainPayload.parse({
+      ...trainPayload,
+      fromJob: trainId,
+      training: { epochs: 1, batchSize: 16, optimizer: 'sgd', learningRate: 1e-9, seed: 99 },
+    }));
+    const ev = await h.waitForEnd(next, 30_000, worker);
+    expect(ev.find((e): e is StateEvent => e.type === 'state' && e.state === 'completed')).toBeDefined();
+    const [a, b] = await Promise.all([trainId, next].map(async (id) => safetensorsToStateDict(new Uint8Array(await h.artifacts.get(id, ARTIFACTS.model))).stateDict));
+    try {
+      for (const name of Object.keys(a)) expect(maxAbsDiff(await a[name].array(), await b[name].array())).toBeLessThan(1e-6);
+    } finally {
+      tf.dispose([...Object.values(a), ...Object.values(b)]);
+    }
+    expect(JSON.parse((await h.artifacts.get(next, ARTIFACTS.config)).toString()).resolved.init).toBe('fromJob');
+
+    const wrong = await h.submit('train', contract.TrainPayload.parse({
+      ...trainPayload,
+      model: { ...trainPayload.model, hiddenSize: H + 1 },
+      fromJob: trainId,
+    }));
+    const ev2 = await h.waitForEnd(wrong, 30_000, worker);
+    const failed = ev2.find((e): e is StateEvent => e.type === 'state' && e.state === 'failed');
+    expect(failed?.error).toMatchObject({ code: 'invalid_payload', details: { field: 'model.hiddenSize' } });
+  });
+
+  it('trains on an uploaded dataset with a validation split and records state.json for the given stateInput', async () => {
+    const datasetId = '11111111-2222-4333-8444-555555555555';
+    const x = Array.from({ length: 8 }, (_, n) => Array.from({ length: 5 }, (_, t) => [Math.sin(n + t)]));
+    const y = x.map((seq) => [seq.reduce((acc, [v]) => acc + v, 0)]);
+    await new FileDatasetStore(h.datasetDir).put(datasetId, { x, y });
+    const stateInput = { inputs: [[[0.5], [0.25]]], description: 'two steps of a probe' };
+    const id = await h.submit('train', contract.TrainPayload.parse({
+      model: { inputSize: 1, hiddenSize: H, outputSize: 1, head: 'lastStep' },
+      data: { datasetId },
+      training: { epochs: 2, batchSize: 3, validationSplit: 0.25, seed: 5 },
+      stateInput,
+      device: 'cpu',
+    }));
+    const ev = await h.waitForEnd(id, 30_000, worker);
+    expect(ev.find((e): e is StateEvent => e.type === 'state' && e.state === 'completed')).toBeDefined();
+    const ends = ev.filter((e): e is MetricEvent => e.type === 'metric' && e.epochEnd === true);
+    expect(ends.map((m) => m.step)).toEqual([2, 4]); // 6 training samples, batches of 3
+    for (const m of ends) expect(m.valLoss).toEqual(expect.any(Number));
+    const state = StateArtifactSchema.parse(JSON.parse((await h.artifacts.get(id, ARTIFACTS.state)).toString()));
+    expect(state.input).toMatchObject({ source: 'stateInput', description: 'two steps of a probe', shape: [1, 2, 1], inputs: stateInput.inputs });
+    expect(state.shapes.h_n).toEqual([1, 1, H]);
   });
 
   it('exits 0 on SIGTERM and removes its heartbeat', async () => {
