@@ -113,13 +113,22 @@ export class RedisJobEventStream implements JobEventStream {
         yield batch;
         if (batch.length < count) break;
       }
-      blocking = this.redis.duplicate();
-      blocking.on('error', () => {}); // reported by the command that fails
+      // Same options as the shared connection, but connected before the first command: a client
+      // made with enableOfflineQueue: false would otherwise refuse it.
+      const conn = this.redis.duplicate({ lazyConnect: true });
+      blocking = conn;
+      conn.on('error', () => {}); // reported by the command that fails
+      try {
+        await conn.connect();
+      } catch (e) {
+        if (signal?.aborted) return;
+        throw e;
+      }
       for (;;) {
         if (signal?.aborted) return;
         let res: Array<[string, RawEntry[]]> | null;
         try {
-          res = (await blocking.xread('COUNT', count, 'BLOCK', blockMs, 'STREAMS', key, after)) as typeof res;
+          res = (await conn.xread('COUNT', count, 'BLOCK', blockMs, 'STREAMS', key, after)) as typeof res;
         } catch (e) {
           if (signal?.aborted) return;
           throw e;

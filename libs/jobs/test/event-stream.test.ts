@@ -98,3 +98,22 @@ test('streams are capped', async () => {
 test('bad ids are refused', async () => {
   await expect(stream.read(randomUUID(), { after: '$' })).rejects.toThrow(/stream id/);
 });
+
+test('follow works over a fail-fast connection (enableOfflineQueue: false), as the api uses', async () => {
+  const strict = new Redis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', { enableOfflineQueue: false, maxRetriesPerRequest: 1, lazyConnect: true });
+  await strict.connect();
+  try {
+    const s = new RedisJobEventStream(strict, keys);
+    const job = randomUUID();
+    await s.append(job, { type: 'state', at: Date.now(), state: 'queued' });
+    setTimeout(() => void s.append(job, { type: 'state', at: Date.now(), state: 'cancelled' }), 100);
+    const seen: StoredEvent[] = [];
+    for await (const batch of s.follow(job, { blockMs: 1000 })) {
+      seen.push(...batch);
+      if (seen.some((e) => isTerminalEvent(e.event))) break;
+    }
+    expect(seen.map((e) => e.event.type === 'state' && e.event.state)).toEqual(['queued', 'cancelled']);
+  } finally {
+    await strict.quit();
+  }
+});

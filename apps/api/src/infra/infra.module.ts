@@ -1,0 +1,61 @@
+/**
+ * Shared instances, built once from the validated config: the Redis connection, key builders, the
+ * payload schemas (with the configured limits), the event stream, the artifact and dataset stores,
+ * and the BullMQ queues.
+ */
+import { BullModule } from '@nestjs/bullmq';
+import { Global, Inject, Module, type DynamicModule, type OnApplicationShutdown } from '@nestjs/common';
+import type { Redis } from 'ioredis';
+import {
+  FileArtifactStore,
+  FileDatasetStore,
+  QUEUE_NAMES,
+  RedisJobEventStream,
+  makeContract,
+  redisKeys,
+  type RedisKeys,
+} from '@relu-lstm/jobs';
+import type { ApiConfig } from '../config';
+import { JobQueues } from './job-queues';
+import { closeRedis, connectRedis } from './redis';
+import { ARTIFACT_STORE, CONFIG, CONTRACT, DATASET_STORE, EVENT_STREAM, KEYS, REDIS } from './tokens';
+
+@Global()
+@Module({})
+export class InfraModule implements OnApplicationShutdown {
+  constructor(@Inject(REDIS) private readonly redis: Redis) {}
+
+  static forRoot(config: ApiConfig): DynamicModule {
+    const providers = [
+      { provide: CONFIG, useValue: config },
+      { provide: REDIS, useFactory: () => connectRedis(config.redisUrl, `${config.queuePrefix}:api`) },
+      { provide: KEYS, useValue: redisKeys(config.queuePrefix) },
+      { provide: CONTRACT, useValue: makeContract(config.limits) },
+      {
+        provide: EVENT_STREAM,
+        inject: [REDIS, KEYS],
+        useFactory: (redis: Redis, keys: RedisKeys) => new RedisJobEventStream(redis, keys),
+      },
+      { provide: ARTIFACT_STORE, useValue: new FileArtifactStore(config.artifactDir) },
+      { provide: DATASET_STORE, useValue: new FileDatasetStore(config.datasetDir) },
+      JobQueues,
+    ];
+    return {
+      module: InfraModule,
+      imports: [
+        BullModule.forRoot({
+          prefix: config.queuePrefix,
+          // A producer: fail fast while Redis is down instead of queueing commands.
+          connection: { url: config.redisUrl, enableOfflineQueue: false, maxRetriesPerRequest: 1, connectionName: `${config.queuePrefix}:api-queues` },
+        }),
+        BullModule.registerQueue(...QUEUE_NAMES.map((name) => ({ name }))),
+      ],
+      providers,
+      exports: [...providers, BullModule],
+    };
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    await closeRedis(this.redis);
+  }
+}

@@ -1,0 +1,118 @@
+/**
+ * Following a job's event stream until it ends: the SSE route and `infer?wait=true` both use it.
+ * Each follower holds one blocking Redis connection; their number is capped (`MAX_STREAMS`) and
+ * they are all stopped when the api shuts down.
+ *
+ * The worker writes the terminal state event after BullMQ has recorded the outcome. If the worker
+ * died between the two, BullMQ says finished while the stream never will; after two quiet periods
+ * in that state the feed makes up the terminal event from BullMQ's record (without a stream id).
+ */
+import { Inject, Injectable, type BeforeApplicationShutdown } from '@nestjs/common';
+import { isTerminal, isTerminalEvent, type JobEventStream, type JobMeta, type JobView, type StoredEvent } from '@relu-lstm/jobs';
+import type { ApiConfig } from '../config';
+import { ApiError } from '../http/errors';
+import { CONFIG, EVENT_STREAM } from '../infra/tokens';
+import { JobRecords } from './job-records';
+
+export interface FeedItem {
+  /** Stream entry id; absent for a terminal event made up from BullMQ's record. */
+  id?: string;
+  event: StoredEvent['event'];
+}
+
+export interface FeedHandlers {
+  onEvents(items: FeedItem[]): void | Promise<void>;
+  /** Called after each quiet period (no event for `quietMs`). */
+  onQuiet?(): void | Promise<void>;
+}
+
+@Injectable()
+export class EventFeed implements BeforeApplicationShutdown {
+  private readonly active = new Set<AbortController>();
+
+  constructor(
+    @Inject(CONFIG) private readonly config: ApiConfig,
+    @Inject(EVENT_STREAM) private readonly events: JobEventStream,
+    private readonly records: JobRecords,
+  ) {}
+
+  /** Throws 503 when too many followers are open. */
+  reserve(): AbortController {
+    if (this.active.size >= this.config.maxStreams) {
+      throw new ApiError(503, 'unavailable', 'too many event streams open; retry later', undefined, { 'Retry-After': '5' });
+    }
+    const ac = new AbortController();
+    this.active.add(ac);
+    return ac;
+  }
+
+  release(ac: AbortController): void {
+    this.active.delete(ac);
+  }
+
+  /**
+   * Delivers every event after `after` until the terminal state event (returned), or until the signal
+   * aborts (returns null).
+   */
+  async follow(meta: JobMeta, after: string | undefined, quietMs: number, signal: AbortSignal, h: FeedHandlers): Promise<FeedItem | null> {
+    let finishedChecks = 0;
+    for await (const batch of this.events.follow(meta.id, { after, blockMs: quietMs, signal })) {
+      const terminal = batch.findIndex((e) => isTerminalEvent(e.event));
+      if (terminal >= 0) {
+        await h.onEvents(batch.slice(0, terminal + 1));
+        return batch[terminal];
+      }
+      if (batch.length) {
+        finishedChecks = 0;
+        await h.onEvents(batch);
+        continue;
+      }
+      await h.onQuiet?.();
+      const view = await this.records.view(meta);
+      if (this.recordsFinished(view.state)) {
+        if (++finishedChecks >= 2) {
+          const made: FeedItem = {
+            event: view.state === 'completed'
+              ? { type: 'state', at: view.finishedAt ?? Date.now(), state: 'completed', ...(view.result ? { result: view.result as never } : {}) }
+              : { type: 'state', at: view.finishedAt ?? Date.now(), state: view.state, ...(view.error ? { error: view.error } : {}) },
+          };
+          await h.onEvents([made]);
+          return made;
+        }
+      }
+    }
+    return null;
+  }
+
+  /**
+   * Waits up to `timeoutMs` for the job to finish; returns its view either way (check its state).
+   * Stops early when `signal` aborts (the client went away).
+   */
+  async waitFor(meta: JobMeta, timeoutMs: number, signal: AbortSignal): Promise<JobView> {
+    const ac = this.reserve();
+    const stop = () => ac.abort();
+    const timer = setTimeout(stop, timeoutMs);
+    signal.addEventListener('abort', stop, { once: true });
+    try {
+      for await (const batch of this.events.follow(meta.id, { blockMs: Math.min(1000, Math.max(50, timeoutMs)), signal: ac.signal })) {
+        if (batch.length === 0 || batch.some((e) => isTerminalEvent(e.event))) {
+          const view = await this.records.view(meta);
+          if (isTerminal(view.state)) return view;
+        }
+      }
+    } finally {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', stop);
+      this.release(ac);
+    }
+    return this.records.view(meta);
+  }
+
+  private recordsFinished(state: string): boolean {
+    return state === 'completed' || state === 'failed' || state === 'cancelled';
+  }
+
+  beforeApplicationShutdown(): void {
+    for (const ac of this.active) ac.abort();
+  }
+}

@@ -1,0 +1,182 @@
+/**
+ * /v1/jobs routes: submit, read, list, cancel, follow events (SSE) and artifacts.
+ */
+import { Controller, Delete, Get, Headers, HttpCode, Param, Post, Query, Req, Res } from '@nestjs/common';
+import type { Request, Response } from 'express';
+import {
+  IDEMPOTENCY_HEADER,
+  isStreamId,
+  isValidArtifactName,
+  ArtifactNotFoundError,
+  type ArtifactList,
+  type ArtifactStore,
+  type CancelResponse,
+  type InferWaitResponse,
+  type JobList,
+  type JobView,
+  type SubmitResponse,
+} from '@relu-lstm/jobs';
+import { Inject } from '@nestjs/common';
+import type { ApiConfig } from '../config';
+import { ApiError } from '../http/errors';
+import { tenantOf } from '../http/tenant';
+import { ARTIFACT_STORE, CONFIG } from '../infra/tokens';
+import { EventFeed, type FeedItem } from './event-feed';
+import { JobsService } from './jobs.service';
+
+function requireJson(req: Request): void {
+  if (!req.is('application/json')) {
+    throw new ApiError(415, 'unsupported_media_type', 'send the payload as Content-Type: application/json');
+  }
+}
+
+function parseWait(v: unknown): boolean {
+  if (v === undefined || v === 'false' || v === '0') return false;
+  if (v === 'true' || v === '1' || v === '') return true;
+  throw ApiError.invalid([{ path: 'wait', code: 'invalid_value', message: 'invalid query parameter', expected: 'true or false', received: JSON.stringify(v) }]);
+}
+
+const CONTENT_TYPES: Record<string, string> = {
+  json: 'application/json',
+  csv: 'text/csv; charset=utf-8',
+  txt: 'text/plain; charset=utf-8',
+};
+
+@Controller('v1/jobs')
+export class JobsController {
+  constructor(
+    private readonly jobs: JobsService,
+    private readonly feed: EventFeed,
+    @Inject(CONFIG) private readonly config: ApiConfig,
+    @Inject(ARTIFACT_STORE) private readonly artifacts: ArtifactStore,
+  ) {}
+
+  @Post('train')
+  @HttpCode(202)
+  async train(@Req() req: Request, @Res({ passthrough: true }) res: Response, @Headers(IDEMPOTENCY_HEADER) key?: string): Promise<SubmitResponse> {
+    requireJson(req);
+    const r = await this.jobs.submit('train', req.body, tenantOf(req), key);
+    if (r.replayed) res.setHeader('Idempotent-Replayed', 'true');
+    return r.body;
+  }
+
+  @Post('infer')
+  @HttpCode(202)
+  async infer(
+    @Req() req: Request,
+    @Res({ passthrough: true }) res: Response,
+    @Query('wait') waitParam: unknown,
+    @Headers(IDEMPOTENCY_HEADER) key?: string,
+  ): Promise<SubmitResponse | InferWaitResponse> {
+    requireJson(req);
+    const wait = parseWait(waitParam);
+    const tenant = tenantOf(req);
+    const r = await this.jobs.submit('infer', req.body, tenant, key);
+    if (r.replayed) res.setHeader('Idempotent-Replayed', 'true');
+    if (!wait) return r.body;
+    const gone = new AbortController();
+    res.on('close', () => gone.abort());
+    const view = await this.feed.waitFor(await this.jobs.meta(r.body.id, tenant), this.config.inferWaitMs, gone.signal);
+    if (!this.jobs.isTerminalState(view.state)) return { ...r.body, state: view.state };
+    res.status(200);
+    return { id: view.id, state: view.state, result: view.result, error: view.error, links: view.links };
+  }
+
+  @Get()
+  list(@Req() req: Request, @Query() query: Record<string, unknown>): Promise<JobList> {
+    return this.jobs.list(query, tenantOf(req));
+  }
+
+  @Get(':id')
+  get(@Req() req: Request, @Param('id') id: string): Promise<JobView> {
+    return this.jobs.get(id, tenantOf(req));
+  }
+
+  @Delete(':id')
+  async cancel(@Req() req: Request, @Param('id') id: string, @Res({ passthrough: true }) res: Response): Promise<CancelResponse> {
+    const r = await this.jobs.cancel(id, tenantOf(req));
+    res.status(r.status);
+    return r.body;
+  }
+
+  /**
+   * Server-Sent Events: every event of the job's stream from the start (or after `Last-Event-ID`),
+   * then live ones, ending after the terminal state event. `id:` is the stream entry id,
+   * `event:` the event type (`state`, `metric`, `log`), `data:` the event JSON.
+   */
+  @Get(':id/events')
+  async events(@Req() req: Request, @Res() res: Response, @Param('id') id: string): Promise<void> {
+    const meta = await this.jobs.meta(id, tenantOf(req));
+    const lastId = req.header('last-event-id') ?? (typeof req.query.after === 'string' ? req.query.after : undefined);
+    if (lastId !== undefined && !isStreamId(lastId)) {
+      throw ApiError.invalid([{ path: 'Last-Event-ID', code: 'invalid_format', message: 'not an event id of this stream', expected: '<ms>-<seq>', received: JSON.stringify(lastId) }]);
+    }
+    const ac = this.feed.reserve();
+    res.on('close', () => ac.abort());
+    res.writeHead(200, {
+      'Content-Type': 'text/event-stream; charset=utf-8',
+      'Cache-Control': 'no-cache, no-transform',
+      Connection: 'keep-alive',
+      'X-Accel-Buffering': 'no',
+    });
+    res.write('retry: 2000\n\n');
+    const write = (items: FeedItem[]) => {
+      for (const { id: eid, event } of items) {
+        res.write(`${eid ? `id: ${eid}\n` : ''}event: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`);
+      }
+    };
+    try {
+      await this.feed.follow(meta, lastId, this.config.sseKeepAliveMs, ac.signal, {
+        onEvents: write,
+        onQuiet: () => {
+          res.write(': keep-alive\n\n');
+        },
+      });
+    } catch (e) {
+      if (!ac.signal.aborted) res.write(`event: error\ndata: ${JSON.stringify({ code: 'unavailable', message: 'the event stream broke; reconnect with Last-Event-ID' })}\n\n`);
+      if (!(e instanceof Error && /Connection is closed/.test(e.message))) throw e;
+    } finally {
+      this.feed.release(ac);
+      res.end();
+    }
+  }
+
+  @Get(':id/artifacts')
+  async listArtifacts(@Req() req: Request, @Param('id') id: string): Promise<ArtifactList> {
+    await this.jobs.meta(id, tenantOf(req));
+    const items = await this.artifacts.list(id);
+    return { jobId: id, items: items.map((a) => ({ ...a, url: `/v1/jobs/${id}/artifacts/${encodeURIComponent(a.name)}` })) };
+  }
+
+  @Get(':id/artifacts/:name')
+  async artifact(@Req() req: Request, @Res() res: Response, @Param('id') id: string, @Param('name') name: string): Promise<void> {
+    await this.jobs.meta(id, tenantOf(req));
+    if (!isValidArtifactName(name)) {
+      throw ApiError.invalid([{ path: 'name', code: 'invalid_format', message: 'not an artifact name', expected: 'one file name of letters, digits, ".", "-", "_"', received: JSON.stringify(name) }]);
+    }
+    let opened;
+    try {
+      opened = await this.artifacts.open(id, name);
+    } catch (e) {
+      if (e instanceof ArtifactNotFoundError) throw ApiError.notFound(`artifact ${name} of job ${id}`);
+      throw e;
+    }
+    const ext = name.split('.').pop() ?? '';
+    res.writeHead(200, {
+      'Content-Type': CONTENT_TYPES[ext] ?? 'application/octet-stream',
+      'Content-Length': String(opened.info.size),
+      'Content-Disposition': `attachment; filename="${name}"`,
+      'Last-Modified': new Date(opened.info.modifiedAt).toUTCString(),
+    });
+    const stream = opened.stream as NodeJS.ReadableStream & { destroy(): void };
+    res.on('close', () => stream.destroy());
+    await new Promise<void>((resolve) => {
+      stream.on('error', () => {
+        res.destroy();
+        resolve();
+      });
+      stream.on('end', resolve);
+      stream.pipe(res);
+    });
+  }
+}

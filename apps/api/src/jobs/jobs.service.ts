@@ -1,0 +1,301 @@
+/**
+ * Submitting, listing and cancelling jobs. The api only produces jobs: it validates the payload,
+ * checks what the payload refers to (dataset, earlier job) exists, and hands the job to
+ * `planJob` + `produceJob` of @relu-lstm/jobs.
+ */
+import { createHash, randomUUID } from 'node:crypto';
+import { Inject, Injectable } from '@nestjs/common';
+import type { Redis } from 'ioredis';
+import { z } from 'zod';
+import {
+  ARTIFACTS,
+  ConfigArtifactSchema,
+  DatasetMetaSchema,
+  IDEMPOTENCY_TTL_SEC,
+  JOB_STATES,
+  planJob,
+  produceJob,
+  validate,
+  isTerminal,
+  type ArtifactStore,
+  type CancelRequest,
+  type CancelResponse,
+  type ConfigArtifact,
+  type JobContract,
+  type JobEventStream,
+  type JobList,
+  type JobMeta,
+  type JobState,
+  type JobType,
+  type JobView,
+  type ModelSpec,
+  type PayloadOf,
+  type QueueName,
+  type RedisKeys,
+  type SubmitResponse,
+  type ValidationIssue,
+} from '@relu-lstm/jobs';
+import type { ApiConfig } from '../config';
+import { ApiError } from '../http/errors';
+import { JobQueues } from '../infra/job-queues';
+import { ARTIFACT_STORE, CONFIG, CONTRACT, EVENT_STREAM, KEYS, REDIS } from '../infra/tokens';
+import { JobRecords, linksOf } from './job-records';
+
+export interface Submitted {
+  /** True when an Idempotency-Key repeat returned the job of the first request. */
+  replayed: boolean;
+  body: SubmitResponse;
+}
+
+/** Idempotency keys: printable ASCII, 1..255 characters. */
+const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
+
+const IdempotencyRecord = z.object({ id: z.string(), type: z.string(), bodyHash: z.string() });
+
+/** JSON with object keys sorted, so equal payloads hash equally whatever their key order. */
+function canonicalJson(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
+  if (v && typeof v === 'object') {
+    return `{${Object.keys(v)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonicalJson((v as Record<string, unknown>)[k])}`)
+      .join(',')}}`;
+  }
+  return JSON.stringify(v);
+}
+
+export const ListQuerySchema = z.strictObject({
+  state: z.enum(JOB_STATES).optional(),
+  limit: z.coerce.number().int().min(1).max(100).default(20),
+  cursor: z.string().max(200).optional(),
+});
+
+/** Most index entries one list request looks at when filtering by state. */
+const MAX_SCANNED = 1000;
+
+/** Fields of two model specs that must agree for a model to be continued or used. */
+const SHAPE_FIELDS = ['inputSize', 'hiddenSize', 'numLayers', 'bias', 'bidirectional', 'outputSize', 'head'] as const;
+
+@Injectable()
+export class JobsService {
+  constructor(
+    @Inject(CONFIG) private readonly config: ApiConfig,
+    @Inject(REDIS) private readonly redis: Redis,
+    @Inject(KEYS) private readonly keys: RedisKeys,
+    @Inject(CONTRACT) private readonly contract: JobContract,
+    @Inject(EVENT_STREAM) private readonly events: JobEventStream,
+    @Inject(ARTIFACT_STORE) private readonly artifacts: ArtifactStore,
+    private readonly queues: JobQueues,
+    private readonly records: JobRecords,
+  ) {}
+
+  async submit(type: JobType, body: unknown, tenant: string, idempotencyKey?: string): Promise<Submitted> {
+    const schema = type === 'train' ? this.contract.TrainPayload : this.contract.InferPayload;
+    const parsed = validate(schema, body);
+    if (!parsed.ok) throw ApiError.invalid(parsed.issues);
+    const payload = parsed.value as PayloadOf<typeof type>;
+    const refIssues = type === 'train'
+      ? await this.checkTrainRefs(payload as PayloadOf<'train'>, tenant)
+      : await this.checkInferRefs(payload as PayloadOf<'infer'>, tenant);
+    if (refIssues.length) throw ApiError.invalid(refIssues);
+
+    let idemKey: string | null = null;
+    const id = randomUUID();
+    if (idempotencyKey !== undefined) {
+      if (!IDEMPOTENCY_KEY.test(idempotencyKey)) {
+        throw ApiError.invalid([{ path: 'Idempotency-Key', code: 'invalid_format', message: 'invalid header', expected: '1 to 255 printable ASCII characters', received: `${idempotencyKey.length} characters` }]);
+      }
+      idemKey = this.keys.idempotency(tenant, idempotencyKey);
+      const bodyHash = createHash('sha256').update(`${type}\n${canonicalJson(payload)}`).digest('hex');
+      const record = JSON.stringify({ id, type, bodyHash });
+      const set = await this.redis.set(idemKey, record, 'EX', IDEMPOTENCY_TTL_SEC, 'NX');
+      if (set !== 'OK') {
+        const prev = IdempotencyRecord.safeParse(JSON.parse((await this.redis.get(idemKey)) ?? 'null'));
+        if (prev.success) {
+          if (prev.data.bodyHash !== bodyHash || prev.data.type !== type) {
+            throw new ApiError(422, 'idempotency_key_reused', 'this Idempotency-Key was used with a different request body or route');
+          }
+          const meta = await this.records.meta(prev.data.id, tenant);
+          if (!meta) throw new ApiError(409, 'conflict', 'a request with this Idempotency-Key is still being processed; retry shortly');
+          const view = await this.records.view(meta);
+          return { replayed: true, body: { id: meta.id, state: view.state, links: linksOf(meta.id) } };
+        }
+        // Expired between SET and GET: take the key now.
+        await this.redis.set(idemKey, record, 'EX', IDEMPOTENCY_TTL_SEC);
+      }
+    }
+
+    const plan = planJob(type, payload, { tenant, id, policy: this.config.jobPolicy });
+    try {
+      await produceJob({ redis: this.redis, keys: this.keys, queue: (q: QueueName) => this.queues.queue(q) }, plan);
+    } catch (e) {
+      if (idemKey) await this.redis.del(idemKey).catch(() => undefined);
+      throw e;
+    }
+    return { replayed: false, body: { id: plan.id, state: 'queued', links: linksOf(plan.id) } };
+  }
+
+  private async datasetIssues(datasetId: string, tenant: string, model: ModelSpec): Promise<ValidationIssue[]> {
+    const path = 'data.datasetId';
+    const raw = await this.redis.get(this.keys.dataset(datasetId));
+    const meta = raw ? DatasetMetaSchema.safeParse(JSON.parse(raw)) : null;
+    if (!meta?.success || meta.data.tenant !== tenant) {
+      return [{ path, code: 'not_found', message: `dataset ${datasetId} does not exist`, expected: 'the id of an uploaded dataset', received: JSON.stringify(datasetId) }];
+    }
+    const d = meta.data;
+    const issues: ValidationIssue[] = [];
+    if (d.inputSize !== model.inputSize) {
+      issues.push({ path: 'model.inputSize', code: 'custom', message: `the dataset has ${d.inputSize} input features`, expected: String(d.inputSize), received: String(model.inputSize) });
+    }
+    const perStep = d.targetShape.length === 3;
+    const o = d.targetShape[d.targetShape.length - 1];
+    if (o !== model.outputSize) {
+      issues.push({ path: 'model.outputSize', code: 'custom', message: `the dataset's targets have ${o} values`, expected: String(o), received: String(model.outputSize) });
+    }
+    if (perStep !== (model.head === 'manyToMany')) {
+      const want = perStep ? 'manyToMany' : 'lastStep';
+      issues.push({ path: 'model.head', code: 'custom', message: `the dataset has ${perStep ? 'per-step targets [N,T,O]' : 'one target per sequence [N,O]'}`, expected: `'${want}'`, received: `'${model.head}'` });
+    }
+    return issues;
+  }
+
+  /** An earlier train job usable as a model: same tenant, train, `model.safetensors` and `config.json` present. */
+  private async modelIssues(jobId: string, path: string, tenant: string, model: ModelSpec | null): Promise<ValidationIssue[]> {
+    const meta = await this.records.meta(jobId, tenant);
+    const notUsable = (message: string): ValidationIssue[] => [{ path, code: 'not_found', message, expected: 'the id of a completed train job', received: JSON.stringify(jobId) }];
+    if (!meta) return notUsable(`job ${jobId} does not exist`);
+    if (meta.type !== 'train') return notUsable(`job ${jobId} is an ${meta.type} job`);
+    const [hasModel, configRaw] = await Promise.all([
+      this.artifacts.exists(jobId, ARTIFACTS.model),
+      this.artifacts.get(jobId, ARTIFACTS.config).catch(() => null),
+    ]);
+    if (!hasModel || !configRaw) {
+      const view = await this.records.view(meta);
+      return notUsable(`job ${jobId} has no trained model (state ${view.state})`);
+    }
+    if (!model) return [];
+    let cfg: ConfigArtifact | null = null;
+    try {
+      const r = ConfigArtifactSchema.safeParse(JSON.parse(configRaw.toString('utf8')));
+      cfg = r.success ? r.data : null;
+    } catch {
+      cfg = null;
+    }
+    if (!cfg) return [];
+    return SHAPE_FIELDS.filter((f) => cfg!.model[f] !== model[f]).map((f) => ({
+      path: `model.${f}`,
+      code: 'custom',
+      message: `must match the model of job ${jobId}`,
+      expected: JSON.stringify(cfg!.model[f]),
+      received: JSON.stringify(model[f]),
+    }));
+  }
+
+  private async checkTrainRefs(p: PayloadOf<'train'>, tenant: string): Promise<ValidationIssue[]> {
+    const issues: ValidationIssue[] = [];
+    if (p.data.datasetId) issues.push(...(await this.datasetIssues(p.data.datasetId, tenant, p.model)));
+    if (p.fromJob) issues.push(...(await this.modelIssues(p.fromJob, 'fromJob', tenant, p.model)));
+    return issues;
+  }
+
+  private async checkInferRefs(p: PayloadOf<'infer'>, tenant: string): Promise<ValidationIssue[]> {
+    if (!p.modelJobId) return [];
+    const issues = await this.modelIssues(p.modelJobId, 'modelJobId', tenant, null);
+    if (issues.length) return issues;
+    // The input width must match the trained model's.
+    const raw = await this.artifacts.get(p.modelJobId, ARTIFACTS.config).catch(() => null);
+    const cfg = raw ? ConfigArtifactSchema.safeParse(JSON.parse(raw.toString('utf8'))) : null;
+    const width = p.inputs[0]?.[0]?.length;
+    if (cfg?.success && width !== undefined && width !== cfg.data.model.inputSize) {
+      return [{ path: 'inputs', code: 'custom', message: `the model of job ${p.modelJobId} reads ${cfg.data.model.inputSize} features per step`, expected: `shape [B, T, ${cfg.data.model.inputSize}]`, received: `${width} features per step` }];
+    }
+    return [];
+  }
+
+  async get(id: string, tenant: string): Promise<JobView> {
+    return this.records.view(await this.records.metaOr404(id, tenant));
+  }
+
+  /** Newest first. The cursor is opaque: base64url of `<createdAt>:<id>` of the last item returned. */
+  async list(query: unknown, tenant: string): Promise<JobList> {
+    const q = validate(ListQuerySchema, query);
+    if (!q.ok) throw ApiError.invalid(q.issues);
+    const { state, limit, cursor } = q.value;
+    let maxScore = '+inf';
+    let after: { score: number; id: string } | null = null;
+    if (cursor) {
+      const m = /^(\d+):([A-Za-z0-9._-]+)$/.exec(Buffer.from(cursor, 'base64url').toString('utf8'));
+      if (!m) throw ApiError.invalid([{ path: 'cursor', code: 'invalid_format', message: 'not a cursor from this api', expected: 'the nextCursor of a previous page', received: JSON.stringify(cursor) }]);
+      after = { score: Number(m[1]), id: m[2] };
+      maxScore = m[1];
+    }
+    const index = this.keys.jobIndex(tenant);
+    const items: JobView[] = [];
+    const cursorOf = (e: { score: number; id: string }) => Buffer.from(`${e.score}:${e.id}`).toString('base64url');
+    let last: { score: number; id: string } | null = null;
+    let scanned = 0;
+    let offset = 0;
+    const chunk = state ? 100 : limit + 1;
+    for (;;) {
+      const raw = await this.redis.zrevrangebyscore(index, maxScore, '-inf', 'WITHSCORES', 'LIMIT', offset, chunk);
+      offset += raw.length / 2;
+      for (let i = 0; i < raw.length; i += 2) {
+        const id = raw[i];
+        const score = Number(raw[i + 1]);
+        // Members with the cursor's score come in descending id order: skip up to the cursor.
+        if (after && score === after.score && id >= after.id) continue;
+        // A candidate beyond a full page: there is more.
+        if (items.length >= limit) return { items, nextCursor: last && cursorOf(last) };
+        last = { score, id };
+        const meta = await this.records.meta(id, tenant);
+        if (meta) {
+          const view = await this.records.view(meta);
+          if (!state || view.state === state) items.push(view);
+        }
+        // Filtering by state looks at a bounded number of jobs per request; the cursor goes on.
+        if (++scanned >= MAX_SCANNED) return { items, nextCursor: cursorOf(last) };
+      }
+      if (raw.length / 2 < chunk) return { items, nextCursor: null };
+    }
+  }
+
+  /**
+   * Cancels a job. Not started: removed from its queue and marked cancelled at once. Running: a
+   * cancel flag (and a pub/sub message) the worker checks between batches. Finished: 409.
+   */
+  async cancel(id: string, tenant: string): Promise<{ status: number; body: CancelResponse }> {
+    const meta = await this.records.metaOr404(id, tenant);
+    const view = await this.records.view(meta);
+    if (isTerminal(view.state)) {
+      throw new ApiError(409, 'not_cancellable', `job ${id} is already ${view.state}`);
+    }
+    const request: CancelRequest = { requestedAt: Date.now() };
+    await this.redis.set(this.keys.cancel(id), JSON.stringify(request));
+    await this.redis.publish(this.keys.cancelChannel(), id);
+    const removed = await this.queues.removeIfNotStarted(meta.queue as QueueName, id);
+    const gone = removed || (await this.queues.getJob(meta.queue as QueueName, id)) === null;
+    if (gone) {
+      await this.events.append(id, {
+        type: 'state',
+        at: Date.now(),
+        state: 'cancelled',
+        error: { code: 'cancelled', message: 'cancelled before it started', retryable: false },
+      });
+      return { status: 200, body: { id, state: 'cancelled', cancelRequested: false } };
+    }
+    return { status: 202, body: { id, state: 'running', cancelRequested: true } };
+  }
+
+  /** Meta of a job for the event and artifact routes. */
+  meta(id: string, tenant: string): Promise<JobMeta> {
+    return this.records.metaOr404(id, tenant);
+  }
+
+  view(meta: JobMeta): Promise<JobView> {
+    return this.records.view(meta);
+  }
+
+  isTerminalState(s: JobState): boolean {
+    return isTerminal(s);
+  }
+}
