@@ -14,7 +14,7 @@ import {
   type StateEvent,
   type TrainPayloadInput,
 } from '@relu-lstm/jobs';
-import { Harness, brief, type WorkerProcess } from './harness';
+import { Harness, brief, waitFor, type WorkerProcess } from './harness';
 
 jest.setTimeout(120_000);
 
@@ -52,6 +52,12 @@ describe('cancel', () => {
     const id = await h.submit('train', payload(500));
     // Wait until it is well under way (a checkpoint exists), then cancel.
     await h.waitForEvent(id, (e) => e.type === 'log' && e.code === 'checkpoint', 30_000, worker);
+    // Its heartbeat names the job it runs.
+    await waitFor(
+      async () => (await h.redis.mget(...(await h.redis.zrange(h.keys.workers(), 0, -1)).map((w) => h.keys.worker(w)))).some((hb) => hb !== null && JSON.parse(hb).currentJobId === id),
+      5_000,
+      () => 'no heartbeat names the running job',
+    );
     const asked = Date.now();
     await h.redis.set(h.keys.cancel(id), JSON.stringify({ requestedAt: asked }));
     const events = await h.waitForEnd(id, 20_000, worker);
@@ -77,6 +83,28 @@ describe('cancel', () => {
     const next = await h.submit('train', payload(1));
     const ev = await h.waitForEnd(next, 30_000, worker);
     expect(ev.some((e) => e.type === 'state' && e.state === 'completed')).toBe(true);
+  });
+
+  it('runs one job at a time across its queues: an infer job on `cpu` waits for a training on `any`', async () => {
+    const train = await h.submit('train', payload(6));
+    await h.waitForEvent(train, (e) => e.type === 'metric', 30_000, worker);
+    const infer = await h.submit(
+      'infer',
+      contract.InferPayload.parse({
+        model: {
+          config: { inputSize: 1, hiddenSize: 1, outputSize: 1 },
+          stateDict: { weight_ih_l0: [[1], [1], [1], [1]], weight_hh_l0: [[0], [0], [0], [0]], bias_ih_l0: [0, 0, 0, 0], bias_hh_l0: [0, 0, 0, 0], 'head.weight': [[1]], 'head.bias': [0] },
+        },
+        inputs: [[[1]]],
+        device: 'cpu',
+      }),
+    );
+    const trainEvents = await h.waitForEnd(train, 30_000, worker);
+    const inferEvents = await h.waitForEnd(infer, 30_000, worker);
+    const lastMetric = trainEvents.filter((e) => e.type === 'metric').pop()!;
+    const inferRunning = inferEvents.find((e): e is StateEvent => e.type === 'state' && e.state === 'running')!;
+    expect(inferEvents.filter((e) => e.type === 'state').map(brief)).toEqual(['state:queued', 'state:running', 'state:completed']);
+    expect(inferRunning.at).toBeGreaterThanOrEqual(lastMetric.at);
   });
 
   it('does not start a job whose cancel flag is already set', async () => {

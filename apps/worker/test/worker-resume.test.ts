@@ -5,6 +5,7 @@
  * - SIGTERM mid-training: the worker checkpoints at the current batch, puts the job back in the
  *   queue, exits 0, and the next worker resumes from that very step.
  */
+import { execFileSync } from 'node:child_process';
 import { Job } from 'bullmq';
 import { decodeTrainingState } from '@relu-lstm/lstm';
 import {
@@ -129,4 +130,27 @@ it('SIGTERM mid-training: the worker checkpoints the current batch, releases the
   b.proc.kill('SIGTERM');
   expect(await b.exited).toBe(0);
   await waitFor(async () => (await h.redis.zcard(h.keys.workers())) === 0, 5_000, () => 'heartbeat left behind');
+});
+
+it('the engine process dying mid-training fails the attempt (retryable); the retry resumes from the checkpoint', async () => {
+  const a = await h.startReadyWorker();
+  const id = await h.submit('train', payload);
+  await h.waitForEvent(id, (e) => e.type === 'log' && e.code === 'checkpoint' && Number(e.data?.epoch) >= 2, 60_000, a);
+  const engine = Number(execFileSync('pgrep', ['-P', String(a.proc.pid)]).toString().trim().split('\n')[0]);
+  expect(engine).toBeGreaterThan(0);
+  process.kill(engine, 'SIGKILL');
+  const failedAt = await h.waitForEvent(id, (e) => e.type === 'log' && e.code === 'attempt_failed', 10_000, a);
+  const attemptFailed = failedAt.find((e): e is LogEvent => e.type === 'log' && e.code === 'attempt_failed')!;
+  expect((attemptFailed.data?.error as { code: string }).code).toBe('internal');
+  const from = await checkpointPosition(id);
+  // planJob's backoff: 5 s before the second attempt, which forks a new engine.
+  const events = await h.waitForEnd(id, 90_000, a);
+  const running = events.filter((e): e is StateEvent => e.type === 'state' && e.state === 'running');
+  expect(running.map((r) => r.attempt)).toEqual([1, 2]);
+  const resumed = events.find((e): e is LogEvent => e.type === 'log' && e.code === 'resumed')!;
+  expect(resumed.data).toMatchObject({ epoch: from.epoch, step: from.step, attempt: 2 });
+  checkCompletedRun(events, resumed, from);
+  expect(a.proc.exitCode).toBeNull();
+  a.proc.kill('SIGTERM');
+  expect(await a.exited).toBe(0);
 });

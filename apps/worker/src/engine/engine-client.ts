@@ -83,6 +83,7 @@ export class EngineClient {
           clearTimeout(timer);
           this.backendInfo = m.backend;
           this.log.log(`engine pid ${m.pid} ready: backend ${m.backend.backend}${m.backend.gpu ? ' (GPU)' : ''}, ${m.backend.device}`);
+          if (m.skipped.length) this.log.log(`backend 'auto' passed over: ${m.skipped.join('; ')}`);
           resolve(m.backend);
         } else if (m.kind === 'fatal') {
           clearTimeout(timer);

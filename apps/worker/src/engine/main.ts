@@ -34,7 +34,7 @@ async function init(cfg: EngineInit): Promise<void> {
     const backend = { backend: info.backend, gpu: info.gpu, device: info.device };
     ctx = { artifacts: new FileArtifactStore(cfg.artifactDir), datasets: new FileDatasetStore(cfg.datasetDir), backend, send };
     cache = new ModelCache(cfg.modelCacheSize);
-    await send({ kind: 'ready', backend, pid: process.pid });
+    await send({ kind: 'ready', backend, pid: process.pid, skipped: [...(info.skipped ?? [])] });
   } catch (e) {
     await send({ kind: 'fatal', error: toJobError(e) }).catch(() => undefined);
     process.exit(1);

@@ -99,7 +99,8 @@ export interface TrainFiles {
 }
 
 export type FromEngine =
-  | { kind: 'ready'; backend: BackendSummary; pid: number }
+  /** `skipped`: why `auto` passed over earlier backends (the library's `BackendInfo.skipped`). */
+  | { kind: 'ready'; backend: BackendSummary; pid: number; skipped: string[] }
   | { kind: 'fatal'; error: JobErrorInput }
   | ({ kind: 'started'; runId: string } & TrainStart)
   | { kind: 'progress'; runId: string; point: ProgressEvent }
