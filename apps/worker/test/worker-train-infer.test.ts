@@ -295,6 +295,16 @@ describe('worker', () => {
     expect(state.shapes.h_n).toEqual([1, 1, H]);
   });
 
+  it('refuses a train payload with initialState (not supported by the training loop yet) as invalid_payload', async () => {
+    const id = await h.submit('train', contract.TrainPayload.parse({
+      ...trainPayload,
+      initialState: { h0: [Array(H).fill(0)].map((r) => [r]), c0: [Array(H).fill(0)].map((r) => [r]) },
+    }));
+    const ev = await h.waitForEnd(id, 20_000, worker);
+    const failed = ev.find((e): e is StateEvent => e.type === 'state' && e.state === 'failed');
+    expect(failed?.error).toMatchObject({ code: 'invalid_payload', details: { field: 'initialState' } });
+  });
+
   it('exits 0 on SIGTERM and removes its heartbeat', async () => {
     worker.proc.kill('SIGTERM');
     expect(await worker.exited).toBe(0);

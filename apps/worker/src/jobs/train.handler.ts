@@ -59,7 +59,7 @@ export class TrainHandler implements JobHandler<'train'> {
             resumedFromEpoch = from.epoch;
             metrics = metrics.filter((p) => p.step <= from.step);
             then('resumed event', () =>
-              this.events.info(jobId, 'resumed', `resumed from the checkpoint at epoch ${from.epoch}, step ${from.step} (attempt ${attempt})`, { ...from, attempt }),
+              this.events.info(jobId, 'resumed', `resumed from the checkpoint at step ${from.step}: continuing with epoch ${from.epoch}${from.stepInEpoch ? ` at its batch ${from.stepInEpoch}` : ''} (attempt ${attempt})`, { ...from, attempt }),
             );
           } else {
             metrics = [];
@@ -75,7 +75,7 @@ export class TrainHandler implements JobHandler<'train'> {
           const upTo = metrics.filter((p) => p.step <= m.step);
           then('checkpoint', async () => {
             await this.checkpoints.save(jobId, m.bytes, upTo, { epoch: m.epoch, step: m.step, attempt });
-            await this.events.info(jobId, 'checkpoint', `checkpoint at epoch ${m.epoch}, step ${m.step}`, { epoch: m.epoch, step: m.step, stepInEpoch: m.stepInEpoch });
+            await this.events.info(jobId, 'checkpoint', `checkpoint at step ${m.step}: a resume continues with epoch ${m.epoch}${m.stepInEpoch ? ` at its batch ${m.stepInEpoch}` : ''}`, { epoch: m.epoch, step: m.step, stepInEpoch: m.stepInEpoch });
           });
           break;
         }
