@@ -51,6 +51,8 @@ function levelsFrom(level: WorkerConfig['logLevel']): Array<'error' | 'warn' | '
 }
 
 main().catch((e) => {
-  new Logger('Worker').error(`could not start: ${(e as Error)?.stack ?? e}`);
+  // An engine that cannot start (unknown or missing backend) is a configuration problem: no stack.
+  const expected = (e as Error)?.name === 'EngineStartError';
+  new Logger('Worker').error(`could not start: ${expected ? (e as Error).message : ((e as Error)?.stack ?? e)}`);
   process.exit(1);
 });

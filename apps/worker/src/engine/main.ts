@@ -4,7 +4,7 @@
  * request at a time. It exits when the IPC channel closes, i.e. when the worker exits or dies.
  */
 import { FileArtifactStore, FileDatasetStore } from '@relu-lstm/jobs';
-import { initBackend, type BackendPreference } from '@relu-lstm/lstm';
+import { LstmConfigError, initBackend, resolveBackendPreference, type BackendPreference } from '@relu-lstm/lstm';
 import * as tf from '@tensorflow/tfjs-core';
 import { toJobError } from './errors';
 import { runInfer } from './infer';
@@ -30,7 +30,15 @@ let current: { runId: string; abort: AbortController; checkpoint: boolean } | nu
 
 async function init(cfg: EngineInit): Promise<void> {
   try {
-    const info = await initBackend(cfg.backend as BackendPreference | undefined);
+    let preference: BackendPreference | undefined;
+    try {
+      preference = cfg.backend === undefined ? undefined : resolveBackendPreference(cfg.backend.toLowerCase());
+    } catch (e) {
+      // Name the variable the operator set, not the library's argument.
+      if (e instanceof LstmConfigError) throw new LstmConfigError('RELU_LSTM_BACKEND', e.expected, e.actual);
+      throw e;
+    }
+    const info = await initBackend(preference);
     const backend = { backend: info.backend, gpu: info.gpu, device: info.device };
     ctx = { artifacts: new FileArtifactStore(cfg.artifactDir), datasets: new FileDatasetStore(cfg.datasetDir), backend, send };
     cache = new ModelCache(cfg.modelCacheSize);
