@@ -94,6 +94,8 @@ describe('worker', () => {
     const epochLoss = metrics.filter((m) => m.epochEnd).map((m) => m.loss);
     expect(epochLoss[3]).toBeLessThan(epochLoss[0]);
     expect(events.filter((e) => e.type === 'log' && e.code === 'checkpoint')).toHaveLength(4);
+    // No warnings: in particular the engine left no tensor behind (it reports leaks as `tensor_leak`).
+    expect(events.filter((e) => e.type === 'log' && e.level !== 'info')).toEqual([]);
 
     const result = TrainResultSchema.parse(states[2].result);
     expect(result).toMatchObject({ epochs: 4, steps: 16, resumedFromEpoch: null, gpu: false });
