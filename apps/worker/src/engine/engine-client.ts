@@ -40,6 +40,7 @@ export class EngineClient {
   private starting: Promise<BackendSummary> | null = null;
   private backendInfo: BackendSummary | null = null;
   private inFlight: InFlight | null = null;
+  private readonly earlyStops = new Map<string, boolean>();
   private closing = false;
 
   constructor(@Inject(WORKER_CONFIG) private readonly config: WorkerConfig) {}
@@ -120,12 +121,20 @@ export class EngineClient {
     return new Promise<TerminalMessage>((resolve, reject) => {
       this.inFlight = { runId: req.runId, onMessage, resolve, reject };
       this.post(req);
+      // A stop asked for while the engine was still starting follows the request at once.
+      const early = this.earlyStops.get(req.runId);
+      this.earlyStops.clear();
+      if (early !== undefined) this.post({ kind: 'stop', runId: req.runId, checkpoint: early });
     });
   }
 
-  /** Asks the run to stop at its next batch boundary (with a checkpoint first when `checkpoint`). */
+  /**
+   * Asks the run to stop at its next batch boundary (with a checkpoint first when `checkpoint`). A
+   * stop for a run not yet sent (the engine is still starting) is sent right after its request.
+   */
   stop(runId: string, checkpoint: boolean): void {
     if (this.inFlight?.runId === runId) this.post({ kind: 'stop', runId, checkpoint });
+    else this.earlyStops.set(runId, checkpoint);
   }
 
   /** Kills the engine at once (a hung run); the run in flight fails with EngineCrashedError. */
