@@ -1,0 +1,212 @@
+/**
+ * `relu-lstm`: the commands over `RunnerClient`. `runCli` takes its I/O as arguments and returns the
+ * exit status, so tests run it in-process against a test server.
+ */
+import { readFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import type { InferPayloadInput, InferResult, JobView, TrainPayloadInput, TrainResult } from '@relu-lstm/jobs';
+import { JobFailedError, PayloadValidationError, RunnerApiError, RunnerConnectionError } from '../errors';
+import { RunnerClient, type FetchLike } from '../runner-client';
+import { parseCliArgs, specToSubmission, UsageError, USAGE, type CliArgs } from './args';
+import { duration, num, planFromPayload, ProgressPrinter, type Output, type ProgressPlan } from './progress';
+
+export interface CliIo {
+  stdout: Output;
+  stderr: Output;
+  env: Record<string, string | undefined>;
+  /** Reads the spec when it is `-`. */
+  stdin?: () => Promise<string>;
+  fetch?: FetchLike;
+  cwd?: string;
+}
+
+export async function runCli(argv: readonly string[], io: CliIo): Promise<number> {
+  let args: CliArgs;
+  try {
+    args = parseCliArgs(argv, io.env);
+  } catch (e) {
+    if (e instanceof UsageError) {
+      io.stderr.write(`relu-lstm: ${e.message}\nTry 'relu-lstm --help'.\n`);
+      return 2;
+    }
+    throw e;
+  }
+  if (args.command.name === 'help') {
+    io.stdout.write(USAGE);
+    return 0;
+  }
+  const client = new RunnerClient({ baseUrl: args.url, apiKey: args.apiKey ?? undefined, fetch: io.fetch });
+  try {
+    return await dispatch(args, client, io);
+  } catch (e) {
+    io.stderr.write(`relu-lstm: ${describe(e)}\n`);
+    return e instanceof UsageError ? 2 : 1;
+  }
+}
+
+async function dispatch(args: CliArgs, client: RunnerClient, io: CliIo): Promise<number> {
+  const { command: c, json } = args;
+  const out = (s: string) => io.stdout.write(s.endsWith('\n') ? s : `${s}\n`);
+  const printJson = (v: unknown) => out(JSON.stringify(v, null, 2));
+  switch (c.name) {
+    case 'help':
+      out(USAGE);
+      return 0;
+    case 'submit': {
+      const { type, payload } = specToSubmission(await readSpec(c.spec, io), c.as);
+      if (type === 'train') {
+        const sub = await client.submitTrain(payload as TrainPayloadInput, { idempotencyKey: c.idempotencyKey ?? undefined });
+        if (!c.watch) return json ? (printJson(sub), 0) : (out(`${sub.id} ${sub.state}`), 0);
+        if (!json) io.stderr.write(`submitted train job ${sub.id}\n`);
+        return watch(client, sub.id, planFromPayload(payload), io, json);
+      }
+      const sub = await client.submitInfer(payload as InferPayloadInput, { idempotencyKey: c.idempotencyKey ?? undefined, wait: c.wait });
+      if ('result' in sub && (sub.state === 'completed' || sub.state === 'failed' || sub.state === 'cancelled')) {
+        if (json) printJson(sub);
+        else if (sub.state === 'completed' && sub.result) out(`${sub.id} completed: ${inferSummary(sub.result)}`);
+        else io.stderr.write(`${sub.id} ${sub.state}${sub.error ? `: ${sub.error.code}: ${sub.error.message}` : ''}\n`);
+        return sub.state === 'completed' ? 0 : 1;
+      }
+      if (!c.watch) return json ? (printJson(sub), 0) : (out(`${sub.id} ${sub.state}`), 0);
+      if (!json) io.stderr.write(`submitted infer job ${sub.id}\n`);
+      return watch(client, sub.id, { epochs: null, stepsPerEpoch: null }, io, json);
+    }
+    case 'watch':
+      return watch(client, c.id, { epochs: null, stepsPerEpoch: null }, io, json);
+    case 'status': {
+      const view = await client.get(c.id);
+      if (json) printJson(view);
+      else out(statusText(view));
+      return 0;
+    }
+    case 'list': {
+      const page = await client.list({ state: c.state ?? undefined, limit: c.limit ?? undefined });
+      if (json) printJson(page);
+      else {
+        for (const j of page.items) out(`${j.id}  ${j.type.padEnd(5)}  ${j.state.padEnd(9)}  ${j.device.padEnd(3)}  ${new Date(j.createdAt).toISOString()}`);
+        if (page.nextCursor) out(`(more: --json shows the cursor)`);
+      }
+      return 0;
+    }
+    case 'cancel': {
+      const r = await client.cancel(c.id);
+      if (json) printJson(r);
+      else out(`${r.id} ${r.state}${r.cancelRequested && r.state === 'running' ? ' (stops at its next batch)' : ''}`);
+      return 0;
+    }
+    case 'artifacts': {
+      if (c.out === null) {
+        const list = await client.listArtifacts(c.id);
+        if (json) printJson(list);
+        else for (const a of list.items) out(`${a.name.padEnd(28)} ${String(a.size).padStart(12)}  ${new Date(a.modifiedAt).toISOString()}`);
+        return 0;
+      }
+      const dir = resolve(io.cwd ?? process.cwd(), c.out);
+      const saved = await client.saveArtifacts(c.id, dir);
+      if (json) printJson(saved);
+      else for (const s of saved) out(`${s.path} (${s.bytes} bytes)`);
+      return 0;
+    }
+    case 'workers': {
+      const workers = await client.workers();
+      if (json) printJson(workers);
+      else if (workers.length === 0) out('no live workers');
+      else
+        for (const w of workers) {
+          out(`${w.id}  ${w.backend}${w.gpu ? '+gpu' : ''}  ${w.device}  ${w.host}:${w.pid}  queues ${w.queues.join(',')}  ${w.currentJobId ? `running ${w.currentJobId}` : 'idle'}`);
+        }
+      return 0;
+    }
+  }
+}
+
+/** Follows the job's events to its end; 0 when it completed, 1 otherwise. With `json`, one event per line. */
+async function watch(client: RunnerClient, id: string, plan: ProgressPlan, io: CliIo, json: boolean): Promise<number> {
+  const printer = new ProgressPrinter(io.stdout, plan);
+  try {
+    for await (const { id: eventId, event } of client.events(id)) {
+      if (json) {
+        io.stdout.write(`${JSON.stringify({ id: eventId, ...event })}\n`);
+        if (event.type === 'state' && event.state === 'completed') return 0;
+        if (event.type === 'state' && (event.state === 'failed' || event.state === 'cancelled')) return 1;
+        continue;
+      }
+      if (event.type === 'state' && event.state === 'completed') {
+        printer.finish();
+        io.stdout.write(`completed: ${resultSummary(event.result)}\n`);
+        return 0;
+      }
+      if (event.type === 'state' && (event.state === 'failed' || event.state === 'cancelled')) {
+        printer.finish();
+        io.stderr.write(`job ${id} ${event.state}${event.error ? `: ${event.error.code}: ${event.error.message}` : ''}\n`);
+        return 1;
+      }
+      printer.event(event);
+    }
+    return 1; // not reached: the stream ends with a terminal state or throws
+  } finally {
+    printer.finish();
+  }
+}
+
+async function readSpec(spec: string, io: CliIo): Promise<unknown> {
+  let text: string;
+  if (spec === '-') {
+    if (!io.stdin) throw new UsageError('no standard input to read the spec from');
+    text = await io.stdin();
+  } else {
+    try {
+      text = await readFile(resolve(io.cwd ?? process.cwd(), spec), 'utf8');
+    } catch (e) {
+      throw new UsageError(`cannot read ${spec}: ${(e as Error).message}`);
+    }
+  }
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new UsageError(`${spec} is not JSON: ${(e as Error).message}`);
+  }
+}
+
+function isTrainResult(r: unknown): r is TrainResult {
+  return typeof r === 'object' && r !== null && 'epochs' in r && 'artifacts' in r;
+}
+
+function inferSummary(r: InferResult): string {
+  const shape = (a: unknown[]): string => {
+    const dims: number[] = [];
+    for (let x: unknown = a; Array.isArray(x); x = x[0]) dims.push(x.length);
+    return `[${dims.join(', ')}]`;
+  };
+  return `outputs ${shape(r.outputs)}, hN ${shape(r.hN)}, cN ${shape(r.cN)} on ${r.backend}${r.gpu ? '+gpu' : ''} in ${duration(r.elapsedMs)}`;
+}
+
+function resultSummary(r: unknown): string {
+  if (isTrainResult(r)) {
+    return `${r.epochs} epochs, ${r.steps} steps, final loss ${num(r.finalLoss)}${r.finalValLoss !== null ? `, val ${num(r.finalValLoss)}` : ''} on ${r.backend}${r.gpu ? '+gpu' : ''} in ${duration(r.elapsedMs)}; artifacts: ${r.artifacts.join(', ')}`;
+  }
+  if (r && typeof r === 'object' && 'outputs' in r) return inferSummary(r as InferResult);
+  return 'done';
+}
+
+function statusText(v: JobView): string {
+  const lines = [`${v.id}  ${v.type}  ${v.state}${v.cancelRequested && v.state === 'running' ? ' (cancel requested)' : ''}`];
+  lines.push(`  queue ${v.queue}, attempts ${v.attempts}/${v.maxAttempts}, created ${new Date(v.createdAt).toISOString()}`);
+  if (v.progress) {
+    const p = v.progress;
+    lines.push(`  last: epoch ${p.epoch + 1} step ${p.step} loss ${num(p.loss)}${p.valLoss !== null ? ` val ${num(p.valLoss)}` : ''}`);
+  }
+  if (v.state === 'completed' && v.result) lines.push(`  result: ${resultSummary(v.result)}`);
+  if (v.error) lines.push(`  error: ${v.error.code}: ${v.error.message}`);
+  return lines.join('\n');
+}
+
+function describe(e: unknown): string {
+  if (e instanceof PayloadValidationError) return `${e.message}`;
+  if (e instanceof RunnerApiError) {
+    const issues = e.issues.map((i) => `\n  ${i.path || '(body)'}: ${i.message}`).join('');
+    return `${e.request ? `${e.request}: ` : ''}${e.status} ${e.code}: ${e.detail}${issues}`;
+  }
+  if (e instanceof RunnerConnectionError || e instanceof JobFailedError || e instanceof UsageError) return e.message;
+  return e instanceof Error ? e.message : String(e);
+}

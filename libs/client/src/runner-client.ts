@@ -1,0 +1,486 @@
+/**
+ * `RunnerClient`: the REST API of apps/api from TypeScript. Request bodies are validated with the
+ * shared schemas of `@relu-lstm/jobs` before they are sent; response types are the shared ones too.
+ * Responses are not re-validated (a newer server may add fields), only typed.
+ *
+ * Live events come from `GET /v1/jobs/:id/events` (Server-Sent Events) parsed here on the fetch body;
+ * a dropped connection is resumed with `Last-Event-ID`, so every event is seen exactly once.
+ */
+import { createWriteStream } from 'node:fs';
+import { mkdir, rename, rm } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  contract as defaultContract,
+  ErrorBodySchema,
+  IDEMPOTENCY_HEADER,
+  isTerminal,
+  isValidArtifactName,
+  validate,
+  type ArtifactList,
+  type CancelResponse,
+  type DatasetView,
+  type InferPayloadInput,
+  type InferResult,
+  type InferWaitResponse,
+  type JobContract,
+  type JobEvent,
+  type JobList,
+  type JobResult,
+  type JobState,
+  type JobView,
+  type StoredEvent,
+  type SubmitResponse,
+  type TrainPayloadInput,
+  type WorkerHeartbeat,
+  type WorkerList,
+} from '@relu-lstm/jobs';
+import type { z } from 'zod';
+import { JobFailedError, PayloadValidationError, RunnerApiError, RunnerConnectionError, WaitTimeoutError } from './errors';
+import { parseSse, SseParser } from './sse';
+
+export type FetchLike = (input: string | URL, init?: RequestInit) => Promise<Response>;
+
+export interface RunnerClientOptions {
+  /** Where the api listens, e.g. `http://127.0.0.1:3000` (a path prefix is kept). */
+  baseUrl: string;
+  /** Sent as `Authorization: Bearer <apiKey>`. */
+  apiKey?: string;
+  /** A fetch implementation; default the global one. */
+  fetch?: FetchLike;
+  /** Longest wait for one response (headers and body; for event streams, headers only). Default 30 s. */
+  timeoutMs?: number;
+  /** Delay before reconnecting a dropped event stream, unless the server sent `retry:`. Default 1 s. */
+  reconnectDelayMs?: number;
+  /** Reconnections in a row without a new event before `events()` gives up. Default 10. */
+  maxReconnects?: number;
+  /** Schemas used for client-side validation; default `contract` (the default limits). */
+  contract?: JobContract;
+}
+
+export interface RequestOptions {
+  signal?: AbortSignal;
+}
+
+export interface SubmitTrainOptions extends RequestOptions {
+  /** Sent as `Idempotency-Key`: a repeat with the same key returns the same job. */
+  idempotencyKey?: string;
+}
+
+export interface SubmitInferOptions extends SubmitTrainOptions {
+  /** `?wait=true`: the server answers when the job has ended (bounded wait), with its result. */
+  wait?: boolean;
+}
+
+/** What `submitInfer` returns: with `wait` and a job that ended in time, `result` or `error` is set. */
+export type InferSubmission = SubmitResponse | (Omit<InferWaitResponse, 'result'> & { result: InferResult | null });
+
+export interface ListOptions extends RequestOptions {
+  state?: JobState;
+  limit?: number;
+  cursor?: string;
+}
+
+export interface EventsOptions {
+  /** Resume after this event id (exclusive); default: replay from the start. */
+  lastEventId?: string;
+  signal?: AbortSignal;
+}
+
+export interface WaitOptions {
+  /** Give up (with `WaitTimeoutError`) after this long; the job goes on. Default: no limit. */
+  timeoutMs?: number;
+  signal?: AbortSignal;
+  /** Polling interval once the event stream is unusable. Default 1 s. */
+  pollIntervalMs?: number;
+}
+
+export type DatasetUpload = z.input<JobContract['DatasetInput']>;
+
+export interface Health {
+  status: 'ok' | 'unavailable';
+  redis: 'up' | 'down';
+}
+
+type Query = Record<string, string | number | boolean | undefined>;
+
+interface SendOptions {
+  query?: Query;
+  body?: unknown;
+  /** Raw body with its content type (CSV upload). */
+  rawBody?: { contentType: string; data: string | Uint8Array };
+  headers?: Record<string, string | undefined>;
+  signal?: AbortSignal;
+}
+
+const EVENT_TYPES = new Set(['state', 'metric', 'log']);
+
+export class RunnerClient {
+  readonly baseUrl: string;
+  private readonly apiKey: string | undefined;
+  private readonly fetchImpl: FetchLike;
+  private readonly timeoutMs: number;
+  private readonly reconnectDelayMs: number;
+  private readonly maxReconnects: number;
+  private readonly contract: JobContract;
+
+  constructor(options: RunnerClientOptions) {
+    const base = new URL(options.baseUrl); // throws on a malformed URL
+    if (base.protocol !== 'http:' && base.protocol !== 'https:') throw new TypeError(`baseUrl: expected http(s), got ${base.protocol}`);
+    this.baseUrl = base.href.endsWith('/') ? base.href : `${base.href}/`;
+    this.apiKey = options.apiKey || undefined;
+    this.fetchImpl = options.fetch ?? ((input, init) => fetch(input, init));
+    this.timeoutMs = options.timeoutMs ?? 30_000;
+    this.reconnectDelayMs = options.reconnectDelayMs ?? 1_000;
+    this.maxReconnects = options.maxReconnects ?? 10;
+    this.contract = options.contract ?? defaultContract;
+  }
+
+  // ---- jobs -------------------------------------------------------------------------------------
+
+  /** `POST /v1/jobs/train` after validating the payload; throws `PayloadValidationError` naming each bad field. */
+  async submitTrain(payload: TrainPayloadInput, options: SubmitTrainOptions = {}): Promise<SubmitResponse> {
+    this.check('train payload', this.contract.TrainPayload, payload);
+    return this.json<SubmitResponse>('POST', 'v1/jobs/train', {
+      body: payload,
+      headers: { [IDEMPOTENCY_HEADER]: options.idempotencyKey },
+      signal: options.signal,
+    });
+  }
+
+  /** `POST /v1/jobs/infer` (`?wait=true` with `wait`) after validating the payload. */
+  async submitInfer(payload: InferPayloadInput, options: SubmitInferOptions = {}): Promise<InferSubmission> {
+    this.check('infer payload', this.contract.InferPayload, payload);
+    return this.json<InferSubmission>('POST', 'v1/jobs/infer', {
+      query: { wait: options.wait ? 'true' : undefined },
+      body: payload,
+      headers: { [IDEMPOTENCY_HEADER]: options.idempotencyKey },
+      signal: options.signal,
+    });
+  }
+
+  /** `GET /v1/jobs/:id`. */
+  get(id: string, options: RequestOptions = {}): Promise<JobView> {
+    return this.json<JobView>('GET', `v1/jobs/${seg(id)}`, options);
+  }
+
+  /** `GET /v1/jobs`: newest first; pass `nextCursor` back as `cursor` for the next page. */
+  list(options: ListOptions = {}): Promise<JobList> {
+    const { state, limit, cursor, signal } = options;
+    return this.json<JobList>('GET', 'v1/jobs', { query: { state, limit, cursor }, signal });
+  }
+
+  /** `DELETE /v1/jobs/:id`: a queued job is cancelled at once, a running one at its next batch. */
+  cancel(id: string, options: RequestOptions = {}): Promise<CancelResponse> {
+    return this.json<CancelResponse>('DELETE', `v1/jobs/${seg(id)}`, options);
+  }
+
+  /**
+   * The job's events, from the start (or after `lastEventId`), then live, until a terminal state
+   * event (`completed`, `failed`, `cancelled`), which is the last one yielded. A dropped connection is
+   * reopened with `Last-Event-ID`; 4xx answers (unknown job: 404) throw `RunnerApiError` at once.
+   * Breaking out of the loop closes the connection.
+   */
+  async *events(id: string, options: EventsOptions = {}): AsyncGenerator<StoredEvent, void, undefined> {
+    const { signal } = options;
+    let lastId = options.lastEventId;
+    let delay = this.reconnectDelayMs;
+    let failures = 0;
+    for (;;) {
+      signal?.throwIfAborted();
+      const conn = new AbortController();
+      const stop = () => conn.abort(signal?.reason);
+      signal?.addEventListener('abort', stop, { once: true });
+      let problem: unknown;
+      try {
+        const res = await this.send('GET', `v1/jobs/${seg(id)}/events`, {
+          headers: { accept: 'text/event-stream', 'last-event-id': lastId },
+          signal: conn.signal,
+        });
+        if (!res.body) throw new RunnerConnectionError('event stream without a body', false);
+        const parser = new SseParser();
+        parser.lastEventId = lastId ?? '';
+        try {
+          for await (const msg of parseSse(res.body, parser)) {
+            const event = parseEvent(msg.data);
+            if (!event) continue;
+            if (msg.id) lastId = msg.id;
+            failures = 0;
+            yield { id: msg.id, event };
+            if (event.type === 'state' && isTerminal(event.state)) return;
+          }
+          problem = new RunnerConnectionError('event stream ended before the job did', false);
+        } finally {
+          if (parser.retry !== undefined) delay = parser.retry;
+        }
+      } catch (e) {
+        if (signal?.aborted) throw signal.reason;
+        if (e instanceof RunnerApiError && e.status < 500 && e.status !== 429) throw e;
+        problem = e;
+      } finally {
+        signal?.removeEventListener('abort', stop);
+        conn.abort(); // closes the connection whatever ended the loop
+      }
+      failures++;
+      if (failures > this.maxReconnects) {
+        throw new RunnerConnectionError(`event stream of job ${id}: ${failures} connections in a row without an event (${errorText(problem)})`, false, {
+          cause: problem,
+        });
+      }
+      await sleep(delay, undefined, { signal });
+    }
+  }
+
+  /**
+   * Waits for the job to end: its result when `completed`; `JobFailedError` when `failed` or
+   * `cancelled`; `WaitTimeoutError` after `timeoutMs`. Follows the event stream, and polls
+   * `GET /v1/jobs/:id` when the stream cannot be used.
+   */
+  async waitForResult<R extends JobResult = JobResult>(id: string, options: WaitOptions = {}): Promise<R> {
+    const { timeoutMs, signal, pollIntervalMs = 1_000 } = options;
+    const ctrl = new AbortController();
+    const onAbort = () => ctrl.abort(signal?.reason);
+    signal?.addEventListener('abort', onAbort, { once: true });
+    let timedOut = false;
+    const timer =
+      timeoutMs === undefined
+        ? undefined
+        : setTimeout(() => {
+            timedOut = true;
+            ctrl.abort(new Error('timeout'));
+          }, timeoutMs);
+    let lastState: JobState | null = null;
+    try {
+      try {
+        for await (const { event } of this.events(id, { signal: ctrl.signal })) {
+          if (event.type !== 'state') continue;
+          lastState = event.state;
+          if (event.state === 'completed' && event.result !== undefined) return event.result as R;
+          if (isTerminal(event.state)) break;
+        }
+      } catch (e) {
+        if (ctrl.signal.aborted) throw e;
+        if (e instanceof RunnerApiError && e.status === 404) throw e;
+        // Any other trouble with the stream: fall back to polling.
+      }
+      for (;;) {
+        const view = await this.get(id, { signal: ctrl.signal });
+        lastState = view.state;
+        if (view.state === 'completed') return view.result as R;
+        if (view.state === 'failed' || view.state === 'cancelled') throw new JobFailedError(id, view.state, view.error, view);
+        await sleep(pollIntervalMs, undefined, { signal: ctrl.signal });
+      }
+    } catch (e) {
+      if (timedOut) throw new WaitTimeoutError(id, timeoutMs ?? 0, lastState);
+      if (signal?.aborted) throw signal.reason;
+      throw e;
+    } finally {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  // ---- artifacts --------------------------------------------------------------------------------
+
+  /** `GET /v1/jobs/:id/artifacts`. */
+  listArtifacts(id: string, options: RequestOptions = {}): Promise<ArtifactList> {
+    return this.json<ArtifactList>('GET', `v1/jobs/${seg(id)}/artifacts`, options);
+  }
+
+  /** `GET /v1/jobs/:id/artifacts/:name`, whole. */
+  async downloadArtifact(id: string, name: string, options: RequestOptions = {}): Promise<Uint8Array> {
+    checkName(name);
+    return this.withTimeout(options.signal, async (signal) => {
+      const res = await this.send('GET', `v1/jobs/${seg(id)}/artifacts/${seg(name)}`, { signal });
+      return new Uint8Array(await res.arrayBuffer());
+    });
+  }
+
+  /**
+   * Streams one artifact to `path` (a temporary file renamed at the end, so a partial download never
+   * takes its place); creates the parent directory. Returns the bytes written.
+   */
+  async saveArtifact(id: string, name: string, path: string, options: RequestOptions = {}): Promise<{ path: string; bytes: number }> {
+    checkName(name);
+    const conn = new AbortController();
+    const stop = () => conn.abort(options.signal?.reason);
+    options.signal?.addEventListener('abort', stop, { once: true });
+    const tmp = `${path}.${process.pid}.${Date.now()}.part`;
+    try {
+      const res = await this.send('GET', `v1/jobs/${seg(id)}/artifacts/${seg(name)}`, { signal: conn.signal });
+      await mkdir(dirname(path), { recursive: true });
+      let bytes = 0;
+      const body = Readable.fromWeb(res.body as import('node:stream/web').ReadableStream<Uint8Array>);
+      body.on('data', (c: Buffer) => (bytes += c.length));
+      await pipeline(body, createWriteStream(tmp));
+      await rename(tmp, path);
+      return { path, bytes };
+    } catch (e) {
+      await rm(tmp, { force: true });
+      throw e;
+    } finally {
+      options.signal?.removeEventListener('abort', stop);
+      conn.abort();
+    }
+  }
+
+  /** Saves every artifact of the job under `dir` (as `<dir>/<name>`). */
+  async saveArtifacts(id: string, dir: string, options: RequestOptions = {}): Promise<Array<{ path: string; bytes: number }>> {
+    const { items } = await this.listArtifacts(id, options);
+    const out: Array<{ path: string; bytes: number }> = [];
+    for (const a of items) out.push(await this.saveArtifact(id, a.name, join(dir, a.name), options));
+    return out;
+  }
+
+  // ---- datasets, workers, health ----------------------------------------------------------------
+
+  /** `POST /v1/datasets` with a JSON dataset (validated first); the id goes in `data.datasetId`. */
+  async uploadDataset(dataset: DatasetUpload, options: RequestOptions = {}): Promise<DatasetView> {
+    this.check('dataset', this.contract.DatasetInput, dataset);
+    return this.json<DatasetView>('POST', 'v1/datasets', { body: dataset, signal: options.signal });
+  }
+
+  /** `POST /v1/datasets` with a CSV body (the format docs/api.md describes); validated by the server. */
+  uploadDatasetCsv(csv: string | Uint8Array, options: RequestOptions & { query?: Query } = {}): Promise<DatasetView> {
+    return this.json<DatasetView>('POST', 'v1/datasets', { rawBody: { contentType: 'text/csv', data: csv }, query: options.query, signal: options.signal });
+  }
+
+  /** `GET /v1/workers`: live workers from their heartbeats. */
+  async workers(options: RequestOptions = {}): Promise<WorkerHeartbeat[]> {
+    return (await this.json<WorkerList>('GET', 'v1/workers', options)).items;
+  }
+
+  /** `GET /health`. A 503 with a health body is returned (status `unavailable`), not thrown. */
+  async health(options: RequestOptions = {}): Promise<Health> {
+    try {
+      return await this.json<Health>('GET', 'health', options);
+    } catch (e) {
+      if (e instanceof RunnerApiError && e.status === 503) return { status: 'unavailable', redis: 'down' };
+      throw e;
+    }
+  }
+
+  // ---- plumbing ---------------------------------------------------------------------------------
+
+  private check<S extends z.ZodType>(what: string, schema: S, value: unknown): void {
+    const r = validate(schema, value);
+    if (!r.ok) throw new PayloadValidationError(what, r.issues);
+  }
+
+  url(path: string, query: Query = {}): URL {
+    const url = new URL(path, this.baseUrl);
+    for (const [k, v] of Object.entries(query)) if (v !== undefined) url.searchParams.set(k, String(v));
+    return url;
+  }
+
+  /** Sends and reads a JSON answer, all within `timeoutMs`. */
+  private json<T>(method: string, path: string, options: SendOptions = {}): Promise<T> {
+    return this.withTimeout(options.signal, async (signal) => {
+      const res = await this.send(method, path, { ...options, signal });
+      const text = await res.text();
+      return (text ? JSON.parse(text) : null) as T;
+    });
+  }
+
+  /** Runs `fn` with a signal that aborts after `timeoutMs` or when `outer` aborts. */
+  private async withTimeout<T>(outer: AbortSignal | undefined, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    const signal = outer ? AbortSignal.any([outer, AbortSignal.timeout(this.timeoutMs)]) : AbortSignal.timeout(this.timeoutMs);
+    try {
+      return await fn(signal);
+    } catch (e) {
+      if (outer?.aborted) throw outer.reason;
+      if (signal.aborted && !(e instanceof RunnerApiError)) {
+        throw new RunnerConnectionError(`no complete answer within ${this.timeoutMs} ms`, true, { cause: e });
+      }
+      throw e;
+    }
+  }
+
+  /** One request; a non-2xx answer becomes `RunnerApiError`. The response headers must come within `timeoutMs`. */
+  private async send(method: string, path: string, options: SendOptions = {}): Promise<Response> {
+    const url = this.url(path, options.query);
+    const headers: Record<string, string> = { accept: 'application/json' };
+    for (const [k, v] of Object.entries(options.headers ?? {})) if (v !== undefined && v !== '') headers[k] = v;
+    if (this.apiKey) headers.authorization = `Bearer ${this.apiKey}`;
+    let body: string | Uint8Array | undefined;
+    if (options.rawBody) {
+      headers['content-type'] = options.rawBody.contentType;
+      body = options.rawBody.data;
+    } else if (options.body !== undefined) {
+      headers['content-type'] = 'application/json';
+      body = JSON.stringify(options.body);
+    }
+    const request = `${method} ${url.pathname}`;
+    const headersTimeout = new AbortController();
+    const timer = setTimeout(() => headersTimeout.abort(new Error('timeout')), this.timeoutMs);
+    const signal = options.signal ? AbortSignal.any([options.signal, headersTimeout.signal]) : headersTimeout.signal;
+    let res: Response;
+    try {
+      res = await this.fetchImpl(url, { method, headers, body, signal });
+    } catch (e) {
+      if (options.signal?.aborted) throw options.signal.reason;
+      const timedOut = headersTimeout.signal.aborted;
+      throw new RunnerConnectionError(`${request}: ${timedOut ? `no answer within ${this.timeoutMs} ms` : errorText(e)}`, timedOut, { cause: e });
+    } finally {
+      clearTimeout(timer);
+    }
+    if (!res.ok) throw await toApiError(res, request);
+    return res;
+  }
+}
+
+/** Maps a non-2xx response to `RunnerApiError`, using the api's `{ error: { code, message, issues } }` body when there is one. */
+async function toApiError(res: Response, request: string): Promise<RunnerApiError> {
+  let text = '';
+  try {
+    text = await res.text();
+  } catch {
+    /* body lost: status only */
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    /* not JSON */
+  }
+  const parsed = ErrorBodySchema.safeParse(json);
+  if (parsed.success) {
+    const { code, message, issues } = parsed.data.error;
+    return new RunnerApiError(res.status, code, message, issues ?? [], request);
+  }
+  // A body of another shape (a proxy's page, an older server): keep what can be read of it.
+  const loose = (json as { error?: { code?: unknown; message?: unknown }; message?: unknown } | undefined) ?? {};
+  const message =
+    typeof loose.error?.message === 'string' ? loose.error.message : typeof loose.message === 'string' ? loose.message : text.slice(0, 200) || res.statusText;
+  return new RunnerApiError(res.status, `http_${res.status}`, message, [], request);
+}
+
+function parseEvent(data: string): JobEvent | null {
+  if (!data) return null;
+  try {
+    const v = JSON.parse(data) as { type?: unknown };
+    return v && typeof v === 'object' && typeof v.type === 'string' && EVENT_TYPES.has(v.type) ? (v as JobEvent) : null;
+  } catch {
+    return null;
+  }
+}
+
+/** One URL path segment. */
+function seg(s: string): string {
+  if (!s) throw new TypeError('expected a non-empty id');
+  return encodeURIComponent(s);
+}
+
+function checkName(name: string): void {
+  if (!isValidArtifactName(name)) throw new TypeError(`artifact name: expected one path segment like model.safetensors, got ${JSON.stringify(name)}`);
+}
+
+function errorText(e: unknown): string {
+  if (e instanceof Error) {
+    const cause = (e as { cause?: unknown }).cause;
+    return cause instanceof Error ? `${e.message} (${cause.message})` : e.message;
+  }
+  return String(e);
+}
