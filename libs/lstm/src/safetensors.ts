@@ -263,7 +263,9 @@ export function decodeSafetensors(bytes: Uint8Array): DecodedSafetensors {
   // Object.fromEntries defines own properties, so even a tensor named "__proto__" is just a key.
   const tensors: Record<string, RawTensor> = Object.fromEntries(
     infos.map(({ name, dtype, shape, begin, end }) => {
-      const copy = bytes.slice(dataStart + begin, dataStart + end);
+      // Uint8Array's slice copies; a Node Buffer's own `slice` returns a view into a shared pool, whose
+      // `.buffer` would then hold unrelated bytes. Call the typed-array method for both.
+      const copy = Uint8Array.prototype.slice.call(bytes, dataStart + begin, dataStart + end);
       if (!HOST_LITTLE_ENDIAN) swapBytes(copy, ITEM_SIZE[dtype]);
       return [name, { dtype, shape, data: new ARRAY_TYPES[dtype](copy.buffer) } as RawTensor];
     }),

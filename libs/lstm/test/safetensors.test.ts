@@ -269,6 +269,22 @@ describe('state dicts', () => {
     }
   });
 
+  it('reads a Node Buffer that is a view into a larger pooled allocation (as small readFile results are)', async () => {
+    const w = tf.tensor1d([1, 2, 3]);
+    const bytes = await stateDictToSafetensors({ w });
+    // Buffer.from(string) and small reads come from a shared pool: byteOffset > 0, .buffer larger.
+    const pool = Buffer.alloc(8192, 0x7f);
+    Buffer.from(bytes).copy(pool, 1000);
+    const view = pool.subarray(1000, 1000 + bytes.length);
+    const { stateDict } = safetensorsToStateDict(view);
+    try {
+      expect(stateDict.w.shape).toEqual([3]);
+      expect(Array.from(stateDict.w.dataSync())).toEqual([1, 2, 3]);
+    } finally {
+      tf.dispose([w, ...Object.values(stateDict)]);
+    }
+  });
+
   it.each(['F64', 'F16', 'BF16'] as const)('writes float32 tensors as %s on request and reads them back as float32', async (floatDtype) => {
     const values = [1, -2.5, 0.1, 1 / 3, 300];
     const w = tf.tensor1d(values);
