@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { TensorLike, toTensor } from './tensor-like';
 import { clipByGlobalNorm, globalNorm } from './clip';
 import { FitData, PreparedData, disposeBatch, makeBatch, prepareData } from './dataset';
 import { DivergenceError, LstmConfigError, TrainingAbortedError } from './errors';
@@ -42,6 +43,12 @@ export interface FitOptions {
   checkpointOnAbort?: boolean;
   /** Continue a run from a state `onCheckpoint` received (or one decoded from bytes or JSON). */
   resumeFrom?: TrainingState;
+  /**
+   * The state every sequence starts from, `{ h0, c0 }` each `[numLayers * numDirections, 1, hiddenSize]`
+   * (nested arrays or `{ data, shape }`), broadcast over each batch; zeros when absent. It is a
+   * constant, not trained.
+   */
+  initialState?: { h0: TensorLike; c0: TensorLike };
 }
 
 /**
@@ -92,11 +99,21 @@ interface ResolvedFitOptions {
   checkpointEvery: number;
   checkpointOnAbort: boolean;
   resumeFrom: TrainingState | null;
+  /** Filled in by fit once the model's shape is known. */
+  initialState: StartState | null;
+}
+
+/** A start state as plain values, `[L*D, 1, H]` each, tiled over a batch when used. */
+interface StartState {
+  h0: Float32Array;
+  c0: Float32Array;
+  shape: [number, number, number];
 }
 
 const OPTION_NAMES = [
   'epochs', 'batchSize', 'optimizer', 'loss', 'clipNorm', 'validationSplit', 'seed', 'shuffle', 'signal',
   'onProgress', 'progressEvery', 'onCheckpoint', 'checkpointEvery', 'checkpointOnAbort', 'resumeFrom',
+  'initialState',
 ];
 
 /**
@@ -123,6 +140,7 @@ const OPTION_NAMES = [
 export async function fit(model: SequenceModel, data: FitData, options: FitOptions): Promise<FitResult> {
   const opts = resolveFitOptions(options);
   const cfg = model.config;
+  opts.initialState = resolveStartState(model, options.initialState);
   if (opts.loss === 'softmaxCrossEntropy' && cfg.outputSize < 2) {
     throw new LstmConfigError('loss', "'mse' for a model with outputSize 1 (softmaxCrossEntropy needs at least 2 classes)", opts.loss);
   }
@@ -257,7 +275,7 @@ async function trainStep(
   let value: tf.Scalar | null = null;
   let norm: tf.Scalar | null = null;
   try {
-    const out = tf.variableGrads(() => batchLoss(model, batch, opts.loss, true), vars);
+    const out = tf.variableGrads(() => batchLoss(model, batch, opts.loss, true, opts.initialState), vars);
     value = out.value;
     grads = vars.map((v) => out.grads[v.name] ?? tf.zerosLike(v));
     if (opts.clipNorm !== null) {
@@ -284,10 +302,24 @@ async function trainStep(
 }
 
 /** The loss of the model on a batch-first batch, whatever the model's layout. */
-function batchLoss(model: SequenceModel, batch: ReturnType<typeof makeBatch>, loss: LossName, training: boolean): tf.Scalar {
+function batchLoss(
+  model: SequenceModel,
+  batch: ReturnType<typeof makeBatch>,
+  loss: LossName,
+  training: boolean,
+  start: StartState | null,
+): tf.Scalar {
   const batchFirst = model.config.lstm.batchFirst;
   const x = batchFirst ? batch.x : (tf.transpose(batch.x, [1, 0, 2]) as tf.Tensor3D);
-  const { y, hN, cN } = model.predict(x, undefined, { training, lengths: batch.lengths, checkFinite: false });
+  const B = batch.x.shape[0];
+  const state = start
+    ? {
+        h0: tf.tile(tf.tensor3d(start.h0, start.shape), [1, B, 1]) as tf.Tensor3D,
+        c0: tf.tile(tf.tensor3d(start.c0, start.shape), [1, B, 1]) as tf.Tensor3D,
+      }
+    : undefined;
+  const { y, hN, cN } = model.predict(x, state, { training, lengths: batch.lengths, checkFinite: false });
+  if (state) tf.dispose([state.h0, state.c0]);
   hN.dispose();
   cN.dispose();
   const pred = model.config.head === 'manyToMany' && !batchFirst ? tf.transpose(y, [1, 0, 2]) : y;
@@ -311,7 +343,7 @@ async function evaluate(
     const indices = Array.from({ length: Math.min(opts.batchSize, d.n - start) }, (_, i) => start + i);
     const batch = makeBatch(d, indices, manyToMany);
     try {
-      const t = tf.tidy(() => batchLoss(model, batch, opts.loss, false));
+      const t = tf.tidy(() => batchLoss(model, batch, opts.loss, false, opts.initialState));
       const v = (await t.data())[0];
       t.dispose();
       if (!Number.isFinite(v)) throw new DivergenceError(pos.epoch, pos.globalStep, 'loss', v);
@@ -396,7 +428,29 @@ function resolveFitOptions(options: FitOptions): ResolvedFitOptions {
     checkpointEvery: options.checkpointEvery === undefined ? 1 : posInt('checkpointEvery', options.checkpointEvery),
     checkpointOnAbort: optional('checkpointOnAbort', options.checkpointOnAbort, (v) => typeof v === 'boolean', 'a boolean') ?? false,
     resumeFrom: optional('resumeFrom', options.resumeFrom, (v) => typeof v === 'object', 'a TrainingState'),
+    initialState: null,
   };
+}
+
+/** Checks a start state against the model: shape `[L*D, 1, H]`, finite values. */
+function resolveStartState(model: SequenceModel, given: FitOptions['initialState']): StartState | null {
+  if (given === undefined || given === null) return null;
+  if (typeof given !== 'object') throw new LstmConfigError('initialState', 'an object { h0, c0 }', given);
+  const lstm = model.config.lstm;
+  const shape: [number, number, number] = [lstm.numLayers * (lstm.bidirectional ? 2 : 1), 1, lstm.hiddenSize];
+  const read = (key: 'h0' | 'c0'): Float32Array => {
+    let t: tf.Tensor;
+    try {
+      t = toTensor(`initialState.${key}`, given[key], shape);
+    } catch (e) {
+      throw new LstmConfigError(`initialState.${key}`, `shape [${shape.join(', ')}] (numLayers * numDirections, 1, hiddenSize)`, (e as Error).message);
+    }
+    const data = t.dataSync() as Float32Array;
+    t.dispose();
+    if (!data.every(Number.isFinite)) throw new LstmConfigError(`initialState.${key}`, 'finite values', 'NaN or Infinity');
+    return Float32Array.from(data);
+  };
+  return { h0: read('h0'), c0: read('c0'), shape };
 }
 
 const now = () => performance.now();

@@ -255,3 +255,34 @@ test('the wasm backend trains to the same weights as cpu (within float32 noise),
     await tf.setBackend('cpu');
   }
 });
+
+test('initialState: every sequence starts from the given state (broadcast over the batch), not from zeros', async () => {
+  const H = 4;
+  const h0 = [[[0.5, -0.2, 0.3, 0.9]]];
+  const c0 = [[[1.0, 0.4, -0.7, 2.0]]];
+  // One batch holding every sample and one epoch: the reported loss is the loss before the update.
+  const opts: FitOptions = { epochs: 1, batchSize: 10, optimizer: { name: 'sgd', learningRate: 0.05 }, loss: 'mse', seed: 1 };
+  const expectedLoss = (model: SequenceModel, withState: boolean) =>
+    tf.tidy(() => {
+      const x = tf.tensor3d(data.x.data, data.x.shape as [number, number, number]);
+      const state = withState ? { h0: tf.tile(tf.tensor3d(h0), [1, 10, 1]) as tf.Tensor3D, c0: tf.tile(tf.tensor3d(c0), [1, 10, 1]) as tf.Tensor3D } : undefined;
+      const { y } = model.predict(x, state);
+      return tf.mean(tf.square(tf.sub(y, tf.tensor(data.y.data, data.y.shape)))).dataSync()[0];
+    });
+  const model = new SequenceModel(SMALL);
+  const withState = expectedLoss(model, true);
+  const fromZeros = expectedLoss(model, false);
+  expect(Math.abs(withState - fromZeros)).toBeGreaterThan(1e-4);
+  const before = tf.memory().numTensors;
+  const result = await fit(model, data, { ...opts, initialState: { h0, c0 } });
+  expect(tf.memory().numTensors).toBe(before);
+  expect(result.history[0].loss).toBeCloseTo(withState, 5);
+  model.dispose();
+
+  const other = new SequenceModel(SMALL);
+  await expect(fit(other, data, { ...opts, initialState: { h0: [[[1, 2, 3]]], c0 } })).rejects.toThrow(
+    new RegExp(`initialState.h0: expected shape \\[1, 1, ${H}\\]`),
+  );
+  await expect(fit(other, data, { ...opts, initialState: { h0, c0: [[[NaN, 0, 0, 0]]] } })).rejects.toThrow(LstmConfigError);
+  other.dispose();
+});
