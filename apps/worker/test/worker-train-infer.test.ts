@@ -263,6 +263,8 @@ describe('worker', () => {
       tf.dispose([...Object.values(a), ...Object.values(b)]);
     }
     expect(JSON.parse((await h.artifacts.get(next, ARTIFACTS.config)).toString()).resolved.init).toBe('fromJob');
+    // The earlier job's final state (row 0 of its state.json) is the new run's start state.
+    expect(StateArtifactSchema.parse(JSON.parse((await h.artifacts.get(next, ARTIFACTS.state)).toString())).initialState).toBe('fromJob');
 
     const wrong = await h.submit('train', contract.TrainPayload.parse({
       ...trainPayload,
@@ -297,14 +299,36 @@ describe('worker', () => {
     expect(state.shapes.h_n).toEqual([1, 1, H]);
   });
 
-  it('refuses a train payload with initialState (not supported by the training loop yet) as invalid_payload', async () => {
+  it('trains from a given initialState, and state.json starts from it too', async () => {
+    const h0 = [Array.from({ length: H }, (_, j) => 0.1 * (j + 1))];
+    const c0 = [Array.from({ length: H }, (_, j) => 0.3 - 0.05 * j)];
+    const stateInput = { inputs: [[[0.5], [0.25], [-0.1]]] };
     const id = await h.submit('train', contract.TrainPayload.parse({
       ...trainPayload,
-      initialState: { h0: [Array(H).fill(0)].map((r) => [r]), c0: [Array(H).fill(0)].map((r) => [r]) },
+      training: { ...trainPayload.training, epochs: 1 },
+      initialState: { h0: [h0], c0: [c0] },
+      stateInput,
     }));
-    const ev = await h.waitForEnd(id, 20_000, worker);
-    const failed = ev.find((e): e is StateEvent => e.type === 'state' && e.state === 'failed');
-    expect(failed?.error).toMatchObject({ code: 'invalid_payload', details: { field: 'initialState' } });
+    const ev = await h.waitForEnd(id, 30_000, worker);
+    expect(ev.find((e): e is StateEvent => e.type === 'state' && e.state === 'completed')).toBeDefined();
+    const state = StateArtifactSchema.parse(JSON.parse((await h.artifacts.get(id, ARTIFACTS.state)).toString()));
+    expect(state.initialState).toBe('initialState');
+    // Recompute with the library from the saved weights: from the given state, and (to show it matters) from zeros.
+    const { stateDict } = safetensorsToStateDict(new Uint8Array(await h.artifacts.get(id, ARTIFACTS.model)));
+    const lstm = lstmFrom(stateDict, 1);
+    try {
+      const [fromState, fromZeros] = tf.tidy(() => {
+        const x = tf.tensor3d(stateInput.inputs);
+        const a = lstm.forward(x, { h0: tf.tensor3d([h0]), c0: tf.tensor3d([c0]) });
+        const b = lstm.forward(x);
+        return [a.hN.arraySync(), b.hN.arraySync()];
+      });
+      expect(maxAbsDiff(state.h_n, fromState)).toBeLessThan(1e-5);
+      expect(maxAbsDiff(state.h_n, fromZeros)).toBeGreaterThan(1e-3);
+    } finally {
+      lstm.dispose();
+      tf.dispose(Object.values(stateDict));
+    }
   });
 
   it('exits 0 on SIGTERM and removes its heartbeat', async () => {

@@ -22,6 +22,8 @@ import {
   type ModelArtifactConfig,
   type ProgressEvent,
   type StateArtifact,
+  ARTIFACTS,
+  StateArtifactSchema,
 } from '@relu-lstm/jobs';
 import * as tf from '@tensorflow/tfjs-core';
 import { firstSamples, loadTrainingData, type LoadedData } from './data';
@@ -48,10 +50,6 @@ export async function runTrain(req: TrainRequest, ctx: EngineContext, stop: Stop
   const t = p.training;
   let model: SequenceModel | null = null;
   try {
-    if (p.initialState) {
-      // fit starts every sequence from zeros; a start state needs the library's training loop to take one.
-      throw new PayloadError('initialState: training from a given initial state is not supported yet (the training loop starts every sequence from zeros)', 'initialState');
-    }
     const loaded = await loadTrainingData(p, ctx.datasets);
     model = new SequenceModel(sequenceModelOptions(p.model, t.seed));
 
@@ -74,6 +72,12 @@ export async function runTrain(req: TrainRequest, ctx: EngineContext, stop: Stop
       }
       init = 'fromJob';
     }
+    // The state every sequence starts from: the payload's, or the final state of the fromJob run.
+    const start: StartState | null = p.initialState
+      ? { source: 'initialState', h0: p.initialState.h0, c0: p.initialState.c0 }
+      : p.fromJob
+        ? await fromJobState(ctx.artifacts, p.fromJob)
+        : null;
 
     const nTrain = Math.floor(loaded.samples * (1 - t.validationSplit));
     const stepsPerEpoch = Math.ceil(nTrain / t.batchSize);
@@ -118,13 +122,14 @@ export async function runTrain(req: TrainRequest, ctx: EngineContext, stop: Stop
         await ctx.send({ kind: 'checkpoint', runId, epoch, step: globalStep, stepInEpoch, bytes });
       },
       ...(resume ? { resumeFrom: resume } : {}),
+      ...(start ? { initialState: { h0: start.h0, c0: start.c0 } } : {}),
     });
     const trainMs = performance.now() - attemptStart;
 
     const ran = result.history.filter((h) => h.epoch >= startEpoch);
     const seconds = ran.reduce((a, h) => a + h.seconds, 0);
     const samples = ran.length * nTrain - (resume ? resume.progress.stepInEpoch * t.batchSize : 0);
-    const state = await finalState(model, req, loaded);
+    const state = await finalState(model, req, loaded, start);
     const modelConfig: ModelArtifactConfig = { jobId, model: p.model, sequenceModel: JSON.parse(JSON.stringify(model.config)) };
     const dict = model.stateDict();
     let modelBytes: Uint8Array;
@@ -188,7 +193,7 @@ function finiteOrNull(v: number | null | undefined): number | null {
 }
 
 /** `state.json`: the trained model's (h_n, c_n) after reading the payload's stateInput, or the first batch. */
-async function finalState(model: SequenceModel, req: TrainRequest, loaded: LoadedData): Promise<StateArtifact> {
+async function finalState(model: SequenceModel, req: TrainRequest, loaded: LoadedData, start: StartState | null): Promise<StateArtifact> {
   const p = req.payload;
   const given = p.stateInput;
   const inputs = given ? given.inputs : firstSamples(loaded.data.x, p.training.batchSize);
@@ -199,7 +204,14 @@ async function finalState(model: SequenceModel, req: TrainRequest, loaded: Loade
   const xt = tf.tensor3d(inputs, [B, T, I], 'float32');
   let out: ReturnType<SequenceModel['predict']> | null = null;
   try {
-    out = model.predict(xt, undefined, lengths ? { lengths } : {});
+    const state = start
+      ? { h0: tf.tile(tf.tensor3d(start.h0), [1, B, 1]) as tf.Tensor3D, c0: tf.tile(tf.tensor3d(start.c0), [1, B, 1]) as tf.Tensor3D }
+      : undefined;
+    try {
+      out = model.predict(xt, state, lengths ? { lengths } : {});
+    } finally {
+      if (state) tf.dispose([state.h0, state.c0]);
+    }
     const [hN, cN] = await Promise.all([out.hN.array(), out.cN.array()]);
     return {
       jobId: req.jobId,
@@ -216,10 +228,32 @@ async function finalState(model: SequenceModel, req: TrainRequest, loaded: Loade
         inputs: B * T * I <= STATE_INPUT_INLINE_MAX ? inputs : null,
         ...(given ? {} : { samples: [0, B] as [number, number] }),
       },
-      initialState: 'zeros',
+      initialState: start ? start.source : 'zeros',
     };
   } finally {
     xt.dispose();
     if (out) tf.dispose([out.y, out.hN, out.cN]);
   }
+}
+
+/** A start state `[L*D, 1, H]` and where it came from. */
+interface StartState {
+  source: 'initialState' | 'fromJob';
+  h0: number[][][];
+  c0: number[][][];
+}
+
+/**
+ * The final state of an earlier train job, as `fromJob` promises: row 0 of its `state.json`
+ * (`[L*D, B, H]` -> `[L*D, 1, H]`), which the model was just checked to match in shape.
+ */
+async function fromJobState(artifacts: ArtifactStore, jobId: string): Promise<StartState> {
+  let parsed: StateArtifact;
+  try {
+    parsed = StateArtifactSchema.parse(JSON.parse(Buffer.from(await artifacts.get(jobId, ARTIFACTS.state)).toString('utf8')));
+  } catch (e) {
+    throw new PayloadError(`fromJob: ${ARTIFACTS.state} of job ${jobId} is missing or unreadable (${(e as Error).message})`, 'fromJob');
+  }
+  const row0 = (t: number[][][]) => t.map((layer) => [layer[0]]);
+  return { source: 'fromJob', h0: row0(parsed.h_n), c0: row0(parsed.c_n) };
 }
