@@ -1,0 +1,252 @@
+/**
+ * docker-compose.yml and the Dockerfiles, checked without a Docker engine: the compose file parses
+ * (YAML merge keys on, as Compose reads it) and has the services, Redis settings, GPU reservation,
+ * shared volume and scaling properties the issue asks for; its variables resolve to a coherent
+ * set-up; the Dockerfiles install, build and run what the compose file starts; and the worker health
+ * check, a script inside the compose file, is run for real against Redis.
+ */
+import { execFile } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { Redis } from 'ioredis';
+import { parse } from 'yaml';
+
+const ROOT = join(__dirname, '..');
+const read = (p: string) => readFileSync(join(ROOT, p), 'utf8');
+
+interface Service {
+  image?: string;
+  build?: { context: string; dockerfile: string };
+  command?: string[];
+  environment?: Record<string, string | null>;
+  ports?: string[];
+  volumes?: string[];
+  container_name?: string;
+  profiles?: string[];
+  healthcheck?: { test: string[]; start_period?: string };
+  depends_on?: Record<string, { condition: string }>;
+  deploy?: { resources?: { reservations?: { devices?: Array<Record<string, unknown>> } } };
+  init?: boolean;
+}
+interface Compose {
+  services: Record<string, Service>;
+  volumes: Record<string, unknown>;
+  [k: string]: unknown;
+}
+
+const compose = parse(read('docker-compose.yml'), { merge: true }) as Compose;
+const { services } = compose;
+const workers = ['worker', 'worker-gpu'];
+const appServices = ['api', ...workers];
+
+/** Compose-style interpolation with an empty environment: `${VAR:-default}` -> default, `${VAR}` -> ''. */
+function interpolate(s: string, env: Record<string, string> = {}): string {
+  return s.replace(/\$\{([A-Z0-9_]+)(?::?-([^}]*))?\}/g, (_m, name: string, def?: string) => env[name] || def || '');
+}
+
+/** Where a named volume is mounted in a service. */
+function mountOf(service: Service, volume: string): string | undefined {
+  return service.volumes?.map((v) => v.split(':')).find(([src]) => src === volume)?.[1];
+}
+
+describe('docker-compose.yml', () => {
+  test('services and top-level keys (no obsolete `version`)', () => {
+    expect(Object.keys(services).sort()).toEqual(['api', 'redis', 'worker', 'worker-gpu']);
+    expect(compose.version).toBeUndefined();
+    for (const key of Object.keys(compose)) expect(['services', 'volumes'].includes(key) || key.startsWith('x-')).toBe(true);
+  });
+
+  test('redis: redis 7, AOF fsync every second, noeviction, a password with a default, no host port, a volume, a health check', () => {
+    const r = services.redis;
+    expect(r.image).toMatch(/^redis:7(\b|$)/);
+    const cmd = r.command!;
+    const arg = (flag: string) => cmd[cmd.indexOf(flag) + 1];
+    expect(cmd[0]).toBe('redis-server');
+    expect([arg('--appendonly'), arg('--appendfsync'), arg('--maxmemory-policy')]).toEqual(['yes', 'everysec', 'noeviction']);
+    expect(arg('--requirepass')).toMatch(/^\$\{REDIS_PASSWORD:-[^}]+\}$/);
+    expect(interpolate(arg('--requirepass'))).not.toBe('');
+    expect(r.ports).toBeUndefined();
+    expect(r.volumes?.some((v) => v.endsWith(':/data'))).toBe(true);
+    expect(r.environment?.REDISCLI_AUTH).toBe(arg('--requirepass')); // the health check authenticates
+    expect(r.healthcheck?.test.join(' ')).toMatch(/redis-cli ping/);
+  });
+
+  test('every app service reaches redis with the same password, and waits for it to be healthy', () => {
+    const password = services.redis.command![services.redis.command!.indexOf('--requirepass') + 1];
+    for (const name of appServices) {
+      const env = services[name].environment!;
+      for (const e of [{}, { REDIS_PASSWORD: 's3cret-pw' }]) {
+        const url = new URL(interpolate(env.REDIS_URL!, e));
+        expect([url.protocol, url.hostname, url.port, url.password]).toEqual(['redis:', 'redis', '6379', interpolate(password, e)]);
+      }
+      expect(services[name].depends_on?.redis.condition).toBe('service_healthy');
+      expect(services[name].init).toBe(true); // signals reach node, zombies are reaped
+    }
+  });
+
+  test('api: the api role on 0.0.0.0:3000, published, API_KEYS passed through, a /health check', () => {
+    const api = services.api;
+    expect(api.command).toEqual(['node', 'apps/api/dist/main.js']);
+    expect(api.environment).toMatchObject({ HOST: '0.0.0.0', PORT: '3000' });
+    expect('API_KEYS' in api.environment! && api.environment!.API_KEYS === null).toBe(true); // pass-through form
+    expect(api.ports).toHaveLength(1);
+    expect(interpolate(api.ports![0])).toBe('127.0.0.1:3000:3000');
+    expect(interpolate(api.ports![0], { API_BIND: '0.0.0.0', API_PORT: '8080' })).toBe('0.0.0.0:8080:3000');
+    expect(api.healthcheck?.test.join(' ')).toMatch(/127\.0\.0\.1:3000\/health/);
+  });
+
+  test('workers scale: no container_name, no ports, anywhere but the api', () => {
+    for (const [name, s] of Object.entries(services)) {
+      expect(s.container_name).toBeUndefined();
+      if (name !== 'api') expect(s.ports).toBeUndefined();
+    }
+    for (const name of workers) expect(services[name].command).toEqual(['node', 'apps/worker/dist/main.js']);
+  });
+
+  test('CPU worker: wasm backend on the cpu and any queues, same image as the api', () => {
+    const w = services.worker;
+    expect(w.environment).toMatchObject({ RELU_LSTM_BACKEND: 'wasm', WORKER_QUEUES: 'cpu,any' });
+    expect(w.profiles).toBeUndefined(); // started by a plain `docker compose up`
+    expect(w.build).toEqual(services.api.build);
+    expect(w.image).toBe(services.api.image);
+    expect(w.build).toEqual({ context: '.', dockerfile: 'Dockerfile' });
+  });
+
+  test('GPU worker: profile gpu, Dockerfile.gpu, NVIDIA reservation, TF and CUDA cache settings on a volume', () => {
+    const g = services['worker-gpu'];
+    expect(g.profiles).toEqual(['gpu']);
+    expect(g.build).toEqual({ context: '.', dockerfile: 'Dockerfile.gpu' });
+    expect(g.image).not.toBe(services.worker.image);
+    expect(g.deploy?.resources?.reservations?.devices).toEqual([{ driver: 'nvidia', count: 'all', capabilities: ['gpu'] }]);
+    expect(g.environment).toMatchObject({ RELU_LSTM_BACKEND: 'tensorflow', WORKER_QUEUES: 'gpu,any', TF_FORCE_GPU_ALLOW_GROWTH: 'true' });
+    const cachePath = g.environment!.CUDA_CACHE_PATH!;
+    const cacheVolume = g.volumes!.map((v) => v.split(':')).find(([, target]) => target === cachePath)?.[0];
+    expect(cacheVolume).toBeDefined();
+    expect(compose.volumes).toHaveProperty(cacheVolume!);
+    expect(Number(g.environment!.ENGINE_START_TIMEOUT_MS)).toBeGreaterThanOrEqual(300_000);
+    expect(g.healthcheck?.start_period).toBe('1800s'); // the first start JIT-compiles kernels
+    expect(g.healthcheck?.test).toEqual(services.worker.healthcheck?.test);
+  });
+
+  test('one shared data volume in the api and every worker, with ARTIFACT_DIR and DATASET_DIR under it', () => {
+    const mounts = appServices.map((n) => mountOf(services[n], 'data'));
+    expect(new Set(mounts)).toEqual(new Set(['/data']));
+    expect(compose.volumes).toHaveProperty('data');
+    for (const n of appServices) {
+      expect(services[n].environment!.ARTIFACT_DIR).toMatch(/^\/data\//);
+      expect(services[n].environment!.DATASET_DIR).toMatch(/^\/data\//);
+    }
+  });
+
+  test('every named volume used is declared, every declared one used', () => {
+    const used = new Set(
+      Object.values(services)
+        .flatMap((s) => s.volumes ?? [])
+        .map((v) => v.split(':')[0])
+        .filter((src) => !src.startsWith('.') && !src.startsWith('/')),
+    );
+    expect([...used].sort()).toEqual(Object.keys(compose.volumes).sort());
+  });
+});
+
+describe('Dockerfiles', () => {
+  const cpu = read('Dockerfile');
+  const gpu = read('Dockerfile.gpu');
+  /** Instructions after the last FROM (the image that runs). */
+  const finalStage = (df: string) => df.slice(df.lastIndexOf('\nFROM '));
+  const argDefault = (df: string, name: string) => new RegExp(`^ARG ${name}=(\\S+)`, 'm').exec(df)?.[1];
+  const rootPkg = JSON.parse(read('package.json')) as { workspaces: string[]; scripts: Record<string, string> };
+
+  test('the files exist, with a .dockerignore that keeps node_modules, dist and .git out', () => {
+    for (const f of ['Dockerfile', 'Dockerfile.gpu', '.dockerignore']) expect(existsSync(join(ROOT, f))).toBe(true);
+    const ignored = read('.dockerignore').split('\n').map((l) => l.trim());
+    expect(ignored).toEqual(expect.arrayContaining(['**/node_modules', '**/dist', '.git']));
+  });
+
+  test('CPU image: node:20-bookworm-slim, npm ci and npm run build, a non-root user', () => {
+    expect(argDefault(cpu, 'NODE_IMAGE')).toBe('node:20-bookworm-slim');
+    expect(cpu).toMatch(/^FROM \$\{NODE_IMAGE\} AS build$/m);
+    expect(finalStage(cpu)).toMatch(/^FROM \$\{NODE_IMAGE\} AS runtime$/m);
+    expect(cpu).toMatch(/^RUN npm ci\b/m);
+    expect(cpu).toMatch(/npm run build/);
+    expect(cpu).toMatch(/npm ci --omit=dev/);
+    expect(finalStage(cpu)).toMatch(/^USER node$/m);
+    expect(finalStage(cpu)).toMatch(/^CMD \["node", "apps\/api\/dist\/main\.js"\]$/m);
+  });
+
+  test('GPU image: CUDA 11.x runtime with cuDNN 8, Node 20, tfjs-node-gpu 4.22.0 with its install script checked, TF/CUDA env, non-root', () => {
+    expect(argDefault(gpu, 'CUDA_IMAGE')).toMatch(/^nvidia\/cuda:11\.\d+\.\d+-cudnn8-runtime-ubuntu\d+\.\d+$/);
+    expect(argDefault(gpu, 'NODE_IMAGE')).toBe('node:20-bookworm-slim');
+    expect(finalStage(gpu)).toMatch(/^FROM \$\{CUDA_IMAGE\} AS runtime$/m);
+    expect(gpu).toMatch(/^FROM \$\{NODE_IMAGE\} AS node$/m);
+    expect(gpu).toMatch(/^FROM \$\{CUDA_IMAGE\} AS build$/m); // native addons built on the runtime's base
+    expect(finalStage(gpu)).toMatch(/^COPY --from=node \/usr\/local\/bin\/node \/usr\/local\/bin\/node$/m);
+    const lstmPeer = (JSON.parse(read('libs/lstm/package.json')) as { peerDependencies: Record<string, string> }).peerDependencies['@tensorflow/tfjs-node-gpu'];
+    expect(gpu).toContain(`npm install --no-save --omit=dev --no-audit --no-fund @tensorflow/tfjs-node-gpu@${lstmPeer}`);
+    expect(lstmPeer).toBe('4.22.0');
+    expect(gpu).toMatch(/allowScripts\[@tensorflow\/tfjs-node-gpu\]=true/);
+    expect(gpu).toMatch(/ls node_modules\/@tensorflow\/tfjs-node-gpu\/deps\/lib\/libtensorflow\.so\*/);
+    expect(gpu).toMatch(/TF_FORCE_GPU_ALLOW_GROWTH=true/);
+    expect(gpu).toMatch(/CUDA_CACHE_PATH=\/cuda-cache/);
+    expect(finalStage(gpu)).toMatch(/^USER node$/m);
+    expect(finalStage(gpu)).toMatch(/useradd --uid 1000/); // same uid as the CPU image's node user: one owner for /data
+  });
+
+  test('both images copy the manifest of every workspace before npm ci', () => {
+    for (const df of [cpu, gpu]) {
+      for (const ws of rootPkg.workspaces) expect(df).toContain(`COPY ${ws}/package.json ${ws}/`);
+    }
+  });
+
+  test('what compose runs is what the build produces and what the npm start scripts run', () => {
+    const refs = (JSON.parse(read('tsconfig.build.json')) as { references: Array<{ path: string }> }).references.map((r) => r.path);
+    for (const [app, script] of [['api', 'start:api'], ['worker', 'start:worker']] as const) {
+      expect(refs).toContain(`apps/${app}`);
+      expect(existsSync(join(ROOT, `apps/${app}/src/main.ts`))).toBe(true);
+      const tsconfig = JSON.parse(read(`apps/${app}/tsconfig.json`)) as { compilerOptions: { rootDir: string; outDir: string } };
+      expect(tsconfig.compilerOptions).toMatchObject({ rootDir: 'src', outDir: 'dist' });
+      expect(rootPkg.scripts[script]).toMatch(new RegExp(`node apps/${app}/dist/main\\.js$`));
+    }
+  });
+});
+
+describe('the worker health check, run against Redis', () => {
+  const run = promisify(execFile);
+  const script = services.worker.healthcheck!.test[3];
+  const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+  let redis: Redis;
+  let prefix: string;
+  beforeAll(() => {
+    redis = new Redis(redisUrl);
+    prefix = `test-compose-${randomUUID()}`;
+  });
+  afterAll(async () => {
+    const keys = await redis.keys(`${prefix}:*`);
+    if (keys.length) await redis.del(...keys);
+    await redis.quit();
+  });
+
+  const check = () =>
+    run(process.execPath, ['-e', script], { cwd: ROOT, env: { ...process.env, REDIS_URL: redisUrl, QUEUE_PREFIX: prefix }, timeout: 20_000 }).then(
+      () => 0,
+      (e: { code?: number }) => e.code ?? -1,
+    );
+
+  async function heartbeat(id: string, host: string, expiresAt: number): Promise<void> {
+    const hb = { id, backend: 'wasm', gpu: false, device: 'wasm', host, pid: 1, queues: ['cpu', 'any'], currentJobId: null, startedAt: 1, at: Date.now() };
+    await redis.set(`${prefix}:worker:${id}`, JSON.stringify(hb));
+    await redis.zadd(`${prefix}:workers`, expiresAt, id);
+  }
+
+  test('unhealthy with no heartbeat, or only other hosts\' or expired ones; healthy with its own live one', async () => {
+    expect(await check()).toBe(1);
+    await heartbeat('other-1', 'another-container', Date.now() + 15_000);
+    await heartbeat('mine-old', hostname(), Date.now() - 1_000);
+    expect(await check()).toBe(1);
+    await heartbeat('mine-1', hostname(), Date.now() + 15_000);
+    expect(await check()).toBe(0);
+  });
+});
