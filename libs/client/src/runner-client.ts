@@ -478,9 +478,13 @@ function checkName(name: string): void {
 }
 
 function errorText(e: unknown): string {
-  if (e instanceof Error) {
-    const cause = (e as { cause?: unknown }).cause;
-    return cause instanceof Error ? `${e.message} (${cause.message})` : e.message;
-  }
-  return String(e);
+  // Duck-typed: errors from fetch may come from another realm (instanceof Error fails there).
+  const msg = (x: unknown): string | undefined =>
+    x && typeof x === 'object' && typeof (x as { message?: unknown }).message === 'string' ? (x as { message: string }).message : undefined;
+  const m = msg(e);
+  if (m === undefined) return String(e);
+  const cause = (e as { cause?: unknown }).cause;
+  const cm = msg(cause);
+  const code = cause && typeof cause === 'object' ? (cause as { code?: unknown }).code : undefined;
+  return cm ? `${m} (${typeof code === 'string' && !cm.includes(code) ? `${code}: ` : ''}${cm})` : m;
 }
