@@ -74,8 +74,14 @@ export interface SubmitInferOptions extends SubmitTrainOptions {
   wait?: boolean;
 }
 
-/** What `submitInfer` returns: with `wait` and a job that ended in time, `result` or `error` is set. */
-export type InferSubmission = SubmitResponse | (Omit<InferWaitResponse, 'result'> & { result: InferResult | null });
+/**
+ * What `submitInfer` returns: `{ id, state, links }`, plus, with `wait` and a job that ended in time,
+ * `result` (completed) or `error` (failed, cancelled).
+ */
+export interface InferSubmission extends SubmitResponse {
+  result?: InferResult | null;
+  error?: InferWaitResponse['error'];
+}
 
 export interface ListOptions extends RequestOptions {
   state?: JobState;
