@@ -56,6 +56,11 @@ export interface RunnerClientOptions {
   reconnectDelayMs?: number;
   /** Reconnections in a row without a new event before `events()` gives up. Default 10. */
   maxReconnects?: number;
+  /**
+   * An event stream silent for this long (no event, no keep-alive comment) is taken as dead and
+   * reopened. Default 60 s (the api sends a keep-alive every 15 s).
+   */
+  streamIdleTimeoutMs?: number;
   /** Schemas used for client-side validation; default `contract` (the default limits). */
   contract?: JobContract;
 }
@@ -130,6 +135,7 @@ export class RunnerClient {
   private readonly timeoutMs: number;
   private readonly reconnectDelayMs: number;
   private readonly maxReconnects: number;
+  private readonly streamIdleTimeoutMs: number;
   private readonly contract: JobContract;
 
   constructor(options: RunnerClientOptions) {
@@ -141,6 +147,7 @@ export class RunnerClient {
     this.timeoutMs = options.timeoutMs ?? 30_000;
     this.reconnectDelayMs = options.reconnectDelayMs ?? 1_000;
     this.maxReconnects = options.maxReconnects ?? 10;
+    this.streamIdleTimeoutMs = options.streamIdleTimeoutMs ?? 60_000;
     this.contract = options.contract ?? defaultContract;
   }
 
@@ -209,7 +216,8 @@ export class RunnerClient {
         const parser = new SseParser();
         parser.lastEventId = lastId ?? '';
         try {
-          for await (const msg of parseSse(res.body, parser)) {
+          const body = idleLimited(res.body, this.streamIdleTimeoutMs, () => conn.abort(new RunnerConnectionError(`event stream silent for ${this.streamIdleTimeoutMs} ms`, true)));
+          for await (const msg of parseSse(body, parser)) {
             const event = parseEvent(msg.data);
             if (!event) continue;
             if (msg.id) lastId = msg.id;
@@ -461,6 +469,23 @@ async function toApiError(res: Response, request: string): Promise<RunnerApiErro
   const message =
     typeof loose.error?.message === 'string' ? loose.error.message : typeof loose.message === 'string' ? loose.message : text.slice(0, 200) || res.statusText;
   return new RunnerApiError(res.status, `http_${res.status}`, message, [], request);
+}
+
+/**
+ * The chunks of `body`; `onIdle` is called (it should abort the request) when the network is silent
+ * for `ms`. Only time spent waiting for the next chunk counts, not time the consumer spends on one.
+ */
+async function* idleLimited(body: AsyncIterable<Uint8Array>, ms: number, onIdle: () => void): AsyncGenerator<Uint8Array, void, undefined> {
+  let timer: NodeJS.Timeout | undefined = setTimeout(onIdle, ms);
+  try {
+    for await (const chunk of body) {
+      clearTimeout(timer);
+      yield chunk;
+      timer = setTimeout(onIdle, ms);
+    }
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 function parseEvent(data: string): JobEvent | null {

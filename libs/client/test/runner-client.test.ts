@@ -195,6 +195,30 @@ describe('events', () => {
     expect(closed).toBe(true);
   });
 
+  test('a stream that goes silent (half-open connection) is reopened after streamIdleTimeoutMs; a slow consumer is not', async () => {
+    const id = randomUUID();
+    let connection = 0;
+    server.route(`GET /v1/jobs/${id}/events`, (req, res) => {
+      connection++;
+      sseHead(res, 5);
+      if (connection === 1) {
+        sseEvent(res, '1-0', metric(1));
+        sseEvent(res, '2-0', metric(2)); // then silence, the socket left open
+      } else {
+        expect(req.headers['last-event-id']).toBe('2-0');
+        sseEvent(res, '3-0', state('completed', { result: trainResult }));
+      }
+    });
+    const idle = new RunnerClient({ baseUrl: server.url, reconnectDelayMs: 10, streamIdleTimeoutMs: 150 });
+    const seen: string[] = [];
+    for await (const e of idle.events(id)) {
+      seen.push(e.id);
+      if (e.id === '1-0') await new Promise((r) => setTimeout(r, 300)); // slower than the idle limit
+    }
+    expect(seen).toEqual(['1-0', '2-0', '3-0']);
+    expect(connection).toBe(2);
+  });
+
   test('a 404 ends at once; repeated 503s give up after maxReconnects; abort stops the iteration', async () => {
     server.route('GET /v1/jobs/*', (req, res) => (req.path.includes('/gone/') ? apiError(res, 404, 'not_found', 'no job') : apiError(res, 503, 'unavailable', 'redis down')));
     await expect(client.events('gone').next()).rejects.toMatchObject({ status: 404 });
