@@ -192,6 +192,26 @@ describe('worker', () => {
     }
   });
 
+  it('infers from a batch-1 initialState, which is broadcast over the inputs', async () => {
+    const inputs = [[[0.1], [0.2]], [[-0.5], [0.5]]];
+    const h0 = [[Array.from({ length: H }, (_, j) => 0.2 * (j % 3))]];
+    const c0 = [[Array.from({ length: H }, (_, j) => 0.5 - 0.1 * j)]];
+    const inferId = await h.submit('infer', contract.InferPayload.parse({ modelJobId: trainId, inputs, initialState: { h0, c0 } }));
+    const ev = await h.waitForEnd(inferId, 30_000, worker);
+    const done = ev.find((e): e is StateEvent => e.type === 'state' && e.state === 'completed');
+    const result = InferResultSchema.parse(done!.result);
+    const { stateDict } = safetensorsToStateDict(new Uint8Array(await h.artifacts.get(trainId, ARTIFACTS.model)));
+    const lstm = lstmFrom(stateDict, 1);
+    try {
+      // The reference tiles the state explicitly: one copy per sequence.
+      const hN = tf.tidy(() => lstm.forward(tf.tensor3d(inputs), { h0: tf.tensor3d([[h0[0][0], h0[0][0]]]), c0: tf.tensor3d([[c0[0][0], c0[0][0]]]) }).hN.arraySync());
+      expect(maxAbsDiff(result.hN, hN)).toBeLessThan(1e-4);
+    } finally {
+      lstm.dispose();
+      tf.dispose(Object.values(stateDict));
+    }
+  });
+
   it('fails invalid job data at once with invalid_payload and keeps working', async () => {
     const bad = await h.addRaw('any', 'train', { type: 'train', tenant: 'default', payload: { model: { inputSize: 0 } } });
     const mislabelled = await h.addRaw('cpu', 'infer', { type: 'train', tenant: 'default', payload: trainPayload });

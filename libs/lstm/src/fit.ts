@@ -6,6 +6,7 @@ import { DivergenceError, LstmConfigError, TrainingAbortedError } from './errors
 import { LossName, checkLossName, computeLoss } from './losses';
 import { OptimizerConfig, ResolvedOptimizerConfig, createOptimizer, disposeOptimizer, readOptimizerSlots, resolveOptimizerConfig, writeOptimizerSlots } from './optimizers';
 import { Rng, RngState } from './rng';
+import type { LstmState } from './relu-lstm';
 import { SequenceModel } from './sequence-model';
 import { EpochRecord, FORMAT, FitPosition, FitSettings, TrainingState, VERSION, readWeights, validated } from './training-state';
 
@@ -103,7 +104,7 @@ interface ResolvedFitOptions {
   initialState: StartState | null;
 }
 
-/** A start state as plain values, `[L*D, 1, H]` each, tiled over a batch when used. */
+/** A validated start state as plain values, `[L*D, 1, H]` each (ReluLstm broadcasts it over a batch). */
 interface StartState {
   h0: Float32Array;
   c0: Float32Array;
@@ -166,6 +167,10 @@ export async function fit(model: SequenceModel, data: FitData, options: FitOptio
   const manyToMany = cfg.head === 'manyToMany';
   const stepsPerEpoch = Math.ceil(nTrain / opts.batchSize);
   const optimizer = createOptimizer(opts.optimizer);
+  // Made once for the whole run; a batch-1 state is broadcast over each batch by the LSTM itself.
+  const start: LstmState | undefined = opts.initialState
+    ? { h0: tf.tensor3d(opts.initialState.h0, opts.initialState.shape), c0: tf.tensor3d(opts.initialState.c0, opts.initialState.shape) }
+    : undefined;
   try {
     let shuffleRng = new Rng(opts.seed);
     let pos: FitPosition = freshPosition(0, 0);
@@ -224,7 +229,7 @@ export async function fit(model: SequenceModel, data: FitData, options: FitOptio
         await stopIfAborted();
         const started = now();
         const indices = perm.slice(pos.stepInEpoch * opts.batchSize, (pos.stepInEpoch + 1) * opts.batchSize);
-        const { loss, gradNorm, positions } = await trainStep(model, optimizer, vars, prepared, indices, opts, pos);
+        const { loss, gradNorm, positions } = await trainStep(model, optimizer, vars, prepared, indices, opts, pos, start);
         const seconds = (now() - started) / 1000;
         pos.stepInEpoch++;
         pos.globalStep++;
@@ -239,7 +244,7 @@ export async function fit(model: SequenceModel, data: FitData, options: FitOptio
       }
 
       const valStarted = now();
-      const valLoss = nVal > 0 ? await evaluate(model, prepared, nTrain, opts, stopIfAborted, pos) : null;
+      const valLoss = nVal > 0 ? await evaluate(model, prepared, nTrain, opts, stopIfAborted, pos, start) : null;
       pos.epochSeconds += (now() - valStarted) / 1000;
       history.push({
         epoch: pos.epoch,
@@ -257,6 +262,7 @@ export async function fit(model: SequenceModel, data: FitData, options: FitOptio
     return { epochs: history.length, steps: pos.globalStep, loss: last?.loss ?? null, valLoss: last?.valLoss ?? null, history };
   } finally {
     disposeOptimizer(optimizer);
+    if (start) tf.dispose([start.h0, start.c0]);
   }
 }
 
@@ -269,13 +275,14 @@ async function trainStep(
   indices: number[],
   opts: ResolvedFitOptions,
   pos: FitPosition,
+  start: LstmState | undefined,
 ): Promise<{ loss: number; gradNorm: number; positions: number }> {
   const batch = makeBatch(d, indices, model.config.head === 'manyToMany');
   let grads: tf.Tensor[] = [];
   let value: tf.Scalar | null = null;
   let norm: tf.Scalar | null = null;
   try {
-    const out = tf.variableGrads(() => batchLoss(model, batch, opts.loss, true, opts.initialState), vars);
+    const out = tf.variableGrads(() => batchLoss(model, batch, opts.loss, true, start), vars);
     value = out.value;
     grads = vars.map((v) => out.grads[v.name] ?? tf.zerosLike(v));
     if (opts.clipNorm !== null) {
@@ -307,19 +314,11 @@ function batchLoss(
   batch: ReturnType<typeof makeBatch>,
   loss: LossName,
   training: boolean,
-  start: StartState | null,
+  start: LstmState | undefined,
 ): tf.Scalar {
   const batchFirst = model.config.lstm.batchFirst;
   const x = batchFirst ? batch.x : (tf.transpose(batch.x, [1, 0, 2]) as tf.Tensor3D);
-  const B = batch.x.shape[0];
-  const state = start
-    ? {
-        h0: tf.tile(tf.tensor3d(start.h0, start.shape), [1, B, 1]) as tf.Tensor3D,
-        c0: tf.tile(tf.tensor3d(start.c0, start.shape), [1, B, 1]) as tf.Tensor3D,
-      }
-    : undefined;
-  const { y, hN, cN } = model.predict(x, state, { training, lengths: batch.lengths, checkFinite: false });
-  if (state) tf.dispose([state.h0, state.c0]);
+  const { y, hN, cN } = model.predict(x, start, { training, lengths: batch.lengths, checkFinite: false });
   hN.dispose();
   cN.dispose();
   const pred = model.config.head === 'manyToMany' && !batchFirst ? tf.transpose(y, [1, 0, 2]) : y;
@@ -334,6 +333,7 @@ async function evaluate(
   opts: ResolvedFitOptions,
   stopIfAborted: () => Promise<void>,
   pos: FitPosition,
+  startState: LstmState | undefined,
 ): Promise<number> {
   const manyToMany = model.config.head === 'manyToMany';
   let sum = 0;
@@ -343,7 +343,7 @@ async function evaluate(
     const indices = Array.from({ length: Math.min(opts.batchSize, d.n - start) }, (_, i) => start + i);
     const batch = makeBatch(d, indices, manyToMany);
     try {
-      const t = tf.tidy(() => batchLoss(model, batch, opts.loss, false, opts.initialState));
+      const t = tf.tidy(() => batchLoss(model, batch, opts.loss, false, startState));
       const v = (await t.data())[0];
       t.dispose();
       if (!Number.isFinite(v)) throw new DivergenceError(pos.epoch, pos.globalStep, 'loss', v);

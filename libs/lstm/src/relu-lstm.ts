@@ -8,10 +8,12 @@ import { runDirection } from './lstm-direction';
 import { Rng, RngState } from './rng';
 import { TensorLike, toTensor } from './tensor-like';
 
+/**
+ * Initial state, each `[numLayers * numDirections, batch, hiddenSize]`. A batch dimension of 1 is
+ * broadcast over the batch (one start state for every sequence; gradients are summed back to it).
+ */
 export interface LstmState {
-  /** [numLayers * numDirections, batch, hiddenSize] */
   h0: tf.Tensor3D;
-  /** [numLayers * numDirections, batch, hiddenSize] */
   c0: tf.Tensor3D;
 }
 
@@ -125,8 +127,8 @@ export class ReluLstm {
         const outs: tf.Tensor3D[] = [];
         for (let d = 0; d < D; d++) {
           const idx = l * D + d;
-          const h0 = state ? tf.reshape(tf.slice(state.h0, [idx, 0, 0], [1, B, H]), [B, H]) : tf.zeros([B, H]);
-          const c0 = state ? tf.reshape(tf.slice(state.c0, [idx, 0, 0], [1, B, H]), [B, H]) : tf.zeros([B, H]);
+          const h0 = state ? initialRow(state.h0, idx, B) : tf.zeros([B, H]);
+          const c0 = state ? initialRow(state.c0, idx, B) : tf.zeros([B, H]);
           const { wihT, whhT, bias } = this.internalWeights(l, d === 1);
           const packed = runDirection(
             { hiddenSize: H, reverse: d === 1, activation: activationSpec(cfg.activation, cfg.cellClip), recurrentActivation: cfg.recurrentActivation },
@@ -193,12 +195,14 @@ export class ReluLstm {
     }
     if (T < 1 || B < 1) throw new LstmInputError('x', 'at least one step and one sequence', `shape [${x.shape}]`);
     if (state !== undefined) {
-      const want: number[] = [cfg.numLayers * this.numDirections, B, cfg.hiddenSize];
+      const LD = cfg.numLayers * this.numDirections;
+      const want = `[${LD},${B},${cfg.hiddenSize}] (numLayers * numDirections, batch, hiddenSize; batch may be 1)`;
       for (const key of ['h0', 'c0'] as const) {
         const t = state[key];
-        if (!(t instanceof tf.Tensor)) throw new LstmInputError(key, `a tf.Tensor of shape [${want}]`, t);
-        if (t.rank !== 3 || t.shape.some((s, i) => s !== want[i])) {
-          throw new LstmInputError(key, `shape [${want}] (numLayers * numDirections, batch, hiddenSize)`, `shape [${t.shape}]`);
+        if (!(t instanceof tf.Tensor)) throw new LstmInputError(key, `a tf.Tensor of shape ${want}`, t);
+        const [ld, b, h] = t.shape;
+        if (t.rank !== 3 || ld !== LD || h !== cfg.hiddenSize || (b !== B && b !== 1)) {
+          throw new LstmInputError(key, `shape ${want}`, `shape [${t.shape}]`);
         }
       }
     }
@@ -230,6 +234,13 @@ function uid(): number {
 function toInternalGateOrder<T extends tf.Tensor>(w: T): T {
   const [i, f, g, o] = tf.split(w, 4, 0);
   return tf.concat([i, f, o, g], 0) as T;
+}
+
+/** Row `idx` of an initial state as [B, H]; a batch-1 state is tiled over the batch (Tile's gradient sums it back). */
+function initialRow(state: tf.Tensor3D, idx: number, B: number): tf.Tensor2D {
+  const [, b, H] = state.shape;
+  const row = tf.reshape(tf.slice(state, [idx, 0, 0], [1, b, H]), [b, H]);
+  return (b === B ? row : tf.tile(row, [B, 1])) as tf.Tensor2D;
 }
 
 function checkLengths(lengths: ArrayLike<number>, B: number, T: number): number[] {

@@ -153,6 +153,27 @@ describe('ReluLstm', () => {
     lstm.dispose();
   });
 
+  it('broadcasts a batch-1 initial state over the batch, values and gradients', () => {
+    const lstm = new ReluLstm({ inputSize: 2, hiddenSize: 3, numLayers: 2, seed: 6 });
+    tf.tidy(() => {
+      const x = randn([4, 5, 2], 11) as tf.Tensor3D;
+      const h1 = randn([2, 1, 3], 12) as tf.Tensor3D;
+      const c1 = randn([2, 1, 3], 13) as tf.Tensor3D;
+      const loss = (h: tf.Tensor, c: tf.Tensor) => {
+        const r = lstm.forward(x, { h0: h as tf.Tensor3D, c0: c as tf.Tensor3D });
+        return tf.add(tf.sum(r.output), tf.sum(r.cN)) as tf.Scalar;
+      };
+      const tiled = (t: tf.Tensor) => tf.tile(t, [1, 5, 1]);
+      expectClose(loss(h1, c1).dataSync(), loss(tiled(h1), tiled(c1)).dataSync());
+      const [gh, gc] = tf.grads(loss)([h1, c1]);
+      const [ghT, gcT] = tf.grads(loss)([tiled(h1), tiled(c1)]);
+      expect(gh.shape).toEqual([2, 1, 3]);
+      expectClose(gh.dataSync(), tf.sum(ghT, 1, true).dataSync(), 1e-4);
+      expectClose(gc.dataSync(), tf.sum(gcT, 1, true).dataSync(), 1e-4);
+    });
+    lstm.dispose();
+  });
+
   describe('bad input', () => {
     const lstm = new ReluLstm({ inputSize: 3, hiddenSize: 4 });
     afterAll(() => lstm.dispose());

@@ -42,20 +42,11 @@ export async function runInfer(req: InferRequest, ctx: EngineContext, cache: Mod
 
     const x = tf.tensor3d(p.inputs, undefined, 'float32');
     tensors.push(x);
-    const B = x.shape[0];
+    // `[L*D, B or 1, H]`; the LSTM broadcasts a batch-1 state itself.
     let state: { h0: tf.Tensor3D; c0: tf.Tensor3D } | undefined;
     if (p.initialState) {
-      const expand = (v: number[][][]) => {
-        const t = tf.tensor3d(v, undefined, 'float32');
-        tensors.push(t);
-        if (t.shape[1] === 1 && B > 1) {
-          const tiled = tf.tile(t, [1, B, 1]) as tf.Tensor3D;
-          tensors.push(tiled);
-          return tiled;
-        }
-        return t;
-      };
-      state = { h0: expand(p.initialState.h0), c0: expand(p.initialState.c0) };
+      state = { h0: tf.tensor3d(p.initialState.h0, undefined, 'float32'), c0: tf.tensor3d(p.initialState.c0, undefined, 'float32') };
+      tensors.push(state.h0, state.c0);
     }
     const out = model.predict(x, state, p.lengths ? { lengths: p.lengths } : {});
     tensors.push(out.y, out.hN, out.cN);

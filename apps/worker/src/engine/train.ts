@@ -204,9 +204,8 @@ async function finalState(model: SequenceModel, req: TrainRequest, loaded: Loade
   const xt = tf.tensor3d(inputs, [B, T, I], 'float32');
   let out: ReturnType<SequenceModel['predict']> | null = null;
   try {
-    const state = start
-      ? { h0: tf.tile(tf.tensor3d(start.h0), [1, B, 1]) as tf.Tensor3D, c0: tf.tile(tf.tensor3d(start.c0), [1, B, 1]) as tf.Tensor3D }
-      : undefined;
+    // `[L*D, 1, H]`, broadcast over the B inputs by the LSTM.
+    const state = start ? { h0: tf.tensor3d(start.h0), c0: tf.tensor3d(start.c0) } : undefined;
     try {
       out = model.predict(xt, state, lengths ? { lengths } : {});
     } finally {
