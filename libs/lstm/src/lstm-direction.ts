@@ -39,23 +39,29 @@ export interface DirectionSpec {
 const PER_STEP = ['hPrev', 'cPrev', 'ifo', 'zg', 'g', 'c', 'a'] as const;
 const N_PER_STEP = PER_STEP.length;
 
-export function runDirection(
-  spec: DirectionSpec,
-  x: tf.Tensor3D,
-  h0: tf.Tensor2D,
-  c0: tf.Tensor2D,
-  wihT: tf.Tensor2D,
-  whhT: tf.Tensor2D,
-  bias: tf.Tensor1D,
-  mask: tf.Tensor3D | null,
-): tf.Tensor3D {
+/** The tensors of one direction's loop; shapes in the comment at the top of this file. */
+export interface DirectionInputs {
+  x: tf.Tensor3D;
+  h0: tf.Tensor2D;
+  c0: tf.Tensor2D;
+  wihT: tf.Tensor2D;
+  whhT: tf.Tensor2D;
+  bias: tf.Tensor1D;
+  mask: tf.Tensor3D | null;
+}
+
+export function runDirection(spec: DirectionSpec, inputs: DirectionInputs): tf.Tensor3D {
   // Inside customGrad's forward the engine reports the tape as off, so ask here whether a gradient is
   // being recorded: only then are the per-step tensors gathered for the backward pass.
   const recording = isTapeOn();
   const fn = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
     const save = args[args.length - 1] as tf.GradSaveFunc;
-    const [xs, h0s, c0s, wih, whh, b, m] = args.slice(0, -1) as tf.Tensor[];
-    const { value, saved } = forwardLoop(spec, xs as tf.Tensor3D, h0s as tf.Tensor2D, c0s as tf.Tensor2D, wih as tf.Tensor2D, whh as tf.Tensor2D, b as tf.Tensor1D, (m ?? null) as tf.Tensor3D | null, recording);
+    const [x, h0, c0, wihT, whhT, bias, m] = args.slice(0, -1) as tf.Tensor[];
+    const { value, saved } = forwardLoop(
+      spec,
+      { x, h0, c0, wihT, whhT, bias, mask: m ?? null } as DirectionInputs,
+      recording,
+    );
     if (recording) save(saved);
     return {
       value,
@@ -65,9 +71,9 @@ export function runDirection(
       },
     };
   });
-  const inputs: tf.Tensor[] = [x, h0, c0, wihT, whhT, bias];
-  if (mask) inputs.push(mask);
-  return fn(...inputs) as tf.Tensor3D;
+  const { x, h0, c0, wihT, whhT, bias, mask } = inputs;
+  // customGrad takes positional tensors; the mask (no gradient) only when there is one.
+  return fn(...[x, h0, c0, wihT, whhT, bias, ...(mask ? [mask] : [])]) as tf.Tensor3D;
 }
 
 /** tfjs's engine keeps this private; a gradient is being recorded while gradientDepth > 0. */
@@ -89,13 +95,7 @@ function matMulT(a: tf.Tensor2D, b: tf.Tensor2D): tf.Tensor2D {
 
 function forwardLoop(
   spec: DirectionSpec,
-  x: tf.Tensor3D,
-  h0: tf.Tensor2D,
-  c0: tf.Tensor2D,
-  wihT: tf.Tensor2D,
-  whhT: tf.Tensor2D,
-  bias: tf.Tensor1D,
-  mask: tf.Tensor3D | null,
+  { x, h0, c0, wihT, whhT, bias, mask }: DirectionInputs,
   recording: boolean,
 ): { value: tf.Tensor3D; saved: tf.Tensor[] } {
   const [T, B, I] = x.shape;

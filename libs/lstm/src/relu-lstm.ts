@@ -132,7 +132,7 @@ export class ReluLstm {
           const { wihT, whhT, bias } = this.internalWeights(l, d === 1);
           const packed = runDirection(
             { hiddenSize: H, reverse: d === 1, activation: activationSpec(cfg.activation, cfg.cellClip), recurrentActivation: cfg.recurrentActivation },
-            input, h0 as tf.Tensor2D, c0 as tf.Tensor2D, wihT, whhT, bias, mask,
+            { x: input, h0: h0 as tf.Tensor2D, c0: c0 as tf.Tensor2D, wihT, whhT, bias, mask },
           );
           outs.push(tf.slice(packed, [0, 0, 0], [T, B, H]));
           hNs.push(tf.reshape(tf.slice(packed, [T, 0, 0], [1, B, H]), [B, H]));
