@@ -78,7 +78,7 @@ describe('docker-compose.yml', () => {
     const password = services.redis.command![services.redis.command!.indexOf('--requirepass') + 1];
     for (const name of appServices) {
       const env = services[name].environment!;
-      for (const e of [{}, { REDIS_PASSWORD: 's3cret-pw' }]) {
+      for (const e of [{}, { REDIS_PASSWORD: 's3cret-pw' }] as Array<Record<string, string>>) {
         const url = new URL(interpolate(env.REDIS_URL!, e));
         expect([url.protocol, url.hostname, url.port, url.password]).toEqual(['redis:', 'redis', '6379', interpolate(password, e)]);
       }

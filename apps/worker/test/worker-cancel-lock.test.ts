@@ -54,7 +54,7 @@ describe('cancel', () => {
     await h.waitForEvent(id, (e) => e.type === 'log' && e.code === 'checkpoint', 30_000, worker);
     // Its heartbeat names the job it runs.
     await waitFor(
-      async () => (await h.redis.mget(...(await h.redis.zrange(h.keys.workers(), 0, -1)).map((w) => h.keys.worker(w)))).some((hb) => hb !== null && JSON.parse(hb).currentJobId === id),
+      async () => (await h.redis.mget(...(await h.redis.zrange(h.keys.workers(), 0, '-1')).map((w) => h.keys.worker(w)))).some((hb) => hb !== null && JSON.parse(hb).currentJobId === id),
       5_000,
       () => 'no heartbeat names the running job',
     );

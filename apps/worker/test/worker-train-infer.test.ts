@@ -69,7 +69,7 @@ describe('worker', () => {
   it('publishes a heartbeat with its backend, queues and pid', async () => {
     // The first heartbeat may land just after the worker says it is consuming (a busy machine).
     await waitFor(async () => (await h.redis.zcard(h.keys.workers())) > 0, 10_000, () => `no heartbeat:\n${worker.output()}`, worker);
-    const ids = await h.redis.zrange(h.keys.workers(), 0, -1);
+    const ids = await h.redis.zrange(h.keys.workers(), 0, '-1');
     expect(ids).toHaveLength(1);
     const hb = WorkerHeartbeatSchema.parse(JSON.parse((await h.redis.get(h.keys.worker(ids[0])))!));
     expect(hb.pid).toBe(worker.proc.pid);

@@ -91,7 +91,7 @@ test('a train job lands on the queue of its device with the validated payload, m
 
   const keys = redisKeys(prefix);
   expect(JSON.parse((await admin.get(keys.jobMeta(job.id)))!)).toMatchObject({ id: job.id, type: 'train', queue: 'gpu', device: 'gpu', tenant: 'default' });
-  expect(await admin.zrange(keys.jobIndex('default'), 0, -1)).toEqual([job.id]);
+  expect(await admin.zrange(keys.jobIndex('default'), 0, '-1')).toEqual([job.id]);
   const events = await new RedisJobEventStream(admin, keys).read(job.id);
   expect(events).toEqual([{ id: job.eventId, event: { type: 'state', at: expect.any(Number), state: 'queued' } }]);
 });
@@ -103,7 +103,7 @@ test('routing: cpu and any; infer jobs; a tenant of its own; a chosen id used tw
   expect([train.queue, infer.queue, infer.type]).toEqual(['cpu', 'any', 'infer']);
   const bull = await queue('any').getJob(infer.id);
   expect(bull?.data).toEqual({ type: 'infer', tenant: 'team-a', payload: { modelJobId: train.id, inputs: [[[0.1], [0.2], [0.3]]], device: 'any' } });
-  expect(await admin.zrange(redisKeys(prefix).jobIndex('team-a'), 0, -1)).toEqual(expect.arrayContaining([train.id, infer.id]));
+  expect(await admin.zrange(redisKeys(prefix).jobIndex('team-a'), 0, '-1')).toEqual(expect.arrayContaining([train.id, infer.id]));
 
   const id = randomUUID();
   await qc.submitTrain(CANONICAL_TRAIN_EXAMPLE, { id });

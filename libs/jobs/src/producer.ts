@@ -50,7 +50,7 @@ export interface ProducedJob {
   eventId: string;
 }
 
-export async function produceJob(deps: ProducerDeps, plan: PlannedJob): Promise<ProducedJob> {
+export async function produceJob<T extends JobType>(deps: ProducerDeps, plan: PlannedJob<T>): Promise<ProducedJob> {
   const { redis, keys } = deps;
   const meta = JSON.stringify(JobMetaSchema.parse(plan.meta));
   const queued = JSON.stringify(JobEventSchema.parse({ type: 'state', at: plan.meta.createdAt, state: 'queued' }));

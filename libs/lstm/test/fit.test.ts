@@ -96,7 +96,7 @@ test('abort: stops between batches with TrainingAbortedError naming epoch and st
 test('divergence: an absurd learning rate without clipping stops with DivergenceError at a named epoch and step', async () => {
   const model = new SequenceModel({ ...SMALL, lstm: { ...SMALL.lstm, hiddenSize: 8 } });
   const base = tf.memory().numTensors;
-  let lastGood: FitProgress | null = null;
+  let lastGood = null as FitProgress | null; // assigned in a callback: keep the declared type
   const err = await fit(model, data, {
     ...BASE, epochs: 50, batchSize: 2, optimizer: { name: 'sgd', learningRate: 1e6 }, progressEvery: 1,
     onProgress: (p) => void (lastGood = p),
@@ -168,7 +168,7 @@ describe('bad inputs and options are refused up front, naming the field', () => 
     ['cross-entropy with one output', () => fit(model, data, { ...BASE, loss: 'softmaxCrossEntropy' }), /loss: expected 'mse' for a model with outputSize 1/, LstmConfigError],
   ];
   test.each(cases)('%s', async (_name, run, message, type) => {
-    const err = await run().catch((e) => e);
+    const err = (await run().catch((e: unknown) => e)) as Error;
     expect(err).toBeInstanceOf(type);
     expect(err.message).toMatch(message);
   });
@@ -214,7 +214,7 @@ test('the model’s layout does not matter: batchFirst false trains to the same 
 test('softmax cross-entropy on a last-step classification task: the loss falls well below the best constant guess', async () => {
   // Adding-problem sequences, labelled 1 when the two marked values sum to more than 1.
   const d = addingProblem({ samples: 48, seqLen: 4, seed: 5 });
-  const labels = Array.from(d.y.data, (v) => (v > 1 ? 1 : 0));
+  const labels = Array.from(d.y.data, (v): number => (v > 1 ? 1 : 0));
   const p1 = labels.reduce((a, b) => a + b, 0) / labels.length;
   const constantGuess = -(p1 * Math.log(p1) + (1 - p1) * Math.log(1 - p1)); // CE of predicting the class frequencies
   const model = new SequenceModel({ lstm: { inputSize: 2, hiddenSize: 8, batchFirst: true, seed: 3 }, outputSize: 2, head: 'lastStep' });

@@ -9,37 +9,16 @@
  *  - ReluLstm against tf.layers on random weights and inputs, converting both ways.
  */
 import * as tf from '@tensorflow/tfjs';
-import { readFileSync } from 'fs';
 import { join } from 'path';
 import { LstmConfigError, StateDictError } from '../src/errors';
 import { WeightLayout, fromKerasWeights, kerasWeightSpecs, toKerasWeights } from '../src/keras-weights';
 import { ReluLstm } from '../src/relu-lstm';
+import { Fixture, loadFixture } from './helpers/fixtures';
+import { useCpuBackendWithLeakCheck } from './helpers/leak-check';
 
 type Nested = number | Nested[];
 
-interface Fixture {
-  name: string;
-  config: {
-    batch: number;
-    seq: number;
-    input_size: number;
-    hidden_size: number;
-    num_layers: number;
-    bidirectional?: boolean;
-    lengths?: number[] | null;
-    activation?: 'relu' | 'tanh' | 'relu6';
-    recurrent_activation?: 'sigmoid' | 'hard_sigmoid';
-  };
-  state_dict: Record<string, Nested>;
-  keras_weights?: Array<{ kernel: number[][]; recurrent_kernel: number[][]; bias: number[] }>;
-  x: number[][][];
-  h0: number[][][];
-  c0: number[][][];
-  expected: { output: number[][][]; h_n: number[][][]; c_n: number[][][] };
-}
-
-const FIXTURES = join(__dirname, 'fixtures');
-const load = (file: string) => JSON.parse(readFileSync(join(FIXTURES, file), 'utf8')) as Fixture;
+const load = loadFixture;
 
 /** The top-level cases: all unidirectional ReLU-LSTMs with `keras_weights` computed in Python. */
 const KERAS_CASES = [
@@ -183,24 +162,14 @@ function runKeras(model: tf.LayersModel, x: tf.Tensor3D, h0: tf.Tensor3D, c0: tf
 function specOf(f: Fixture): KerasSpec {
   return {
     ...layoutOf(f),
-    activation: f.config.activation ?? 'relu',
+    activation: (f.config.activation ?? 'relu') as KerasSpec['activation'],
     recurrentActivation: f.config.recurrent_activation === 'hard_sigmoid' ? 'hardSigmoid' : 'sigmoid',
   };
 }
 
 // ---------------------------------------------------------------------------------------------
 
-beforeAll(async () => {
-  await tf.setBackend('cpu');
-});
-
-let baseline = 0;
-beforeEach(() => {
-  baseline = tf.memory().numTensors;
-});
-afterEach(() => {
-  expect(tf.memory().numTensors).toBe(baseline);
-});
+useCpuBackendWithLeakCheck();
 
 describe('toKerasWeights / fromKerasWeights against the Python fixtures', () => {
   it.each(KERAS_CASES.map((f) => [f.name, f] as const))('%s: toKerasWeights(state_dict) equals keras_weights', (_, f) => {

@@ -2,18 +2,9 @@
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { LstmConfigError, LstmInputError, ReluLstm, StateDictError } from '../src';
+import { useCpuBackendWithLeakCheck } from './helpers/leak-check';
 
-beforeAll(async () => {
-  await tf.setBackend('cpu');
-});
-
-let baseline = 0;
-beforeEach(() => {
-  baseline = tf.memory().numTensors;
-});
-afterEach(() => {
-  expect(tf.memory().numTensors).toBe(baseline);
-});
+useCpuBackendWithLeakCheck();
 
 /** Element-wise |a - b| <= tol (tfjs's own helper needs jasmine). */
 function expectClose(a: ArrayLike<number>, b: ArrayLike<number>, tol = 1e-5) {

@@ -27,6 +27,7 @@ import {
   safetensorsToStateDict,
   stateDictToSafetensors,
 } from '../src/safetensors';
+import { useCpuBackendWithLeakCheck } from './helpers/leak-check';
 
 const DIR = join(__dirname, 'fixtures', 'safetensors');
 
@@ -114,17 +115,7 @@ function f32bytes(values: number[]): Uint8Array {
   return new Uint8Array(Float32Array.from(values).buffer);
 }
 
-beforeAll(async () => {
-  await tf.setBackend('cpu');
-});
-
-let baseline = 0;
-beforeEach(() => {
-  baseline = tf.memory().numTensors;
-});
-afterEach(() => {
-  expect(tf.memory().numTensors).toBe(baseline);
-});
+useCpuBackendWithLeakCheck();
 
 describe('upstream test vectors (bytes the reference implementation is tested to produce)', () => {
   it('safetensors.torch.save({"test": torch.zeros((2, 2))}) (bindings/python/tests/test_pt.py, test_in_memory)', () => {

@@ -222,7 +222,7 @@ describe('optimizers', () => {
       { name: 'rmsprop' as const, learningRate: 0.1, momentum: 0.5 },
     ]) {
       const base = tf.memory().numTensors;
-      const mk = () => tf.tidy(() => [tf.variable(tf.tensor1d([1, -2]), true), tf.variable(tf.tensor2d([[0.5]]), true)]);
+      const mk = (): tf.Variable[] => tf.tidy(() => [tf.variable(tf.tensor1d([1, -2]), true), tf.variable(tf.tensor2d([[0.5]]), true)]);
       const grads = [tf.tensor1d([0.3, -0.1]), tf.tensor2d([[2]])];
       const a = mk();
       const optA = createOptimizer(config);

@@ -20,7 +20,8 @@ export interface Fixture {
     recurrent_activation?: string;
   };
   state_dict: Record<string, number[] | number[][]>;
-  keras_weights: unknown;
+  /** Present in the top-level cases: the same weights in the Keras / tfjs-layers layout. */
+  keras_weights?: Array<{ kernel: number[][]; recurrent_kernel: number[][]; bias: number[] }>;
   x: number[][][];
   h0: number[][][];
   c0: number[][][];
@@ -31,6 +32,11 @@ export interface Fixture {
 }
 
 const DIR = path.join(__dirname, '..', 'fixtures');
+
+/** One case by its path under fixtures/ (e.g. 'basic.json' or 'more/bidir_lengths.json'). */
+export function loadFixture(file: string): Fixture {
+  return { ...JSON.parse(fs.readFileSync(path.join(DIR, file), 'utf8')), file };
+}
 
 export function loadFixtures(): Fixture[] {
   const files = [
