@@ -239,19 +239,21 @@ export class JobsService {
     for (;;) {
       const raw = await this.redis.zrevrangebyscore(index, maxScore, '-inf', 'WITHSCORES', 'LIMIT', offset, chunk);
       offset += raw.length / 2;
+      const entries: Array<{ score: number; id: string }> = [];
       for (let i = 0; i < raw.length; i += 2) {
-        const id = raw[i];
-        const score = Number(raw[i + 1]);
+        const e = { id: raw[i], score: Number(raw[i + 1]) };
         // Members with the cursor's score come in descending id order: skip up to the cursor.
-        if (after && score === after.score && id >= after.id) continue;
+        if (!(after && e.score === after.score && e.id >= after.id)) entries.push(e);
+      }
+      // One MGET for the chunk's metas and its views in parallel, instead of round trips per job.
+      const metas = await this.records.metas(entries.map((e) => e.id), tenant);
+      const views = await Promise.all(metas.map((m) => (m ? this.records.view(m) : null)));
+      for (let i = 0; i < entries.length; i++) {
         // A candidate beyond a full page: there is more.
         if (items.length >= limit) return { items, nextCursor: last && cursorOf(last) };
-        last = { score, id };
-        const meta = await this.records.meta(id, tenant);
-        if (meta) {
-          const view = await this.records.view(meta);
-          if (!state || view.state === state) items.push(view);
-        }
+        last = entries[i];
+        const view = views[i];
+        if (view && (!state || view.state === state)) items.push(view);
         // Filtering by state looks at a bounded number of jobs per request; the cursor goes on.
         if (++scanned >= MAX_SCANNED) return { items, nextCursor: cursorOf(last) };
       }
