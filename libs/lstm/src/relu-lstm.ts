@@ -209,10 +209,11 @@ export class ReluLstm {
     if (options.checkFinite ?? true) {
       const named: Array<[string, tf.Tensor]> = [['x', x]];
       if (state) named.push(['h0', state.h0], ['c0', state.c0]);
-      for (const [name, t] of named) {
-        const finite = tf.tidy(() => tf.all(tf.isFinite(t)).dataSync()[0]);
-        if (!finite) throw new LstmInputError(name, 'finite values', 'NaN or Infinity');
-      }
+      // One read back for all of them (a device sync each would cost more on a GPU).
+      const finite = tf.tidy(() => tf.stack(named.map(([, t]) => tf.all(tf.isFinite(t)))).dataSync());
+      named.forEach(([name], i) => {
+        if (!finite[i]) throw new LstmInputError(name, 'finite values', 'NaN or Infinity');
+      });
     }
     return { T, B };
   }

@@ -190,7 +190,11 @@ describe('ReluLstm', () => {
     it('rejects NaN in the input', () => {
       const x = tf.tensor3d([[[1, NaN, 0]]]);
       expect(() => lstm.forward(x)).toThrow(/x: expected finite values, got NaN or Infinity/);
-      x.dispose();
+      const ok = tf.zeros([1, 1, 3]) as tf.Tensor3D;
+      const h0 = tf.tensor3d([[[0, Infinity, 0, 0]]]);
+      const c0 = tf.zeros([1, 1, 4]) as tf.Tensor3D;
+      expect(() => lstm.forward(ok, { h0, c0 })).toThrow(/h0: expected finite values, got NaN or Infinity/);
+      tf.dispose([x, ok, h0, c0]);
     });
     it('rejects bad lengths', () => {
       const x = tf.zeros([2, 2, 3]) as tf.Tensor3D;
