@@ -83,6 +83,18 @@ test('ROUTES lists exactly the routes the api maps (so none escapes this walk)',
   expect(mapped.sort()).toEqual(ROUTES.map((r) => `${r.method} ${r.path}`).sort());
 });
 
+test('the OpenAPI document describes every route, keys on all but /health, 401 and 429 on each', async () => {
+  const doc = (await http(api.url, 'GET', '/docs', { headers: bearer(KEY.alpha) })).json;
+  const documented = Object.entries(doc.paths as Record<string, Record<string, unknown>>).flatMap(([p, ops]) =>
+    Object.keys(ops).map((m) => `${m.toUpperCase()} ${p.replace(/\{(\w+)\}/g, ':$1')}`),
+  );
+  expect(documented.sort()).toEqual(ROUTES.filter((r) => r.path !== '/docs/openapi.json').map((r) => `${r.method} ${r.path}`).sort());
+  expect(doc.security).toEqual([{ bearer: [] }]);
+  expect(doc.components.securitySchemes.bearer).toMatchObject({ type: 'http', scheme: 'bearer' });
+  expect(doc.paths['/health'].get.security).toEqual([]);
+  expect(Object.keys(doc.paths['/v1/jobs/{id}'].get.responses)).toEqual(expect.arrayContaining(['401', '429']));
+});
+
 describe.each(ROUTES.map((r) => [`${r.method} ${r.path}`, r] as const))('%s', (_name, route) => {
   test('as nobody, with a bad key and with another scheme', async () => {
     const ids = { job: own.job, dataset: own.dataset };
