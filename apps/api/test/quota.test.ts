@@ -86,12 +86,14 @@ test('jobs that complete or fail in a worker free their places; the count neithe
   expect((await submit('alpha')).status).toBe(429);
 
   const outcome = new Map<string, 'completed' | 'failed'>([[ids[0], 'completed'], [ids[1], 'failed']]);
+  let release = () => {};
+  const held = new Promise<void>((r) => (release = r));
   const worker = new Worker<JobData>(
     'cpu',
     async (job: Job<JobData>) => {
       if (outcome.get(job.id!) === 'failed') throw new UnrecoverableError('boom');
       if (outcome.get(job.id!) === 'completed') return { done: true };
-      await sleep(60_000); // the third stays running
+      await held; // the third stays running until the test ends
     },
     { connection: { url: REDIS_URL }, prefix: api.prefix, concurrency: 3 },
   );
@@ -112,6 +114,7 @@ test('jobs that complete or fail in a worker free their places; the count neithe
     expect((await submit('alpha')).status).toBe(429);
     expect((await redis.smembers(keys.liveJobs('alpha'))).sort()).toEqual([ids[2], a.id, b.id].sort());
   } finally {
-    await worker.close(true);
+    release();
+    await worker.close();
   }
 });
