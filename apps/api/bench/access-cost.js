@@ -78,6 +78,38 @@ function run(port, headers) {
   });
 }
 
+/** The pieces alone, in-process: one limiter call against one PING (both one Redis round trip), and the key lookup. */
+async function pieces() {
+  const { Redis } = require('ioredis');
+  const { RateLimiter } = require('../dist/http/rate-limit.js');
+  const { KeyRing, parseApiKeys } = require('../dist/http/api-keys.js');
+  const { redisKeys } = require('@relu-lstm/jobs');
+  const prefix = `bench-access-${randomUUID()}`;
+  const redis = new Redis(REDIS_URL);
+  const limiter = new RateLimiter(redis, redisKeys(prefix));
+  const ring = new KeyRing(parseApiKeys(keys, 'bench'), null);
+  const M = 5000;
+  const time = async (fn) => {
+    const t0 = process.hrtime.bigint();
+    for (let i = 0; i < M; i++) await fn();
+    return Number(process.hrtime.bigint() - t0) / 1e3 / M; // µs per call
+  };
+  const r = { ping: [], limiter: [], keyLookup: [] };
+  for (let round = 0; round < ROUNDS + 1; round++) {
+    const ping = await time(() => redis.ping());
+    const lim = await time(() => limiter.take({ kind: 'tenant', id: 't0' }, { rps: 1e6, burst: 2e6 }));
+    const look = await time(() => ring.tenantOf(key));
+    if (round > 0) r.ping.push(ping), r.limiter.push(lim), r.keyLookup.push(look); // round 0 warms up
+  }
+  await redis.del(redisKeys(prefix).rateLimit('tenant', 't0'));
+  await redis.quit();
+  const med = (xs) => xs.slice().sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  console.log(`\nin-process, ${M} sequential calls x ${ROUNDS} rounds, median µs per call`);
+  console.log(`redis PING                      ${med(r.ping).toFixed(1).padStart(7)}`);
+  console.log(`RateLimiter.take (EVALSHA)      ${med(r.limiter).toFixed(1).padStart(7)}   ${(med(r.limiter) / med(r.ping)).toFixed(2)}x a PING`);
+  console.log(`KeyRing.tenantOf, 100 keys      ${med(r.keyLookup).toFixed(1).padStart(7)}`);
+}
+
 async function main() {
   const configs = [
     ['baseline', { RATE_LIMIT_RPS: '0' }, {}],
@@ -104,6 +136,7 @@ async function main() {
     console.log(`${a.name.padEnd(9)} ${p50.toFixed(2).padStart(7)} ${p99.toFixed(2).padStart(8)} ${rps.toFixed(0).padStart(7)}   ${(p50 / base.p50).toFixed(2).padStart(15)}x ${(p99 / base.p99).toFixed(2).padStart(16)}x`);
   }
   // (The prefixes' few keys expire: rate buckets have a TTL, and GET writes nothing else.)
+  await pieces();
 }
 
 main().catch((e) => {
