@@ -53,6 +53,8 @@ const EnvSchema = z.object({
   SSE_KEEPALIVE_MS: int(100, 120_000).default(15_000),
   /** Most SSE streams and waiting requests open at once (each holds a Redis connection). */
   MAX_STREAMS: int(1, 100_000).default(500),
+  /** Of those, the most one tenant may hold (per api process). */
+  MAX_STREAMS_PER_TENANT: int(1, 100_000).default(100),
   JOB_ATTEMPTS_TRAIN: int(1, 100).default(DEFAULT_JOB_POLICY.attempts.train),
   JOB_ATTEMPTS_INFER: int(1, 100).default(DEFAULT_JOB_POLICY.attempts.infer),
   JOB_BACKOFF_MS: int(0, 3_600_000).default(DEFAULT_JOB_POLICY.backoffMs),
@@ -93,6 +95,7 @@ export interface ApiConfig {
   inferWaitMs: number;
   sseKeepAliveMs: number;
   maxStreams: number;
+  maxStreamsPerTenant: number;
   jobPolicy: JobPolicy;
   limits: PayloadLimits;
   logLevel: 'error' | 'warn' | 'log' | 'debug' | 'verbose';
@@ -149,6 +152,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, readFile: (path
     inferWaitMs: e.INFER_WAIT_MS,
     sseKeepAliveMs: e.SSE_KEEPALIVE_MS,
     maxStreams: e.MAX_STREAMS,
+    maxStreamsPerTenant: e.MAX_STREAMS_PER_TENANT,
     jobPolicy: {
       attempts: { train: e.JOB_ATTEMPTS_TRAIN, infer: e.JOB_ATTEMPTS_INFER },
       backoffMs: e.JOB_BACKOFF_MS,

@@ -1,7 +1,9 @@
-// The per-tenant quota of queued + running jobs (MAX_QUEUED_JOBS_PER_TENANT), against the real api
-// process, real Redis and a real BullMQ worker: 429 naming the quota at the limit with nothing
-// queued, per tenant, and no drift when jobs complete, fail or are cancelled.
+// The per-tenant quotas, against the real api process, real Redis and a real BullMQ worker: queued +
+// running jobs (MAX_QUEUED_JOBS_PER_TENANT): 429 naming the quota at the limit with nothing queued,
+// per tenant, and no drift when jobs complete, fail or are cancelled; and open event streams
+// (MAX_STREAMS_PER_TENANT), so one tenant cannot take every stream slot.
 import { randomUUID } from 'node:crypto';
+import { request as httpRequest } from 'node:http';
 import { Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { CANONICAL_TRAIN_EXAMPLE, redisKeys, type JobData } from '@relu-lstm/jobs';
@@ -9,6 +11,7 @@ import { sha256 } from '../src/http/api-keys';
 import { REDIS_URL, dropPrefix, http, sleep, startApi, type ApiProcess } from './harness';
 
 const QUOTA = 3;
+const STREAMS = 2;
 const KEY = { alpha: `ka-${randomUUID()}`, beta: `kb-${randomUUID()}` };
 const hex = (k: string) => sha256(k).toString('hex');
 
@@ -35,7 +38,7 @@ async function submitUntilAccepted(device: 'gpu' | 'cpu' = 'gpu'): Promise<{ id:
 }
 
 beforeAll(async () => {
-  api = await startApi({ API_KEYS: `alpha:${hex(KEY.alpha)},beta:${hex(KEY.beta)}`, MAX_QUEUED_JOBS_PER_TENANT: String(QUOTA) });
+  api = await startApi({ API_KEYS: `alpha:${hex(KEY.alpha)},beta:${hex(KEY.beta)}`, MAX_QUEUED_JOBS_PER_TENANT: String(QUOTA), MAX_STREAMS_PER_TENANT: String(STREAMS), SSE_KEEPALIVE_MS: '200' });
   redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
   cpu = new Queue<JobData>('cpu', { connection: { url: REDIS_URL }, prefix: api.prefix });
   gpu = new Queue<JobData>('gpu', { connection: { url: REDIS_URL }, prefix: api.prefix });
@@ -117,4 +120,47 @@ test('jobs that complete or fail in a worker free their places; the count neithe
     release();
     await worker.close();
   }
+});
+
+/** Opens an event stream and keeps it open; resolves with the status once the headers are in. */
+function openStream(path: string, key: string): Promise<{ status: number; body: Promise<string>; close(): void }> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(new URL(path, api.url), { headers: { accept: 'text/event-stream', authorization: `Bearer ${key}` }, agent: false }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      const body = new Promise<string>((r) => {
+        res.on('data', (c: string) => (text += c));
+        res.on('end', () => r(text));
+        res.on('close', () => r(text));
+      });
+      resolve({ status: res.statusCode ?? 0, body, close: () => req.destroy() });
+    });
+    req.on('error', (e) => (req.destroyed ? undefined : reject(e)));
+    req.end();
+  });
+}
+
+test('event streams per tenant: past MAX_STREAMS_PER_TENANT 429, other tenants unaffected, a closed stream frees its slot', async () => {
+  const alphaJob = (await submitUntilAccepted()).id;
+  const betaJob = (await submit('beta')).json.id as string;
+  const open = [];
+  for (let i = 0; i < STREAMS; i++) open.push(await openStream(`/v1/jobs/${alphaJob}/events`, KEY.alpha));
+  expect(open.map((o) => o.status)).toEqual(Array(STREAMS).fill(200));
+  const refused = await openStream(`/v1/jobs/${alphaJob}/events`, KEY.alpha);
+  expect([refused.status, JSON.parse(await refused.body).error]).toEqual([
+    429,
+    { code: 'quota_exceeded', message: `tenant alpha has ${STREAMS} event streams or waiting requests open, the most MAX_STREAMS_PER_TENANT allows; close one or retry later` },
+  ]);
+  const beta = await openStream(`/v1/jobs/${betaJob}/events`, KEY.beta);
+  expect(beta.status).toBe(200);
+  open[0].close();
+  let again = 0;
+  for (let i = 0; i < 30 && again !== 200; i++) {
+    await sleep(100);
+    const s = await openStream(`/v1/jobs/${alphaJob}/events`, KEY.alpha);
+    again = s.status;
+    if (again === 200) open.push(s);
+  }
+  expect(again).toBe(200);
+  for (const o of [...open, beta]) o.close();
 });
