@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
 import { parse } from 'yaml';
+import { loadConfig } from '../apps/api/src/config';
 
 const ROOT = join(__dirname, '..');
 const read = (p: string) => readFileSync(join(ROOT, p), 'utf8');
@@ -42,9 +43,21 @@ const { services } = compose;
 const workers = ['worker', 'worker-gpu'];
 const appServices = ['api', ...workers];
 
-/** Compose-style interpolation with an empty environment: `${VAR:-default}` -> default, `${VAR}` -> ''. */
-function interpolate(s: string, env: Record<string, string> = {}): string {
-  return s.replace(/\$\{([A-Z0-9_]+)(?::?-([^}]*))?\}/g, (_m, name: string, def?: string) => env[name] || def || '');
+/** Variables `docker compose up` needs, as an operator's `.env` would set them. */
+const SETUP = { REDIS_PASSWORD: 's3cret-pw', API_KEYS: `acme:${'ab'.repeat(32)}` };
+
+/**
+ * Compose-style interpolation: `${VAR:-default}` -> the value or default, `${VAR:?message}` -> the
+ * value, or an error with the message when unset or empty (Compose stops there), `${VAR}` -> value or ''.
+ */
+function interpolate(s: string, env: Record<string, string> = SETUP): string {
+  return s.replace(/\$\{([A-Z0-9_]+)(?:(:?-|:\?)([^}]*))?\}/g, (_m, name: string, op?: string, arg?: string) => {
+    if (op === ':?') {
+      if (!env[name]) throw new Error(`required variable ${name} is missing a value: ${arg}`);
+      return env[name];
+    }
+    return env[name] || arg || '';
+  });
 }
 
 /** Where a named volume is mounted in a service. */
@@ -59,15 +72,17 @@ describe('docker-compose.yml', () => {
     for (const key of Object.keys(compose)) expect(['services', 'volumes'].includes(key) || key.startsWith('x-')).toBe(true);
   });
 
-  test('redis: redis 7, AOF fsync every second, noeviction, a password with a default, no host port, a volume, a health check', () => {
+  test('redis: redis 7, AOF fsync every second, noeviction, a required password, no host port, a volume, a health check', () => {
     const r = services.redis;
     expect(r.image).toMatch(/^redis:7(\b|$)/);
     const cmd = r.command!;
     const arg = (flag: string) => cmd[cmd.indexOf(flag) + 1];
     expect(cmd[0]).toBe('redis-server');
     expect([arg('--appendonly'), arg('--appendfsync'), arg('--maxmemory-policy')]).toEqual(['yes', 'everysec', 'noeviction']);
-    expect(arg('--requirepass')).toMatch(/^\$\{REDIS_PASSWORD:-[^}]+\}$/);
-    expect(interpolate(arg('--requirepass'))).not.toBe('');
+    // A password is required: no default anyone could guess.
+    expect(arg('--requirepass')).toMatch(/^\$\{REDIS_PASSWORD:\?[^}]+\}$/);
+    expect(() => interpolate(arg('--requirepass'), {})).toThrow(/REDIS_PASSWORD/);
+    expect(interpolate(arg('--requirepass'))).toBe(SETUP.REDIS_PASSWORD);
     expect(r.ports).toBeUndefined();
     expect(r.volumes?.some((v) => v.endsWith(':/data'))).toBe(true);
     expect(r.environment?.REDISCLI_AUTH).toBe(arg('--requirepass')); // the health check authenticates
@@ -78,24 +93,39 @@ describe('docker-compose.yml', () => {
     const password = services.redis.command![services.redis.command!.indexOf('--requirepass') + 1];
     for (const name of appServices) {
       const env = services[name].environment!;
-      for (const e of [{}, { REDIS_PASSWORD: 's3cret-pw' }] as Array<Record<string, string>>) {
+      for (const e of [SETUP, { REDIS_PASSWORD: 'other-pw' }] as Array<Record<string, string>>) {
         const url = new URL(interpolate(env.REDIS_URL!, e));
         expect([url.protocol, url.hostname, url.port, url.password]).toEqual(['redis:', 'redis', '6379', interpolate(password, e)]);
       }
+      expect(() => interpolate(env.REDIS_URL!, {})).toThrow(/REDIS_PASSWORD/);
       expect(services[name].depends_on?.redis.condition).toBe('service_healthy');
       expect(services[name].init).toBe(true); // signals reach node, zombies are reaped
     }
   });
 
-  test('api: the api role on 0.0.0.0:3000, published, API_KEYS passed through, a /health check', () => {
+  test('api: the api role on 0.0.0.0:3000, published, API keys required, a /health check', () => {
     const api = services.api;
     expect(api.command).toEqual(['node', 'apps/api/dist/main.js']);
     expect(api.environment).toMatchObject({ HOST: '0.0.0.0', PORT: '3000' });
-    expect('API_KEYS' in api.environment! && api.environment!.API_KEYS === null).toBe(true); // pass-through form
+    // Compose itself stops without API_KEYS, with a message saying what to set.
+    expect(api.environment!.API_KEYS).toMatch(/^\$\{API_KEYS:\?[^}]*API_KEYS=tenant:sha256[^}]*\}$/);
+    expect(() => interpolate(api.environment!.API_KEYS!, { REDIS_PASSWORD: 'x' })).toThrow(/API_KEYS/);
+    for (const v of ['ADMIN_KEY_HASH', 'RATE_LIMIT_RPS', 'MAX_QUEUED_JOBS_PER_TENANT']) expect(api.environment![v]).toBeNull(); // pass-through form
     expect(api.ports).toHaveLength(1);
     expect(interpolate(api.ports![0])).toBe('127.0.0.1:3000:3000');
     expect(interpolate(api.ports![0], { API_BIND: '0.0.0.0', API_PORT: '8080' })).toBe('0.0.0.0:8080:3000');
     expect(api.healthcheck?.test.join(' ')).toMatch(/127\.0\.0\.1:3000\/health/);
+  });
+
+  test("the api's own configuration check accepts the compose environment with keys, and refuses it without", () => {
+    const env = (e: Record<string, string>) =>
+      Object.fromEntries(Object.entries(services.api.environment!).filter(([, v]) => v !== null).map(([k, v]) => [k, interpolate(v!, e)]));
+    const config = loadConfig(env(SETUP));
+    expect([config.host, config.apiKeys.map((k) => k.tenant)]).toEqual(['0.0.0.0', ['acme']]);
+    expect(new URL(config.redisUrl).password).toBe(SETUP.REDIS_PASSWORD);
+    // Even if Compose's own check were bypassed (API_KEYS set but empty), the api refuses 0.0.0.0 without keys.
+    const noKeys = { ...env(SETUP), API_KEYS: '' };
+    expect(() => loadConfig(noKeys)).toThrow(/refusing to listen on HOST=0\.0\.0\.0 without API keys/);
   });
 
   test('workers scale: no container_name, no ports, anywhere but the api', () => {

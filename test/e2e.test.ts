@@ -124,7 +124,7 @@ describe('the canonical example through RunnerClient (HTTP, SSE, artifacts)', ()
 
 describe('QueueClient: straight onto the queue, served by the same worker', () => {
   it('trains and then infers from the queued model', async () => {
-    const queue = new QueueClient({ connection: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', prefix: harness.prefix });
+    const queue = new QueueClient({ connection: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', prefix: harness.prefix, tenant: 'default' });
     try {
       const job = await queue.submitTrain({ ...CANONICAL_TRAIN_EXAMPLE, training: { ...CANONICAL_TRAIN_EXAMPLE.training, epochs: 1 } });
       const result = await client.waitForResult(job.id, { timeoutMs: 120_000 });

@@ -1,12 +1,16 @@
 import { Module, type DynamicModule } from '@nestjs/common';
+import { AdminController } from './admin.controller';
 import type { ApiConfig } from './config';
 import { DatasetsController } from './datasets/datasets.controller';
 import { DocsController } from './docs/docs.controller';
+import { KeyRing } from './http/api-keys';
 import { InfraModule } from './infra/infra.module';
+import { KEY_RING } from './infra/tokens';
 import { EventFeed } from './jobs/event-feed';
 import { JobRecords } from './jobs/job-records';
 import { JobsController } from './jobs/jobs.controller';
 import { JobsService } from './jobs/jobs.service';
+import { JobQuota } from './jobs/quota';
 import { SystemController } from './system.controller';
 
 @Module({})
@@ -15,8 +19,8 @@ export class AppModule {
     return {
       module: AppModule,
       imports: [InfraModule.forRoot(config)],
-      controllers: [JobsController, DatasetsController, SystemController, DocsController],
-      providers: [JobRecords, JobsService, EventFeed],
+      controllers: [JobsController, DatasetsController, SystemController, DocsController, AdminController],
+      providers: [JobRecords, JobsService, EventFeed, JobQuota, { provide: KEY_RING, useValue: new KeyRing(config.apiKeys, config.adminKeyHash) }],
     };
   }
 }

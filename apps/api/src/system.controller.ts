@@ -1,11 +1,14 @@
 /**
  * GET /health (Redis reachable?) and GET /v1/workers (live workers from their heartbeats).
  */
-import { Controller, Get, Inject, Res } from '@nestjs/common';
-import type { Response } from 'express';
+import { Controller, Get, Inject, Req, Res } from '@nestjs/common';
+import type { Request, Response } from 'express';
 import type { Redis } from 'ioredis';
-import { SAFE_ID, WorkerHeartbeatSchema, type RedisKeys, type WorkerHeartbeat, type WorkerList } from '@relu-lstm/jobs';
+import type { RedisKeys, WorkerList } from '@relu-lstm/jobs';
+import { tenantOf } from './http/tenant';
 import { KEYS, REDIS } from './infra/tokens';
+import { liveWorkers } from './infra/workers';
+import { JobRecords } from './jobs/job-records';
 
 const HEALTH_TIMEOUT_MS = 1000;
 
@@ -14,6 +17,7 @@ export class SystemController {
   constructor(
     @Inject(REDIS) private readonly redis: Redis,
     @Inject(KEYS) private readonly keys: RedisKeys,
+    private readonly records: JobRecords,
   ) {}
 
   /** 200 when Redis answers a PING within a second, 503 otherwise (at once while disconnected). */
@@ -33,23 +37,15 @@ export class SystemController {
     return { status: 'ok', redis: 'up' };
   }
 
-  /** Workers whose heartbeat has not expired, sorted by id. */
+  /**
+   * Workers whose heartbeat has not expired, sorted by id. Workers are shared, jobs are not: the
+   * job a worker runs is shown only to the tenant that owns it (null for the others).
+   */
   @Get('v1/workers')
-  async workers(): Promise<WorkerList> {
-    const now = Date.now();
-    const ids = (await this.redis.zrangebyscore(this.keys.workers(), now, '+inf')).filter((id) => SAFE_ID.test(id));
-    const values = ids.length ? await this.redis.mget(ids.map((id) => this.keys.worker(id))) : [];
-    const items: WorkerHeartbeat[] = [];
-    for (const v of values) {
-      if (!v) continue;
-      try {
-        const r = WorkerHeartbeatSchema.safeParse(JSON.parse(v));
-        if (r.success) items.push(r.data);
-      } catch {
-        /* skip a malformed heartbeat */
-      }
-    }
-    await this.redis.zremrangebyscore(this.keys.workers(), '-inf', now - 60_000).catch(() => undefined);
-    return { items: items.sort((a, b) => a.id.localeCompare(b.id)) };
+  async workers(@Req() req: Request): Promise<WorkerList> {
+    const tenant = tenantOf(req);
+    const items = await liveWorkers(this.redis, this.keys);
+    const owned = await this.records.metas(items.map((w) => w.currentJobId ?? ''), tenant);
+    return { items: items.map((w, i) => (w.currentJobId && !owned[i] ? { ...w, currentJobId: null } : w)) };
   }
 }

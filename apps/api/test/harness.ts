@@ -54,11 +54,12 @@ export async function startApi(env: Record<string, string> = {}): Promise<ApiPro
   const url = await new Promise<string>((res, rej) => {
     const timer = setTimeout(() => rej(new Error(`api did not start in 20 s:\n${out}`)), 20_000);
     const onData = () => {
-      const m = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(out);
+      // Whatever HOST it listens on (0.0.0.0 with API keys), the tests reach it over loopback.
+      const m = /listening on http:\/\/\S+:(\d+) /.exec(out);
       if (m) {
         clearTimeout(timer);
         child.stdout!.off('data', onData);
-        res(m[1]);
+        res(`http://127.0.0.1:${m[1]}`);
       }
     };
     child.stdout!.on('data', onData);

@@ -1,6 +1,7 @@
 // Pure parts of the api, loaded directly (they import no NestJS): configuration and the CSV layout.
 import { DEFAULT_LIMITS } from '@relu-lstm/jobs';
-import { ConfigError, limitEnvName, loadConfig } from '../src/config';
+import { ConfigError, isLoopback, limitEnvName, loadConfig } from '../src/config';
+import { KeyRing, parseApiKeys, sha256 } from '../src/http/api-keys';
 import { parseDatasetCsv } from '../src/datasets/csv';
 
 describe('loadConfig', () => {
@@ -35,6 +36,69 @@ describe('loadConfig', () => {
     } catch (e) {
       for (const v of ['PORT', 'REDIS_URL', 'BODY_LIMIT', 'QUEUE_PREFIX']) expect((e as Error).message).toContain(v);
     }
+  });
+});
+
+describe('API keys and the listen address', () => {
+  const hex = (k: string) => sha256(k).toString('hex');
+
+  test('no keys: loopback only; HOST=0.0.0.0 or a LAN address is refused, naming the way out', () => {
+    expect(loadConfig({}).apiKeys).toEqual([]);
+    for (const host of ['127.0.0.1', 'localhost', '::1', '[::1]', '127.0.0.2']) expect(loadConfig({ HOST: host }).host).toBe(host);
+    for (const host of ['0.0.0.0', '::', '192.0.2.2', 'example.com']) {
+      expect(isLoopback(host)).toBe(false);
+      expect(() => loadConfig({ HOST: host })).toThrow(/refusing to listen on HOST=.* without API keys.*API_KEYS/);
+    }
+    expect(loadConfig({ HOST: '0.0.0.0', API_KEYS: `acme:${hex('k1')}` }).host).toBe('0.0.0.0');
+  });
+
+  test('API_KEYS and API_KEYS_FILE (lines or JSON) are read as tenant -> SHA-256; only hashes are kept', () => {
+    const files: Record<string, string> = {
+      '/keys.txt': `# rotation: two keys for beta\nbeta:${hex('kb1')}\nbeta:${hex('kb2')}\n`,
+      '/keys.json': JSON.stringify([{ tenant: 'gamma', sha256: hex('kg') }]),
+    };
+    const read = (p: string) => files[p] ?? (() => { throw Object.assign(new Error('nope'), { code: 'ENOENT' }); })();
+    const c = loadConfig({ API_KEYS: `alpha:${hex('ka')}`, API_KEYS_FILE: '/keys.txt' }, read);
+    expect(c.apiKeys.map((k) => k.tenant)).toEqual(['alpha', 'beta', 'beta']);
+    expect(JSON.stringify(c)).not.toMatch(/"ka"|kb1/);
+    const ring = new KeyRing(c.apiKeys, null);
+    expect([ring.tenantOf('ka'), ring.tenantOf('kb1'), ring.tenantOf('kb2'), ring.tenantOf('kx'), ring.tenantOf('')]).toEqual(['alpha', 'beta', 'beta', null, null]);
+    expect(ring.tenants()).toEqual(['alpha', 'beta']);
+    expect(new KeyRing(loadConfig({ API_KEYS_FILE: '/keys.json' }, read).apiKeys, null).tenantOf('kg')).toBe('gamma');
+    expect(() => loadConfig({ API_KEYS_FILE: '/missing' }, read)).toThrow(/API_KEYS_FILE: cannot read \/missing \(ENOENT\)/);
+  });
+
+  test('a plain key, a bad tenant, a hash shared by two tenants or a bad admin hash stop start-up without echoing the value', () => {
+    const bad: Array<[Record<string, string>, RegExp]> = [
+      [{ API_KEYS: 'acme:my-plain-secret-key' }, /API_KEYS entry 1 \(tenant acme\): expected the 64-hex-digit SHA-256 of the key, got 19 characters/],
+      [{ API_KEYS: `a:b:${hex('k')}` }, /entry 1 \(tenant a\): expected the 64-hex-digit/],
+      [{ API_KEYS: `../x:${hex('k')}` }, /entry 1: expected <tenant>:<sha256 hex of the key>/],
+      [{ API_KEYS: `a:${hex('k')},b:${hex('k')}` }, /one key hash is configured for both tenant a and tenant b/],
+      [{ ADMIN_KEY_HASH: 'admin-secret' }, /ADMIN_KEY_HASH: expected the 64-hex-digit SHA-256 of the admin key \(got 12 characters\)/],
+      [{ REDIS_URL: 'http://:hunter2@x' }, /REDIS_URL: .* \(got 17 characters\)/],
+    ];
+    for (const [env, message] of bad) {
+      expect(() => loadConfig(env)).toThrow(ConfigError);
+      expect(() => loadConfig(env)).toThrow(message);
+      expect(() => loadConfig(env)).not.toThrow(/my-plain-secret-key|admin-secret|hunter2/);
+    }
+  });
+
+  test('admin key, rate limits and the job quota from the environment', () => {
+    const c = loadConfig({ ADMIN_KEY_HASH: hex('adm'), RATE_LIMIT_RPS: '50', RATE_LIMIT_ANON_RPS: '0', MAX_QUEUED_JOBS_PER_TENANT: '7' });
+    expect(new KeyRing([], c.adminKeyHash).isAdmin('adm')).toBe(true);
+    expect(new KeyRing([], c.adminKeyHash).isAdmin('adm ')).toBe(false);
+    expect(c.rateLimit).toEqual({ tenant: { rps: 50, burst: 100 }, anonymous: { rps: 0, burst: 20 } });
+    expect(c.maxLiveJobsPerTenant).toBe(7);
+    expect(loadConfig({}).rateLimit.tenant).toEqual({ rps: 1000, burst: 2000 });
+    expect(loadConfig({}).maxLiveJobsPerTenant).toBe(200);
+    expect(() => loadConfig({ MAX_QUEUED_JOBS_PER_TENANT: '-1', RATE_LIMIT_RPS: 'fast' })).toThrow(/MAX_QUEUED_JOBS_PER_TENANT[\s\S]*RATE_LIMIT_RPS|RATE_LIMIT_RPS[\s\S]*MAX_QUEUED_JOBS_PER_TENANT/);
+  });
+
+  test('parseApiKeys skips blanks and comments, accepts commas and newlines', () => {
+    expect(parseApiKeys(` a:${hex('1')} ,\n\n# c\nb:${hex('2')}`, 'X').map((e) => e.tenant)).toEqual(['a', 'b']);
+    expect(parseApiKeys('  ', 'X')).toEqual([]);
+    expect(() => parseApiKeys('[{"tenant":"a"}]', 'F')).toThrow(/F entry 1 \(tenant a\): expected the 64-hex-digit/);
   });
 });
 

@@ -40,6 +40,8 @@ export class RunnerApiError extends Error {
     readonly issues: ValidationIssue[] = [],
     /** `METHOD path` of the request. */
     readonly request = '',
+    /** From `Retry-After` (429 `rate_limited` / `quota_exceeded` of streams, 503): when to try again; null without one. */
+    readonly retryAfterMs: number | null = null,
   ) {
     super(`${request ? `${request}: ` : ''}${status} ${code}: ${detail}${issues.length ? ` (${listIssues(issues)})` : ''}`);
   }

@@ -8,7 +8,6 @@
 import {
   contract as defaultContract,
   DEFAULT_QUEUE_PREFIX,
-  DEFAULT_TENANT,
   isTerminal,
   planJob,
   produceJob,
@@ -37,8 +36,12 @@ export interface QueueClientOptions {
   connection: string | RedisOptions;
   /** Queue prefix (`QUEUE_PREFIX` of the api and the workers). Default `relu-lstm`. */
   prefix?: string;
-  /** Tenant the jobs belong to. Default `default`, the api's tenant while it has no API keys. */
-  tenant?: string;
+  /**
+   * Tenant the jobs belong to: with API keys, the tenant whose key would submit them through the
+   * api (only that tenant sees them there); without keys, `default`. Required: a direct producer
+   * bypasses the api's authentication, so it must say whose jobs these are.
+   */
+  tenant: string;
   /** Attempts, backoff and retention; default `DEFAULT_JOB_POLICY`, as the api's default. */
   policy?: JobPolicy;
   /** Schemas to validate with; default `contract`. */
@@ -72,7 +75,7 @@ export class QueueClient {
   constructor(options: QueueClientOptions) {
     this.prefix = options.prefix ?? DEFAULT_QUEUE_PREFIX;
     this.keys = redisKeys(this.prefix); // validates the prefix
-    this.tenant = options.tenant ?? DEFAULT_TENANT;
+    this.tenant = options.tenant;
     this.keys.jobIndex(this.tenant); // validates the tenant
     this.policy = options.policy;
     this.contract = options.contract ?? defaultContract;

@@ -459,16 +459,25 @@ async function toApiError(res: Response, request: string): Promise<RunnerApiErro
   } catch {
     /* not JSON */
   }
+  const retryAfterMs = parseRetryAfter(res.headers.get('retry-after'));
   const parsed = ErrorBodySchema.safeParse(json);
   if (parsed.success) {
     const { code, message, issues } = parsed.data.error;
-    return new RunnerApiError(res.status, code, message, issues ?? [], request);
+    return new RunnerApiError(res.status, code, message, issues ?? [], request, retryAfterMs);
   }
   // A body of another shape (a proxy's page, an older server): keep what can be read of it.
   const loose = (json as { error?: { code?: unknown; message?: unknown }; message?: unknown } | undefined) ?? {};
   const message =
     typeof loose.error?.message === 'string' ? loose.error.message : typeof loose.message === 'string' ? loose.message : text.slice(0, 200) || res.statusText;
-  return new RunnerApiError(res.status, `http_${res.status}`, message, [], request);
+  return new RunnerApiError(res.status, `http_${res.status}`, message, [], request, retryAfterMs);
+}
+
+/** `Retry-After`: delay-seconds or an HTTP-date -> milliseconds from now (>= 0); null if absent or unreadable. */
+export function parseRetryAfter(value: string | null, now = Date.now()): number | null {
+  if (!value) return null;
+  if (/^\s*\d+\s*$/.test(value)) return Number(value) * 1000;
+  const at = Date.parse(value);
+  return Number.isNaN(at) ? null : Math.max(0, at - now);
 }
 
 /**

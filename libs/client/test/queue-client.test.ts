@@ -26,7 +26,7 @@ let clients: QueueClient[];
 let queues: Queue[];
 
 function newClient(extra: { tenant?: string } = {}): QueueClient {
-  const c = new QueueClient({ connection: { ...redisOptions(), connectionName: `qc-${prefix}` }, prefix, ...extra });
+  const c = new QueueClient({ connection: { ...redisOptions(), connectionName: `qc-${prefix}` }, prefix, tenant: 'default', ...extra });
   clients.push(c);
   return c;
 }

@@ -9,6 +9,7 @@ import { randomUUID } from 'node:crypto';
 import {
   JobFailedError,
   PayloadValidationError,
+  parseRetryAfter,
   RunnerApiError,
   RunnerClient,
   RunnerConnectionError,
@@ -122,6 +123,18 @@ describe('errors', () => {
     await expect(client.get('nope')).rejects.toMatchObject({ name: 'RunnerApiError', status: 404, code: 'not_found', detail: 'job nope not found' });
     await expect(client.get('x')).rejects.toMatchObject({ status: 401, code: 'http_401', detail: 'missing key' });
     await expect(client.workers()).rejects.toMatchObject({ status: 502, code: 'http_502', detail: '<html>Bad Gateway</html>' });
+  });
+
+  test("429 of the api's rate limit: code and Retry-After", async () => {
+    server.route('GET /v1/jobs/*', (_req, res) => {
+      res.setHeader('Retry-After', '3');
+      apiError(res, 429, 'rate_limited', 'rate limit of 1000 requests/s (burst 2000) for tenant acme exceeded; retry after 3 s');
+    });
+    await expect(client.get('x')).rejects.toMatchObject({ name: 'RunnerApiError', status: 429, code: 'rate_limited', retryAfterMs: 3000 });
+    server.route('GET /v1/workers', (_req, res) => apiError(res, 401, 'unauthorized', 'the API key is not valid'));
+    await expect(client.workers()).rejects.toMatchObject({ status: 401, code: 'unauthorized', retryAfterMs: null });
+    expect(parseRetryAfter('Wed, 21 Oct 2015 07:28:10 GMT', Date.parse('Wed, 21 Oct 2015 07:28:00 GMT'))).toBe(10_000);
+    expect(parseRetryAfter('soon')).toBeNull();
   });
 
   test('no answer in timeoutMs, and a refused connection, are RunnerConnectionError', async () => {

@@ -96,13 +96,36 @@ export const API_ERROR_CODES = [
   'invalid_json',
   'payload_too_large',
   'unsupported_media_type',
+  'unauthorized',
+  'forbidden',
   'not_found',
   'conflict',
   'idempotency_key_reused',
   'not_cancellable',
+  'rate_limited',
+  'quota_exceeded',
   'unavailable',
   'internal',
 ] as const;
+
+/** GET /v1/admin/overview (admin key only): queues, workers and jobs across every tenant. */
+export const AdminOverviewSchema = z.strictObject({
+  queues: z.record(z.string(), z.record(z.string(), z.number().int())),
+  workers: z.array(WorkerHeartbeatSchema),
+  tenants: z.array(
+    z.strictObject({
+      tenant: z.string(),
+      /** Jobs in the tenant's index (every state, until retention removes them). */
+      jobs: z.number().int(),
+      /** Queued or running jobs counted against `MAX_QUEUED_JOBS_PER_TENANT`. */
+      liveJobs: z.number().int(),
+      datasets: z.number().int(),
+      /** The newest jobs of the tenant, newest first. */
+      recent: z.array(z.strictObject({ id: z.string(), type: z.enum(JOB_TYPES), state: z.enum(JOB_STATES), createdAt: z.number().int() })),
+    }),
+  ),
+});
+export type AdminOverview = z.infer<typeof AdminOverviewSchema>;
 
 /** Every 4xx/5xx body. `issues` lists each bad field of a 400. Never a stack trace. */
 export const ErrorBodySchema = z.strictObject({

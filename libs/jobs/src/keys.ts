@@ -1,7 +1,7 @@
 /**
  * Every Redis key and channel the runner uses besides BullMQ's own, in one place. All live under the
  * queue prefix, next to BullMQ's `<prefix>:<queue>:...` keys; the second segments used here (`job`,
- * `jobs`, `idem`, `dataset`, `datasets`, `worker`, `workers`, `cancel`) are never queue names.
+ * `jobs`, `idem`, `dataset`, `datasets`, `live`, `rate`, `worker`, `workers`, `cancel`) are never queue names.
  *
  * | key                                   | type   | written by          | holds                                  |
  * |---------------------------------------|--------|---------------------|----------------------------------------|
@@ -13,6 +13,9 @@
  * | `<p>:idem:<tenant>:<sha256(key)>`     | string | api                 | `{ id, type, bodyHash }`, TTL 24 h     |
  * | `<p>:dataset:<id>`                    | string | api                 | `DatasetMeta` JSON                     |
  * | `<p>:datasets:<tenant>`               | zset   | api                 | dataset ids by creation time           |
+ * | `<p>:live:<tenant>`                   | set    | api (submit)        | ids of jobs counted against the quota  |
+ * | `<p>:live:<tenant>:pruned`            | string | api (submit)        | marker, PX 1 s: last quota recount     |
+ * | `<p>:rate:<kind>:<subject>`           | hash   | api (every request) | token bucket `{ t, ts }` of a tenant/IP |
  * | `<p>:worker:<workerId>`               | string | worker              | `WorkerHeartbeat` JSON, TTL 15 s       |
  * | `<p>:workers`                         | zset   | worker              | worker ids scored by heartbeat expiry  |
  * | channel `<p>:cancel`                  | pubsub | api (DELETE)        | message: the job id to cancel          |
@@ -37,6 +40,12 @@ export interface RedisKeys {
   idempotency(tenant: string, key: string): string;
   dataset(id: string): string;
   datasetIndex(tenant: string): string;
+  /** The tenant's queued or running jobs (submitted through the api), for its quota. */
+  liveJobs(tenant: string): string;
+  /** Marker set when the tenant's live set was last recounted (limits recounts to one a second). */
+  liveJobsPruned(tenant: string): string;
+  /** Token bucket of a tenant, of the admin key, or of a client address (hashed: addresses hold ':'). */
+  rateLimit(kind: 'tenant' | 'admin' | 'ip', subject: string): string;
   worker(workerId: string): string;
   workers(): string;
   cancelChannel(): string;
@@ -60,6 +69,10 @@ export function redisKeys(prefix: string): RedisKeys {
     idempotency: (t, key) => `${prefix}:idem:${id('tenant', t)}:${createHash('sha256').update(key).digest('hex')}`,
     dataset: (d) => `${prefix}:dataset:${id('dataset id', d)}`,
     datasetIndex: (t) => `${prefix}:datasets:${id('tenant', t)}`,
+    liveJobs: (t) => `${prefix}:live:${id('tenant', t)}`,
+    liveJobsPruned: (t) => `${prefix}:live:${id('tenant', t)}:pruned`,
+    rateLimit: (kind, s) =>
+      `${prefix}:rate:${kind}:${kind === 'ip' ? createHash('sha256').update(s).digest('hex').slice(0, 32) : id('tenant', s)}`,
     worker: (w) => `${prefix}:worker:${id('worker id', w)}`,
     workers: () => `${prefix}:workers`,
     cancelChannel: () => `${prefix}:cancel`,

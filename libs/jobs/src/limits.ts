@@ -1,7 +1,7 @@
 /**
  * Bounds of what a job may ask for. The payload schemas are built from one `PayloadLimits` object
  * (`makeContract(limits)`), so a deployment can tighten them from its validated configuration
- * (issue 5) without touching the schemas. Out-of-range values fail validation with the bound named.
+ * (`LIMIT_*` of apps/api) without touching the schemas. Out-of-range values fail validation with the bound named.
  */
 export interface PayloadLimits {
   /** Largest `model.inputSize`. */

@@ -34,7 +34,7 @@ export function queuesForWorker(worker: { gpu: boolean }): QueueName[] {
   return worker.gpu ? ['gpu', 'any'] : ['cpu', 'any'];
 }
 
-/** The tenant of every job while the api has no keys configured (issue 5 adds real tenants). */
+/** The one tenant the api serves while it has no API keys configured (then it listens on loopback only). */
 export const DEFAULT_TENANT = 'default';
 
 /** The data of every BullMQ job: the validated payload (defaults filled) and who asked for it. */

@@ -45,7 +45,8 @@ describe('keys', () => {
     const all = [
       k.jobMeta(id), k.events(id), k.cancel(id), k.checkpoint(id), k.jobIndex('default'),
       k.idempotency('default', 'my key'), k.dataset(id), k.datasetIndex('default'), k.worker('host-1-abc'),
-      k.workers(), k.cancelChannel(),
+      k.workers(), k.cancelChannel(), k.liveJobs('default'), k.liveJobsPruned('default'),
+      k.rateLimit('tenant', 'default'), k.rateLimit('ip', '::ffff:127.0.0.1'),
     ];
     for (const key of all) {
       expect(key.startsWith('relu-lstm:')).toBe(true);
@@ -57,6 +58,12 @@ describe('keys', () => {
 
   test('idempotency keys are hashed, so any header value is safe', () => {
     expect(k.idempotency('default', 'a:b/../c')).toMatch(/^relu-lstm:idem:default:[0-9a-f]{64}$/);
+  });
+
+  test('rate-limit keys of client addresses are hashed (addresses hold ":")', () => {
+    expect(k.rateLimit('ip', '::1')).toMatch(/^relu-lstm:rate:ip:[0-9a-f]{32}$/);
+    expect(k.rateLimit('ip', '::1')).not.toBe(k.rateLimit('ip', '127.0.0.1'));
+    expect(() => k.rateLimit('tenant', 'a:b')).toThrow(/tenant/);
   });
 
   test('ids that could break a key or a path are refused', () => {

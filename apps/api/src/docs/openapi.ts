@@ -19,6 +19,7 @@ import {
   SubmitResponseSchema,
   TrainResultSchema,
   WorkerListSchema,
+  AdminOverviewSchema,
   JOB_STATES,
   type JobContract,
 } from '@relu-lstm/jobs';
@@ -60,12 +61,13 @@ export function buildOpenApi(contract: JobContract, version: string): Record<str
     TrainResult: jsonSchema(TrainResultSchema, 'output'),
     InferResult: jsonSchema(InferResultSchema, 'output'),
     JobError: jsonSchema(JobErrorSchema, 'output'),
+    AdminOverview: jsonSchema(AdminOverviewSchema, 'output'),
   };
   const badRequest = error('Invalid body or parameters: `error.issues` names each bad field with what was expected and what was received.');
   const tooLarge = error('The body is over the configured limit.');
   const notFound = error('No such job (or not yours).');
   const unavailable = error('Redis is unreachable, or too many streams are open.');
-  return {
+  const doc = {
     openapi: '3.1.0',
     info: {
       title: 'ReLU-LSTM job runner',
@@ -152,12 +154,33 @@ export function buildOpenApi(contract: JobContract, version: string): Record<str
         get: { summary: 'Live workers (from their heartbeats)', responses: { 200: { description: 'Workers', content: json('WorkerList') } } },
       },
       '/health': {
-        get: { summary: 'Redis reachable?', responses: { 200: { description: 'Up', content: json('Health') }, 503: { description: 'Redis down', content: json('Health') } } },
+        get: { summary: 'Redis reachable? (no key needed)', security: [], responses: { 200: { description: 'Up', content: json('Health') }, 503: { description: 'Redis down', content: json('Health') } } },
       },
       '/docs': {
         get: { summary: 'This document', responses: { 200: { description: 'OpenAPI 3.1' } } },
       },
+      '/v1/admin/overview': {
+        get: {
+          summary: 'Queues, workers and jobs across every tenant (the admin key only)',
+          responses: { 200: { description: 'Overview', content: json('AdminOverview') }, 403: error('Not the admin key, or no ADMIN_KEY_HASH configured.') },
+        },
+      },
+    } as Record<string, Record<string, { responses: Record<string, unknown> }>>,
+    security: [{ bearer: [] }],
+    components: {
+      schemas,
+      securitySchemes: {
+        bearer: { type: 'http', scheme: 'bearer', description: "A tenant's API key (the admin key for /v1/admin). Without API keys configured the api serves loopback only and needs none." },
+      },
     },
-    components: { schemas },
   };
+  // Every route but /health: a key (401 without a valid one) and the rate limit (429, Retry-After).
+  for (const [path, ops] of Object.entries(doc.paths)) {
+    if (path === '/health') continue;
+    for (const op of Object.values(ops)) {
+      op.responses[401] = error('No valid key: `Authorization: Bearer <key>` (WWW-Authenticate: Bearer).');
+      op.responses[429] = error("Rate limit (Retry-After: seconds) or, on the submit routes, the tenant's job quota (`quota_exceeded`).");
+    }
+  }
+  return doc;
 }

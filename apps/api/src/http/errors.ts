@@ -33,10 +33,13 @@ function body(code: ApiErrorCode, message: string, issues?: ValidationIssue[]): 
 
 const STATUS_CODES: Record<number, ApiErrorCode> = {
   400: 'invalid_request',
+  401: 'unauthorized',
+  403: 'forbidden',
   404: 'not_found',
   409: 'conflict',
   413: 'payload_too_large',
   415: 'unsupported_media_type',
+  429: 'rate_limited',
   503: 'unavailable',
 };
 

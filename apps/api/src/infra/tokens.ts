@@ -6,3 +6,4 @@ export const CONTRACT = Symbol('JobContract');
 export const EVENT_STREAM = Symbol('JobEventStream');
 export const ARTIFACT_STORE = Symbol('ArtifactStore');
 export const DATASET_STORE = Symbol('DatasetStore');
+export const KEY_RING = Symbol('KeyRing');

@@ -1,7 +1,8 @@
 /**
  * Following a job's event stream until it ends: the SSE route and `infer?wait=true` both use it.
- * Each follower holds one blocking Redis connection; their number is capped (`MAX_STREAMS`) and
- * they are all stopped when the api shuts down.
+ * Each follower holds one blocking Redis connection; their number is capped (`MAX_STREAMS` in all,
+ * `MAX_STREAMS_PER_TENANT` per tenant, so one tenant cannot take every slot) and they are all
+ * stopped when the api shuts down.
  *
  * The worker writes the terminal state event after BullMQ has recorded the outcome. If the worker
  * died between the two, BullMQ says finished while the stream never will; after two quiet periods
@@ -28,7 +29,8 @@ export interface FeedHandlers {
 
 @Injectable()
 export class EventFeed implements BeforeApplicationShutdown {
-  private readonly active = new Set<AbortController>();
+  private readonly active = new Map<AbortController, string>();
+  private readonly perTenant = new Map<string, number>();
 
   constructor(
     @Inject(CONFIG) private readonly config: ApiConfig,
@@ -36,18 +38,34 @@ export class EventFeed implements BeforeApplicationShutdown {
     private readonly records: JobRecords,
   ) {}
 
-  /** Throws 503 when too many followers are open. */
-  reserve(): AbortController {
+  /** Throws 503 when too many followers are open, 429 when the tenant has its share open. */
+  reserve(tenant: string): AbortController {
     if (this.active.size >= this.config.maxStreams) {
       throw new ApiError(503, 'unavailable', 'too many event streams open; retry later', undefined, { 'Retry-After': '5' });
     }
+    const open = this.perTenant.get(tenant) ?? 0;
+    if (open >= this.config.maxStreamsPerTenant) {
+      throw new ApiError(
+        429,
+        'quota_exceeded',
+        `tenant ${tenant} has ${open} event streams or waiting requests open, the most MAX_STREAMS_PER_TENANT allows; close one or retry later`,
+        undefined,
+        { 'Retry-After': '5' },
+      );
+    }
     const ac = new AbortController();
-    this.active.add(ac);
+    this.active.set(ac, tenant);
+    this.perTenant.set(tenant, open + 1);
     return ac;
   }
 
   release(ac: AbortController): void {
+    const tenant = this.active.get(ac);
+    if (tenant === undefined) return;
     this.active.delete(ac);
+    const left = (this.perTenant.get(tenant) ?? 1) - 1;
+    if (left > 0) this.perTenant.set(tenant, left);
+    else this.perTenant.delete(tenant);
   }
 
   /**
@@ -89,7 +107,7 @@ export class EventFeed implements BeforeApplicationShutdown {
    * Stops early when `signal` aborts (the client went away).
    */
   async waitFor(meta: JobMeta, timeoutMs: number, signal: AbortSignal): Promise<JobView> {
-    const ac = this.reserve();
+    const ac = this.reserve(meta.tenant);
     const stop = () => ac.abort();
     const timer = setTimeout(stop, timeoutMs);
     signal.addEventListener('abort', stop, { once: true });
@@ -113,6 +131,6 @@ export class EventFeed implements BeforeApplicationShutdown {
   }
 
   beforeApplicationShutdown(): void {
-    for (const ac of this.active) ac.abort();
+    for (const ac of this.active.keys()) ac.abort();
   }
 }

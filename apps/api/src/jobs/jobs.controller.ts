@@ -111,7 +111,7 @@ export class JobsController {
     if (lastId !== undefined && !isStreamId(lastId)) {
       throw ApiError.invalid([{ path: 'Last-Event-ID', code: 'invalid_format', message: 'not an event id of this stream', expected: '<ms>-<seq>', received: JSON.stringify(lastId) }]);
     }
-    const ac = this.feed.reserve();
+    const ac = this.feed.reserve(meta.tenant);
     res.on('close', () => ac.abort());
     res.writeHead(200, {
       'Content-Type': 'text/event-stream; charset=utf-8',

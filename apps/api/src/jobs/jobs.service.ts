@@ -40,6 +40,7 @@ import { ApiError } from '../http/errors';
 import { JobQueues } from '../infra/job-queues';
 import { ARTIFACT_STORE, CONFIG, CONTRACT, EVENT_STREAM, KEYS, REDIS } from '../infra/tokens';
 import { JobRecords, linksOf } from './job-records';
+import { JobQuota } from './quota';
 
 export interface Submitted {
   /** True when an Idempotency-Key repeat returned the job of the first request. */
@@ -87,6 +88,7 @@ export class JobsService {
     @Inject(ARTIFACT_STORE) private readonly artifacts: ArtifactStore,
     private readonly queues: JobQueues,
     private readonly records: JobRecords,
+    private readonly quota: JobQuota,
   ) {}
 
   async submit(type: JobType, body: unknown, tenant: string, idempotencyKey?: string): Promise<Submitted> {
@@ -126,10 +128,14 @@ export class JobsService {
     }
 
     const plan = planJob(type, payload, { tenant, id, policy: this.config.jobPolicy });
+    let reserved = false;
     try {
+      await this.quota.reserve(tenant, id);
+      reserved = true;
       await produceJob({ redis: this.redis, keys: this.keys, queue: (q: QueueName) => this.queues.queue(q) }, plan);
     } catch (e) {
       if (idemKey) await this.redis.del(idemKey).catch(() => undefined);
+      if (reserved) await this.quota.release(tenant, id).catch(() => undefined);
       throw e;
     }
     return { replayed: false, body: { id: plan.id, state: 'queued', links: linksOf(plan.id) } };
@@ -283,6 +289,7 @@ export class JobsService {
         state: 'cancelled',
         error: { code: 'cancelled', message: 'cancelled before it started', retryable: false },
       });
+      await this.quota.release(tenant, id);
       return { status: 200, body: { id, state: 'cancelled', cancelRequested: false } };
     }
     return { status: 202, body: { id, state: 'running', cancelRequested: true } };
