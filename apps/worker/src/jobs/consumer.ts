@@ -13,6 +13,12 @@
  * running job is polled every CANCEL_POLL_MS. Terminal state events (`completed`, `failed`,
  * `cancelled`) are appended from BullMQ's `completed`/`failed` events, i.e. only once BullMQ has
  * recorded the outcome (a worker that lost the job's lock writes none).
+ *
+ * Watchdogs of the running job, besides the cancel flag: its wall-clock limit (JOB_TIMEOUT_TRAIN_MS
+ * / JOB_TIMEOUT_INFER_MS: stop with `timeout`) and its lock. The lock is read at every cancel poll
+ * and BullMQ reports a failed renewal (`lockRenewalFailed`); either way a lock that is no longer
+ * this attempt's (the process was paused past it and another worker took the job) stops the run
+ * with `lost`, and every write of the attempt is refused by the fence (fencing.ts).
  */
 import { Inject, Injectable, Logger, type BeforeApplicationShutdown, type OnApplicationBootstrap } from '@nestjs/common';
 import { DelayedError, WaitingError, Worker, type Job } from 'bullmq';
@@ -21,6 +27,7 @@ import { WORKER_CONFIG, type WorkerConfig } from '../config';
 import { EngineClient } from '../engine/engine-client';
 import type { BackendSummary } from '../engine/protocol';
 import { RedisService } from '../redis';
+import { JobFencing } from './fencing';
 import { jobErrorOf, jobFailure } from './job-errors';
 import { JobEvents } from './job-events';
 import { JOB_HANDLERS, StopRequest, type JobContext, type JobHandler } from './job-handler';
@@ -34,6 +41,7 @@ interface Running {
   job: AnyJob;
   queue: QueueName;
   stop: StopRequest;
+  lockLost: boolean;
 }
 
 @Injectable()
@@ -54,6 +62,7 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
     private readonly redis: RedisService,
     private readonly engine: EngineClient,
     private readonly events: JobEvents,
+    private readonly fencing: JobFencing,
   ) {
     for (const h of handlers) {
       if (this.handlers.has(h.type)) throw new Error(`two handlers for job type '${h.type}'`);
@@ -90,6 +99,10 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
         autorun: false,
       });
       worker.on('error', (err) => this.log.warn(`queue ${queue}: ${err.message}`));
+      worker.on('lockRenewalFailed', (jobIds: string[]) => {
+        const r = this.running;
+        if (r && jobIds.includes(r.job.id!)) this.lockLost(r, 'BullMQ could not renew it');
+      });
       worker.on('completed', (job, result) => this.track(this.onCompleted(job, result)));
       worker.on('failed', (job, err) => this.track(this.onFailed(job, err)));
       worker.on('stalled', (jobId) =>
@@ -116,9 +129,10 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
       throw new DelayedError();
     }
     const stop = new StopRequest();
-    this.running = { job, queue, stop };
+    this.running = { job, queue, stop, lockLost: false };
     this.pauseOthers(queue);
     let poll: NodeJS.Timeout | null = null;
+    let limit: NodeJS.Timeout | null = null;
     try {
       const jobId = job.id!;
       const parsed = validate(JobDataSchema, job.data);
@@ -131,21 +145,40 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
         throw jobFailure({ code: 'invalid_payload', message: `job name '${job.name}' differs from data.type '${data.type}'`, details: { field: 'type' } });
       }
       if (await this.cancelRequested(jobId)) throw jobFailure({ code: 'cancelled', message: 'cancelled before it started' });
+      const running = this.running;
       poll = setInterval(() => {
         this.cancelRequested(jobId).then(
           (yes) => yes && stop.request('cancel'),
           () => undefined,
         );
+        this.fencing.holds(job, token).then(
+          (yes) => yes || this.lockLost(running, 'it is no longer this attempt\'s'),
+          () => undefined,
+        );
       }, this.config.cancelPollMs);
+      const timeoutMs = data.type === 'train' ? this.config.timeouts.trainMs : this.config.timeouts.inferMs;
+      limit = setTimeout(() => {
+        this.log.warn(`job ${jobId} ran longer than its ${timeoutMs} ms limit; stopping it`);
+        stop.request('timeout');
+      }, timeoutMs);
       const attempt = job.attemptsMade + 1;
       await this.events.state(jobId, 'running', { attempt, workerId: this.config.workerId });
-      const ctx = { job, token, jobId, tenant: data.tenant, payload: data.payload, attempt, stop } as JobContext;
+      const ctx = { job, token, jobId, tenant: data.tenant, payload: data.payload, attempt, stop, timeoutMs } as JobContext;
       return await this.handlers.get(data.type)!.run(ctx);
     } finally {
       if (poll) clearInterval(poll);
+      if (limit) clearTimeout(limit);
       this.running = null;
       if (!this.stopping) this.resumeOthers();
     }
+  }
+
+  /** The running attempt's lock is gone: stop it and write nothing more (see fencing.ts). */
+  private lockLost(r: Running, why: string): void {
+    if (this.running !== r || r.lockLost) return;
+    r.lockLost = true;
+    this.log.warn(`job ${r.job.id}: lost its lock (${why}); stopping the run, writing nothing`);
+    r.stop.request('lost');
   }
 
   private async cancelRequested(jobId: string): Promise<boolean> {

@@ -5,8 +5,11 @@
 import type { Job } from 'bullmq';
 import type { JobResult, JobType, PayloadOf } from '@relu-lstm/jobs';
 
-/** Why a running job is asked to stop: a cancel from the api, or the worker shutting down. */
-export type StopReason = 'cancel' | 'shutdown';
+/**
+ * Why a running job is asked to stop: a cancel from the api, the worker shutting down, the job's
+ * wall-clock limit (JOB_TIMEOUT_*_MS), or the lock lost to another worker (`lost`: write nothing).
+ */
+export type StopReason = 'cancel' | 'shutdown' | 'timeout' | 'lost';
 
 /** A one-shot stop request a handler can observe. The first reason wins. */
 export class StopRequest {
@@ -40,6 +43,8 @@ export interface JobContext<T extends JobType = JobType> {
   /** 1-based: failed attempts so far plus this one. */
   attempt: number;
   stop: StopRequest;
+  /** Wall-clock limit of this attempt (ms): `stop` is requested with `timeout` when it runs out. */
+  timeoutMs: number;
 }
 
 export interface JobHandler<T extends JobType = JobType> {
