@@ -30,7 +30,7 @@ import { RedisService } from '../redis';
 import { JobFencing } from './fencing';
 import { jobErrorOf, jobFailure } from './job-errors';
 import { JobEvents } from './job-events';
-import { JOB_HANDLERS, StopRequest, type JobContext, type JobHandler } from './job-handler';
+import { JOB_HANDLERS, LockWatch, StopRequest, type JobContext, type JobHandler } from './job-handler';
 
 /** Delay before a job that found this process busy can be fetched again. */
 export const BUSY_RETRY_MS = 1000;
@@ -41,7 +41,7 @@ interface Running {
   job: AnyJob;
   queue: QueueName;
   stop: StopRequest;
-  lockLost: boolean;
+  lock: LockWatch;
 }
 
 @Injectable()
@@ -101,7 +101,7 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
       worker.on('error', (err) => this.log.warn(`queue ${queue}: ${err.message}`));
       worker.on('lockRenewalFailed', (jobIds: string[]) => {
         const r = this.running;
-        if (r && jobIds.includes(r.job.id!)) this.lockLost(r, 'BullMQ could not renew it');
+        if (r && jobIds.includes(r.job.id!)) r.lock.markLost();
       });
       worker.on('completed', (job, result) => this.track(this.onCompleted(job, result)));
       worker.on('failed', (job, err) => this.track(this.onFailed(job, err)));
@@ -129,7 +129,13 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
       throw new DelayedError();
     }
     const stop = new StopRequest();
-    this.running = { job, queue, stop, lockLost: false };
+    // Fresh for a quarter of the lock's life: BullMQ renews it every half, so a confirmed lock has
+    // at least that long left.
+    const lock = new LockWatch(() => this.fencing.holds(job, token), this.config.lock.durationMs / 4, () => {
+      this.log.warn(`job ${job.id}: lost its lock (it is no longer this attempt's); stopping the run, writing nothing`);
+      stop.request('lost');
+    });
+    this.running = { job, queue, stop, lock };
     this.pauseOthers(queue);
     let poll: NodeJS.Timeout | null = null;
     let limit: NodeJS.Timeout | null = null;
@@ -145,16 +151,12 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
         throw jobFailure({ code: 'invalid_payload', message: `job name '${job.name}' differs from data.type '${data.type}'`, details: { field: 'type' } });
       }
       if (await this.cancelRequested(jobId)) throw jobFailure({ code: 'cancelled', message: 'cancelled before it started' });
-      const running = this.running;
       poll = setInterval(() => {
         this.cancelRequested(jobId).then(
           (yes) => yes && stop.request('cancel'),
           () => undefined,
         );
-        this.fencing.holds(job, token).then(
-          (yes) => yes || this.lockLost(running, 'it is no longer this attempt\'s'),
-          () => undefined,
-        );
+        lock.refresh().catch(() => undefined);
       }, this.config.cancelPollMs);
       const timeoutMs = data.type === 'train' ? this.config.timeouts.trainMs : this.config.timeouts.inferMs;
       limit = setTimeout(() => {
@@ -163,7 +165,7 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
       }, timeoutMs);
       const attempt = job.attemptsMade + 1;
       await this.events.state(jobId, 'running', { attempt, workerId: this.config.workerId });
-      const ctx = { job, token, jobId, tenant: data.tenant, payload: data.payload, attempt, stop, timeoutMs } as JobContext;
+      const ctx = { job, token, jobId, tenant: data.tenant, payload: data.payload, attempt, stop, timeoutMs, lock } as JobContext;
       return await this.handlers.get(data.type)!.run(ctx);
     } finally {
       if (poll) clearInterval(poll);
@@ -171,14 +173,6 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
       this.running = null;
       if (!this.stopping) this.resumeOthers();
     }
-  }
-
-  /** The running attempt's lock is gone: stop it and write nothing more (see fencing.ts). */
-  private lockLost(r: Running, why: string): void {
-    if (this.running !== r || r.lockLost) return;
-    r.lockLost = true;
-    this.log.warn(`job ${r.job.id}: lost its lock (${why}); stopping the run, writing nothing`);
-    r.stop.request('lost');
   }
 
   private async cancelRequested(jobId: string): Promise<boolean> {

@@ -33,6 +33,48 @@ export class StopRequest {
   }
 }
 
+/**
+ * Whether this attempt still holds the job's lock. The consumer confirms it at every poll; `held()`
+ * answers from the last confirmation while that is recent (younger than `freshMs`, well inside the
+ * lock's life) and asks Redis again otherwise, e.g. right after the process was paused (SIGSTOP) for
+ * longer than that, before anything it had queued is written.
+ */
+export class LockWatch {
+  private confirmedAt = Date.now();
+  private lostValue = false;
+
+  constructor(
+    private readonly check: () => Promise<boolean>,
+    private readonly freshMs: number,
+    private readonly onLost: () => void,
+  ) {}
+
+  get lost(): boolean {
+    return this.lostValue;
+  }
+
+  /** Asks Redis; a `false` marks the lock lost for good. */
+  async refresh(): Promise<boolean> {
+    const asked = Date.now();
+    const ok = await this.check();
+    if (ok) this.confirmedAt = Math.max(this.confirmedAt, asked);
+    else this.markLost();
+    return ok;
+  }
+
+  markLost(): void {
+    if (this.lostValue) return;
+    this.lostValue = true;
+    this.onLost();
+  }
+
+  async held(): Promise<boolean> {
+    if (this.lostValue) return false;
+    if (Date.now() - this.confirmedAt < this.freshMs) return true;
+    return this.refresh();
+  }
+}
+
 export interface JobContext<T extends JobType = JobType> {
   job: Job<unknown, JobResult, string>;
   /** The lock token of this attempt. */
@@ -45,6 +87,8 @@ export interface JobContext<T extends JobType = JobType> {
   stop: StopRequest;
   /** Wall-clock limit of this attempt (ms): `stop` is requested with `timeout` when it runs out. */
   timeoutMs: number;
+  /** This attempt's hold on the job's lock; once lost, `stop` is requested with `lost`. */
+  lock: LockWatch;
 }
 
 export interface JobHandler<T extends JobType = JobType> {

@@ -49,7 +49,7 @@ export class TrainHandler implements JobHandler<'train'> {
     let chain: Promise<void> = Promise.resolve();
     const then = (what: string, fn: () => Promise<unknown>) => {
       // A worker that lost the lock (paused past it) drops what its engine still sends.
-      chain = chain.then(() => (ctx.stop.reason === 'lost' ? undefined : fn())).then(
+      chain = chain.then(async () => ((await ctx.lock.held()) ? fn() : undefined)).then(
         () => undefined,
         (e) => this.log.warn(`job ${jobId}: ${what} failed: ${(e as Error).message}`),
       );
