@@ -102,7 +102,9 @@ export class WorkerConfigError extends Error {
 export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerConfig {
   const r = EnvSchema.safeParse(env);
   if (!r.success) {
-    throw new WorkerConfigError(r.error.issues.map((i) => `${formatPath(i.path) || 'env'}: ${i.message}${'input' in i && i.input !== undefined ? ` (got ${JSON.stringify(i.input)})` : ''}`));
+    // zod does not repeat the input in its issues: name the variable's raw value ourselves.
+    const got = (i: z.core.$ZodIssue) => ('input' in i && i.input !== undefined ? i.input : i.path.length ? env[String(i.path[0])] : undefined);
+    throw new WorkerConfigError(r.error.issues.map((i) => `${formatPath(i.path) || 'env'}: ${i.message}${got(i) !== undefined ? ` (got ${JSON.stringify(got(i))})` : ''}`));
   }
   const e = r.data;
   const problems: string[] = [];
