@@ -227,7 +227,7 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
       this.log.warn(`job ${this.currentJobId} did not stop within ${this.config.shutdownGraceMs} ms; killing the engine`);
       this.engine.kill();
       await Promise.race([closing, sleep(5000)]);
-      await Promise.all(workers.map((w) => w.close(true).catch(() => undefined)));
+      await Promise.race([Promise.all(workers.map((w) => w.close(true).catch(() => undefined))), sleep(5000)]);
     }
     await this.engine.close();
     await Promise.all([...this.pending]);
