@@ -89,11 +89,12 @@ describe('transient failures', () => {
       expect.objectContaining({ code: 'internal', retryable: true }),
       expect.objectContaining({ code: 'internal', retryable: true }),
     ]);
-    // Exponential: the wait before attempt n+1 is at least 2000 * 2^(n-1) ms, and doubles.
+    // Exponential: the wait before attempt n+1 is 2000 * 2^(n-1) ms, so it doubles. (`attempt_failed`
+    // is stamped just after BullMQ scheduled the retry, hence 10% of slack below the exact delay.)
     const running = events.filter(isState('running'));
     const waits = [0, 1].map((i) => running[i + 1].at - failures[i].at);
-    expect(waits[0]).toBeGreaterThanOrEqual(2000);
-    expect(waits[1]).toBeGreaterThanOrEqual(4000);
+    expect(waits[0]).toBeGreaterThanOrEqual(1800);
+    expect(waits[1]).toBeGreaterThanOrEqual(3600);
     expect(waits[1] - waits[0]).toBeGreaterThanOrEqual(1000);
     // Each retry resumed from a checkpoint of the attempt before.
     const resumed = events.filter(isLog('resumed'));
