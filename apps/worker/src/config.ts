@@ -56,6 +56,10 @@ const EnvSchema = z.object({
   CANCEL_POLL_MS: opt(ms(50, 60_000).default(1000)),
   /** On SIGTERM: how long the running training gets to stop at a batch boundary and write a checkpoint. */
   SHUTDOWN_GRACE_MS: opt(ms(0, 600_000).default(10_000)),
+  /** Wall-clock limit of one attempt of a train job; past it the job stops at a batch boundary and fails with `timeout`. */
+  JOB_TIMEOUT_TRAIN_MS: opt(ms(1000, 30 * 24 * 3600 * 1000).default(24 * 3600 * 1000)),
+  /** Wall-clock limit of one attempt of an infer job; past it the engine is killed and the job fails with `timeout`. */
+  JOB_TIMEOUT_INFER_MS: opt(ms(100, 24 * 3600 * 1000).default(300_000)),
   /** Longest wait for the engine child to initialise its backend (a GPU's first start JIT-compiles kernels). */
   ENGINE_START_TIMEOUT_MS: opt(ms(1000, 3_600_000).default(300_000)),
   /** Models kept loaded in the engine for infer jobs (LRU). */
@@ -79,6 +83,8 @@ export interface WorkerConfig {
   readonly progressEvery: number;
   readonly cancelPollMs: number;
   readonly shutdownGraceMs: number;
+  /** Per-attempt wall-clock limits by job type. */
+  readonly timeouts: { readonly trainMs: number; readonly inferMs: number };
   readonly engineStartTimeoutMs: number;
   readonly modelCacheSize: number;
   readonly eventStreamMaxLen: number;
@@ -96,7 +102,9 @@ export class WorkerConfigError extends Error {
 export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerConfig {
   const r = EnvSchema.safeParse(env);
   if (!r.success) {
-    throw new WorkerConfigError(r.error.issues.map((i) => `${formatPath(i.path) || 'env'}: ${i.message}${'input' in i && i.input !== undefined ? ` (got ${JSON.stringify(i.input)})` : ''}`));
+    // zod does not repeat the input in its issues: name the variable's raw value ourselves.
+    const got = (i: z.core.$ZodIssue) => ('input' in i && i.input !== undefined ? i.input : i.path.length ? env[String(i.path[0])] : undefined);
+    throw new WorkerConfigError(r.error.issues.map((i) => `${formatPath(i.path) || 'env'}: ${i.message}${got(i) !== undefined ? ` (got ${JSON.stringify(got(i))})` : ''}`));
   }
   const e = r.data;
   const problems: string[] = [];
@@ -116,6 +124,7 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerCo
     progressEvery: e.PROGRESS_EVERY,
     cancelPollMs: e.CANCEL_POLL_MS,
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
+    timeouts: Object.freeze({ trainMs: e.JOB_TIMEOUT_TRAIN_MS, inferMs: e.JOB_TIMEOUT_INFER_MS }),
     engineStartTimeoutMs: e.ENGINE_START_TIMEOUT_MS,
     modelCacheSize: e.MODEL_CACHE_SIZE,
     eventStreamMaxLen: e.EVENT_STREAM_MAXLEN,

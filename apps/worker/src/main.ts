@@ -32,6 +32,13 @@ async function main(): Promise<void> {
       new Logger('Worker').warn(`second ${signal}: exiting now`);
       process.exit(130);
     }
+    // A shutdown that hangs (a stuck connection) must not keep the process, and the job's lock, alive:
+    // past the grace and every bounded step after it, exit anyway; the job resumes elsewhere.
+    const deadlineMs = config.shutdownGraceMs + 30_000;
+    setTimeout(() => {
+      new Logger('Worker').error(`shutdown did not finish within ${deadlineMs} ms; exiting`);
+      process.exit(1);
+    }, deadlineMs).unref();
     app.close().then(
       () => process.exit(0),
       (e) => {

@@ -8,8 +8,10 @@ import { HeartbeatService } from './heartbeat.service';
 import { CheckpointStore } from './jobs/checkpoints';
 import { QueueConsumer } from './jobs/consumer';
 import { InferHandler } from './jobs/infer.handler';
+import { JobFencing } from './jobs/fencing';
 import { JobEvents } from './jobs/job-events';
 import { JOB_HANDLERS, type JobHandler } from './jobs/job-handler';
+import { ArtifactPublisher } from './jobs/publish';
 import { TrainHandler } from './jobs/train.handler';
 import { ARTIFACT_STORE, RedisService, artifactStoreFactory } from './redis';
 
@@ -25,7 +27,9 @@ export class WorkerModule {
         RedisService,
         EngineClient,
         JobEvents,
+        JobFencing,
         CheckpointStore,
+        ArtifactPublisher,
         TrainHandler,
         InferHandler,
         {

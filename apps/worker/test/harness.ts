@@ -19,6 +19,7 @@ import {
   produceJob,
   redisKeys,
   type JobEvent,
+  type JobPolicy,
   type JobType,
   type PayloadOf,
   type QueueName,
@@ -42,15 +43,21 @@ export class Harness {
   readonly dir = mkdtempSync(path.join(os.tmpdir(), 'relu-lstm-worker-test-'));
   readonly artifactDir = path.join(this.dir, 'artifacts');
   readonly datasetDir = path.join(this.dir, 'datasets');
-  readonly redis = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
+  readonly redis: Redis;
   readonly keys: RedisKeys = redisKeys(this.prefix);
-  readonly events = new RedisJobEventStream(this.redis, this.keys);
+  readonly events: RedisJobEventStream;
   readonly artifacts = new FileArtifactStore(this.artifactDir);
   private readonly queues = new Map<QueueName, Queue>();
   private readonly workers: WorkerProcess[] = [];
 
-  constructor(private readonly baseEnv: Record<string, string> = {}) {
+  /** `redisUrl`: another Redis than REDIS_URL (a test's own server, which it may stop). */
+  constructor(
+    private readonly baseEnv: Record<string, string> = {},
+    readonly redisUrl: string = REDIS_URL,
+  ) {
     if (!existsSync(WORKER_MAIN)) throw new Error(`${WORKER_MAIN} is missing: run \`npm run build\` first (npm test does)`);
+    this.redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
+    this.events = new RedisJobEventStream(this.redis, this.keys);
   }
 
   queue(name: QueueName): Queue {
@@ -70,8 +77,8 @@ export class Harness {
   }
 
   /** Produces a job the way the api does (records, `queued` event, then the BullMQ job). */
-  async submit<T extends JobType>(type: T, payload: PayloadOf<T>): Promise<string> {
-    const plan = planJob(type, payload);
+  async submit<T extends JobType>(type: T, payload: PayloadOf<T>, options: { policy?: JobPolicy } = {}): Promise<string> {
+    const plan = planJob(type, payload, options);
     await produceJob({ redis: this.redis, keys: this.keys, queue: (q) => this.queue(q) }, plan);
     return plan.id;
   }
@@ -81,7 +88,7 @@ export class Harness {
       env: {
         PATH: process.env.PATH ?? '',
         HOME: process.env.HOME ?? '',
-        REDIS_URL,
+        REDIS_URL: this.redisUrl,
         QUEUE_PREFIX: this.prefix,
         ARTIFACT_DIR: this.artifactDir,
         DATASET_DIR: this.datasetDir,

@@ -59,6 +59,20 @@ describe('loadWorkerConfig', () => {
     expect(() => loadWorkerConfig({ WORKER_QUEUES: 'any,any' })).toThrow(/no queue twice/);
     expect(() => loadWorkerConfig({ HEARTBEAT_INTERVAL_MS: '5000', HEARTBEAT_TTL_MS: '4000' })).toThrow(/must exceed/);
   });
+
+  it('per-job wall-clock limits: defaults 24 h (train) and 5 min (infer), bounded, named when bad', () => {
+    expect(loadWorkerConfig({}).timeouts).toEqual({ trainMs: 86_400_000, inferMs: 300_000 });
+    expect(loadWorkerConfig({ JOB_TIMEOUT_TRAIN_MS: '3600000', JOB_TIMEOUT_INFER_MS: '1500' }).timeouts).toEqual({ trainMs: 3_600_000, inferMs: 1500 });
+    for (const [name, value] of [
+      ['JOB_TIMEOUT_TRAIN_MS', '0'],
+      ['JOB_TIMEOUT_TRAIN_MS', 'an hour'],
+      ['JOB_TIMEOUT_TRAIN_MS', String(31 * 24 * 3600 * 1000)],
+      ['JOB_TIMEOUT_INFER_MS', '-5'],
+      ['JOB_TIMEOUT_INFER_MS', '1.5'],
+    ]) {
+      expect(() => loadWorkerConfig({ [name]: value })).toThrow(new RegExp(`${name}: .*\\(got "${value.replace('.', '\\.')}"\\)`));
+    }
+  });
 });
 
 describe('job errors', () => {

@@ -4,6 +4,16 @@
  * implementation writes under a directory shared by all processes (`ARTIFACT_DIR`, a volume in
  * docker-compose): `<dir>/<jobId>/<name>`, each file written to a temporary name and renamed, so a
  * reader never sees half a file.
+ *
+ * Fencing (a worker that lost its job's lock must not write): a file system cannot check a lock
+ * token itself, so the store offers two hooks and the worker supplies the Redis side:
+ * - `put(..., { fence })`: the file is written to its temporary name, `fence()` is asked just
+ *   before the rename, and a `false` removes the temporary file and throws `FencedWriteError`
+ *   (checkpoints: a stale writer can at worst land in the instant between check and rename);
+ * - `stage` / `publishStaged` / `discardStaged`: a whole set of files is written under a private
+ *   `.stage-<id>` directory first; once one stage has been chosen (atomically, in Redis), any
+ *   process may publish it by renaming its files into place. Renaming a file another process
+ *   already moved is a no-op, so every final file holds the chosen stage's bytes whoever moves it.
  */
 import { randomBytes } from 'node:crypto';
 import { createReadStream, type ReadStream } from 'node:fs';
@@ -36,9 +46,35 @@ export class ArtifactNotFoundError extends Error {
   }
 }
 
+/** Thrown by a fenced `put` whose fence said no: nothing was written. */
+export class FencedWriteError extends Error {
+  readonly code = 'fenced';
+  constructor(
+    readonly jobId: string,
+    readonly artifact: string,
+  ) {
+    super(`artifact ${artifact} of job ${jobId} not written: this writer no longer holds the job`);
+    this.name = 'FencedWriteError';
+  }
+}
+
+export interface PutOptions {
+  /** Asked after the bytes are written and just before they replace the artifact; false: discard. */
+  fence?: () => Promise<boolean>;
+}
+
 export interface ArtifactStore {
-  /** Writes (or atomically replaces) one artifact. */
-  put(jobId: string, name: string, data: string | Uint8Array): Promise<ArtifactInfo>;
+  /** Writes (or atomically replaces) one artifact; with a `fence`, only if it still says yes. */
+  put(jobId: string, name: string, data: string | Uint8Array, options?: PutOptions): Promise<ArtifactInfo>;
+  /** Writes one file of the private set `stageId` (not visible as an artifact). */
+  stage(jobId: string, stageId: string, name: string, data: string | Uint8Array): Promise<void>;
+  /**
+   * Moves the staged files `names` of `stageId` into place, then removes the stage. A file already
+   * moved (by another process publishing the same stage) is skipped; returns how many this call moved.
+   */
+  publishStaged(jobId: string, stageId: string, names: readonly string[]): Promise<number>;
+  /** Removes a stage that will not be published. */
+  discardStaged(jobId: string, stageId: string): Promise<void>;
   /** Whole content; throws `ArtifactNotFoundError`. */
   get(jobId: string, name: string): Promise<Buffer>;
   /** Size and a stream of the content, for downloads; throws `ArtifactNotFoundError`. */
@@ -57,6 +93,9 @@ function check(jobId: string, name?: string): void {
   }
 }
 
+/** Stage ids: one path segment (the worker uses a hash of the job's lock token). */
+const STAGE_ID = /^[A-Za-z0-9_-]{1,64}$/;
+
 const isEnoent = (e: unknown) => (e as NodeJS.ErrnoException)?.code === 'ENOENT';
 
 export class FileArtifactStore implements ArtifactStore {
@@ -67,12 +106,20 @@ export class FileArtifactStore implements ArtifactStore {
     return name === undefined ? join(this.dir, jobId) : join(this.dir, jobId, name);
   }
 
-  async put(jobId: string, name: string, data: string | Uint8Array): Promise<ArtifactInfo> {
+  private stagePath(jobId: string, stageId: string, name?: string): string {
+    check(jobId, name);
+    if (!STAGE_ID.test(stageId)) throw new Error(`stage id: expected ${STAGE_ID}, got ${JSON.stringify(stageId)}`);
+    const dir = join(this.dir, jobId, `.stage-${stageId}`);
+    return name === undefined ? dir : join(dir, name);
+  }
+
+  async put(jobId: string, name: string, data: string | Uint8Array, options: PutOptions = {}): Promise<ArtifactInfo> {
     const final = this.path(jobId, name);
     await mkdir(this.path(jobId), { recursive: true });
     const tmp = join(this.path(jobId), `.${name}.${randomBytes(6).toString('hex')}.tmp`);
     try {
       await writeFile(tmp, data);
+      if (options.fence && !(await options.fence())) throw new FencedWriteError(jobId, name);
       await rename(tmp, final);
     } catch (e) {
       await rm(tmp, { force: true });
@@ -80,6 +127,29 @@ export class FileArtifactStore implements ArtifactStore {
     }
     const s = await stat(final);
     return { name, size: s.size, modifiedAt: Math.round(s.mtimeMs) };
+  }
+
+  async stage(jobId: string, stageId: string, name: string, data: string | Uint8Array): Promise<void> {
+    await mkdir(this.stagePath(jobId, stageId), { recursive: true });
+    await writeFile(this.stagePath(jobId, stageId, name), data);
+  }
+
+  async publishStaged(jobId: string, stageId: string, names: readonly string[]): Promise<number> {
+    let moved = 0;
+    for (const name of names) {
+      try {
+        await rename(this.stagePath(jobId, stageId, name), this.path(jobId, name));
+        moved++;
+      } catch (e) {
+        if (!isEnoent(e)) throw e; // ENOENT: moved already by another publisher of this stage
+      }
+    }
+    await this.discardStaged(jobId, stageId);
+    return moved;
+  }
+
+  async discardStaged(jobId: string, stageId: string): Promise<void> {
+    await rm(this.stagePath(jobId, stageId), { recursive: true, force: true });
   }
 
   async get(jobId: string, name: string): Promise<Buffer> {

@@ -2,7 +2,7 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
-import { ArtifactNotFoundError, FileArtifactStore, FileDatasetStore, DatasetNotFoundError, isValidArtifactName } from '@relu-lstm/jobs';
+import { ArtifactNotFoundError, FencedWriteError, FileArtifactStore, FileDatasetStore, DatasetNotFoundError, isValidArtifactName } from '@relu-lstm/jobs';
 
 let dir: string;
 beforeAll(async () => {
@@ -36,6 +36,32 @@ describe('FileArtifactStore', () => {
     await expect(store.open(job, 'nope.bin')).rejects.toBeInstanceOf(ArtifactNotFoundError);
     await store.remove(job);
     expect(await store.list(job)).toEqual([]);
+  });
+
+  test('a fenced put writes only while its fence says yes, and leaves nothing behind when it says no', async () => {
+    const store = new FileArtifactStore(dir);
+    const job = randomUUID();
+    let asked = 0;
+    await store.put(job, 'checkpoint.safetensors', 'first', { fence: async () => (asked++, true) });
+    expect(asked).toBe(1);
+    await expect(store.put(job, 'checkpoint.safetensors', 'stale', { fence: async () => false })).rejects.toBeInstanceOf(FencedWriteError);
+    expect((await store.get(job, 'checkpoint.safetensors')).toString()).toBe('first');
+    expect(await readdir(join(dir, job))).toEqual(['checkpoint.safetensors']);
+  });
+
+  test('a staged set is invisible until published; publishing it twice (two publishers) moves each file once', async () => {
+    const store = new FileArtifactStore(dir);
+    const job = randomUUID();
+    await store.stage(job, 'aaa', 'model.safetensors', new Uint8Array([1, 2]));
+    await store.stage(job, 'aaa', 'config.json', '{"a":1}');
+    await store.stage(job, 'bbb', 'model.safetensors', new Uint8Array([9, 9]));
+    expect(await store.list(job)).toEqual([]); // stages are hidden directories
+    expect(await store.publishStaged(job, 'aaa', ['model.safetensors', 'config.json'])).toBe(2);
+    expect(await store.publishStaged(job, 'aaa', ['model.safetensors', 'config.json'])).toBe(0);
+    await store.discardStaged(job, 'bbb');
+    expect([...(await store.get(job, 'model.safetensors'))]).toEqual([1, 2]);
+    expect((await readdir(join(dir, job))).sort()).toEqual(['config.json', 'model.safetensors']);
+    await expect(store.stage(job, '../x', 'a.json', '1')).rejects.toThrow(/stage id/);
   });
 
   test('names and ids cannot leave the directory', async () => {

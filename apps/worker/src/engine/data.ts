@@ -5,6 +5,7 @@
  */
 import { addingProblem, sineForecast, type FitData } from '@relu-lstm/lstm';
 import type { DatasetStore, TrainPayload } from '@relu-lstm/jobs';
+import { PayloadError } from './errors';
 
 export interface LoadedData {
   data: FitData;
@@ -38,7 +39,14 @@ export async function loadTrainingData(payload: TrainPayload, datasets: DatasetS
     };
   }
   const id = d.datasetId!;
-  const set = await datasets.get(id);
+  let set: Awaited<ReturnType<DatasetStore['get']>>;
+  try {
+    set = await datasets.get(id);
+  } catch (e) {
+    // A stored file that is not JSON is bad data, not a passing fault: retrying cannot fix it.
+    if (e instanceof SyntaxError) throw new PayloadError(`data.datasetId: dataset ${id} is not readable JSON (${e.message})`, 'data.datasetId');
+    throw e;
+  }
   return {
     data: { x: set.x, y: set.y as FitData['y'], ...(set.lengths ? { lengths: set.lengths } : {}) },
     samples: set.x.length,

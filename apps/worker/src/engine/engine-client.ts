@@ -142,6 +142,13 @@ export class EngineClient {
     this.child?.kill('SIGKILL');
   }
 
+  /** Kills the engine if run `runId` is still in flight (it did not stop when asked). */
+  killRun(runId: string): void {
+    if (this.inFlight?.runId !== runId) return;
+    this.log.warn(`run ${runId} did not stop when asked; killing the engine`);
+    this.kill();
+  }
+
   /** Closes the IPC channel (the engine exits on it) and waits up to `timeoutMs` before SIGKILL. */
   async close(timeoutMs = 5000): Promise<void> {
     this.closing = true;

@@ -6,12 +6,17 @@
  *   3. `keys.checkpoint(id)`      a `CheckpointPointer` in Redis (informational: epoch, step, attempt)
  * On resume the metrics are cut at the step the engine actually resumed from, so a metrics file
  * newer than the checkpoint (crash between 1 and 2) does no harm.
+ *
+ * Fenced (fencing.ts): each file replaces the previous one only if the writer still holds the job's
+ * lock, checked just before the rename, and the pointer is set in the same Lua step as that check.
+ * A writer that lost the lock gets `FencedWriteError` and leaves the holder's checkpoint alone.
  */
 import { Inject, Injectable } from '@nestjs/common';
 import {
   CHECKPOINT_ARTIFACT,
   CHECKPOINT_METRICS_ARTIFACT,
   CheckpointPointerSchema,
+  FencedWriteError,
   ProgressEventSchema,
   type ArtifactStore,
   type CheckpointPointer,
@@ -19,6 +24,7 @@ import {
 } from '@relu-lstm/jobs';
 import { z } from 'zod';
 import { ARTIFACT_STORE, RedisService } from '../redis';
+import { JobFencing, type LockHolder } from './fencing';
 
 export interface FoundCheckpoint {
   artifact: string;
@@ -32,6 +38,7 @@ export class CheckpointStore {
   constructor(
     @Inject(ARTIFACT_STORE) private readonly artifacts: ArtifactStore,
     private readonly redis: RedisService,
+    private readonly fencing: JobFencing,
   ) {}
 
   async find(jobId: string): Promise<FoundCheckpoint | null> {
@@ -52,11 +59,20 @@ export class CheckpointStore {
     return { artifact: CHECKPOINT_ARTIFACT, pointer, metrics };
   }
 
-  async save(jobId: string, bytes: Uint8Array, metrics: ProgressEvent[], at: { epoch: number; step: number; attempt: number }): Promise<CheckpointPointer> {
-    await this.artifacts.put(jobId, CHECKPOINT_METRICS_ARTIFACT, JSON.stringify(metrics));
-    await this.artifacts.put(jobId, CHECKPOINT_ARTIFACT, bytes);
+  async save(
+    jobId: string,
+    bytes: Uint8Array,
+    metrics: ProgressEvent[],
+    at: { epoch: number; step: number; attempt: number },
+    holder: LockHolder,
+  ): Promise<CheckpointPointer> {
+    const fence = () => this.fencing.holds(holder.job, holder.token);
+    await this.artifacts.put(jobId, CHECKPOINT_METRICS_ARTIFACT, JSON.stringify(metrics), { fence });
+    await this.artifacts.put(jobId, CHECKPOINT_ARTIFACT, bytes, { fence });
     const pointer: CheckpointPointer = { name: CHECKPOINT_ARTIFACT, epoch: at.epoch, step: at.step, attempt: at.attempt, at: Date.now() };
-    await this.redis.connection.set(this.redis.keys.checkpoint(jobId), JSON.stringify(pointer));
+    if (!(await this.fencing.setIfHolder(holder.job, holder.token, this.redis.keys.checkpoint(jobId), JSON.stringify(pointer)))) {
+      throw new FencedWriteError(jobId, 'checkpoint pointer');
+    }
     return pointer;
   }
 

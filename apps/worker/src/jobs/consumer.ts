@@ -13,6 +13,12 @@
  * running job is polled every CANCEL_POLL_MS. Terminal state events (`completed`, `failed`,
  * `cancelled`) are appended from BullMQ's `completed`/`failed` events, i.e. only once BullMQ has
  * recorded the outcome (a worker that lost the job's lock writes none).
+ *
+ * Watchdogs of the running job, besides the cancel flag: its wall-clock limit (JOB_TIMEOUT_TRAIN_MS
+ * / JOB_TIMEOUT_INFER_MS: stop with `timeout`) and its lock. The lock is read at every cancel poll
+ * and BullMQ reports a failed renewal (`lockRenewalFailed`); either way a lock that is no longer
+ * this attempt's (the process was paused past it and another worker took the job) stops the run
+ * with `lost`, and every write of the attempt is refused by the fence (fencing.ts).
  */
 import { Inject, Injectable, Logger, type BeforeApplicationShutdown, type OnApplicationBootstrap } from '@nestjs/common';
 import { DelayedError, WaitingError, Worker, type Job } from 'bullmq';
@@ -21,9 +27,10 @@ import { WORKER_CONFIG, type WorkerConfig } from '../config';
 import { EngineClient } from '../engine/engine-client';
 import type { BackendSummary } from '../engine/protocol';
 import { RedisService } from '../redis';
+import { JobFencing } from './fencing';
 import { jobErrorOf, jobFailure } from './job-errors';
 import { JobEvents } from './job-events';
-import { JOB_HANDLERS, StopRequest, type JobContext, type JobHandler } from './job-handler';
+import { JOB_HANDLERS, LockWatch, StopRequest, type JobContext, type JobHandler } from './job-handler';
 
 /** Delay before a job that found this process busy can be fetched again. */
 export const BUSY_RETRY_MS = 1000;
@@ -34,6 +41,7 @@ interface Running {
   job: AnyJob;
   queue: QueueName;
   stop: StopRequest;
+  lock: LockWatch;
 }
 
 @Injectable()
@@ -54,6 +62,7 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
     private readonly redis: RedisService,
     private readonly engine: EngineClient,
     private readonly events: JobEvents,
+    private readonly fencing: JobFencing,
   ) {
     for (const h of handlers) {
       if (this.handlers.has(h.type)) throw new Error(`two handlers for job type '${h.type}'`);
@@ -90,6 +99,10 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
         autorun: false,
       });
       worker.on('error', (err) => this.log.warn(`queue ${queue}: ${err.message}`));
+      worker.on('lockRenewalFailed', (jobIds: string[]) => {
+        const r = this.running;
+        if (r && jobIds.includes(r.job.id!)) r.lock.markLost();
+      });
       worker.on('completed', (job, result) => this.track(this.onCompleted(job, result)));
       worker.on('failed', (job, err) => this.track(this.onFailed(job, err)));
       worker.on('stalled', (jobId) =>
@@ -116,9 +129,16 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
       throw new DelayedError();
     }
     const stop = new StopRequest();
-    this.running = { job, queue, stop };
+    // Fresh for a quarter of the lock's life: BullMQ renews it every half, so a confirmed lock has
+    // at least that long left.
+    const lock = new LockWatch(() => this.fencing.holds(job, token), this.config.lock.durationMs / 4, () => {
+      this.log.warn(`job ${job.id}: lost its lock (it is no longer this attempt's); stopping the run, writing nothing`);
+      stop.request('lost');
+    });
+    this.running = { job, queue, stop, lock };
     this.pauseOthers(queue);
     let poll: NodeJS.Timeout | null = null;
+    let limit: NodeJS.Timeout | null = null;
     try {
       const jobId = job.id!;
       const parsed = validate(JobDataSchema, job.data);
@@ -136,13 +156,20 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
           (yes) => yes && stop.request('cancel'),
           () => undefined,
         );
+        lock.refresh().catch(() => undefined);
       }, this.config.cancelPollMs);
+      const timeoutMs = data.type === 'train' ? this.config.timeouts.trainMs : this.config.timeouts.inferMs;
+      limit = setTimeout(() => {
+        this.log.warn(`job ${jobId} ran longer than its ${timeoutMs} ms limit; stopping it`);
+        stop.request('timeout');
+      }, timeoutMs);
       const attempt = job.attemptsMade + 1;
       await this.events.state(jobId, 'running', { attempt, workerId: this.config.workerId });
-      const ctx = { job, token, jobId, tenant: data.tenant, payload: data.payload, attempt, stop } as JobContext;
+      const ctx = { job, token, jobId, tenant: data.tenant, payload: data.payload, attempt, stop, timeoutMs, lock } as JobContext;
       return await this.handlers.get(data.type)!.run(ctx);
     } finally {
       if (poll) clearInterval(poll);
+      if (limit) clearTimeout(limit);
       this.running = null;
       if (!this.stopping) this.resumeOthers();
     }
@@ -200,7 +227,7 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
       this.log.warn(`job ${this.currentJobId} did not stop within ${this.config.shutdownGraceMs} ms; killing the engine`);
       this.engine.kill();
       await Promise.race([closing, sleep(5000)]);
-      await Promise.all(workers.map((w) => w.close(true).catch(() => undefined)));
+      await Promise.race([Promise.all(workers.map((w) => w.close(true).catch(() => undefined))), sleep(5000)]);
     }
     await this.engine.close();
     await Promise.all([...this.pending]);

@@ -5,8 +5,11 @@
 import type { Job } from 'bullmq';
 import type { JobResult, JobType, PayloadOf } from '@relu-lstm/jobs';
 
-/** Why a running job is asked to stop: a cancel from the api, or the worker shutting down. */
-export type StopReason = 'cancel' | 'shutdown';
+/**
+ * Why a running job is asked to stop: a cancel from the api, the worker shutting down, the job's
+ * wall-clock limit (JOB_TIMEOUT_*_MS), or the lock lost to another worker (`lost`: write nothing).
+ */
+export type StopReason = 'cancel' | 'shutdown' | 'timeout' | 'lost';
 
 /** A one-shot stop request a handler can observe. The first reason wins. */
 export class StopRequest {
@@ -30,6 +33,48 @@ export class StopRequest {
   }
 }
 
+/**
+ * Whether this attempt still holds the job's lock. The consumer confirms it at every poll; `held()`
+ * answers from the last confirmation while that is recent (younger than `freshMs`, well inside the
+ * lock's life) and asks Redis again otherwise, e.g. right after the process was paused (SIGSTOP) for
+ * longer than that, before anything it had queued is written.
+ */
+export class LockWatch {
+  private confirmedAt = Date.now();
+  private lostValue = false;
+
+  constructor(
+    private readonly check: () => Promise<boolean>,
+    private readonly freshMs: number,
+    private readonly onLost: () => void,
+  ) {}
+
+  get lost(): boolean {
+    return this.lostValue;
+  }
+
+  /** Asks Redis; a `false` marks the lock lost for good. */
+  async refresh(): Promise<boolean> {
+    const asked = Date.now();
+    const ok = await this.check();
+    if (ok) this.confirmedAt = Math.max(this.confirmedAt, asked);
+    else this.markLost();
+    return ok;
+  }
+
+  markLost(): void {
+    if (this.lostValue) return;
+    this.lostValue = true;
+    this.onLost();
+  }
+
+  async held(): Promise<boolean> {
+    if (this.lostValue) return false;
+    if (Date.now() - this.confirmedAt < this.freshMs) return true;
+    return this.refresh();
+  }
+}
+
 export interface JobContext<T extends JobType = JobType> {
   job: Job<unknown, JobResult, string>;
   /** The lock token of this attempt. */
@@ -40,6 +85,10 @@ export interface JobContext<T extends JobType = JobType> {
   /** 1-based: failed attempts so far plus this one. */
   attempt: number;
   stop: StopRequest;
+  /** Wall-clock limit of this attempt (ms): `stop` is requested with `timeout` when it runs out. */
+  timeoutMs: number;
+  /** This attempt's hold on the job's lock; once lost, `stop` is requested with `lost`. */
+  lock: LockWatch;
 }
 
 export interface JobHandler<T extends JobType = JobType> {

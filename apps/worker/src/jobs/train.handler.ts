@@ -1,23 +1,26 @@
 /**
  * Train jobs, parent side: resume from the job's checkpoint when there is one, run the training in
  * the engine, forward its progress to `job.updateProgress` and the job's event stream, write its
- * checkpoints and, at the end, the four artifacts; turn a stop into `cancelled` (cancel) or a
- * release of the job back to the queue (shutdown).
+ * checkpoints and, at the end, the four artifacts; turn a stop into `cancelled` (cancel), a
+ * release of the job back to the queue (shutdown), `timeout` (its wall-clock limit, checkpoint
+ * kept) or nothing at all (`lost`: another worker holds the lock now). Checkpoints and artifacts
+ * are written only while this attempt holds the job's lock (fencing.ts, publish.ts).
  */
 import * as os from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import { WaitingError } from 'bullmq';
-import { ARTIFACTS, TrainResultSchema, type ArtifactStore, type ProgressEvent, type TrainResult } from '@relu-lstm/jobs';
+import { ARTIFACTS, FencedWriteError, TrainResultSchema, type ProgressEvent, type TrainResult } from '@relu-lstm/jobs';
 import { WORKER_CONFIG, type WorkerConfig } from '../config';
 import { EngineClient } from '../engine/engine-client';
 import type { RunMessage, TerminalMessage } from '../engine/protocol';
-import { ARTIFACT_STORE } from '../redis';
 import { CheckpointStore } from './checkpoints';
+import { LostLockError } from './fencing';
 import { jobFailure } from './job-errors';
 import { JobEvents } from './job-events';
 import type { JobContext, JobHandler } from './job-handler';
 import { metricsCsv } from './metrics-csv';
+import { ArtifactPublisher } from './publish';
 
 @Injectable()
 export class TrainHandler implements JobHandler<'train'> {
@@ -26,7 +29,7 @@ export class TrainHandler implements JobHandler<'train'> {
 
   constructor(
     @Inject(WORKER_CONFIG) private readonly config: WorkerConfig,
-    @Inject(ARTIFACT_STORE) private readonly artifacts: ArtifactStore,
+    private readonly publisher: ArtifactPublisher,
     private readonly engine: EngineClient,
     private readonly checkpoints: CheckpointStore,
     private readonly events: JobEvents,
@@ -45,7 +48,8 @@ export class TrainHandler implements JobHandler<'train'> {
     // Side effects of the run's messages happen one after the other, in the order they came.
     let chain: Promise<void> = Promise.resolve();
     const then = (what: string, fn: () => Promise<unknown>) => {
-      chain = chain.then(fn).then(
+      // A worker that lost the lock (paused past it) drops what its engine still sends.
+      chain = chain.then(async () => ((await ctx.lock.held()) ? fn() : undefined)).then(
         () => undefined,
         (e) => this.log.warn(`job ${jobId}: ${what} failed: ${(e as Error).message}`),
       );
@@ -74,7 +78,12 @@ export class TrainHandler implements JobHandler<'train'> {
         case 'checkpoint': {
           const upTo = metrics.filter((p) => p.step <= m.step);
           then('checkpoint', async () => {
-            await this.checkpoints.save(jobId, m.bytes, upTo, { epoch: m.epoch, step: m.step, attempt });
+            try {
+              await this.checkpoints.save(jobId, m.bytes, upTo, { epoch: m.epoch, step: m.step, attempt }, ctx);
+            } catch (e) {
+              if (e instanceof FencedWriteError) ctx.stop.request('lost');
+              throw e;
+            }
             await this.events.info(jobId, 'checkpoint', `checkpoint at step ${m.step}: a resume continues with epoch ${m.epoch}${m.stepInEpoch ? ` at its batch ${m.stepInEpoch}` : ''}`, { epoch: m.epoch, step: m.step, stepInEpoch: m.stepInEpoch });
           });
           break;
@@ -85,7 +94,11 @@ export class TrainHandler implements JobHandler<'train'> {
       }
     };
 
-    ctx.stop.onStop((reason) => this.engine.stop(runId, reason === 'shutdown'));
+    ctx.stop.onStop((reason) => {
+      this.engine.stop(runId, reason === 'shutdown' || reason === 'timeout');
+      // A run that does not reach a batch boundary in time (one huge batch, a hung backend) is killed.
+      if (reason === 'timeout' || reason === 'lost') setTimeout(() => this.engine.killRun(runId), this.config.shutdownGraceMs).unref();
+    });
     let outcome: TerminalMessage;
     try {
       outcome = await this.engine.run(
@@ -97,6 +110,8 @@ export class TrainHandler implements JobHandler<'train'> {
       await chain;
       if (ctx.stop.reason === 'shutdown') return this.release(ctx, `released: the worker is shutting down (${(e as Error).message})`, {});
       if (ctx.stop.reason === 'cancel') throw await this.cancelled(ctx, 'cancelled', {});
+      if (ctx.stop.reason === 'timeout') throw this.timedOut(ctx, `the engine did not stop within ${this.config.shutdownGraceMs} ms and was killed`, {});
+      if (ctx.stop.reason === 'lost') throw new LostLockError(jobId, 'the run was stopped');
       throw jobFailure({ code: 'internal', message: (e as Error).message });
     }
     await chain;
@@ -105,9 +120,6 @@ export class TrainHandler implements JobHandler<'train'> {
       case 'trained': {
         const { summary, files } = outcome;
         const backend = this.engine.backend!;
-        await this.writeArtifact(ctx, ARTIFACTS.model, files.model);
-        await this.writeArtifact(ctx, ARTIFACTS.state, files.state);
-        await this.writeArtifact(ctx, ARTIFACTS.metrics, metricsCsv(metrics));
         const config = {
           jobId,
           type: 'train',
@@ -119,9 +131,7 @@ export class TrainHandler implements JobHandler<'train'> {
           attempt,
           writtenAt: new Date().toISOString(),
         };
-        await this.writeArtifact(ctx, ARTIFACTS.config, JSON.stringify(config, null, 2));
-        await this.checkpoints.remove(jobId);
-        return TrainResultSchema.parse({
+        const result = TrainResultSchema.parse({
           epochs: summary.epochs,
           steps: summary.steps,
           finalLoss: summary.finalLoss,
@@ -133,6 +143,14 @@ export class TrainHandler implements JobHandler<'train'> {
           gpu: backend.gpu,
           artifacts: [ARTIFACTS.model, ARTIFACTS.state, ARTIFACTS.metrics, ARTIFACTS.config],
         });
+        // Written once per job, by the holder of its lock (publish.ts); the checkpoint goes with it.
+        const artifactFiles = [
+          [ARTIFACTS.model, files.model],
+          [ARTIFACTS.state, files.state],
+          [ARTIFACTS.metrics, metricsCsv(metrics)],
+          [ARTIFACTS.config, JSON.stringify(config, null, 2)],
+        ] as const;
+        return this.publisher.publish(ctx, artifactFiles, result, (u) => TrainResultSchema.parse(u));
       }
       case 'stopped':
         if (ctx.stop.reason === 'shutdown') {
@@ -140,6 +158,8 @@ export class TrainHandler implements JobHandler<'train'> {
           const at = { epoch: outcome.epoch, step: outcome.step };
           return this.release(ctx, `released at epoch ${at.epoch}, step ${at.step}: the worker is shutting down`, at);
         }
+        if (ctx.stop.reason === 'timeout') throw this.timedOut(ctx, `stopped at epoch ${outcome.epoch}, step ${outcome.step}`, { epoch: outcome.epoch, step: outcome.step });
+        if (ctx.stop.reason === 'lost') throw new LostLockError(jobId, `the run was stopped at step ${outcome.step}`);
         throw await this.cancelled(ctx, `cancelled at epoch ${outcome.epoch}, step ${outcome.step}`, { epoch: outcome.epoch, step: outcome.step });
       case 'failed':
         throw jobFailure(outcome.error);
@@ -165,8 +185,8 @@ export class TrainHandler implements JobHandler<'train'> {
     return jobFailure({ code: 'cancelled', message, details });
   }
 
-  /** Every final artifact goes through here (issue 5 fences these writes with the job's lock). */
-  private async writeArtifact(ctx: JobContext<'train'>, name: string, data: string | Uint8Array): Promise<void> {
-    await this.artifacts.put(ctx.jobId, name, data);
+  /** Over its wall-clock limit: fails for good (`timeout`), keeping the checkpoint of where it stopped. */
+  private timedOut(ctx: JobContext<'train'>, how: string, details: Record<string, unknown>): Error {
+    return jobFailure({ code: 'timeout', message: `ran longer than its limit of ${ctx.timeoutMs} ms (JOB_TIMEOUT_TRAIN_MS): ${how}; its checkpoint is kept`, details: { ...details, limitMs: ctx.timeoutMs } });
   }
 }

@@ -1,0 +1,45 @@
+/**
+ * Fencing: only the worker that holds a job's BullMQ lock may write the job's checkpoints and
+ * artifacts. A worker paused past its lock (SIGSTOP, a long GC, a frozen VM) wakes up believing it
+ * still runs the job while another worker has taken it over; everything it writes from then on
+ * must be refused.
+ *
+ * The lock is BullMQ's own key `<prefix>:<queue>:<jobId>:lock`, whose value is the token of the
+ * attempt that holds it. Two checks are made against it:
+ * - `holds`: a plain GET, asked just before a checkpoint file replaces the previous one (see
+ *   `FileArtifactStore.put`'s fence) and by the running job's watchdog;
+ * - `choosePublication`: one Lua script that, only if the lock is still ours, either records our
+ *   staged artifact set as *the* set of the job (`SET <p>:job:<id>:published NX`) or returns the
+ *   set recorded earlier by another attempt. Exactly one set is ever chosen per job; whoever holds
+ *   the lock later publishes that same set (see ArtifactPublisher).
+ */
+import { Injectable } from '@nestjs/common';
+import { RedisService } from '../redis';
+import { choosePublication, lockKeyOf, setIfHolder, type LockedJob, type Publication } from './lock-fence';
+
+export { LostLockError, stageIdOf, type LockHolder, type LockedJob, type Publication } from './lock-fence';
+
+@Injectable()
+export class JobFencing {
+  constructor(private readonly redis: RedisService) {}
+
+  /** Key of the chosen artifact set: `<p>:job:<id>:published`. */
+  publishedKey(jobId: string): string {
+    return `${this.redis.keys.jobMeta(jobId)}:published`;
+  }
+
+  /** Whether `token` still holds the job's lock. */
+  async holds(job: LockedJob, token: string): Promise<boolean> {
+    return (await this.redis.connection.get(lockKeyOf(job))) === token;
+  }
+
+  /** `SET key value` only while `token` holds the job's lock (one Lua step); false if it does not. */
+  setIfHolder(job: LockedJob, token: string, key: string, value: string): Promise<boolean> {
+    return setIfHolder(this.redis.connection, lockKeyOf(job), token, key, value);
+  }
+
+  /** See `choosePublication` in lock-fence.ts. */
+  choosePublication(job: LockedJob, token: string, mine: Publication): Promise<Publication | null> {
+    return choosePublication(this.redis.connection, lockKeyOf(job), this.publishedKey(job.id!), token, mine);
+  }
+}
