@@ -93,7 +93,21 @@ interface HttpAnswer {
   body: string;
 }
 
-function post(agent: Agent, url: URL, body: string, headers: Record<string, string>): Promise<HttpAnswer> {
+/**
+ * One POST on a keep-alive agent. A kept-alive socket the server closed (its keep-alive timeout) just
+ * as it was reused fails with ECONNRESET; that request never reached the api and is sent again once,
+ * as Node's documentation advises (`request.reusedSocket`). The retry counts in the latency.
+ */
+async function post(agent: Agent, url: URL, body: string, headers: Record<string, string>): Promise<HttpAnswer> {
+  try {
+    return await postOnce(agent, url, body, headers);
+  } catch (e) {
+    if ((e as { reusedSocket?: boolean }).reusedSocket && (e as NodeJS.ErrnoException).code === 'ECONNRESET') return postOnce(agent, url, body, headers);
+    throw e;
+  }
+}
+
+function postOnce(agent: Agent, url: URL, body: string, headers: Record<string, string>): Promise<HttpAnswer> {
   return new Promise((resolve, reject) => {
     const req = request(
       url,
@@ -105,7 +119,7 @@ function post(agent: Agent, url: URL, body: string, headers: Record<string, stri
         res.on('error', reject);
       },
     );
-    req.on('error', reject);
+    req.on('error', (e) => reject(Object.assign(e, { reusedSocket: req.reusedSocket })));
     req.end(body);
   });
 }
