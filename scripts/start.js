@@ -2,13 +2,18 @@
 // `npm start`: the whole stack on this machine with embedded defaults, in one command.
 // - Redis from REDIS_URL (default redis://127.0.0.1:6379); if nothing answers there and the host is
 //   local, a `redis-server` child is started on that port (nothing kept on disk) and stopped with us.
-// - The api (PORT, default 3000, on loopback) and one worker, each a child process of this one.
+// - The api (PORT, default 3000, on loopback) and the workers, each a child process of this one:
+//   WORKERS of them if set, else one per CPU core for CPU workers (wasm and the cpu backend run one
+//   thread per process, so a process per core is what uses the machine) and one for tfjs-node
+//   (RELU_LSTM_BACKEND=tensorflow, or unset/auto with @tensorflow/tfjs-node(-gpu) installed), which
+//   threads by itself and owns the GPU.
 // - Artifacts and datasets under ./data.
 // Ctrl-C (or SIGTERM) stops the children in reverse order; if one of them dies, the rest are stopped
 // and this process exits with its code, so a supervisor sees the failure.
 'use strict';
 const { spawn } = require('node:child_process');
 const net = require('node:net');
+const os = require('node:os');
 const path = require('node:path');
 
 const root = path.resolve(__dirname, '..');
@@ -24,6 +29,33 @@ let stopping = false;
 
 function log(msg) {
   process.stdout.write(`[start] ${msg}\n`);
+}
+
+function resolvable(name) {
+  try {
+    require.resolve(name, { paths: [root] });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** How many worker processes to start: WORKERS, else one per core for CPU backends, one for tfjs-node. */
+function workerCount() {
+  const raw = process.env.WORKERS;
+  if (raw !== undefined && raw.trim() !== '') {
+    const n = Number(raw);
+    if (!Number.isInteger(n) || n < 1 || n > 256) {
+      log(`WORKERS: expected an integer from 1 to 256, got ${JSON.stringify(raw)}`);
+      process.exit(2);
+    }
+    return { n, why: 'WORKERS' };
+  }
+  const backend = (process.env.RELU_LSTM_BACKEND ?? '').trim() || 'auto';
+  const tfjsNode = backend === 'tensorflow' || (backend === 'auto' && (resolvable('@tensorflow/tfjs-node-gpu') || resolvable('@tensorflow/tfjs-node')));
+  if (tfjsNode) return { n: 1, why: 'tfjs-node threads by itself' };
+  const cores = typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length;
+  return { n: Math.max(1, cores), why: `one per core for the ${backend} backend; set WORKERS to change` };
 }
 
 /** Resolves true if a Redis server answers PING at host:port within timeoutMs. */
@@ -48,7 +80,10 @@ function redisAnswers(host, port, password, timeoutMs = 1000) {
 }
 
 function run(name, command, args) {
-  const child = spawn(command, args, { cwd: root, env, stdio: 'inherit' });
+  // Each child in a process group of its own: Ctrl-C in a terminal signals the foreground group, and
+  // a worker that got SIGINT from the terminal and then SIGTERM from stop() would take the second
+  // signal as "exit now" and skip its graceful shutdown. So only this process forwards signals.
+  const child = spawn(command, args, { cwd: root, env, stdio: 'inherit', detached: true });
   children.push({ name, child });
   child.on('exit', (code, signal) => {
     if (stopping) return;
@@ -76,6 +111,7 @@ function stop(code) {
 }
 
 async function main() {
+  const workers = workerCount(); // a bad WORKERS is refused before anything starts
   const url = new URL(env.REDIS_URL);
   const host = url.hostname || '127.0.0.1';
   const port = Number(url.port || 6379);
@@ -97,9 +133,11 @@ async function main() {
     process.exit(1);
   }
   run('api', process.execPath, [path.join(root, 'apps/api/dist/main.js')]);
-  run('worker', process.execPath, [path.join(root, 'apps/worker/dist/main.js')]);
+  log(`starting ${workers.n} worker process${workers.n === 1 ? '' : 'es'} (${workers.why})`);
+  for (let i = 1; i <= workers.n; i++) run(workers.n === 1 ? 'worker' : `worker ${i}`, process.execPath, [path.join(root, 'apps/worker/dist/main.js')]);
   process.on('SIGINT', () => stop(0));
   process.on('SIGTERM', () => stop(0));
+  process.on('SIGHUP', () => stop(0));
 }
 
 main().catch((err) => {

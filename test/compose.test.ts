@@ -29,7 +29,7 @@ interface Service {
   profiles?: string[];
   healthcheck?: { test: string[]; start_period?: string };
   depends_on?: Record<string, { condition: string }>;
-  deploy?: { resources?: { reservations?: { devices?: Array<Record<string, unknown>> } } };
+  deploy?: { replicas?: number | string; resources?: { reservations?: { devices?: Array<Record<string, unknown>> } } };
   init?: boolean;
 }
 interface Compose {
@@ -134,6 +134,13 @@ describe('docker-compose.yml', () => {
       if (name !== 'api') expect(s.ports).toBeUndefined();
     }
     for (const name of workers) expect(services[name].command).toEqual(['node', 'apps/worker/dist/main.js']);
+  });
+
+  test('CPU workers: two replicas by default (wasm runs one thread per process), CPU_WORKERS changes it', () => {
+    const replicas = String(services.worker.deploy?.replicas);
+    expect(interpolate(replicas)).toBe('2');
+    expect(interpolate(replicas, { CPU_WORKERS: '8' })).toBe('8');
+    expect(services['worker-gpu'].deploy?.replicas).toBeUndefined(); // one per host's GPUs: scaled by hand
   });
 
   test('CPU worker: wasm backend on the cpu and any queues, same image as the api', () => {

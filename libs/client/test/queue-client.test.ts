@@ -110,6 +110,9 @@ test('routing: cpu and any; infer jobs; a tenant of its own; a chosen id used tw
   await expect(qc.submitTrain({ ...CANONICAL_TRAIN_EXAMPLE, device: 'gpu' }, { id })).rejects.toBeInstanceOf(JobIdConflictError);
   expect(await queue('gpu').count()).toBe(0);
   expect((await queue('any').getJob(id))?.data.payload.device).toBe('any'); // the first one is untouched
+  // ...and so are its records: one `queued` event, one index entry (the conflict wrote nothing).
+  expect((await new RedisJobEventStream(admin, redisKeys(prefix)).read(id)).map((e) => e.event.type === 'state' && e.event.state)).toEqual(['queued']);
+  expect((await admin.zrange(redisKeys(prefix).jobIndex('team-a'), 0, '-1')).filter((x) => x === id)).toEqual([id]);
 });
 
 test('an invalid payload is rejected naming its fields, and nothing is written', async () => {

@@ -61,12 +61,51 @@ function decode([id, fields]: RawEntry): StoredEvent {
   return { id, event: { type: 'log', at, level: 'warning', message: 'unreadable event in the stream', code: 'invalid_event' } };
 }
 
+export interface EventStreamOptions {
+  /**
+   * Blocking connections kept open for reuse once a `follow` ends between reads (default 0: each
+   * follow opens and closes its own). Opening one costs a TCP connect and two or three round trips,
+   * more than a short job's whole wait; the api keeps some for `infer?wait=true` and SSE.
+   */
+  idleBlockingConnections?: number;
+}
+
 export class RedisJobEventStream implements JobEventStream {
+  private readonly idle: Redis[] = [];
+  private readonly maxIdle: number;
+
   constructor(
     private readonly redis: Redis,
     private readonly keys: RedisKeys,
     private readonly maxLen: number = DEFAULT_STREAM_MAXLEN,
-  ) {}
+    options: EventStreamOptions = {},
+  ) {
+    this.maxIdle = options.idleBlockingConnections ?? 0;
+  }
+
+  /** Closes the idle blocking connections (follows still running close their own when they end). */
+  close(): void {
+    for (const conn of this.idle.splice(0)) conn.disconnect();
+  }
+
+  /** An idle blocking connection that is still ready, else a new one (connected). */
+  private async blockingConnection(): Promise<Redis> {
+    for (let conn = this.idle.pop(); conn; conn = this.idle.pop()) {
+      if (conn.status === 'ready') return conn;
+      conn.disconnect();
+    }
+    // Same options as the shared connection, but connected before the first command: a client
+    // made with enableOfflineQueue: false would otherwise refuse it.
+    const conn = this.redis.duplicate({ lazyConnect: true });
+    conn.on('error', () => {}); // reported by the command that fails
+    try {
+      await conn.connect();
+    } catch (e) {
+      conn.disconnect();
+      throw e;
+    }
+    return conn;
+  }
 
   async append(jobId: string, event: JobEvent): Promise<string> {
     const json = JSON.stringify(JobEventSchema.parse(event));
@@ -94,10 +133,12 @@ export class RedisJobEventStream implements JobEventStream {
     const { signal } = opts;
     const key = this.keys.events(jobId);
     let blocking: Redis | null = null;
+    /** A blocking read is in flight on `blocking` (then only disconnecting interrupts it). */
+    let reading = false;
     let closed = false;
     // Disconnect once: a second ioredis disconnect() arms a 2 s timer that outlives the socket.
     const interrupt = () => {
-      if (blocking && !closed) {
+      if (blocking && reading && !closed) {
         closed = true;
         blocking.disconnect();
       }
@@ -113,13 +154,8 @@ export class RedisJobEventStream implements JobEventStream {
         yield batch;
         if (batch.length < count) break;
       }
-      // Same options as the shared connection, but connected before the first command: a client
-      // made with enableOfflineQueue: false would otherwise refuse it.
-      const conn = this.redis.duplicate({ lazyConnect: true });
-      blocking = conn;
-      conn.on('error', () => {}); // reported by the command that fails
       try {
-        await conn.connect();
+        blocking = await this.blockingConnection();
       } catch (e) {
         if (signal?.aborted) return;
         throw e;
@@ -127,11 +163,14 @@ export class RedisJobEventStream implements JobEventStream {
       for (;;) {
         if (signal?.aborted) return;
         let res: Array<[string, RawEntry[]]> | null;
+        reading = true;
         try {
-          res = (await conn.xread('COUNT', count, 'BLOCK', blockMs, 'STREAMS', key, after)) as typeof res;
+          res = (await blocking.xread('COUNT', count, 'BLOCK', blockMs, 'STREAMS', key, after)) as typeof res;
         } catch (e) {
           if (signal?.aborted) return;
           throw e;
+        } finally {
+          reading = false;
         }
         const batch = res ? res[0][1].map(decode) : [];
         if (batch.length) after = batch[batch.length - 1].id;
@@ -139,7 +178,15 @@ export class RedisJobEventStream implements JobEventStream {
       }
     } finally {
       signal?.removeEventListener('abort', interrupt);
-      interrupt();
+      if (blocking && !closed) {
+        // Between reads (the caller stopped after a batch) the connection is clean: keep it.
+        if (!reading && blocking.status === 'ready' && this.idle.length < this.maxIdle) {
+          this.idle.push(blocking);
+        } else {
+          closed = true;
+          blocking.disconnect();
+        }
+      }
     }
   }
 

@@ -88,6 +88,45 @@ test('aborting interrupts a blocked read at once and closes its connection', asy
   expect(after).toBeLessThanOrEqual(before);
 });
 
+test('idleBlockingConnections: a follow that ends between reads leaves its connection to the next; an aborted read closes it', async () => {
+  const name = `es-idle-${randomUUID()}`;
+  const parent = new Redis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', { connectionName: name, maxRetriesPerRequest: 1 });
+  const s = new RedisJobEventStream(parent, keys, 1000, { idleBlockingConnections: 1 });
+  const connections = async () =>
+    ((await redis.client('LIST')) as string)
+      .split('\n')
+      .filter((l) => l.includes(` name=${name} `))
+      .map((l) => /\bid=(\d+)/.exec(l)![1])
+      .sort();
+  const followToEnd = async () => {
+    const job = randomUUID();
+    setTimeout(() => void s.append(job, { type: 'state', at: Date.now(), state: 'completed' }), 150);
+    for await (const batch of s.follow(job, { blockMs: 5000 })) if (batch.some((e) => isTerminalEvent(e.event))) break;
+  };
+  try {
+    await followToEnd();
+    const first = await connections();
+    expect(first).toHaveLength(2); // the shared one and the idle blocking one
+    await followToEnd();
+    expect(await connections()).toEqual(first); // the same blocking connection served again
+
+    const ac = new AbortController();
+    setTimeout(() => ac.abort(), 150);
+    for await (const batch of s.follow(randomUUID(), { blockMs: 10_000, signal: ac.signal })) expect(batch).toEqual([]);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(await connections()).toHaveLength(1); // disconnected to interrupt the read, not kept
+
+    await followToEnd();
+    expect(await connections()).toHaveLength(2);
+    s.close();
+    await new Promise((r) => setTimeout(r, 100));
+    expect(await connections()).toHaveLength(1);
+  } finally {
+    s.close();
+    await parent.quit();
+  }
+});
+
 test('streams are capped', async () => {
   const small = new RedisJobEventStream(redis, keys, 10);
   const job = randomUUID();

@@ -7,6 +7,7 @@ import { BullModule } from '@nestjs/bullmq';
 import { Global, Inject, Module, type DynamicModule, type OnApplicationShutdown } from '@nestjs/common';
 import type { Redis } from 'ioredis';
 import {
+  DEFAULT_STREAM_MAXLEN,
   FileArtifactStore,
   FileDatasetStore,
   QUEUE_NAMES,
@@ -20,10 +21,19 @@ import { JobQueues } from './job-queues';
 import { closeRedis, connectRedis } from './redis';
 import { ARTIFACT_STORE, CONFIG, CONTRACT, DATASET_STORE, EVENT_STREAM, KEYS, REDIS } from './tokens';
 
+/**
+ * Blocking connections the event stream keeps for reuse after a follow ends (`infer?wait=true`, SSE):
+ * opening one per request cost more than a tiny job's whole wait (bench/README.md, "Runner").
+ */
+const IDLE_BLOCKING_CONNECTIONS = 32;
+
 @Global()
 @Module({})
 export class InfraModule implements OnApplicationShutdown {
-  constructor(@Inject(REDIS) private readonly redis: Redis) {}
+  constructor(
+    @Inject(REDIS) private readonly redis: Redis,
+    @Inject(EVENT_STREAM) private readonly events: RedisJobEventStream,
+  ) {}
 
   static forRoot(config: ApiConfig): DynamicModule {
     const providers = [
@@ -34,7 +44,8 @@ export class InfraModule implements OnApplicationShutdown {
       {
         provide: EVENT_STREAM,
         inject: [REDIS, KEYS],
-        useFactory: (redis: Redis, keys: RedisKeys) => new RedisJobEventStream(redis, keys),
+        useFactory: (redis: Redis, keys: RedisKeys) =>
+          new RedisJobEventStream(redis, keys, DEFAULT_STREAM_MAXLEN, { idleBlockingConnections: IDLE_BLOCKING_CONNECTIONS }),
       },
       { provide: ARTIFACT_STORE, useValue: new FileArtifactStore(config.artifactDir) },
       { provide: DATASET_STORE, useValue: new FileDatasetStore(config.datasetDir) },
@@ -56,6 +67,7 @@ export class InfraModule implements OnApplicationShutdown {
   }
 
   async onApplicationShutdown(): Promise<void> {
+    this.events.close();
     await closeRedis(this.redis);
   }
 }

@@ -21,6 +21,9 @@ export interface FeedItem {
   event: StoredEvent['event'];
 }
 
+/** What `infer?wait=true` answers with. */
+export type WaitOutcome = Pick<JobView, 'state' | 'result' | 'error'>;
+
 export interface FeedHandlers {
   onEvents(items: FeedItem[]): void | Promise<void>;
   /** Called after each quiet period (no event for `quietMs`). */
@@ -103,17 +106,24 @@ export class EventFeed implements BeforeApplicationShutdown {
   }
 
   /**
-   * Waits up to `timeoutMs` for the job to finish; returns its view either way (check its state).
-   * Stops early when `signal` aborts (the client went away).
+   * Waits up to `timeoutMs` for the job to finish; returns its state, result and error either way
+   * (check the state). Stops early when `signal` aborts (the client went away).
+   *
+   * The terminal state event carries the result (or the error) and is written only once BullMQ has
+   * recorded the outcome, so it is the answer: reading the job back from BullMQ as well cost a
+   * round trip and a parse of the whole job for nothing (bench/README.md, "Runner"). The records
+   * are read on quiet periods and at the timeout, as before.
    */
-  async waitFor(meta: JobMeta, timeoutMs: number, signal: AbortSignal): Promise<JobView> {
+  async waitFor(meta: JobMeta, timeoutMs: number, signal: AbortSignal): Promise<WaitOutcome> {
     const ac = this.reserve(meta.tenant);
     const stop = () => ac.abort();
     const timer = setTimeout(stop, timeoutMs);
     signal.addEventListener('abort', stop, { once: true });
     try {
       for await (const batch of this.events.follow(meta.id, { blockMs: Math.min(1000, Math.max(50, timeoutMs)), signal: ac.signal })) {
-        if (batch.length === 0 || batch.some((e) => isTerminalEvent(e.event))) {
+        const terminal = batch.find((e) => isTerminalEvent(e.event))?.event;
+        if (terminal?.type === 'state') return { state: terminal.state, result: terminal.result ?? null, error: terminal.error ?? null };
+        if (batch.length === 0) {
           const view = await this.records.view(meta);
           if (isTerminal(view.state)) return view;
         }

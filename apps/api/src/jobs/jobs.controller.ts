@@ -76,10 +76,11 @@ export class JobsController {
     if (!wait) return r.body;
     const gone = new AbortController();
     res.on('close', () => gone.abort());
-    const view = await this.feed.waitFor(await this.jobs.meta(r.body.id, tenant), this.config.inferWaitMs, gone.signal);
+    // The meta comes back from the submission: reading it again cost a round trip per request.
+    const view = await this.feed.waitFor(r.meta, this.config.inferWaitMs, gone.signal);
     if (!this.jobs.isTerminalState(view.state)) return { ...r.body, state: view.state };
     res.status(200);
-    return { id: view.id, state: view.state, result: view.result, error: view.error, links: view.links };
+    return { id: r.body.id, state: view.state, result: view.result, error: view.error, links: r.body.links };
   }
 
   @Get()

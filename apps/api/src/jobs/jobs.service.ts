@@ -46,6 +46,8 @@ export interface Submitted {
   /** True when an Idempotency-Key repeat returned the job of the first request. */
   replayed: boolean;
   body: SubmitResponse;
+  /** The job's meta (the one just written, or the first request's on a replay). */
+  meta: JobMeta;
 }
 
 /** Idempotency keys: printable ASCII, 1..255 characters. */
@@ -120,7 +122,7 @@ export class JobsService {
           const meta = await this.records.meta(prev.data.id, tenant);
           if (!meta) throw new ApiError(409, 'conflict', 'a request with this Idempotency-Key is still being processed; retry shortly');
           const view = await this.records.view(meta);
-          return { replayed: true, body: { id: meta.id, state: view.state, links: linksOf(meta.id) } };
+          return { replayed: true, body: { id: meta.id, state: view.state, links: linksOf(meta.id) }, meta };
         }
         // Expired between SET and GET: take the key now.
         await this.redis.set(idemKey, record, 'EX', IDEMPOTENCY_TTL_SEC);
@@ -138,7 +140,7 @@ export class JobsService {
       if (reserved) await this.quota.release(tenant, id).catch(() => undefined);
       throw e;
     }
-    return { replayed: false, body: { id: plan.id, state: 'queued', links: linksOf(plan.id) } };
+    return { replayed: false, body: { id: plan.id, state: 'queued', links: linksOf(plan.id) }, meta: plan.meta };
   }
 
   private async datasetIssues(datasetId: string, tenant: string, model: ModelSpec): Promise<ValidationIssue[]> {
