@@ -62,6 +62,10 @@ const EnvSchema = z.object({
   MODEL_CACHE_SIZE: opt(z.coerce.number().int().min(0).max(1000).default(4)),
   /** Cap of each job's event stream (`XADD MAXLEN ~`). */
   EVENT_STREAM_MAXLEN: opt(z.coerce.number().int().min(100).max(100_000_000).default(DEFAULT_STREAM_MAXLEN)),
+  /** Divergence guard: rollbacks (each with a smaller learning rate) before a training fails with `diverged`. */
+  DIVERGENCE_RETRIES: opt(z.coerce.number().int().min(0).max(100).default(3)),
+  /** Divergence guard: the learning rate is multiplied by this at each rollback. */
+  DIVERGENCE_LR_FACTOR: opt(z.coerce.number().gt(0).lt(1).default(0.5)),
   LOG_LEVEL: opt(z.enum(['error', 'warn', 'log', 'debug', 'verbose']).default('log')),
 });
 
@@ -82,6 +86,7 @@ export interface WorkerConfig {
   readonly engineStartTimeoutMs: number;
   readonly modelCacheSize: number;
   readonly eventStreamMaxLen: number;
+  readonly divergence: { readonly retries: number; readonly lrFactor: number };
   readonly logLevel: 'error' | 'warn' | 'log' | 'debug' | 'verbose';
 }
 
@@ -119,6 +124,7 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerCo
     engineStartTimeoutMs: e.ENGINE_START_TIMEOUT_MS,
     modelCacheSize: e.MODEL_CACHE_SIZE,
     eventStreamMaxLen: e.EVENT_STREAM_MAXLEN,
+    divergence: Object.freeze({ retries: e.DIVERGENCE_RETRIES, lrFactor: e.DIVERGENCE_LR_FACTOR }),
     logLevel: e.LOG_LEVEL,
   });
 }
