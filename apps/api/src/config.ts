@@ -57,6 +57,7 @@ const EnvSchema = z.object({
   JOB_KEEP_COMPLETED_SEC: int(0, 10 * 365 * 86400).default(DEFAULT_JOB_POLICY.keepCompletedSec),
   JOB_KEEP_COMPLETED_COUNT: int(0, 10_000_000).default(DEFAULT_JOB_POLICY.keepCompletedCount),
   JOB_KEEP_FAILED_SEC: int(0, 10 * 365 * 86400).default(DEFAULT_JOB_POLICY.keepFailedSec),
+  JOB_KEEP_FAILED_COUNT: int(0, 10_000_000).default(DEFAULT_JOB_POLICY.keepFailedCount),
   LOG_LEVEL: z.enum(['error', 'warn', 'log', 'debug', 'verbose']).default('log'),
   ...Object.fromEntries(limitKeys.map((k) => [limitEnvName(k), int(1, Number.MAX_SAFE_INTEGER).default(DEFAULT_LIMITS[k])])),
 });
@@ -107,6 +108,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ApiConfig {
       keepCompletedSec: e.JOB_KEEP_COMPLETED_SEC,
       keepCompletedCount: e.JOB_KEEP_COMPLETED_COUNT,
       keepFailedSec: e.JOB_KEEP_FAILED_SEC,
+      keepFailedCount: e.JOB_KEEP_FAILED_COUNT,
     },
     limits: Object.fromEntries(limitKeys.map((k) => [k, e[limitEnvName(k)]])) as unknown as PayloadLimits,
     logLevel: e.LOG_LEVEL,

@@ -66,6 +66,8 @@ const EnvSchema = z.object({
   DIVERGENCE_RETRIES: opt(z.coerce.number().int().min(0).max(100).default(3)),
   /** Divergence guard: the learning rate is multiplied by this at each rollback. */
   DIVERGENCE_LR_FACTOR: opt(z.coerce.number().gt(0).lt(1).default(0.5)),
+  /** Period of the retention sweeper (one worker at a time sweeps); 0: this worker never sweeps. */
+  RETENTION_SWEEP_MS: opt(ms(0, 86_400_000).default(60_000)),
   LOG_LEVEL: opt(z.enum(['error', 'warn', 'log', 'debug', 'verbose']).default('log')),
 });
 
@@ -87,6 +89,7 @@ export interface WorkerConfig {
   readonly modelCacheSize: number;
   readonly eventStreamMaxLen: number;
   readonly divergence: { readonly retries: number; readonly lrFactor: number };
+  readonly retentionSweepMs: number;
   readonly logLevel: 'error' | 'warn' | 'log' | 'debug' | 'verbose';
 }
 
@@ -125,6 +128,7 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerCo
     modelCacheSize: e.MODEL_CACHE_SIZE,
     eventStreamMaxLen: e.EVENT_STREAM_MAXLEN,
     divergence: Object.freeze({ retries: e.DIVERGENCE_RETRIES, lrFactor: e.DIVERGENCE_LR_FACTOR }),
+    retentionSweepMs: e.RETENTION_SWEEP_MS,
     logLevel: e.LOG_LEVEL,
   });
 }

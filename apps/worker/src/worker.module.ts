@@ -12,6 +12,7 @@ import { JobEvents } from './jobs/job-events';
 import { JOB_HANDLERS, type JobHandler } from './jobs/job-handler';
 import { TrainHandler } from './jobs/train.handler';
 import { ARTIFACT_STORE, RedisService, artifactStoreFactory } from './redis';
+import { RetentionService } from './retention.service';
 
 @Module({})
 export class WorkerModule {
@@ -26,6 +27,7 @@ export class WorkerModule {
         EngineClient,
         JobEvents,
         CheckpointStore,
+        RetentionService,
         TrainHandler,
         InferHandler,
         {

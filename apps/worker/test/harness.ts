@@ -19,6 +19,7 @@ import {
   produceJob,
   redisKeys,
   type JobEvent,
+  type JobPolicy,
   type JobType,
   type PayloadOf,
   type QueueName,
@@ -70,8 +71,8 @@ export class Harness {
   }
 
   /** Produces a job the way the api does (records, `queued` event, then the BullMQ job). */
-  async submit<T extends JobType>(type: T, payload: PayloadOf<T>): Promise<string> {
-    const plan = planJob(type, payload);
+  async submit<T extends JobType>(type: T, payload: PayloadOf<T>, options: { policy?: JobPolicy } = {}): Promise<string> {
+    const plan = planJob(type, payload, options);
     await produceJob({ redis: this.redis, keys: this.keys, queue: (q) => this.queue(q) }, plan);
     return plan.id;
   }

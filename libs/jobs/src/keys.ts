@@ -1,7 +1,7 @@
 /**
  * Every Redis key and channel the runner uses besides BullMQ's own, in one place. All live under the
  * queue prefix, next to BullMQ's `<prefix>:<queue>:...` keys; the second segments used here (`job`,
- * `jobs`, `idem`, `dataset`, `datasets`, `worker`, `workers`, `cancel`) are never queue names.
+ * `jobs`, `idem`, `dataset`, `datasets`, `worker`, `workers`, `cancel`, `retention`) are never queue names.
  *
  * | key                                   | type   | written by          | holds                                  |
  * |---------------------------------------|--------|---------------------|----------------------------------------|
@@ -15,6 +15,7 @@
  * | `<p>:datasets:<tenant>`               | zset   | api                 | dataset ids by creation time           |
  * | `<p>:worker:<workerId>`               | string | worker              | `WorkerHeartbeat` JSON, TTL 15 s       |
  * | `<p>:workers`                         | zset   | worker              | worker ids scored by heartbeat expiry  |
+ * | `<p>:retention:lock`                  | string | worker              | retention sweeper's lock, PX = period  |
  * | channel `<p>:cancel`                  | pubsub | api (DELETE)        | message: the job id to cancel          |
  */
 import { createHash } from 'node:crypto';
@@ -40,6 +41,7 @@ export interface RedisKeys {
   worker(workerId: string): string;
   workers(): string;
   cancelChannel(): string;
+  retentionLock(): string;
 }
 
 export function redisKeys(prefix: string): RedisKeys {
@@ -63,5 +65,6 @@ export function redisKeys(prefix: string): RedisKeys {
     worker: (w) => `${prefix}:worker:${id('worker id', w)}`,
     workers: () => `${prefix}:workers`,
     cancelChannel: () => `${prefix}:cancel`,
+    retentionLock: () => `${prefix}:retention:lock`,
   };
 }

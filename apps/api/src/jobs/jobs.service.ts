@@ -13,6 +13,7 @@ import {
   DatasetMetaSchema,
   IDEMPOTENCY_TTL_SEC,
   JOB_STATES,
+  expireJobRecords,
   planJob,
   produceJob,
   validate,
@@ -283,6 +284,8 @@ export class JobsService {
         state: 'cancelled',
         error: { code: 'cancelled', message: 'cancelled before it started', retryable: false },
       });
+      // No worker will see this job end: its records follow the failed jobs' retention from here.
+      await expireJobRecords(this.redis, this.keys, id, this.config.jobPolicy.keepFailedSec);
       return { status: 200, body: { id, state: 'cancelled', cancelRequested: false } };
     }
     return { status: 202, body: { id, state: 'running', cancelRequested: true } };
