@@ -158,7 +158,7 @@ it(`keeps Redis memory flat over ${JOBS} small inference jobs (keep-count ${KEEP
   })();
   const growth = end.usedMemory - warm.usedMemory;
   // What each job would leave behind without retention: its BullMQ hash, our meta, stream, index entry.
-  const sample = (await redis.zrange(keys.jobIndex('default'), -1, -1))[0];
+  const sample = (await redis.zrange(keys.jobIndex('default'), '-1', '-1'))[0];
   let perJob = 0;
   for (const k of [`${prefix}:any:${sample}`, keys.jobMeta(sample), keys.events(sample)]) perJob += Number((await redis.call('MEMORY', 'USAGE', k)) ?? 0);
   console.log(

@@ -107,13 +107,13 @@ describe('retention', () => {
     // BullMQ trims its completed set to `keep`; the sweeper removes our records of the others.
     await waitFor(
       async () => {
-        const indexed = await h.redis.zrange(h.keys.jobIndex('default'), 0, -1);
+        const indexed = await h.redis.zrange(h.keys.jobIndex('default'), '0', '-1');
         return indexed.filter((id) => ids.includes(id)).length === keep;
       },
       20_000,
       () => `index not trimmed: ${worker.output().slice(-2000)}`,
     );
-    const indexed = (await h.redis.zrange(h.keys.jobIndex('default'), 0, -1)).filter((id) => ids.includes(id));
+    const indexed = (await h.redis.zrange(h.keys.jobIndex('default'), '0', '-1')).filter((id) => ids.includes(id));
     expect(indexed.sort()).toEqual([...newest].sort());
     for (const id of ids) {
       const r = await records(id);
