@@ -2,10 +2,11 @@
  * The divergence guard's and retention's pure parts of the worker, imported directly: their
  * configuration, the state a rollback resumes from and the final `diverged` error.
  */
-import { DivergenceError, type TrainingState } from '@relu-lstm/lstm';
+import * as tf from '@tensorflow/tfjs-core';
+import { DivergenceError, SequenceModel, type TrainingState } from '@relu-lstm/lstm';
 import { JobErrorSchema } from '@relu-lstm/jobs';
 import { WorkerConfigError, loadWorkerConfig } from '../src/config';
-import { divergenceFailure, rollbackTarget } from '../src/engine/divergence';
+import { divergenceFailure, nonFiniteInState, nonFiniteWeight, rollbackTarget } from '../src/engine/divergence';
 
 describe('divergence and retention configuration', () => {
   it('defaults to 3 rollbacks, a factor of 0.5 and a sweep every minute', () => {
@@ -57,5 +58,35 @@ describe('divergenceFailure', () => {
       details: { epoch: 4, step: 17, quantity: 'gradient', value: 'Infinity', rollbacks: 3, learningRate: 0.125 },
     });
     expect(divergenceFailure(new DivergenceError(0, 0, 'loss', NaN), 0, 1).message).toBe('training diverged at epoch 0, step 0: loss is NaN');
+  });
+});
+
+describe('non-finite weights and optimizer slots', () => {
+  const state = (w: number, m: number) =>
+    ({
+      weights: { weight_ih_l0: { shape: [2], data: Float32Array.of(0.5, w) }, 'head.bias': { shape: [1], data: Float32Array.of(0) } },
+      optimizer: { config: { name: 'adam', learningRate: 1 }, iterations: 1, slots: [{ name: 'weight_ih_l0/v', shape: [1], data: Float32Array.of(m) }] },
+    }) as unknown as TrainingState;
+
+  it('finds the first non-finite number of a captured state, in the weights or the slots', () => {
+    expect(nonFiniteInState(state(1, 2))).toBeNull();
+    expect(nonFiniteInState(state(Infinity, 2))).toEqual({ name: 'weight_ih_l0', value: Infinity });
+    expect(nonFiniteInState(state(1, NaN))).toEqual({ name: 'weight_ih_l0/v', value: NaN });
+  });
+
+  it("finds a model's non-finite weight", async () => {
+    const model = new SequenceModel({ lstm: { inputSize: 1, hiddenSize: 2, batchFirst: true, seed: 1 }, outputSize: 1 });
+    try {
+      expect(await nonFiniteWeight(model)).toBeNull();
+      const bias = model.parameters().get('head.bias')!;
+      bias.assign(tf.tensor1d([NaN]));
+      expect(await nonFiniteWeight(model)).toEqual({ name: 'head.bias', value: NaN });
+    } finally {
+      model.dispose();
+    }
+  });
+
+  it("names a weight in the error's message", () => {
+    expect(new DivergenceError(1, 9, 'weights', Infinity).message).toBe('training diverged at epoch 1, step 9: a weight is Infinity');
   });
 });

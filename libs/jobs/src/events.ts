@@ -165,7 +165,8 @@ export const DIVERGENCE_ROLLBACK = 'divergence_rollback';
 export const DivergenceRollbackSchema = z.strictObject({
   epoch: z.number().int().min(0),
   step: z.number().int().min(0),
-  quantity: z.enum(['loss', 'gradient']),
+  /** `weights`: the gradients were finite but an update left a weight or optimizer slot non-finite. */
+  quantity: z.enum(['loss', 'gradient', 'weights']),
   value: z.string(),
   to: z.strictObject({
     epoch: z.number().int().min(0),

@@ -5,7 +5,7 @@
  * its last good state with a smaller learning rate, up to `DIVERGENCE_RETRIES` times within the
  * same attempt; these helpers build the state to roll back to and the final job error.
  */
-import type { DivergenceError, TrainingState } from '@relu-lstm/lstm';
+import type { DivergenceError, SequenceModel, TrainingState } from '@relu-lstm/lstm';
 import type { JobErrorInput } from '@relu-lstm/jobs';
 
 /**
@@ -32,4 +32,42 @@ export function divergenceFailure(e: DivergenceError, rollbacks: number, learnin
     retryable: false,
     details: { epoch: e.epoch, step: e.step, quantity: e.quantity, value: String(e.value), rollbacks, learningRate },
   };
+}
+
+/** A non-finite number found in a weight or an optimizer slot, and where. */
+export interface NonFinite {
+  name: string;
+  value: number;
+}
+
+function firstNonFinite(name: string, data: ArrayLike<number>): NonFinite | null {
+  for (let i = 0; i < data.length; i++) if (!Number.isFinite(data[i])) return { name, value: data[i] };
+  return null;
+}
+
+/**
+ * The first non-finite weight or optimizer slot of a captured state. `fit` checks the loss and the
+ * gradient norm of every step before its update, but not what the update produced: finite gradients
+ * times a huge learning rate can overflow a weight (or Adam's second moment). The last update of an
+ * epoch would go unchecked into its checkpoint, and rolling back to that checkpoint would fail again.
+ */
+export function nonFiniteInState(state: TrainingState): NonFinite | null {
+  for (const [name, t] of Object.entries(state.weights)) {
+    const bad = firstNonFinite(name, t.data);
+    if (bad) return bad;
+  }
+  for (const slot of state.optimizer.slots) {
+    const bad = firstNonFinite(slot.name, slot.data);
+    if (bad) return bad;
+  }
+  return null;
+}
+
+/** The first non-finite weight of a model (after the last update of a run). */
+export async function nonFiniteWeight(model: SequenceModel): Promise<NonFinite | null> {
+  for (const [name, v] of model.parameters()) {
+    const bad = firstNonFinite(name, await v.data());
+    if (bad) return bad;
+  }
+  return null;
 }

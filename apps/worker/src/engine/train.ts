@@ -32,7 +32,7 @@ import { firstSamples, loadTrainingData, type LoadedData } from './data';
 import { PayloadError, toJobError } from './errors';
 import { checkSameArchitecture, ownBytes, readStoredModel, sequenceModelOptions } from './models';
 import type { BackendSummary, FromEngine, TerminalMessage, TrainRequest, TrainStart } from './protocol';
-import { divergenceFailure, rollbackTarget, type RollbackPoint } from './divergence';
+import { divergenceFailure, nonFiniteInState, nonFiniteWeight, rollbackTarget, type RollbackPoint } from './divergence';
 
 export interface EngineContext {
   artifacts: ArtifactStore;
@@ -145,6 +145,9 @@ export async function runTrain(req: TrainRequest, ctx: EngineContext, stop: Stop
           checkpointOnAbort: true,
           onCheckpoint: async (state: TrainingState) => {
             if (stop.signal.aborted && !stop.checkpointOnStop()) return;
+            // Never keep (or write) a state the last update blew up: diverge here instead.
+            const bad = nonFiniteInState(state);
+            if (bad) throw new DivergenceError(Math.max(0, state.progress.epoch - (state.progress.stepInEpoch === 0 ? 1 : 0)), Math.max(0, state.progress.globalStep - 1), 'weights', bad.value);
             if (!stop.signal.aborted) lastGood = { state, checkpoint: true };
             const bytes = encodeTrainingState(state);
             const { epoch, globalStep, stepInEpoch } = state.progress;
@@ -153,6 +156,9 @@ export async function runTrain(req: TrainRequest, ctx: EngineContext, stop: Stop
           ...(from ? { resumeFrom: rollbackTarget(from, learningRate) } : {}),
           ...(start ? { initialState: { h0: start.h0, c0: start.c0 } } : {}),
         });
+        // The run's last update has not been checked by a later step: the weights must be finite.
+        const bad = await nonFiniteWeight(model);
+        if (bad) throw new DivergenceError(Math.max(0, result.epochs - 1), Math.max(0, result.steps - 1), 'weights', bad.value);
         break;
       } catch (e) {
         if (!(e instanceof DivergenceError) || rollbacks >= req.divergence.retries) throw e;
