@@ -83,6 +83,8 @@ async function memory(): Promise<{ usedMemory: number; keys: number }> {
 it(`keeps Redis memory flat over ${JOBS} small inference jobs (keep-count ${KEEP})`, async () => {
   const port = await freePort();
   redisServer = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+  let spawnError = '';
+  redisServer.on('error', (e) => (spawnError = `cannot start redis-server (needed for clean memory figures): ${e.message}`));
   const url = `redis://127.0.0.1:${port}`;
   const listening = () =>
     new Promise<boolean>((resolve) => {
@@ -90,7 +92,8 @@ it(`keeps Redis memory flat over ${JOBS} small inference jobs (keep-count ${KEEP
       c.once('connect', () => (c.destroy(), resolve(true)));
       c.once('error', () => resolve(false));
     });
-  await waitFor(listening, 10_000, () => 'redis-server did not start');
+  await waitFor(async () => Boolean(spawnError) || (await listening()), 10_000, () => 'redis-server did not start');
+  if (spawnError) throw new Error(spawnError);
   redis = new Redis(url, { maxRetriesPerRequest: null });
   const prefix = 'mem';
   const keys = redisKeys(prefix);
