@@ -47,3 +47,26 @@ test('the keep settings become the job options, and a job cancelled while queued
   // Still readable until then.
   expect((await http(api.url, 'GET', `/v1/jobs/${id}`)).json.state).toBe('cancelled');
 });
+
+test('an Idempotency-Key whose job is past retention starts over; one still in flight answers 409', async () => {
+  const keys = redisKeys(api.prefix);
+  const headers = { 'idempotency-key': `ret-${Date.now()}` };
+  const first = await http(api.url, 'POST', '/v1/jobs/train', { body: CANONICAL_TRAIN_EXAMPLE, headers });
+  expect(first.status).toBe(202);
+  const replay = await http(api.url, 'POST', '/v1/jobs/train', { body: CANONICAL_TRAIN_EXAMPLE, headers });
+  expect(replay.json.id).toBe(first.json.id);
+
+  // The job's records are gone (as retention removes them), the key is minutes old: a new job.
+  const idemKey = keys.idempotency('default', headers['idempotency-key']);
+  await redis.del(keys.jobMeta(first.json.id));
+  await redis.expire(idemKey, 3600);
+  const again = await http(api.url, 'POST', '/v1/jobs/train', { body: CANONICAL_TRAIN_EXAMPLE, headers });
+  expect(again.status).toBe(202);
+  expect(again.json.id).not.toBe(first.json.id);
+
+  // A fresh key whose job has no meta yet: the first request is still in flight.
+  await redis.del(keys.jobMeta(again.json.id));
+  await redis.expire(idemKey, 24 * 3600);
+  const inFlight = await http(api.url, 'POST', '/v1/jobs/train', { body: CANONICAL_TRAIN_EXAMPLE, headers });
+  expect(inFlight.status).toBe(409);
+});
