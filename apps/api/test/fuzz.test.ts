@@ -9,6 +9,10 @@
  * submission is never accepted; nothing reaches the queues (job counts, tenant index and job keys
  * unchanged); the worker and the api are still alive and still serve a valid request afterwards.
  *
+ * Then the same generator puts hostile job data straight on a queue (what a buggy or malicious
+ * producer could do): every such job fails with `invalid_payload` in one attempt and the worker
+ * keeps serving.
+ *
  * FUZZ_SEED reproduces a run (the seed is printed); FUZZ_CASES sets the number of requests (3000).
  */
 import { request as httpRequest } from 'node:http';
@@ -16,8 +20,10 @@ import { Queue } from 'bullmq';
 import {
   CANONICAL_TRAIN_EXAMPLE,
   ErrorBodySchema,
+  JobDataSchema,
   QUEUE_NAMES,
   contract,
+  decodeJobError,
   type QueueName,
 } from '@relu-lstm/jobs';
 import { Harness, type WorkerProcess } from '../../worker/test/harness';
@@ -452,4 +458,59 @@ it(`answers ${CASES} hostile requests without a 5xx, with JSON errors, and nothi
   expect(ok.status).toBe(200);
   expect(ok.json.state).toBe('completed');
   expect(ok.json.result.outputs).toHaveLength(1);
+});
+
+it('fails hostile job data put straight on the queue with invalid_payload, and the worker keeps serving', async () => {
+  const r = new Rand(SEED + 1);
+  const ids: string[] = [];
+  const whats = new Map<string, string>();
+  let skipped = 0;
+  while (ids.length < 150) {
+    const type = r.pick(['train', 'infer'] as const);
+    const m = mutate(r, type);
+    let payload: unknown;
+    try {
+      payload = JSON.parse(m.text);
+    } catch {
+      skipped++; // bare NaN and the like cannot travel as job data
+      continue;
+    }
+    const envelope = r.int(6);
+    const data =
+      envelope === 0
+        ? { type: r.pick(['train', 'infer', 'other', '', 7]), tenant: 'default', payload }
+        : envelope === 1
+          ? { type, tenant: r.pick(['', '../x', 'a'.repeat(300), 5, null]), payload }
+          : envelope === 2
+            ? randomValue(r)
+            : { type, tenant: 'default', payload };
+    if (JobDataSchema.safeParse(data).success) {
+      skipped++;
+      continue;
+    }
+    const name = r.chance(0.9) ? type : r.pick(['train', 'infer', 'x']);
+    const id = await h.addRaw('any', name, data);
+    ids.push(id);
+    whats.set(id, `${name}: ${m.what}, envelope ${envelope}`);
+  }
+  const started = Date.now();
+  const q = h.queue('any');
+  const wrong: string[] = [];
+  for (const id of ids) {
+    let job = await q.getJob(id);
+    while (job && !job.finishedOn && Date.now() - started < 120_000) {
+      await new Promise((res) => setTimeout(res, 50));
+      job = await q.getJob(id);
+    }
+    const code = decodeJobError(job?.failedReason).code;
+    if (!job?.finishedOn || code !== 'invalid_payload' || job.attemptsMade !== 1) {
+      wrong.push(`${whats.get(id)}: finished ${Boolean(job?.finishedOn)}, code ${code}, attempts ${job?.attemptsMade}`);
+    }
+  }
+  console.log(`queue fuzz: ${ids.length} hostile jobs (${skipped} valid or unsendable skipped) failed in ${((Date.now() - started) / 1000).toFixed(1)} s; wrong outcomes: ${wrong.length}; worker alive: ${worker.proc.exitCode === null}`);
+  expect(wrong.slice(0, 10)).toEqual([]);
+  expect(worker.proc.exitCode).toBeNull();
+  const ok = await http(api.url, 'POST', '/v1/jobs/infer?wait=true', { body: VALID_INFER });
+  expect(ok.status).toBe(200);
+  expect(ok.json.state).toBe('completed');
 });
