@@ -61,6 +61,7 @@ const EnvSchema = z.object({
   JOB_KEEP_COMPLETED_SEC: int(0, 10 * 365 * 86400).default(DEFAULT_JOB_POLICY.keepCompletedSec),
   JOB_KEEP_COMPLETED_COUNT: int(0, 10_000_000).default(DEFAULT_JOB_POLICY.keepCompletedCount),
   JOB_KEEP_FAILED_SEC: int(0, 10 * 365 * 86400).default(DEFAULT_JOB_POLICY.keepFailedSec),
+  JOB_KEEP_FAILED_COUNT: int(0, 10_000_000).default(DEFAULT_JOB_POLICY.keepFailedCount),
   LOG_LEVEL: z.enum(['error', 'warn', 'log', 'debug', 'verbose']).default('log'),
   /** `<tenant>:<sha256 hex of the key>`, comma-separated (see http/api-keys.ts). */
   API_KEYS: z.string().optional(),
@@ -159,6 +160,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, readFile: (path
       keepCompletedSec: e.JOB_KEEP_COMPLETED_SEC,
       keepCompletedCount: e.JOB_KEEP_COMPLETED_COUNT,
       keepFailedSec: e.JOB_KEEP_FAILED_SEC,
+      keepFailedCount: e.JOB_KEEP_FAILED_COUNT,
     },
     limits: Object.fromEntries(limitKeys.map((k) => [k, e[limitEnvName(k)]])) as unknown as PayloadLimits,
     logLevel: e.LOG_LEVEL,

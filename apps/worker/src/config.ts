@@ -66,6 +66,12 @@ const EnvSchema = z.object({
   MODEL_CACHE_SIZE: opt(z.coerce.number().int().min(0).max(1000).default(4)),
   /** Cap of each job's event stream (`XADD MAXLEN ~`). */
   EVENT_STREAM_MAXLEN: opt(z.coerce.number().int().min(100).max(100_000_000).default(DEFAULT_STREAM_MAXLEN)),
+  /** Divergence guard: rollbacks (each with a smaller learning rate) before a training fails with `diverged`. */
+  DIVERGENCE_RETRIES: opt(z.coerce.number().int().min(0).max(100).default(3)),
+  /** Divergence guard: the learning rate is multiplied by this at each rollback. */
+  DIVERGENCE_LR_FACTOR: opt(z.coerce.number().gt(0).lt(1).default(0.5)),
+  /** Period of the retention sweeper (one worker at a time sweeps); 0: this worker never sweeps. */
+  RETENTION_SWEEP_MS: opt(ms(0, 86_400_000).default(60_000)),
   LOG_LEVEL: opt(z.enum(['error', 'warn', 'log', 'debug', 'verbose']).default('log')),
 });
 
@@ -88,6 +94,8 @@ export interface WorkerConfig {
   readonly engineStartTimeoutMs: number;
   readonly modelCacheSize: number;
   readonly eventStreamMaxLen: number;
+  readonly divergence: { readonly retries: number; readonly lrFactor: number };
+  readonly retentionSweepMs: number;
   readonly logLevel: 'error' | 'warn' | 'log' | 'debug' | 'verbose';
 }
 
@@ -128,6 +136,8 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerCo
     engineStartTimeoutMs: e.ENGINE_START_TIMEOUT_MS,
     modelCacheSize: e.MODEL_CACHE_SIZE,
     eventStreamMaxLen: e.EVENT_STREAM_MAXLEN,
+    divergence: Object.freeze({ retries: e.DIVERGENCE_RETRIES, lrFactor: e.DIVERGENCE_LR_FACTOR }),
+    retentionSweepMs: e.RETENTION_SWEEP_MS,
     logLevel: e.LOG_LEVEL,
   });
 }

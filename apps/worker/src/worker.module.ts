@@ -14,6 +14,7 @@ import { JOB_HANDLERS, type JobHandler } from './jobs/job-handler';
 import { ArtifactPublisher } from './jobs/publish';
 import { TrainHandler } from './jobs/train.handler';
 import { ARTIFACT_STORE, RedisService, artifactStoreFactory } from './redis';
+import { RetentionService } from './retention.service';
 
 @Module({})
 export class WorkerModule {
@@ -30,6 +31,7 @@ export class WorkerModule {
         JobFencing,
         CheckpointStore,
         ArtifactPublisher,
+        RetentionService,
         TrainHandler,
         InferHandler,
         {

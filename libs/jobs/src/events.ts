@@ -153,6 +153,34 @@ export const LogEventSchema = z.strictObject({
   data: z.record(z.string(), z.unknown()).optional(),
 });
 
+/** `code` of the log event the worker appends on each divergence rollback (its `data`: `DivergenceRollback`). */
+export const DIVERGENCE_ROLLBACK = 'divergence_rollback';
+
+/**
+ * A divergence rollback: at `epoch`/`step` the `quantity` (loss or gradient norm) was `value`
+ * (non-finite, as a string: "NaN", "Infinity"); the run went back to `to` (the last checkpoint of
+ * the run, the checkpoint the attempt resumed from, or the start) and continues with
+ * `learningRate` = `previousLearningRate` * DIVERGENCE_LR_FACTOR. Rollback `retry` of `retries`.
+ */
+export const DivergenceRollbackSchema = z.strictObject({
+  epoch: z.number().int().min(0),
+  step: z.number().int().min(0),
+  /** `weights`: the gradients were finite but an update left a weight or optimizer slot non-finite. */
+  quantity: z.enum(['loss', 'gradient', 'weights']),
+  value: z.string(),
+  to: z.strictObject({
+    epoch: z.number().int().min(0),
+    step: z.number().int().min(0),
+    stepInEpoch: z.number().int().min(0),
+    source: z.enum(['checkpoint', 'resumed', 'start']),
+  }),
+  previousLearningRate: z.number().positive(),
+  learningRate: z.number().positive(),
+  retry: z.number().int().min(1),
+  retries: z.number().int().min(1),
+});
+export type DivergenceRollback = z.infer<typeof DivergenceRollbackSchema>;
+
 /** One entry of a job's event stream. */
 export const JobEventSchema = z.discriminatedUnion('type', [StateEventSchema, MetricEventSchema, LogEventSchema]);
 export type StateEvent = z.infer<typeof StateEventSchema>;

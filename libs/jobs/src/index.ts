@@ -15,3 +15,4 @@ export * from './datasets';
 export * from './event-stream';
 export * from './worker-contract';
 export * from './producer';
+export * from './retention';

@@ -1,7 +1,8 @@
 /**
  * Every Redis key and channel the runner uses besides BullMQ's own, in one place. All live under the
  * queue prefix, next to BullMQ's `<prefix>:<queue>:...` keys; the second segments used here (`job`,
- * `jobs`, `idem`, `dataset`, `datasets`, `live`, `rate`, `worker`, `workers`, `cancel`) are never queue names.
+ * `jobs`, `idem`, `dataset`, `datasets`, `live`, `rate`, `worker`, `workers`, `cancel`, `retention`) are never
+ * queue names.
  *
  * | key                                   | type   | written by          | holds                                  |
  * |---------------------------------------|--------|---------------------|----------------------------------------|
@@ -18,6 +19,7 @@
  * | `<p>:rate:<kind>:<subject>`           | hash   | api (every request) | token bucket `{ t, ts }` of a tenant/IP |
  * | `<p>:worker:<workerId>`               | string | worker              | `WorkerHeartbeat` JSON, TTL 15 s       |
  * | `<p>:workers`                         | zset   | worker              | worker ids scored by heartbeat expiry  |
+ * | `<p>:retention:lock`                  | string | worker              | retention sweeper's lock, PX = period  |
  * | channel `<p>:cancel`                  | pubsub | api (DELETE)        | message: the job id to cancel          |
  */
 import { createHash } from 'node:crypto';
@@ -49,6 +51,7 @@ export interface RedisKeys {
   worker(workerId: string): string;
   workers(): string;
   cancelChannel(): string;
+  retentionLock(): string;
 }
 
 export function redisKeys(prefix: string): RedisKeys {
@@ -76,5 +79,6 @@ export function redisKeys(prefix: string): RedisKeys {
     worker: (w) => `${prefix}:worker:${id('worker id', w)}`,
     workers: () => `${prefix}:workers`,
     cancelChannel: () => `${prefix}:cancel`,
+    retentionLock: () => `${prefix}:retention:lock`,
   };
 }

@@ -52,7 +52,9 @@ export interface JobPolicy {
   /** Completed jobs are kept this long (and at most `keepCompletedCount` of them per queue). */
   keepCompletedSec: number;
   keepCompletedCount: number;
+  /** Failed (and cancelled) jobs are kept this long, and at most `keepFailedCount` of them per queue. */
   keepFailedSec: number;
+  keepFailedCount: number;
 }
 
 export const DEFAULT_JOB_POLICY: Readonly<JobPolicy> = Object.freeze({
@@ -61,6 +63,7 @@ export const DEFAULT_JOB_POLICY: Readonly<JobPolicy> = Object.freeze({
   keepCompletedSec: 7 * 24 * 3600,
   keepCompletedCount: 10_000,
   keepFailedSec: 30 * 24 * 3600,
+  keepFailedCount: 10_000,
 });
 
 /** BullMQ `JobsOptions` subset that `planJob` sets (structurally compatible with bullmq's type). */
@@ -69,7 +72,7 @@ export interface PlannedJobOptions {
   attempts: number;
   backoff: { type: 'exponential'; delay: number };
   removeOnComplete: { age: number; count: number };
-  removeOnFail: { age: number };
+  removeOnFail: { age: number; count: number };
 }
 
 export interface PlannedJob<T extends JobType = JobType> {
@@ -103,7 +106,7 @@ export function planJob<T extends JobType>(
       attempts: policy.attempts[type],
       backoff: { type: 'exponential', delay: policy.backoffMs },
       removeOnComplete: { age: policy.keepCompletedSec, count: policy.keepCompletedCount },
-      removeOnFail: { age: policy.keepFailedSec },
+      removeOnFail: { age: policy.keepFailedSec, count: policy.keepFailedCount },
     },
     meta: { id, type, queue, device, tenant, createdAt: options.now ?? Date.now() },
   };

@@ -60,15 +60,18 @@ export class BackendError extends ReluLstmError {
   }
 }
 
-/** Training produced a non-finite loss or gradient; `epoch` and `step` say where (both 0-based). */
+/**
+ * Training produced a non-finite loss or gradient; `epoch` and `step` say where (both 0-based).
+ * (`weights`: a caller's own check found a non-finite weight or optimizer slot after an update.)
+ */
 export class DivergenceError extends ReluLstmError {
   constructor(
     readonly epoch: number,
     readonly step: number,
-    readonly quantity: 'loss' | 'gradient',
+    readonly quantity: 'loss' | 'gradient' | 'weights',
     readonly value: number,
   ) {
-    super('diverged', `training diverged at epoch ${epoch}, step ${step}: ${quantity} is ${value}`);
+    super('diverged', `training diverged at epoch ${epoch}, step ${step}: ${quantity === 'weights' ? 'a weight' : quantity} is ${value}`);
   }
 }
 

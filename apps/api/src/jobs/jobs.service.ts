@@ -13,6 +13,7 @@ import {
   DatasetMetaSchema,
   IDEMPOTENCY_TTL_SEC,
   JOB_STATES,
+  expireJobRecords,
   planJob,
   produceJob,
   validate,
@@ -49,6 +50,9 @@ export interface Submitted {
   /** The job's meta (the one just written, or the first request's on a replay). */
   meta: JobMeta;
 }
+
+/** A key younger than this whose job has no meta yet belongs to a request still in flight. */
+const IDEMPOTENCY_IN_FLIGHT_SEC = 60;
 
 /** Idempotency keys: printable ASCII, 1..255 characters. */
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
@@ -120,11 +124,17 @@ export class JobsService {
             throw new ApiError(422, 'idempotency_key_reused', 'this Idempotency-Key was used with a different request body or route');
           }
           const meta = await this.records.meta(prev.data.id, tenant);
-          if (!meta) throw new ApiError(409, 'conflict', 'a request with this Idempotency-Key is still being processed; retry shortly');
-          const view = await this.records.view(meta);
-          return { replayed: true, body: { id: meta.id, state: view.state, links: linksOf(meta.id) }, meta };
+          if (meta) {
+            const view = await this.records.view(meta);
+            return { replayed: true, body: { id: meta.id, state: view.state, links: linksOf(meta.id) }, meta };
+          }
+          // No meta: the first request is still being processed (its key is seconds old), or its job
+          // is past retention (docs/worker.md "Retention"), and the key starts over with this request.
+          if ((await this.redis.ttl(idemKey)) > IDEMPOTENCY_TTL_SEC - IDEMPOTENCY_IN_FLIGHT_SEC) {
+            throw new ApiError(409, 'conflict', 'a request with this Idempotency-Key is still being processed; retry shortly');
+          }
         }
-        // Expired between SET and GET: take the key now.
+        // Expired between SET and GET, or its job is gone: take the key now.
         await this.redis.set(idemKey, record, 'EX', IDEMPOTENCY_TTL_SEC);
       }
     }
@@ -292,6 +302,8 @@ export class JobsService {
         error: { code: 'cancelled', message: 'cancelled before it started', retryable: false },
       });
       await this.quota.release(tenant, id);
+      // No worker will see this job end: its records follow the failed jobs' retention from here.
+      await expireJobRecords(this.redis, this.keys, id, this.config.jobPolicy.keepFailedSec);
       return { status: 200, body: { id, state: 'cancelled', cancelRequested: false } };
     }
     return { status: 202, body: { id, state: 'running', cancelRequested: true } };

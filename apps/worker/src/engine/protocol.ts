@@ -17,7 +17,7 @@
  * fenced by the job's lock in one place. The engine exits when the IPC channel closes (the parent
  * died), so a SIGKILLed worker never leaves a trainer behind.
  */
-import type { InferPayload, JobErrorInput, ProgressEvent, TrainPayload } from '@relu-lstm/jobs';
+import type { DivergenceRollback, InferPayload, JobErrorInput, ProgressEvent, TrainPayload } from '@relu-lstm/jobs';
 
 /** What the engine runs on (the library's `BackendInfo`, minus the `skipped` list). */
 export interface BackendSummary {
@@ -45,6 +45,8 @@ export interface TrainRequest {
   resumeFrom: string | null;
   /** Wall time of earlier attempts (from the checkpoint's metrics), so elapsedMs keeps counting. */
   elapsedBeforeMs: number;
+  /** Divergence guard: rollbacks allowed within this run and the learning-rate factor of each. */
+  divergence: { retries: number; lrFactor: number };
 }
 
 export interface InferRequest {
@@ -106,6 +108,8 @@ export type FromEngine =
   | { kind: 'progress'; runId: string; point: ProgressEvent }
   /** A resumable state (the library's encoded TrainingState). `step` is the global step it was taken at. */
   | { kind: 'checkpoint'; runId: string; epoch: number; step: number; stepInEpoch: number; bytes: Uint8Array }
+  /** The run diverged and went back to `rollback.to` with a smaller learning rate; metric points past `to.step` are void. */
+  | { kind: 'rollback'; runId: string; rollback: DivergenceRollback }
   | { kind: 'log'; runId: string; level: 'info' | 'warning' | 'error'; message: string; code?: string; data?: Record<string, unknown> }
   | { kind: 'trained'; runId: string; summary: TrainSummary; files: TrainFiles }
   | { kind: 'inferred'; runId: string; result: { outputs: number[][][]; hN: number[][][]; cN: number[][][] } }

@@ -4,6 +4,7 @@
  * parent, and produce the final files (`model.safetensors` bytes and the `state.json` text).
  */
 import {
+  DivergenceError,
   SequenceModel,
   TrainingAbortedError,
   decodeTrainingState,
@@ -11,6 +12,7 @@ import {
   fit,
   stateDictToSafetensors,
   type FitProgress,
+  type FitResult,
   type OptimizerConfig,
   type TrainingState,
 } from '@relu-lstm/lstm';
@@ -30,6 +32,7 @@ import { firstSamples, loadTrainingData, type LoadedData } from './data';
 import { PayloadError, toJobError } from './errors';
 import { checkSameArchitecture, ownBytes, readStoredModel, sequenceModelOptions } from './models';
 import type { BackendSummary, FromEngine, TerminalMessage, TrainRequest, TrainStart } from './protocol';
+import { divergenceFailure, nonFiniteInState, nonFiniteWeight, rollbackTarget, type RollbackPoint } from './divergence';
 
 export interface EngineContext {
   artifacts: ArtifactStore;
@@ -49,8 +52,27 @@ export async function runTrain(req: TrainRequest, ctx: EngineContext, stop: Stop
   const { runId, jobId, payload: p } = req;
   const t = p.training;
   let model: SequenceModel | null = null;
+  let rollbacks = 0;
+  let learningRate = t.learningRate;
   try {
     const loaded = await loadTrainingData(p, ctx.datasets);
+    /** The model as the job starts it: seeded from the payload, then `fromJob`'s weights if any. */
+    const buildModel = async (): Promise<SequenceModel> => {
+      const m = new SequenceModel(sequenceModelOptions(p.model, t.seed));
+      if (p.fromJob) {
+        const stored = await readStoredModel(ctx.artifacts, p.fromJob, 'fromJob');
+        try {
+          checkSameArchitecture(p.model, stored.config, 'fromJob');
+          m.loadStateDict(stored.stateDict);
+        } catch (e) {
+          m.dispose();
+          throw e;
+        } finally {
+          tf.dispose(Object.values(stored.stateDict));
+        }
+      }
+      return m;
+    };
     model = new SequenceModel(sequenceModelOptions(p.model, t.seed));
 
     let resume: TrainingState | null = null;
@@ -63,15 +85,12 @@ export async function runTrain(req: TrainRequest, ctx: EngineContext, stop: Stop
     }
     let init: TrainStart['init'] = resume ? 'checkpoint' : 'seed';
     if (!resume && p.fromJob) {
-      const stored = await readStoredModel(ctx.artifacts, p.fromJob, 'fromJob');
-      try {
-        checkSameArchitecture(p.model, stored.config, 'fromJob');
-        model.loadStateDict(stored.stateDict);
-      } finally {
-        tf.dispose(Object.values(stored.stateDict));
-      }
+      model.dispose();
+      model = await buildModel();
       init = 'fromJob';
     }
+    // A checkpoint written after a divergence rollback carries the reduced learning rate: keep it.
+    if (resume) learningRate = resume.optimizer.config.learningRate;
     // The state every sequence starts from: the payload's, or the final state of the fromJob run.
     const start: StartState | null = p.initialState
       ? { source: 'initialState', h0: p.initialState.h0, c0: p.initialState.c0 }
@@ -94,36 +113,82 @@ export async function runTrain(req: TrainRequest, ctx: EngineContext, stop: Stop
       init,
     });
 
-    const optimizer: OptimizerConfig = { name: t.optimizer, learningRate: t.learningRate, ...(t.momentum !== undefined ? { momentum: t.momentum } : {}) };
+    const optimizerAt = (lr: number): OptimizerConfig => ({ name: t.optimizer, learningRate: lr, ...(t.momentum !== undefined ? { momentum: t.momentum } : {}) });
     const attemptStart = performance.now();
     const elapsed = () => req.elapsedBeforeMs + (performance.now() - attemptStart);
-    const result = await fit(model, loaded.data, {
-      epochs: t.epochs,
-      batchSize: t.batchSize,
-      optimizer,
-      loss: t.loss,
-      ...(t.clipNorm !== undefined ? { clipNorm: t.clipNorm } : {}),
-      validationSplit: t.validationSplit,
-      seed: t.seed,
-      signal: stop.signal,
-      progressEvery: req.progressEvery,
-      onProgress: async (fp: FitProgress) => {
-        const point = progressPoint(fp, elapsed(), t.learningRate);
-        if (point) await ctx.send({ kind: 'progress', runId, point });
-      },
-      // checkpointEvery 0 means "no periodic checkpoints"; fit still gets the callback for a checkpoint
-      // on a shutdown stop (its interval then never comes round).
-      checkpointEvery: t.checkpointEvery > 0 ? t.checkpointEvery : t.epochs + 1,
-      checkpointOnAbort: true,
-      onCheckpoint: async (state: TrainingState) => {
-        if (stop.signal.aborted && !stop.checkpointOnStop()) return;
-        const bytes = encodeTrainingState(state);
-        const { epoch, globalStep, stepInEpoch } = state.progress;
-        await ctx.send({ kind: 'checkpoint', runId, epoch, step: globalStep, stepInEpoch, bytes });
-      },
-      ...(resume ? { resumeFrom: resume } : {}),
-      ...(start ? { initialState: { h0: start.h0, c0: start.c0 } } : {}),
-    });
+    // The divergence guard rolls back to the newest state that trained without a non-finite loss or
+    // gradient: the last periodic checkpoint of this run, else where the run started (the resumed
+    // checkpoint, or the seeded / fromJob weights). Kept in memory: it is the very state sent to the
+    // parent as that checkpoint.
+    let lastGood: RollbackPoint = resume ? { state: resume, checkpoint: false } : null;
+    let result: FitResult;
+    for (;;) {
+      const from = lastGood?.state ?? null;
+      try {
+        result = await fit(model, loaded.data, {
+          epochs: t.epochs,
+          batchSize: t.batchSize,
+          optimizer: optimizerAt(learningRate),
+          loss: t.loss,
+          ...(t.clipNorm !== undefined ? { clipNorm: t.clipNorm } : {}),
+          validationSplit: t.validationSplit,
+          seed: t.seed,
+          signal: stop.signal,
+          progressEvery: req.progressEvery,
+          onProgress: async (fp: FitProgress) => {
+            const point = progressPoint(fp, elapsed(), learningRate);
+            if (point) await ctx.send({ kind: 'progress', runId, point });
+          },
+          // checkpointEvery 0 means "no periodic checkpoints"; fit still gets the callback for a checkpoint
+          // on a shutdown stop (its interval then never comes round).
+          checkpointEvery: t.checkpointEvery > 0 ? t.checkpointEvery : t.epochs + 1,
+          checkpointOnAbort: true,
+          onCheckpoint: async (state: TrainingState) => {
+            if (stop.signal.aborted && !stop.checkpointOnStop()) return;
+            // Never keep (or write) a state the last update blew up: diverge here instead.
+            const bad = nonFiniteInState(state);
+            if (bad) throw new DivergenceError(Math.max(0, state.progress.epoch - (state.progress.stepInEpoch === 0 ? 1 : 0)), Math.max(0, state.progress.globalStep - 1), 'weights', bad.value);
+            if (!stop.signal.aborted) lastGood = { state, checkpoint: true };
+            const bytes = encodeTrainingState(state);
+            const { epoch, globalStep, stepInEpoch } = state.progress;
+            await ctx.send({ kind: 'checkpoint', runId, epoch, step: globalStep, stepInEpoch, bytes });
+          },
+          ...(from ? { resumeFrom: rollbackTarget(from, learningRate) } : {}),
+          ...(start ? { initialState: { h0: start.h0, c0: start.c0 } } : {}),
+        });
+        // The run's last update has not been checked by a later step: the weights must be finite.
+        const bad = await nonFiniteWeight(model);
+        if (bad) throw new DivergenceError(Math.max(0, result.epochs - 1), Math.max(0, result.steps - 1), 'weights', bad.value);
+        break;
+      } catch (e) {
+        if (!(e instanceof DivergenceError) || rollbacks >= req.divergence.retries) throw e;
+        rollbacks++;
+        const previous = learningRate;
+        learningRate = previous * req.divergence.lrFactor;
+        const to = lastGood ? { epoch: lastGood.state.progress.epoch, step: lastGood.state.progress.globalStep, stepInEpoch: lastGood.state.progress.stepInEpoch } : { epoch: 0, step: 0, stepInEpoch: 0 };
+        // Without a good state to load, start over from the job's initial weights (same seed).
+        if (!lastGood) {
+          model.dispose();
+          model = null;
+          model = await buildModel();
+        }
+        await ctx.send({
+          kind: 'rollback',
+          runId,
+          rollback: {
+            epoch: e.epoch,
+            step: e.step,
+            quantity: e.quantity,
+            value: String(e.value),
+            to: { ...to, source: lastGood ? (lastGood.checkpoint ? 'checkpoint' : 'resumed') : 'start' },
+            previousLearningRate: previous,
+            learningRate,
+            retry: rollbacks,
+            retries: req.divergence.retries,
+          },
+        });
+      }
+    }
     const trainMs = performance.now() - attemptStart;
 
     const ran = result.history.filter((h) => h.epoch >= startEpoch);
@@ -155,7 +220,7 @@ export async function runTrain(req: TrainRequest, ctx: EngineContext, stop: Stop
         state: JSON.stringify(state),
         resolved: {
           sequenceModel: model.config,
-          optimizer,
+          optimizer: { ...optimizerAt(learningRate), requestedLearningRate: t.learningRate, divergenceRollbacks: rollbacks },
           fit: { epochs: t.epochs, batchSize: t.batchSize, loss: t.loss, clipNorm: t.clipNorm ?? null, validationSplit: t.validationSplit, seed: t.seed, shuffle: true, progressEvery: req.progressEvery, checkpointEvery: t.checkpointEvery },
           data: { description: loaded.description, samples: loaded.samples, seqLen: loaded.seqLen, trainSamples: nTrain, validationSamples: loaded.samples - nTrain, stepsPerEpoch },
           init,
@@ -166,6 +231,7 @@ export async function runTrain(req: TrainRequest, ctx: EngineContext, stop: Stop
     };
   } catch (e) {
     if (e instanceof TrainingAbortedError) return { kind: 'stopped', runId, epoch: e.epoch, step: e.step };
+    if (e instanceof DivergenceError) return { kind: 'failed', runId, error: divergenceFailure(e, rollbacks, learningRate) };
     return { kind: 'failed', runId, error: toJobError(e) };
   } finally {
     model?.dispose();

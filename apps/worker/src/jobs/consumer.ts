@@ -28,6 +28,8 @@ import { EngineClient } from '../engine/engine-client';
 import type { BackendSummary } from '../engine/protocol';
 import { RedisService } from '../redis';
 import { JobFencing } from './fencing';
+
+import { RetentionService } from '../retention.service';
 import { jobErrorOf, jobFailure } from './job-errors';
 import { JobEvents } from './job-events';
 import { JOB_HANDLERS, LockWatch, StopRequest, type JobContext, type JobHandler } from './job-handler';
@@ -63,6 +65,8 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
     private readonly engine: EngineClient,
     private readonly events: JobEvents,
     private readonly fencing: JobFencing,
+
+    private readonly retention: RetentionService,
   ) {
     for (const h of handlers) {
       if (this.handlers.has(h.type)) throw new Error(`two handlers for job type '${h.type}'`);
@@ -191,6 +195,7 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
 
   private async onCompleted(job: AnyJob, result: JobResult): Promise<void> {
     await this.events.state(job.id!, 'completed', { result });
+    await this.retention.finished(job, 'completed');
   }
 
   private async onFailed(job: AnyJob | undefined, err: Error): Promise<void> {
@@ -202,6 +207,7 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
       return;
     }
     await this.events.state(job.id, error.code === 'cancelled' ? 'cancelled' : 'failed', { error });
+    await this.retention.finished(job, 'failed');
   }
 
   private track(p: Promise<unknown>): void {

@@ -10,7 +10,7 @@ import * as os from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import { WaitingError } from 'bullmq';
-import { ARTIFACTS, FencedWriteError, TrainResultSchema, type ProgressEvent, type TrainResult } from '@relu-lstm/jobs';
+import { ARTIFACTS, DIVERGENCE_ROLLBACK, FencedWriteError, TrainResultSchema, type ArtifactStore, type ProgressEvent, type TrainResult } from '@relu-lstm/jobs';
 import { WORKER_CONFIG, type WorkerConfig } from '../config';
 import { EngineClient } from '../engine/engine-client';
 import type { RunMessage, TerminalMessage } from '../engine/protocol';
@@ -88,6 +88,15 @@ export class TrainHandler implements JobHandler<'train'> {
           });
           break;
         }
+        case 'rollback': {
+          // Divergence guard: the points past the state rolled back to are replaced by the retry's.
+          const r = m.rollback;
+          metrics = metrics.filter((p) => p.step <= r.to.step);
+          then('rollback event', () =>
+            this.events.info(jobId, DIVERGENCE_ROLLBACK, `training diverged at epoch ${r.epoch}, step ${r.step} (${r.quantity} ${r.value}): rolled back to step ${r.to.step} (${r.to.source}) with learning rate ${r.learningRate} (rollback ${r.retry} of ${r.retries})`, { ...r }, 'warning'),
+          );
+          break;
+        }
         case 'log':
           then('log event', () => this.events.info(jobId, m.code ?? 'engine', m.message, m.data, m.level));
           break;
@@ -102,7 +111,7 @@ export class TrainHandler implements JobHandler<'train'> {
     let outcome: TerminalMessage;
     try {
       outcome = await this.engine.run(
-        { kind: 'train', runId, jobId, payload, progressEvery: Math.max(payload.training.progressEvery, this.config.progressEvery), resumeFrom: found?.artifact ?? null, elapsedBeforeMs },
+        { kind: 'train', runId, jobId, payload, progressEvery: Math.max(payload.training.progressEvery, this.config.progressEvery), resumeFrom: found?.artifact ?? null, elapsedBeforeMs, divergence: this.config.divergence },
         onMessage,
       );
     } catch (e) {

@@ -1,0 +1,230 @@
+/**
+ * Retention of a job's own records, so that they follow BullMQ's `removeOnComplete` /
+ * `removeOnFail` (by age and by count) instead of piling up in Redis and on disk:
+ *
+ *   - when a job ends, `expireJobRecords` gives its meta, event stream, cancel flag and checkpoint
+ *     pointer the keep-age of that outcome (`EXPIRE`, exact to the second, where BullMQ's own age
+ *     trim is lazy: it runs when a later job finishes);
+ *   - a periodic `sweepRetention` (one runner at a time, `tryLock`) removes what is left of jobs
+ *     whose meta is gone (tenant index entry, stray keys, the artifact directory, BullMQ's record)
+ *     and the records of finished jobs BullMQ has trimmed by count.
+ *
+ * Idempotency keys carry their own TTL (24 h) and are not touched here.
+ */
+import { readdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Redis } from 'ioredis';
+import { JobMetaSchema } from './events';
+import { SAFE_ID, type RedisKeys } from './keys';
+import { QUEUE_NAMES, type QueueName } from './queues';
+
+/** BullMQ's `removeOnComplete` / `removeOnFail` option (`boolean | number | KeepJobs`). */
+export type KeepOption = boolean | number | { age?: number; count?: number; limit?: number } | undefined;
+
+/**
+ * Seconds a finished job's records are kept under BullMQ's keep option: its `age`; 0 when BullMQ
+ * removes the job at once (`true`, or a count of 0); null when only a count (or nothing) bounds it.
+ */
+export function keepAgeSec(keep: KeepOption): number | null {
+  if (keep === true) return 0;
+  if (typeof keep === 'number') return keep <= 0 ? 0 : null;
+  if (keep && typeof keep === 'object') {
+    if (typeof keep.age === 'number' && Number.isFinite(keep.age)) return Math.max(0, keep.age);
+    if (keep.count === 0) return 0;
+  }
+  return null;
+}
+
+/** Every per-job key of ours (the tenant index entry and the artifacts are the sweeper's). */
+export function jobRecordKeys(keys: RedisKeys, jobId: string): string[] {
+  return [keys.jobMeta(jobId), keys.events(jobId), keys.cancel(jobId), keys.checkpoint(jobId)];
+}
+
+/**
+ * Lets a finished job's records expire after `ageSec` (at least 1 s, so a reader that was told
+ * "completed" can still read the result). Keys that do not exist are skipped by Redis.
+ */
+export async function expireJobRecords(redis: Redis, keys: RedisKeys, jobId: string, ageSec: number): Promise<void> {
+  const ttl = Math.max(1, Math.ceil(ageSec));
+  const m = redis.multi();
+  for (const k of jobRecordKeys(keys, jobId)) m.expire(k, ttl);
+  await m.exec();
+}
+
+/** BullMQ's hash of a job: `<prefix>:<queue>:<id>`. */
+export function bullJobKey(prefix: string, queue: string, jobId: string): string {
+  return `${prefix}:${queue}:${jobId}`;
+}
+
+/** Takes the sweeper's lock for `ttlMs` if nobody holds it. */
+export async function tryLock(redis: Redis, key: string, owner: string, ttlMs: number): Promise<boolean> {
+  return (await redis.set(key, owner, 'PX', Math.max(1, Math.round(ttlMs)), 'NX')) === 'OK';
+}
+
+/** A job directory under the artifact root, with when it last changed. */
+export interface ArtifactDir {
+  jobId: string;
+  modifiedAt: number;
+}
+
+/** The job directories of a `FileArtifactStore` root (names that are valid job ids). */
+export async function listArtifactDirs(root: string): Promise<ArtifactDir[]> {
+  let names: string[];
+  try {
+    names = await readdir(root);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw e;
+  }
+  const out: ArtifactDir[] = [];
+  for (const name of names) {
+    if (!SAFE_ID.test(name)) continue;
+    try {
+      const s = await stat(join(root, name));
+      if (s.isDirectory()) out.push({ jobId: name, modifiedAt: s.mtimeMs });
+    } catch {
+      // removed meanwhile
+    }
+  }
+  return out;
+}
+
+export interface RetentionSweepDeps {
+  redis: Redis;
+  keys: RedisKeys;
+  /** Removes BullMQ's record of a job from a queue (e.g. `Queue.remove`); ignores one that is gone. */
+  removeQueueJob(queue: QueueName, jobId: string): Promise<void>;
+  /** The artifact directories, and how to remove one (e.g. `ArtifactStore.remove(jobId)`). */
+  listArtifacts(): Promise<ArtifactDir[]>;
+  removeArtifacts(jobId: string): Promise<void>;
+  /** A directory without meta is removed only when it has not changed for this long. */
+  orphanGraceMs: number;
+  now?: () => number;
+  /** Index entries read per round trip. Default 500. */
+  batch?: number;
+}
+
+export interface RetentionSweepReport {
+  /** Tenant index entries looked at. */
+  scanned: number;
+  /** Jobs whose meta had expired (or vanished): index entry, keys, BullMQ record, artifacts removed. */
+  expired: number;
+  /** Finished jobs BullMQ had trimmed (by count): their records and artifacts removed. */
+  trimmed: number;
+  /** Per-job keys left without a meta (e.g. a cancel flag set after the job ended), removed. */
+  strayKeys: number;
+  /** Artifact directories without a meta, removed. */
+  artifactDirs: number;
+}
+
+const PER_JOB_KEY = /^(.*):job:([A-Za-z0-9][A-Za-z0-9._-]{0,127}):(events|cancel|checkpoint)$/;
+
+async function scanKeys(redis: Redis, match: string, each: (keys: string[]) => Promise<void>): Promise<void> {
+  let cursor = '0';
+  do {
+    const [next, found] = await redis.scan(cursor, 'MATCH', match, 'COUNT', 1000);
+    cursor = next;
+    if (found.length) await each(found);
+  } while (cursor !== '0');
+}
+
+/** One pass of the retention sweeper; see the module comment. Safe to run while jobs run. */
+export async function sweepRetention(deps: RetentionSweepDeps): Promise<RetentionSweepReport> {
+  const { redis, keys } = deps;
+  const now = deps.now ?? Date.now;
+  const batch = deps.batch ?? 500;
+  const report: RetentionSweepReport = { scanned: 0, expired: 0, trimmed: 0, strayKeys: 0, artifactDirs: 0 };
+  const removed = new Set<string>();
+
+  const removeJob = async (indexKey: string, jobId: string, queues: readonly QueueName[]) => {
+    const m = redis.multi().zrem(indexKey, jobId);
+    m.del(...jobRecordKeys(keys, jobId));
+    await m.exec();
+    for (const q of queues) await deps.removeQueueJob(q, jobId);
+    await deps.removeArtifacts(jobId);
+    removed.add(jobId);
+  };
+
+  // 1. Tenant indexes: entries whose meta expired, and finished jobs BullMQ no longer has.
+  const indexes: string[] = [];
+  await scanKeys(redis, `${keys.prefix}:jobs:*`, async (found) => void indexes.push(...found));
+  for (const indexKey of indexes) {
+    let offset = 0;
+    for (;;) {
+      const ids = await redis.zrange(indexKey, String(offset), String(offset + batch - 1));
+      if (ids.length === 0) break;
+      report.scanned += ids.length;
+      const p = redis.pipeline();
+      for (const id of ids) {
+        if (!SAFE_ID.test(id)) continue;
+        p.get(keys.jobMeta(id)).pttl(keys.jobMeta(id)).exists(keys.cancel(id));
+        for (const q of QUEUE_NAMES) p.exists(bullJobKey(keys.prefix, q, id));
+      }
+      const res = (await p.exec()) ?? [];
+      let r = 0;
+      let gone = 0;
+      for (const id of ids) {
+        if (!SAFE_ID.test(id)) {
+          await redis.zrem(indexKey, id);
+          gone++;
+          continue;
+        }
+        const [meta, pttl, cancel, ...inQueues] = res.slice(r, r + 3 + QUEUE_NAMES.length).map(([, v]) => v);
+        r += 3 + QUEUE_NAMES.length;
+        const queued = QUEUE_NAMES.filter((_, i) => inQueues[i] === 1);
+        if (meta === null) {
+          await removeJob(indexKey, id, queued);
+          report.expired++;
+          gone++;
+          continue;
+        }
+        // Finished (the worker set its TTL) and trimmed by BullMQ. A cancel flag means it may have
+        // been cancelled before it started (no BullMQ record ever after): left to its TTL.
+        const parsed = JobMetaSchema.safeParse(safeJson(meta as string));
+        const queue = parsed.success ? (parsed.data.queue as QueueName) : null;
+        if ((pttl as number) > 0 && cancel === 0 && queue && !queued.includes(queue)) {
+          await removeJob(indexKey, id, []);
+          report.trimmed++;
+          gone++;
+        }
+      }
+      offset += ids.length - gone;
+    }
+  }
+
+  // 2. Per-job keys whose meta is gone (written after the job's records expired).
+  await scanKeys(redis, `${keys.prefix}:job:*`, async (found) => {
+    const stray = found.map((k) => PER_JOB_KEY.exec(k)).filter((m): m is RegExpExecArray => m !== null && m[1] === keys.prefix);
+    if (!stray.length) return;
+    const p = redis.pipeline();
+    for (const m of stray) p.exists(keys.jobMeta(m[2]));
+    const res = (await p.exec()) ?? [];
+    const dead = stray.filter((_, i) => res[i]?.[1] === 0).map((m) => m[0]);
+    if (dead.length) report.strayKeys += await redis.del(...dead);
+  });
+
+  // 3. Artifact directories of jobs without meta (expired, trimmed, or never recorded).
+  const dirs = await deps.listArtifacts();
+  for (let i = 0; i < dirs.length; i += batch) {
+    const chunk = dirs.slice(i, i + batch).filter((d) => !removed.has(d.jobId) && now() - d.modifiedAt >= deps.orphanGraceMs);
+    if (!chunk.length) continue;
+    const p = redis.pipeline();
+    for (const d of chunk) p.exists(keys.jobMeta(d.jobId));
+    const res = (await p.exec()) ?? [];
+    for (let j = 0; j < chunk.length; j++) {
+      if (res[j]?.[1] === 0) {
+        await deps.removeArtifacts(chunk[j].jobId);
+        report.artifactDirs++;
+      }
+    }
+  }
+  return report;
+}
+
+function safeJson(s: string): unknown {
+  try {
+    return JSON.parse(s);
+  } catch {
+    return null;
+  }
+}

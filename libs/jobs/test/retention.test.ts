@@ -1,0 +1,118 @@
+// Retention helpers: keep options, planJob's options, and one sweep against the real Redis
+// (REDIS_URL or 127.0.0.1:6379, unique prefix) with an in-memory list of artifact directories.
+import { randomUUID } from 'node:crypto';
+import { Redis } from 'ioredis';
+import {
+  CANONICAL_TRAIN_EXAMPLE,
+  DEFAULT_JOB_POLICY,
+  bullJobKey,
+  contract,
+  expireJobRecords,
+  keepAgeSec,
+  planJob,
+  redisKeys,
+  sweepRetention,
+  tryLock,
+  type ArtifactDir,
+  type QueueName,
+} from '@relu-lstm/jobs';
+
+const prefix = `test-ret-${randomUUID()}`;
+const keys = redisKeys(prefix);
+let redis: Redis;
+
+beforeAll(() => {
+  redis = new Redis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', { maxRetriesPerRequest: 1 });
+});
+afterAll(async () => {
+  const found = await redis.keys(`${prefix}:*`);
+  if (found.length) await redis.del(...found);
+  await redis.quit();
+});
+
+test('keepAgeSec reads BullMQ keep options', () => {
+  expect(keepAgeSec({ age: 30, count: 5 })).toBe(30);
+  expect(keepAgeSec({ count: 5 } as never)).toBeNull();
+  expect(keepAgeSec({ count: 0 } as never)).toBe(0);
+  expect(keepAgeSec(true)).toBe(0);
+  expect(keepAgeSec(false)).toBeNull();
+  expect(keepAgeSec(undefined)).toBeNull();
+  expect(keepAgeSec(100)).toBeNull();
+  expect(keepAgeSec(0)).toBe(0);
+});
+
+test('planJob trims failed jobs by age and count', () => {
+  const job = planJob('train', contract.TrainPayload.parse(CANONICAL_TRAIN_EXAMPLE), { policy: { ...DEFAULT_JOB_POLICY, keepFailedSec: 60, keepFailedCount: 7 } });
+  expect(job.opts.removeOnFail).toEqual({ age: 60, count: 7 });
+  expect(job.opts.removeOnComplete).toEqual({ age: DEFAULT_JOB_POLICY.keepCompletedSec, count: DEFAULT_JOB_POLICY.keepCompletedCount });
+});
+
+test('expireJobRecords gives every per-job key the keep-age, at least 1 s', async () => {
+  const id = randomUUID();
+  for (const k of [keys.jobMeta(id), keys.events(id), keys.cancel(id), keys.checkpoint(id)]) await redis.set(k, 'x');
+  await expireJobRecords(redis, keys, id, 30);
+  for (const k of [keys.jobMeta(id), keys.events(id), keys.cancel(id), keys.checkpoint(id)]) {
+    const ttl = await redis.ttl(k);
+    expect(ttl).toBeGreaterThan(25);
+    expect(ttl).toBeLessThanOrEqual(30);
+  }
+  await expireJobRecords(redis, keys, id, 0);
+  expect(await redis.pttl(keys.jobMeta(id))).toBeLessThanOrEqual(1000);
+});
+
+test('tryLock lets one owner in per period', async () => {
+  expect(await tryLock(redis, keys.retentionLock(), 'a', 5000)).toBe(true);
+  expect(await tryLock(redis, keys.retentionLock(), 'b', 5000)).toBe(false);
+  await redis.del(keys.retentionLock());
+});
+
+test('one sweep: expired, trimmed, cancelled-before-start, running, stray keys and orphan directories', async () => {
+  const meta = (id: string) => JSON.stringify({ id, type: 'infer', queue: 'any', device: 'any', tenant: 't', createdAt: 1 });
+  const index = keys.jobIndex('t');
+  const [expired, trimmed, cancelledQueued, running, kept, strayOwner, orphanDir] = Array.from({ length: 7 }, () => randomUUID());
+  // expired: meta gone, stream and BullMQ record still there.
+  await redis.zadd(index, 1, expired);
+  await redis.set(keys.events(expired), 'x');
+  await redis.hset(bullJobKey(prefix, 'any', expired), 'name', 'infer');
+  // trimmed: finished (TTL), BullMQ record gone.
+  await redis.zadd(index, 2, trimmed);
+  await redis.set(keys.jobMeta(trimmed), meta(trimmed), 'EX', 3600);
+  await redis.set(keys.events(trimmed), 'x', 'EX', 3600);
+  // cancelled before it started: finished (TTL), no BullMQ record, but a cancel flag: left to its TTL.
+  await redis.zadd(index, 3, cancelledQueued);
+  await redis.set(keys.jobMeta(cancelledQueued), meta(cancelledQueued), 'EX', 3600);
+  await redis.set(keys.cancel(cancelledQueued), 'x', 'EX', 3600);
+  // running: no TTL (not finished), in BullMQ.
+  await redis.zadd(index, 4, running);
+  await redis.set(keys.jobMeta(running), meta(running));
+  await redis.hset(bullJobKey(prefix, 'any', running), 'name', 'infer');
+  // kept: finished, still in BullMQ.
+  await redis.zadd(index, 5, kept);
+  await redis.set(keys.jobMeta(kept), meta(kept), 'EX', 3600);
+  await redis.hset(bullJobKey(prefix, 'any', kept), 'name', 'infer');
+  // a cancel flag whose job is gone entirely
+  await redis.set(keys.cancel(strayOwner), 'x');
+
+  const dirs: ArtifactDir[] = [expired, trimmed, running, kept, orphanDir].map((jobId) => ({ jobId, modifiedAt: 0 }));
+  dirs.push({ jobId: randomUUID(), modifiedAt: Date.now() }); // too recent to remove
+  const removedDirs: string[] = [];
+  const removedQueueJobs: Array<[QueueName, string]> = [];
+  const report = await sweepRetention({
+    redis,
+    keys,
+    removeQueueJob: async (q, id) => {
+      removedQueueJobs.push([q, id]);
+      await redis.del(bullJobKey(prefix, q, id));
+    },
+    listArtifacts: async () => dirs,
+    removeArtifacts: async (id) => void removedDirs.push(id),
+    orphanGraceMs: 60_000,
+    batch: 2,
+  });
+  expect(report).toEqual({ scanned: 5, expired: 1, trimmed: 1, strayKeys: 1, artifactDirs: 1 });
+  expect((await redis.zrange(index, '0', '-1')).sort()).toEqual([cancelledQueued, running, kept].sort());
+  expect(await redis.exists(keys.events(expired), keys.jobMeta(trimmed), keys.events(trimmed), keys.cancel(strayOwner))).toBe(0);
+  expect(removedQueueJobs).toEqual([['any', expired]]);
+  expect(removedDirs.sort()).toEqual([expired, trimmed, orphanDir].sort());
+  expect(await redis.exists(keys.jobMeta(running), keys.jobMeta(kept), keys.jobMeta(cancelledQueued))).toBe(3);
+});
