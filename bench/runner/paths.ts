@@ -149,7 +149,7 @@ export class BenchPaths {
     this.watcher = new CompletionWatcher(o.redisUrl, o.prefix);
     this.redis = new Redis(o.redisUrl, { maxRetriesPerRequest: null });
     this.queue = new Queue('cpu', { connection: this.redis, prefix: o.prefix });
-    this.client = new QueueClient({ connection: o.redisUrl, prefix: o.prefix });
+    this.client = new QueueClient({ connection: o.redisUrl, prefix: o.prefix, tenant: DEFAULT_TENANT });
     this.agent = new Agent({ keepAlive: true, maxSockets: o.concurrency * 2 });
     const v = validate(contract.InferPayload, o.payload);
     if (!v.ok) throw new Error(`the benchmark payload does not validate: ${JSON.stringify(v.issues)}`);

@@ -126,10 +126,12 @@ describe('lock renewal', () => {
   it('a job running far longer than a 1 s lock, with two workers checking for stalls every second, runs each epoch once', async () => {
     const env = { LOCK_DURATION_MS: '1000', STALLED_INTERVAL_MS: '1000' };
     const [a, b] = await Promise.all([h.startReadyWorker(env), h.startReadyWorker(env)]);
-    const epochs = 40;
+    // 100 epochs: about 10 s on an idle 2-core machine with the fused cpu kernels (40 took 4 s, too
+    // few lock durations to prove anything), a minute or more under a loaded parallel test run.
+    const epochs = 100;
     const t0 = Date.now();
     const id = await h.submit('train', payload(epochs, { checkpointEvery: 5 }));
-    const events = await h.waitForEnd(id, 90_000);
+    const events = await h.waitForEnd(id, 170_000);
     const ms = Date.now() - t0;
 
     const states = events.filter((e): e is StateEvent => e.type === 'state');
@@ -150,5 +152,5 @@ describe('lock renewal', () => {
     b.proc.kill('SIGTERM');
     expect(await a.exited).toBe(0);
     expect(await b.exited).toBe(0);
-  });
+  }, 200_000);
 });
