@@ -5,12 +5,12 @@
 import { randomUUID } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Queue } from 'bullmq';
-import { Redis } from 'ioredis';
+import type { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
 import { CANONICAL_TRAIN_EXAMPLE, HEARTBEAT_TTL_MS, QUEUE_NAMES, redisKeys, type JobData, type QueueName, type WorkerHeartbeat } from '@relu-lstm/jobs';
 import { sha256 } from '../src/http/api-keys';
 import { ROUTES, type RouteSpec } from '../src/routes';
-import { REDIS_URL, dropPrefix, http, readSse, startApi, type ApiProcess, type HttpResult } from './harness';
+import { REDIS_URL, dropPrefix, http, readSse, startApi, type ApiProcess, type HttpResult, openApiRedis, type ApiRedis } from './harness';
 
 const KEY = { alpha: `ka-${randomUUID()}`, beta: `kb-${randomUUID()}`, admin: `kadm-${randomUUID()}` };
 const hex = (k: string) => sha256(k).toString('hex');
@@ -19,6 +19,7 @@ const bearer = (k: string) => ({ authorization: `Bearer ${k}` });
 let api: ApiProcess;
 let redis: Redis;
 let queues: Record<QueueName, Queue<JobData>>;
+let behind: ApiRedis;
 /** alpha's resources. */
 const own = { job: '', dataset: '', artifact: 'model.safetensors' };
 const clone = <T>(v: T): T => JSON.parse(JSON.stringify(v)) as T;
@@ -51,8 +52,8 @@ beforeAll(async () => {
     ADMIN_KEY_HASH: hex(KEY.admin),
     RATE_LIMIT_ANON_RPS: '0', // this walk sends many keyless requests; limits have their own test
   });
-  redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
-  queues = Object.fromEntries(QUEUE_NAMES.map((q) => [q, new Queue<JobData>(q, { connection: { url: REDIS_URL }, prefix: api.prefix })])) as typeof queues;
+  behind = openApiRedis(api.prefix, REDIS_URL);
+  ({ redis, queues } = behind);
 
   // alpha's job (queued on gpu: no worker takes it), with artifacts as a worker leaves them, and a dataset.
   const job = await http(api.url, 'POST', '/v1/jobs/train', { body: { ...clone(CANONICAL_TRAIN_EXAMPLE), device: 'gpu' }, headers: bearer(KEY.alpha) });
@@ -69,11 +70,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   const code = await api?.stop();
-  for (const q of Object.values(queues ?? {})) await q.close();
-  if (redis) {
-    await dropPrefix(redis, api.prefix);
-    await redis.quit();
-  }
+  await behind?.close();
   expect(code).toBe(0);
 });
 

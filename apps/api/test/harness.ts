@@ -11,7 +11,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
+import { QUEUE_NAMES, type JobData, type QueueName } from '@relu-lstm/jobs';
 
 export const MAIN = resolve(__dirname, '../dist/main.js');
 export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -190,7 +192,29 @@ export function readSse(
   });
 }
 
-/** Deletes every key under the prefix and closes the connection. */
+/** A Redis connection and the api's BullMQ queues under its prefix: what a test looks at behind the api. */
+export interface ApiRedis {
+  redis: Redis;
+  queues: Record<QueueName, Queue<JobData>>;
+  /** Closes the queues, deletes every key under the prefix and quits the connection. */
+  close(): Promise<void>;
+}
+
+export function openApiRedis(prefix: string, url = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'): ApiRedis {
+  const redis = new Redis(url, { maxRetriesPerRequest: 1 });
+  const queues = Object.fromEntries(QUEUE_NAMES.map((q) => [q, new Queue<JobData>(q, { connection: { url }, prefix })])) as Record<QueueName, Queue<JobData>>;
+  return {
+    redis,
+    queues,
+    async close() {
+      for (const q of Object.values(queues)) await q.close();
+      await dropPrefix(redis, prefix);
+      await redis.quit();
+    },
+  };
+}
+
+/** Deletes every key under the prefix. */
 export async function dropPrefix(redis: Redis, prefix: string): Promise<void> {
   let cursor = '0';
   do {

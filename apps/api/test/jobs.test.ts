@@ -1,14 +1,15 @@
 // The job routes against the real api process and the real Redis: submission, routing onto the
 // BullMQ queues, validation, idempotency, reading, listing and cancelling queued jobs.
 import { randomUUID } from 'node:crypto';
-import { Queue } from 'bullmq';
-import { Redis } from 'ioredis';
+import type { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
 import { CANONICAL_TRAIN_EXAMPLE, QUEUE_NAMES, RedisJobEventStream, contract, redisKeys, type JobData, type QueueName } from '@relu-lstm/jobs';
-import { REDIS_URL, dropPrefix, http, startApi, type ApiProcess } from './harness';
+import { REDIS_URL, http, startApi, type ApiProcess, openApiRedis, type ApiRedis } from './harness';
 
 let api: ApiProcess;
 let redis: Redis;
 let queues: Record<QueueName, Queue<JobData>>;
+let behind: ApiRedis;
 const clone = <T>(v: T): T => JSON.parse(JSON.stringify(v)) as T;
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 const canonical = (): any => clone(CANONICAL_TRAIN_EXAMPLE);
@@ -26,17 +27,13 @@ async function counts(): Promise<Record<string, number>> {
 
 beforeAll(async () => {
   api = await startApi({ BODY_LIMIT: '64kb' });
-  redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
-  queues = Object.fromEntries(QUEUE_NAMES.map((q) => [q, new Queue<JobData>(q, { connection: { url: REDIS_URL }, prefix: api.prefix })])) as typeof queues;
+  behind = openApiRedis(api.prefix, REDIS_URL);
+  ({ redis, queues } = behind);
 });
 
 afterAll(async () => {
   const code = await api?.stop();
-  for (const q of Object.values(queues ?? {})) await q.close();
-  if (redis) {
-    await dropPrefix(redis, api.prefix);
-    await redis.quit();
-  }
+  await behind?.close();
   expect(code).toBe(0); // SIGTERM: a clean shutdown
 });
 

@@ -2,14 +2,15 @@
 // DATASET_BODY_LIMIT), and mass assignment: each out-of-range value or unknown field is a 400 naming
 // the field, what was allowed and what came, and nothing of it reaches Redis (no queue entry, no
 // job record, no dataset).
-import { Queue } from 'bullmq';
-import { Redis } from 'ioredis';
+import type { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
 import { CANONICAL_TRAIN_EXAMPLE, QUEUE_NAMES, type JobData, type QueueName } from '@relu-lstm/jobs';
-import { REDIS_URL, dropPrefix, http, startApi, type ApiProcess } from './harness';
+import { REDIS_URL, http, startApi, type ApiProcess, openApiRedis, type ApiRedis } from './harness';
 
 let api: ApiProcess;
 let redis: Redis;
 let queues: Record<QueueName, Queue<JobData>>;
+let behind: ApiRedis;
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Body = any;
 /** The canonical example scaled to fit the limits below (it asks for 256 samples in batches of 32). */
@@ -44,17 +45,13 @@ async function footprint(): Promise<{ keys: string[]; queued: number }> {
 
 beforeAll(async () => {
   api = await startApi(ENV);
-  redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
-  queues = Object.fromEntries(QUEUE_NAMES.map((q) => [q, new Queue<JobData>(q, { connection: { url: REDIS_URL }, prefix: api.prefix })])) as typeof queues;
+  behind = openApiRedis(api.prefix, REDIS_URL);
+  ({ redis, queues } = behind);
 });
 
 afterAll(async () => {
   const code = await api?.stop();
-  for (const q of Object.values(queues ?? {})) await q.close();
-  if (redis) {
-    await dropPrefix(redis, api.prefix);
-    await redis.quit();
-  }
+  await behind?.close();
   expect(code).toBe(0);
 });
 
