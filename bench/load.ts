@@ -7,6 +7,7 @@
 import autocannon from 'autocannon';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
+import { addHeaderArg, intArg } from './runner/args';
 import { TINY, tinyInferPayload } from './runner/payload';
 import { BenchPaths, closedLoop } from './runner/paths';
 import { cpuMsOfTree, fmt, loadAverage, machineDescription, table } from './runner/report';
@@ -44,11 +45,7 @@ function parseArgs(argv: string[]): Options {
     headers: {},
     root: undefined,
   };
-  const int = (flag: string, v: string | undefined, min: number): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min) throw new Error(`${flag}: expected an integer >= ${min}, got ${JSON.stringify(v)}`);
-    return n;
-  };
+  const int = intArg;
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
     const v = argv[i + 1];
@@ -60,13 +57,7 @@ function parseArgs(argv: string[]): Options {
       case '--backend': o.backend = v ?? ''; i++; break;
       case '--redis': o.redisUrl = v ?? ''; i++; break;
       case '--root': o.root = v; i++; break;
-      case '--header': {
-        const m = /^([^:]+):\s*(.*)$/.exec(v ?? '');
-        if (!m) throw new Error(`--header: expected 'name: value', got ${JSON.stringify(v)}`);
-        o.headers[m[1].trim().toLowerCase()] = m[2];
-        i++;
-        break;
-      }
+      case '--header': addHeaderArg(o.headers, v); i++; break;
       case '--help':
       case '-h':
         console.log(HELP);

@@ -5,6 +5,7 @@
  * by side, with ratios against raw BullMQ. See bench/README.md ("Runner") for what each column is.
  */
 import { Redis } from 'ioredis';
+import { addHeaderArg, intArg } from './runner/args';
 import { BenchPaths, PATH_NAMES, closedLoop, type LoopResult, type PathName } from './runner/paths';
 import { TINY, tinyInferPayload } from './runner/payload';
 import { cpuMsOfTree, fmt, loadAverage, machineDescription, median, percentile, table } from './runner/report';
@@ -56,11 +57,7 @@ function parseArgs(argv: string[]): Options {
     headers: {},
     root: undefined,
   };
-  const int = (flag: string, v: string | undefined, min: number): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min) throw new Error(`${flag}: expected an integer >= ${min}, got ${JSON.stringify(v)}`);
-    return n;
-  };
+  const int = intArg;
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
     const v = argv[i + 1];
@@ -84,13 +81,7 @@ function parseArgs(argv: string[]): Options {
         i++;
         break;
       }
-      case '--header': {
-        const m = /^([^:]+):\s*(.*)$/.exec(v ?? '');
-        if (!m) throw new Error(`--header: expected 'name: value', got ${JSON.stringify(v)}`);
-        o.headers[m[1].trim().toLowerCase()] = m[2];
-        i++;
-        break;
-      }
+      case '--header': addHeaderArg(o.headers, v); i++; break;
       case '--help':
       case '-h':
         console.log(HELP);
