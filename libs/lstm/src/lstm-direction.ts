@@ -1,7 +1,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { ActivationSpec, activate, activationGrad, recurrentActivate, recurrentActivationGrad } from './activations';
 import type { RecurrentActivation } from './config';
-import { splitTime } from './time-split';
+import { cellBackward, cellForward } from './fused-cell';
+import { lstmKernelPath } from './kernel-path';
 
 /**
  * The time loop of one layer in one direction, with a hand-written backward pass through time.
@@ -23,7 +24,12 @@ import { splitTime } from './time-split';
  * Forward: the input projection for all steps is one [T*B, I] x [I, 4H] product before the loop; each
  * step runs the recurrent product and the gate math only. Backward: each step computes only dz and
  * dz @ W_hh; dW_ih, dW_hh, db and dx are each one large product (or sum) over all T*B rows after the
- * loop. With a mask, a step past a sequence's length carries the state through unchanged and outputs
+ * loop.
+ *
+ * Two loops compute the same math (kernel-path.ts picks one): the generic loop of tfjs ops, which runs
+ * on every backend (10 kernels per step forward, 6 more backward, without a mask), and on cpu and wasm
+ * the fused loop, where each step is tfjs's matrix product plus ONE library kernel for the gate math
+ * (fused-cell.ts). With a mask, a step past a sequence's length carries the state through unchanged and outputs
  * zeros, which is what PyTorch's packed sequences give (the reverse direction then starts at each
  * sequence's last valid step).
  */
@@ -101,34 +107,19 @@ function forwardLoop(
   const [T, B, I] = x.shape;
   const H = spec.hiddenSize;
   // One large product for the input projection of every step; the loop adds only h W_hh^T.
-  const xp = tf.reshape(tf.add(tf.matMul(tf.reshape(x, [T * B, I]), wihT), bias), [T, B, 4 * H]);
-  const xpSteps = splitTime(xp);
-  const masks = mask ? splitTime(mask) : null;
+  const xp = tf.reshape(tf.add(tf.matMul(tf.reshape(x, [T * B, I]), wihT), bias), [T, B, 4 * H]) as tf.Tensor3D;
+  const stepper = lstmKernelPath() === 'fused' ? fusedForwardStep(spec, xp, whhT, mask, recording) : genericForwardStep(spec, xp, whhT, mask);
   // Per-step tensors by time index t (not step order), PER_STEP[k] at t * N_PER_STEP + k.
   const perStep: tf.Tensor[] = recording ? new Array(T * N_PER_STEP) : [];
   const outs: tf.Tensor[] = new Array(T);
   let h: tf.Tensor = h0;
   let c: tf.Tensor = c0;
   for (const t of stepOrder(T, spec.reverse)) {
-    const z = tf.add(xpSteps[t], tf.matMul(h, whhT));
-    const [zifo, zg] = tf.split(z, [3 * H, H], 1);
-    const ifo = recurrentActivate(spec.recurrentActivation, zifo);
-    const g = activate(spec.activation, zg);
-    const [i, f, o] = tf.split(ifo, 3, 1);
-    const cNew = tf.add(tf.mul(f, c), tf.mul(i, g));
-    const a = activate(spec.activation, cNew);
-    const hNew = tf.mul(o, a);
-    if (recording) perStep.splice(t * N_PER_STEP, N_PER_STEP, h, c, ifo, zg, g, cNew, a);
-    if (masks) {
-      const m = masks[t];
-      outs[t] = tf.mul(hNew, m);
-      h = tf.add(h, tf.mul(m, tf.sub(hNew, h)));
-      c = tf.add(c, tf.mul(m, tf.sub(cNew, c)));
-    } else {
-      outs[t] = hNew;
-      h = hNew;
-      c = cNew;
-    }
+    const s = stepper(t, h, c);
+    if (recording) perStep.splice(t * N_PER_STEP, N_PER_STEP, h, c, s.ifo!, s.zg!, s.g!, s.cNew!, s.a!);
+    outs[t] = s.out;
+    h = s.h;
+    c = s.c;
   }
   // Concat along rows then one reshape: tf.stack would launch a reshape per step.
   const value = tf.reshape(tf.concat([...outs, h, c], 0), [T + 2, B, H]) as tf.Tensor3D;
@@ -144,11 +135,74 @@ function forwardLoop(
   return { value, saved };
 }
 
+/** One forward step: the output row, the carried state, and (when recording) what backward needs. */
+interface StepResult {
+  out: tf.Tensor;
+  h: tf.Tensor;
+  c: tf.Tensor;
+  ifo?: tf.Tensor;
+  zg?: tf.Tensor;
+  g?: tf.Tensor;
+  cNew?: tf.Tensor;
+  a?: tf.Tensor;
+}
+type ForwardStep = (t: number, h: tf.Tensor, c: tf.Tensor) => StepResult;
+
+function genericForwardStep(spec: DirectionSpec, xp: tf.Tensor3D, whhT: tf.Tensor2D, mask: tf.Tensor3D | null): ForwardStep {
+  const H = spec.hiddenSize;
+  const xpSteps = tf.unstack(xp);
+  const masks = mask ? tf.unstack(mask) : null;
+  const recurrent = plusProduct();
+  return (t, h, c) => {
+    const z = recurrent(h, whhT, xpSteps[t]);
+    const [zifo, zg] = tf.split(z, [3 * H, H], 1);
+    const ifo = recurrentActivate(spec.recurrentActivation, zifo);
+    const g = activate(spec.activation, zg);
+    const [i, f, o] = tf.split(ifo, 3, 1);
+    const cNew = tf.add(tf.mul(f, c), tf.mul(i, g));
+    const a = activate(spec.activation, cNew);
+    const hNew = tf.mul(o, a);
+    if (!masks) return { out: hNew, h: hNew, c: cNew, ifo, zg, g, cNew, a };
+    const m = masks[t];
+    return {
+      out: tf.mul(hNew, m),
+      h: tf.add(h, tf.mul(m, tf.sub(hNew, h))),
+      c: tf.add(c, tf.mul(m, tf.sub(cNew, c))),
+      ...{ ifo, zg, g, cNew, a },
+    };
+  };
+}
+
+function fusedForwardStep(
+  spec: DirectionSpec,
+  xp: tf.Tensor3D,
+  whhT: tf.Tensor2D,
+  mask: tf.Tensor3D | null,
+  recording: boolean,
+): ForwardStep {
+  return (t, h, c) => {
+    const r = tf.matMul(h, whhT);
+    const outs = cellForward(spec, t, { xp, r, h, c, mask }, recording);
+    const [hN, cN] = outs;
+    const out = mask ? outs[2] : hN;
+    if (!recording) return { out, h: hN, c: cN };
+    const [ifo, zg, g, a, cNew] = outs.slice(mask ? 3 : 2);
+    return { out, h: hN, c: cN, ifo, zg, g, a, cNew: cNew ?? cN };
+  };
+}
+
 /**
- * Backward through time. Everything that does not depend on the recursion is computed for all steps
- * at once before the loop (activation derivatives and their products with the saved gate values), so
- * each step runs only: dh += dy_t; dc += dh * K1_t; dz = [dc, dc, dh, dc] * P_t; dh = dz W_hh;
- * dc *= f_t  (7 kernels, plus 4 with a mask).
+ * a @ b + addend as one kernel where the backend's fused product takes a 2-D bias (cpu, webgl,
+ * tensorflow); wasm's fused product takes only a bias vector, so there it is a product and an add.
+ */
+function plusProduct(): (a: tf.Tensor, b: tf.Tensor2D, addend: tf.Tensor) => tf.Tensor {
+  if (tf.getBackend() === 'wasm') return (a, b, addend) => tf.add(addend, tf.matMul(a as tf.Tensor2D, b));
+  return (a, b, addend) => tf.fused.matMul({ a: a as tf.Tensor2D, b, bias: addend });
+}
+
+/**
+ * Backward through time: dz for each step in the recursion, then dW_ih, dW_hh, db and dx as one large
+ * product each over all T*B rows.
  */
 function backwardLoop(spec: DirectionSpec, dy: tf.Tensor3D, saved: tf.Tensor[], masked: boolean): tf.Tensor[] {
   const [x, wihT, whhT] = saved as [tf.Tensor3D, tf.Tensor2D, tf.Tensor2D];
@@ -156,7 +210,37 @@ function backwardLoop(spec: DirectionSpec, dy: tf.Tensor3D, saved: tf.Tensor[], 
   const base = masked ? 4 : 3;
   const [T, B, I] = x.shape;
   const H = spec.hiddenSize;
-  const [HPrev, CPrev, IFO, ZG, G, C, A] = saved.slice(base, base + N_PER_STEP) as tf.Tensor3D[];
+  const perStep = saved.slice(base, base + N_PER_STEP) as tf.Tensor3D[];
+  const whh = tf.transpose(whhT); // [4H, H]: dz W_hh with no transpose flag
+  const run = lstmKernelPath() === 'fused' ? fusedBackward : genericBackward;
+  const { dzs, dh, dc } = run(spec, dy, perStep, mask, whh);
+  // The parameter and input gradients: one large product each over all T*B rows.
+  const dZ = tf.concat(dzs, 0) as tf.Tensor2D; // [T*B, 4H], rows in time order
+  const dX = tf.reshape(tf.matMul(dZ, tf.transpose(wihT)), [T, B, I]);
+  const dWihT = matMulT(tf.reshape(x, [T * B, I]) as tf.Tensor2D, dZ);
+  const dWhhT = matMulT(tf.reshape(perStep[0], [T * B, H]) as tf.Tensor2D, dZ);
+  // A sum over rows as a product with ones: sum over axis 0 is the slow reduction on wasm.
+  const dBias = tf.reshape(tf.matMul(tf.ones([1, T * B]), dZ), [4 * H]);
+  return [dX, dh, dc, dWihT, dWhhT, dBias];
+}
+
+interface BackwardResult {
+  /** dL/dz per step, by time index, each [B, 4H]. */
+  dzs: tf.Tensor[];
+  /** dL/dh0 and dL/dc0. */
+  dh: tf.Tensor;
+  dc: tf.Tensor;
+}
+
+/**
+ * The generic recursion. Everything that does not depend on it is computed for all steps at once
+ * before the loop (activation derivatives and their products with the saved gate values), so each
+ * step runs only: dc = dc + dhNew * K1_t; dz = [dc, dc, dhNew, dc] * P_t; dc *= f_t; and
+ * dhNew_{t-1} = dz W_hh + dy_{t-1} as one fused product (6 kernels; a mask adds a few).
+ */
+function genericBackward(spec: DirectionSpec, dy: tf.Tensor3D, perStep: tf.Tensor3D[], mask: tf.Tensor3D | null, whh: tf.Tensor2D): BackwardResult {
+  const [, CPrev, IFO, ZG, G, C, A] = perStep;
+  const T = C.shape[0];
   // Per-step coefficients, for all steps at once ([T, B, .]).
   const dIfo = recurrentActivationGrad(spec.recurrentActivation, IFO);
   const [Ig, Fg, Og] = tf.split(IFO, 3, 2);
@@ -165,36 +249,51 @@ function backwardLoop(spec: DirectionSpec, dy: tf.Tensor3D, saved: tf.Tensor[], 
   const dG = activationGrad(spec.activation, ZG, G);
   // dz = [dc * g, dc * c_prev, dh * a, dc * i * act'(zg)] * [rec'(i), rec'(f), rec'(o), 1]
   const P = tf.mul(tf.concat([G, CPrev, A, dG ? tf.mul(Ig, dG) : Ig], 2), tf.concat([dIfo, tf.onesLike(G)], 2));
-  const [Ps, K1s, Fs, dys] = [splitTime(P), splitTime(K1), splitTime(Fg), splitTime(dy)];
-  const masks = mask ? splitTime(mask) : null;
-  const whh = tf.transpose(whhT); // [4H, H]: dz W_hh with no transpose flag
-  let dh: tf.Tensor = dys[T];
-  let dc: tf.Tensor = dys[T + 1];
+  const [Ps, K1s, Fs, dys] = [tf.unstack(P), tf.unstack(K1), tf.unstack(Fg), tf.unstack(dy)];
+  const masks = mask ? tf.unstack(mask) : null;
+  const plus = plusProduct();
+  const order = stepOrder(T, spec.reverse).reverse();
   const dzs: tf.Tensor[] = new Array(T);
-  for (const t of stepOrder(T, spec.reverse).reverse()) {
+  // dh: gradient reaching h_t from later steps (and hN); dhNew adds the output's own gradient dy_t.
+  let dh: tf.Tensor = dys[T];
+  let dhNew: tf.Tensor = tf.add(dh, dys[order[0]]);
+  let dc: tf.Tensor = dys[T + 1];
+  order.forEach((t, k) => {
     const m = masks ? masks[t] : null;
     // h_t = m*hNew + (1-m)*hPrev and out_t = m*hNew, so hNew receives m*(dh + dOut).
-    let dhNew = tf.add(dh, dys[t]);
     if (m) dhNew = tf.mul(dhNew, m);
     const dcNew = tf.add(m ? tf.mul(dc, m) : dc, tf.mul(dhNew, K1s[t]));
     const dz = tf.mul(tf.concat([dcNew, dcNew, dhNew, dcNew], 1), Ps[t]);
     dzs[t] = dz;
-    let dhPrev = tf.matMul(dz, whh);
     let dcPrev = tf.mul(dcNew, Fs[t]);
+    const next = order[k + 1];
     if (m) {
       const keep = tf.sub(1, m);
-      dhPrev = tf.add(dhPrev, tf.mul(dh, keep));
+      dh = tf.add(tf.matMul(dz as tf.Tensor2D, whh), tf.mul(dh, keep));
       dcPrev = tf.add(dcPrev, tf.mul(dc, keep));
+      if (next !== undefined) dhNew = tf.add(dh, dys[next]);
+    } else if (next !== undefined) {
+      dhNew = plus(dz, whh, dys[next]);
+    } else {
+      dh = tf.matMul(dz as tf.Tensor2D, whh);
     }
-    dh = dhPrev;
     dc = dcPrev;
+  });
+  return { dzs, dh, dc };
+}
+
+/** The fused recursion: per step one library kernel for dz and dc, and the product dz W_hh. */
+function fusedBackward(spec: DirectionSpec, dy: tf.Tensor3D, perStep: tf.Tensor3D[], mask: tf.Tensor3D | null, whh: tf.Tensor2D): BackwardResult {
+  const [, CPrev, IFO, ZG, G, C, A] = perStep;
+  const T = C.shape[0];
+  const saved = { dy, IFO, ZG, G, CPrev, C, A, mask };
+  const dzs: tf.Tensor[] = new Array(T);
+  let prev: { dzW: tf.Tensor; keep: tf.Tensor | null; dc: tf.Tensor } | null = null;
+  for (const t of stepOrder(T, spec.reverse).reverse()) {
+    const [dz, dc, keep] = cellBackward(spec, t, saved, prev);
+    dzs[t] = dz;
+    prev = { dzW: tf.matMul(dz as tf.Tensor2D, whh), keep: keep ?? null, dc };
   }
-  // The parameter and input gradients: one large product each over all T*B rows.
-  const dZ = tf.concat(dzs, 0) as tf.Tensor2D; // [T*B, 4H], rows in time order
-  const dX = tf.reshape(tf.matMul(dZ, tf.transpose(wihT)), [T, B, I]);
-  const dWihT = matMulT(tf.reshape(x, [T * B, I]) as tf.Tensor2D, dZ);
-  const dWhhT = matMulT(tf.reshape(HPrev, [T * B, H]) as tf.Tensor2D, dZ);
-  // A sum over rows as a product with ones: sum over axis 0 is the slow reduction on wasm.
-  const dBias = tf.reshape(tf.matMul(tf.ones([1, T * B]), dZ), [4 * H]);
-  return [dX, dh, dc, dWihT, dWhhT, dBias];
+  const last = prev!;
+  return { dzs, dh: last.keep ? tf.add(last.dzW, last.keep) : last.dzW, dc: last.dc };
 }

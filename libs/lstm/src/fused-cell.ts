@@ -1,0 +1,278 @@
+import * as tf from '@tensorflow/tfjs-core';
+import type { ActivationSpec } from './activations';
+import type { RecurrentActivation } from './config';
+
+/**
+ * Library-owned kernels for the cpu and wasm backends: the per-step gate math of the LSTM, forward and
+ * backward, each as ONE kernel (a plain loop over the step's B x H cells) instead of about ten tfjs ops.
+ *
+ * Why: on these backends a kernel launch costs 7-12 us, and tfjs 4.22's cpu SplitV copies a
+ * non-contiguous slice element by element (~0.4 us/element), while wasm's Slice/SplitV first copies the
+ * whole input out of the wasm heap. The matrix products stay tfjs's (XNNPACK on wasm).
+ *
+ * The kernels read step `t` straight out of the whole [T, B, .] tensors (no per-step slicing) and are
+ * registered under their own names for 'cpu' and 'wasm' only; every other backend runs the generic-ops
+ * loop in lstm-direction.ts, which the tests also run on cpu. The math is the generic loop's, element
+ * by element (same formulas, same derivative conventions; see activations.ts).
+ *
+ * Layouts (internal gate order i, f, o, g; shapes as in lstm-direction.ts):
+ *   forward  inputs  xp [T,B,4H] (x W_ih^T + b), r [B,4H] (h W_hh^T), h [B,H], c [B,H], mask? [T,B,1]
+ *            outputs h', c', then out_t (masked only), then when recording: ifo [B,3H], zg, g, a [B,H],
+ *            and cNew [B,H] (masked only; unmasked cNew is c').
+ *   backward inputs  dy [T+2,B,H], saved IFO [T,B,3H], ZG, G, CPrev, C, A [T,B,H], mask?, and from the
+ *            previous step dzW = dz_{t+1} W_hh [B,H], keep [B,H] (masked only), dc [B,H]; on the first
+ *            backward step (t = last) dh and dc come from dy rows T and T+1 instead.
+ *            outputs dz [B,4H], dc_prev [B,H], then keep' = dh*(1-m) (masked only).
+ */
+export const CELL_FORWARD = 'ReluLstmCellForward';
+export const CELL_BACKWARD = 'ReluLstmCellBackward';
+export const FUSED_BACKENDS = ['cpu', 'wasm'] as const;
+
+const ACT_CODES = { relu: 0, tanh: 1, relu6: 2, clippedRelu: 2, linear: 3 } as const;
+
+export interface CellKinds {
+  activation: ActivationSpec;
+  recurrentActivation: RecurrentActivation;
+}
+
+/** Per-step forward; returns the kernel's outputs in the order documented above. */
+export function cellForward(
+  kinds: CellKinds,
+  t: number,
+  tensors: { xp: tf.Tensor; r: tf.Tensor; h: tf.Tensor; c: tf.Tensor; mask: tf.Tensor | null },
+  recording: boolean,
+): tf.Tensor[] {
+  const inputs: tf.NamedTensorMap = { xp: tensors.xp, r: tensors.r, h: tensors.h, c: tensors.c };
+  if (tensors.mask) inputs.mask = tensors.mask;
+  const attrs = { t, recording, ...kindAttrs(kinds) };
+  return tf.engine().runKernel(CELL_FORWARD, inputs, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
+}
+
+/** Per-step backward; `prev` is null on the first backward step. Returns [dz, dcPrev, keep?]. */
+export function cellBackward(
+  kinds: CellKinds,
+  t: number,
+  saved: { dy: tf.Tensor; IFO: tf.Tensor; ZG: tf.Tensor; G: tf.Tensor; CPrev: tf.Tensor; C: tf.Tensor; A: tf.Tensor; mask: tf.Tensor | null },
+  prev: { dzW: tf.Tensor; keep: tf.Tensor | null; dc: tf.Tensor } | null,
+): tf.Tensor[] {
+  const inputs: tf.NamedTensorMap = { ...saved } as tf.NamedTensorMap;
+  if (!saved.mask) delete inputs.mask;
+  if (prev) {
+    inputs.dzW = prev.dzW;
+    inputs.dc = prev.dc;
+    if (prev.keep) inputs.keep = prev.keep;
+  }
+  const attrs = { t, ...kindAttrs(kinds) };
+  return tf.engine().runKernel(CELL_BACKWARD, inputs, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
+}
+
+function kindAttrs(kinds: CellKinds) {
+  return {
+    act: ACT_CODES[kinds.activation.kind],
+    ceiling: kinds.activation.ceiling,
+    hardSigmoid: kinds.recurrentActivation === 'hardSigmoid',
+  };
+}
+
+interface Attrs {
+  t: number;
+  recording?: boolean;
+  act: number;
+  ceiling: number;
+  hardSigmoid: boolean;
+}
+
+function act(code: number, ceiling: number, z: number): number {
+  switch (code) {
+    case 0:
+      return z > 0 ? z : 0;
+    case 1:
+      return Math.tanh(z);
+    case 2:
+      return z < 0 ? 0 : z > ceiling ? ceiling : z;
+    default:
+      return z;
+  }
+}
+
+/** d act / dz from the pre-activation z and output y, as activationGrad in activations.ts. */
+function actGrad(code: number, ceiling: number, z: number, y: number): number {
+  switch (code) {
+    case 0:
+      return z > 0 ? 1 : 0;
+    case 1:
+      return 1 - y * y;
+    case 2:
+      return z >= 0 && z <= ceiling ? 1 : 0;
+    default:
+      return 1;
+  }
+}
+
+function rec(hard: boolean, z: number): number {
+  if (!hard) return 1 / (1 + Math.exp(-z));
+  const s = 0.2 * z + 0.5;
+  return s < 0 ? 0 : s > 1 ? 1 : s;
+}
+
+function recGrad(hard: boolean, s: number): number {
+  return hard ? (s > 0 && s < 1 ? 0.2 : 0) : s * (1 - s);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Backend adapters: the same loops over Float32Array views, whether the data lives in a JS array (cpu)
+// or in the wasm heap (wasm). Outputs are allocated before any view is taken: a wasm allocation may
+// grow the heap, which detaches earlier views.
+
+interface Io {
+  read(t: tf.TensorInfo): Float32Array;
+  alloc(shape: number[]): { info: tf.TensorInfo; view: () => Float32Array };
+}
+
+type Backendish = {
+  data?: { get(id: tf.DataId): { values: Float32Array } };
+  makeTensorInfo?(shape: number[], dtype: tf.DataType, values?: Float32Array): tf.TensorInfo;
+  makeOutput?(shape: number[], dtype: tf.DataType): tf.TensorInfo;
+  typedArrayFromHeap?(t: tf.TensorInfo): Float32Array;
+};
+
+function cpuIo(backend: Backendish): Io {
+  return {
+    read: (t) => backend.data!.get(t.dataId).values,
+    alloc: (shape) => {
+      const values = new Float32Array(shape.reduce((a, b) => a * b, 1));
+      const info = backend.makeTensorInfo!(shape, 'float32', values);
+      return { info, view: () => values };
+    },
+  };
+}
+
+function wasmIo(backend: Backendish): Io {
+  return {
+    read: (t) => backend.typedArrayFromHeap!(t),
+    alloc: (shape) => {
+      const info = backend.makeOutput!(shape, 'float32');
+      return { info, view: () => backend.typedArrayFromHeap!(info) };
+    },
+  };
+}
+
+function forwardKernel(io: Io, inputs: tf.NamedTensorInfoMap, attrs: Attrs): tf.TensorInfo[] {
+  const { xp, r, h, c } = inputs as Record<'xp' | 'r' | 'h' | 'c', tf.TensorInfo>;
+  const mask = inputs.mask;
+  const [B, H4] = r.shape;
+  const H = H4 / 4;
+  const { t, recording, act: code, ceiling, hardSigmoid } = attrs;
+  const shapes: number[][] = [[B, H], [B, H]];
+  if (mask) shapes.push([B, H]);
+  if (recording) shapes.push([B, 3 * H], [B, H], [B, H], [B, H], ...(mask ? [[B, H]] : []));
+  const outs = shapes.map((s) => io.alloc(s));
+  const [xpV, rV, hV, cV] = [io.read(xp), io.read(r), io.read(h), io.read(c)];
+  const mV = mask ? io.read(mask) : null;
+  const [hN, cN] = [outs[0].view(), outs[1].view()];
+  const oV = mask ? outs[2].view() : null;
+  const base = mask ? 3 : 2;
+  const rv = recording ? outs.slice(base).map((o) => o.view()) : null;
+  const xo = t * B * H4;
+  for (let b = 0; b < B; b++) {
+    const m = mV ? mV[t * B + b] : 1;
+    for (let j = 0; j < H; j++) {
+      const k = b * H4 + j;
+      const i = rec(hardSigmoid, xpV[xo + k] + rV[k]);
+      const f = rec(hardSigmoid, xpV[xo + k + H] + rV[k + H]);
+      const o = rec(hardSigmoid, xpV[xo + k + 2 * H] + rV[k + 2 * H]);
+      const zg = Math.fround(xpV[xo + k + 3 * H] + rV[k + 3 * H]);
+      const g = act(code, ceiling, zg);
+      const q = b * H + j;
+      const cNew = Math.fround(f * cV[q] + i * g);
+      const a = act(code, ceiling, cNew);
+      const hNew = o * a;
+      if (mV) {
+        oV![q] = hNew * m;
+        hN[q] = m ? hNew : hV[q];
+        cN[q] = m ? cNew : cV[q];
+      } else {
+        hN[q] = hNew;
+        cN[q] = cNew;
+      }
+      if (rv) {
+        const e = b * 3 * H + j;
+        rv[0][e] = i;
+        rv[0][e + H] = f;
+        rv[0][e + 2 * H] = o;
+        rv[1][q] = zg;
+        rv[2][q] = g;
+        rv[3][q] = a;
+        if (mV) rv[4][q] = cNew;
+      }
+    }
+  }
+  return outs.map((o) => o.info);
+}
+
+function backwardKernel(io: Io, inputs: tf.NamedTensorInfoMap, attrs: Attrs): tf.TensorInfo[] {
+  const { dy, IFO, ZG, G, CPrev, C, A } = inputs as Record<'dy' | 'IFO' | 'ZG' | 'G' | 'CPrev' | 'C' | 'A', tf.TensorInfo>;
+  const { mask, dzW, keep, dc } = inputs;
+  const [T, B, H] = C.shape;
+  const H4 = 4 * H;
+  const { t, act: code, ceiling, hardSigmoid } = attrs;
+  const outs = [io.alloc([B, H4]), io.alloc([B, H]), ...(mask ? [io.alloc([B, H])] : [])];
+  const dyV = io.read(dy);
+  const ifoV = io.read(IFO);
+  const zgV = io.read(ZG);
+  const gV = io.read(G);
+  const cpV = io.read(CPrev);
+  const cV = io.read(C);
+  const aV = io.read(A);
+  const mV = mask ? io.read(mask) : null;
+  const dzWV = dzW ? io.read(dzW) : null;
+  const keepV = keep ? io.read(keep) : null;
+  const dcV = dc ? io.read(dc) : null;
+  const [dz, dcOut] = [outs[0].view(), outs[1].view()];
+  const keepOut = mask ? outs[2].view() : null;
+  const so = t * B * H; // offset of step t in the [T, B, H] tensors
+  const dhFirst = T * B * H; // rows T and T+1 of dy: the gradients of hN and cN
+  const dcFirst = (T + 1) * B * H;
+  for (let b = 0; b < B; b++) {
+    const m = mV ? mV[t * B + b] : 1;
+    const e0 = (t * B + b) * 3 * H;
+    const k0 = b * H4;
+    for (let j = 0; j < H; j++) {
+      const q = b * H + j;
+      const s = so + q;
+      const dh = dzWV ? dzWV[q] + (keepV ? keepV[q] : 0) : dyV[dhFirst + q];
+      const dcIn = dcV ? dcV[q] : dyV[dcFirst + q];
+      const i = ifoV[e0 + j];
+      const f = ifoV[e0 + H + j];
+      const o = ifoV[e0 + 2 * H + j];
+      const a = aV[s];
+      const g = gV[s];
+      const dhNew = (dh + dyV[s]) * m;
+      const dcNew = dcIn * m + dhNew * o * actGrad(code, ceiling, cV[s], a);
+      const k = k0 + j;
+      dz[k] = dcNew * g * recGrad(hardSigmoid, i);
+      dz[k + H] = dcNew * cpV[s] * recGrad(hardSigmoid, f);
+      dz[k + 2 * H] = dhNew * a * recGrad(hardSigmoid, o);
+      dz[k + 3 * H] = dcNew * i * actGrad(code, ceiling, zgV[s], g);
+      dcOut[q] = dcNew * f + (mV ? dcIn * (1 - m) : 0);
+      if (keepOut) keepOut[q] = dh * (1 - m);
+    }
+  }
+  return outs.map((o) => o.info);
+}
+
+function register(backendName: string, io: (b: Backendish) => Io): void {
+  tf.registerKernel({
+    kernelName: CELL_FORWARD,
+    backendName,
+    kernelFunc: ({ inputs, backend, attrs }) => forwardKernel(io(backend as Backendish), inputs, attrs as unknown as Attrs),
+  });
+  tf.registerKernel({
+    kernelName: CELL_BACKWARD,
+    backendName,
+    kernelFunc: ({ inputs, backend, attrs }) => backwardKernel(io(backend as Backendish), inputs, attrs as unknown as Attrs),
+  });
+}
+
+register('cpu', cpuIo);
+register('wasm', wasmIo);
