@@ -112,10 +112,10 @@ function forwardLoop(
   // Per-step tensors by time index t (not step order), PER_STEP[k] at t * N_PER_STEP + k.
   const perStep: tf.Tensor[] = recording ? new Array(T * N_PER_STEP) : [];
   const outs: tf.Tensor[] = new Array(T);
-  let h: tf.Tensor = h0;
-  let c: tf.Tensor = c0;
+  let h: tf.Tensor = stepper.lift(h0);
+  let c: tf.Tensor = stepper.lift(c0);
   for (const t of stepOrder(T, spec.reverse)) {
-    const s = stepper(t, h, c);
+    const s = stepper.step(t, h, c);
     if (recording) perStep.splice(t * N_PER_STEP, N_PER_STEP, h, c, s.ifo!, s.zg!, s.g!, s.cNew!, s.a!);
     outs[t] = s.out;
     h = s.h;
@@ -128,7 +128,7 @@ function forwardLoop(
   const stacked = recording
     ? PER_STEP.map((_, k) => {
         const steps = Array.from({ length: T }, (_, t) => perStep[t * N_PER_STEP + k]);
-        return tf.reshape(tf.concat(steps, 0), [T, B, steps[0].shape[1]!]);
+        return tf.reshape(tf.concat(steps, 0), [T, B, steps[0].shape[steps[0].rank - 1]]);
       })
     : [];
   const saved = [x, wihT, whhT, ...(mask ? [mask] : []), ...stacked];
@@ -146,19 +146,31 @@ interface StepResult {
   cNew?: tf.Tensor;
   a?: tf.Tensor;
 }
-type ForwardStep = (t: number, h: tf.Tensor, c: tf.Tensor) => StepResult;
+interface ForwardStep {
+  /** The loop's representation of the initial h or c ([B, H]). */
+  lift(state: tf.Tensor2D): tf.Tensor;
+  step(t: number, h: tf.Tensor, c: tf.Tensor): StepResult;
+}
 
+/**
+ * The generic step: 10 kernels without a mask (fused product, split, sigmoid, activation, split, 2 mul,
+ * add, activation, mul). Every per-step tensor is 3-D [1, B, .], which _FusedMatMul takes as it is
+ * (a 2-D operand would cost the op's reshapes, three more kernels per step).
+ */
 function genericForwardStep(spec: DirectionSpec, xp: tf.Tensor3D, whhT: tf.Tensor2D, mask: tf.Tensor3D | null): ForwardStep {
   const H = spec.hiddenSize;
-  const xpSteps = tf.unstack(xp);
-  const masks = mask ? tf.unstack(mask) : null;
+  const [T, B] = xp.shape;
+  const xpSteps = tf.unstack(tf.reshape(xp, [T, 1, B, 4 * H]));
+  const masks = mask ? tf.unstack(tf.reshape(mask, [T, 1, B, 1])) : null;
+  const w = tf.reshape(whhT, [1, H, 4 * H]);
   const recurrent = plusProduct();
-  return (t, h, c) => {
-    const z = recurrent(h, whhT, xpSteps[t]);
-    const [zifo, zg] = tf.split(z, [3 * H, H], 1);
+  const lift = (state: tf.Tensor2D) => tf.reshape(state, [1, B, H]);
+  const step = (t: number, h: tf.Tensor, c: tf.Tensor): StepResult => {
+    const z = recurrent(h, w, xpSteps[t]);
+    const [zifo, zg] = tf.split(z, [3 * H, H], 2);
     const ifo = recurrentActivate(spec.recurrentActivation, zifo);
     const g = activate(spec.activation, zg);
-    const [i, f, o] = tf.split(ifo, 3, 1);
+    const [i, f, o] = tf.split(ifo, 3, 2);
     const cNew = tf.add(tf.mul(f, c), tf.mul(i, g));
     const a = activate(spec.activation, cNew);
     const hNew = tf.mul(o, a);
@@ -171,6 +183,7 @@ function genericForwardStep(spec: DirectionSpec, xp: tf.Tensor3D, whhT: tf.Tenso
       ...{ ifo, zg, g, cNew, a },
     };
   };
+  return { lift, step };
 }
 
 function fusedForwardStep(
@@ -180,8 +193,9 @@ function fusedForwardStep(
   mask: tf.Tensor3D | null,
   recording: boolean,
 ): ForwardStep {
-  return (t, h, c) => {
-    const r = tf.matMul(h, whhT);
+  const lift = (state: tf.Tensor2D) => state;
+  const step = (t: number, h: tf.Tensor, c: tf.Tensor): StepResult => {
+    const r = tf.matMul(h as tf.Tensor2D, whhT);
     const outs = cellForward(spec, t, { xp, r, h, c, mask }, recording);
     const [hN, cN] = outs;
     const out = mask ? outs[2] : hN;
@@ -189,15 +203,21 @@ function fusedForwardStep(
     const [ifo, zg, g, a, cNew] = outs.slice(mask ? 3 : 2);
     return { out, h: hN, c: cN, ifo, zg, g, a, cNew: cNew ?? cN };
   };
+  return { lift, step };
 }
 
 /**
- * a @ b + addend as one kernel where the backend's fused product takes a 2-D bias (cpu, webgl,
- * tensorflow); wasm's fused product takes only a bias vector, so there it is a product and an add.
+ * a @ b + addend for 3-D a, b ([1, m, k], [1, k, n]) and addend [1, m, n]: one _FusedMatMul kernel where
+ * the backend's fused product is one kernel and takes a full-shape bias (cpu, webgl, webgpu). Called
+ * as a kernel, not through tf.fused.matMul, whose gradient wrapper and reshapes would add kernels (no
+ * gradient is needed inside customGrad). wasm's fused product takes only a bias vector, and tfjs-node's
+ * is itself a matMul and an add, so those two get the plain product and add.
  */
-function plusProduct(): (a: tf.Tensor, b: tf.Tensor2D, addend: tf.Tensor) => tf.Tensor {
-  if (tf.getBackend() === 'wasm') return (a, b, addend) => tf.add(addend, tf.matMul(a as tf.Tensor2D, b));
-  return (a, b, addend) => tf.fused.matMul({ a: a as tf.Tensor2D, b, bias: addend });
+function plusProduct(): (a: tf.Tensor, b: tf.Tensor, addend: tf.Tensor) => tf.Tensor {
+  const backend = tf.getBackend();
+  if (backend === 'wasm' || backend === 'tensorflow') return (a, b, addend) => tf.add(addend, tf.matMul(a, b));
+  const attrs = { transposeA: false, transposeB: false, activation: 'linear' };
+  return (a, b, addend) => tf.engine().runKernel('_FusedMatMul', { a, b, bias: addend }, attrs) as tf.Tensor;
 }
 
 /**
@@ -215,7 +235,7 @@ function backwardLoop(spec: DirectionSpec, dy: tf.Tensor3D, saved: tf.Tensor[], 
   const run = lstmKernelPath() === 'fused' ? fusedBackward : genericBackward;
   const { dzs, dh, dc } = run(spec, dy, perStep, mask, whh);
   // The parameter and input gradients: one large product each over all T*B rows.
-  const dZ = tf.concat(dzs, 0) as tf.Tensor2D; // [T*B, 4H], rows in time order
+  const dZ = tf.reshape(tf.concat(dzs, 0), [T * B, 4 * H]) as tf.Tensor2D; // rows in time order
   const dX = tf.reshape(tf.matMul(dZ, tf.transpose(wihT)), [T, B, I]);
   const dWihT = matMulT(tf.reshape(x, [T * B, I]) as tf.Tensor2D, dZ);
   const dWhhT = matMulT(tf.reshape(perStep[0], [T * B, H]) as tf.Tensor2D, dZ);
@@ -225,7 +245,7 @@ function backwardLoop(spec: DirectionSpec, dy: tf.Tensor3D, saved: tf.Tensor[], 
 }
 
 interface BackwardResult {
-  /** dL/dz per step, by time index, each [B, 4H]. */
+  /** dL/dz per step, by time index, each [B, 4H] (fused loop) or [1, B, 4H] (generic loop). */
   dzs: tf.Tensor[];
   /** dL/dh0 and dL/dc0. */
   dh: tf.Tensor;
@@ -249,8 +269,11 @@ function genericBackward(spec: DirectionSpec, dy: tf.Tensor3D, perStep: tf.Tenso
   const dG = activationGrad(spec.activation, ZG, G);
   // dz = [dc * g, dc * c_prev, dh * a, dc * i * act'(zg)] * [rec'(i), rec'(f), rec'(o), 1]
   const P = tf.mul(tf.concat([G, CPrev, A, dG ? tf.mul(Ig, dG) : Ig], 2), tf.concat([dIfo, tf.onesLike(G)], 2));
-  const [Ps, K1s, Fs, dys] = [tf.unstack(P), tf.unstack(K1), tf.unstack(Fg), tf.unstack(dy)];
-  const masks = mask ? tf.unstack(mask) : null;
+  // Per-step slices as [1, B, .] (see genericForwardStep), and W_hh as [1, 4H, H].
+  const steps = (x: tf.Tensor) => tf.unstack(tf.reshape(x, [x.shape[0], 1, ...x.shape.slice(1)]));
+  const [Ps, K1s, Fs, dys] = [steps(P), steps(K1), steps(Fg), steps(dy)];
+  const masks = mask ? steps(mask) : null;
+  const w = tf.reshape(whh, [1, ...whh.shape]);
   const plus = plusProduct();
   const order = stepOrder(T, spec.reverse).reverse();
   const dzs: tf.Tensor[] = new Array(T);
@@ -263,23 +286,24 @@ function genericBackward(spec: DirectionSpec, dy: tf.Tensor3D, perStep: tf.Tenso
     // h_t = m*hNew + (1-m)*hPrev and out_t = m*hNew, so hNew receives m*(dh + dOut).
     if (m) dhNew = tf.mul(dhNew, m);
     const dcNew = tf.add(m ? tf.mul(dc, m) : dc, tf.mul(dhNew, K1s[t]));
-    const dz = tf.mul(tf.concat([dcNew, dcNew, dhNew, dcNew], 1), Ps[t]);
+    const dz = tf.mul(tf.concat([dcNew, dcNew, dhNew, dcNew], 2), Ps[t]);
     dzs[t] = dz;
     let dcPrev = tf.mul(dcNew, Fs[t]);
     const next = order[k + 1];
     if (m) {
       const keep = tf.sub(1, m);
-      dh = tf.add(tf.matMul(dz as tf.Tensor2D, whh), tf.mul(dh, keep));
+      dh = tf.add(tf.matMul(dz, w), tf.mul(dh, keep));
       dcPrev = tf.add(dcPrev, tf.mul(dc, keep));
       if (next !== undefined) dhNew = tf.add(dh, dys[next]);
     } else if (next !== undefined) {
-      dhNew = plus(dz, whh, dys[next]);
+      dhNew = plus(dz, w, dys[next]);
     } else {
-      dh = tf.matMul(dz as tf.Tensor2D, whh);
+      dh = tf.matMul(dz, w);
     }
     dc = dcPrev;
   });
-  return { dzs, dh, dc };
+  const [B, H] = dh.shape.slice(1);
+  return { dzs, dh: tf.reshape(dh, [B, H]), dc: tf.reshape(dc, [B, H]) };
 }
 
 /** The fused recursion: per step one library kernel for dz and dc, and the product dz W_hh. */
