@@ -9,7 +9,9 @@
  *   npm run bench                       the standard suite: cpu S, wasm M, wasm L
  *   npm run bench -- [--backend wasm|cpu|tensorflow|auto] [--config S|M|L[,..]] [--reps N] [--warmup N]
  */
-import { execFileSync } from 'node:child_process';
+import { type ChildProcessByStdio, execFileSync, spawn } from 'node:child_process';
+import type { Readable, Writable } from 'node:stream';
+import { createInterface } from 'node:readline';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -104,11 +106,14 @@ function parseCli(argv: string[]): Args {
   };
 }
 
-/** One implementation under test: its two timed tasks and its teardown. */
+/**
+ * One implementation under test: its two timed tasks and its teardown. A task that times itself (the
+ * PyTorch ones, timed inside Python) returns its milliseconds; otherwise the caller times the call.
+ */
 interface Contender {
   name: string;
-  infer(): Promise<void>;
-  train(): Promise<void>;
+  infer(): Promise<number | void>;
+  train(): Promise<number | void>;
   dispose(): void;
 }
 
@@ -252,11 +257,68 @@ async function genericKernelCounts(cfg: BenchConfig, restore: BackendPreference)
   }
 }
 
-interface PytorchResult {
+interface TorchInfo {
   torch: string;
   threads: number;
   blas: string;
-  times_ms: Record<string, Record<Task, number[]>>;
+  models: string[];
+}
+
+/**
+ * bench/pytorch_reference.py --serve as a child process: it warms up, then times one task per request,
+ * so its repetitions interleave with the tfjs ones (one process computes at a time).
+ */
+class TorchServer {
+  private readonly pending: Array<(line: string) => void> = [];
+
+  private constructor(
+    private readonly child: ChildProcessByStdio<Writable, Readable, null>,
+    readonly info: TorchInfo,
+  ) {}
+
+  /** null (with the reason printed) when no python with torch is found. */
+  static async start(configName: string, warmup: number): Promise<TorchServer | null> {
+    const { python, tried } = findTorchPython();
+    if (python === null) {
+      console.log(`PyTorch reference: skipped (${tried.join('; ')})`);
+      return null;
+    }
+    const child = spawn(python, [PYTORCH_SCRIPT, '--config', configName, '--warmup', String(warmup), '--serve'], {
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
+    const lines = createInterface({ input: child.stdout });
+    const first = await new Promise<string>((resolve, reject) => {
+      lines.once('line', resolve);
+      child.once('exit', (code) => reject(new Error(`${PYTORCH_SCRIPT} exited with code ${code} before it was ready`)));
+    });
+    const server = new TorchServer(child, JSON.parse(first) as TorchInfo);
+    lines.on('line', (line) => server.pending.shift()?.(line));
+    return server;
+  }
+
+  time(task: Task, model: string): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.pending.push((line) => {
+        const reply = JSON.parse(line) as { ms?: number; error?: string };
+        if (typeof reply.ms === 'number') resolve(reply.ms);
+        else reject(new Error(`${PYTORCH_SCRIPT}: ${reply.error ?? line}`));
+      });
+      this.child.stdin.write(`${task} ${model}\n`);
+    });
+  }
+
+  contender(model: string, name: string): Contender {
+    return {
+      name,
+      infer: () => this.time('infer', model),
+      train: () => this.time('train', model),
+      dispose: () => undefined,
+    };
+  }
+
+  close(): void {
+    this.child.stdin.end();
+  }
 }
 
 const PYTORCH_SCRIPT = path.join(__dirname, '..', 'pytorch_reference.py');
@@ -281,30 +343,17 @@ function findTorchPython(): { python: string | null; tried: string[] } {
   return { python: null, tried };
 }
 
-/** Runs bench/pytorch_reference.py as a child process; null (with the reason printed) when torch is absent. */
-function runPytorch(configName: string, reps: number, warmup: number): PytorchResult | null {
-  const { python, tried } = findTorchPython();
-  if (python === null) {
-    console.log(`PyTorch reference: skipped (${tried.join('; ')})`);
-    return null;
-  }
-  const out = execFileSync(python, [PYTORCH_SCRIPT, '--config', configName, '--reps', String(reps), '--warmup', String(warmup)], {
-    encoding: 'utf8',
-    stdio: ['ignore', 'pipe', 'inherit'],
-    maxBuffer: 16 << 20,
-  });
-  return JSON.parse(out) as PytorchResult;
-}
-
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
   return s.length % 2 === 1 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
-function table(rows: string[][]): string {
+/** Columns before `leftColumns` are left-aligned (labels), the rest right-aligned (numbers). */
+function table(rows: string[][], leftColumns = 1): string {
   const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
-  return rows.map((r) => r.map((cell, c) => (c > 0 ? cell.padStart(widths[c]) : cell.padEnd(widths[c]))).join('   ')).join('\n');
+  const cell = (text: string, c: number) => (c < leftColumns ? text.padEnd(widths[c]) : text.padStart(widths[c]));
+  return rows.map((r) => r.map(cell).join('   ').trimEnd()).join('\n');
 }
 
 const range = (xs: number[]) => `${Math.min(...xs).toFixed(0)}-${Math.max(...xs).toFixed(0)}`;
@@ -322,15 +371,20 @@ async function benchOne(configName: string, cfg: BenchConfig, info: BackendInfo,
   );
   const x = tf.randomNormal([cfg.batch, cfg.seq, cfg.input], 0, 1, 'float32', 1) as tf.Tensor3D;
   const y = tf.randomNormal([cfg.batch, cfg.seq, cfg.hidden], 0, 1, 'float32', 2) as tf.Tensor3D;
-  const contenders = [ours(cfg, x, y), theirs(cfg, x, y)];
+  const tfContenders = [ours(cfg, x, y), theirs(cfg, x, y)];
+  const torch = args.pytorch ? await TorchServer.start(configName, args.warmup) : null;
+  const contenders = [
+    ...tfContenders,
+    ...(torch ? [torch.contender('nn.LSTM', 'PyTorch nn.LSTM (tanh)'), torch.contender('ReLU cell loop', 'PyTorch ReLU cell loop')] : []),
+  ];
   const times = new Map<string, number[]>();
   const leaked = new Map<string, number>(contenders.map((c) => [c.name, 0]));
   for (const c of contenders) for (const t of TASKS) times.set(`${c.name}/${t}`, []);
 
   const profiled = new Map<string, Profiled>();
-  for (const c of contenders) profiled.set(c.name, await profileContender(c));
+  for (const c of tfContenders) profiled.set(c.name, await profileContender(c));
   for (let r = 1; r < args.warmup; r++) {
-    for (const t of TASKS) for (const c of contenders) await c[t]();
+    for (const t of TASKS) for (const c of tfContenders) await c[t]();
   }
   const tensorsBefore = tf.memory().numTensors;
   for (let r = 0; r < args.reps; r++) {
@@ -339,8 +393,8 @@ async function benchOne(configName: string, cfg: BenchConfig, info: BackendInfo,
       for (const c of order) {
         const n0 = tf.memory().numTensors;
         const t0 = performance.now();
-        await c[t]();
-        times.get(`${c.name}/${t}`)!.push(performance.now() - t0);
+        const selfTimed = await c[t]();
+        times.get(`${c.name}/${t}`)!.push(typeof selfTimed === 'number' ? selfTimed : performance.now() - t0);
         leaked.set(c.name, leaked.get(c.name)! + tf.memory().numTensors - n0);
       }
     }
@@ -349,6 +403,7 @@ async function benchOne(configName: string, cfg: BenchConfig, info: BackendInfo,
   const tensorsAfter = tf.memory().numTensors;
   const rssAfterTf = process.memoryUsage().rss;
   for (const c of contenders) c.dispose();
+  torch?.close();
   tf.dispose([x, y]);
 
   const counts = {
@@ -356,30 +411,25 @@ async function benchOne(configName: string, cfg: BenchConfig, info: BackendInfo,
     generic: lstmKernelPath() === 'generic' ? null : await genericKernelCounts(cfg, info.backend),
     theirs: await countKernels(theirs, cfg),
   };
-  const torch = args.pytorch ? runPytorch(configName, args.reps, args.warmup) : null;
 
-  const [a, b] = contenders;
-  const head = ['task', `${a.name} ms`, `${b.name} ms`, `${b.name}/${a.name}`];
-  if (torch) head.push('nn.LSTM ms', `${a.name}/nn.LSTM`, 'ReLU loop ms', `${a.name}/ReLU loop`);
-  head.push(`${a.name} min-max`, `${b.name} min-max`);
-  if (torch) head.push('nn.LSTM min-max');
-  const rows = [head];
+  const [a, b] = tfContenders;
+  const rows = [['task', 'implementation', 'median ms', `time / ${a.name}`, 'min-max ms']];
   for (const t of TASKS) {
-    const ta = times.get(`${a.name}/${t}`)!;
-    const tb = times.get(`${b.name}/${t}`)!;
-    const row = [TASK_LABEL[t], median(ta).toFixed(1), median(tb).toFixed(1), ratio(median(tb), median(ta))];
-    if (torch) {
-      const tn = torch.times_ms['nn.LSTM'][t];
-      const tl = torch.times_ms['ReLU cell loop'][t];
-      row.push(median(tn).toFixed(1), ratio(median(ta), median(tn)), median(tl).toFixed(1), ratio(median(ta), median(tl)));
-    }
-    row.push(range(ta), range(tb));
-    if (torch) row.push(range(torch.times_ms['nn.LSTM'][t]));
-    rows.push(row);
+    const base = median(times.get(`${a.name}/${t}`)!);
+    contenders.forEach((c, k) => {
+      const ts = times.get(`${c.name}/${t}`)!;
+      rows.push([k === 0 ? TASK_LABEL[t] : '', c.name, median(ts).toFixed(1), ratio(median(ts), base), range(ts)]);
+    });
   }
   console.log('');
-  console.log(table(rows));
-  if (torch) console.log(`PyTorch ${torch.torch}, ${torch.threads} thread, ${torch.blas}; run after the tfjs reps, same reps and warmup`);
+  console.log(table(rows, 2));
+  console.log(
+    `(time / ${a.name} above 1x: ${a.name} is that many times faster)` +
+      (torch
+        ? `\nPyTorch ${torch.info.torch}, ${torch.info.threads} thread, ${torch.info.blas}; timed inside Python, ` +
+          'interleaved with the tfjs reps in the same order'
+        : ''),
+  );
 
   const f1 = (n: number) => n.toFixed(1);
   const kRows = [['kernels per time step and layer (tf.profile)', 'forward', 'train step', 'forward all-in', 'train all-in']];

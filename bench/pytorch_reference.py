@@ -15,15 +15,20 @@ for two models of the same size:
                 projection of all steps is one matrix product before the loop, as in the TS library.
 
 Input is batch-first [batch, seq, input] float32 from a fixed seed. Prints one JSON object on stdout
-(times in ms per repetition), so the TS benchmark can read it:
+(times in ms per repetition):
 
   python3 bench/pytorch_reference.py --config M --reps 5 --warmup 1
+
+With --serve it warms up, prints one JSON line {"ready": true, ...}, then times one task per line read
+from stdin ("infer nn.LSTM", "train ReLU cell loop", ...) and answers {"ms": ...}: the TS benchmark
+runs it that way, so the PyTorch repetitions interleave with the tfjs ones under the same load.
 """
 import argparse
 import json
 import os
 import platform
 import re
+import sys
 import time
 
 # One thread, set before torch loads its BLAS (OpenBLAS / MKL read these at start-up).
@@ -89,6 +94,7 @@ def main() -> None:
     parser.add_argument("--config", choices=sorted(CONFIGS), default="M")
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--serve", action="store_true", help="time one task per stdin request (see below)")
     args = parser.parse_args()
     if args.reps < 1 or args.warmup < 0:
         parser.error(f"--reps must be >= 1 and --warmup >= 0, got {args.reps} and {args.warmup}")
@@ -117,14 +123,40 @@ def main() -> None:
         for task in tasks.values():
             for name in names:
                 task(name)
+
+    def timed(task_name, name):
+        t0 = time.perf_counter()
+        tasks[task_name](name)
+        return (time.perf_counter() - t0) * 1000
+
+    info = {
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "threads": torch.get_num_threads(),
+        "blas": blas_description(),
+        "config": args.config,
+        "models": names,
+    }
+    if args.serve:
+        # One JSON line when ready, then one line per request "<infer|train> <model>" -> {"ms": ...}.
+        print(json.dumps({"ready": True, **info}), flush=True)
+        for line in sys.stdin:
+            task_name, _, name = line.strip().partition(" ")
+            if task_name not in tasks or name not in fns:
+                print(json.dumps({"error": f"unknown request {line.strip()!r}"}), flush=True)
+                continue
+            print(json.dumps({"ms": timed(task_name, name)}), flush=True)
+        return
     times = {name: {task: [] for task in tasks} for name in names}
     for r in range(args.reps):
         order = names if r % 2 == 0 else names[::-1]
-        for task_name, task in tasks.items():
+        for task_name in tasks:
             for name in order:
-                t0 = time.perf_counter()
-                task(name)
-                times[name][task_name].append((time.perf_counter() - t0) * 1000)
+                times[name][task_name].append(timed(task_name, name))
+    print(json.dumps({**info, "times_ms": times}))
+
+
+def blas_description() -> str:
     found = re.search(r"BLAS_INFO=([^,\s]+)", torch.__config__.show())
     blas = f"BLAS_INFO={found.group(1) if found else 'unknown'}"
     try:  # the BLAS library actually loaded (Debian's torch calls libblas.so.3, an alternatives link)
@@ -134,19 +166,7 @@ def main() -> None:
             blas += " loaded " + ", ".join(os.path.join(os.path.basename(os.path.dirname(p)), os.path.basename(p)) for p in libs)
     except OSError:
         pass
-    print(
-        json.dumps(
-            {
-                "torch": torch.__version__,
-                "python": platform.python_version(),
-                "threads": torch.get_num_threads(),
-                "blas": blas,
-                "config": args.config,
-                "times_ms": times,
-            }
-        )
-    )
-
+    return blas
 
 if __name__ == "__main__":
     main()
