@@ -142,10 +142,14 @@ function recGrad(hard: boolean, s: number): number {
 
 interface Io {
   read(t: tf.TensorInfo): Float32Array;
-  alloc(shape: number[]): { info: tf.TensorInfo; view: () => Float32Array };
+  alloc(shape: number[]): tf.TensorInfo;
+  /** Frees a scratch tensor made by alloc or sigmoid that is not returned as an output. */
+  free(t: tf.TensorInfo): void;
+  /** The backend's own sigmoid kernel on a tensor, when it beats a JavaScript loop (wasm: XNNPACK). */
+  sigmoid: ((t: tf.TensorInfo) => tf.TensorInfo) | null;
 }
 
-type Backendish = {
+type Backendish = tf.KernelBackend & {
   data?: { get(id: tf.DataId): { values: Float32Array } };
   makeTensorInfo?(shape: number[], dtype: tf.DataType, values?: Float32Array): tf.TensorInfo;
   makeOutput?(shape: number[], dtype: tf.DataType): tf.TensorInfo;
@@ -155,21 +159,23 @@ type Backendish = {
 function cpuIo(backend: Backendish): Io {
   return {
     read: (t) => backend.data!.get(t.dataId).values,
-    alloc: (shape) => {
-      const values = new Float32Array(shape.reduce((a, b) => a * b, 1));
-      const info = backend.makeTensorInfo!(shape, 'float32', values);
-      return { info, view: () => values };
-    },
+    alloc: (shape) => backend.makeTensorInfo!(shape, 'float32', new Float32Array(shape.reduce((a, b) => a * b, 1))),
+    free: (t) => backend.disposeData(t.dataId),
+    sigmoid: null, // tfjs's cpu Sigmoid is the same JavaScript loop
   };
 }
 
 function wasmIo(backend: Backendish): Io {
+  // A view of the heap is only valid until the next allocation (which may grow the heap): callers take
+  // views after allocating.
+  const sigmoidKernel = tf.getKernel('Sigmoid', 'wasm');
   return {
     read: (t) => backend.typedArrayFromHeap!(t),
-    alloc: (shape) => {
-      const info = backend.makeOutput!(shape, 'float32');
-      return { info, view: () => backend.typedArrayFromHeap!(info) };
-    },
+    alloc: (shape) => backend.makeOutput!(shape, 'float32'),
+    free: (t) => backend.disposeData(t.dataId),
+    sigmoid: sigmoidKernel
+      ? (t) => sigmoidKernel.kernelFunc({ inputs: { x: t }, backend, attrs: {} }) as tf.TensorInfo
+      : null,
   };
 }
 
@@ -178,28 +184,50 @@ function forwardKernel(io: Io, inputs: tf.NamedTensorInfoMap, attrs: Attrs): tf.
   const mask = inputs.mask;
   const [B, H4] = r.shape;
   const H = H4 / 4;
+  const H3 = 3 * H;
   const { t, recording, act: code, ceiling, hardSigmoid } = attrs;
-  const shapes: number[][] = [[B, H], [B, H]];
-  if (mask) shapes.push([B, H]);
-  if (recording) shapes.push([B, 3 * H], [B, H], [B, H], [B, H], ...(mask ? [[B, H]] : []));
-  const outs = shapes.map((s) => io.alloc(s));
-  const [xpV, rV, hV, cV] = [io.read(xp), io.read(r), io.read(h), io.read(c)];
-  const mV = mask ? io.read(mask) : null;
-  const [hN, cN] = [outs[0].view(), outs[1].view()];
-  const oV = mask ? outs[2].view() : null;
-  const base = mask ? 3 : 2;
-  const rv = recording ? outs.slice(base).map((o) => o.view()) : null;
   const xo = t * B * H4;
+  // Pass 1: the three sigmoid gates for the whole step, [B, 3H]: by the backend's kernel when it has
+  // a fast one (it is most of the step's arithmetic), else in the loop below.
+  const backendSigmoid = hardSigmoid ? null : io.sigmoid;
+  let ifo: tf.TensorInfo;
+  if (backendSigmoid) {
+    const pre = io.alloc([B, H3]);
+    const [preV, xpV, rV] = [io.read(pre), io.read(xp), io.read(r)];
+    for (let b = 0; b < B; b++) {
+      for (let j = 0; j < H3; j++) preV[b * H3 + j] = xpV[xo + b * H4 + j] + rV[b * H4 + j];
+    }
+    ifo = backendSigmoid(pre);
+    io.free(pre);
+  } else {
+    ifo = io.alloc([B, H3]);
+    const [ifoV, xpV, rV] = [io.read(ifo), io.read(xp), io.read(r)];
+    for (let b = 0; b < B; b++) {
+      for (let j = 0; j < H3; j++) ifoV[b * H3 + j] = rec(hardSigmoid, xpV[xo + b * H4 + j] + rV[b * H4 + j]);
+    }
+  }
+  // Pass 2: candidate, cell, output.
+  const hOut = io.alloc([B, H]);
+  const cOut = io.alloc([B, H]);
+  const maskedOut = mask ? io.alloc([B, H]) : null;
+  const saved = recording ? [io.alloc([B, H]), io.alloc([B, H]), io.alloc([B, H]), ...(mask ? [io.alloc([B, H])] : [])] : [];
+  const [xpV, rV, hV, cV, ifoV] = [io.read(xp), io.read(r), io.read(h), io.read(c), io.read(ifo)];
+  const mV = mask ? io.read(mask) : null;
+  const [hN, cN] = [io.read(hOut), io.read(cOut)];
+  const oV = maskedOut ? io.read(maskedOut) : null;
+  const [zgV, gV, aV, cNewV] = saved.map((x) => io.read(x));
   for (let b = 0; b < B; b++) {
     const m = mV ? mV[t * B + b] : 1;
+    const e0 = b * H3;
+    const z0 = xo + b * H4 + H3;
+    const r0 = b * H4 + H3;
     for (let j = 0; j < H; j++) {
-      const k = b * H4 + j;
-      const i = rec(hardSigmoid, xpV[xo + k] + rV[k]);
-      const f = rec(hardSigmoid, xpV[xo + k + H] + rV[k + H]);
-      const o = rec(hardSigmoid, xpV[xo + k + 2 * H] + rV[k + 2 * H]);
-      const zg = Math.fround(xpV[xo + k + 3 * H] + rV[k + 3 * H]);
-      const g = act(code, ceiling, zg);
       const q = b * H + j;
+      const i = ifoV[e0 + j];
+      const f = ifoV[e0 + H + j];
+      const o = ifoV[e0 + 2 * H + j];
+      const zg = Math.fround(xpV[z0 + j] + rV[r0 + j]);
+      const g = act(code, ceiling, zg);
       const cNew = Math.fround(f * cV[q] + i * g);
       const a = act(code, ceiling, cNew);
       const hNew = o * a;
@@ -211,19 +239,16 @@ function forwardKernel(io: Io, inputs: tf.NamedTensorInfoMap, attrs: Attrs): tf.
         hN[q] = hNew;
         cN[q] = cNew;
       }
-      if (rv) {
-        const e = b * 3 * H + j;
-        rv[0][e] = i;
-        rv[0][e + H] = f;
-        rv[0][e + 2 * H] = o;
-        rv[1][q] = zg;
-        rv[2][q] = g;
-        rv[3][q] = a;
-        if (mV) rv[4][q] = cNew;
+      if (zgV) {
+        zgV[q] = zg;
+        gV[q] = g;
+        aV[q] = a;
+        if (cNewV) cNewV[q] = cNew;
       }
     }
   }
-  return outs.map((o) => o.info);
+  if (!recording) io.free(ifo);
+  return [hOut, cOut, ...(maskedOut ? [maskedOut] : []), ...(recording ? [ifo, ...saved] : [])];
 }
 
 function backwardKernel(io: Io, inputs: tf.NamedTensorInfoMap, attrs: Attrs): tf.TensorInfo[] {
@@ -233,6 +258,7 @@ function backwardKernel(io: Io, inputs: tf.NamedTensorInfoMap, attrs: Attrs): tf
   const H4 = 4 * H;
   const { t, act: code, ceiling, hardSigmoid } = attrs;
   const outs = [io.alloc([B, H4]), io.alloc([B, H]), ...(mask ? [io.alloc([B, H])] : [])];
+  const [dz, dcOut, keepOut] = outs.map((o) => io.read(o));
   const dyV = io.read(dy);
   const ifoV = io.read(IFO);
   const zgV = io.read(ZG);
@@ -244,8 +270,6 @@ function backwardKernel(io: Io, inputs: tf.NamedTensorInfoMap, attrs: Attrs): tf
   const dzWV = dzW ? io.read(dzW) : null;
   const keepV = keep ? io.read(keep) : null;
   const dcV = dc ? io.read(dc) : null;
-  const [dz, dcOut] = [outs[0].view(), outs[1].view()];
-  const keepOut = mask ? outs[2].view() : null;
   const so = t * B * H; // offset of step t in the [T, B, H] tensors
   const dhFirst = T * B * H; // rows T and T+1 of dy: the gradients of hN and cN
   const dcFirst = (T + 1) * B * H;
@@ -274,7 +298,7 @@ function backwardKernel(io: Io, inputs: tf.NamedTensorInfoMap, attrs: Attrs): tf
       if (keepOut) keepOut[q] = dh * (1 - m);
     }
   }
-  return outs.map((o) => o.info);
+  return outs;
 }
 
 function register(backendName: string, io: (b: Backendish) => Io): void {

@@ -5,6 +5,7 @@ import { ReluLstmConfig, ReluLstmOptions, parameterNames, parameterShapes, resol
 import { LstmInputError, StateDictError } from './errors';
 import { initialWeights } from './init';
 import { runDirection } from './lstm-direction';
+import { sliceRows } from './rows';
 import { Rng, RngState } from './rng';
 import { TensorLike, toTensor } from './tensor-like';
 
@@ -134,9 +135,9 @@ export class ReluLstm {
             { hiddenSize: H, reverse: d === 1, activation: activationSpec(cfg.activation, cfg.cellClip), recurrentActivation: cfg.recurrentActivation },
             { x: input, h0: h0 as tf.Tensor2D, c0: c0 as tf.Tensor2D, wihT, whhT, bias, mask },
           );
-          outs.push(tf.slice(packed, [0, 0, 0], [T, B, H]));
-          hNs.push(tf.reshape(tf.slice(packed, [T, 0, 0], [1, B, H]), [B, H]));
-          cNs.push(tf.reshape(tf.slice(packed, [T + 1, 0, 0], [1, B, H]), [B, H]));
+          outs.push(sliceRows(packed, 0, T));
+          hNs.push(tf.reshape(sliceRows(packed, T, 1), [B, H]));
+          cNs.push(tf.reshape(sliceRows(packed, T + 1, 1), [B, H]));
         }
         input = D === 2 ? tf.concat(outs, 2) : outs[0];
         if (dropMasks && l < cfg.numLayers - 1) input = tf.mul(input, dropMasks[l]);
