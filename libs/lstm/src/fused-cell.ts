@@ -17,9 +17,9 @@ import type { RecurrentActivation } from './config';
  *
  * Layouts (internal gate order i, f, o, g; shapes as in lstm-direction.ts):
  *   forward  inputs  xp [T,B,4H] (x W_ih^T + b), r [B,4H] (h W_hh^T), h [B,H], c [B,H], mask? [T,B,1]
- *            outputs h', c', then out_t (masked only), then when recording: ifo [B,3H], zg, g, a [B,H],
- *            and cNew [B,H] (masked only; unmasked cNew is c').
- *   backward inputs  dy [T+2,B,H], saved IFO [T,B,3H], ZG, G, CPrev, C, A [T,B,H], mask?, and from the
+ *            outputs h', c', then out_t (masked only), then when recording: ifo [B,3H], zg [B,H], and
+ *            cNew [B,H] (masked only; unmasked cNew is c').
+ *   backward inputs  dy [T+2,B,H], saved IFO [T,B,3H], ZG, CPrev, C [T,B,H], mask?, and from the
  *            previous step dzW = dz_{t+1} W_hh [B,H], keep [B,H] (masked only), dc [B,H]; on the first
  *            backward step (t = last) dh and dc come from dy rows T and T+1 instead.
  *            outputs dz [B,4H], dc_prev [B,H], then keep' = dh*(1-m) (masked only).
@@ -52,7 +52,7 @@ export function cellForward(
 export function cellBackward(
   kinds: CellKinds,
   t: number,
-  saved: { dy: tf.Tensor; IFO: tf.Tensor; ZG: tf.Tensor; G: tf.Tensor; CPrev: tf.Tensor; C: tf.Tensor; A: tf.Tensor; mask: tf.Tensor | null },
+  saved: { dy: tf.Tensor; IFO: tf.Tensor; ZG: tf.Tensor; CPrev: tf.Tensor; C: tf.Tensor; mask: tf.Tensor | null },
   prev: { dzW: tf.Tensor; keep: tf.Tensor | null; dc: tf.Tensor } | null,
 ): tf.Tensor[] {
   const inputs: tf.NamedTensorMap = { ...saved } as tf.NamedTensorMap;
@@ -210,12 +210,12 @@ function forwardKernel(io: Io, inputs: tf.NamedTensorInfoMap, attrs: Attrs): tf.
   const hOut = io.alloc([B, H]);
   const cOut = io.alloc([B, H]);
   const maskedOut = mask ? io.alloc([B, H]) : null;
-  const saved = recording ? [io.alloc([B, H]), io.alloc([B, H]), io.alloc([B, H]), ...(mask ? [io.alloc([B, H])] : [])] : [];
+  const saved = recording ? [io.alloc([B, H]), ...(mask ? [io.alloc([B, H])] : [])] : [];
   const [xpV, rV, hV, cV, ifoV] = [io.read(xp), io.read(r), io.read(h), io.read(c), io.read(ifo)];
   const mV = mask ? io.read(mask) : null;
   const [hN, cN] = [io.read(hOut), io.read(cOut)];
   const oV = maskedOut ? io.read(maskedOut) : null;
-  const [zgV, gV, aV, cNewV] = saved.map((x) => io.read(x));
+  const [zgV, cNewV] = saved.map((x) => io.read(x));
   for (let b = 0; b < B; b++) {
     const m = mV ? mV[t * B + b] : 1;
     const e0 = b * H3;
@@ -239,12 +239,8 @@ function forwardKernel(io: Io, inputs: tf.NamedTensorInfoMap, attrs: Attrs): tf.
         hN[q] = hNew;
         cN[q] = cNew;
       }
-      if (zgV) {
-        zgV[q] = zg;
-        gV[q] = g;
-        aV[q] = a;
-        if (cNewV) cNewV[q] = cNew;
-      }
+      if (zgV) zgV[q] = zg;
+      if (cNewV) cNewV[q] = cNew;
     }
   }
   if (!recording) io.free(ifo);
@@ -252,7 +248,7 @@ function forwardKernel(io: Io, inputs: tf.NamedTensorInfoMap, attrs: Attrs): tf.
 }
 
 function backwardKernel(io: Io, inputs: tf.NamedTensorInfoMap, attrs: Attrs): tf.TensorInfo[] {
-  const { dy, IFO, ZG, G, CPrev, C, A } = inputs as Record<'dy' | 'IFO' | 'ZG' | 'G' | 'CPrev' | 'C' | 'A', tf.TensorInfo>;
+  const { dy, IFO, ZG, CPrev, C } = inputs as Record<'dy' | 'IFO' | 'ZG' | 'CPrev' | 'C', tf.TensorInfo>;
   const { mask, dzW, keep, dc } = inputs;
   const [T, B, H] = C.shape;
   const H4 = 4 * H;
@@ -262,10 +258,8 @@ function backwardKernel(io: Io, inputs: tf.NamedTensorInfoMap, attrs: Attrs): tf
   const dyV = io.read(dy);
   const ifoV = io.read(IFO);
   const zgV = io.read(ZG);
-  const gV = io.read(G);
   const cpV = io.read(CPrev);
   const cV = io.read(C);
-  const aV = io.read(A);
   const mV = mask ? io.read(mask) : null;
   const dzWV = dzW ? io.read(dzW) : null;
   const keepV = keep ? io.read(keep) : null;
@@ -285,15 +279,17 @@ function backwardKernel(io: Io, inputs: tf.NamedTensorInfoMap, attrs: Attrs): tf
       const i = ifoV[e0 + j];
       const f = ifoV[e0 + H + j];
       const o = ifoV[e0 + 2 * H + j];
-      const a = aV[s];
-      const g = gV[s];
+      const zg = zgV[s];
+      const g = act(code, ceiling, zg);
+      const cs = cV[s];
+      const a = act(code, ceiling, cs);
       const dhNew = (dh + dyV[s]) * m;
-      const dcNew = dcIn * m + dhNew * o * actGrad(code, ceiling, cV[s], a);
+      const dcNew = dcIn * m + dhNew * o * actGrad(code, ceiling, cs, a);
       const k = k0 + j;
       dz[k] = dcNew * g * recGrad(hardSigmoid, i);
       dz[k + H] = dcNew * cpV[s] * recGrad(hardSigmoid, f);
       dz[k + 2 * H] = dhNew * a * recGrad(hardSigmoid, o);
-      dz[k + 3 * H] = dcNew * i * actGrad(code, ceiling, zgV[s], g);
+      dz[k + 3 * H] = dcNew * i * actGrad(code, ceiling, zg, g);
       dcOut[q] = dcNew * f + (mV ? dcIn * (1 - m) : 0);
       if (keepOut) keepOut[q] = dh * (1 - m);
     }

@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { ActivationSpec, activate, activationGrad, recurrentActivate, recurrentActivationGrad } from './activations';
 import type { RecurrentActivation } from './config';
 import { cellBackward, cellForward } from './fused-cell';
-import { lstmKernelPath } from './kernel-path';
+import { LstmKernelPath, lstmKernelPath } from './kernel-path';
 
 /**
  * The time loop of one layer in one direction, with a hand-written backward pass through time.
@@ -40,10 +40,13 @@ export interface DirectionSpec {
   recurrentActivation: RecurrentActivation;
 }
 
-// Quantities kept from each step for the backward pass, in this order; gathered only while a gradient
-// is being recorded, so inference pays nothing for them.
-const PER_STEP = ['hPrev', 'cPrev', 'ifo', 'zg', 'g', 'c', 'a'] as const;
-const N_PER_STEP = PER_STEP.length;
+// Quantities kept from each step for the backward pass, in this order, per loop; gathered only while a
+// gradient is being recorded, so inference pays nothing for them. The fused backward kernel recomputes
+// g = act(zg) and a = act(c), so its forward keeps two fewer (less to stack and to save).
+const PER_STEP = {
+  generic: ['hPrev', 'cPrev', 'ifo', 'zg', 'g', 'c', 'a'],
+  fused: ['hPrev', 'cPrev', 'ifo', 'zg', 'c'],
+} as const;
 
 /** The tensors of one direction's loop; shapes in the comment at the top of this file. */
 export interface DirectionInputs {
@@ -60,10 +63,13 @@ export function runDirection(spec: DirectionSpec, inputs: DirectionInputs): tf.T
   // Inside customGrad's forward the engine reports the tape as off, so ask here whether a gradient is
   // being recorded: only then are the per-step tensors gathered for the backward pass.
   const recording = isTapeOn();
+  // Chosen once: the backward pass must read what this forward pass saved.
+  const path = lstmKernelPath();
   const fn = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
     const save = args[args.length - 1] as tf.GradSaveFunc;
     const [x, h0, c0, wihT, whhT, bias, m] = args.slice(0, -1) as tf.Tensor[];
     const { value, saved } = forwardLoop(
+      path,
       spec,
       { x, h0, c0, wihT, whhT, bias, mask: m ?? null } as DirectionInputs,
       recording,
@@ -72,7 +78,7 @@ export function runDirection(spec: DirectionSpec, inputs: DirectionInputs): tf.T
     return {
       value,
       gradFunc: (dy: tf.Tensor, s: tf.Tensor[]) => {
-        const grads = backwardLoop(spec, dy as tf.Tensor3D, s, m != null);
+        const grads = backwardLoop(path, spec, dy as tf.Tensor3D, s, m != null);
         return m != null ? [...grads, tf.zerosLike(m)] : grads;
       },
     };
@@ -100,6 +106,7 @@ function matMulT(a: tf.Tensor2D, b: tf.Tensor2D): tf.Tensor2D {
 }
 
 function forwardLoop(
+  path: LstmKernelPath,
   spec: DirectionSpec,
   { x, h0, c0, wihT, whhT, bias, mask }: DirectionInputs,
   recording: boolean,
@@ -108,26 +115,26 @@ function forwardLoop(
   const H = spec.hiddenSize;
   // One large product for the input projection of every step; the loop adds only h W_hh^T.
   const xp = tf.reshape(tf.add(tf.matMul(tf.reshape(x, [T * B, I]), wihT), bias), [T, B, 4 * H]) as tf.Tensor3D;
-  const stepper = lstmKernelPath() === 'fused' ? fusedForwardStep(spec, xp, whhT, mask, recording) : genericForwardStep(spec, xp, whhT, mask);
-  // Per-step tensors by time index t (not step order), PER_STEP[k] at t * N_PER_STEP + k.
-  const perStep: tf.Tensor[] = recording ? new Array(T * N_PER_STEP) : [];
+  const stepper = path === 'fused' ? fusedForwardStep(spec, xp, whhT, mask, recording) : genericForwardStep(spec, xp, whhT, mask);
+  // Per-step tensors by time index t (not step order): the PER_STEP[path] quantities of step t.
+  const perStep: tf.Tensor[][] = recording ? new Array(T) : [];
   const outs: tf.Tensor[] = new Array(T);
   let h: tf.Tensor = stepper.lift(h0);
   let c: tf.Tensor = stepper.lift(c0);
   for (const t of stepOrder(T, spec.reverse)) {
     const s = stepper.step(t, h, c);
-    if (recording) perStep.splice(t * N_PER_STEP, N_PER_STEP, h, c, s.ifo!, s.zg!, s.g!, s.cNew!, s.a!);
+    if (recording) perStep[t] = [h, c, ...s.keep!];
     outs[t] = s.out;
     h = s.h;
     c = s.c;
   }
   // Concat along rows then one reshape: tf.stack would launch a reshape per step.
   const value = tf.reshape(tf.concat([...outs, h, c], 0), [T + 2, B, H]) as tf.Tensor3D;
-  // Saved layout: [x, wihT, whhT, mask?, then each PER_STEP quantity stacked over time as [T, B, .]].
-  // One stacked tensor per quantity: saving per-step tensors would clone (a kernel each) per step.
+  // Saved layout: [x, wihT, whhT, mask?, then each PER_STEP[path] quantity stacked over time as
+  // [T, B, .]]. One stacked tensor per quantity: saving per-step tensors would clone (a kernel each) per step.
   const stacked = recording
-    ? PER_STEP.map((_, k) => {
-        const steps = Array.from({ length: T }, (_, t) => perStep[t * N_PER_STEP + k]);
+    ? PER_STEP[path].map((_, k) => {
+        const steps = perStep.map((step) => step[k]);
         return tf.reshape(tf.concat(steps, 0), [T, B, steps[0].shape[steps[0].rank - 1]]);
       })
     : [];
@@ -135,16 +142,15 @@ function forwardLoop(
   return { value, saved };
 }
 
-/** One forward step: the output row, the carried state, and (when recording) what backward needs. */
+/**
+ * One forward step: the output row, the carried state, and (when recording) what backward needs: the
+ * PER_STEP[path] quantities after hPrev and cPrev.
+ */
 interface StepResult {
   out: tf.Tensor;
   h: tf.Tensor;
   c: tf.Tensor;
-  ifo?: tf.Tensor;
-  zg?: tf.Tensor;
-  g?: tf.Tensor;
-  cNew?: tf.Tensor;
-  a?: tf.Tensor;
+  keep?: tf.Tensor[];
 }
 interface ForwardStep {
   /** The loop's representation of the initial h or c ([B, H]). */
@@ -174,13 +180,14 @@ function genericForwardStep(spec: DirectionSpec, xp: tf.Tensor3D, whhT: tf.Tenso
     const cNew = tf.add(tf.mul(f, c), tf.mul(i, g));
     const a = activate(spec.activation, cNew);
     const hNew = tf.mul(o, a);
-    if (!masks) return { out: hNew, h: hNew, c: cNew, ifo, zg, g, cNew, a };
+    const keep = [ifo, zg, g, cNew, a];
+    if (!masks) return { out: hNew, h: hNew, c: cNew, keep };
     const m = masks[t];
     return {
       out: tf.mul(hNew, m),
       h: tf.add(h, tf.mul(m, tf.sub(hNew, h))),
       c: tf.add(c, tf.mul(m, tf.sub(cNew, c))),
-      ...{ ifo, zg, g, cNew, a },
+      keep,
     };
   };
   return { lift, step };
@@ -200,8 +207,8 @@ function fusedForwardStep(
     const [hN, cN] = outs;
     const out = mask ? outs[2] : hN;
     if (!recording) return { out, h: hN, c: cN };
-    const [ifo, zg, g, a, cNew] = outs.slice(mask ? 3 : 2);
-    return { out, h: hN, c: cN, ifo, zg, g, a, cNew: cNew ?? cN };
+    const [ifo, zg, cNew] = outs.slice(mask ? 3 : 2);
+    return { out, h: hN, c: cN, keep: [ifo, zg, cNew ?? cN] };
   };
   return { lift, step };
 }
@@ -224,15 +231,15 @@ function plusProduct(): (a: tf.Tensor, b: tf.Tensor, addend: tf.Tensor) => tf.Te
  * Backward through time: dz for each step in the recursion, then dW_ih, dW_hh, db and dx as one large
  * product each over all T*B rows.
  */
-function backwardLoop(spec: DirectionSpec, dy: tf.Tensor3D, saved: tf.Tensor[], masked: boolean): tf.Tensor[] {
+function backwardLoop(path: LstmKernelPath, spec: DirectionSpec, dy: tf.Tensor3D, saved: tf.Tensor[], masked: boolean): tf.Tensor[] {
   const [x, wihT, whhT] = saved as [tf.Tensor3D, tf.Tensor2D, tf.Tensor2D];
   const mask = masked ? (saved[3] as tf.Tensor3D) : null;
   const base = masked ? 4 : 3;
   const [T, B, I] = x.shape;
   const H = spec.hiddenSize;
-  const perStep = saved.slice(base, base + N_PER_STEP) as tf.Tensor3D[];
+  const perStep = saved.slice(base) as tf.Tensor3D[];
   const whh = tf.transpose(whhT); // [4H, H]: dz W_hh with no transpose flag
-  const run = lstmKernelPath() === 'fused' ? fusedBackward : genericBackward;
+  const run = path === 'fused' ? fusedBackward : genericBackward;
   const { dzs, dh, dc } = run(spec, dy, perStep, mask, whh);
   // The parameter and input gradients: one large product each over all T*B rows.
   const dZ = tf.reshape(tf.concat(dzs, 0), [T * B, 4 * H]) as tf.Tensor2D; // rows in time order
@@ -308,9 +315,9 @@ function genericBackward(spec: DirectionSpec, dy: tf.Tensor3D, perStep: tf.Tenso
 
 /** The fused recursion: per step one library kernel for dz and dc, and the product dz W_hh. */
 function fusedBackward(spec: DirectionSpec, dy: tf.Tensor3D, perStep: tf.Tensor3D[], mask: tf.Tensor3D | null, whh: tf.Tensor2D): BackwardResult {
-  const [, CPrev, IFO, ZG, G, C, A] = perStep;
+  const [, CPrev, IFO, ZG, C] = perStep;
   const T = C.shape[0];
-  const saved = { dy, IFO, ZG, G, CPrev, C, A, mask };
+  const saved = { dy, IFO, ZG, CPrev, C, mask };
   const dzs: tf.Tensor[] = new Array(T);
   let prev: { dzW: tf.Tensor; keep: tf.Tensor | null; dc: tf.Tensor } | null = null;
   for (const t of stepOrder(T, spec.reverse).reverse()) {
