@@ -15,7 +15,9 @@ import type { RecurrentActivation } from './config';
  * loop in lstm-direction.ts, which the tests also run on cpu. The math is the generic loop's, element
  * by element (same formulas, same derivative conventions; see activations.ts).
  *
- * Layouts (internal gate order i, f, o, g; shapes as in lstm-direction.ts):
+ * Layouts (shapes as in lstm-direction.ts). Gate columns of xp, r and dz are in PyTorch's order
+ * (i, f, g, o), so the fused loop needs no permutation of the weights; ifo holds the three sigmoid
+ * gates in the order i, f, o.
  *   forward  inputs  xp [T,B,4H] (x W_ih^T + b), r [B,4H] (h W_hh^T), h [B,H], c [B,H], mask? [T,B,1]
  *            outputs h', c', then out_t (masked only), then when recording: ifo [B,3H], zg [B,H], and
  *            cNew [B,H] (masked only; unmasked cNew is c').
@@ -26,6 +28,8 @@ import type { RecurrentActivation } from './config';
  */
 export const CELL_FORWARD = 'ReluLstmCellForward';
 export const CELL_BACKWARD = 'ReluLstmCellBackward';
+/** Gate column order of the fused loop's weights: PyTorch's. */
+export const FUSED_GATE_ORDER = 'ifgo' as const;
 export const FUSED_BACKENDS = ['cpu', 'wasm'] as const;
 
 const ACT_CODES = { relu: 0, tanh: 1, relu6: 2, clippedRelu: 2, linear: 3 } as const;
@@ -195,7 +199,11 @@ function forwardKernel(io: Io, inputs: tf.NamedTensorInfoMap, attrs: Attrs): tf.
     const pre = io.alloc([B, H3]);
     const [preV, xpV, rV] = [io.read(pre), io.read(xp), io.read(r)];
     for (let b = 0; b < B; b++) {
-      for (let j = 0; j < H3; j++) preV[b * H3 + j] = xpV[xo + b * H4 + j] + rV[b * H4 + j];
+      // Columns i, f (0..2H) then o (3H..4H) of PyTorch's (i, f, g, o).
+      for (let j = 0; j < H3; j++) {
+        const col = j < 2 * H ? j : j + H;
+        preV[b * H3 + j] = xpV[xo + b * H4 + col] + rV[b * H4 + col];
+      }
     }
     ifo = backendSigmoid(pre);
     io.free(pre);
@@ -203,7 +211,10 @@ function forwardKernel(io: Io, inputs: tf.NamedTensorInfoMap, attrs: Attrs): tf.
     ifo = io.alloc([B, H3]);
     const [ifoV, xpV, rV] = [io.read(ifo), io.read(xp), io.read(r)];
     for (let b = 0; b < B; b++) {
-      for (let j = 0; j < H3; j++) ifoV[b * H3 + j] = rec(hardSigmoid, xpV[xo + b * H4 + j] + rV[b * H4 + j]);
+      for (let j = 0; j < H3; j++) {
+        const col = j < 2 * H ? j : j + H;
+        ifoV[b * H3 + j] = rec(hardSigmoid, xpV[xo + b * H4 + col] + rV[b * H4 + col]);
+      }
     }
   }
   // Pass 2: candidate, cell, output.
@@ -219,8 +230,8 @@ function forwardKernel(io: Io, inputs: tf.NamedTensorInfoMap, attrs: Attrs): tf.
   for (let b = 0; b < B; b++) {
     const m = mV ? mV[t * B + b] : 1;
     const e0 = b * H3;
-    const z0 = xo + b * H4 + H3;
-    const r0 = b * H4 + H3;
+    const z0 = xo + b * H4 + 2 * H; // the g columns
+    const r0 = b * H4 + 2 * H;
     for (let j = 0; j < H; j++) {
       const q = b * H + j;
       const i = ifoV[e0 + j];
@@ -288,8 +299,8 @@ function backwardKernel(io: Io, inputs: tf.NamedTensorInfoMap, attrs: Attrs): tf
       const k = k0 + j;
       dz[k] = dcNew * g * recGrad(hardSigmoid, i);
       dz[k + H] = dcNew * cpV[s] * recGrad(hardSigmoid, f);
-      dz[k + 2 * H] = dhNew * a * recGrad(hardSigmoid, o);
-      dz[k + 3 * H] = dcNew * i * actGrad(code, ceiling, zg, g);
+      dz[k + 2 * H] = dcNew * i * actGrad(code, ceiling, zg, g);
+      dz[k + 3 * H] = dhNew * a * recGrad(hardSigmoid, o);
       dcOut[q] = dcNew * f + (mV ? dcIn * (1 - m) : 0);
       if (keepOut) keepOut[q] = dh * (1 - m);
     }

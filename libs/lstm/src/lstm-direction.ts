@@ -1,8 +1,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { ActivationSpec, activate, activationGrad, recurrentActivate, recurrentActivationGrad } from './activations';
 import type { RecurrentActivation } from './config';
-import { cellBackward, cellForward } from './fused-cell';
-import { LstmKernelPath, lstmKernelPath } from './kernel-path';
+import { FUSED_GATE_ORDER, cellBackward, cellForward } from './fused-cell';
+import type { LstmKernelPath } from './kernel-path';
 
 /**
  * The time loop of one layer in one direction, with a hand-written backward pass through time.
@@ -10,16 +10,18 @@ import { LstmKernelPath, lstmKernelPath } from './kernel-path';
  * Shapes (time-major, as inside cuDNN and haste):
  *   x     [T, B, I]      input sequence
  *   h0,c0 [B, H]         initial state
- *   wihT  [I, 4H]        input weights, transposed, gate columns in the INTERNAL order (i, f, o, g)
+ *   wihT  [I, 4H]        input weights, transposed, gate columns in the loop's order (gateOrder below)
  *   whhT  [H, 4H]        recurrent weights, transposed, same column order
- *   bias  [4H]           b_ih + b_hh in the internal order
+ *   bias  [4H]           b_ih + b_hh in the same order
  *   mask  [T, B, 1]      optional: 1 where t < length of sequence b, else 0
  * Returns one tensor [T + 2, B, H]: rows 0..T-1 the outputs, row T the final h, row T+1 the final c.
  * (tf.customGrad returns a single tensor, so the three results travel packed.)
  *
- * The internal column order (i, f, o, g) puts the three sigmoid gates side by side, so each step needs
- * one split and one activation call for them. Callers permute PyTorch's (i, f, g, o) weights outside
- * this function with ordinary differentiable ops, so gradients reach the parameters in their layout.
+ * The generic loop takes its gate columns in the order (i, f, o, g), which puts the three sigmoid gates
+ * side by side, so each step needs one split and one activation call for them; the fused loop takes
+ * PyTorch's (i, f, g, o) as it is (its kernels index the columns). Callers permute the weights for
+ * the generic loop outside this function with ordinary differentiable ops, so gradients reach the
+ * parameters in their layout.
  *
  * Forward: the input projection for all steps is one [T*B, I] x [I, 4H] product before the loop; each
  * step runs the recurrent product and the gate math only. Backward: each step computes only dz and
@@ -34,6 +36,8 @@ import { LstmKernelPath, lstmKernelPath } from './kernel-path';
  * sequence's last valid step).
  */
 export interface DirectionSpec {
+  /** The loop to run (kernel-path.ts); chosen once per forward pass, so its backward pass matches. */
+  path: LstmKernelPath;
   hiddenSize: number;
   reverse: boolean;
   activation: ActivationSpec;
@@ -63,8 +67,7 @@ export function runDirection(spec: DirectionSpec, inputs: DirectionInputs): tf.T
   // Inside customGrad's forward the engine reports the tape as off, so ask here whether a gradient is
   // being recorded: only then are the per-step tensors gathered for the backward pass.
   const recording = isTapeOn();
-  // Chosen once: the backward pass must read what this forward pass saved.
-  const path = lstmKernelPath();
+  const path = spec.path;
   const fn = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
     const save = args[args.length - 1] as tf.GradSaveFunc;
     const [x, h0, c0, wihT, whhT, bias, m] = args.slice(0, -1) as tf.Tensor[];
@@ -94,6 +97,11 @@ function isTapeOn(): boolean {
   // Unknown engine internals: assume recording, which is always correct (only slower for inference).
   if (!state || typeof state.gradientDepth !== 'number') return true;
   return state.gradientDepth > 0 && state.kernelDepth === 0;
+}
+
+/** Gate column order each loop takes its weights in: 'ifog' = (i, f, o, g), 'ifgo' = PyTorch's. */
+export function gateOrder(path: LstmKernelPath): 'ifog' | 'ifgo' {
+  return path === 'fused' ? FUSED_GATE_ORDER : 'ifog';
 }
 
 function stepOrder(T: number, reverse: boolean): number[] {
