@@ -31,9 +31,11 @@ import type { LstmKernelPath } from './kernel-path';
  * Two loops compute the same math (kernel-path.ts picks one): the generic loop of tfjs ops, which runs
  * on every backend (10 kernels per step forward, 6 more backward, without a mask), and on cpu and wasm
  * the fused loop, where each step is tfjs's matrix product plus ONE library kernel for the gate math
- * (fused-cell.ts). With a mask, a step past a sequence's length carries the state through unchanged and outputs
- * zeros, which is what PyTorch's packed sequences give (the reverse direction then starts at each
- * sequence's last valid step).
+ * (fused-cell.ts).
+ *
+ * With a mask, a step past a sequence's length carries the state through unchanged and outputs zeros,
+ * which is what PyTorch's packed sequences give (the reverse direction then starts at each sequence's
+ * last valid step).
  */
 export interface DirectionSpec {
   /** The loop to run (kernel-path.ts); chosen once per forward pass, so its backward pass matches. */
