@@ -8,6 +8,8 @@ export * from './rng';
 export * from './tensor-like';
 export * from './activations';
 export { ReluLstm } from './relu-lstm';
+export { setLstmKernelPath, lstmKernelPath } from './kernel-path';
+export type { LstmKernelPath, LstmKernelPathChoice } from './kernel-path';
 export type { LstmState, ForwardOptions, ForwardResult } from './relu-lstm';
 export * from './backend';
 export * from './safetensors';

@@ -4,7 +4,9 @@ import { activationSpec } from './activations';
 import { ReluLstmConfig, ReluLstmOptions, parameterNames, parameterShapes, resolveConfig } from './config';
 import { LstmInputError, StateDictError } from './errors';
 import { initialWeights } from './init';
-import { runDirection } from './lstm-direction';
+import { lstmKernelPath } from './kernel-path';
+import { gateOrder, runDirection } from './lstm-direction';
+import { sliceRows } from './rows';
 import { Rng, RngState } from './rng';
 import { TensorLike, toTensor } from './tensor-like';
 
@@ -117,6 +119,7 @@ export class ReluLstm {
     const D = this.numDirections;
     const H = cfg.hiddenSize;
     const dropData = options.training && cfg.dropout > 0 && cfg.numLayers > 1 ? this.dropoutMasks(T, B) : null;
+    const path = lstmKernelPath();
     return tf.tidy(() => {
       const dropMasks = dropData?.map((data) => tf.tensor3d(data, [T, B, H * D]));
       let input: tf.Tensor3D = cfg.batchFirst ? tf.transpose(x, [1, 0, 2]) : x;
@@ -129,14 +132,20 @@ export class ReluLstm {
           const idx = l * D + d;
           const h0 = state ? initialRow(state.h0, idx, B) : tf.zeros([B, H]);
           const c0 = state ? initialRow(state.c0, idx, B) : tf.zeros([B, H]);
-          const { wihT, whhT, bias } = this.internalWeights(l, d === 1);
+          const { wihT, whhT, bias } = this.internalWeights(l, d === 1, gateOrder(path));
           const packed = runDirection(
-            { hiddenSize: H, reverse: d === 1, activation: activationSpec(cfg.activation, cfg.cellClip), recurrentActivation: cfg.recurrentActivation },
+            {
+              path,
+              hiddenSize: H,
+              reverse: d === 1,
+              activation: activationSpec(cfg.activation, cfg.cellClip),
+              recurrentActivation: cfg.recurrentActivation,
+            },
             { x: input, h0: h0 as tf.Tensor2D, c0: c0 as tf.Tensor2D, wihT, whhT, bias, mask },
           );
-          outs.push(tf.slice(packed, [0, 0, 0], [T, B, H]));
-          hNs.push(tf.reshape(tf.slice(packed, [T, 0, 0], [1, B, H]), [B, H]));
-          cNs.push(tf.reshape(tf.slice(packed, [T + 1, 0, 0], [1, B, H]), [B, H]));
+          outs.push(sliceRows(packed, 0, T));
+          hNs.push(tf.reshape(sliceRows(packed, T, 1), [B, H]));
+          cNs.push(tf.reshape(sliceRows(packed, T + 1, 1), [B, H]));
         }
         input = D === 2 ? tf.concat(outs, 2) : outs[0];
         if (dropMasks && l < cfg.numLayers - 1) input = tf.mul(input, dropMasks[l]);
@@ -155,16 +164,18 @@ export class ReluLstm {
   }
 
   /**
-   * Transposed weights with gate columns permuted from PyTorch's (i, f, g, o) to the loop's internal
-   * (i, f, o, g), and the two biases summed. Differentiable, so gradients land on the variables.
+   * Transposed weights with gate columns in the loop's order (PyTorch's (i, f, g, o) as it is, or
+   * permuted to (i, f, o, g)), and the two biases summed. Differentiable, so gradients land on the
+   * variables.
    */
-  private internalWeights(layer: number, reverse: boolean) {
+  private internalWeights(layer: number, reverse: boolean, order: 'ifog' | 'ifgo') {
     const H = this.config.hiddenSize;
     const [wihName, whhName, bihName, bhhName] = parameterNames(layer, reverse, this.config.bias);
-    const wihT = tf.transpose(toInternalGateOrder(this.params.get(wihName)!)) as tf.Tensor2D;
-    const whhT = tf.transpose(toInternalGateOrder(this.params.get(whhName)!)) as tf.Tensor2D;
+    const reorder = <T extends tf.Tensor>(w: T): T => (order === 'ifog' ? toInternalGateOrder(w) : w);
+    const wihT = tf.transpose(reorder(this.params.get(wihName)!)) as tf.Tensor2D;
+    const whhT = tf.transpose(reorder(this.params.get(whhName)!)) as tf.Tensor2D;
     const bias = this.config.bias
-      ? (toInternalGateOrder(tf.add(this.params.get(bihName)!, this.params.get(bhhName)!)) as tf.Tensor1D)
+      ? (reorder(tf.add(this.params.get(bihName)!, this.params.get(bhhName)!)) as tf.Tensor1D)
       : (tf.zeros([4 * H]) as tf.Tensor1D);
     return { wihT, whhT, bias };
   }
@@ -229,7 +240,7 @@ function uid(): number {
 }
 
 /**
- * Reorders the gate blocks along axis 0 from PyTorch's (i, f, g, o) to the loop's (i, f, o, g).
+ * Reorders the gate blocks along axis 0 from PyTorch's (i, f, g, o) to the generic loop's (i, f, o, g).
  * split + concat rather than gather: gather's gradient needs UnsortedSegmentSum, which wasm lacks.
  */
 function toInternalGateOrder<T extends tf.Tensor>(w: T): T {

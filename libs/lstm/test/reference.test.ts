@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-wasm';
 import { ReluLstm } from '../src';
-import { setTimeSplitStrategy } from '../src/time-split';
+import { lstmKernelPath, setLstmKernelPath } from '../src/kernel-path';
 import { Fixture, fixtureOptions, loadFixtures, relErr } from './helpers/fixtures';
 
 const fixtures = loadFixtures();
@@ -46,10 +46,11 @@ function run(fx: Fixture) {
   return { errors, gradErrors, lossErr };
 }
 
-describe.each(['cpu', 'wasm'])('reference fixtures on %s', (backend) => {
+describe.each(['cpu', 'wasm'])('reference fixtures on %s (the library\'s fused step kernels)', (backend) => {
   beforeAll(async () => {
     await tf.setBackend(backend);
     await tf.ready();
+    expect(lstmKernelPath()).toBe('fused');
   });
 
   it.each(fixtures.map((f) => [f.file, f] as const))('%s matches PyTorch', (_file, fx) => {
@@ -67,12 +68,13 @@ describe.each(['cpu', 'wasm'])('reference fixtures on %s', (backend) => {
   });
 });
 
-describe('generic-ops path (what GPU backends run): Unpack kernels instead of host-side time splits', () => {
+describe.each(['cpu', 'wasm'])('generic-ops path (what GPU backends run) on %s', (backend) => {
   beforeAll(async () => {
-    await tf.setBackend('cpu');
-    setTimeSplitStrategy('kernels');
+    await tf.setBackend(backend);
+    setLstmKernelPath('generic');
+    expect(lstmKernelPath()).toBe('generic');
   });
-  afterAll(() => setTimeSplitStrategy('auto'));
+  afterAll(() => setLstmKernelPath('auto'));
 
   it.each(fixtures.map((f) => [f.file, f] as const))('%s matches PyTorch', (_file, fx) => {
     const before = tf.memory().numTensors;
