@@ -13,6 +13,9 @@ import { BenchPaths, closedLoop } from './runner/paths';
 import { cpuMsOfTree, fmt, loadAverage, machineDescription, table } from './runner/report';
 import { startStack } from './runner/stack';
 
+/** Length of the control run against GET /health. */
+const CONTROL_SECONDS = 10;
+
 interface Options {
   rate: number;
   duration: number;
@@ -22,6 +25,8 @@ interface Options {
   redisUrl: string;
   headers: Record<string, string>;
   root: string | undefined;
+  /** Also run GET /health under the same load pattern (the floor of the pattern on this machine). */
+  control: boolean;
 }
 
 const HELP = `usage: npm run bench:load -- [options]
@@ -32,7 +37,8 @@ const HELP = `usage: npm run bench:load -- [options]
   --backend B       RELU_LSTM_BACKEND of the workers (default RELU_LSTM_BACKEND, else wasm)
   --redis URL       Redis (default REDIS_URL, else redis://127.0.0.1:6379); keys under a fresh prefix, deleted after
   --root DIR        run the compiled api and workers of another checkout (before/after comparisons)
-  --header 'k: v'   extra request header (repeatable), e.g. an API key`;
+  --header 'k: v'   extra request header (repeatable), e.g. an API key
+  --no-control      skip the control run (GET /health under the same load pattern, 10 s)`;
 
 function parseArgs(argv: string[]): Options {
   const o: Options = {
@@ -44,6 +50,7 @@ function parseArgs(argv: string[]): Options {
     redisUrl: process.env.REDIS_URL || 'redis://127.0.0.1:6379',
     headers: {},
     root: undefined,
+    control: true,
   };
   const int = intArg;
   for (let i = 0; i < argv.length; i++) {
@@ -57,6 +64,7 @@ function parseArgs(argv: string[]): Options {
       case '--backend': o.backend = v ?? ''; i++; break;
       case '--redis': o.redisUrl = v ?? ''; i++; break;
       case '--root': o.root = v; i++; break;
+      case '--no-control': o.control = false; break;
       case '--header': addHeaderArg(o.headers, v); i++; break;
       case '--help':
       case '-h':
@@ -83,6 +91,7 @@ async function main(): Promise<void> {
   let result: autocannon.Result;
   let counts: Record<string, number> = {};
   let apiCpuMs: number | null = null;
+  let control: autocannon.Result | null = null;
   try {
     // Warm the api's code paths (JIT, connection pools) before the measured run.
     const paths = new BenchPaths({ redisUrl: o.redisUrl, prefix: stack.prefix, apiUrl: stack.apiUrl, payload, concurrency: 8, headers: o.headers });
@@ -107,6 +116,21 @@ async function main(): Promise<void> {
     });
     const cpu1 = cpuMsOfTree(stack.pids.api!);
     apiCpuMs = cpu0 !== null && cpu1 !== null ? cpu1 - cpu0 : null;
+    // The control: the same arrival pattern against GET /health (one Redis PING, no body, no job),
+    // while the workers are still draining the backlog. autocannon starts every connection at once
+    // and paces each one alone (overallRate / connections per second), so requests arrive in bursts
+    // of up to `connections`; what /health's latency shows is the floor of this load pattern on
+    // this machine, whatever the route does.
+    if (o.control) {
+      process.stderr.write(`control: GET /health at ${o.rate} requests/s for ${CONTROL_SECONDS} s over ${o.connections} connections\n`);
+      control = await autocannon({
+        url: new URL('/health', stack.apiUrl).toString(),
+        connections: o.connections,
+        overallRate: o.rate,
+        duration: Math.min(CONTROL_SECONDS, o.duration),
+        timeout: 10,
+      });
+    }
     const redis = new Redis(o.redisUrl, { maxRetriesPerRequest: null });
     const queue = new Queue('cpu', { connection: redis, prefix: stack.prefix });
     counts = await queue.getJobCounts('wait', 'active', 'delayed', 'completed', 'failed');
@@ -135,6 +159,9 @@ async function main(): Promise<void> {
       table([
         ['latency ms', 'p50', 'p90', 'p99', 'p99.9', 'max', 'mean'],
         ['POST /v1/jobs/infer', fmt(l.p50), fmt(l.p90), fmt(l.p99), fmt(l.p99_9), fmt(l.max), fmt(l.mean)],
+        ...(control
+          ? [['GET /health (control)', fmt(control.latency.p50), fmt(control.latency.p90), fmt(control.latency.p99), fmt(control.latency.p99_9), fmt(control.latency.max), fmt(control.latency.mean)]]
+          : []),
       ]),
       '',
       table([
