@@ -14,6 +14,7 @@ import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import {
   FileArtifactStore,
+  contract,
   RedisJobEventStream,
   planJob,
   produceJob,
@@ -180,4 +181,26 @@ export function brief(e: JobEvent): string {
   if (e.type === 'state') return `state:${e.state}${e.error ? `(${e.error.code})` : ''}`;
   if (e.type === 'metric') return `metric:e${e.epoch}s${e.step}`;
   return `log:${e.code ?? e.level}`;
+}
+
+/**
+ * A tiny inference with an inline model (input 1, `hidden` units, a linear head) over one sequence of
+ * 3 steps: a job whose run costs next to nothing, for tests of what surrounds it.
+ */
+export function tinyInlineInfer(hidden: number): PayloadOf<'infer'> {
+  const filled = (rows: number, cols: number, v: number) => Array.from({ length: rows }, (_, i) => Array.from({ length: cols }, (_, j) => v * ((i + j) % 3)));
+  return contract.InferPayload.parse({
+    model: {
+      config: { inputSize: 1, hiddenSize: hidden, outputSize: 1 },
+      stateDict: {
+        weight_ih_l0: filled(4 * hidden, 1, 0.1),
+        weight_hh_l0: filled(4 * hidden, hidden, 0.05),
+        bias_ih_l0: Array(4 * hidden).fill(0),
+        bias_hh_l0: Array(4 * hidden).fill(0),
+        'head.weight': filled(1, hidden, 0.2),
+        'head.bias': [0],
+      },
+    },
+    inputs: [[[0.1], [0.2], [0.3]]],
+  });
 }

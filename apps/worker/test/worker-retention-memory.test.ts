@@ -14,8 +14,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
-import { DEFAULT_JOB_POLICY, contract, planJob, produceJob, redisKeys, type QueueName } from '@relu-lstm/jobs';
-import { WORKER_MAIN, waitFor } from './harness';
+import { DEFAULT_JOB_POLICY, planJob, produceJob, redisKeys, type QueueName } from '@relu-lstm/jobs';
+import { WORKER_MAIN, tinyInlineInfer, waitFor } from './harness';
 
 const JOBS = Number(process.env.RETENTION_JOBS ?? 2000);
 const WARMUP = Math.min(300, Math.floor(JOBS / 3));
@@ -27,21 +27,7 @@ const EVENTS_MAXLEN = 500;
 jest.setTimeout(Math.max(180_000, JOBS * 300));
 
 const H = 4;
-const filled = (rows: number, cols: number, v: number) => Array.from({ length: rows }, (_, i) => Array.from({ length: cols }, (_, j) => v * ((i + j) % 3)));
-const payload = contract.InferPayload.parse({
-  model: {
-    config: { inputSize: 1, hiddenSize: H, outputSize: 1 },
-    stateDict: {
-      weight_ih_l0: filled(4 * H, 1, 0.1),
-      weight_hh_l0: filled(4 * H, H, 0.05),
-      bias_ih_l0: Array(4 * H).fill(0),
-      bias_hh_l0: Array(4 * H).fill(0),
-      'head.weight': filled(1, H, 0.2),
-      'head.bias': [0],
-    },
-  },
-  inputs: [[[0.1], [0.2], [0.3]]],
-});
+const payload = tinyInlineInfer(H);
 
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {

@@ -7,8 +7,8 @@
 import { existsSync } from 'node:fs';
 import * as path from 'node:path';
 import { Job } from 'bullmq';
-import { DEFAULT_JOB_POLICY, contract, type JobPolicy, type PayloadOf } from '@relu-lstm/jobs';
-import { Harness, waitFor, type WorkerProcess } from './harness';
+import { DEFAULT_JOB_POLICY, contract, type JobPolicy } from '@relu-lstm/jobs';
+import { Harness, tinyInlineInfer, waitFor, type WorkerProcess } from './harness';
 
 jest.setTimeout(120_000);
 
@@ -34,21 +34,7 @@ const tinyTrain = contract.TrainPayload.parse({
 
 /** An inline model (hidden 4) and one sequence of 3 steps. */
 const H = 4;
-const filled = (rows: number, cols: number, v: number) => Array.from({ length: rows }, (_, i) => Array.from({ length: cols }, (_, j) => v * ((i + j) % 3)));
-const tinyInfer: PayloadOf<'infer'> = contract.InferPayload.parse({
-  model: {
-    config: { inputSize: 1, hiddenSize: H, outputSize: 1 },
-    stateDict: {
-      weight_ih_l0: filled(4 * H, 1, 0.1),
-      weight_hh_l0: filled(4 * H, H, 0.05),
-      bias_ih_l0: Array(4 * H).fill(0),
-      bias_hh_l0: Array(4 * H).fill(0),
-      'head.weight': filled(1, H, 0.2),
-      'head.bias': [0],
-    },
-  },
-  inputs: [[[0.1], [0.2], [0.3]]],
-});
+const tinyInfer = tinyInlineInfer(H);
 
 /** Every record of ours a job can have, and whether each exists. */
 async function records(id: string, tenant = 'default') {
