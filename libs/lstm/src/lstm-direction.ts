@@ -69,12 +69,10 @@ export function runDirection(spec: DirectionSpec, inputs: DirectionInputs): tf.T
   // Inside customGrad's forward the engine reports the tape as off, so ask here whether a gradient is
   // being recorded: only then are the per-step tensors gathered for the backward pass.
   const recording = isTapeOn();
-  const path = spec.path;
   const fn = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
     const save = args[args.length - 1] as tf.GradSaveFunc;
     const [x, h0, c0, wihT, whhT, bias, m] = args.slice(0, -1) as tf.Tensor[];
     const { value, saved } = forwardLoop(
-      path,
       spec,
       { x, h0, c0, wihT, whhT, bias, mask: m ?? null } as DirectionInputs,
       recording,
@@ -83,7 +81,7 @@ export function runDirection(spec: DirectionSpec, inputs: DirectionInputs): tf.T
     return {
       value,
       gradFunc: (dy: tf.Tensor, s: tf.Tensor[]) => {
-        const grads = backwardLoop(path, spec, dy as tf.Tensor3D, s, m != null);
+        const grads = backwardLoop(spec, dy as tf.Tensor3D, s, m != null);
         return m != null ? [...grads, tf.zerosLike(m)] : grads;
       },
     };
@@ -116,13 +114,13 @@ function matMulT(a: tf.Tensor2D, b: tf.Tensor2D): tf.Tensor2D {
 }
 
 function forwardLoop(
-  path: LstmKernelPath,
   spec: DirectionSpec,
   { x, h0, c0, wihT, whhT, bias, mask }: DirectionInputs,
   recording: boolean,
 ): { value: tf.Tensor3D; saved: tf.Tensor[] } {
   const [T, B, I] = x.shape;
   const H = spec.hiddenSize;
+  const path = spec.path;
   // One large product for the input projection of every step; the loop adds only h W_hh^T.
   const xp = tf.reshape(tf.add(tf.matMul(tf.reshape(x, [T * B, I]), wihT), bias), [T, B, 4 * H]) as tf.Tensor3D;
   const stepper = path === 'fused' ? fusedForwardStep(spec, xp, whhT, mask, recording) : genericForwardStep(spec, xp, whhT, mask);
@@ -241,7 +239,7 @@ function plusProduct(): (a: tf.Tensor, b: tf.Tensor, addend: tf.Tensor) => tf.Te
  * Backward through time: dz for each step in the recursion, then dW_ih, dW_hh, db and dx as one large
  * product each over all T*B rows.
  */
-function backwardLoop(path: LstmKernelPath, spec: DirectionSpec, dy: tf.Tensor3D, saved: tf.Tensor[], masked: boolean): tf.Tensor[] {
+function backwardLoop(spec: DirectionSpec, dy: tf.Tensor3D, saved: tf.Tensor[], masked: boolean): tf.Tensor[] {
   const [x, wihT, whhT] = saved as [tf.Tensor3D, tf.Tensor2D, tf.Tensor2D];
   const mask = masked ? (saved[3] as tf.Tensor3D) : null;
   const base = masked ? 4 : 3;
@@ -249,7 +247,7 @@ function backwardLoop(path: LstmKernelPath, spec: DirectionSpec, dy: tf.Tensor3D
   const H = spec.hiddenSize;
   const perStep = saved.slice(base) as tf.Tensor3D[];
   const whh = tf.transpose(whhT); // [4H, H]: dz W_hh with no transpose flag
-  const run = path === 'fused' ? fusedBackward : genericBackward;
+  const run = spec.path === 'fused' ? fusedBackward : genericBackward;
   const { dzs, dh, dc } = run(spec, dy, perStep, mask, whh);
   // The parameter and input gradients: one large product each over all T*B rows.
   const dZ = tf.reshape(tf.concat(dzs, 0), [T * B, 4 * H]) as tf.Tensor2D; // rows in time order
