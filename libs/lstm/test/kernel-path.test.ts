@@ -82,6 +82,30 @@ describe.each(['cpu', 'wasm'])('fused loop on %s', (backend) => {
     await kernelsOf('train', 5);
     expect(tf.memory().numTensors).toBe(before);
   });
+
+  it('frees its scratch buffers (no backend data left that no tensor owns), with and without a mask', () => {
+    // The kernels allocate backend data directly (scratch gates, outputs): a buffer they forget is no
+    // tensor, so numTensors above cannot see it; the backend's own count can.
+    const backendData = () => (tf.engine().backend as unknown as { numDataIds(): number }).numDataIds();
+    const lstm = new ReluLstm({ inputSize: 3, hiddenSize: 4, bidirectional: true, seed: 1 });
+    const x = tf.randomNormal([5, 2, 3], 0, 1, 'float32', 1) as tf.Tensor3D;
+    const vars = [...lstm.parameters().values()];
+    const once = (lengths?: number[]) => {
+      tf.dispose(tf.tidy(() => lstm.forward(x, undefined, { lengths }).output));
+      const { value, grads } = tf.variableGrads(() => tf.sum(lstm.forward(x, undefined, { lengths }).output) as tf.Scalar, vars);
+      tf.dispose([value, ...Object.values(grads)]);
+    };
+    try {
+      once([5, 3]);
+      const before = backendData();
+      once();
+      once([5, 3]);
+      expect(backendData()).toBe(before);
+    } finally {
+      x.dispose();
+      lstm.dispose();
+    }
+  });
 });
 
 describe('setLstmKernelPath', () => {
