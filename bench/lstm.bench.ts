@@ -25,6 +25,7 @@ import {
   type BackendInfo,
   type BackendPreference,
 } from '@relu-lstm/lstm';
+import { intArg } from './runner/args';
 
 interface BenchConfig {
   batch: number;
@@ -80,12 +81,8 @@ function parseCli(argv: string[]): Args {
     console.log(USAGE);
     process.exit(0);
   }
-  const count = (name: string, raw: string | undefined, dflt: number, min: number): number => {
-    if (raw === undefined) return dflt;
-    const n = Number(raw);
-    if (!Number.isInteger(n) || n < min) throw new Error(`--${name}: expected an integer >= ${min}, got ${JSON.stringify(raw)}`);
-    return n;
-  };
+  const count = (name: string, raw: string | undefined, dflt: number, min: number): number =>
+    raw === undefined ? dflt : intArg(`--${name}`, raw, min);
   const configs = values.config?.split(',').map((c) => c.trim().toUpperCase());
   for (const c of configs ?? []) {
     if (!(c in CONFIGS)) throw new Error(`--config: expected one of ${Object.keys(CONFIGS).join(', ')}, got ${JSON.stringify(c)}`);
@@ -270,6 +267,8 @@ interface TorchInfo {
  */
 class TorchServer {
   private readonly pending: Array<(line: string) => void> = [];
+  /** Why the child is gone, once it has exited. */
+  private exited: string | null = null;
 
   private constructor(
     private readonly child: ChildProcessByStdio<Writable, Readable, null>,
@@ -293,10 +292,17 @@ class TorchServer {
     });
     const server = new TorchServer(child, JSON.parse(first) as TorchInfo);
     lines.on('line', (line) => server.pending.shift()?.(line));
+    // A crash after the ready line (say, out of memory at config L) fails the requests waiting on it
+    // and every later one, rather than leaving the benchmark waiting forever.
+    child.once('exit', (code, signal) => {
+      server.exited = `exited (code ${code}, signal ${signal})`;
+      for (const answer of server.pending.splice(0)) answer(JSON.stringify({ error: server.exited }));
+    });
     return server;
   }
 
   time(task: Task, model: string): Promise<number> {
+    if (this.exited) return Promise.reject(new Error(`${PYTORCH_SCRIPT}: ${this.exited}`));
     return new Promise((resolve, reject) => {
       this.pending.push((line) => {
         const reply = JSON.parse(line) as { ms?: number; error?: string };

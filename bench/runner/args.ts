@@ -1,4 +1,4 @@
-/** Option values shared by the runner benchmarks' command lines, with errors naming the flag. */
+/** Option values shared by the benchmarks' command lines, with errors naming the flag. */
 
 export function intArg(flag: string, v: string | undefined, min: number): number {
   const n = Number(v);
