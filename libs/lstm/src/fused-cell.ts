@@ -119,7 +119,8 @@ const POW2 = Float64Array.from({ length: 255 }, (_, k) => 2 ** (k - 127));
 /**
  * 1 / (1 + e^-z) in double precision to within ~2e-9 (far below float32's 6e-8), about 3x faster than
  * with Math.exp: e^x = 2^k e^r with k = round(x / ln 2), |r| <= ln2 / 2, e^r by its degree-7 Taylor
- * polynomial (relative error < 1e-8). -z is clamped to +-80, where the result is 0 or 1 in float32.
+ * polynomial (relative error < 1e-8). -z is clamped to +-80 (which keeps 2^k in the table): above 80
+ * the result is 1 in float32 anyway; below -80 it stays at e^-80 ~ 1.8e-35 instead of going on toward 0.
  */
 function sigmoid(z: number): number {
   const x = z > 80 ? -80 : z < -80 ? 80 : -z;
