@@ -322,5 +322,7 @@ function register(backendName: string, io: (b: Backendish) => Io): void {
   });
 }
 
-register('cpu', cpuIo);
-register('wasm', wasmIo);
+// One adapter per backend of FUSED_BACKENDS (the list kernel-path.ts picks the fused loop by), so the
+// two cannot drift apart.
+const IO: Record<(typeof FUSED_BACKENDS)[number], (b: Backendish) => Io> = { cpu: cpuIo, wasm: wasmIo };
+for (const name of FUSED_BACKENDS) register(name, IO[name]);
