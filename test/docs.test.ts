@@ -9,17 +9,10 @@ import { join } from 'node:path';
 import { API_ERROR_CODES, DEFAULT_JOB_POLICY, DEFAULT_LIMITS, ERROR_CODES } from '@relu-lstm/jobs';
 import { limitEnvName } from '../apps/api/src/config';
 import { ROUTES } from '../apps/api/src/routes';
+import { apiVariables, workerConfigSource, workerVariables } from './config-vars';
 
 const ROOT = join(__dirname, '..');
 const read = (p: string) => readFileSync(join(ROOT, p), 'utf8');
-
-/** The keys of `const EnvSchema = z.object({ ... });` in a config module: the variables it reads. */
-function schemaVariables(source: string): string[] {
-  const start = source.indexOf('const EnvSchema = z.object({');
-  const end = source.indexOf('\n});', start);
-  expect(start).toBeGreaterThan(-1);
-  return [...source.slice(start, end).matchAll(/^ {2}([A-Z][A-Z0-9_]*):/gm)].map((m) => m[1]);
-}
 
 /** Rows of the table under `## Configuration`: each variable named in its first cell -> the default cell. */
 function documentedVariables(doc: string): Map<string, string> {
@@ -37,7 +30,7 @@ describe('docs/api.md', () => {
   const doc = read('docs/api.md');
   const documented = documentedVariables(doc);
   const limitVars = Object.keys(DEFAULT_LIMITS).map(limitEnvName);
-  const readByCode = [...schemaVariables(read('apps/api/src/config.ts')), ...limitVars];
+  const readByCode = apiVariables();
 
   test('the configuration table lists exactly the variables apps/api/src/config.ts reads', () => {
     expect(readByCode.length).toBeGreaterThan(30);
@@ -71,10 +64,10 @@ describe('docs/api.md', () => {
 describe('docs/worker.md', () => {
   const doc = read('docs/worker.md');
   const documented = documentedVariables(doc);
-  const source = read('apps/worker/src/config.ts');
+  const source = workerConfigSource();
 
   test('the configuration table lists exactly the variables apps/worker/src/config.ts reads', () => {
-    const vars = schemaVariables(source);
+    const vars = workerVariables();
     expect(vars.length).toBeGreaterThan(20);
     expect([...documented.keys()].sort()).toEqual([...vars].sort());
   });
