@@ -2,9 +2,10 @@
  * The reference docs against the code they describe: every environment variable the api and the
  * worker read is in the configuration table of docs/api.md or docs/worker.md, with the default the
  * code uses, and no table lists a variable the code no longer reads; every route of
- * apps/api/src/routes.ts and every error code of the contract is in docs/api.md.
+ * apps/api/src/routes.ts and every error code of the contract is in docs/api.md; docs/worker.md
+ * names every worker test file.
  */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { API_ERROR_CODES, DEFAULT_JOB_POLICY, DEFAULT_LIMITS, ERROR_CODES } from '@relu-lstm/jobs';
 import { limitEnvName } from '../apps/api/src/config';
@@ -70,6 +71,13 @@ describe('docs/worker.md', () => {
     const vars = workerVariables();
     expect(vars.length).toBeGreaterThan(20);
     expect([...documented.keys()].sort()).toEqual([...vars].sort());
+  });
+
+  test('the Tests section names every test file of apps/worker/test', () => {
+    const tests = doc.slice(doc.indexOf('\n## Tests'));
+    const files = readdirSync(join(ROOT, 'apps/worker/test')).filter((f) => f.endsWith('.test.ts'));
+    expect(files.length).toBeGreaterThan(5);
+    expect(files.filter((f) => !tests.includes(`- \`${f.replace(/\.test\.ts$/, '')}\``))).toEqual([]);
   });
 
   test('every literal default in apps/worker/src/config.ts is the documented one', () => {
