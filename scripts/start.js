@@ -112,6 +112,11 @@ function stop(code) {
 
 async function main() {
   const workers = workerCount(); // a bad WORKERS is refused before anything starts
+  // Handlers first: the children run in process groups of their own, so a Ctrl-C while we wait for
+  // a redis-server we started would otherwise end this process and leave that server running.
+  process.on('SIGINT', () => stop(0));
+  process.on('SIGTERM', () => stop(0));
+  process.on('SIGHUP', () => stop(0));
   const url = new URL(env.REDIS_URL);
   const host = url.hostname || '127.0.0.1';
   const port = Number(url.port || 6379);
@@ -128,6 +133,7 @@ async function main() {
       process.exit(1);
     });
     for (let i = 0; i < 50 && !(await redisAnswers(host, port, password)); i++) await new Promise((r) => setTimeout(r, 100));
+    if (stopping) return; // a signal came while Redis started: start nothing more
   } else {
     log(`Redis at ${host}:${port} does not answer; start it or fix REDIS_URL`);
     process.exit(1);
@@ -135,9 +141,6 @@ async function main() {
   run('api', process.execPath, [path.join(root, 'apps/api/dist/main.js')]);
   log(`starting ${workers.n} worker process${workers.n === 1 ? '' : 'es'} (${workers.why})`);
   for (let i = 1; i <= workers.n; i++) run(workers.n === 1 ? 'worker' : `worker ${i}`, process.execPath, [path.join(root, 'apps/worker/dist/main.js')]);
-  process.on('SIGINT', () => stop(0));
-  process.on('SIGTERM', () => stop(0));
-  process.on('SIGHUP', () => stop(0));
 }
 
 main().catch((err) => {

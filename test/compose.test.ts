@@ -14,6 +14,7 @@ import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
 import { parse } from 'yaml';
 import { loadConfig } from '../apps/api/src/config';
+import { apiVariables, workerVariables } from './config-vars';
 
 const ROOT = join(__dirname, '..');
 const read = (p: string) => readFileSync(join(ROOT, p), 'utf8');
@@ -126,6 +127,27 @@ describe('docker-compose.yml', () => {
     // Even if Compose's own check were bypassed (API_KEYS set but empty), the api refuses 0.0.0.0 without keys.
     const noKeys = { ...env(SETUP), API_KEYS: '' };
     expect(() => loadConfig(noKeys)).toThrow(/refusing to listen on HOST=0\.0\.0\.0 without API keys/);
+  });
+
+  test('every variable set in an app service is one its configuration reads (or the GPU runtime\'s)', () => {
+    const gpuRuntime = ['TF_FORCE_GPU_ALLOW_GROWTH', 'CUDA_CACHE_PATH', 'CUDA_CACHE_MAXSIZE'];
+    const reads: Record<string, string[]> = { api: apiVariables(), worker: workerVariables(), 'worker-gpu': [...workerVariables(), ...gpuRuntime] };
+    for (const name of appServices) {
+      const unknown = Object.keys(services[name].environment!).filter((v) => !reads[name].includes(v));
+      expect({ service: name, unknown }).toEqual({ service: name, unknown: [] });
+    }
+  });
+
+  test('every variable the compose file takes from the shell or .env is described in its header', () => {
+    const text = read('docker-compose.yml');
+    const header = text.slice(0, text.search(/^[^#\n]/m));
+    const fromShell = new Set([
+      ...[...text.matchAll(/\$\{([A-Z][A-Z0-9_]*)/g)].map((m) => m[1]),
+      ...appServices.flatMap((n) => Object.entries(services[n].environment!).filter(([, v]) => v === null).map(([k]) => k)),
+    ]);
+    expect(fromShell.size).toBeGreaterThan(8);
+    const undescribed = [...fromShell].filter((v) => !new RegExp(`^#.*\\b${v}\\b`, 'm').test(header));
+    expect(undescribed).toEqual([]);
   });
 
   test('workers scale: no container_name, no ports, anywhere but the api', () => {

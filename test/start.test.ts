@@ -6,6 +6,7 @@
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { connect, createServer } from 'node:net';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
@@ -93,5 +94,34 @@ test('WORKERS sets the count, and a bad value is refused before anything starts'
     expect(await one.exited).toBe(0);
   } finally {
     await one.cleanup();
+  }
+});
+
+test('a signal while its own redis-server starts stops that server too, and starts nothing else', async () => {
+  const port = await new Promise<number>((resolve) => {
+    const srv = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+  });
+  /** Sends one inline command to 127.0.0.1:port; resolves true if something answered. */
+  const send = (command: string) =>
+    new Promise<boolean>((resolve) => {
+      const socket = connect({ host: '127.0.0.1', port }, () => socket.end(`${command}\r\n`));
+      socket.on('data', () => socket.destroy());
+      socket.on('close', (hadError) => resolve(!hadError));
+      socket.on('error', () => undefined);
+    });
+  const s = startScript({ REDIS_URL: `redis://127.0.0.1:${port}`, WORKERS: '1', RELU_LSTM_BACKEND: 'cpu' });
+  try {
+    await s.until(() => /starting redis-server there/.test(s.output()), 60_000);
+    s.proc.kill('SIGTERM');
+    expect(await s.exited).toBe(0);
+    expect(s.output()).not.toMatch(/listening on http|starting 1 worker/);
+    await new Promise((r) => setTimeout(r, 500));
+    expect(await send('PING')).toBe(false); // nothing listens there any more
+  } finally {
+    await send('SHUTDOWN NOSAVE'); // if the server outlived the script
+    await s.cleanup();
   }
 });
