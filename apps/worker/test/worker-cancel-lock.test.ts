@@ -126,7 +126,7 @@ describe('lock renewal', () => {
   it('a job running far longer than a 1 s lock, with two workers checking for stalls every second, runs each epoch once', async () => {
     const env = { LOCK_DURATION_MS: '1000', STALLED_INTERVAL_MS: '1000' };
     const [a, b] = await Promise.all([h.startReadyWorker(env), h.startReadyWorker(env)]);
-    // 100 epochs: about 10 s on an idle 2-core machine with the fused cpu kernels (40 took 4 s, too
+    // 100 epochs: 7-13 s on an idle 2-core machine with the fused cpu kernels (40 took 4 s, too
     // few lock durations to prove anything), a minute or more under a loaded parallel test run.
     const epochs = 100;
     const t0 = Date.now();
