@@ -2,9 +2,9 @@
  * Retention of a job's own records, so that they follow BullMQ's `removeOnComplete` /
  * `removeOnFail` (by age and by count) instead of piling up in Redis and on disk:
  *
- *   - when a job ends, `expireJobRecords` gives its meta, event stream, cancel flag and checkpoint
- *     pointer the keep-age of that outcome (`EXPIRE`, exact to the second, where BullMQ's own age
- *     trim is lazy: it runs when a later job finishes);
+ *   - when a job ends, `expireJobRecords` gives its meta, event stream, cancel flag, checkpoint
+ *     pointer and published-set record the keep-age of that outcome (`EXPIRE`, exact to the
+ *     second, where BullMQ's own age trim is lazy: it runs when a later job finishes);
  *   - a periodic `sweepRetention` (one runner at a time, `tryLock`) removes what is left of jobs
  *     whose meta is gone (tenant index entry, stray keys, the artifact directory, BullMQ's record)
  *     and the records of finished jobs BullMQ has trimmed by count.
@@ -37,7 +37,7 @@ export function keepAgeSec(keep: KeepOption): number | null {
 
 /** Every per-job key of ours (the tenant index entry and the artifacts are the sweeper's). */
 export function jobRecordKeys(keys: RedisKeys, jobId: string): string[] {
-  return [keys.jobMeta(jobId), keys.events(jobId), keys.cancel(jobId), keys.checkpoint(jobId)];
+  return [keys.jobMeta(jobId), keys.events(jobId), keys.cancel(jobId), keys.checkpoint(jobId), keys.published(jobId)];
 }
 
 /**
@@ -117,7 +117,7 @@ export interface RetentionSweepReport {
   artifactDirs: number;
 }
 
-const PER_JOB_KEY = /^(.*):job:([A-Za-z0-9][A-Za-z0-9._-]{0,127}):(events|cancel|checkpoint)$/;
+const PER_JOB_KEY = /^(.*):job:([A-Za-z0-9][A-Za-z0-9._-]{0,127}):(events|cancel|checkpoint|published)$/;
 
 async function scanKeys(redis: Redis, match: string, each: (keys: string[]) => Promise<void>): Promise<void> {
   let cursor = '0';
