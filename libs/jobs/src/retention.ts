@@ -136,13 +136,18 @@ export async function sweepRetention(deps: RetentionSweepDeps): Promise<Retentio
   const report: RetentionSweepReport = { scanned: 0, expired: 0, trimmed: 0, strayKeys: 0, artifactDirs: 0 };
   const removed = new Set<string>();
 
-  const removeJob = async (indexKey: string, jobId: string, queues: readonly QueueName[]) => {
-    const m = redis.multi().zrem(indexKey, jobId);
-    m.del(...jobRecordKeys(keys, jobId));
+  /**
+   * Removes one index batch's dead entries: their index entries and per-job keys in one MULTI, then
+   * their BullMQ records and artifact directories (all of the batch at once, not one job after another).
+   */
+  const removeJobs = async (indexKey: string, unsafe: string[], dead: Array<{ id: string; queues: QueueName[] }>) => {
+    const m = redis.multi().zrem(indexKey, ...unsafe, ...dead.map((d) => d.id));
+    const recordKeys = dead.flatMap((d) => jobRecordKeys(keys, d.id));
+    if (recordKeys.length) m.del(...recordKeys);
     await m.exec();
-    for (const q of queues) await deps.removeQueueJob(q, jobId);
-    await deps.removeArtifacts(jobId);
-    removed.add(jobId);
+    await Promise.all(dead.flatMap((d) => d.queues.map((q) => deps.removeQueueJob(q, d.id))));
+    await Promise.all(dead.map((d) => deps.removeArtifacts(d.id)));
+    for (const d of dead) removed.add(d.id);
   };
 
   // 1. Tenant indexes: entries whose meta expired, and finished jobs BullMQ no longer has.
@@ -154,41 +159,35 @@ export async function sweepRetention(deps: RetentionSweepDeps): Promise<Retentio
       const ids = await redis.zrange(indexKey, String(offset), String(offset + batch - 1));
       if (ids.length === 0) break;
       report.scanned += ids.length;
+      const safe = ids.filter((id) => SAFE_ID.test(id));
+      const unsafe = ids.filter((id) => !SAFE_ID.test(id));
       const p = redis.pipeline();
-      for (const id of ids) {
-        if (!SAFE_ID.test(id)) continue;
+      for (const id of safe) {
         p.get(keys.jobMeta(id)).pttl(keys.jobMeta(id)).exists(keys.cancel(id));
         for (const q of QUEUE_NAMES) p.exists(bullJobKey(keys.prefix, q, id));
       }
-      const res = (await p.exec()) ?? [];
-      let r = 0;
-      let gone = 0;
-      for (const id of ids) {
-        if (!SAFE_ID.test(id)) {
-          await redis.zrem(indexKey, id);
-          gone++;
-          continue;
-        }
-        const [meta, pttl, cancel, ...inQueues] = res.slice(r, r + 3 + QUEUE_NAMES.length).map(([, v]) => v);
-        r += 3 + QUEUE_NAMES.length;
+      const res = safe.length ? ((await p.exec()) ?? []) : [];
+      const dead: Array<{ id: string; queues: QueueName[] }> = [];
+      safe.forEach((id, n) => {
+        const per = 3 + QUEUE_NAMES.length;
+        const [meta, pttl, cancel, ...inQueues] = res.slice(n * per, (n + 1) * per).map(([, v]) => v);
         const queued = QUEUE_NAMES.filter((_, i) => inQueues[i] === 1);
         if (meta === null) {
-          await removeJob(indexKey, id, queued);
+          dead.push({ id, queues: queued });
           report.expired++;
-          gone++;
-          continue;
+          return;
         }
         // Finished (the worker set its TTL) and trimmed by BullMQ. A cancel flag means it may have
         // been cancelled before it started (no BullMQ record ever after): left to its TTL.
         const parsed = JobMetaSchema.safeParse(safeJson(meta as string));
         const queue = parsed.success ? (parsed.data.queue as QueueName) : null;
         if ((pttl as number) > 0 && cancel === 0 && queue && !queued.includes(queue)) {
-          await removeJob(indexKey, id, []);
+          dead.push({ id, queues: [] });
           report.trimmed++;
-          gone++;
         }
-      }
-      offset += ids.length - gone;
+      });
+      if (unsafe.length || dead.length) await removeJobs(indexKey, unsafe, dead);
+      offset += ids.length - unsafe.length - dead.length;
     }
   }
 

@@ -117,3 +117,24 @@ test('one sweep: expired, trimmed, cancelled-before-start, running, stray keys a
   expect(removedDirs.sort()).toEqual([expired, trimmed, orphanDir].sort());
   expect(await redis.exists(keys.jobMeta(running), keys.jobMeta(kept), keys.jobMeta(cancelledQueued))).toBe(3);
 });
+
+test('a sweep drops index entries that are not job ids along with dead jobs of the same batch', async () => {
+  const index = keys.jobIndex('u');
+  const [dead, alive] = [randomUUID(), randomUUID()];
+  await redis.zadd(index, 1, 'not a job id', 2, dead, 3, alive);
+  await redis.set(keys.jobMeta(alive), JSON.stringify({ id: alive, type: 'infer', queue: 'any', device: 'any', tenant: 'u', createdAt: 3 }));
+  await redis.set(keys.events(dead), 'x');
+  const removedDirs: string[] = [];
+  const report = await sweepRetention({
+    redis,
+    keys,
+    removeQueueJob: async () => undefined,
+    listArtifacts: async () => [],
+    removeArtifacts: async (id) => void removedDirs.push(id),
+    orphanGraceMs: 60_000,
+  });
+  expect(report.expired).toBe(1);
+  expect(await redis.zrange(index, '0', '-1')).toEqual([alive]);
+  expect(await redis.exists(keys.events(dead))).toBe(0);
+  expect(removedDirs).toEqual([dead]);
+});
