@@ -49,8 +49,15 @@ export class RetentionService implements OnApplicationBootstrap, BeforeApplicati
   onApplicationBootstrap(): void {
     const period = this.config.retentionSweepMs;
     if (period <= 0) return;
+    let busy = false;
     this.timer = setInterval(() => {
-      this.sweeping = this.sweepIfLeader().catch((e) => this.log.warn(`retention sweep: ${(e as Error).message}`));
+      // A sweep longer than the period (its lock has lapsed by then) is not joined by a second one
+      // of this worker, and shutdown waits for the one that runs.
+      if (busy) return;
+      busy = true;
+      this.sweeping = this.sweepIfLeader()
+        .catch((e) => this.log.warn(`retention sweep: ${(e as Error).message}`))
+        .finally(() => (busy = false));
     }, period);
     this.timer.unref();
   }
