@@ -5,6 +5,7 @@
 import { createHash } from 'node:crypto';
 import type { Job } from 'bullmq';
 import type { Redis } from 'ioredis';
+import { bullJobKey } from '@relu-lstm/jobs';
 import { z } from 'zod';
 
 /** How long the record of the chosen artifact set is kept (the default retention of completed jobs). */
@@ -47,7 +48,7 @@ export interface LockHolder {
 
 /** BullMQ's lock key of the job, `<prefix>:<queue>:<id>:lock` (its value is the holder's token). */
 export function lockKeyOf(job: LockedJob): string {
-  return `${job.prefix}:${job.queueName}:${job.id!}:lock`;
+  return `${bullJobKey(job.prefix, job.queueName, job.id!)}:lock`;
 }
 
 /** `SET key value` in the same step as checking that `token` holds the lock; false if it does not. */
