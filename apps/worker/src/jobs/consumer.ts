@@ -27,9 +27,8 @@ import { WORKER_CONFIG, type WorkerConfig } from '../config';
 import { EngineClient } from '../engine/engine-client';
 import type { BackendSummary } from '../engine/protocol';
 import { RedisService } from '../redis';
-import { JobFencing } from './fencing';
-
 import { RetentionService } from '../retention.service';
+import { JobFencing } from './fencing';
 import { jobErrorOf, jobFailure } from './job-errors';
 import { JobEvents } from './job-events';
 import { JOB_HANDLERS, LockWatch, StopRequest, type JobContext, type JobHandler } from './job-handler';
@@ -65,7 +64,6 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
     private readonly engine: EngineClient,
     private readonly events: JobEvents,
     private readonly fencing: JobFencing,
-
     private readonly retention: RetentionService,
   ) {
     for (const h of handlers) {
