@@ -14,7 +14,6 @@
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Redis } from 'ioredis';
-import { JobMetaSchema } from './events';
 import { SAFE_ID, type RedisKeys } from './keys';
 import { QUEUE_NAMES, type QueueName } from './queues';
 
@@ -161,27 +160,26 @@ export async function sweepRetention(deps: RetentionSweepDeps): Promise<Retentio
       report.scanned += ids.length;
       const safe = ids.filter((id) => SAFE_ID.test(id));
       const unsafe = ids.filter((id) => !SAFE_ID.test(id));
+      // PTTL of the meta says all the sweep needs of it: -2 gone, -1 not finished, > 0 finished.
       const p = redis.pipeline();
       for (const id of safe) {
-        p.get(keys.jobMeta(id)).pttl(keys.jobMeta(id)).exists(keys.cancel(id));
+        p.pttl(keys.jobMeta(id)).exists(keys.cancel(id));
         for (const q of QUEUE_NAMES) p.exists(bullJobKey(keys.prefix, q, id));
       }
       const res = safe.length ? ((await p.exec()) ?? []) : [];
       const dead: Array<{ id: string; queues: QueueName[] }> = [];
+      const per = 2 + QUEUE_NAMES.length;
       safe.forEach((id, n) => {
-        const per = 3 + QUEUE_NAMES.length;
-        const [meta, pttl, cancel, ...inQueues] = res.slice(n * per, (n + 1) * per).map(([, v]) => v);
+        const [pttl, cancel, ...inQueues] = res.slice(n * per, (n + 1) * per).map(([, v]) => v as number);
         const queued = QUEUE_NAMES.filter((_, i) => inQueues[i] === 1);
-        if (meta === null) {
+        if (pttl === -2) {
           dead.push({ id, queues: queued });
           report.expired++;
           return;
         }
         // Finished (the worker set its TTL) and trimmed by BullMQ. A cancel flag means it may have
         // been cancelled before it started (no BullMQ record ever after): left to its TTL.
-        const parsed = JobMetaSchema.safeParse(safeJson(meta as string));
-        const queue = parsed.success ? (parsed.data.queue as QueueName) : null;
-        if ((pttl as number) > 0 && cancel === 0 && queue && !queued.includes(queue)) {
+        if (pttl > 0 && cancel === 0 && queued.length === 0) {
           dead.push({ id, queues: [] });
           report.trimmed++;
         }
@@ -218,12 +216,4 @@ export async function sweepRetention(deps: RetentionSweepDeps): Promise<Retentio
     }
   }
   return report;
-}
-
-function safeJson(s: string): unknown {
-  try {
-    return JSON.parse(s);
-  } catch {
-    return null;
-  }
 }
