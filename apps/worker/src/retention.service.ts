@@ -1,7 +1,8 @@
 /**
  * Retention of the jobs' own records (see `retention.ts` of @relu-lstm/jobs):
  *   - `finished(job, outcome)`: the consumer calls it once BullMQ has recorded a final outcome; the
- *     job's meta, event stream, cancel flag and checkpoint pointer get the keep-age of that outcome,
+ *     job's per-job keys (`jobRecordKeys`: meta, event stream, cancel flag, checkpoint pointer,
+ *     published-set record) get the keep-age of that outcome,
  *     read from the job's own `removeOnComplete` / `removeOnFail` (so they follow the policy the
  *     producer chose);
  *   - every RETENTION_SWEEP_MS, the worker that takes the lock (`<p>:retention:lock`, PX = the
@@ -48,8 +49,15 @@ export class RetentionService implements OnApplicationBootstrap, BeforeApplicati
   onApplicationBootstrap(): void {
     const period = this.config.retentionSweepMs;
     if (period <= 0) return;
+    let busy = false;
     this.timer = setInterval(() => {
-      this.sweeping = this.sweepIfLeader().catch((e) => this.log.warn(`retention sweep: ${(e as Error).message}`));
+      // A sweep longer than the period (its lock has lapsed by then) is not joined by a second one
+      // of this worker, and shutdown waits for the one that runs.
+      if (busy) return;
+      busy = true;
+      this.sweeping = this.sweepIfLeader()
+        .catch((e) => this.log.warn(`retention sweep: ${(e as Error).message}`))
+        .finally(() => (busy = false));
     }, period);
     this.timer.unref();
   }

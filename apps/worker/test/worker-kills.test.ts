@@ -135,7 +135,7 @@ describe('three SIGKILLs during one training', () => {
 
     // One artifact set: the four files, no checkpoint, no stage or temporary left.
     expect(jobDirEntries(h, id)).toEqual([ARTIFACTS.config, ARTIFACTS.metrics, ARTIFACTS.model, ARTIFACTS.state].sort());
-    const published = JSON.parse((await h.redis.get(`${h.keys.jobMeta(id)}:published`))!);
+    const published = JSON.parse((await h.redis.get(h.keys.published(id)))!);
     const config = JSON.parse((await h.artifacts.get(id, ARTIFACTS.config)).toString());
     expect(published).toMatchObject({ workerId: config.worker.id, result });
 

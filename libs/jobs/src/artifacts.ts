@@ -145,7 +145,25 @@ export class FileArtifactStore implements ArtifactStore {
       }
     }
     await this.discardStaged(jobId, stageId);
+    await this.removeHiddenLeftovers(jobId);
     return moved;
+  }
+
+  /**
+   * The job's set is final once published: what a killed writer left behind (a `put`'s temporary,
+   * another attempt's half-written stage; its `rm` never ran) goes too. Such a writer no longer
+   * holds the job, so nothing live is lost; a stale one still running finds its file gone and fails.
+   */
+  private async removeHiddenLeftovers(jobId: string): Promise<void> {
+    let names: string[];
+    try {
+      names = await readdir(this.path(jobId));
+    } catch (e) {
+      if (isEnoent(e)) return;
+      throw e;
+    }
+    const hidden = names.filter((n) => n.startsWith('.stage-') || (n.startsWith('.') && n.endsWith('.tmp')));
+    await Promise.all(hidden.map((n) => rm(join(this.path(jobId), n), { recursive: true, force: true })));
   }
 
   async discardStaged(jobId: string, stageId: string): Promise<void> {

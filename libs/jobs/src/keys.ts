@@ -10,6 +10,7 @@
  * | `<p>:job:<id>:events`                 | stream | producer, worker    | the job's full event history           |
  * | `<p>:job:<id>:cancel`                 | string | api (DELETE)        | `CancelRequest` JSON                   |
  * | `<p>:job:<id>:checkpoint`             | string | worker              | `CheckpointPointer` JSON (optional)    |
+ * | `<p>:job:<id>:published`              | string | worker (lock holder)| the train job's chosen artifact set    |
  * | `<p>:jobs:<tenant>`                   | zset   | producer            | job ids by creation time (listing)     |
  * | `<p>:idem:<tenant>:<sha256(key)>`     | string | api                 | `{ id, type, bodyHash }`, TTL 24 h     |
  * | `<p>:dataset:<id>`                    | string | api                 | `DatasetMeta` JSON                     |
@@ -38,6 +39,8 @@ export interface RedisKeys {
   events(id: string): string;
   cancel(id: string): string;
   checkpoint(id: string): string;
+  /** The artifact set chosen for a job by the attempt that held its lock (worker's publish step). */
+  published(id: string): string;
   jobIndex(tenant: string): string;
   idempotency(tenant: string, key: string): string;
   dataset(id: string): string;
@@ -68,6 +71,7 @@ export function redisKeys(prefix: string): RedisKeys {
     events: (j) => `${prefix}:job:${id('job id', j)}:events`,
     cancel: (j) => `${prefix}:job:${id('job id', j)}:cancel`,
     checkpoint: (j) => `${prefix}:job:${id('job id', j)}:checkpoint`,
+    published: (j) => `${prefix}:job:${id('job id', j)}:published`,
     jobIndex: (t) => `${prefix}:jobs:${id('tenant', t)}`,
     idempotency: (t, key) => `${prefix}:idem:${id('tenant', t)}:${createHash('sha256').update(key).digest('hex')}`,
     dataset: (d) => `${prefix}:dataset:${id('dataset id', d)}`,

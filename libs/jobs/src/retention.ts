@@ -2,9 +2,9 @@
  * Retention of a job's own records, so that they follow BullMQ's `removeOnComplete` /
  * `removeOnFail` (by age and by count) instead of piling up in Redis and on disk:
  *
- *   - when a job ends, `expireJobRecords` gives its meta, event stream, cancel flag and checkpoint
- *     pointer the keep-age of that outcome (`EXPIRE`, exact to the second, where BullMQ's own age
- *     trim is lazy: it runs when a later job finishes);
+ *   - when a job ends, `expireJobRecords` gives its meta, event stream, cancel flag, checkpoint
+ *     pointer and published-set record the keep-age of that outcome (`EXPIRE`, exact to the
+ *     second, where BullMQ's own age trim is lazy: it runs when a later job finishes);
  *   - a periodic `sweepRetention` (one runner at a time, `tryLock`) removes what is left of jobs
  *     whose meta is gone (tenant index entry, stray keys, the artifact directory, BullMQ's record)
  *     and the records of finished jobs BullMQ has trimmed by count.
@@ -14,7 +14,6 @@
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Redis } from 'ioredis';
-import { JobMetaSchema } from './events';
 import { SAFE_ID, type RedisKeys } from './keys';
 import { QUEUE_NAMES, type QueueName } from './queues';
 
@@ -37,7 +36,7 @@ export function keepAgeSec(keep: KeepOption): number | null {
 
 /** Every per-job key of ours (the tenant index entry and the artifacts are the sweeper's). */
 export function jobRecordKeys(keys: RedisKeys, jobId: string): string[] {
-  return [keys.jobMeta(jobId), keys.events(jobId), keys.cancel(jobId), keys.checkpoint(jobId)];
+  return [keys.jobMeta(jobId), keys.events(jobId), keys.cancel(jobId), keys.checkpoint(jobId), keys.published(jobId)];
 }
 
 /**
@@ -117,7 +116,7 @@ export interface RetentionSweepReport {
   artifactDirs: number;
 }
 
-const PER_JOB_KEY = /^(.*):job:([A-Za-z0-9][A-Za-z0-9._-]{0,127}):(events|cancel|checkpoint)$/;
+const PER_JOB_KEY = /^(.*):job:([A-Za-z0-9][A-Za-z0-9._-]{0,127}):(events|cancel|checkpoint|published)$/;
 
 async function scanKeys(redis: Redis, match: string, each: (keys: string[]) => Promise<void>): Promise<void> {
   let cursor = '0';
@@ -136,13 +135,18 @@ export async function sweepRetention(deps: RetentionSweepDeps): Promise<Retentio
   const report: RetentionSweepReport = { scanned: 0, expired: 0, trimmed: 0, strayKeys: 0, artifactDirs: 0 };
   const removed = new Set<string>();
 
-  const removeJob = async (indexKey: string, jobId: string, queues: readonly QueueName[]) => {
-    const m = redis.multi().zrem(indexKey, jobId);
-    m.del(...jobRecordKeys(keys, jobId));
+  /**
+   * Removes one index batch's dead entries: their index entries and per-job keys in one MULTI, then
+   * their BullMQ records and artifact directories (all of the batch at once, not one job after another).
+   */
+  const removeJobs = async (indexKey: string, unsafe: string[], dead: Array<{ id: string; queues: QueueName[] }>) => {
+    const m = redis.multi().zrem(indexKey, ...unsafe, ...dead.map((d) => d.id));
+    const recordKeys = dead.flatMap((d) => jobRecordKeys(keys, d.id));
+    if (recordKeys.length) m.del(...recordKeys);
     await m.exec();
-    for (const q of queues) await deps.removeQueueJob(q, jobId);
-    await deps.removeArtifacts(jobId);
-    removed.add(jobId);
+    await Promise.all(dead.flatMap((d) => d.queues.map((q) => deps.removeQueueJob(q, d.id))));
+    await Promise.all(dead.map((d) => deps.removeArtifacts(d.id)));
+    for (const d of dead) removed.add(d.id);
   };
 
   // 1. Tenant indexes: entries whose meta expired, and finished jobs BullMQ no longer has.
@@ -154,41 +158,34 @@ export async function sweepRetention(deps: RetentionSweepDeps): Promise<Retentio
       const ids = await redis.zrange(indexKey, String(offset), String(offset + batch - 1));
       if (ids.length === 0) break;
       report.scanned += ids.length;
+      const safe = ids.filter((id) => SAFE_ID.test(id));
+      const unsafe = ids.filter((id) => !SAFE_ID.test(id));
+      // PTTL of the meta says all the sweep needs of it: -2 gone, -1 not finished, > 0 finished.
       const p = redis.pipeline();
-      for (const id of ids) {
-        if (!SAFE_ID.test(id)) continue;
-        p.get(keys.jobMeta(id)).pttl(keys.jobMeta(id)).exists(keys.cancel(id));
+      for (const id of safe) {
+        p.pttl(keys.jobMeta(id)).exists(keys.cancel(id));
         for (const q of QUEUE_NAMES) p.exists(bullJobKey(keys.prefix, q, id));
       }
-      const res = (await p.exec()) ?? [];
-      let r = 0;
-      let gone = 0;
-      for (const id of ids) {
-        if (!SAFE_ID.test(id)) {
-          await redis.zrem(indexKey, id);
-          gone++;
-          continue;
-        }
-        const [meta, pttl, cancel, ...inQueues] = res.slice(r, r + 3 + QUEUE_NAMES.length).map(([, v]) => v);
-        r += 3 + QUEUE_NAMES.length;
+      const res = safe.length ? ((await p.exec()) ?? []) : [];
+      const dead: Array<{ id: string; queues: QueueName[] }> = [];
+      const per = 2 + QUEUE_NAMES.length;
+      safe.forEach((id, n) => {
+        const [pttl, cancel, ...inQueues] = res.slice(n * per, (n + 1) * per).map(([, v]) => v as number);
         const queued = QUEUE_NAMES.filter((_, i) => inQueues[i] === 1);
-        if (meta === null) {
-          await removeJob(indexKey, id, queued);
+        if (pttl === -2) {
+          dead.push({ id, queues: queued });
           report.expired++;
-          gone++;
-          continue;
+          return;
         }
         // Finished (the worker set its TTL) and trimmed by BullMQ. A cancel flag means it may have
         // been cancelled before it started (no BullMQ record ever after): left to its TTL.
-        const parsed = JobMetaSchema.safeParse(safeJson(meta as string));
-        const queue = parsed.success ? (parsed.data.queue as QueueName) : null;
-        if ((pttl as number) > 0 && cancel === 0 && queue && !queued.includes(queue)) {
-          await removeJob(indexKey, id, []);
+        if (pttl > 0 && cancel === 0 && queued.length === 0) {
+          dead.push({ id, queues: [] });
           report.trimmed++;
-          gone++;
         }
-      }
-      offset += ids.length - gone;
+      });
+      if (unsafe.length || dead.length) await removeJobs(indexKey, unsafe, dead);
+      offset += ids.length - unsafe.length - dead.length;
     }
   }
 
@@ -219,12 +216,4 @@ export async function sweepRetention(deps: RetentionSweepDeps): Promise<Retentio
     }
   }
   return report;
-}
-
-function safeJson(s: string): unknown {
-  try {
-    return JSON.parse(s);
-  } catch {
-    return null;
-  }
 }

@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
@@ -62,6 +62,17 @@ describe('FileArtifactStore', () => {
     expect([...(await store.get(job, 'model.safetensors'))]).toEqual([1, 2]);
     expect((await readdir(join(dir, job))).sort()).toEqual(['config.json', 'model.safetensors']);
     await expect(store.stage(job, '../x', 'a.json', '1')).rejects.toThrow(/stage id/);
+  });
+
+  test('publishing removes what killed writers left: a put\'s temporary and another attempt\'s stage', async () => {
+    const store = new FileArtifactStore(dir);
+    const job = randomUUID();
+    await store.put(job, 'checkpoint.safetensors', 'ckpt');
+    await writeFile(join(dir, job, '.checkpoint-metrics.json.0123456789ab.tmp'), 'half'); // a SIGKILL mid-put
+    await store.stage(job, 'killed', 'model.safetensors', new Uint8Array([7])); // a SIGKILL mid-stage
+    await store.stage(job, 'aaa', 'model.safetensors', new Uint8Array([1]));
+    expect(await store.publishStaged(job, 'aaa', ['model.safetensors'])).toBe(1);
+    expect((await readdir(join(dir, job))).sort()).toEqual(['checkpoint.safetensors', 'model.safetensors']);
   });
 
   test('names and ids cannot leave the directory', async () => {

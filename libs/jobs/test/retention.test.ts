@@ -49,9 +49,9 @@ test('planJob trims failed jobs by age and count', () => {
 
 test('expireJobRecords gives every per-job key the keep-age, at least 1 s', async () => {
   const id = randomUUID();
-  for (const k of [keys.jobMeta(id), keys.events(id), keys.cancel(id), keys.checkpoint(id)]) await redis.set(k, 'x');
+  for (const k of [keys.jobMeta(id), keys.events(id), keys.cancel(id), keys.checkpoint(id), keys.published(id)]) await redis.set(k, 'x');
   await expireJobRecords(redis, keys, id, 30);
-  for (const k of [keys.jobMeta(id), keys.events(id), keys.cancel(id), keys.checkpoint(id)]) {
+  for (const k of [keys.jobMeta(id), keys.events(id), keys.cancel(id), keys.checkpoint(id), keys.published(id)]) {
     const ttl = await redis.ttl(k);
     expect(ttl).toBeGreaterThan(25);
     expect(ttl).toBeLessThanOrEqual(30);
@@ -78,6 +78,7 @@ test('one sweep: expired, trimmed, cancelled-before-start, running, stray keys a
   await redis.zadd(index, 2, trimmed);
   await redis.set(keys.jobMeta(trimmed), meta(trimmed), 'EX', 3600);
   await redis.set(keys.events(trimmed), 'x', 'EX', 3600);
+  await redis.set(keys.published(trimmed), 'x', 'PX', 3_600_000);
   // cancelled before it started: finished (TTL), no BullMQ record, but a cancel flag: left to its TTL.
   await redis.zadd(index, 3, cancelledQueued);
   await redis.set(keys.jobMeta(cancelledQueued), meta(cancelledQueued), 'EX', 3600);
@@ -111,8 +112,29 @@ test('one sweep: expired, trimmed, cancelled-before-start, running, stray keys a
   });
   expect(report).toEqual({ scanned: 5, expired: 1, trimmed: 1, strayKeys: 1, artifactDirs: 1 });
   expect((await redis.zrange(index, '0', '-1')).sort()).toEqual([cancelledQueued, running, kept].sort());
-  expect(await redis.exists(keys.events(expired), keys.jobMeta(trimmed), keys.events(trimmed), keys.cancel(strayOwner))).toBe(0);
+  expect(await redis.exists(keys.events(expired), keys.jobMeta(trimmed), keys.events(trimmed), keys.published(trimmed), keys.cancel(strayOwner))).toBe(0);
   expect(removedQueueJobs).toEqual([['any', expired]]);
   expect(removedDirs.sort()).toEqual([expired, trimmed, orphanDir].sort());
   expect(await redis.exists(keys.jobMeta(running), keys.jobMeta(kept), keys.jobMeta(cancelledQueued))).toBe(3);
+});
+
+test('a sweep drops index entries that are not job ids along with dead jobs of the same batch', async () => {
+  const index = keys.jobIndex('u');
+  const [dead, alive] = [randomUUID(), randomUUID()];
+  await redis.zadd(index, 1, 'not a job id', 2, dead, 3, alive);
+  await redis.set(keys.jobMeta(alive), JSON.stringify({ id: alive, type: 'infer', queue: 'any', device: 'any', tenant: 'u', createdAt: 3 }));
+  await redis.set(keys.events(dead), 'x');
+  const removedDirs: string[] = [];
+  const report = await sweepRetention({
+    redis,
+    keys,
+    removeQueueJob: async () => undefined,
+    listArtifacts: async () => [],
+    removeArtifacts: async (id) => void removedDirs.push(id),
+    orphanGraceMs: 60_000,
+  });
+  expect(report.expired).toBe(1);
+  expect(await redis.zrange(index, '0', '-1')).toEqual([alive]);
+  expect(await redis.exists(keys.events(dead))).toBe(0);
+  expect(removedDirs).toEqual([dead]);
 });

@@ -73,8 +73,6 @@ export async function runTrain(req: TrainRequest, ctx: EngineContext, stop: Stop
       }
       return m;
     };
-    model = new SequenceModel(sequenceModelOptions(p.model, t.seed));
-
     let resume: TrainingState | null = null;
     if (req.resumeFrom) {
       try {
@@ -83,12 +81,9 @@ export async function runTrain(req: TrainRequest, ctx: EngineContext, stop: Stop
         await ctx.send({ kind: 'log', runId, level: 'warning', code: 'checkpoint_unreadable', message: `checkpoint ${req.resumeFrom} could not be read, starting over: ${(e as Error).message}` });
       }
     }
-    let init: TrainStart['init'] = resume ? 'checkpoint' : 'seed';
-    if (!resume && p.fromJob) {
-      model.dispose();
-      model = await buildModel();
-      init = 'fromJob';
-    }
+    // A resumed run's weights come from its checkpoint: the seeded model is only their shape.
+    model = resume ? new SequenceModel(sequenceModelOptions(p.model, t.seed)) : await buildModel();
+    const init: TrainStart['init'] = resume ? 'checkpoint' : p.fromJob ? 'fromJob' : 'seed';
     // A checkpoint written after a divergence rollback carries the reduced learning rate: keep it.
     if (resume) learningRate = resume.optimizer.config.learningRate;
     // The state every sequence starts from: the payload's, or the final state of the fromJob run.

@@ -27,9 +27,8 @@ import { WORKER_CONFIG, type WorkerConfig } from '../config';
 import { EngineClient } from '../engine/engine-client';
 import type { BackendSummary } from '../engine/protocol';
 import { RedisService } from '../redis';
-import { JobFencing } from './fencing';
-
 import { RetentionService } from '../retention.service';
+import { JobFencing } from './fencing';
 import { jobErrorOf, jobFailure } from './job-errors';
 import { JobEvents } from './job-events';
 import { JOB_HANDLERS, LockWatch, StopRequest, type JobContext, type JobHandler } from './job-handler';
@@ -65,7 +64,6 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
     private readonly engine: EngineClient,
     private readonly events: JobEvents,
     private readonly fencing: JobFencing,
-
     private readonly retention: RetentionService,
   ) {
     for (const h of handlers) {
@@ -194,8 +192,13 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
   }
 
   private async onCompleted(job: AnyJob, result: JobResult): Promise<void> {
-    await this.events.state(job.id!, 'completed', { result });
-    await this.retention.finished(job, 'completed');
+    // The records' TTL is set even if the event could not be appended: a finished job left without
+    // one would never expire, and the sweeper leaves a meta without TTL alone (it may be running).
+    try {
+      await this.events.state(job.id!, 'completed', { result });
+    } finally {
+      await this.retention.finished(job, 'completed');
+    }
   }
 
   private async onFailed(job: AnyJob | undefined, err: Error): Promise<void> {
@@ -206,8 +209,11 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
       await this.events.info(job.id, 'attempt_failed', `attempt ${job.attemptsMade} failed, will retry: ${error.message}`, { error, attemptsMade: job.attemptsMade }, 'warning');
       return;
     }
-    await this.events.state(job.id, error.code === 'cancelled' ? 'cancelled' : 'failed', { error });
-    await this.retention.finished(job, 'failed');
+    try {
+      await this.events.state(job.id, error.code === 'cancelled' ? 'cancelled' : 'failed', { error });
+    } finally {
+      await this.retention.finished(job, 'failed');
+    }
   }
 
   private track(p: Promise<unknown>): void {

@@ -23,11 +23,6 @@ export { LostLockError, stageIdOf, type LockHolder, type LockedJob, type Publica
 export class JobFencing {
   constructor(private readonly redis: RedisService) {}
 
-  /** Key of the chosen artifact set: `<p>:job:<id>:published`. */
-  publishedKey(jobId: string): string {
-    return `${this.redis.keys.jobMeta(jobId)}:published`;
-  }
-
   /** Whether `token` still holds the job's lock. */
   async holds(job: LockedJob, token: string): Promise<boolean> {
     return (await this.redis.connection.get(lockKeyOf(job))) === token;
@@ -40,6 +35,6 @@ export class JobFencing {
 
   /** See `choosePublication` in lock-fence.ts. */
   choosePublication(job: LockedJob, token: string, mine: Publication): Promise<Publication | null> {
-    return choosePublication(this.redis.connection, lockKeyOf(job), this.publishedKey(job.id!), token, mine);
+    return choosePublication(this.redis.connection, lockKeyOf(job), this.redis.keys.published(job.id!), token, mine);
   }
 }

@@ -5,9 +5,13 @@
 import { createHash } from 'node:crypto';
 import type { Job } from 'bullmq';
 import type { Redis } from 'ioredis';
+import { bullJobKey } from '@relu-lstm/jobs';
 import { z } from 'zod';
 
-/** How long the record of the chosen artifact set is kept (the default retention of completed jobs). */
+/**
+ * A bound on the record of the chosen artifact set should its job never be recorded as finished; once it
+ * is, the record takes the job's keep-age with its other keys (`jobRecordKeys` of @relu-lstm/jobs).
+ */
 export const PUBLICATION_TTL_MS = 7 * 24 * 3600 * 1000;
 
 /** The artifact set chosen for a job: which stage, written by which attempt, and its result. */
@@ -47,7 +51,7 @@ export interface LockHolder {
 
 /** BullMQ's lock key of the job, `<prefix>:<queue>:<id>:lock` (its value is the holder's token). */
 export function lockKeyOf(job: LockedJob): string {
-  return `${job.prefix}:${job.queueName}:${job.id!}:lock`;
+  return `${bullJobKey(job.prefix, job.queueName, job.id!)}:lock`;
 }
 
 /** `SET key value` in the same step as checking that `token` holds the lock; false if it does not. */
