@@ -140,14 +140,10 @@ export class JobsService {
     }
 
     const plan = planJob(type, payload, { tenant, id, policy: this.config.jobPolicy });
-    let reserved = false;
     try {
-      await this.quota.reserve(tenant, id);
-      reserved = true;
-      await produceJob({ redis: this.redis, keys: this.keys, queue: (q: QueueName) => this.queues.queue(q) }, plan);
+      await this.quota.admit(tenant, (quota) => produceJob({ redis: this.redis, keys: this.keys, queue: (q: QueueName) => this.queues.queue(q) }, plan, quota));
     } catch (e) {
       if (idemKey) await this.redis.del(idemKey).catch(() => undefined);
-      if (reserved) await this.quota.release(tenant, id).catch(() => undefined);
       throw e;
     }
     return { replayed: false, body: { id: plan.id, state: 'queued', links: linksOf(plan.id) }, meta: plan.meta };
