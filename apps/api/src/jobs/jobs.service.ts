@@ -51,8 +51,18 @@ export interface Submitted {
   meta: JobMeta;
 }
 
+/**
+ * KEYS[1] an idempotency key; ARGV the value read before ('' for none), the new record, its TTL.
+ * Takes the key only if it still holds what was read: 1 taken, 0 another request took it first.
+ */
+const RETAKE_IDEMPOTENCY_KEY = `if (redis.call('GET', KEYS[1]) or '') ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+return 1`;
+
 /** A key younger than this whose job has no meta yet belongs to a request still in flight. */
 const IDEMPOTENCY_IN_FLIGHT_SEC = 60;
+
+const inFlight = () => new ApiError(409, 'conflict', 'a request with this Idempotency-Key is still being processed; retry shortly');
 
 /** Idempotency keys: printable ASCII, 1..255 characters. */
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
@@ -118,7 +128,8 @@ export class JobsService {
       const record = JSON.stringify({ id, type, bodyHash });
       const set = await this.redis.set(idemKey, record, 'EX', IDEMPOTENCY_TTL_SEC, 'NX');
       if (set !== 'OK') {
-        const prev = IdempotencyRecord.safeParse(JSON.parse((await this.redis.get(idemKey)) ?? 'null'));
+        const prevRaw = await this.redis.get(idemKey);
+        const prev = IdempotencyRecord.safeParse(JSON.parse(prevRaw ?? 'null'));
         if (prev.success) {
           if (prev.data.bodyHash !== bodyHash || prev.data.type !== type) {
             throw new ApiError(422, 'idempotency_key_reused', 'this Idempotency-Key was used with a different request body or route');
@@ -130,12 +141,11 @@ export class JobsService {
           }
           // No meta: the first request is still being processed (its key is seconds old), or its job
           // is past retention (docs/worker.md "Retention"), and the key starts over with this request.
-          if ((await this.redis.ttl(idemKey)) > IDEMPOTENCY_TTL_SEC - IDEMPOTENCY_IN_FLIGHT_SEC) {
-            throw new ApiError(409, 'conflict', 'a request with this Idempotency-Key is still being processed; retry shortly');
-          }
+          if ((await this.redis.ttl(idemKey)) > IDEMPOTENCY_TTL_SEC - IDEMPOTENCY_IN_FLIGHT_SEC) throw inFlight();
         }
-        // Expired between SET and GET, or its job is gone: take the key now.
-        await this.redis.set(idemKey, record, 'EX', IDEMPOTENCY_TTL_SEC);
+        // Expired between SET and GET, or its job is gone: take the key now, unless a concurrent
+        // retry took it since the GET (a plain SET let both submit, two jobs for one key).
+        if ((await this.redis.eval(RETAKE_IDEMPOTENCY_KEY, 1, idemKey, prevRaw ?? '', record, IDEMPOTENCY_TTL_SEC)) !== 1) throw inFlight();
       }
     }
 
