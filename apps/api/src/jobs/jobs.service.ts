@@ -183,10 +183,17 @@ export class JobsService {
     return issues;
   }
 
-  /** An earlier train job usable as a model: same tenant, train, `model.safetensors` and `config.json` present. */
-  private async modelIssues(jobId: string, path: string, tenant: string, model: ModelSpec | null): Promise<ValidationIssue[]> {
+  /**
+   * An earlier train job usable as a model: same tenant, train, `model.safetensors` and
+   * `config.json` present. Returns the issues, else the job's config (null if unreadable: the
+   * worker reports it then).
+   */
+  private async trainedModel(jobId: string, path: string, tenant: string): Promise<{ issues: ValidationIssue[]; cfg: ConfigArtifact | null }> {
     const meta = await this.records.meta(jobId, tenant);
-    const notUsable = (message: string): ValidationIssue[] => [{ path, code: 'not_found', message, expected: 'the id of a completed train job', received: JSON.stringify(jobId) }];
+    const notUsable = (message: string) => ({
+      issues: [{ path, code: 'not_found', message, expected: 'the id of a completed train job', received: JSON.stringify(jobId) }],
+      cfg: null,
+    });
     if (!meta) return notUsable(`job ${jobId} does not exist`);
     if (meta.type !== 'train') return notUsable(`job ${jobId} is an ${meta.type} job`);
     const [hasModel, configRaw] = await Promise.all([
@@ -197,7 +204,6 @@ export class JobsService {
       const view = await this.records.view(meta);
       return notUsable(`job ${jobId} has no trained model (state ${view.state})`);
     }
-    if (!model) return [];
     let cfg: ConfigArtifact | null = null;
     try {
       const r = ConfigArtifactSchema.safeParse(JSON.parse(configRaw.toString('utf8')));
@@ -205,33 +211,34 @@ export class JobsService {
     } catch {
       cfg = null;
     }
-    if (!cfg) return [];
-    return SHAPE_FIELDS.filter((f) => cfg!.model[f] !== model[f]).map((f) => ({
-      path: `model.${f}`,
-      code: 'custom',
-      message: `must match the model of job ${jobId}`,
-      expected: JSON.stringify(cfg!.model[f]),
-      received: JSON.stringify(model[f]),
-    }));
+    return { issues: [], cfg };
   }
 
   private async checkTrainRefs(p: PayloadOf<'train'>, tenant: string): Promise<ValidationIssue[]> {
     const issues: ValidationIssue[] = [];
     if (p.data.datasetId) issues.push(...(await this.datasetIssues(p.data.datasetId, tenant, p.model)));
-    if (p.fromJob) issues.push(...(await this.modelIssues(p.fromJob, 'fromJob', tenant, p.model)));
+    if (p.fromJob) {
+      const from = await this.trainedModel(p.fromJob, 'fromJob', tenant);
+      issues.push(...from.issues);
+      // The model to continue must have the shape of the one trained.
+      const cfg = from.cfg;
+      if (cfg) {
+        for (const f of SHAPE_FIELDS.filter((f) => cfg.model[f] !== p.model[f])) {
+          issues.push({ path: `model.${f}`, code: 'custom', message: `must match the model of job ${p.fromJob}`, expected: JSON.stringify(cfg.model[f]), received: JSON.stringify(p.model[f]) });
+        }
+      }
+    }
     return issues;
   }
 
   private async checkInferRefs(p: PayloadOf<'infer'>, tenant: string): Promise<ValidationIssue[]> {
     if (!p.modelJobId) return [];
-    const issues = await this.modelIssues(p.modelJobId, 'modelJobId', tenant, null);
+    const { issues, cfg } = await this.trainedModel(p.modelJobId, 'modelJobId', tenant);
     if (issues.length) return issues;
     // The input width must match the trained model's.
-    const raw = await this.artifacts.get(p.modelJobId, ARTIFACTS.config).catch(() => null);
-    const cfg = raw ? ConfigArtifactSchema.safeParse(JSON.parse(raw.toString('utf8'))) : null;
     const width = p.inputs[0]?.[0]?.length;
-    if (cfg?.success && width !== undefined && width !== cfg.data.model.inputSize) {
-      return [{ path: 'inputs', code: 'custom', message: `the model of job ${p.modelJobId} reads ${cfg.data.model.inputSize} features per step`, expected: `shape [B, T, ${cfg.data.model.inputSize}]`, received: `${width} features per step` }];
+    if (cfg && width !== undefined && width !== cfg.model.inputSize) {
+      return [{ path: 'inputs', code: 'custom', message: `the model of job ${p.modelJobId} reads ${cfg.model.inputSize} features per step`, expected: `shape [B, T, ${cfg.model.inputSize}]`, received: `${width} features per step` }];
     }
     return [];
   }
