@@ -204,6 +204,11 @@ describe('model references', () => {
     const bad = await post('/v1/jobs/train', { ...mismatch, fromJob: trainId });
     expect(bad.status).toBe(400);
     expect(bad.json.error.issues).toEqual([expect.objectContaining({ path: 'model.hiddenSize', expected: '16', received: '32' })]);
+
+    // A config.json that is not JSON cannot be checked against: accepted (the worker reports it), not a 500.
+    await writeFile(join(dir, 'config.json'), '{ not json');
+    expect((await post('/v1/jobs/infer', { modelJobId: trainId, inputs: [[[0.1, 0.2]]] })).status).toBe(202);
+    expect((await post('/v1/jobs/train', { ...mismatch, fromJob: trainId })).status).toBe(202);
   });
 });
 

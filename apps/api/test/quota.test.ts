@@ -151,6 +151,14 @@ test('event streams per tenant: past MAX_STREAMS_PER_TENANT 429, other tenants u
     429,
     { code: 'quota_exceeded', message: `tenant alpha has ${STREAMS} event streams or waiting requests open, the most MAX_STREAMS_PER_TENANT allows; close one or retry later` },
   ]);
+  // infer?wait=true needs a slot as well, and is refused before anything is queued: a client that
+  // retries the 429 must not run the job twice.
+  const alphaJobs = () => redis.zcard(redisKeys(api.prefix).jobIndex('alpha'));
+  const jobsBefore = await alphaJobs();
+  const inferBody = { model: { config: { inputSize: 1, hiddenSize: 1, outputSize: 1 }, stateDict: {} }, inputs: [[[1]]] };
+  const waitRefused = await http(api.url, 'POST', '/v1/jobs/infer?wait=true', { body: inferBody, headers: { authorization: `Bearer ${KEY.alpha}` } });
+  expect([waitRefused.status, waitRefused.json.error.message]).toEqual([429, expect.stringContaining('event streams or waiting requests open')]);
+  expect(await alphaJobs()).toBe(jobsBefore);
   const beta = await openStream(`/v1/jobs/${betaJob}/events`, KEY.beta);
   expect(beta.status).toBe(200);
   open[0].close();

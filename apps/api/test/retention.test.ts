@@ -69,4 +69,14 @@ test('an Idempotency-Key whose job is past retention starts over; one still in f
   await redis.expire(idemKey, 24 * 3600);
   const inFlight = await http(api.url, 'POST', '/v1/jobs/train', { body: CANONICAL_TRAIN_EXAMPLE, headers });
   expect(inFlight.status).toBe(409);
+
+  // Concurrent retries of a key whose job is gone: one of them starts the new job, the others
+  // replay it or answer 409, never a job each.
+  await redis.del(keys.jobMeta(again.json.id));
+  await redis.expire(idemKey, 3600);
+  const retries = await Promise.all(Array.from({ length: 8 }, () => http(api.url, 'POST', '/v1/jobs/train', { body: CANONICAL_TRAIN_EXAMPLE, headers })));
+  expect(retries.every((r) => r.status === 202 || r.status === 409)).toBe(true);
+  const started = new Set(retries.filter((r) => r.status === 202).map((r) => r.json.id as string));
+  expect(started.size).toBe(1);
+  expect(started.has(again.json.id)).toBe(false);
 });

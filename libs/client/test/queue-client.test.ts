@@ -11,8 +11,11 @@ import { JobFailedError, PayloadValidationError, QueueClient, WaitTimeoutError }
 import {
   CANONICAL_TRAIN_EXAMPLE,
   JobIdConflictError,
+  LiveQuotaFullError,
   RedisJobEventStream,
   contract,
+  planJob,
+  produceJob,
   redisKeys,
   type JobData,
   type TrainResult,
@@ -113,6 +116,33 @@ test('routing: cpu and any; infer jobs; a tenant of its own; a chosen id used tw
   // ...and so are its records: one `queued` event, one index entry (the conflict wrote nothing).
   expect((await new RedisJobEventStream(admin, redisKeys(prefix)).read(id)).map((e) => e.event.type === 'state' && e.event.state)).toEqual(['queued']);
   expect((await admin.zrange(redisKeys(prefix).jobIndex('team-a'), 0, '-1')).filter((x) => x === id)).toEqual([id]);
+});
+
+test('produceJob with a live quota (the per-tenant set of the api): the place is taken with the records, a full set writes nothing, a failed add gives the place back', async () => {
+  const keys = redisKeys(prefix);
+  const live = { key: keys.liveJobs('team-q'), max: 2 };
+  const deps = { redis: admin, keys, queue: (q: string) => queue(q) };
+  const plan = () => planJob('train', contract.TrainPayload.parse({ ...CANONICAL_TRAIN_EXAMPLE, device: 'cpu' }), { tenant: 'team-q' });
+  const a = plan();
+  const b = plan();
+  await produceJob(deps, a, live);
+  await produceJob(deps, b, live);
+  expect((await admin.smembers(live.key)).sort()).toEqual([a.id, b.id].sort());
+
+  const c = plan();
+  await expect(produceJob(deps, c, live)).rejects.toBeInstanceOf(LiveQuotaFullError);
+  expect(await admin.exists(keys.jobMeta(c.id), keys.events(c.id))).toBe(0);
+  expect(await admin.zscore(keys.jobIndex('team-q'), c.id)).toBeNull();
+  expect(await queue('cpu').count()).toBe(2);
+
+  await admin.srem(live.key, a.id);
+  const failing = { ...deps, queue: () => ({ add: () => Promise.reject(new Error('queue down')) }) };
+  await expect(produceJob(failing, c, live)).rejects.toThrow('queue down');
+  expect((await admin.smembers(live.key)).sort()).toEqual([b.id]);
+  expect(await admin.exists(keys.jobMeta(c.id), keys.events(c.id))).toBe(0);
+  // Without a quota the set is not touched.
+  await produceJob(deps, c);
+  expect(await admin.smembers(live.key)).toEqual([b.id]);
 });
 
 test('an invalid payload is rejected naming its fields, and nothing is written', async () => {

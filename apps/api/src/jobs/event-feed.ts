@@ -107,20 +107,19 @@ export class EventFeed implements BeforeApplicationShutdown {
 
   /**
    * Waits up to `timeoutMs` for the job to finish; returns its state, result and error either way
-   * (check the state). Stops early when `signal` aborts (the client went away).
+   * (check the state). `slot` is a follower place from `reserve`, taken by the caller before it
+   * submitted the job (so a refusal queues nothing); aborting it (the client went away) stops the
+   * wait early. Releases it.
    *
    * The terminal state event carries the result (or the error) and is written only once BullMQ has
    * recorded the outcome, so it is the answer: reading the job back from BullMQ as well cost a
    * round trip and a parse of the whole job for nothing (bench/README.md, "Runner"). The records
    * are read on quiet periods and at the timeout, as before.
    */
-  async waitFor(meta: JobMeta, timeoutMs: number, signal: AbortSignal): Promise<WaitOutcome> {
-    const ac = this.reserve(meta.tenant);
-    const stop = () => ac.abort();
-    const timer = setTimeout(stop, timeoutMs);
-    signal.addEventListener('abort', stop, { once: true });
+  async waitFor(meta: JobMeta, timeoutMs: number, slot: AbortController): Promise<WaitOutcome> {
+    const timer = setTimeout(() => slot.abort(), timeoutMs);
     try {
-      for await (const batch of this.events.follow(meta.id, { blockMs: Math.min(1000, Math.max(50, timeoutMs)), signal: ac.signal })) {
+      for await (const batch of this.events.follow(meta.id, { blockMs: Math.min(1000, Math.max(50, timeoutMs)), signal: slot.signal })) {
         const terminal = batch.find((e) => isTerminalEvent(e.event))?.event;
         if (terminal?.type === 'state') return { state: terminal.state, result: terminal.result ?? null, error: terminal.error ?? null };
         if (batch.length === 0) {
@@ -130,8 +129,7 @@ export class EventFeed implements BeforeApplicationShutdown {
       }
     } finally {
       clearTimeout(timer);
-      signal.removeEventListener('abort', stop);
-      this.release(ac);
+      this.release(slot);
     }
     return this.records.view(meta);
   }

@@ -71,13 +71,21 @@ export class JobsController {
     requireJson(req);
     const wait = parseWait(waitParam);
     const tenant = tenantOf(req);
-    const r = await this.jobs.submit('infer', req.body, tenant, key);
+    // The place to wait in is taken first: refused (429 for the tenant, 503 for the process), the
+    // request must queue nothing, or a client that retries would run the job twice.
+    const slot = wait ? this.feed.reserve(tenant) : null;
+    let r;
+    try {
+      r = await this.jobs.submit('infer', req.body, tenant, key);
+    } catch (e) {
+      if (slot) this.feed.release(slot);
+      throw e;
+    }
     if (r.replayed) res.setHeader('Idempotent-Replayed', 'true');
-    if (!wait) return r.body;
-    const gone = new AbortController();
-    res.on('close', () => gone.abort());
+    if (!slot) return r.body;
+    res.on('close', () => slot.abort());
     // The meta comes back from the submission: reading it again cost a round trip per request.
-    const view = await this.feed.waitFor(r.meta, this.config.inferWaitMs, gone.signal);
+    const view = await this.feed.waitFor(r.meta, this.config.inferWaitMs, slot);
     if (!this.jobs.isTerminalState(view.state)) return { ...r.body, state: view.state };
     res.status(200);
     return { id: r.body.id, state: view.state, result: view.result, error: view.error, links: r.body.links };

@@ -51,8 +51,18 @@ export interface Submitted {
   meta: JobMeta;
 }
 
+/**
+ * KEYS[1] an idempotency key; ARGV the value read before ('' for none), the new record, its TTL.
+ * Takes the key only if it still holds what was read: 1 taken, 0 another request took it first.
+ */
+const RETAKE_IDEMPOTENCY_KEY = `if (redis.call('GET', KEYS[1]) or '') ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+return 1`;
+
 /** A key younger than this whose job has no meta yet belongs to a request still in flight. */
 const IDEMPOTENCY_IN_FLIGHT_SEC = 60;
+
+const inFlight = () => new ApiError(409, 'conflict', 'a request with this Idempotency-Key is still being processed; retry shortly');
 
 /** Idempotency keys: printable ASCII, 1..255 characters. */
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
@@ -118,7 +128,8 @@ export class JobsService {
       const record = JSON.stringify({ id, type, bodyHash });
       const set = await this.redis.set(idemKey, record, 'EX', IDEMPOTENCY_TTL_SEC, 'NX');
       if (set !== 'OK') {
-        const prev = IdempotencyRecord.safeParse(JSON.parse((await this.redis.get(idemKey)) ?? 'null'));
+        const prevRaw = await this.redis.get(idemKey);
+        const prev = IdempotencyRecord.safeParse(JSON.parse(prevRaw ?? 'null'));
         if (prev.success) {
           if (prev.data.bodyHash !== bodyHash || prev.data.type !== type) {
             throw new ApiError(422, 'idempotency_key_reused', 'this Idempotency-Key was used with a different request body or route');
@@ -130,24 +141,19 @@ export class JobsService {
           }
           // No meta: the first request is still being processed (its key is seconds old), or its job
           // is past retention (docs/worker.md "Retention"), and the key starts over with this request.
-          if ((await this.redis.ttl(idemKey)) > IDEMPOTENCY_TTL_SEC - IDEMPOTENCY_IN_FLIGHT_SEC) {
-            throw new ApiError(409, 'conflict', 'a request with this Idempotency-Key is still being processed; retry shortly');
-          }
+          if ((await this.redis.ttl(idemKey)) > IDEMPOTENCY_TTL_SEC - IDEMPOTENCY_IN_FLIGHT_SEC) throw inFlight();
         }
-        // Expired between SET and GET, or its job is gone: take the key now.
-        await this.redis.set(idemKey, record, 'EX', IDEMPOTENCY_TTL_SEC);
+        // Expired between SET and GET, or its job is gone: take the key now, unless a concurrent
+        // retry took it since the GET (a plain SET let both submit, two jobs for one key).
+        if ((await this.redis.eval(RETAKE_IDEMPOTENCY_KEY, 1, idemKey, prevRaw ?? '', record, IDEMPOTENCY_TTL_SEC)) !== 1) throw inFlight();
       }
     }
 
     const plan = planJob(type, payload, { tenant, id, policy: this.config.jobPolicy });
-    let reserved = false;
     try {
-      await this.quota.reserve(tenant, id);
-      reserved = true;
-      await produceJob({ redis: this.redis, keys: this.keys, queue: (q: QueueName) => this.queues.queue(q) }, plan);
+      await this.quota.admit(tenant, (quota) => produceJob({ redis: this.redis, keys: this.keys, queue: (q: QueueName) => this.queues.queue(q) }, plan, quota));
     } catch (e) {
       if (idemKey) await this.redis.del(idemKey).catch(() => undefined);
-      if (reserved) await this.quota.release(tenant, id).catch(() => undefined);
       throw e;
     }
     return { replayed: false, body: { id: plan.id, state: 'queued', links: linksOf(plan.id) }, meta: plan.meta };
@@ -177,10 +183,17 @@ export class JobsService {
     return issues;
   }
 
-  /** An earlier train job usable as a model: same tenant, train, `model.safetensors` and `config.json` present. */
-  private async modelIssues(jobId: string, path: string, tenant: string, model: ModelSpec | null): Promise<ValidationIssue[]> {
+  /**
+   * An earlier train job usable as a model: same tenant, train, `model.safetensors` and
+   * `config.json` present. Returns the issues, else the job's config (null if unreadable: the
+   * worker reports it then).
+   */
+  private async trainedModel(jobId: string, path: string, tenant: string): Promise<{ issues: ValidationIssue[]; cfg: ConfigArtifact | null }> {
     const meta = await this.records.meta(jobId, tenant);
-    const notUsable = (message: string): ValidationIssue[] => [{ path, code: 'not_found', message, expected: 'the id of a completed train job', received: JSON.stringify(jobId) }];
+    const notUsable = (message: string) => ({
+      issues: [{ path, code: 'not_found', message, expected: 'the id of a completed train job', received: JSON.stringify(jobId) }],
+      cfg: null,
+    });
     if (!meta) return notUsable(`job ${jobId} does not exist`);
     if (meta.type !== 'train') return notUsable(`job ${jobId} is an ${meta.type} job`);
     const [hasModel, configRaw] = await Promise.all([
@@ -191,7 +204,6 @@ export class JobsService {
       const view = await this.records.view(meta);
       return notUsable(`job ${jobId} has no trained model (state ${view.state})`);
     }
-    if (!model) return [];
     let cfg: ConfigArtifact | null = null;
     try {
       const r = ConfigArtifactSchema.safeParse(JSON.parse(configRaw.toString('utf8')));
@@ -199,33 +211,34 @@ export class JobsService {
     } catch {
       cfg = null;
     }
-    if (!cfg) return [];
-    return SHAPE_FIELDS.filter((f) => cfg!.model[f] !== model[f]).map((f) => ({
-      path: `model.${f}`,
-      code: 'custom',
-      message: `must match the model of job ${jobId}`,
-      expected: JSON.stringify(cfg!.model[f]),
-      received: JSON.stringify(model[f]),
-    }));
+    return { issues: [], cfg };
   }
 
   private async checkTrainRefs(p: PayloadOf<'train'>, tenant: string): Promise<ValidationIssue[]> {
     const issues: ValidationIssue[] = [];
     if (p.data.datasetId) issues.push(...(await this.datasetIssues(p.data.datasetId, tenant, p.model)));
-    if (p.fromJob) issues.push(...(await this.modelIssues(p.fromJob, 'fromJob', tenant, p.model)));
+    if (p.fromJob) {
+      const from = await this.trainedModel(p.fromJob, 'fromJob', tenant);
+      issues.push(...from.issues);
+      // The model to continue must have the shape of the one trained.
+      const cfg = from.cfg;
+      if (cfg) {
+        for (const f of SHAPE_FIELDS.filter((f) => cfg.model[f] !== p.model[f])) {
+          issues.push({ path: `model.${f}`, code: 'custom', message: `must match the model of job ${p.fromJob}`, expected: JSON.stringify(cfg.model[f]), received: JSON.stringify(p.model[f]) });
+        }
+      }
+    }
     return issues;
   }
 
   private async checkInferRefs(p: PayloadOf<'infer'>, tenant: string): Promise<ValidationIssue[]> {
     if (!p.modelJobId) return [];
-    const issues = await this.modelIssues(p.modelJobId, 'modelJobId', tenant, null);
+    const { issues, cfg } = await this.trainedModel(p.modelJobId, 'modelJobId', tenant);
     if (issues.length) return issues;
     // The input width must match the trained model's.
-    const raw = await this.artifacts.get(p.modelJobId, ARTIFACTS.config).catch(() => null);
-    const cfg = raw ? ConfigArtifactSchema.safeParse(JSON.parse(raw.toString('utf8'))) : null;
     const width = p.inputs[0]?.[0]?.length;
-    if (cfg?.success && width !== undefined && width !== cfg.data.model.inputSize) {
-      return [{ path: 'inputs', code: 'custom', message: `the model of job ${p.modelJobId} reads ${cfg.data.model.inputSize} features per step`, expected: `shape [B, T, ${cfg.data.model.inputSize}]`, received: `${width} features per step` }];
+    if (cfg && width !== undefined && width !== cfg.model.inputSize) {
+      return [{ path: 'inputs', code: 'custom', message: `the model of job ${p.modelJobId} reads ${cfg.model.inputSize} features per step`, expected: `shape [B, T, ${cfg.model.inputSize}]`, received: `${width} features per step` }];
     }
     return [];
   }
