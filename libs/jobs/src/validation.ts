@@ -110,8 +110,19 @@ export function formatIssues(issues: ReadonlyArray<z.core.$ZodIssue>, max = MAX_
 
 export type ParseResult<T> = { ok: true; value: T } | { ok: false; issues: ValidationIssue[] };
 
-/** `schema.safeParse` with the input reported and the issues formatted. */
+/**
+ * `schema.safeParse` with the input reported and the issues formatted. zod walks nested values
+ * recursively, so a value nested deeper than the call stack allows (tens of thousands of arrays
+ * inside each other, which JSON.parse and a queue accept) throws a RangeError out of safeParse; that
+ * is bad input like any other, reported as one issue on the whole value instead of thrown.
+ */
 export function validate<S extends z.ZodType>(schema: S, value: unknown): ParseResult<z.output<S>> {
-  const r = schema.safeParse(value, { reportInput: true });
+  let r: z.ZodSafeParseResult<z.output<S>>;
+  try {
+    r = schema.safeParse(value, { reportInput: true });
+  } catch (e) {
+    if (!(e instanceof RangeError)) throw e;
+    return { ok: false, issues: [{ path: '', code: 'too_deep', message: 'the value is nested too deeply to validate', expected: 'nesting no deeper than the schema', received: 'nesting deeper than the call stack' }] };
+  }
   return r.success ? { ok: true, value: r.data } : { ok: false, issues: formatIssues(r.error.issues) };
 }
