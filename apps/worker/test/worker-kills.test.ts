@@ -126,7 +126,9 @@ describe('three SIGKILLs during one training', () => {
     // checkpoint written before the kill, and no further back than one interval.
     for (let k = 0; k < 3; k++) {
       expect(recoveries[k].from).toBeGreaterThanOrEqual(kills[k].checkpointStep);
-      expect(recoveries[k].repeated).toBeGreaterThan(0);
+      // 0 when the kill lands just after the next checkpoint (the fused cpu loop can pass a whole
+      // interval between the last poll and the signal); never negative: no resume ahead of the work.
+      expect(recoveries[k].repeated).toBeGreaterThanOrEqual(0);
       expect(recoveries[k].repeated).toBeLessThanOrEqual(INTERVAL_STEPS);
     }
     // metrics.csv: every step once, in order.
