@@ -15,7 +15,6 @@
  *
  * FUZZ_SEED reproduces a run (the seed is printed); FUZZ_CASES sets the number of requests (3000).
  */
-import { request as httpRequest } from 'node:http';
 import { Queue } from 'bullmq';
 import {
   CANONICAL_TRAIN_EXAMPLE,
@@ -28,7 +27,7 @@ import {
   type QueueName,
 } from '@relu-lstm/jobs';
 import { Harness, type WorkerProcess } from '../../worker/test/harness';
-import { http, startApi, type ApiProcess } from './harness';
+import { http, startApi, type ApiProcess, type HttpResult } from './harness';
 
 const SEED = Number(process.env.FUZZ_SEED ?? Date.now() % 2 ** 31);
 const CASES = Number(process.env.FUZZ_CASES ?? 3000);
@@ -310,38 +309,9 @@ function locallyValid(c: Case): boolean {
   }
 }
 
-interface RawResult {
-  status: number;
-  text: string;
-  json: unknown;
-}
-
 /** One request with the path sent exactly as given (no URL normalisation), no keep-alive. */
-function rawRequest(base: string, c: Case, timeoutMs: number): Promise<RawResult> {
-  const u = new URL(base);
-  const headers: Record<string, string> = { connection: 'close', ...c.headers };
-  if (c.body !== undefined) headers['content-length'] = String(Buffer.byteLength(c.body));
-  return new Promise((resolve, reject) => {
-    const req = httpRequest({ host: u.hostname, port: u.port, method: c.method, path: c.path, headers, agent: false }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (b: Buffer) => chunks.push(b));
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
-        let json: unknown;
-        try {
-          json = JSON.parse(text);
-        } catch {
-          json = undefined;
-        }
-        resolve({ status: res.statusCode ?? 0, text, json });
-      });
-      res.on('error', reject);
-    });
-    req.setTimeout(timeoutMs, () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
-    req.on('error', reject);
-    if (c.body !== undefined) req.write(c.body);
-    req.end();
-  });
+function rawRequest(base: string, c: Case, timeoutMs: number): Promise<HttpResult> {
+  return http(base, c.method, c.path, { raw: c.body, headers: c.headers, rawPath: true, timeoutMs });
 }
 
 function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
@@ -410,7 +380,7 @@ it(`answers ${CASES} hostile requests without a 5xx, with JSON errors, and nothi
   const runOne = async (i: number) => {
     const c = cases[i];
     bytesSent += c.body ? Buffer.byteLength(c.body) : 0;
-    let res: RawResult;
+    let res: HttpResult;
     try {
       res = await withTimeout(rawRequest(api.url, c, REQUEST_TIMEOUT_MS), REQUEST_TIMEOUT_MS + 1000, c.what);
     } catch (e) {

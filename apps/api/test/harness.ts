@@ -8,7 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
+import { request as httpRequest, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Queue } from 'bullmq';
@@ -101,15 +101,24 @@ export function http(
   base: string,
   method: string,
   path: string,
-  opts: { body?: unknown; raw?: string | Buffer; headers?: Record<string, string> } = {},
+  opts: {
+    body?: unknown;
+    raw?: string | Buffer;
+    headers?: Record<string, string>;
+    /** Send `path` byte for byte, without URL normalisation (`/a/../b`, `%zz`): for hostile paths. */
+    rawPath?: boolean;
+    /** Fail the request when no answer came within this time. */
+    timeoutMs?: number;
+  } = {},
 ): Promise<HttpResult> {
-  const u = new URL(path, base);
+  // A raw path is not resolved against the base (`//x` would become a host, `%zz` may throw).
+  const u = opts.rawPath ? new URL(base) : new URL(path, base);
   const payload = opts.raw ?? (opts.body === undefined ? undefined : JSON.stringify(opts.body));
   const headers: Record<string, string> = { connection: 'close', ...(opts.headers ?? {}) };
   if (opts.body !== undefined && !Object.keys(headers).some((h) => h.toLowerCase() === 'content-type')) headers['content-type'] = 'application/json';
   if (payload !== undefined) headers['content-length'] = String(Buffer.byteLength(payload));
   return new Promise((res, rej) => {
-    const req = httpRequest(u, { method, headers, agent: false }, (r) => {
+    const onResponse = (r: IncomingMessage) => {
       const chunks: Buffer[] = [];
       r.on('data', (c: Buffer) => chunks.push(c));
       r.on('end', () => {
@@ -123,7 +132,11 @@ export function http(
         res({ status: r.statusCode ?? 0, headers: r.headers, text, json });
       });
       r.on('error', rej);
-    });
+    };
+    const req = opts.rawPath
+      ? httpRequest({ host: u.hostname, port: u.port, path, method, headers, agent: false }, onResponse)
+      : httpRequest(u, { method, headers, agent: false }, onResponse);
+    if (opts.timeoutMs !== undefined) req.setTimeout(opts.timeoutMs, () => req.destroy(new Error(`no answer within ${opts.timeoutMs} ms`)));
     req.on('error', rej);
     if (payload !== undefined) req.write(payload);
     req.end();
