@@ -14,7 +14,7 @@ import {
   type StateEvent,
   type TrainPayloadInput,
 } from '@relu-lstm/jobs';
-import { Harness, brief, waitFor, type WorkerProcess } from './harness';
+import { brief, Harness, tinyInlineInfer, waitFor, type WorkerProcess } from './harness';
 
 jest.setTimeout(120_000);
 
@@ -90,14 +90,7 @@ describe('cancel', () => {
     await h.waitForEvent(train, (e) => e.type === 'metric', 30_000, worker);
     const infer = await h.submit(
       'infer',
-      contract.InferPayload.parse({
-        model: {
-          config: { inputSize: 1, hiddenSize: 1, outputSize: 1 },
-          stateDict: { weight_ih_l0: [[1], [1], [1], [1]], weight_hh_l0: [[0], [0], [0], [0]], bias_ih_l0: [0, 0, 0, 0], bias_hh_l0: [0, 0, 0, 0], 'head.weight': [[1]], 'head.bias': [0] },
-        },
-        inputs: [[[1]]],
-        device: 'cpu',
-      }),
+      { ...tinyInlineInfer(1), device: 'cpu' },
     );
     const trainEvents = await h.waitForEnd(train, 30_000, worker);
     const inferEvents = await h.waitForEnd(infer, 30_000, worker);

@@ -24,7 +24,7 @@ import {
   type LogEvent,
   type StateEvent,
 } from '@relu-lstm/jobs';
-import { Harness, brief, waitFor, type WorkerProcess } from './harness';
+import { brief, Harness, tinyInlineInfer, waitFor, type WorkerProcess } from './harness';
 
 jest.setTimeout(180_000);
 
@@ -206,13 +206,7 @@ describe('wall-clock limits', () => {
     try {
       id = await h.submit(
         'infer',
-        contract.InferPayload.parse({
-          model: {
-            config: { inputSize: 1, hiddenSize: 1, outputSize: 1 },
-            stateDict: { weight_ih_l0: [[1], [1], [1], [1]], weight_hh_l0: [[0], [0], [0], [0]], bias_ih_l0: [0, 0, 0, 0], bias_hh_l0: [0, 0, 0, 0], 'head.weight': [[1]], 'head.bias': [0] },
-          },
-          inputs: [[[1]]],
-        }),
+        tinyInlineInfer(1),
       );
       const end = await failedState(h, id, w);
       expect(end.error).toMatchObject({ code: 'timeout', retryable: false, details: { limitMs: 2000 } });
