@@ -3,7 +3,6 @@
  * object. Nothing else in the api reads `process.env`.
  */
 import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
 import { z } from 'zod';
 import {
   DEFAULT_JOB_POLICY,
@@ -11,6 +10,7 @@ import {
   DEFAULT_QUEUE_PREFIX,
   QUEUE_PREFIX_PATTERN,
   formatIssues,
+  storeLocation,
   type JobPolicy,
   type PayloadLimits,
 } from '@relu-lstm/jobs';
@@ -146,8 +146,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, readFile: (path
     host: e.HOST,
     redisUrl: e.REDIS_URL,
     queuePrefix: e.QUEUE_PREFIX,
-    artifactDir: resolve(e.ARTIFACT_DIR),
-    datasetDir: resolve(e.DATASET_DIR),
+    artifactDir: storeLocation('ARTIFACT_DIR', e.ARTIFACT_DIR),
+    datasetDir: storeLocation('DATASET_DIR', e.DATASET_DIR),
     bodyLimit: e.BODY_LIMIT,
     datasetBodyLimit: e.DATASET_BODY_LIMIT,
     inferWaitMs: e.INFER_WAIT_MS,

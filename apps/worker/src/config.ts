@@ -18,6 +18,7 @@ import {
   QUEUE_PREFIX_PATTERN,
   SAFE_ID,
   formatPath,
+  storeLocation,
   type QueueName,
 } from '@relu-lstm/jobs';
 
@@ -122,8 +123,8 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerCo
   return Object.freeze({
     redisUrl: e.REDIS_URL,
     queuePrefix: e.QUEUE_PREFIX,
-    artifactDir: path.resolve(e.ARTIFACT_DIR),
-    datasetDir: path.resolve(e.DATASET_DIR),
+    artifactDir: storeLocation('ARTIFACT_DIR', e.ARTIFACT_DIR),
+    datasetDir: storeLocation('DATASET_DIR', e.DATASET_DIR),
     queues: e.WORKER_QUEUES ? Object.freeze([...e.WORKER_QUEUES]) : null,
     backend: e.RELU_LSTM_BACKEND,
     workerId: e.WORKER_ID ?? `${host}-${process.pid}-${randomBytes(3).toString('hex')}`,

@@ -6,7 +6,7 @@
  */
 import { Inject, Injectable, Logger, type OnApplicationShutdown } from '@nestjs/common';
 import { Redis } from 'ioredis';
-import { FileArtifactStore, RedisJobEventStream, redisKeys, type ArtifactStore, type JobEventStream, type RedisKeys } from '@relu-lstm/jobs';
+import { RedisJobEventStream, openArtifactStore, redisKeys, type ArtifactStore, type JobEventStream, type RedisKeys } from '@relu-lstm/jobs';
 import { WORKER_CONFIG, type WorkerConfig } from './config';
 
 @Injectable()
@@ -46,5 +46,5 @@ export class RedisService implements OnApplicationShutdown {
 export const ARTIFACT_STORE = Symbol('ARTIFACT_STORE');
 
 export function artifactStoreFactory(config: WorkerConfig): ArtifactStore {
-  return new FileArtifactStore(config.artifactDir);
+  return openArtifactStore(config.artifactDir);
 }

@@ -7,14 +7,13 @@
  *     producer chose);
  *   - every RETENTION_SWEEP_MS, the worker that takes the lock (`<p>:retention:lock`, PX = the
  *     period: one sweep per period across all workers) removes what is left of expired jobs and the
- *     records of jobs BullMQ trimmed by count, artifact directories included.
+ *     records of jobs BullMQ trimmed by count, their artifacts included.
  */
 import { Inject, Injectable, Logger, type BeforeApplicationShutdown, type OnApplicationBootstrap } from '@nestjs/common';
 import { Queue, type Job } from 'bullmq';
 import {
   expireJobRecords,
   keepAgeSec,
-  listArtifactDirs,
   sweepRetention,
   tryLock,
   type ArtifactStore,
@@ -70,11 +69,10 @@ export class RetentionService implements OnApplicationBootstrap, BeforeApplicati
       redis: connection,
       keys,
       removeQueueJob: (queue, id) => this.removeQueueJob(queue, id),
-      listArtifacts: () => listArtifactDirs(this.config.artifactDir),
-      removeArtifacts: (id) => this.artifacts.remove(id),
+      artifacts: this.artifacts,
       orphanGraceMs: this.config.retentionSweepMs,
     });
-    const removed = report.expired + report.trimmed + report.strayKeys + report.artifactDirs;
+    const removed = report.expired + report.trimmed + report.strayKeys + report.orphanArtifacts;
     if (removed > 0) this.log.log(`retention sweep: ${JSON.stringify(report)}`);
     return report;
   }

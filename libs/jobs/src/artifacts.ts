@@ -1,25 +1,28 @@
 /**
  * Where jobs put their files (`model.safetensors`, `state.json`, `metrics.csv`, `config.json`,
- * checkpoints). The api and the worker only see the `ArtifactStore` interface; the default
- * implementation writes under a directory shared by all processes (`ARTIFACT_DIR`, a volume in
- * docker-compose): `<dir>/<jobId>/<name>`, each file written to a temporary name and renamed, so a
- * reader never sees half a file.
+ * checkpoints). The api, the worker and its engine only see the `ArtifactStore` interface, opened
+ * by `openArtifactStore` (stores.ts) from `ARTIFACT_DIR`. What every store must do is written down
+ * as a test suite (`describeArtifactStoreContract`, libs/jobs/test/artifact-store-contract.ts):
+ *   - a reader never sees half an artifact: `put` replaces one whole or not at all;
+ *   - fencing (a worker that lost its job's lock must not write): a store cannot check a lock token
+ *     itself, so it offers two hooks and the worker supplies the Redis side:
+ *     - `put(..., { fence })`: `fence()` is asked after the bytes are uploaded and just before they
+ *       replace the artifact; `false` discards them and throws `FencedWriteError`;
+ *     - `stage` / `publishStaged` / `discardStaged`: a whole set is written privately under a stage
+ *       id first; once one stage has been chosen (atomically, in Redis), any process may publish it.
+ *       Publishing is idempotent: a staged file already gone was published by another publisher of
+ *       the same stage (a stage is removed only after all its files are in place), so every final
+ *       artifact holds the chosen stage's bytes whoever publishes it.
  *
- * Fencing (a worker that lost its job's lock must not write): a file system cannot check a lock
- * token itself, so the store offers two hooks and the worker supplies the Redis side:
- * - `put(..., { fence })`: the file is written to its temporary name, `fence()` is asked just
- *   before the rename, and a `false` removes the temporary file and throws `FencedWriteError`
- *   (checkpoints: a stale writer can at worst land in the instant between check and rename);
- * - `stage` / `publishStaged` / `discardStaged`: a whole set of files is written under a private
- *   `.stage-<id>` directory first; once one stage has been chosen (atomically, in Redis), any
- *   process may publish it by renaming its files into place. Renaming a file another process
- *   already moved is a no-op, so every final file holds the chosen stage's bytes whoever moves it.
+ * `FileArtifactStore` keeps `<dir>/<jobId>/<name>` (a volume shared by all processes in
+ * docker-compose), writing each file to a temporary name and renaming it; stages are `.stage-<id>`
+ * directories whose files are renamed into place.
  */
 import { randomBytes } from 'node:crypto';
 import { createReadStream, type ReadStream } from 'node:fs';
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { assertSafeId } from './keys';
+import { SAFE_ID, assertSafeId } from './keys';
 
 /** Artifact names: one path segment of letters, digits, '.', '-', '_', starting with a letter or
  * digit (so no '..', no '/', no hidden or temporary files). */
@@ -32,6 +35,13 @@ export function isValidArtifactName(name: string): boolean {
 export interface ArtifactInfo {
   name: string;
   size: number;
+  modifiedAt: number;
+}
+
+/** A job with something in the store (artifacts, stages, leftovers of killed writers). */
+export interface StoredJob {
+  jobId: string;
+  /** When anything of the job last changed (ms since the epoch). */
   modifiedAt: number;
 }
 
@@ -82,7 +92,12 @@ export interface ArtifactStore {
   exists(jobId: string, name: string): Promise<boolean>;
   /** The job's artifacts sorted by name; empty when it has none. */
   list(jobId: string): Promise<ArtifactInfo[]>;
-  /** Removes one artifact, or all of the job's when `name` is omitted. Missing ones are ignored. */
+  /** Every job with something stored, in no particular order (retention finds orphans with it). */
+  jobs(): AsyncIterable<StoredJob>;
+  /**
+   * Removes one artifact, or everything of the job (artifacts, stages, leftovers) when `name` is
+   * omitted. Missing ones are ignored.
+   */
   remove(jobId: string, name?: string): Promise<void>;
 }
 
@@ -218,6 +233,25 @@ export class FileArtifactStore implements ArtifactStore {
       }
     }
     return out;
+  }
+
+  async *jobs(): AsyncIterable<StoredJob> {
+    let names: string[];
+    try {
+      names = await readdir(this.dir);
+    } catch (e) {
+      if (isEnoent(e)) return;
+      throw e;
+    }
+    for (const jobId of names.filter((n) => SAFE_ID.test(n))) {
+      try {
+        // Every write ends in a rename into the job's directory, which updates its mtime.
+        const s = await stat(join(this.dir, jobId));
+        if (s.isDirectory()) yield { jobId, modifiedAt: s.mtimeMs };
+      } catch (e) {
+        if (!isEnoent(e)) throw e; // removed while listing
+      }
+    }
   }
 
   async remove(jobId: string, name?: string): Promise<void> {

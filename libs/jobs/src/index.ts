@@ -12,6 +12,7 @@ export * from './validation';
 export * from './http';
 export * from './artifacts';
 export * from './datasets';
+export * from './stores';
 export * from './event-stream';
 export * from './worker-contract';
 export * from './producer';

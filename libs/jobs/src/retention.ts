@@ -6,14 +6,13 @@
  *     pointer and published-set record the keep-age of that outcome (`EXPIRE`, exact to the
  *     second, where BullMQ's own age trim is lazy: it runs when a later job finishes);
  *   - a periodic `sweepRetention` (one runner at a time, `tryLock`) removes what is left of jobs
- *     whose meta is gone (tenant index entry, stray keys, the artifact directory, BullMQ's record)
+ *     whose meta is gone (tenant index entry, stray keys, the job's artifacts, BullMQ's record)
  *     and the records of finished jobs BullMQ has trimmed by count.
  *
  * Idempotency keys carry their own TTL (24 h) and are not touched here.
  */
-import { readdir, stat } from 'node:fs/promises';
-import { join } from 'node:path';
 import type { Redis } from 'ioredis';
+import type { ArtifactStore, StoredJob } from './artifacts';
 import { SAFE_ID, type RedisKeys } from './keys';
 import { QUEUE_NAMES, type QueueName } from './queues';
 
@@ -60,43 +59,14 @@ export async function tryLock(redis: Redis, key: string, owner: string, ttlMs: n
   return (await redis.set(key, owner, 'PX', Math.max(1, Math.round(ttlMs)), 'NX')) === 'OK';
 }
 
-/** A job directory under the artifact root, with when it last changed. */
-export interface ArtifactDir {
-  jobId: string;
-  modifiedAt: number;
-}
-
-/** The job directories of a `FileArtifactStore` root (names that are valid job ids). */
-export async function listArtifactDirs(root: string): Promise<ArtifactDir[]> {
-  let names: string[];
-  try {
-    names = await readdir(root);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
-    throw e;
-  }
-  const out: ArtifactDir[] = [];
-  for (const name of names) {
-    if (!SAFE_ID.test(name)) continue;
-    try {
-      const s = await stat(join(root, name));
-      if (s.isDirectory()) out.push({ jobId: name, modifiedAt: s.mtimeMs });
-    } catch {
-      // removed meanwhile
-    }
-  }
-  return out;
-}
-
 export interface RetentionSweepDeps {
   redis: Redis;
   keys: RedisKeys;
   /** Removes BullMQ's record of a job from a queue (e.g. `Queue.remove`); ignores one that is gone. */
   removeQueueJob(queue: QueueName, jobId: string): Promise<void>;
-  /** The artifact directories, and how to remove one (e.g. `ArtifactStore.remove(jobId)`). */
-  listArtifacts(): Promise<ArtifactDir[]>;
-  removeArtifacts(jobId: string): Promise<void>;
-  /** A directory without meta is removed only when it has not changed for this long. */
+  /** Where the jobs' artifacts are: listed for orphans, and a dead job's removed whole. */
+  artifacts: Pick<ArtifactStore, 'jobs' | 'remove'>;
+  /** A job's artifacts without a meta are removed only when they have not changed for this long. */
   orphanGraceMs: number;
   now?: () => number;
   /** Index entries read per round trip. Default 500. */
@@ -112,8 +82,8 @@ export interface RetentionSweepReport {
   trimmed: number;
   /** Per-job keys left without a meta (e.g. a cancel flag set after the job ended), removed. */
   strayKeys: number;
-  /** Artifact directories without a meta, removed. */
-  artifactDirs: number;
+  /** Jobs' artifacts without a meta, removed. */
+  orphanArtifacts: number;
 }
 
 const PER_JOB_KEY = /^(.*):job:([A-Za-z0-9][A-Za-z0-9._-]{0,127}):(events|cancel|checkpoint|published)$/;
@@ -132,12 +102,12 @@ export async function sweepRetention(deps: RetentionSweepDeps): Promise<Retentio
   const { redis, keys } = deps;
   const now = deps.now ?? Date.now;
   const batch = deps.batch ?? 500;
-  const report: RetentionSweepReport = { scanned: 0, expired: 0, trimmed: 0, strayKeys: 0, artifactDirs: 0 };
+  const report: RetentionSweepReport = { scanned: 0, expired: 0, trimmed: 0, strayKeys: 0, orphanArtifacts: 0 };
   const removed = new Set<string>();
 
   /**
    * Removes one index batch's dead entries: their index entries and per-job keys in one MULTI, then
-   * their BullMQ records and artifact directories (all of the batch at once, not one job after another).
+   * their BullMQ records and artifacts (all of the batch at once, not one job after another).
    */
   const removeJobs = async (indexKey: string, unsafe: string[], dead: Array<{ id: string; queues: QueueName[] }>) => {
     const m = redis.multi().zrem(indexKey, ...unsafe, ...dead.map((d) => d.id));
@@ -145,7 +115,7 @@ export async function sweepRetention(deps: RetentionSweepDeps): Promise<Retentio
     if (recordKeys.length) m.del(...recordKeys);
     await m.exec();
     await Promise.all(dead.flatMap((d) => d.queues.map((q) => deps.removeQueueJob(q, d.id))));
-    await Promise.all(dead.map((d) => deps.removeArtifacts(d.id)));
+    await Promise.all(dead.map((d) => deps.artifacts.remove(d.id)));
     for (const d of dead) removed.add(d.id);
   };
 
@@ -200,20 +170,31 @@ export async function sweepRetention(deps: RetentionSweepDeps): Promise<Retentio
     if (dead.length) report.strayKeys += await redis.del(...dead);
   });
 
-  // 3. Artifact directories of jobs without meta (expired, trimmed, or never recorded).
-  const dirs = await deps.listArtifacts();
-  for (let i = 0; i < dirs.length; i += batch) {
-    const chunk = dirs.slice(i, i + batch).filter((d) => !removed.has(d.jobId) && now() - d.modifiedAt >= deps.orphanGraceMs);
-    if (!chunk.length) continue;
+  // 3. Artifacts of jobs without meta (expired, trimmed, or never recorded).
+  for await (const chunk of inChunks(deps.artifacts.jobs(), batch)) {
+    const orphans = chunk.filter((d) => !removed.has(d.jobId) && now() - d.modifiedAt >= deps.orphanGraceMs);
+    if (!orphans.length) continue;
     const p = redis.pipeline();
-    for (const d of chunk) p.exists(keys.jobMeta(d.jobId));
+    for (const d of orphans) p.exists(keys.jobMeta(d.jobId));
     const res = (await p.exec()) ?? [];
-    for (let j = 0; j < chunk.length; j++) {
+    for (let j = 0; j < orphans.length; j++) {
       if (res[j]?.[1] === 0) {
-        await deps.removeArtifacts(chunk[j].jobId);
-        report.artifactDirs++;
+        await deps.artifacts.remove(orphans[j].jobId);
+        report.orphanArtifacts++;
       }
     }
   }
   return report;
+}
+
+async function* inChunks(jobs: AsyncIterable<StoredJob>, size: number): AsyncIterable<StoredJob[]> {
+  let chunk: StoredJob[] = [];
+  for await (const job of jobs) {
+    chunk.push(job);
+    if (chunk.length >= size) {
+      yield chunk;
+      chunk = [];
+    }
+  }
+  if (chunk.length) yield chunk;
 }

@@ -1,8 +1,19 @@
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { randomUUID } from 'node:crypto';
-import { ArtifactNotFoundError, FencedWriteError, FileArtifactStore, FileDatasetStore, DatasetNotFoundError, isValidArtifactName } from '@relu-lstm/jobs';
+import {
+  DatasetNotFoundError,
+  FileArtifactStore,
+  FileDatasetStore,
+  isValidArtifactName,
+  openArtifactStore,
+  openDatasetStore,
+  storeLocation,
+  type DatasetRow,
+} from '@relu-lstm/jobs';
+import { describeArtifactStoreContract } from './artifact-store-contract';
 
 let dir: string;
 beforeAll(async () => {
@@ -12,87 +23,100 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
+/** Every file and directory under `root`, hidden ones included. */
+async function filesUnder(root: string): Promise<number> {
+  try {
+    return (await readdir(root, { recursive: true, withFileTypes: true })).filter((e) => e.isFile()).length;
+  } catch {
+    return 0;
+  }
+}
+
+describeArtifactStoreContract('file', async () => {
+  const root = await mkdtemp(join(tmpdir(), 'artifact-contract-'));
+  return {
+    store: openArtifactStore(root),
+    raw: {
+      // A SIGKILL between writing a put's temporary file and renaming it.
+      leaveKilledPut: (jobId, name) => writeFile(join(root, jobId, `.${name}.0123456789ab.tmp`), 'half'),
+      objects: (jobId) => filesUnder(join(root, jobId)),
+    },
+    close: () => rm(root, { recursive: true, force: true }),
+  };
+});
+
 describe('FileArtifactStore', () => {
-  test('put, get, list, exists, open, remove', async () => {
+  test('keeps <dir>/<jobId>/<name> and no temporary files', async () => {
     const store = new FileArtifactStore(dir);
     const job = randomUUID();
-    expect(await store.list(job)).toEqual([]);
-    const info = await store.put(job, 'state.json', '{"hN":[]}');
-    expect(info).toMatchObject({ name: 'state.json', size: 9 });
-    await store.put(job, 'model.safetensors', new Uint8Array([1, 2, 3]));
-    await store.put(job, 'state.json', '{"hN":[[1]]}'); // replaced atomically
-    expect((await store.get(job, 'state.json')).toString()).toBe('{"hN":[[1]]}');
-    expect((await store.list(job)).map((a) => [a.name, a.size])).toEqual([['model.safetensors', 3], ['state.json', 12]]);
-    expect(await readdir(join(dir, job))).toHaveLength(2); // no temporary files left
-    expect(await store.exists(job, 'model.safetensors')).toBe(true);
-    const { info: oi, stream } = await store.open(job, 'model.safetensors');
-    const chunks: Buffer[] = [];
-    for await (const c of stream) chunks.push(c as Buffer);
-    expect(oi.size).toBe(3);
-    expect([...Buffer.concat(chunks)]).toEqual([1, 2, 3]);
-    await store.remove(job, 'model.safetensors');
-    expect(await store.exists(job, 'model.safetensors')).toBe(false);
-    await expect(store.get(job, 'model.safetensors')).rejects.toBeInstanceOf(ArtifactNotFoundError);
-    await expect(store.open(job, 'nope.bin')).rejects.toBeInstanceOf(ArtifactNotFoundError);
-    await store.remove(job);
-    expect(await store.list(job)).toEqual([]);
+    await store.put(job, 'state.json', '1');
+    await store.put(job, 'state.json', '2');
+    expect(await readdir(join(dir, job))).toEqual(['state.json']);
+    expect(await readFile(join(dir, job, 'state.json'), 'utf8')).toBe('2');
   });
 
-  test('a fenced put writes only while its fence says yes, and leaves nothing behind when it says no', async () => {
-    const store = new FileArtifactStore(dir);
-    const job = randomUUID();
-    let asked = 0;
-    await store.put(job, 'checkpoint.safetensors', 'first', { fence: async () => (asked++, true) });
-    expect(asked).toBe(1);
-    await expect(store.put(job, 'checkpoint.safetensors', 'stale', { fence: async () => false })).rejects.toBeInstanceOf(FencedWriteError);
-    expect((await store.get(job, 'checkpoint.safetensors')).toString()).toBe('first');
-    expect(await readdir(join(dir, job))).toEqual(['checkpoint.safetensors']);
-  });
-
-  test('a staged set is invisible until published; publishing it twice (two publishers) moves each file once', async () => {
-    const store = new FileArtifactStore(dir);
-    const job = randomUUID();
-    await store.stage(job, 'aaa', 'model.safetensors', new Uint8Array([1, 2]));
-    await store.stage(job, 'aaa', 'config.json', '{"a":1}');
-    await store.stage(job, 'bbb', 'model.safetensors', new Uint8Array([9, 9]));
-    expect(await store.list(job)).toEqual([]); // stages are hidden directories
-    expect(await store.publishStaged(job, 'aaa', ['model.safetensors', 'config.json'])).toBe(2);
-    expect(await store.publishStaged(job, 'aaa', ['model.safetensors', 'config.json'])).toBe(0);
-    await store.discardStaged(job, 'bbb');
-    expect([...(await store.get(job, 'model.safetensors'))]).toEqual([1, 2]);
-    expect((await readdir(join(dir, job))).sort()).toEqual(['config.json', 'model.safetensors']);
-    await expect(store.stage(job, '../x', 'a.json', '1')).rejects.toThrow(/stage id/);
-  });
-
-  test('publishing removes what killed writers left: a put\'s temporary and another attempt\'s stage', async () => {
-    const store = new FileArtifactStore(dir);
-    const job = randomUUID();
-    await store.put(job, 'checkpoint.safetensors', 'ckpt');
-    await writeFile(join(dir, job, '.checkpoint-metrics.json.0123456789ab.tmp'), 'half'); // a SIGKILL mid-put
-    await store.stage(job, 'killed', 'model.safetensors', new Uint8Array([7])); // a SIGKILL mid-stage
-    await store.stage(job, 'aaa', 'model.safetensors', new Uint8Array([1]));
-    expect(await store.publishStaged(job, 'aaa', ['model.safetensors'])).toBe(1);
-    expect((await readdir(join(dir, job))).sort()).toEqual(['checkpoint.safetensors', 'model.safetensors']);
-  });
-
-  test('names and ids cannot leave the directory', async () => {
-    const store = new FileArtifactStore(dir);
+  test('artifact names are one safe path segment', () => {
     for (const bad of ['../x', '..', '.hidden', 'a/b', 'a\\b', '', 'a..b']) expect(isValidArtifactName(bad)).toBe(false);
     expect(isValidArtifactName('checkpoint-3.safetensors')).toBe(true);
-    await expect(store.put('..', 'x.json', '1')).rejects.toThrow(/job id/);
-    await expect(store.get(randomUUID(), '../../etc/passwd')).rejects.toThrow(/artifact name/);
+  });
+});
+
+describe('store locations', () => {
+  test('a path or a file: URL opens the same directory; another scheme is refused naming the variable', async () => {
+    const job = randomUUID();
+    await openArtifactStore(pathToFileURL(dir).href).put(job, 'config.json', '{}');
+    expect(await openArtifactStore(dir).exists(job, 'config.json')).toBe(true);
+    expect(storeLocation('ARTIFACT_DIR', pathToFileURL(dir).href)).toBe(dir);
+    expect(storeLocation('ARTIFACT_DIR', 'data/artifacts')).toBe(join(process.cwd(), 'data/artifacts'));
+    expect(() => storeLocation('ARTIFACT_DIR', 'ftp://host/x')).toThrow(/ARTIFACT_DIR: expected a directory path or a URL with scheme file:, got "ftp:\/\/host\/x"/);
+    expect(() => openDatasetStore('gopher://x')).toThrow(/dataset store/);
   });
 });
 
 describe('FileDatasetStore', () => {
   test('put, get, exists, remove', async () => {
-    const store = new FileDatasetStore(join(dir, 'datasets'));
+    const store = openDatasetStore(join(dir, 'datasets'));
     const id = randomUUID();
     const { bytes } = await store.put(id, { x: [[[1], [2]]], y: [[3]] });
-    expect(bytes).toBeGreaterThan(0);
+    expect(bytes).toBe(Buffer.byteLength(JSON.stringify({ x: [[[1], [2]]], y: [[3]] })));
     expect(await store.get(id)).toEqual({ x: [[[1], [2]]], y: [[3]] });
     expect(await store.exists(id)).toBe(true);
     await store.remove(id);
+    expect(await store.exists(id)).toBe(false);
     await expect(store.get(id)).rejects.toBeInstanceOf(DatasetNotFoundError);
+  });
+
+  test('rows from an async source are stored as the same arrays, lengths included', async () => {
+    const store = new FileDatasetStore(join(dir, 'datasets'));
+    const id = randomUUID();
+    async function* rows(): AsyncIterable<DatasetRow> {
+      for (let i = 0; i < 50; i++) yield { x: [[i], [i + 0.5]], y: [[i], [2 * i]], length: 1 + (i % 2) };
+    }
+    const expected = {
+      x: Array.from({ length: 50 }, (_, i) => [[i], [i + 0.5]]),
+      y: Array.from({ length: 50 }, (_, i) => [[i], [2 * i]]),
+      lengths: Array.from({ length: 50 }, (_, i) => 1 + (i % 2)),
+    };
+    const { bytes } = await store.put(id, rows());
+    expect(await store.get(id)).toEqual(expected);
+    expect(bytes).toBe(Buffer.byteLength(JSON.stringify(expected)));
+  });
+
+  test('a failed put leaves no dataset and no temporary files', async () => {
+    const root = join(dir, 'datasets-failed');
+    const store = new FileDatasetStore(root);
+    const id = randomUUID();
+    async function* broken(): AsyncIterable<DatasetRow> {
+      yield { x: [[1]], y: [1] };
+      throw new Error('upload cut off');
+    }
+    await expect(store.put(id, broken())).rejects.toThrow(/upload cut off/);
+    const mixed: DatasetRow[] = [
+      { x: [[1]], y: [1], length: 1 },
+      { x: [[2]], y: [2] },
+    ];
+    await expect(store.put(id, mixed)).rejects.toThrow(/length on every row or on none, row 1 differs/);
+    expect(await store.exists(id)).toBe(false);
+    expect(await readdir(root)).toEqual([]);
   });
 });

@@ -1,6 +1,9 @@
 // Retention helpers: keep options, planJob's options, and one sweep against the real Redis
-// (REDIS_URL or 127.0.0.1:6379, unique prefix) with an in-memory list of artifact directories.
+// (REDIS_URL or 127.0.0.1:6379, unique prefix) and a file artifact store in a temporary directory.
 import { randomUUID } from 'node:crypto';
+import { mkdtemp, rm, utimes } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import {
   CANONICAL_TRAIN_EXAMPLE,
@@ -12,23 +15,43 @@ import {
   planJob,
   redisKeys,
   sweepRetention,
+  openArtifactStore,
   tryLock,
-  type ArtifactDir,
+  type ArtifactStore,
   type QueueName,
 } from '@relu-lstm/jobs';
 
 const prefix = `test-ret-${randomUUID()}`;
 const keys = redisKeys(prefix);
 let redis: Redis;
+let dir: string;
+let artifacts: ArtifactStore;
 
-beforeAll(() => {
+beforeAll(async () => {
   redis = new Redis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', { maxRetriesPerRequest: 1 });
+  dir = await mkdtemp(join(tmpdir(), 'retention-'));
+  artifacts = openArtifactStore(dir);
 });
 afterAll(async () => {
   const found = await redis.keys(`${prefix}:*`);
   if (found.length) await redis.del(...found);
   await redis.quit();
+  await rm(dir, { recursive: true, force: true });
 });
+
+/** Stores one artifact for each job, last changed at `modifiedAt`. */
+async function storeArtifacts(ids: string[], modifiedAt: number): Promise<void> {
+  for (const id of ids) {
+    await artifacts.put(id, 'model.safetensors', 'x');
+    await utimes(join(dir, id), modifiedAt / 1000, modifiedAt / 1000);
+  }
+}
+
+async function stored(ids: string[]): Promise<string[]> {
+  const out: string[] = [];
+  for (const id of ids) if ((await artifacts.list(id)).length) out.push(id);
+  return out.sort();
+}
 
 test('keepAgeSec reads BullMQ keep options', () => {
   expect(keepAgeSec({ age: 30, count: 5 })).toBe(30);
@@ -94,9 +117,9 @@ test('one sweep: expired, trimmed, cancelled-before-start, running, stray keys a
   // a cancel flag whose job is gone entirely
   await redis.set(keys.cancel(strayOwner), 'x');
 
-  const dirs: ArtifactDir[] = [expired, trimmed, running, kept, orphanDir].map((jobId) => ({ jobId, modifiedAt: 0 }));
-  dirs.push({ jobId: randomUUID(), modifiedAt: Date.now() }); // too recent to remove
-  const removedDirs: string[] = [];
+  const recent = randomUUID(); // too recent to remove
+  await storeArtifacts([expired, trimmed, running, kept, orphanDir], 0);
+  await storeArtifacts([recent], Date.now());
   const removedQueueJobs: Array<[QueueName, string]> = [];
   const report = await sweepRetention({
     redis,
@@ -105,16 +128,15 @@ test('one sweep: expired, trimmed, cancelled-before-start, running, stray keys a
       removedQueueJobs.push([q, id]);
       await redis.del(bullJobKey(prefix, q, id));
     },
-    listArtifacts: async () => dirs,
-    removeArtifacts: async (id) => void removedDirs.push(id),
+    artifacts,
     orphanGraceMs: 60_000,
     batch: 2,
   });
-  expect(report).toEqual({ scanned: 5, expired: 1, trimmed: 1, strayKeys: 1, artifactDirs: 1 });
+  expect(report).toEqual({ scanned: 5, expired: 1, trimmed: 1, strayKeys: 1, orphanArtifacts: 1 });
   expect((await redis.zrange(index, '0', '-1')).sort()).toEqual([cancelledQueued, running, kept].sort());
   expect(await redis.exists(keys.events(expired), keys.jobMeta(trimmed), keys.events(trimmed), keys.published(trimmed), keys.cancel(strayOwner))).toBe(0);
   expect(removedQueueJobs).toEqual([['any', expired]]);
-  expect(removedDirs.sort()).toEqual([expired, trimmed, orphanDir].sort());
+  expect(await stored([expired, trimmed, running, kept, orphanDir, recent])).toEqual([running, kept, recent].sort());
   expect(await redis.exists(keys.jobMeta(running), keys.jobMeta(kept), keys.jobMeta(cancelledQueued))).toBe(3);
 });
 
@@ -124,17 +146,16 @@ test('a sweep drops index entries that are not job ids along with dead jobs of t
   await redis.zadd(index, 1, 'not a job id', 2, dead, 3, alive);
   await redis.set(keys.jobMeta(alive), JSON.stringify({ id: alive, type: 'infer', queue: 'any', device: 'any', tenant: 'u', createdAt: 3 }));
   await redis.set(keys.events(dead), 'x');
-  const removedDirs: string[] = [];
+  await storeArtifacts([dead, alive], Date.now());
   const report = await sweepRetention({
     redis,
     keys,
     removeQueueJob: async () => undefined,
-    listArtifacts: async () => [],
-    removeArtifacts: async (id) => void removedDirs.push(id),
+    artifacts,
     orphanGraceMs: 60_000,
   });
   expect(report.expired).toBe(1);
   expect(await redis.zrange(index, '0', '-1')).toEqual([alive]);
   expect(await redis.exists(keys.events(dead))).toBe(0);
-  expect(removedDirs).toEqual([dead]);
+  expect(await stored([dead, alive])).toEqual([alive]);
 });

@@ -8,11 +8,11 @@ import { Global, Inject, Module, type DynamicModule, type OnApplicationShutdown 
 import type { Redis } from 'ioredis';
 import {
   DEFAULT_STREAM_MAXLEN,
-  FileArtifactStore,
-  FileDatasetStore,
   QUEUE_NAMES,
   RedisJobEventStream,
   makeContract,
+  openArtifactStore,
+  openDatasetStore,
   redisKeys,
   type RedisKeys,
 } from '@relu-lstm/jobs';
@@ -47,8 +47,8 @@ export class InfraModule implements OnApplicationShutdown {
         useFactory: (redis: Redis, keys: RedisKeys) =>
           new RedisJobEventStream(redis, keys, DEFAULT_STREAM_MAXLEN, { idleBlockingConnections: IDLE_BLOCKING_CONNECTIONS }),
       },
-      { provide: ARTIFACT_STORE, useValue: new FileArtifactStore(config.artifactDir) },
-      { provide: DATASET_STORE, useValue: new FileDatasetStore(config.datasetDir) },
+      { provide: ARTIFACT_STORE, useValue: openArtifactStore(config.artifactDir) },
+      { provide: DATASET_STORE, useValue: openDatasetStore(config.datasetDir) },
       JobQueues,
     ];
     return {

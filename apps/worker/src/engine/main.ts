@@ -3,7 +3,7 @@
  * process that loads TensorFlow.js; it initialises the backend once, then runs one train or infer
  * request at a time. It exits when the IPC channel closes, i.e. when the worker exits or dies.
  */
-import { FileArtifactStore, FileDatasetStore } from '@relu-lstm/jobs';
+import { openArtifactStore, openDatasetStore } from '@relu-lstm/jobs';
 import { LstmConfigError, initBackend, resolveBackendPreference, type BackendPreference } from '@relu-lstm/lstm';
 import * as tf from '@tensorflow/tfjs-core';
 import { toJobError } from './errors';
@@ -40,7 +40,7 @@ async function init(cfg: EngineInit): Promise<void> {
     }
     const info = await initBackend(preference);
     const backend = { backend: info.backend, gpu: info.gpu, device: info.device };
-    ctx = { artifacts: new FileArtifactStore(cfg.artifactDir), datasets: new FileDatasetStore(cfg.datasetDir), backend, send };
+    ctx = { artifacts: openArtifactStore(cfg.artifactDir), datasets: openDatasetStore(cfg.datasetDir), backend, send };
     cache = new ModelCache(cfg.modelCacheSize);
     await send({ kind: 'ready', backend, pid: process.pid, skipped: [...(info.skipped ?? [])] });
   } catch (e) {
