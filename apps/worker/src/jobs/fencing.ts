@@ -7,7 +7,7 @@
  * The lock is BullMQ's own key `<prefix>:<queue>:<jobId>:lock`, whose value is the token of the
  * attempt that holds it. Two checks are made against it:
  * - `holds`: a plain GET, asked just before a checkpoint file replaces the previous one (see
- *   `FileArtifactStore.put`'s fence) and by the running job's watchdog;
+ *   `ArtifactStore.put`'s fence) and by the running job's watchdog;
  * - `choosePublication`: one Lua script that, only if the lock is still ours, either records our
  *   staged artifact set as *the* set of the job (`SET <p>:job:<id>:published NX`) or returns the
  *   set recorded earlier by another attempt. Exactly one set is ever chosen per job; whoever holds

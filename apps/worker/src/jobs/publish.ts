@@ -1,14 +1,14 @@
 /**
  * Publishes a finished job's artifacts exactly once, fenced by the job's lock (fencing.ts):
- *   1. stage: every file is written under `<jobId>/.stage-<hash of this attempt's token>/`;
+ *   1. stage: every file is staged (`ArtifactStore.stage`) under a hash of this attempt's token;
  *   2. choose: one Lua step checks that this attempt still holds the lock and records this stage
  *      as the job's artifact set, unless another attempt's set was recorded first (then that one
  *      is the set, and its result the job's result);
- *   3. publish: the chosen stage's files are renamed into place, the stage and the checkpoint go.
+ *   3. publish: the chosen stage is published (`publishStaged`), the stage and the checkpoint go.
  * A worker that lost the lock writes nothing (its stage is discarded) and gets `LostLockError`. A
  * worker paused between 2 and 3 cannot leave the job half-published: the next holder of the lock
  * finds the record and finishes step 3 with the very same files; the paused one, once awake, only
- * finds them moved. So a job has one artifact set and one result whatever the processes do.
+ * finds them published (publishing a stage is idempotent, see artifacts.ts). So a job has one artifact set and one result whatever the processes do.
  */
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import type { ArtifactStore } from '@relu-lstm/jobs';
