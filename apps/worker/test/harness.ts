@@ -13,8 +13,8 @@ import * as path from 'node:path';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import {
-  FileArtifactStore,
   contract,
+  openArtifactStore,
   RedisJobEventStream,
   planJob,
   produceJob,
@@ -47,7 +47,7 @@ export class Harness {
   readonly redis: Redis;
   readonly keys: RedisKeys = redisKeys(this.prefix);
   readonly events: RedisJobEventStream;
-  readonly artifacts = new FileArtifactStore(this.artifactDir);
+  readonly artifacts = openArtifactStore(this.artifactDir);
   private readonly queues = new Map<QueueName, Queue>();
   private readonly workers: WorkerProcess[] = [];
 

@@ -1,7 +1,7 @@
 /**
  * The Redis side of fencing (src/jobs/lock-fence.ts) against the real Redis, with lock keys set the
  * way BullMQ sets them (`SET <prefix>:<queue>:<id>:lock <token> PX ...`), and the file side
- * (FileArtifactStore stages) as the worker combines them: two attempts that both finish a job
+ * (ArtifactStore stages) as the worker combines them: two attempts that both finish a job
  * leave exactly one artifact set, the first one chosen, whoever moves the files.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
@@ -9,7 +9,7 @@ import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Redis } from 'ioredis';
-import { FileArtifactStore } from '@relu-lstm/jobs';
+import { openArtifactStore } from '@relu-lstm/jobs';
 import { choosePublication, lockKeyOf, setIfHolder, stageIdOf, type Publication } from '../src/jobs/lock-fence';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -52,7 +52,7 @@ it('choosePublication: one set per job; a later holder gets the first set; a sta
   const jobId = randomUUID();
   const lock = `${prefix}:any:${jobId}:lock`;
   const published = `${prefix}:job:${jobId}:published`;
-  const store = new FileArtifactStore(dir);
+  const store = openArtifactStore(dir);
 
   // Attempt A holds the lock, stages its files and is chosen...
   await redis.set(lock, 'tokA', 'PX', 10_000);

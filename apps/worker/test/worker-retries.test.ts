@@ -18,8 +18,8 @@ import { decodeTrainingState } from '@relu-lstm/lstm';
 import {
   CHECKPOINT_ARTIFACT,
   DEFAULT_JOB_POLICY,
-  FileDatasetStore,
   contract,
+  openDatasetStore,
   type JobEvent,
   type LogEvent,
   type StateEvent,
@@ -120,7 +120,7 @@ describe('permanent failures', () => {
   });
 
   it('bad data fails at once: one attempt of three, reason invalid_payload', async () => {
-    const datasets = new FileDatasetStore(h.datasetDir);
+    const datasets = openDatasetStore(h.datasetDir);
     // Two features per step for a model of inputSize 1.
     const wide = randomUUID();
     await datasets.put(wide, { x: [[[1, 2], [3, 4]], [[5, 6], [7, 8]]], y: [[[1], [2]], [[3], [4]]] });

@@ -10,7 +10,6 @@ import * as tf from '@tensorflow/tfjs-core';
 import { ReluLstm, SequenceModel, safetensorsToStateDict } from '@relu-lstm/lstm';
 import {
   ARTIFACTS,
-  FileDatasetStore,
   InferResultSchema,
   MODEL_METADATA_KEY,
   ModelArtifactConfigSchema,
@@ -19,6 +18,7 @@ import {
   WorkerHeartbeatSchema,
   contract,
   decodeJobError,
+  openDatasetStore,
   type JobEvent,
   type MetricEvent,
   type StateEvent,
@@ -302,7 +302,7 @@ describe('worker', () => {
     const datasetId = '11111111-2222-4333-8444-555555555555';
     const x = Array.from({ length: 8 }, (_, n) => Array.from({ length: 5 }, (_, t) => [Math.sin(n + t)]));
     const y = x.map((seq) => [seq.reduce((acc, [v]) => acc + v, 0)]);
-    await new FileDatasetStore(h.datasetDir).put(datasetId, { x, y });
+    await openDatasetStore(h.datasetDir).put(datasetId, { x, y });
     const stateInput = { inputs: [[[0.5], [0.25]]], description: 'two steps of a probe' };
     const id = await h.submit('train', contract.TrainPayload.parse({
       model: { inputSize: 1, hiddenSize: H, outputSize: 1, head: 'lastStep' },

@@ -11,6 +11,7 @@ import {
   encodeTrainingState,
   fit,
   stateDictToSafetensors,
+  type FitOptions,
   type FitProgress,
   type FitResult,
   type OptimizerConfig,
@@ -24,6 +25,7 @@ import {
   type ModelArtifactConfig,
   type ProgressEvent,
   type StateArtifact,
+  type TrainPayload,
   ARTIFACTS,
   StateArtifactSchema,
 } from '@relu-lstm/jobs';
@@ -48,188 +50,273 @@ export interface StopControl {
   checkpointOnStop(): boolean;
 }
 
+/** What a run carries from step to step; a failure reads the rollbacks and learning rate from it. */
+interface RunState {
+  /** Disposed when the run ends (replaced when a rollback starts over from the initial weights). */
+  model: SequenceModel | null;
+  learningRate: number;
+  rollbacks: number;
+  /**
+   * The newest state that trained without a non-finite loss or gradient: the last periodic
+   * checkpoint of this run, else the resumed checkpoint; null: the seeded / fromJob weights. Kept
+   * in memory: it is the very state sent to the parent as that checkpoint.
+   */
+  lastGood: RollbackPoint;
+}
+
+/** What the run found before training: its data, where it starts, and the split. */
+interface RunStart {
+  loaded: LoadedData;
+  resume: TrainingState | null;
+  init: TrainStart['init'];
+  start: StartState | null;
+  nTrain: number;
+  stepsPerEpoch: number;
+}
+
+/** One attempt's training, from its request to the parent's terminal message. */
+interface TrainRun {
+  req: TrainRequest;
+  ctx: EngineContext;
+  stop: StopControl;
+  run: RunState;
+  begun: RunStart;
+  /** Wall time of the job so far, earlier attempts included. */
+  elapsed(): number;
+}
+
 export async function runTrain(req: TrainRequest, ctx: EngineContext, stop: StopControl): Promise<TerminalMessage> {
-  const { runId, jobId, payload: p } = req;
-  const t = p.training;
-  let model: SequenceModel | null = null;
-  let rollbacks = 0;
-  let learningRate = t.learningRate;
+  const run: RunState = { model: null, learningRate: req.payload.training.learningRate, rollbacks: 0, lastGood: null };
   try {
-    const loaded = await loadTrainingData(p, ctx.datasets);
-    /** The model as the job starts it: seeded from the payload, then `fromJob`'s weights if any. */
-    const buildModel = async (): Promise<SequenceModel> => {
-      const m = new SequenceModel(sequenceModelOptions(p.model, t.seed));
-      if (p.fromJob) {
-        const stored = await readStoredModel(ctx.artifacts, p.fromJob, 'fromJob');
-        try {
-          checkSameArchitecture(p.model, stored.config, 'fromJob');
-          m.loadStateDict(stored.stateDict);
-        } catch (e) {
-          m.dispose();
-          throw e;
-        } finally {
-          tf.dispose(Object.values(stored.stateDict));
-        }
-      }
-      return m;
-    };
-    let resume: TrainingState | null = null;
-    if (req.resumeFrom) {
-      try {
-        resume = decodeTrainingState(ownBytes(await ctx.artifacts.get(jobId, req.resumeFrom)));
-      } catch (e) {
-        await ctx.send({ kind: 'log', runId, level: 'warning', code: 'checkpoint_unreadable', message: `checkpoint ${req.resumeFrom} could not be read, starting over: ${(e as Error).message}` });
-      }
-    }
-    // A resumed run's weights come from its checkpoint: the seeded model is only their shape.
-    model = resume ? new SequenceModel(sequenceModelOptions(p.model, t.seed)) : await buildModel();
-    const init: TrainStart['init'] = resume ? 'checkpoint' : p.fromJob ? 'fromJob' : 'seed';
-    // A checkpoint written after a divergence rollback carries the reduced learning rate: keep it.
-    if (resume) learningRate = resume.optimizer.config.learningRate;
-    // The state every sequence starts from: the payload's, or the final state of the fromJob run.
-    const start: StartState | null = p.initialState
-      ? { source: 'initialState', h0: p.initialState.h0, c0: p.initialState.c0 }
-      : p.fromJob
-        ? await fromJobState(ctx.artifacts, p.fromJob)
-        : null;
-
-    const nTrain = Math.floor(loaded.samples * (1 - t.validationSplit));
-    const stepsPerEpoch = Math.ceil(nTrain / t.batchSize);
-    const startEpoch = resume?.progress.epoch ?? 0;
-    const startStep = resume?.progress.globalStep ?? 0;
-    await ctx.send({
-      kind: 'started',
-      runId,
-      resumedFrom: resume ? { epoch: resume.progress.epoch, step: resume.progress.globalStep, stepInEpoch: resume.progress.stepInEpoch } : null,
-      epochs: t.epochs,
-      stepsPerEpoch,
-      trainSamples: nTrain,
-      validationSamples: loaded.samples - nTrain,
-      init,
-    });
-
-    const optimizerAt = (lr: number): OptimizerConfig => ({ name: t.optimizer, learningRate: lr, ...(t.momentum !== undefined ? { momentum: t.momentum } : {}) });
+    const begun = await beginRun(req, ctx, run);
     const attemptStart = performance.now();
-    const elapsed = () => req.elapsedBeforeMs + (performance.now() - attemptStart);
-    // The divergence guard rolls back to the newest state that trained without a non-finite loss or
-    // gradient: the last periodic checkpoint of this run, else where the run started (the resumed
-    // checkpoint, or the seeded / fromJob weights). Kept in memory: it is the very state sent to the
-    // parent as that checkpoint.
-    let lastGood: RollbackPoint = resume ? { state: resume, checkpoint: false } : null;
-    let result: FitResult;
-    for (;;) {
-      const from = lastGood?.state ?? null;
-      try {
-        result = await fit(model, loaded.data, {
-          epochs: t.epochs,
-          batchSize: t.batchSize,
-          optimizer: optimizerAt(learningRate),
-          loss: t.loss,
-          ...(t.clipNorm !== undefined ? { clipNorm: t.clipNorm } : {}),
-          validationSplit: t.validationSplit,
-          seed: t.seed,
-          signal: stop.signal,
-          progressEvery: req.progressEvery,
-          onProgress: async (fp: FitProgress) => {
-            const point = progressPoint(fp, elapsed(), learningRate);
-            if (point) await ctx.send({ kind: 'progress', runId, point });
-          },
-          // checkpointEvery 0 means "no periodic checkpoints"; fit still gets the callback for a checkpoint
-          // on a shutdown stop (its interval then never comes round).
-          checkpointEvery: t.checkpointEvery > 0 ? t.checkpointEvery : t.epochs + 1,
-          checkpointOnAbort: true,
-          onCheckpoint: async (state: TrainingState) => {
-            if (stop.signal.aborted && !stop.checkpointOnStop()) return;
-            // Never keep (or write) a state the last update blew up: diverge here instead.
-            const bad = nonFiniteInState(state);
-            if (bad) throw new DivergenceError(Math.max(0, state.progress.epoch - (state.progress.stepInEpoch === 0 ? 1 : 0)), Math.max(0, state.progress.globalStep - 1), 'weights', bad.value);
-            if (!stop.signal.aborted) lastGood = { state, checkpoint: true };
-            const bytes = encodeTrainingState(state);
-            const { epoch, globalStep, stepInEpoch } = state.progress;
-            await ctx.send({ kind: 'checkpoint', runId, epoch, step: globalStep, stepInEpoch, bytes });
-          },
-          ...(from ? { resumeFrom: rollbackTarget(from, learningRate) } : {}),
-          ...(start ? { initialState: { h0: start.h0, c0: start.c0 } } : {}),
-        });
-        // The run's last update has not been checked by a later step: the weights must be finite.
-        const bad = await nonFiniteWeight(model);
-        if (bad) throw new DivergenceError(Math.max(0, result.epochs - 1), Math.max(0, result.steps - 1), 'weights', bad.value);
-        break;
-      } catch (e) {
-        if (!(e instanceof DivergenceError) || rollbacks >= req.divergence.retries) throw e;
-        rollbacks++;
-        const previous = learningRate;
-        learningRate = previous * req.divergence.lrFactor;
-        const to = lastGood ? { epoch: lastGood.state.progress.epoch, step: lastGood.state.progress.globalStep, stepInEpoch: lastGood.state.progress.stepInEpoch } : { epoch: 0, step: 0, stepInEpoch: 0 };
-        // Without a good state to load, start over from the job's initial weights (same seed).
-        if (!lastGood) {
-          model.dispose();
-          model = null;
-          model = await buildModel();
-        }
-        await ctx.send({
-          kind: 'rollback',
-          runId,
-          rollback: {
-            epoch: e.epoch,
-            step: e.step,
-            quantity: e.quantity,
-            value: String(e.value),
-            to: { ...to, source: lastGood ? (lastGood.checkpoint ? 'checkpoint' : 'resumed') : 'start' },
-            previousLearningRate: previous,
-            learningRate,
-            retry: rollbacks,
-            retries: req.divergence.retries,
-          },
-        });
-      }
-    }
-    const trainMs = performance.now() - attemptStart;
-
-    const ran = result.history.filter((h) => h.epoch >= startEpoch);
-    const seconds = ran.reduce((a, h) => a + h.seconds, 0);
-    const samples = ran.length * nTrain - (resume ? resume.progress.stepInEpoch * t.batchSize : 0);
-    const state = await finalState(model, req, loaded, start);
-    const modelConfig: ModelArtifactConfig = { jobId, model: p.model, sequenceModel: JSON.parse(JSON.stringify(model.config)) };
-    const dict = model.stateDict();
-    let modelBytes: Uint8Array;
-    try {
-      modelBytes = await stateDictToSafetensors(dict, { format: 'pt', [MODEL_METADATA_KEY]: JSON.stringify(modelConfig) });
-    } finally {
-      tf.dispose(Object.values(dict));
-    }
-    return {
-      kind: 'trained',
-      runId,
-      summary: {
-        epochs: result.epochs,
-        steps: result.steps,
-        finalLoss: finiteOrNull(result.loss),
-        finalValLoss: finiteOrNull(result.valLoss),
-        samplesPerSec: seconds > 0 ? Math.max(samples, 0) / seconds : 0,
-        elapsedMs: elapsed(),
-        trainMs,
-      },
-      files: {
-        model: modelBytes,
-        state: JSON.stringify(state),
-        resolved: {
-          sequenceModel: model.config,
-          optimizer: { ...optimizerAt(learningRate), requestedLearningRate: t.learningRate, divergenceRollbacks: rollbacks },
-          fit: { epochs: t.epochs, batchSize: t.batchSize, loss: t.loss, clipNorm: t.clipNorm ?? null, validationSplit: t.validationSplit, seed: t.seed, shuffle: true, progressEvery: req.progressEvery, checkpointEvery: t.checkpointEvery },
-          data: { description: loaded.description, samples: loaded.samples, seqLen: loaded.seqLen, trainSamples: nTrain, validationSamples: loaded.samples - nTrain, stepsPerEpoch },
-          init,
-          resumedFrom: resume ? { epoch: startEpoch, step: startStep } : null,
-          history: result.history,
-        },
-      },
-    };
+    const train: TrainRun = { req, ctx, stop, run, begun, elapsed: () => req.elapsedBeforeMs + (performance.now() - attemptStart) };
+    const result = await fitWithRollbacks(train);
+    return await trainedMessage(train, result, performance.now() - attemptStart);
   } catch (e) {
-    if (e instanceof TrainingAbortedError) return { kind: 'stopped', runId, epoch: e.epoch, step: e.step };
-    if (e instanceof DivergenceError) return { kind: 'failed', runId, error: divergenceFailure(e, rollbacks, learningRate) };
-    return { kind: 'failed', runId, error: toJobError(e) };
+    if (e instanceof TrainingAbortedError) return { kind: 'stopped', runId: req.runId, epoch: e.epoch, step: e.step };
+    if (e instanceof DivergenceError) return { kind: 'failed', runId: req.runId, error: divergenceFailure(e, run.rollbacks, run.learningRate) };
+    return { kind: 'failed', runId: req.runId, error: toJobError(e) };
   } finally {
-    model?.dispose();
+    run.model?.dispose();
+  }
+}
+
+/** Loads the data, builds the model (resumed, fromJob or seeded) into `run`, and tells the parent. */
+async function beginRun(req: TrainRequest, ctx: EngineContext, run: RunState): Promise<RunStart> {
+  const { payload: p } = req;
+  const t = p.training;
+  const loaded = await loadTrainingData(p, ctx.datasets);
+  const resume = await readCheckpoint(req, ctx);
+  // A resumed run's weights come from its checkpoint: the seeded model is only their shape.
+  run.model = resume ? new SequenceModel(sequenceModelOptions(p.model, t.seed)) : await initialModel(p, ctx.artifacts);
+  if (resume) {
+    // A checkpoint written after a divergence rollback carries the reduced learning rate: keep it.
+    run.learningRate = resume.optimizer.config.learningRate;
+    run.lastGood = { state: resume, checkpoint: false };
+  }
+  const nTrain = Math.floor(loaded.samples * (1 - t.validationSplit));
+  const begun: RunStart = {
+    loaded,
+    resume,
+    init: resume ? 'checkpoint' : p.fromJob ? 'fromJob' : 'seed',
+    start: await startStateOf(p, ctx.artifacts),
+    nTrain,
+    stepsPerEpoch: Math.ceil(nTrain / t.batchSize),
+  };
+  const progress = resume?.progress;
+  await ctx.send({
+    kind: 'started',
+    runId: req.runId,
+    resumedFrom: progress ? { epoch: progress.epoch, step: progress.globalStep, stepInEpoch: progress.stepInEpoch } : null,
+    epochs: t.epochs,
+    stepsPerEpoch: begun.stepsPerEpoch,
+    trainSamples: nTrain,
+    validationSamples: loaded.samples - nTrain,
+    init: begun.init,
+  });
+  return begun;
+}
+
+/** The job's checkpoint to resume from, or null (none asked for, or unreadable: start over). */
+async function readCheckpoint(req: TrainRequest, ctx: EngineContext): Promise<TrainingState | null> {
+  if (!req.resumeFrom) return null;
+  try {
+    return decodeTrainingState(ownBytes(await ctx.artifacts.get(req.jobId, req.resumeFrom)));
+  } catch (e) {
+    const message = `checkpoint ${req.resumeFrom} could not be read, starting over: ${(e as Error).message}`;
+    await ctx.send({ kind: 'log', runId: req.runId, level: 'warning', code: 'checkpoint_unreadable', message });
+    return null;
+  }
+}
+
+/** The model as the job starts it: seeded from the payload, then `fromJob`'s weights if any. */
+async function initialModel(p: TrainPayload, artifacts: ArtifactStore): Promise<SequenceModel> {
+  const m = new SequenceModel(sequenceModelOptions(p.model, p.training.seed));
+  if (!p.fromJob) return m;
+  const stored = await readStoredModel(artifacts, p.fromJob, 'fromJob');
+  try {
+    checkSameArchitecture(p.model, stored.config, 'fromJob');
+    m.loadStateDict(stored.stateDict);
+  } catch (e) {
+    m.dispose();
+    throw e;
+  } finally {
+    tf.dispose(Object.values(stored.stateDict));
+  }
+  return m;
+}
+
+/** The state every sequence starts from: the payload's, or the final state of the fromJob run. */
+async function startStateOf(p: TrainPayload, artifacts: ArtifactStore): Promise<StartState | null> {
+  if (p.initialState) return { source: 'initialState', h0: p.initialState.h0, c0: p.initialState.c0 };
+  return p.fromJob ? await fromJobState(artifacts, p.fromJob) : null;
+}
+
+/**
+ * The library's `fit`, rolled back to the last good state with a smaller learning rate on each
+ * divergence, up to `req.divergence.retries` times.
+ */
+async function fitWithRollbacks(train: TrainRun): Promise<FitResult> {
+  for (;;) {
+    try {
+      return await fitOnce(train);
+    } catch (e) {
+      if (!(e instanceof DivergenceError) || train.run.rollbacks >= train.req.divergence.retries) throw e;
+      await rollBack(train, e);
+    }
+  }
+}
+
+async function fitOnce(train: TrainRun): Promise<FitResult> {
+  const model = train.run.model!;
+  const result = await fit(model, train.begun.loaded.data, fitOptions(train));
+  // The run's last update has not been checked by a later step: the weights must be finite.
+  const bad = await nonFiniteWeight(model);
+  if (bad) throw new DivergenceError(Math.max(0, result.epochs - 1), Math.max(0, result.steps - 1), 'weights', bad.value);
+  return result;
+}
+
+/** `fit`'s options for the next try: from the last good state, progress and checkpoints to the parent. */
+function fitOptions({ req, ctx, stop, run, begun, elapsed }: TrainRun): FitOptions {
+  const t = req.payload.training;
+  const { runId } = req;
+  const from = run.lastGood?.state ?? null;
+  const learningRate = run.learningRate;
+  return {
+    epochs: t.epochs,
+    batchSize: t.batchSize,
+    optimizer: optimizerAt(t, learningRate),
+    loss: t.loss,
+    ...(t.clipNorm !== undefined ? { clipNorm: t.clipNorm } : {}),
+    validationSplit: t.validationSplit,
+    seed: t.seed,
+    signal: stop.signal,
+    progressEvery: req.progressEvery,
+    onProgress: async (fp: FitProgress) => {
+      const point = progressPoint(fp, elapsed(), learningRate);
+      if (point) await ctx.send({ kind: 'progress', runId, point });
+    },
+    // checkpointEvery 0 means "no periodic checkpoints"; fit still gets the callback for a checkpoint
+    // on a shutdown stop (its interval then never comes round).
+    checkpointEvery: t.checkpointEvery > 0 ? t.checkpointEvery : t.epochs + 1,
+    checkpointOnAbort: true,
+    onCheckpoint: async (state: TrainingState) => {
+      if (stop.signal.aborted && !stop.checkpointOnStop()) return;
+      // Never keep (or write) a state the last update blew up: diverge here instead.
+      const bad = nonFiniteInState(state);
+      const { epoch, globalStep, stepInEpoch } = state.progress;
+      if (bad) throw new DivergenceError(Math.max(0, epoch - (stepInEpoch === 0 ? 1 : 0)), Math.max(0, globalStep - 1), 'weights', bad.value);
+      if (!stop.signal.aborted) run.lastGood = { state, checkpoint: true };
+      await ctx.send({ kind: 'checkpoint', runId, epoch, step: globalStep, stepInEpoch, bytes: encodeTrainingState(state) });
+    },
+    ...(from ? { resumeFrom: rollbackTarget(from, learningRate) } : {}),
+    ...(begun.start ? { initialState: { h0: begun.start.h0, c0: begun.start.c0 } } : {}),
+  };
+}
+
+/** Lowers the learning rate for the next try and tells the parent where the run goes back to. */
+async function rollBack({ req, ctx, run }: TrainRun, e: DivergenceError): Promise<void> {
+  run.rollbacks++;
+  const previous = run.learningRate;
+  run.learningRate = previous * req.divergence.lrFactor;
+  const good = run.lastGood;
+  const to = good ? { epoch: good.state.progress.epoch, step: good.state.progress.globalStep, stepInEpoch: good.state.progress.stepInEpoch } : { epoch: 0, step: 0, stepInEpoch: 0 };
+  // Without a good state to load, start over from the job's initial weights (same seed).
+  if (!good) {
+    run.model!.dispose();
+    run.model = null;
+    run.model = await initialModel(req.payload, ctx.artifacts);
+  }
+  await ctx.send({
+    kind: 'rollback',
+    runId: req.runId,
+    rollback: {
+      epoch: e.epoch,
+      step: e.step,
+      quantity: e.quantity,
+      value: String(e.value),
+      to: { ...to, source: good ? (good.checkpoint ? 'checkpoint' : 'resumed') : 'start' },
+      previousLearningRate: previous,
+      learningRate: run.learningRate,
+      retry: run.rollbacks,
+      retries: req.divergence.retries,
+    },
+  });
+}
+
+function optimizerAt(t: TrainPayload['training'], learningRate: number): OptimizerConfig {
+  return { name: t.optimizer, learningRate, ...(t.momentum !== undefined ? { momentum: t.momentum } : {}) };
+}
+
+/** The parent's `trained` message: the summary and the files of the job's artifact set. */
+async function trainedMessage(train: TrainRun, result: FitResult, trainMs: number): Promise<TerminalMessage> {
+  const { req, run, begun } = train;
+  const t = req.payload.training;
+  const { loaded, resume, nTrain } = begun;
+  const model = run.model!;
+  const startEpoch = resume?.progress.epoch ?? 0;
+  const ran = result.history.filter((h) => h.epoch >= startEpoch);
+  const seconds = ran.reduce((a, h) => a + h.seconds, 0);
+  const samples = ran.length * nTrain - (resume ? resume.progress.stepInEpoch * t.batchSize : 0);
+  const state = await finalState(model, req, loaded, begun.start);
+  const modelBytes = await modelSafetensors(model, req);
+  return {
+    kind: 'trained',
+    runId: req.runId,
+    summary: {
+      epochs: result.epochs,
+      steps: result.steps,
+      finalLoss: finiteOrNull(result.loss),
+      finalValLoss: finiteOrNull(result.valLoss),
+      samplesPerSec: seconds > 0 ? Math.max(samples, 0) / seconds : 0,
+      elapsedMs: train.elapsed(),
+      trainMs,
+    },
+    files: {
+      model: modelBytes,
+      state: JSON.stringify(state),
+      resolved: {
+        sequenceModel: model.config,
+        optimizer: { ...optimizerAt(t, run.learningRate), requestedLearningRate: t.learningRate, divergenceRollbacks: run.rollbacks },
+        fit: { epochs: t.epochs, batchSize: t.batchSize, loss: t.loss, clipNorm: t.clipNorm ?? null, validationSplit: t.validationSplit, seed: t.seed, shuffle: true, progressEvery: req.progressEvery, checkpointEvery: t.checkpointEvery },
+        data: { description: loaded.description, samples: loaded.samples, seqLen: loaded.seqLen, trainSamples: nTrain, validationSamples: loaded.samples - nTrain, stepsPerEpoch: begun.stepsPerEpoch },
+        init: begun.init,
+        resumedFrom: resume ? { epoch: startEpoch, step: resume.progress.globalStep } : null,
+        history: result.history,
+      },
+    },
+  };
+}
+
+/** `model.safetensors`: the weights under PyTorch's names, the job's model config as metadata. */
+async function modelSafetensors(model: SequenceModel, req: TrainRequest): Promise<Uint8Array> {
+  const modelConfig: ModelArtifactConfig = { jobId: req.jobId, model: req.payload.model, sequenceModel: JSON.parse(JSON.stringify(model.config)) };
+  const dict = model.stateDict();
+  try {
+    return await stateDictToSafetensors(dict, { format: 'pt', [MODEL_METADATA_KEY]: JSON.stringify(modelConfig) });
+  } finally {
+    tf.dispose(Object.values(dict));
   }
 }
 
