@@ -5,8 +5,9 @@
  */
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { FileArtifactStore, type ArtifactStore } from './artifacts';
+import type { ArtifactStore } from './artifacts';
 import { FileDatasetStore, type DatasetStore } from './datasets';
+import { FileArtifactStore } from './file-artifact-store';
 
 export type StoreScheme = 'file';
 

@@ -5,7 +5,6 @@ import { pathToFileURL } from 'node:url';
 import { randomUUID } from 'node:crypto';
 import {
   DatasetNotFoundError,
-  FileArtifactStore,
   FileDatasetStore,
   isValidArtifactName,
   openArtifactStore,
@@ -13,6 +12,7 @@ import {
   storeLocation,
   type DatasetRow,
 } from '@relu-lstm/jobs';
+import { FileArtifactStore } from '../src/file-artifact-store';
 import { describeArtifactStoreContract } from './artifact-store-contract';
 
 let dir: string;

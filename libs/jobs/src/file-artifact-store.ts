@@ -1,0 +1,171 @@
+/**
+ * The artifact store on a file system (`openArtifactStore` of a path or `file:` URL; a volume
+ * shared by all processes in docker-compose): `<dir>/<jobId>/<name>`, each file written to a
+ * temporary name and renamed, so a reader never sees half a file. A stage is a `.stage-<id>`
+ * directory whose files are renamed into place; renaming a file another publisher already moved
+ * fails with ENOENT and is skipped. Not exported from the package: open stores with stores.ts.
+ */
+import { randomBytes } from 'node:crypto';
+import { createReadStream, type ReadStream } from 'node:fs';
+import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import {
+  ArtifactNotFoundError,
+  FencedWriteError,
+  checkArtifactName,
+  checkStageId,
+  isValidArtifactName,
+  type ArtifactInfo,
+  type ArtifactStore,
+  type PutOptions,
+  type StoredJob,
+} from './artifacts';
+import { SAFE_ID } from './keys';
+
+const isEnoent = (e: unknown) => (e as NodeJS.ErrnoException)?.code === 'ENOENT';
+
+export class FileArtifactStore implements ArtifactStore {
+  constructor(readonly dir: string) {}
+
+  private path(jobId: string, name?: string): string {
+    checkArtifactName(jobId, name);
+    return name === undefined ? join(this.dir, jobId) : join(this.dir, jobId, name);
+  }
+
+  private stagePath(jobId: string, stageId: string, name?: string): string {
+    checkArtifactName(jobId, name);
+    checkStageId(stageId);
+    const dir = join(this.dir, jobId, `.stage-${stageId}`);
+    return name === undefined ? dir : join(dir, name);
+  }
+
+  async put(jobId: string, name: string, data: string | Uint8Array, options: PutOptions = {}): Promise<ArtifactInfo> {
+    const final = this.path(jobId, name);
+    await mkdir(this.path(jobId), { recursive: true });
+    const tmp = join(this.path(jobId), `.${name}.${randomBytes(6).toString('hex')}.tmp`);
+    try {
+      await writeFile(tmp, data);
+      if (options.fence && !(await options.fence())) throw new FencedWriteError(jobId, name);
+      await rename(tmp, final);
+    } catch (e) {
+      await rm(tmp, { force: true });
+      throw e;
+    }
+    const s = await stat(final);
+    return { name, size: s.size, modifiedAt: Math.round(s.mtimeMs) };
+  }
+
+  async stage(jobId: string, stageId: string, name: string, data: string | Uint8Array): Promise<void> {
+    await mkdir(this.stagePath(jobId, stageId), { recursive: true });
+    await writeFile(this.stagePath(jobId, stageId, name), data);
+  }
+
+  async publishStaged(jobId: string, stageId: string, names: readonly string[]): Promise<number> {
+    let moved = 0;
+    for (const name of names) {
+      try {
+        await rename(this.stagePath(jobId, stageId, name), this.path(jobId, name));
+        moved++;
+      } catch (e) {
+        if (!isEnoent(e)) throw e; // ENOENT: moved already by another publisher of this stage
+      }
+    }
+    await this.discardStaged(jobId, stageId);
+    await this.removeHiddenLeftovers(jobId);
+    return moved;
+  }
+
+  /**
+   * The job's set is final once published: what a killed writer left behind (a `put`'s temporary,
+   * another attempt's half-written stage; its `rm` never ran) goes too. Such a writer no longer
+   * holds the job, so nothing live is lost; a stale one still running finds its file gone and fails.
+   */
+  private async removeHiddenLeftovers(jobId: string): Promise<void> {
+    let names: string[];
+    try {
+      names = await readdir(this.path(jobId));
+    } catch (e) {
+      if (isEnoent(e)) return;
+      throw e;
+    }
+    const hidden = names.filter((n) => n.startsWith('.stage-') || (n.startsWith('.') && n.endsWith('.tmp')));
+    await Promise.all(hidden.map((n) => rm(join(this.path(jobId), n), { recursive: true, force: true })));
+  }
+
+  async discardStaged(jobId: string, stageId: string): Promise<void> {
+    await rm(this.stagePath(jobId, stageId), { recursive: true, force: true });
+  }
+
+  async get(jobId: string, name: string): Promise<Buffer> {
+    try {
+      return await readFile(this.path(jobId, name));
+    } catch (e) {
+      if (isEnoent(e)) throw new ArtifactNotFoundError(jobId, name);
+      throw e;
+    }
+  }
+
+  async open(jobId: string, name: string): Promise<{ info: ArtifactInfo; stream: ReadStream }> {
+    const p = this.path(jobId, name);
+    try {
+      const s = await stat(p);
+      if (!s.isFile()) throw new ArtifactNotFoundError(jobId, name);
+      return { info: { name, size: s.size, modifiedAt: Math.round(s.mtimeMs) }, stream: createReadStream(p) };
+    } catch (e) {
+      if (isEnoent(e)) throw new ArtifactNotFoundError(jobId, name);
+      throw e;
+    }
+  }
+
+  async exists(jobId: string, name: string): Promise<boolean> {
+    try {
+      return (await stat(this.path(jobId, name))).isFile();
+    } catch (e) {
+      if (isEnoent(e)) return false;
+      throw e;
+    }
+  }
+
+  async list(jobId: string): Promise<ArtifactInfo[]> {
+    let names: string[];
+    try {
+      names = await readdir(this.path(jobId));
+    } catch (e) {
+      if (isEnoent(e)) return [];
+      throw e;
+    }
+    const out: ArtifactInfo[] = [];
+    for (const name of names.filter(isValidArtifactName).sort()) {
+      try {
+        const s = await stat(join(this.path(jobId), name));
+        if (s.isFile()) out.push({ name, size: s.size, modifiedAt: Math.round(s.mtimeMs) });
+      } catch (e) {
+        if (!isEnoent(e)) throw e; // removed while listing
+      }
+    }
+    return out;
+  }
+
+  async *jobs(): AsyncIterable<StoredJob> {
+    let names: string[];
+    try {
+      names = await readdir(this.dir);
+    } catch (e) {
+      if (isEnoent(e)) return;
+      throw e;
+    }
+    for (const jobId of names.filter((n) => SAFE_ID.test(n))) {
+      try {
+        // Every write ends in a rename into the job's directory, which updates its mtime.
+        const s = await stat(join(this.dir, jobId));
+        if (s.isDirectory()) yield { jobId, modifiedAt: s.mtimeMs };
+      } catch (e) {
+        if (!isEnoent(e)) throw e; // removed while listing
+      }
+    }
+  }
+
+  async remove(jobId: string, name?: string): Promise<void> {
+    await rm(this.path(jobId, name), { recursive: name === undefined, force: true });
+  }
+}
