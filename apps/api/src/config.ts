@@ -9,8 +9,8 @@ import {
   DEFAULT_LIMITS,
   DEFAULT_QUEUE_PREFIX,
   QUEUE_PREFIX_PATTERN,
+  StoreLocationSchema,
   formatIssues,
-  storeLocation,
   type JobPolicy,
   type PayloadLimits,
 } from '@relu-lstm/jobs';
@@ -41,8 +41,8 @@ const EnvSchema = z.object({
   HOST: z.string().min(1).default('127.0.0.1'),
   REDIS_URL: z.url({ protocol: /^rediss?$/ }).default('redis://127.0.0.1:6379'),
   QUEUE_PREFIX: z.string().regex(QUEUE_PREFIX_PATTERN).default(DEFAULT_QUEUE_PREFIX),
-  ARTIFACT_DIR: z.string().min(1).default('./data/artifacts'),
-  DATASET_DIR: z.string().min(1).default('./data/datasets'),
+  ARTIFACT_DIR: StoreLocationSchema.prefault('./data/artifacts'),
+  DATASET_DIR: StoreLocationSchema.prefault('./data/datasets'),
   /** Largest JSON body of the job routes. */
   BODY_LIMIT: byteSize.default(10 * 1024 * 1024),
   /** Largest dataset upload (JSON or CSV). */
@@ -146,8 +146,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, readFile: (path
     host: e.HOST,
     redisUrl: e.REDIS_URL,
     queuePrefix: e.QUEUE_PREFIX,
-    artifactDir: storeLocation('ARTIFACT_DIR', e.ARTIFACT_DIR),
-    datasetDir: storeLocation('DATASET_DIR', e.DATASET_DIR),
+    artifactDir: e.ARTIFACT_DIR,
+    datasetDir: e.DATASET_DIR,
     bodyLimit: e.BODY_LIMIT,
     datasetBodyLimit: e.DATASET_BODY_LIMIT,
     inferWaitMs: e.INFER_WAIT_MS,

@@ -1,4 +1,5 @@
 // Pure parts of the api, loaded directly (they import no NestJS): configuration and the CSV layout.
+import { join } from 'node:path';
 import { DEFAULT_LIMITS } from '@relu-lstm/jobs';
 import { ConfigError, isLoopback, limitEnvName, loadConfig } from '../src/config';
 import { KeyRing, parseApiKeys, sha256 } from '../src/http/api-keys';
@@ -16,7 +17,9 @@ describe('loadConfig', () => {
       inferWaitMs: 30_000,
       limits: DEFAULT_LIMITS,
     });
-    expect(c.artifactDir).toMatch(/data\/artifacts$/);
+    expect(c.artifactDir).toBe(join(process.cwd(), 'data', 'artifacts'));
+    expect(loadConfig({ DATASET_DIR: 'file:///tmp/d' }).datasetDir).toBe('/tmp/d');
+    expect(() => loadConfig({ ARTIFACT_DIR: 's3://bucket/x' })).toThrow(/ARTIFACT_DIR: expected a directory path or a URL with scheme file:/);
   });
 
   test('sizes, limits and empty values', () => {

@@ -17,8 +17,8 @@ import {
   QUEUE_NAMES,
   QUEUE_PREFIX_PATTERN,
   SAFE_ID,
+  StoreLocationSchema,
   formatPath,
-  storeLocation,
   type QueueName,
 } from '@relu-lstm/jobs';
 
@@ -36,8 +36,8 @@ const queueList = z
 const EnvSchema = z.object({
   REDIS_URL: opt(z.string().regex(/^rediss?:\/\//, 'a redis:// or rediss:// URL').default('redis://127.0.0.1:6379')),
   QUEUE_PREFIX: opt(z.string().regex(QUEUE_PREFIX_PATTERN).default(DEFAULT_QUEUE_PREFIX)),
-  ARTIFACT_DIR: opt(z.string().default(path.join(process.cwd(), 'data', 'artifacts'))),
-  DATASET_DIR: opt(z.string().default(path.join(process.cwd(), 'data', 'datasets'))),
+  ARTIFACT_DIR: opt(StoreLocationSchema.prefault(path.join(process.cwd(), 'data', 'artifacts'))),
+  DATASET_DIR: opt(StoreLocationSchema.prefault(path.join(process.cwd(), 'data', 'datasets'))),
   /** Comma list of gpu, cpu, any; default from the backend the engine starts: GPU -> gpu,any, else cpu,any. */
   WORKER_QUEUES: opt(queueList.optional()),
   /** tensorflow | wasm | cpu | auto; validated by the library in the engine at start-up. */
@@ -123,8 +123,8 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerCo
   return Object.freeze({
     redisUrl: e.REDIS_URL,
     queuePrefix: e.QUEUE_PREFIX,
-    artifactDir: storeLocation('ARTIFACT_DIR', e.ARTIFACT_DIR),
-    datasetDir: storeLocation('DATASET_DIR', e.DATASET_DIR),
+    artifactDir: e.ARTIFACT_DIR,
+    datasetDir: e.DATASET_DIR,
     queues: e.WORKER_QUEUES ? Object.freeze([...e.WORKER_QUEUES]) : null,
     backend: e.RELU_LSTM_BACKEND,
     workerId: e.WORKER_ID ?? `${host}-${process.pid}-${randomBytes(3).toString('hex')}`,

@@ -2,6 +2,7 @@
  * The worker's pure parts, imported directly (none of them loads NestJS, which jest cannot require):
  * configuration parsing, error mapping, metrics.csv, the model LRU.
  */
+import * as path from 'node:path';
 import { UnrecoverableError } from 'bullmq';
 import { DivergenceError, LstmConfigError, LstmInputError, StateDictError, TrainingAbortedError, BackendError, type SequenceModel } from '@relu-lstm/lstm';
 import { ArtifactNotFoundError, DatasetNotFoundError, decodeJobError } from '@relu-lstm/jobs';
@@ -44,6 +45,11 @@ describe('loadWorkerConfig', () => {
     });
     expect(c).toMatchObject({ redisUrl: 'redis://r:6380/2', queuePrefix: 'p1', queues: ['gpu', 'any'], backend: 'wasm', workerId: 'w-1', artifactDir: '/tmp/a', progressEvery: 1 });
     expect(c.lock).toEqual({ durationMs: 1000, stalledIntervalMs: 500, maxStalledCount: 0 });
+  });
+
+  it('reads the store locations as a path or a file: URL, and names one with an unknown scheme', () => {
+    expect(loadWorkerConfig({ ARTIFACT_DIR: 'file:///tmp/b', DATASET_DIR: 'rel/d' })).toMatchObject({ artifactDir: '/tmp/b', datasetDir: path.resolve('rel/d') });
+    expect(() => loadWorkerConfig({ ARTIFACT_DIR: 's3://bucket/x' })).toThrow(/ARTIFACT_DIR: expected a directory path or a URL with scheme file: \(got "s3:\/\/bucket\/x"\)/);
   });
 
   it('names every bad variable at once', () => {

@@ -5,6 +5,7 @@
  */
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { z } from 'zod';
 import type { ArtifactStore } from './artifacts';
 import { FileDatasetStore, type DatasetStore } from './datasets';
 import { FileArtifactStore } from './file-artifact-store';
@@ -29,32 +30,46 @@ const STORE_OPENERS = {
 /** A scheme of two letters or more (so a Windows drive letter stays a path). */
 const URL_SCHEME = /^([a-z][a-z0-9+.-]+):/i;
 
-/** The scheme of a location; a location without one is a path. */
-function schemeOf(variable: string, location: string): StoreScheme {
+const EXPECTED = `a directory path or a URL with scheme ${Object.keys(STORE_OPENERS)
+  .map((s) => `${s}:`)
+  .join(', ')}`;
+
+/** The scheme of a location (a location without one is a path); null for a scheme with no store. */
+function schemeOf(location: string): StoreScheme | null {
   const m = URL_SCHEME.exec(location);
   if (!m) return 'file';
   const scheme = m[1].toLowerCase();
-  if (scheme in STORE_OPENERS) return scheme as StoreScheme;
-  const known = Object.keys(STORE_OPENERS).map((s) => `${s}:`);
-  throw new Error(`${variable}: expected a directory path or a URL with scheme ${known.join(', ')}, got ${JSON.stringify(location)}`);
+  return scheme in STORE_OPENERS ? (scheme as StoreScheme) : null;
 }
 
 /**
- * Checks a store location from the configuration and writes it in its normal form, so every
- * process opens the same store from it: throws an error naming `variable` for an unknown scheme.
+ * A store location of the configuration (`ARTIFACT_DIR`, `DATASET_DIR`), written in its normal
+ * form so every process opens the same store from it; an unknown scheme is an issue of the variable.
  */
-export function storeLocation(variable: string, location: string): string {
-  return STORE_OPENERS[schemeOf(variable, location)].normalize(location);
+export const StoreLocationSchema = z
+  .string()
+  .min(1)
+  .transform((location, ctx) => {
+    const scheme = schemeOf(location);
+    if (scheme !== null) return STORE_OPENERS[scheme].normalize(location);
+    ctx.addIssue({ code: 'custom', message: `expected ${EXPECTED}`, input: location });
+    return z.NEVER;
+  });
+
+function opener(what: string, location: string): { scheme: StoreOpeners; location: string } {
+  const scheme = schemeOf(location);
+  if (scheme === null) throw new Error(`${what}: expected ${EXPECTED}, got ${JSON.stringify(location)}`);
+  return { scheme: STORE_OPENERS[scheme], location: STORE_OPENERS[scheme].normalize(location) };
 }
 
-/** The artifact store at `location` (see `storeLocation`). */
+/** The artifact store at `location` (a path, or a URL of a scheme in `STORE_OPENERS`). */
 export function openArtifactStore(location: string): ArtifactStore {
-  const scheme = schemeOf('artifact store', location);
-  return STORE_OPENERS[scheme].artifacts(STORE_OPENERS[scheme].normalize(location));
+  const o = opener('artifact store', location);
+  return o.scheme.artifacts(o.location);
 }
 
-/** The dataset store at `location` (see `storeLocation`). */
+/** The dataset store at `location` (a path, or a URL of a scheme in `STORE_OPENERS`). */
 export function openDatasetStore(location: string): DatasetStore {
-  const scheme = schemeOf('dataset store', location);
-  return STORE_OPENERS[scheme].datasets(STORE_OPENERS[scheme].normalize(location));
+  const o = opener('dataset store', location);
+  return o.scheme.datasets(o.location);
 }

@@ -9,7 +9,7 @@ import {
   isValidArtifactName,
   openArtifactStore,
   openDatasetStore,
-  storeLocation,
+  StoreLocationSchema,
   type DatasetRow,
 } from '@relu-lstm/jobs';
 import { FileArtifactStore } from '../src/file-artifact-store';
@@ -62,14 +62,15 @@ describe('FileArtifactStore', () => {
 });
 
 describe('store locations', () => {
-  test('a path or a file: URL opens the same directory; another scheme is refused naming the variable', async () => {
+  test('a path or a file: URL opens the same directory; another scheme is refused', async () => {
     const job = randomUUID();
     await openArtifactStore(pathToFileURL(dir).href).put(job, 'config.json', '{}');
     expect(await openArtifactStore(dir).exists(job, 'config.json')).toBe(true);
-    expect(storeLocation('ARTIFACT_DIR', pathToFileURL(dir).href)).toBe(dir);
-    expect(storeLocation('ARTIFACT_DIR', 'data/artifacts')).toBe(join(process.cwd(), 'data/artifacts'));
-    expect(() => storeLocation('ARTIFACT_DIR', 'ftp://host/x')).toThrow(/ARTIFACT_DIR: expected a directory path or a URL with scheme file:, got "ftp:\/\/host\/x"/);
-    expect(() => openDatasetStore('gopher://x')).toThrow(/dataset store/);
+    expect(StoreLocationSchema.parse(pathToFileURL(dir).href)).toBe(dir);
+    expect(StoreLocationSchema.parse('data/artifacts')).toBe(join(process.cwd(), 'data/artifacts'));
+    const bad = StoreLocationSchema.safeParse('ftp://host/x');
+    expect(bad.error?.issues[0].message).toBe('expected a directory path or a URL with scheme file:');
+    expect(() => openDatasetStore('gopher://x')).toThrow(/dataset store: expected a directory path or a URL with scheme file:, got "gopher:\/\/x"/);
   });
 });
 
