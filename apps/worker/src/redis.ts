@@ -6,7 +6,14 @@
  */
 import { Inject, Injectable, Logger, type OnApplicationShutdown } from '@nestjs/common';
 import { Redis } from 'ioredis';
-import { RedisJobEventStream, openArtifactStore, redisKeys, type ArtifactStore, type JobEventStream, type RedisKeys } from '@relu-lstm/jobs';
+import {
+  RedisJobEventStream,
+  openArtifactStore,
+  redisKeys,
+  type ArtifactStore,
+  type JobEventStream,
+  type RedisKeys,
+} from '@relu-lstm/jobs';
 import { WORKER_CONFIG, type WorkerConfig } from './config';
 
 @Injectable()

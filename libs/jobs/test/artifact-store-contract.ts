@@ -89,7 +89,9 @@ export function describeArtifactStoreContract(name: string, makeStore: () => Pro
 
     test('names and ids that could leave the job are refused', async () => {
       await expect(store.put('..', 'x.json', '1')).rejects.toThrow(/job id/);
-      for (const bad of ['../x', '.hidden', 'a/b', '']) await expect(store.put(job, bad, '1')).rejects.toThrow(/artifact name/);
+      for (const bad of ['../x', '.hidden', 'a/b', '']) {
+        await expect(store.put(job, bad, '1')).rejects.toThrow(/artifact name/);
+      }
       await expect(store.get(job, '../../etc/passwd')).rejects.toThrow(/artifact name/);
       await expect(store.stage(job, '../x', 'a.json', '1')).rejects.toThrow(/stage id/);
     });
@@ -124,7 +126,8 @@ export function describeArtifactStoreContract(name: string, makeStore: () => Pro
     test('two publishers of the same stage at once: each file lands once, with the stage bytes', async () => {
       const names = Array.from({ length: 8 }, (_, i) => `part-${i}.bin`);
       for (const n of names) await store.stage(job, 'chosen', n, `bytes of ${n}`);
-      const moved = await Promise.all([store.publishStaged(job, 'chosen', names), store.publishStaged(job, 'chosen', names)]);
+      const publish = () => store.publishStaged(job, 'chosen', names);
+      const moved = await Promise.all([publish(), publish()]);
       expect(moved[0] + moved[1]).toBe(names.length);
       for (const n of names) expect(text(await store.get(job, n))).toBe(`bytes of ${n}`);
       expect(await c.raw.objects(job)).toBe(names.length);
@@ -139,7 +142,8 @@ export function describeArtifactStoreContract(name: string, makeStore: () => Pro
           reads.push(store.get(job, 'state.json').then(text, () => null));
         }),
       );
-      for (const r of [...(await Promise.all(reads)), text(await store.get(job, 'state.json'))]) expect(versions).toContain(r);
+      const last = text(await store.get(job, 'state.json'));
+      for (const r of [...(await Promise.all(reads)), last]) expect(versions).toContain(r);
       expect((await store.list(job)).map((a) => a.name)).toEqual(['state.json']);
       expect(await c.raw.objects(job)).toBe(1);
     });

@@ -70,7 +70,9 @@ describe('store locations', () => {
     expect(StoreLocationSchema.parse('data/artifacts')).toBe(join(process.cwd(), 'data/artifacts'));
     const bad = StoreLocationSchema.safeParse('ftp://host/x');
     expect(bad.error?.issues[0].message).toBe('expected a directory path or a URL with scheme file:');
-    expect(() => openDatasetStore('gopher://x')).toThrow(/dataset store: expected a directory path or a URL with scheme file:, got "gopher:\/\/x"/);
+    expect(() => openDatasetStore('gopher://x')).toThrow(
+      /dataset store: expected a directory path or a URL with scheme file:, got "gopher:\/\/x"/,
+    );
   });
 });
 

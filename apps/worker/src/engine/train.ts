@@ -33,7 +33,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { firstSamples, loadTrainingData, type LoadedData } from './data';
 import { PayloadError, toJobError } from './errors';
 import { checkSameArchitecture, ownBytes, readStoredModel, sequenceModelOptions } from './models';
-import type { BackendSummary, FromEngine, TerminalMessage, TrainRequest, TrainStart } from './protocol';
+import type { BackendSummary, FromEngine, TerminalMessage, TrainFiles, TrainRequest, TrainStart } from './protocol';
 import { divergenceFailure, nonFiniteInState, nonFiniteWeight, rollbackTarget, type RollbackPoint } from './divergence';
 
 export interface EngineContext {
@@ -90,13 +90,17 @@ export async function runTrain(req: TrainRequest, ctx: EngineContext, stop: Stop
   try {
     const begun = await beginRun(req, ctx, run);
     const attemptStart = performance.now();
-    const train: TrainRun = { req, ctx, stop, run, begun, elapsed: () => req.elapsedBeforeMs + (performance.now() - attemptStart) };
+    const elapsed = () => req.elapsedBeforeMs + (performance.now() - attemptStart);
+    const train: TrainRun = { req, ctx, stop, run, begun, elapsed };
     const result = await fitWithRollbacks(train);
     return await trainedMessage(train, result, performance.now() - attemptStart);
   } catch (e) {
-    if (e instanceof TrainingAbortedError) return { kind: 'stopped', runId: req.runId, epoch: e.epoch, step: e.step };
-    if (e instanceof DivergenceError) return { kind: 'failed', runId: req.runId, error: divergenceFailure(e, run.rollbacks, run.learningRate) };
-    return { kind: 'failed', runId: req.runId, error: toJobError(e) };
+    const { runId } = req;
+    if (e instanceof TrainingAbortedError) return { kind: 'stopped', runId, epoch: e.epoch, step: e.step };
+    if (e instanceof DivergenceError) {
+      return { kind: 'failed', runId, error: divergenceFailure(e, run.rollbacks, run.learningRate) };
+    }
+    return { kind: 'failed', runId, error: toJobError(e) };
   } finally {
     run.model?.dispose();
   }
@@ -128,7 +132,9 @@ async function beginRun(req: TrainRequest, ctx: EngineContext, run: RunState): P
   await ctx.send({
     kind: 'started',
     runId: req.runId,
-    resumedFrom: progress ? { epoch: progress.epoch, step: progress.globalStep, stepInEpoch: progress.stepInEpoch } : null,
+    resumedFrom: progress
+      ? { epoch: progress.epoch, step: progress.globalStep, stepInEpoch: progress.stepInEpoch }
+      : null,
     epochs: t.epochs,
     stepsPerEpoch: begun.stepsPerEpoch,
     trainSamples: nTrain,
@@ -193,7 +199,9 @@ async function fitOnce(train: TrainRun): Promise<FitResult> {
   const result = await fit(model, train.begun.loaded.data, fitOptions(train));
   // The run's last update has not been checked by a later step: the weights must be finite.
   const bad = await nonFiniteWeight(model);
-  if (bad) throw new DivergenceError(Math.max(0, result.epochs - 1), Math.max(0, result.steps - 1), 'weights', bad.value);
+  if (bad) {
+    throw new DivergenceError(Math.max(0, result.epochs - 1), Math.max(0, result.steps - 1), 'weights', bad.value);
+  }
   return result;
 }
 
@@ -226,9 +234,13 @@ function fitOptions({ req, ctx, stop, run, begun, elapsed }: TrainRun): FitOptio
       // Never keep (or write) a state the last update blew up: diverge here instead.
       const bad = nonFiniteInState(state);
       const { epoch, globalStep, stepInEpoch } = state.progress;
-      if (bad) throw new DivergenceError(Math.max(0, epoch - (stepInEpoch === 0 ? 1 : 0)), Math.max(0, globalStep - 1), 'weights', bad.value);
+      if (bad) {
+        const badEpoch = Math.max(0, epoch - (stepInEpoch === 0 ? 1 : 0));
+        throw new DivergenceError(badEpoch, Math.max(0, globalStep - 1), 'weights', bad.value);
+      }
       if (!stop.signal.aborted) run.lastGood = { state, checkpoint: true };
-      await ctx.send({ kind: 'checkpoint', runId, epoch, step: globalStep, stepInEpoch, bytes: encodeTrainingState(state) });
+      const bytes = encodeTrainingState(state);
+      await ctx.send({ kind: 'checkpoint', runId, epoch, step: globalStep, stepInEpoch, bytes });
     },
     ...(from ? { resumeFrom: rollbackTarget(from, learningRate) } : {}),
     ...(begun.start ? { initialState: { h0: begun.start.h0, c0: begun.start.c0 } } : {}),
@@ -241,7 +253,8 @@ async function rollBack({ req, ctx, run }: TrainRun, e: DivergenceError): Promis
   const previous = run.learningRate;
   run.learningRate = previous * req.divergence.lrFactor;
   const good = run.lastGood;
-  const to = good ? { epoch: good.state.progress.epoch, step: good.state.progress.globalStep, stepInEpoch: good.state.progress.stepInEpoch } : { epoch: 0, step: 0, stepInEpoch: 0 };
+  const at = good?.state.progress;
+  const to = { epoch: at?.epoch ?? 0, step: at?.globalStep ?? 0, stepInEpoch: at?.stepInEpoch ?? 0 };
   // Without a good state to load, start over from the job's initial weights (same seed).
   if (!good) {
     run.model!.dispose();
@@ -296,22 +309,55 @@ async function trainedMessage(train: TrainRun, result: FitResult, trainMs: numbe
     files: {
       model: modelBytes,
       state: JSON.stringify(state),
-      resolved: {
-        sequenceModel: model.config,
-        optimizer: { ...optimizerAt(t, run.learningRate), requestedLearningRate: t.learningRate, divergenceRollbacks: run.rollbacks },
-        fit: { epochs: t.epochs, batchSize: t.batchSize, loss: t.loss, clipNorm: t.clipNorm ?? null, validationSplit: t.validationSplit, seed: t.seed, shuffle: true, progressEvery: req.progressEvery, checkpointEvery: t.checkpointEvery },
-        data: { description: loaded.description, samples: loaded.samples, seqLen: loaded.seqLen, trainSamples: nTrain, validationSamples: loaded.samples - nTrain, stepsPerEpoch: begun.stepsPerEpoch },
-        init: begun.init,
-        resumedFrom: resume ? { epoch: startEpoch, step: resume.progress.globalStep } : null,
-        history: result.history,
-      },
+      resolved: resolvedConfig(train, result),
     },
+  };
+}
+
+/** The library's resolved configuration, for `config.json`: what the run actually used. */
+function resolvedConfig({ req, run, begun }: TrainRun, result: FitResult): TrainFiles['resolved'] {
+  const t = req.payload.training;
+  const { loaded, resume, nTrain } = begun;
+  const model = run.model!;
+  return {
+    sequenceModel: model.config,
+    optimizer: {
+      ...optimizerAt(t, run.learningRate),
+      requestedLearningRate: t.learningRate,
+      divergenceRollbacks: run.rollbacks,
+    },
+    fit: {
+      epochs: t.epochs,
+      batchSize: t.batchSize,
+      loss: t.loss,
+      clipNorm: t.clipNorm ?? null,
+      validationSplit: t.validationSplit,
+      seed: t.seed,
+      shuffle: true,
+      progressEvery: req.progressEvery,
+      checkpointEvery: t.checkpointEvery,
+    },
+    data: {
+      description: loaded.description,
+      samples: loaded.samples,
+      seqLen: loaded.seqLen,
+      trainSamples: nTrain,
+      validationSamples: loaded.samples - nTrain,
+      stepsPerEpoch: begun.stepsPerEpoch,
+    },
+    init: begun.init,
+    resumedFrom: resume ? { epoch: resume.progress.epoch, step: resume.progress.globalStep } : null,
+    history: result.history,
   };
 }
 
 /** `model.safetensors`: the weights under PyTorch's names, the job's model config as metadata. */
 async function modelSafetensors(model: SequenceModel, req: TrainRequest): Promise<Uint8Array> {
-  const modelConfig: ModelArtifactConfig = { jobId: req.jobId, model: req.payload.model, sequenceModel: JSON.parse(JSON.stringify(model.config)) };
+  const modelConfig: ModelArtifactConfig = {
+    jobId: req.jobId,
+    model: req.payload.model,
+    sequenceModel: JSON.parse(JSON.stringify(model.config)),
+  };
   const dict = model.stateDict();
   try {
     return await stateDictToSafetensors(dict, { format: 'pt', [MODEL_METADATA_KEY]: JSON.stringify(modelConfig) });

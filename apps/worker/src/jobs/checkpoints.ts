@@ -8,7 +8,8 @@
  * newer than the checkpoint (crash between 1 and 2) does no harm.
  *
  * Fenced (fencing.ts): each file replaces the previous one only if the writer still holds the job's
- * lock, checked just before it does (`ArtifactStore.put`'s fence), and the pointer is set in the same Lua step as that check.
+ * lock, checked just before it does (`ArtifactStore.put`'s fence), and the pointer is set in the
+ * same Lua step as that check.
  * A writer that lost the lock gets `FencedWriteError` and leaves the holder's checkpoint alone.
  */
 import { Inject, Injectable } from '@nestjs/common';

@@ -8,7 +8,8 @@
  * A worker that lost the lock writes nothing (its stage is discarded) and gets `LostLockError`. A
  * worker paused between 2 and 3 cannot leave the job half-published: the next holder of the lock
  * finds the record and finishes step 3 with the very same files; the paused one, once awake, only
- * finds them published (publishing a stage is idempotent, see artifacts.ts). So a job has one artifact set and one result whatever the processes do.
+ * finds them published (publishing a stage is idempotent, see artifacts.ts). So a job has one
+ * artifact set and one result whatever the processes do.
  */
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import type { ArtifactStore } from '@relu-lstm/jobs';
