@@ -55,7 +55,9 @@ describe('FileArtifactStore', () => {
   });
 
   test('artifact names are one safe path segment', () => {
-    for (const bad of ['../x', '..', '.hidden', 'a/b', 'a\\b', '', 'a..b']) expect(isValidArtifactName(bad)).toBe(false);
+    for (const bad of ['../x', '..', '.hidden', 'a/b', 'a\\b', '', 'a..b']) {
+      expect(isValidArtifactName(bad)).toBe(false);
+    }
     expect(isValidArtifactName('checkpoint-3.safetensors')).toBe(true);
   });
 });
@@ -88,7 +90,8 @@ describe('FileDatasetStore', () => {
   test('keeps <dir>/<id>.json', async () => {
     const root = join(dir, 'datasets');
     const id = randomUUID();
-    await new FileDatasetStore(root).put(id, { x: [[[1]]], y: [[2]], lengths: [1] });
-    expect(JSON.parse(await readFile(join(root, `${id}.json`), 'utf8'))).toEqual({ x: [[[1]]], y: [[2]], lengths: [1] });
+    const data = { x: [[[1]]], y: [[2]], lengths: [1] };
+    await new FileDatasetStore(root).put(id, data);
+    expect(JSON.parse(await readFile(join(root, `${id}.json`), 'utf8'))).toEqual(data);
   });
 });
