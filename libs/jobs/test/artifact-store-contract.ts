@@ -98,9 +98,9 @@ export function describeArtifactStoreContract(name: string, makeStore: () => Pro
 
     test('a fenced put writes only while its fence says yes; a no leaves the artifact as it was', async () => {
       let asked = 0;
-      await store.put(job, 'checkpoint.safetensors', 'first', { fence: async () => (asked++, true) });
+      await store.put(job, 'checkpoint.safetensors', 'first', { fence: () => Promise.resolve((asked++, true)) });
       expect(asked).toBe(1);
-      const stale = store.put(job, 'checkpoint.safetensors', 'stale', { fence: async () => false });
+      const stale = store.put(job, 'checkpoint.safetensors', 'stale', { fence: () => Promise.resolve(false) });
       await expect(stale).rejects.toBeInstanceOf(FencedWriteError);
       expect(text(await store.get(job, 'checkpoint.safetensors'))).toBe('first');
       expect(await c.raw.objects(job)).toBe(1);

@@ -69,7 +69,7 @@ export function describeDatasetStoreContract(name: string, makeStore: () => Prom
       const id = randomUUID();
       const before = await c.raw.objects();
       async function* cutOff(): AsyncIterable<DatasetRow> {
-        yield* rows(3, false);
+        for await (const r of slowly(rows(3, false))) yield r;
         throw new Error('upload cut off');
       }
       await expect(c.store.put(id, cutOff())).rejects.toThrow(/upload cut off/);

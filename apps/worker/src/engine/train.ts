@@ -82,7 +82,7 @@ interface TrainRun {
   run: RunState;
   begun: RunStart;
   /** Wall time of the job so far, earlier attempts included. */
-  elapsed(): number;
+  elapsed: () => number;
 }
 
 export async function runTrain(req: TrainRequest, ctx: EngineContext, stop: StopControl): Promise<TerminalMessage> {
@@ -356,7 +356,7 @@ async function modelSafetensors(model: SequenceModel, req: TrainRequest): Promis
   const modelConfig: ModelArtifactConfig = {
     jobId: req.jobId,
     model: req.payload.model,
-    sequenceModel: JSON.parse(JSON.stringify(model.config)),
+    sequenceModel: JSON.parse(JSON.stringify(model.config)) as ModelArtifactConfig['sequenceModel'],
   };
   const dict = model.stateDict();
   try {
