@@ -1,6 +1,6 @@
 // Pure parts of the api, loaded directly (they import no NestJS): configuration and the CSV layout.
-import { DEFAULT_LIMITS } from '@relu-lstm/jobs';
-import { ConfigError, isLoopback, limitEnvName, loadConfig } from '../src/config';
+import { DEFAULT_LIMITS, limitEnvName } from '@relu-lstm/jobs';
+import { ConfigError, isLoopback, loadConfig } from '../src/config';
 import { KeyRing, parseApiKeys, sha256 } from '../src/http/api-keys';
 import { parseDatasetCsv } from '../src/datasets/csv';
 import { ROUTES, accessOf, accessRules, type RouteSpec } from '../src/routes';
