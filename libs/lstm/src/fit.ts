@@ -164,7 +164,6 @@ export async function fit(model: SequenceModel, data: FitData, options: FitOptio
   const params = [...model.parameters()];
   const paramNames = params.map(([name]) => name);
   const vars = params.map(([, v]) => v);
-  const manyToMany = cfg.head === 'manyToMany';
   const stepsPerEpoch = Math.ceil(nTrain / opts.batchSize);
   const optimizer = createOptimizer(opts.optimizer);
   // Made once for the whole run; a batch-1 state is broadcast over each batch by the LSTM itself.

@@ -10,7 +10,7 @@ import * as os from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import { WaitingError } from 'bullmq';
-import { ARTIFACTS, DIVERGENCE_ROLLBACK, FencedWriteError, TrainResultSchema, type ArtifactStore, type ProgressEvent, type TrainResult } from '@relu-lstm/jobs';
+import { ARTIFACTS, DIVERGENCE_ROLLBACK, FencedWriteError, TrainResultSchema, type ProgressEvent, type TrainResult } from '@relu-lstm/jobs';
 import { WORKER_CONFIG, type WorkerConfig } from '../config';
 import { EngineClient } from '../engine/engine-client';
 import type { RunMessage, TerminalMessage } from '../engine/protocol';
