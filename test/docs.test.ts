@@ -1,7 +1,7 @@
 /**
  * The reference docs against the code they describe: every environment variable the api and the
  * worker read is in the configuration table of docs/api.md or docs/worker.md, with the default the
- * code uses, and no table lists a variable the code no longer reads; every route of
+ * code uses, and no table lists a variable the code does not read; every route of
  * apps/api/src/routes.ts and every error code of the contract is in docs/api.md; docs/worker.md
  * names every worker test file.
  */
