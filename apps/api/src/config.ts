@@ -32,7 +32,8 @@ function byteSize(raw: string): number {
   return bytes;
 }
 
-const int = (description: string, min: number, max: number, dflt: number) => envVar({ description, default: String(dflt), parse: integer(min, max) });
+const int = (description: string, min: number, max: number, dflt: number) =>
+  envVar({ description, default: String(dflt), parse: integer(min, max) });
 const policy = DEFAULT_JOB_POLICY;
 const TEN_YEARS_SEC = 10 * 365 * 86400;
 
@@ -42,9 +43,18 @@ export const API_ENV = {
   PORT: int('listen port; 0 picks a free one', 0, 65535, 3000),
   HOST: envVar({ description: 'listen address', default: '127.0.0.1', parse: nonEmpty }),
   BODY_LIMIT: envVar({ description: 'largest body of the job routes', default: '10mb', parse: byteSize }),
-  DATASET_BODY_LIMIT: envVar({ description: 'largest dataset upload (JSON or CSV)', default: '100mb', parse: byteSize }),
+  DATASET_BODY_LIMIT: envVar({
+    description: 'largest dataset upload (JSON or CSV)',
+    default: '100mb',
+    parse: byteSize,
+  }),
   INFER_WAIT_MS: int('longest wait of POST /v1/jobs/infer?wait=true', 0, 600_000, 30_000),
-  SSE_KEEPALIVE_MS: int("keep-alive comment interval of the event stream; also how often a quiet job's state is checked", 100, 120_000, 15_000),
+  SSE_KEEPALIVE_MS: int(
+    "keep-alive comment interval of the event stream; also how often a quiet job's state is checked",
+    100,
+    120_000,
+    15_000,
+  ),
   MAX_STREAMS: int('event streams and waiting requests open at once (each holds a Redis connection)', 1, 100_000, 500),
   MAX_STREAMS_PER_TENANT: int('of those, the most one tenant may hold (per api process)', 1, 100_000, 100),
   JOB_ATTEMPTS_TRAIN: int('BullMQ attempts of a train job', 1, 100, policy.attempts.train),
@@ -54,18 +64,33 @@ export const API_ENV = {
   JOB_KEEP_COMPLETED_COUNT: int('completed jobs kept per queue', 0, 10_000_000, policy.keepCompletedCount),
   JOB_KEEP_FAILED_SEC: int('age of failed and cancelled jobs kept', 0, TEN_YEARS_SEC, policy.keepFailedSec),
   JOB_KEEP_FAILED_COUNT: int('failed and cancelled jobs kept per queue', 0, 10_000_000, policy.keepFailedCount),
-  API_KEYS: optional({ description: '`<tenant>:<sha256 hex of the key>`, comma-separated (see http/api-keys.ts)', parse: String, secret: true }),
-  API_KEYS_FILE: optional({ description: 'a file of such entries, one a line, or a JSON array of `{ tenant, sha256 }`', parse: String }),
+  API_KEYS: optional({
+    description: '`<tenant>:<sha256 hex of the key>`, comma-separated (see http/api-keys.ts)',
+    parse: String,
+    secret: true,
+  }),
+  API_KEYS_FILE: optional({
+    description: 'a file of such entries, one a line, or a JSON array of `{ tenant, sha256 }`',
+    parse: String,
+  }),
   ADMIN_KEY_HASH: optional({
     description: 'SHA-256 hex of the admin key (GET /v1/admin/overview); unset: no admin view',
     parse: matching(/^[0-9a-fA-F]{64}$/, 'the 64-hex-digit SHA-256 of the admin key'),
     secret: true,
   }),
   RATE_LIMIT_RPS: int('requests per second per tenant (token bucket in Redis); 0: off', 0, 1_000_000, 1000),
-  RATE_LIMIT_BURST: optional({ description: 'bucket size per tenant; unset: twice RATE_LIMIT_RPS', parse: integer(1, 10_000_000) }),
+  RATE_LIMIT_BURST: optional({
+    description: 'bucket size per tenant; unset: twice RATE_LIMIT_RPS',
+    parse: integer(1, 10_000_000),
+  }),
   RATE_LIMIT_ANON_RPS: int('the same per client address, for requests without a valid key; 0: off', 0, 1_000_000, 5),
   RATE_LIMIT_ANON_BURST: int('bucket size per client address', 1, 10_000_000, 20),
-  MAX_QUEUED_JOBS_PER_TENANT: int('queued + running jobs a tenant may have (submitted through the api); 0: no quota', 0, 1_000_000, 200),
+  MAX_QUEUED_JOBS_PER_TENANT: int(
+    'queued + running jobs a tenant may have (submitted through the api); 0: no quota',
+    0,
+    1_000_000,
+    200,
+  ),
 };
 
 export interface ApiConfig {
@@ -107,7 +132,10 @@ export function isLoopback(host: string): boolean {
 export class ConfigError extends Error {}
 
 /** Validates the environment; blank variables count as unset. Throws `ConfigError` listing every bad one. */
-export function loadConfig(env: NodeJS.ProcessEnv = process.env, readFile: (path: string) => string = (p) => readFileSync(p, 'utf8')): ApiConfig {
+export function loadConfig(
+  env: NodeJS.ProcessEnv = process.env,
+  readFile: (path: string) => string = (p) => readFileSync(p, 'utf8'),
+): ApiConfig {
   const main = parseEnv(API_ENV, env);
   const limits = parseEnv(LIMIT_ENV, env);
   const problems = [...main.problems, ...limits.problems];
@@ -157,7 +185,11 @@ function jobPolicyFrom(e: EnvValues<typeof API_ENV>): JobPolicy {
   };
 }
 
-function loadKeys(inline: string | undefined, file: string | undefined, readFile: (path: string) => string): ApiKeyEntry[] {
+function loadKeys(
+  inline: string | undefined,
+  file: string | undefined,
+  readFile: (path: string) => string,
+): ApiKeyEntry[] {
   try {
     const entries = inline ? parseApiKeys(inline, 'API_KEYS') : [];
     if (file) {
@@ -165,7 +197,9 @@ function loadKeys(inline: string | undefined, file: string | undefined, readFile
       try {
         text = readFile(file);
       } catch (err) {
-        throw new Error(`API_KEYS_FILE: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+        throw new Error(
+          `API_KEYS_FILE: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`,
+        );
       }
       const fromFile = parseApiKeys(text, 'API_KEYS_FILE');
       if (fromFile.length === 0) throw new Error(`API_KEYS_FILE: ${file} holds no keys`);

@@ -75,10 +75,15 @@ export const PATH_PARAMETERS: Record<string, Record<string, unknown>> = {
 };
 
 const json = (schema: SchemaName): Content[] => [{ type: 'application/json', schema }];
-const ok = (description: string, schema?: SchemaName): RouteResponse => ({ description, content: schema && json(schema) });
+const ok = (description: string, schema?: SchemaName): RouteResponse => ({
+  description,
+  content: schema && json(schema),
+});
 const error = (description: string): RouteResponse => ({ description, content: json('ErrorBody') });
 
-const BAD_REQUEST = error('Invalid body or parameters: `error.issues` names each bad field with what was expected and what was received.');
+const BAD_REQUEST = error(
+  'Invalid body or parameters: `error.issues` names each bad field with what was expected and what was received.',
+);
 const TOO_LARGE = error('The body is over the configured limit.');
 const NOT_FOUND = error('No such job (or not yours).');
 const UNAVAILABLE = error('Redis is unreachable, or too many streams are open.');
@@ -123,7 +128,12 @@ export const ROUTES: readonly RouteSpec[] = [
     summary: 'Submit an inference job',
     parameters: [
       IDEMPOTENCY,
-      { name: 'wait', in: 'query', description: 'Wait (bounded, INFER_WAIT_MS) for the result.', schema: { type: 'boolean' } },
+      {
+        name: 'wait',
+        in: 'query',
+        description: 'Wait (bounded, INFER_WAIT_MS) for the result.',
+        schema: { type: 'boolean' },
+      },
     ],
     request: json('InferPayload'),
     responses: {
@@ -174,7 +184,9 @@ export const ROUTES: readonly RouteSpec[] = [
     access: 'tenant',
     owns: 'job',
     summary: 'Server-Sent Events: the whole history, then live events, until the terminal state',
-    parameters: [{ name: 'Last-Event-ID', in: 'header', description: 'Resume after this event id', schema: { type: 'string' } }],
+    parameters: [
+      { name: 'Last-Event-ID', in: 'header', description: 'Resume after this event id', schema: { type: 'string' } },
+    ],
     responses: {
       200: {
         description: '`id:` stream entry id, `event:` state | metric | log, `data:` a JobEvent',
@@ -213,7 +225,12 @@ export const ROUTES: readonly RouteSpec[] = [
       { type: 'application/json', schema: 'DatasetInput' },
       { type: 'text/csv', schema: 'string' },
     ],
-    responses: { 201: ok('Stored', 'DatasetView'), 400: BAD_REQUEST, 413: TOO_LARGE, 415: error('Neither JSON nor CSV.') },
+    responses: {
+      201: ok('Stored', 'DatasetView'),
+      400: BAD_REQUEST,
+      413: TOO_LARGE,
+      415: error('Neither JSON nor CSV.'),
+    },
   },
   {
     method: 'GET',

@@ -26,12 +26,16 @@ import {
   type QueueName,
 } from '@relu-lstm/jobs';
 
-const int = (description: string, min: number, max: number, dflt: number) => envVar({ description, default: String(dflt), parse: integer(min, max) });
+const int = (description: string, min: number, max: number, dflt: number) =>
+  envVar({ description, default: String(dflt), parse: integer(min, max) });
 const HOUR_MS = 3600 * 1000;
 
 /** `gpu, any` -> the queues, each known and named once. */
 function queueList(raw: string): QueueName[] {
-  const queues = raw.split(',').map((q) => q.trim()).filter((q) => q !== '');
+  const queues = raw
+    .split(',')
+    .map((q) => q.trim())
+    .filter((q) => q !== '');
   const known = queues.every((q) => (QUEUE_NAMES as readonly string[]).includes(q));
   if (queues.length === 0 || !known || new Set(queues).size !== queues.length) {
     throw new Error(`expected a comma list of ${QUEUE_NAMES.join(', ')}, at least one queue and no queue twice`);
@@ -43,24 +47,74 @@ function queueList(raw: string): QueueName[] {
 export const WORKER_ENV = {
   ...COMMON_ENV,
   ...BACKEND_ENV,
-  WORKER_QUEUES: optional({ description: 'comma list of gpu, cpu, any; unset: from the backend the engine starts (GPU: gpu,any, else cpu,any)', parse: queueList }),
-  WORKER_ID: optional({ description: 'id in heartbeats and running events', parse: matching(SAFE_ID, `an id of letters, digits, '.', '-' and '_' (${SAFE_ID.source})`) }),
+  WORKER_QUEUES: optional({
+    description: 'comma list of gpu, cpu, any; unset: from the backend the engine starts (GPU: gpu,any, else cpu,any)',
+    parse: queueList,
+  }),
+  WORKER_ID: optional({
+    description: 'id in heartbeats and running events',
+    parse: matching(SAFE_ID, `an id of letters, digits, '.', '-' and '_' (${SAFE_ID.source})`),
+  }),
   HEARTBEAT_INTERVAL_MS: int('heartbeat period', 100, 600_000, HEARTBEAT_INTERVAL_MS),
   HEARTBEAT_TTL_MS: int('heartbeat key TTL; must exceed the period', 200, 3_600_000, HEARTBEAT_TTL_MS),
-  LOCK_DURATION_MS: int("BullMQ lockDuration: how long a job's lock lives without renewal (renewed every half of it)", 500, 3_600_000, 30_000),
-  STALLED_INTERVAL_MS: int('BullMQ stalledInterval: how often this worker looks for jobs whose lock lapsed', 500, 3_600_000, 30_000),
+  LOCK_DURATION_MS: int(
+    "BullMQ lockDuration: how long a job's lock lives without renewal (renewed every half of it)",
+    500,
+    3_600_000,
+    30_000,
+  ),
+  STALLED_INTERVAL_MS: int(
+    'BullMQ stalledInterval: how often this worker looks for jobs whose lock lapsed',
+    500,
+    3_600_000,
+    30_000,
+  ),
   MAX_STALLED_COUNT: int('BullMQ maxStalledCount: recoveries from a lapsed lock before the job fails', 0, 1000, 3),
   PROGRESS_EVERY: int("floor on the payload's training.progressEvery (steps between metric points)", 1, 1_000_000, 1),
   CANCEL_POLL_MS: int("how often a running job's cancel flag is read", 50, 60_000, 1000),
-  SHUTDOWN_GRACE_MS: int('on SIGTERM: how long the running training gets to stop at a batch boundary and checkpoint', 0, 600_000, 10_000),
-  JOB_TIMEOUT_TRAIN_MS: int('wall-clock limit of one attempt of a train job (then it stops at a batch boundary: timeout)', 1000, 30 * 24 * HOUR_MS, 24 * HOUR_MS),
-  JOB_TIMEOUT_INFER_MS: int('wall-clock limit of one attempt of an infer job (then the engine is killed: timeout)', 100, 24 * HOUR_MS, 300_000),
-  ENGINE_START_TIMEOUT_MS: int("longest wait for the engine's backend (a GPU's first start JIT-compiles kernels)", 1000, HOUR_MS, 300_000),
+  SHUTDOWN_GRACE_MS: int(
+    'on SIGTERM: how long the running training gets to stop at a batch boundary and checkpoint',
+    0,
+    600_000,
+    10_000,
+  ),
+  JOB_TIMEOUT_TRAIN_MS: int(
+    'wall-clock limit of one attempt of a train job (then it stops at a batch boundary: timeout)',
+    1000,
+    30 * 24 * HOUR_MS,
+    24 * HOUR_MS,
+  ),
+  JOB_TIMEOUT_INFER_MS: int(
+    'wall-clock limit of one attempt of an infer job (then the engine is killed: timeout)',
+    100,
+    24 * HOUR_MS,
+    300_000,
+  ),
+  ENGINE_START_TIMEOUT_MS: int(
+    "longest wait for the engine's backend (a GPU's first start JIT-compiles kernels)",
+    1000,
+    HOUR_MS,
+    300_000,
+  ),
   MODEL_CACHE_SIZE: int('models kept loaded in the engine for infer jobs (LRU)', 0, 1000, 4),
   EVENT_STREAM_MAXLEN: int("cap of each job's event stream (XADD MAXLEN ~)", 100, 100_000_000, DEFAULT_STREAM_MAXLEN),
-  DIVERGENCE_RETRIES: int('rollbacks (each with a smaller learning rate) before a training fails with diverged', 0, 100, 3),
-  DIVERGENCE_LR_FACTOR: envVar({ description: 'the learning rate is multiplied by this at each rollback', default: '0.5', parse: between(0, 1) }),
-  RETENTION_SWEEP_MS: int('period of the retention sweeper (one worker at a time sweeps); 0: this worker never sweeps', 0, 86_400_000, 60_000),
+  DIVERGENCE_RETRIES: int(
+    'rollbacks (each with a smaller learning rate) before a training fails with diverged',
+    0,
+    100,
+    3,
+  ),
+  DIVERGENCE_LR_FACTOR: envVar({
+    description: 'the learning rate is multiplied by this at each rollback',
+    default: '0.5',
+    parse: between(0, 1),
+  }),
+  RETENTION_SWEEP_MS: int(
+    'period of the retention sweeper (one worker at a time sweeps); 0: this worker never sweeps',
+    0,
+    86_400_000,
+    60_000,
+  ),
 };
 
 export interface WorkerConfig {
@@ -100,9 +154,15 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerCo
   const { values: e, problems } = parseEnv(WORKER_ENV, env);
   if (problems.length) throw new WorkerConfigError(problems);
   if (e.HEARTBEAT_TTL_MS <= e.HEARTBEAT_INTERVAL_MS) {
-    throw new WorkerConfigError([`HEARTBEAT_TTL_MS (${e.HEARTBEAT_TTL_MS}) must exceed HEARTBEAT_INTERVAL_MS (${e.HEARTBEAT_INTERVAL_MS})`]);
+    throw new WorkerConfigError([
+      `HEARTBEAT_TTL_MS (${e.HEARTBEAT_TTL_MS}) must exceed HEARTBEAT_INTERVAL_MS (${e.HEARTBEAT_INTERVAL_MS})`,
+    ]);
   }
-  const host = os.hostname().replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 80) || 'host';
+  const host =
+    os
+      .hostname()
+      .replace(/[^A-Za-z0-9._-]/g, '-')
+      .slice(0, 80) || 'host';
   return Object.freeze({
     redisUrl: e.REDIS_URL,
     queuePrefix: e.QUEUE_PREFIX,
@@ -112,7 +172,11 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerCo
     backend: e.RELU_LSTM_BACKEND,
     workerId: e.WORKER_ID ?? `${host}-${process.pid}-${randomBytes(3).toString('hex')}`,
     heartbeat: Object.freeze({ intervalMs: e.HEARTBEAT_INTERVAL_MS, ttlMs: e.HEARTBEAT_TTL_MS }),
-    lock: Object.freeze({ durationMs: e.LOCK_DURATION_MS, stalledIntervalMs: e.STALLED_INTERVAL_MS, maxStalledCount: e.MAX_STALLED_COUNT }),
+    lock: Object.freeze({
+      durationMs: e.LOCK_DURATION_MS,
+      stalledIntervalMs: e.STALLED_INTERVAL_MS,
+      maxStalledCount: e.MAX_STALLED_COUNT,
+    }),
     progressEvery: e.PROGRESS_EVERY,
     cancelPollMs: e.CANCEL_POLL_MS,
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,

@@ -32,12 +32,19 @@ export class EnvError extends Error {
 export const envVar = <T>(v: EnvVar<T>): EnvVar<T> => v;
 
 /** An optional variable: unset gives `undefined`, a value is parsed by `parse`. */
-export function optional<T>(v: { description: string; parse: (raw: string) => T; secret?: boolean }): EnvVar<T | undefined> {
+export function optional<T>(v: {
+  description: string;
+  parse: (raw: string) => T;
+  secret?: boolean;
+}): EnvVar<T | undefined> {
   return { ...v, default: '', parse: (raw) => (raw === '' ? undefined : v.parse(raw)) };
 }
 
 /** Parses every variable of `spec` from `env`; the problems name each bad one. */
-export function parseEnv<S extends EnvSpec>(spec: S, env: Readonly<Record<string, string | undefined>>): { values: EnvValues<S>; problems: string[] } {
+export function parseEnv<S extends EnvSpec>(
+  spec: S,
+  env: Readonly<Record<string, string | undefined>>,
+): { values: EnvValues<S>; problems: string[] } {
   const values: Record<string, unknown> = {};
   const problems: string[] = [];
   for (const [name, v] of Object.entries(spec)) {
@@ -73,7 +80,8 @@ export function integer(min: number, max: number): (raw: string) => number {
 export function between(above: number, below: number): (raw: string) => number {
   return (raw) => {
     const n = Number(raw);
-    if (!/^[+-]?(\d+\.?\d*|\.\d+)$/.test(raw) || !(n > above && n < below)) throw new Error(`expected a number greater than ${above} and less than ${below}`);
+    if (!/^[+-]?(\d+\.?\d*|\.\d+)$/.test(raw) || !(n > above && n < below))
+      throw new Error(`expected a number greater than ${above} and less than ${below}`);
     return n;
   };
 }
@@ -116,24 +124,42 @@ export type LogLevel = (typeof LOG_LEVELS)[number];
 
 /** What the api and the worker must agree on: where Redis is, the key prefix, the shared directories. */
 export const COMMON_ENV = {
-  REDIS_URL: envVar({ description: 'Redis, password in the URL', default: 'redis://127.0.0.1:6379', parse: redisUrl, secret: true }),
+  REDIS_URL: envVar({
+    description: 'Redis, password in the URL',
+    default: 'redis://127.0.0.1:6379',
+    parse: redisUrl,
+    secret: true,
+  }),
   QUEUE_PREFIX: envVar({
     description: 'BullMQ prefix and prefix of every other key',
     default: DEFAULT_QUEUE_PREFIX,
     parse: matching(QUEUE_PREFIX_PATTERN, `one key segment (${QUEUE_PREFIX_PATTERN.source})`),
   }),
-  ARTIFACT_DIR: envVar({ description: 'artifact store root, shared by the api and the workers', default: './data/artifacts', parse: directory }),
-  DATASET_DIR: envVar({ description: 'dataset store root, shared by the api and the workers', default: './data/datasets', parse: directory }),
+  ARTIFACT_DIR: envVar({
+    description: 'artifact store root, shared by the api and the workers',
+    default: './data/artifacts',
+    parse: directory,
+  }),
+  DATASET_DIR: envVar({
+    description: 'dataset store root, shared by the api and the workers',
+    default: './data/datasets',
+    parse: directory,
+  }),
   LOG_LEVEL: envVar({ description: 'the lowest level logged', default: 'log', parse: oneOf(LOG_LEVELS) }),
 };
 
 /** Read by the worker (and by `npm start`, to choose how many workers to start). */
 export const BACKEND_ENV = {
-  RELU_LSTM_BACKEND: envVar({ description: 'tensorflow, wasm, cpu or auto (checked by the library)', default: 'auto', parse: (raw) => raw.toLowerCase() }),
+  RELU_LSTM_BACKEND: envVar({
+    description: 'tensorflow, wasm, cpu or auto (checked by the library)',
+    default: 'auto',
+    parse: (raw) => raw.toLowerCase(),
+  }),
 };
 
 /** `maxHiddenSize` -> `LIMIT_MAX_HIDDEN_SIZE`. */
-export const limitEnvName = (key: keyof PayloadLimits): string => `LIMIT_${key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`;
+export const limitEnvName = (key: keyof PayloadLimits): string =>
+  `LIMIT_${key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`;
 
 const LIMIT_KEYS = Object.keys(DEFAULT_LIMITS) as Array<keyof PayloadLimits>;
 
@@ -141,7 +167,11 @@ const LIMIT_KEYS = Object.keys(DEFAULT_LIMITS) as Array<keyof PayloadLimits>;
 export const LIMIT_ENV: Readonly<Record<string, EnvVar<number>>> = Object.fromEntries(
   LIMIT_KEYS.map((k) => [
     limitEnvName(k),
-    envVar({ description: `payload limit ${k}`, default: String(DEFAULT_LIMITS[k]), parse: integer(1, Number.MAX_SAFE_INTEGER) }),
+    envVar({
+      description: `payload limit ${k}`,
+      default: String(DEFAULT_LIMITS[k]),
+      parse: integer(1, Number.MAX_SAFE_INTEGER),
+    }),
   ]),
 );
 

@@ -1,5 +1,18 @@
 // The one parser of environment variables the api, the worker and scripts/start.js share.
-import { COMMON_ENV, EnvError, LIMIT_ENV, between, envVar, integer, limitEnvName, limitsFromEnv, optional, parseEnv, readEnv, DEFAULT_LIMITS } from '@relu-lstm/jobs';
+import {
+  COMMON_ENV,
+  EnvError,
+  LIMIT_ENV,
+  between,
+  envVar,
+  integer,
+  limitEnvName,
+  limitsFromEnv,
+  optional,
+  parseEnv,
+  readEnv,
+  DEFAULT_LIMITS,
+} from '@relu-lstm/jobs';
 
 const SPEC = {
   PORT: envVar({ description: 'a port', default: '3000', parse: integer(0, 65535) }),
@@ -10,12 +23,19 @@ const SPEC = {
 test('unset and blank take the default; values are trimmed; optional ones are undefined when unset', () => {
   expect(readEnv(SPEC, {})).toEqual({ PORT: 3000, RATIO: 0.5, TOKEN: undefined });
   expect(readEnv(SPEC, { PORT: '  ', RATIO: '', TOKEN: '' })).toEqual({ PORT: 3000, RATIO: 0.5, TOKEN: undefined });
-  expect(readEnv(SPEC, { PORT: ' 8080 ', RATIO: '.25', TOKEN: ' t ' })).toEqual({ PORT: 8080, RATIO: 0.25, TOKEN: 't' });
+  expect(readEnv(SPEC, { PORT: ' 8080 ', RATIO: '.25', TOKEN: ' t ' })).toEqual({
+    PORT: 8080,
+    RATIO: 0.25,
+    TOKEN: 't',
+  });
 });
 
 test('every bad variable is named with what was expected and what it got; secrets by length only', () => {
   const { problems } = parseEnv(SPEC, { PORT: '70000', RATIO: '1', TOKEN: 'x' });
-  expect(problems).toEqual(['PORT: expected an integer from 0 to 65535 (got "70000")', 'RATIO: expected a number greater than 0 and less than 1 (got "1")']);
+  expect(problems).toEqual([
+    'PORT: expected an integer from 0 to 65535 (got "70000")',
+    'RATIO: expected a number greater than 0 and less than 1 (got "1")',
+  ]);
   const bad = { ...SPEC, TOKEN: envVar({ description: 'a secret', default: '', parse: integer(1, 2), secret: true }) };
   expect(() => readEnv(bad, { PORT: '1.5', TOKEN: 'hunter2' })).toThrow(EnvError);
   expect(() => readEnv(bad, { PORT: '1.5', TOKEN: 'hunter2' })).toThrow(
@@ -24,7 +44,8 @@ test('every bad variable is named with what was expected and what it got; secret
 });
 
 test('integers are decimal digits only', () => {
-  for (const raw of ['1e3', '0x10', '1.0', 'ten', '5 5']) expect(() => integer(0, 10_000)(raw)).toThrow('expected an integer from 0 to 10000');
+  for (const raw of ['1e3', '0x10', '1.0', 'ten', '5 5'])
+    expect(() => integer(0, 10_000)(raw)).toThrow('expected an integer from 0 to 10000');
   expect(integer(-5, 5)('-5')).toBe(-5);
 });
 
@@ -43,5 +64,7 @@ test('one LIMIT_* variable per payload limit, defaulting to DEFAULT_LIMITS', () 
   expect(Object.keys(LIMIT_ENV)).toHaveLength(Object.keys(DEFAULT_LIMITS).length);
   expect(limitsFromEnv(readEnv(LIMIT_ENV, {}))).toEqual(DEFAULT_LIMITS);
   expect(limitsFromEnv(readEnv(LIMIT_ENV, { LIMIT_MAX_LAYERS: '32' })).maxLayers).toBe(32);
-  expect(parseEnv(LIMIT_ENV, { LIMIT_MAX_LAYERS: '0' }).problems).toEqual([`LIMIT_MAX_LAYERS: expected an integer from 1 to ${Number.MAX_SAFE_INTEGER} (got "0")`]);
+  expect(parseEnv(LIMIT_ENV, { LIMIT_MAX_LAYERS: '0' }).problems).toEqual([
+    `LIMIT_MAX_LAYERS: expected an integer from 1 to ${Number.MAX_SAFE_INTEGER} (got "0")`,
+  ]);
 });

@@ -24,7 +24,15 @@ import {
   AdminOverviewSchema,
   type JobContract,
 } from '@relu-lstm/jobs';
-import { PATH_PARAMETERS, ROUTES, type Content, type RouteAccess, type RouteResponse, type RouteSpec, type SchemaName } from '../routes';
+import {
+  PATH_PARAMETERS,
+  ROUTES,
+  type Content,
+  type RouteAccess,
+  type RouteResponse,
+  type RouteSpec,
+  type SchemaName,
+} from '../routes';
 
 function jsonSchema(s: z.ZodType, io: 'input' | 'output'): Record<string, unknown> {
   const { $schema: _drop, ...rest } = z.toJSONSchema(s, { io, unrepresentable: 'any' }) as Record<string, unknown>;
@@ -35,19 +43,26 @@ const ref = (name: SchemaName) => ({ $ref: `#/components/schemas/${name}` });
 
 function contentOf(list: Content[]): Record<string, unknown> {
   return Object.fromEntries(
-    list.map((c) => [c.type, c.schema === undefined ? {} : { schema: c.schema === 'string' ? { type: 'string' } : ref(c.schema) }]),
+    list.map((c) => [
+      c.type,
+      c.schema === undefined ? {} : { schema: c.schema === 'string' ? { type: 'string' } : ref(c.schema) },
+    ]),
   );
 }
 
-const response = (r: RouteResponse) => (r.content ? { description: r.description, content: contentOf(r.content) } : { description: r.description });
-const errorResponse = (description: string) => response({ description, content: [{ type: 'application/json', schema: 'ErrorBody' }] });
+const response = (r: RouteResponse) =>
+  r.content ? { description: r.description, content: contentOf(r.content) } : { description: r.description };
+const errorResponse = (description: string) =>
+  response({ description, content: [{ type: 'application/json', schema: 'ErrorBody' }] });
 
 /** The answers every route of an access rule may give, besides its own. */
 const ACCESS_RESPONSES: Record<RouteAccess, Record<number, Record<string, unknown>>> = {
   public: {},
   tenant: {
     401: errorResponse('No valid key: `Authorization: Bearer <key>` (WWW-Authenticate: Bearer).'),
-    429: errorResponse("Rate limit (Retry-After: seconds) or, on the submit routes, the tenant's job quota (`quota_exceeded`)."),
+    429: errorResponse(
+      "Rate limit (Retry-After: seconds) or, on the submit routes, the tenant's job quota (`quota_exceeded`).",
+    ),
   },
   admin: {
     401: errorResponse('No key: `Authorization: Bearer <key>` (WWW-Authenticate: Bearer).'),
@@ -63,7 +78,10 @@ function operation(route: RouteSpec): Record<string, unknown> {
     return { name, in: 'path', required: true, schema };
   });
   const parameters = [...pathParams, ...(route.parameters ?? []).map((p) => ({ ...p, required: false }))];
-  const responses = { ...Object.fromEntries(Object.entries(route.responses).map(([status, r]) => [status, response(r)])), ...ACCESS_RESPONSES[route.access] };
+  const responses = {
+    ...Object.fromEntries(Object.entries(route.responses).map(([status, r]) => [status, response(r)])),
+    ...ACCESS_RESPONSES[route.access],
+  };
   return {
     summary: route.summary,
     ...(parameters.length ? { parameters } : {}),
@@ -105,14 +123,20 @@ export function buildOpenApi(contract: JobContract, version: string): Record<str
     info: {
       title: 'ReLU-LSTM job runner',
       version,
-      description: 'Submit training and inference jobs for ReLU-LSTMs, follow their metrics, download their artifacts. See docs/api.md.',
+      description:
+        'Submit training and inference jobs for ReLU-LSTMs, follow their metrics, download their artifacts. See docs/api.md.',
     },
     paths,
     security: [{ bearer: [] }],
     components: {
       schemas,
       securitySchemes: {
-        bearer: { type: 'http', scheme: 'bearer', description: "A tenant's API key (the admin key for /v1/admin). Without API keys configured the api serves loopback only and needs none." },
+        bearer: {
+          type: 'http',
+          scheme: 'bearer',
+          description:
+            "A tenant's API key (the admin key for /v1/admin). Without API keys configured the api serves loopback only and needs none.",
+        },
       },
     },
   };

@@ -35,20 +35,33 @@ export function bearerToken(header: string | undefined): string | null {
   return m ? m[1] : null;
 }
 
-export function resolveIdentity(access: Exclude<RouteAccess, 'public'>, token: string | null, keys: KeyRing): Identity | Denial {
+export function resolveIdentity(
+  access: Exclude<RouteAccess, 'public'>,
+  token: string | null,
+  keys: KeyRing,
+): Identity | Denial {
   const missing: Denial = { status: 401, code: 'unauthorized', message: 'missing Authorization: Bearer <API key>' };
   if (access === 'admin') {
-    if (!keys.adminEnabled) return { status: 403, code: 'forbidden', message: 'the admin view is disabled: no ADMIN_KEY_HASH is configured' };
+    if (!keys.adminEnabled)
+      return { status: 403, code: 'forbidden', message: 'the admin view is disabled: no ADMIN_KEY_HASH is configured' };
     if (token === null) return missing;
-    return keys.isAdmin(token) ? { kind: 'admin' } : { status: 403, code: 'forbidden', message: 'this route needs the admin key' };
+    return keys.isAdmin(token)
+      ? { kind: 'admin' }
+      : { status: 403, code: 'forbidden', message: 'this route needs the admin key' };
   }
   if (!keys.enabled) return { kind: 'tenant', tenant: DEFAULT_TENANT };
   if (token === null) return missing;
   const tenant = keys.tenantOf(token);
-  return tenant === null ? { status: 401, code: 'unauthorized', message: 'the API key is not valid' } : { kind: 'tenant', tenant };
+  return tenant === null
+    ? { status: 401, code: 'unauthorized', message: 'the API key is not valid' }
+    : { kind: 'tenant', tenant };
 }
 
-export function accessControl(keys: KeyRing, limiter: RateLimiter, limits: { tenant: RateLimit; anonymous: RateLimit }): RequestHandler {
+export function accessControl(
+  keys: KeyRing,
+  limiter: RateLimiter,
+  limits: { tenant: RateLimit; anonymous: RateLimit },
+): RequestHandler {
   return (req: Request, res: Response, next: NextFunction) => {
     const access = accessOf(req.path);
     if (access === 'public') return next();
@@ -59,23 +72,30 @@ export function accessControl(keys: KeyRing, limiter: RateLimiter, limits: { ten
       : who.kind === 'tenant'
         ? { kind: 'tenant', id: who.tenant }
         : { kind: 'admin', id: 'admin' };
-    limiter.take(subject, ok ? limits.tenant : limits.anonymous).then(
-      (d) => {
-        if (!d.allowed) {
-          const seconds = Math.max(1, Math.ceil(d.retryAfterMs / 1000));
-          const limit = ok ? limits.tenant : limits.anonymous;
-          const whom = subject.kind === 'ip' ? 'this client address (no valid key)' : subject.kind === 'tenant' ? `tenant ${subject.id}` : 'the admin key';
-          res.setHeader('Retry-After', String(seconds));
-          return sendError(res, 429, 'rate_limited', `rate limit of ${limit.rps} requests/s (burst ${limit.burst}) for ${whom} exceeded; retry after ${seconds} s`);
-        }
-        if (!ok) {
-          if (who.status === 401) res.setHeader('WWW-Authenticate', 'Bearer');
-          return sendError(res, who.status, who.code, who.message);
-        }
-        setIdentity(req, who);
-        next();
-      },
-      next,
-    );
+    limiter.take(subject, ok ? limits.tenant : limits.anonymous).then((d) => {
+      if (!d.allowed) {
+        const seconds = Math.max(1, Math.ceil(d.retryAfterMs / 1000));
+        const limit = ok ? limits.tenant : limits.anonymous;
+        const whom =
+          subject.kind === 'ip'
+            ? 'this client address (no valid key)'
+            : subject.kind === 'tenant'
+              ? `tenant ${subject.id}`
+              : 'the admin key';
+        res.setHeader('Retry-After', String(seconds));
+        return sendError(
+          res,
+          429,
+          'rate_limited',
+          `rate limit of ${limit.rps} requests/s (burst ${limit.burst}) for ${whom} exceeded; retry after ${seconds} s`,
+        );
+      }
+      if (!ok) {
+        if (who.status === 401) res.setHeader('WWW-Authenticate', 'Bearer');
+        return sendError(res, who.status, who.code, who.message);
+      }
+      setIdentity(req, who);
+      next();
+    }, next);
   };
 }
