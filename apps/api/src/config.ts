@@ -10,6 +10,7 @@ import {
   LIMIT_ENV,
   envVar,
   integer,
+  intVar,
   limitsFromEnv,
   matching,
   nonEmpty,
@@ -32,15 +33,13 @@ function byteSize(raw: string): number {
   return bytes;
 }
 
-const int = (description: string, min: number, max: number, dflt: number) =>
-  envVar({ description, default: String(dflt), parse: integer(min, max) });
 const policy = DEFAULT_JOB_POLICY;
 const TEN_YEARS_SEC = 10 * 365 * 86400;
 
 /** Every variable the api reads besides `LIMIT_ENV` (docs/api.md describes each). */
 export const API_ENV = {
   ...COMMON_ENV,
-  PORT: int('listen port; 0 picks a free one', 0, 65535, 3000),
+  PORT: intVar({ description: 'listen port; 0 picks a free one', min: 0, max: 65535, default: 3000 }),
   HOST: envVar({ description: 'listen address', default: '127.0.0.1', parse: nonEmpty }),
   BODY_LIMIT: envVar({ description: 'largest body of the job routes', default: '10mb', parse: byteSize }),
   DATASET_BODY_LIMIT: envVar({
@@ -48,22 +47,67 @@ export const API_ENV = {
     default: '100mb',
     parse: byteSize,
   }),
-  INFER_WAIT_MS: int('longest wait of POST /v1/jobs/infer?wait=true', 0, 600_000, 30_000),
-  SSE_KEEPALIVE_MS: int(
-    "keep-alive comment interval of the event stream; also how often a quiet job's state is checked",
-    100,
-    120_000,
-    15_000,
-  ),
-  MAX_STREAMS: int('event streams and waiting requests open at once (each holds a Redis connection)', 1, 100_000, 500),
-  MAX_STREAMS_PER_TENANT: int('of those, the most one tenant may hold (per api process)', 1, 100_000, 100),
-  JOB_ATTEMPTS_TRAIN: int('BullMQ attempts of a train job', 1, 100, policy.attempts.train),
-  JOB_ATTEMPTS_INFER: int('BullMQ attempts of an infer job', 1, 100, policy.attempts.infer),
-  JOB_BACKOFF_MS: int('backoff base delay', 0, 3_600_000, policy.backoffMs),
-  JOB_KEEP_COMPLETED_SEC: int('age of completed jobs kept', 0, TEN_YEARS_SEC, policy.keepCompletedSec),
-  JOB_KEEP_COMPLETED_COUNT: int('completed jobs kept per queue', 0, 10_000_000, policy.keepCompletedCount),
-  JOB_KEEP_FAILED_SEC: int('age of failed and cancelled jobs kept', 0, TEN_YEARS_SEC, policy.keepFailedSec),
-  JOB_KEEP_FAILED_COUNT: int('failed and cancelled jobs kept per queue', 0, 10_000_000, policy.keepFailedCount),
+  INFER_WAIT_MS: intVar({
+    description: 'longest wait of POST /v1/jobs/infer?wait=true',
+    min: 0,
+    max: 600_000,
+    default: 30_000,
+  }),
+  SSE_KEEPALIVE_MS: intVar({
+    description: "keep-alive comment interval of the event stream; also how often a quiet job's state is checked",
+    min: 100,
+    max: 120_000,
+    default: 15_000,
+  }),
+  MAX_STREAMS: intVar({
+    description: 'event streams and waiting requests open at once (each holds a Redis connection)',
+    min: 1,
+    max: 100_000,
+    default: 500,
+  }),
+  MAX_STREAMS_PER_TENANT: intVar({
+    description: 'of those, the most one tenant may hold (per api process)',
+    min: 1,
+    max: 100_000,
+    default: 100,
+  }),
+  JOB_ATTEMPTS_TRAIN: intVar({
+    description: 'BullMQ attempts of a train job',
+    min: 1,
+    max: 100,
+    default: policy.attempts.train,
+  }),
+  JOB_ATTEMPTS_INFER: intVar({
+    description: 'BullMQ attempts of an infer job',
+    min: 1,
+    max: 100,
+    default: policy.attempts.infer,
+  }),
+  JOB_BACKOFF_MS: intVar({ description: 'backoff base delay', min: 0, max: 3_600_000, default: policy.backoffMs }),
+  JOB_KEEP_COMPLETED_SEC: intVar({
+    description: 'age of completed jobs kept',
+    min: 0,
+    max: TEN_YEARS_SEC,
+    default: policy.keepCompletedSec,
+  }),
+  JOB_KEEP_COMPLETED_COUNT: intVar({
+    description: 'completed jobs kept per queue',
+    min: 0,
+    max: 10_000_000,
+    default: policy.keepCompletedCount,
+  }),
+  JOB_KEEP_FAILED_SEC: intVar({
+    description: 'age of failed and cancelled jobs kept',
+    min: 0,
+    max: TEN_YEARS_SEC,
+    default: policy.keepFailedSec,
+  }),
+  JOB_KEEP_FAILED_COUNT: intVar({
+    description: 'failed and cancelled jobs kept per queue',
+    min: 0,
+    max: 10_000_000,
+    default: policy.keepFailedCount,
+  }),
   API_KEYS: optional({
     description: '`<tenant>:<sha256 hex of the key>`, comma-separated (see http/api-keys.ts)',
     parse: String,
@@ -78,19 +122,34 @@ export const API_ENV = {
     parse: matching(/^[0-9a-fA-F]{64}$/, 'the 64-hex-digit SHA-256 of the admin key'),
     secret: true,
   }),
-  RATE_LIMIT_RPS: int('requests per second per tenant (token bucket in Redis); 0: off', 0, 1_000_000, 1000),
+  RATE_LIMIT_RPS: intVar({
+    description: 'requests per second per tenant (token bucket in Redis); 0: off',
+    min: 0,
+    max: 1_000_000,
+    default: 1000,
+  }),
   RATE_LIMIT_BURST: optional({
     description: 'bucket size per tenant; unset: twice RATE_LIMIT_RPS',
     parse: integer(1, 10_000_000),
   }),
-  RATE_LIMIT_ANON_RPS: int('the same per client address, for requests without a valid key; 0: off', 0, 1_000_000, 5),
-  RATE_LIMIT_ANON_BURST: int('bucket size per client address', 1, 10_000_000, 20),
-  MAX_QUEUED_JOBS_PER_TENANT: int(
-    'queued + running jobs a tenant may have (submitted through the api); 0: no quota',
-    0,
-    1_000_000,
-    200,
-  ),
+  RATE_LIMIT_ANON_RPS: intVar({
+    description: 'the same per client address, for requests without a valid key; 0: off',
+    min: 0,
+    max: 1_000_000,
+    default: 5,
+  }),
+  RATE_LIMIT_ANON_BURST: intVar({
+    description: 'bucket size per client address',
+    min: 1,
+    max: 10_000_000,
+    default: 20,
+  }),
+  MAX_QUEUED_JOBS_PER_TENANT: intVar({
+    description: 'queued + running jobs a tenant may have (submitted through the api); 0: no quota',
+    min: 0,
+    max: 1_000_000,
+    default: 200,
+  }),
 };
 
 export interface ApiConfig {

@@ -18,7 +18,7 @@ import {
   SAFE_ID,
   between,
   envVar,
-  integer,
+  intVar,
   matching,
   optional,
   parseEnv,
@@ -26,8 +26,6 @@ import {
   type QueueName,
 } from '@relu-lstm/jobs';
 
-const int = (description: string, min: number, max: number, dflt: number) =>
-  envVar({ description, default: String(dflt), parse: integer(min, max) });
 const HOUR_MS = 3600 * 1000;
 
 /** `gpu, any` -> the queues, each known and named once. */
@@ -55,66 +53,101 @@ export const WORKER_ENV = {
     description: 'id in heartbeats and running events',
     parse: matching(SAFE_ID, `an id of letters, digits, '.', '-' and '_' (${SAFE_ID.source})`),
   }),
-  HEARTBEAT_INTERVAL_MS: int('heartbeat period', 100, 600_000, HEARTBEAT_INTERVAL_MS),
-  HEARTBEAT_TTL_MS: int('heartbeat key TTL; must exceed the period', 200, 3_600_000, HEARTBEAT_TTL_MS),
-  LOCK_DURATION_MS: int(
-    "BullMQ lockDuration: how long a job's lock lives without renewal (renewed every half of it)",
-    500,
-    3_600_000,
-    30_000,
-  ),
-  STALLED_INTERVAL_MS: int(
-    'BullMQ stalledInterval: how often this worker looks for jobs whose lock lapsed',
-    500,
-    3_600_000,
-    30_000,
-  ),
-  MAX_STALLED_COUNT: int('BullMQ maxStalledCount: recoveries from a lapsed lock before the job fails', 0, 1000, 3),
-  PROGRESS_EVERY: int("floor on the payload's training.progressEvery (steps between metric points)", 1, 1_000_000, 1),
-  CANCEL_POLL_MS: int("how often a running job's cancel flag is read", 50, 60_000, 1000),
-  SHUTDOWN_GRACE_MS: int(
-    'on SIGTERM: how long the running training gets to stop at a batch boundary and checkpoint',
-    0,
-    600_000,
-    10_000,
-  ),
-  JOB_TIMEOUT_TRAIN_MS: int(
-    'wall-clock limit of one attempt of a train job (then it stops at a batch boundary: timeout)',
-    1000,
-    30 * 24 * HOUR_MS,
-    24 * HOUR_MS,
-  ),
-  JOB_TIMEOUT_INFER_MS: int(
-    'wall-clock limit of one attempt of an infer job (then the engine is killed: timeout)',
-    100,
-    24 * HOUR_MS,
-    300_000,
-  ),
-  ENGINE_START_TIMEOUT_MS: int(
-    "longest wait for the engine's backend (a GPU's first start JIT-compiles kernels)",
-    1000,
-    HOUR_MS,
-    300_000,
-  ),
-  MODEL_CACHE_SIZE: int('models kept loaded in the engine for infer jobs (LRU)', 0, 1000, 4),
-  EVENT_STREAM_MAXLEN: int("cap of each job's event stream (XADD MAXLEN ~)", 100, 100_000_000, DEFAULT_STREAM_MAXLEN),
-  DIVERGENCE_RETRIES: int(
-    'rollbacks (each with a smaller learning rate) before a training fails with diverged',
-    0,
-    100,
-    3,
-  ),
+  HEARTBEAT_INTERVAL_MS: intVar({
+    description: 'heartbeat period',
+    min: 100,
+    max: 600_000,
+    default: HEARTBEAT_INTERVAL_MS,
+  }),
+  HEARTBEAT_TTL_MS: intVar({
+    description: 'heartbeat key TTL; must exceed the period',
+    min: 200,
+    max: 3_600_000,
+    default: HEARTBEAT_TTL_MS,
+  }),
+  LOCK_DURATION_MS: intVar({
+    description: "BullMQ lockDuration: how long a job's lock lives without renewal (renewed every half of it)",
+    min: 500,
+    max: 3_600_000,
+    default: 30_000,
+  }),
+  STALLED_INTERVAL_MS: intVar({
+    description: 'BullMQ stalledInterval: how often this worker looks for jobs whose lock lapsed',
+    min: 500,
+    max: 3_600_000,
+    default: 30_000,
+  }),
+  MAX_STALLED_COUNT: intVar({
+    description: 'BullMQ maxStalledCount: recoveries from a lapsed lock before the job fails',
+    min: 0,
+    max: 1000,
+    default: 3,
+  }),
+  PROGRESS_EVERY: intVar({
+    description: "floor on the payload's training.progressEvery (steps between metric points)",
+    min: 1,
+    max: 1_000_000,
+    default: 1,
+  }),
+  CANCEL_POLL_MS: intVar({
+    description: "how often a running job's cancel flag is read",
+    min: 50,
+    max: 60_000,
+    default: 1000,
+  }),
+  SHUTDOWN_GRACE_MS: intVar({
+    description: 'on SIGTERM: how long the running training gets to stop at a batch boundary and checkpoint',
+    min: 0,
+    max: 600_000,
+    default: 10_000,
+  }),
+  JOB_TIMEOUT_TRAIN_MS: intVar({
+    description: 'wall-clock limit of one attempt of a train job (then it stops at a batch boundary: timeout)',
+    min: 1000,
+    max: 30 * 24 * HOUR_MS,
+    default: 24 * HOUR_MS,
+  }),
+  JOB_TIMEOUT_INFER_MS: intVar({
+    description: 'wall-clock limit of one attempt of an infer job (then the engine is killed: timeout)',
+    min: 100,
+    max: 24 * HOUR_MS,
+    default: 300_000,
+  }),
+  ENGINE_START_TIMEOUT_MS: intVar({
+    description: "longest wait for the engine's backend (a GPU's first start JIT-compiles kernels)",
+    min: 1000,
+    max: HOUR_MS,
+    default: 300_000,
+  }),
+  MODEL_CACHE_SIZE: intVar({
+    description: 'models kept loaded in the engine for infer jobs (LRU)',
+    min: 0,
+    max: 1000,
+    default: 4,
+  }),
+  EVENT_STREAM_MAXLEN: intVar({
+    description: "cap of each job's event stream (XADD MAXLEN ~)",
+    min: 100,
+    max: 100_000_000,
+    default: DEFAULT_STREAM_MAXLEN,
+  }),
+  DIVERGENCE_RETRIES: intVar({
+    description: 'rollbacks (each with a smaller learning rate) before a training fails with diverged',
+    min: 0,
+    max: 100,
+    default: 3,
+  }),
   DIVERGENCE_LR_FACTOR: envVar({
     description: 'the learning rate is multiplied by this at each rollback',
     default: '0.5',
     parse: between(0, 1),
   }),
-  RETENTION_SWEEP_MS: int(
-    'period of the retention sweeper (one worker at a time sweeps); 0: this worker never sweeps',
-    0,
-    86_400_000,
-    60_000,
-  ),
+  RETENTION_SWEEP_MS: intVar({
+    description: 'period of the retention sweeper (one worker at a time sweeps); 0: this worker never sweeps',
+    min: 0,
+    max: 86_400_000,
+    default: 60_000,
+  }),
 };
 
 export interface WorkerConfig {

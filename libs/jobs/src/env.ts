@@ -31,6 +31,11 @@ export class EnvError extends Error {
 
 export const envVar = <T>(v: EnvVar<T>): EnvVar<T> => v;
 
+/** An integer variable from `min` to `max`. */
+export function intVar(o: { description: string; min: number; max: number; default: number }): EnvVar<number> {
+  return { description: o.description, default: String(o.default), parse: integer(o.min, o.max) };
+}
+
 /** An optional variable: unset gives `undefined`, a value is parsed by `parse`. */
 export function optional<T>(v: {
   description: string;
