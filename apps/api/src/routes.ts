@@ -88,6 +88,22 @@ const TOO_LARGE = error('The body is over the configured limit.');
 const NOT_FOUND = error('No such job (or not yours).');
 const UNAVAILABLE = error('Redis is unreachable, or too many streams are open.');
 const REUSED_KEY = error('Idempotency-Key reused with another body.');
+/** The answers every route of an access rule may give besides its own (http/access.ts gives them). */
+export const ACCESS_RESPONSES: Record<RouteAccess, Record<number, RouteResponse>> = {
+  public: {},
+  tenant: {
+    401: error('No valid key: `Authorization: Bearer <key>` (WWW-Authenticate: Bearer).'),
+    429: error(
+      "Rate limit (Retry-After: seconds) or, on the submit routes, the tenant's job quota (`quota_exceeded`).",
+    ),
+  },
+  admin: {
+    401: error('No key: `Authorization: Bearer <key>` (WWW-Authenticate: Bearer).'),
+    403: error('Not the admin key, or no ADMIN_KEY_HASH configured.'),
+    429: error('Rate limit (Retry-After: seconds).'),
+  },
+};
+
 const IDEMPOTENCY: RouteParameter = {
   name: IDEMPOTENCY_HEADER,
   in: 'header',

@@ -25,10 +25,10 @@ import {
   type JobContract,
 } from '@relu-lstm/jobs';
 import {
+  ACCESS_RESPONSES,
   PATH_PARAMETERS,
   ROUTES,
   type Content,
-  type RouteAccess,
   type RouteResponse,
   type RouteSpec,
   type SchemaName,
@@ -52,24 +52,6 @@ function contentOf(list: Content[]): Record<string, unknown> {
 
 const response = (r: RouteResponse) =>
   r.content ? { description: r.description, content: contentOf(r.content) } : { description: r.description };
-const errorResponse = (description: string) =>
-  response({ description, content: [{ type: 'application/json', schema: 'ErrorBody' }] });
-
-/** The answers every route of an access rule may give, besides its own. */
-const ACCESS_RESPONSES: Record<RouteAccess, Record<number, Record<string, unknown>>> = {
-  public: {},
-  tenant: {
-    401: errorResponse('No valid key: `Authorization: Bearer <key>` (WWW-Authenticate: Bearer).'),
-    429: errorResponse(
-      "Rate limit (Retry-After: seconds) or, on the submit routes, the tenant's job quota (`quota_exceeded`).",
-    ),
-  },
-  admin: {
-    401: errorResponse('No key: `Authorization: Bearer <key>` (WWW-Authenticate: Bearer).'),
-    403: errorResponse('Not the admin key, or no ADMIN_KEY_HASH configured.'),
-    429: errorResponse('Rate limit (Retry-After: seconds).'),
-  },
-};
 
 function operation(route: RouteSpec): Record<string, unknown> {
   const pathParams = [...route.path.matchAll(/:(\w+)/g)].map(([, name]) => {
@@ -78,10 +60,8 @@ function operation(route: RouteSpec): Record<string, unknown> {
     return { name, in: 'path', required: true, schema };
   });
   const parameters = [...pathParams, ...(route.parameters ?? []).map((p) => ({ ...p, required: false }))];
-  const responses = {
-    ...Object.fromEntries(Object.entries(route.responses).map(([status, r]) => [status, response(r)])),
-    ...ACCESS_RESPONSES[route.access],
-  };
+  const answers = { ...route.responses, ...ACCESS_RESPONSES[route.access] };
+  const responses = Object.fromEntries(Object.entries(answers).map(([status, r]) => [status, response(r)]));
   return {
     summary: route.summary,
     ...(parameters.length ? { parameters } : {}),
