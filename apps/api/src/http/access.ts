@@ -35,22 +35,35 @@ export function bearerToken(header: string | undefined): string | null {
   return m ? m[1] : null;
 }
 
+const MISSING: Denial = { status: 401, code: 'unauthorized', message: 'missing Authorization: Bearer <API key>' };
+
+/** Who a request with `token` acts for under a route's rule; a new rule must be handled here. */
 export function resolveIdentity(
   access: Exclude<RouteAccess, 'public'>,
   token: string | null,
   keys: KeyRing,
 ): Identity | Denial {
-  const missing: Denial = { status: 401, code: 'unauthorized', message: 'missing Authorization: Bearer <API key>' };
-  if (access === 'admin') {
-    if (!keys.adminEnabled)
-      return { status: 403, code: 'forbidden', message: 'the admin view is disabled: no ADMIN_KEY_HASH is configured' };
-    if (token === null) return missing;
-    return keys.isAdmin(token)
-      ? { kind: 'admin' }
-      : { status: 403, code: 'forbidden', message: 'this route needs the admin key' };
+  switch (access) {
+    case 'admin':
+      return adminIdentity(token, keys);
+    case 'tenant':
+      return tenantIdentity(token, keys);
   }
+}
+
+function adminIdentity(token: string | null, keys: KeyRing): Identity | Denial {
+  if (!keys.adminEnabled) {
+    return { status: 403, code: 'forbidden', message: 'the admin view is disabled: no ADMIN_KEY_HASH is configured' };
+  }
+  if (token === null) return MISSING;
+  return keys.isAdmin(token)
+    ? { kind: 'admin' }
+    : { status: 403, code: 'forbidden', message: 'this route needs the admin key' };
+}
+
+function tenantIdentity(token: string | null, keys: KeyRing): Identity | Denial {
   if (!keys.enabled) return { kind: 'tenant', tenant: DEFAULT_TENANT };
-  if (token === null) return missing;
+  if (token === null) return MISSING;
   const tenant = keys.tenantOf(token);
   return tenant === null
     ? { status: 401, code: 'unauthorized', message: 'the API key is not valid' }
