@@ -172,11 +172,7 @@ const LIMIT_KEYS = Object.keys(DEFAULT_LIMITS) as Array<keyof PayloadLimits>;
 export const LIMIT_ENV: Readonly<Record<string, EnvVar<number>>> = Object.fromEntries(
   LIMIT_KEYS.map((k) => [
     limitEnvName(k),
-    envVar({
-      description: `payload limit ${k}`,
-      default: String(DEFAULT_LIMITS[k]),
-      parse: integer(1, Number.MAX_SAFE_INTEGER),
-    }),
+    intVar({ description: `payload limit ${k}`, min: 1, max: Number.MAX_SAFE_INTEGER, default: DEFAULT_LIMITS[k] }),
   ]),
 );
 
