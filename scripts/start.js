@@ -18,7 +18,7 @@ const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
 
-const { BACKEND_ENV, COMMON_ENV, integer, optional, parseEnv } = require('@relu-lstm/jobs');
+const { BACKEND_ENV, COMMON_ENV, integer, optional, parseEnv } = requireBuilt('@relu-lstm/jobs');
 
 const root = path.resolve(__dirname, '..');
 // The children run in the repository root: relative directories mean the same here as there.
@@ -27,20 +27,39 @@ process.chdir(root);
 const START_ENV = {
   ...COMMON_ENV,
   ...BACKEND_ENV,
-  WORKERS: optional({ description: 'worker processes to start; unset: see workerCount', parse: integer(1, 256) }),
+  WORKERS: optional({
+    description: 'worker processes to start; unset: one per core for CPU backends, one with tfjs-node',
+    parse: integer(1, 256),
+  }),
 };
 const { values: settings, problems } = parseEnv(START_ENV, process.env);
 if (problems.length) {
   for (const p of problems) log(p);
   process.exit(2);
 }
-const env = { ...process.env, REDIS_URL: settings.REDIS_URL, ARTIFACT_DIR: settings.ARTIFACT_DIR, DATASET_DIR: settings.DATASET_DIR };
+const env = {
+  ...process.env,
+  REDIS_URL: settings.REDIS_URL,
+  ARTIFACT_DIR: settings.ARTIFACT_DIR,
+  DATASET_DIR: settings.DATASET_DIR,
+};
 
 const children = [];
 let stopping = false;
 
 function log(msg) {
   process.stdout.write(`[start] ${msg}\n`);
+}
+
+/** A workspace package's build output; `npm start` builds first, `node scripts/start.js` may not have. */
+function requireBuilt(name) {
+  try {
+    return require(name);
+  } catch (err) {
+    if (err.code !== 'MODULE_NOT_FOUND') throw err;
+    log(`${name} is not built (${err.message.split('\n')[0]}); run \`npm run build\` or use \`npm start\``);
+    process.exit(2);
+  }
 }
 
 function resolvable(name) {
