@@ -6,6 +6,7 @@ export * from './limits';
 export * from './tensors';
 export * from './payloads';
 export * from './events';
+export * from './job-types';
 export * from './queues';
 export * from './keys';
 export * from './validation';
