@@ -7,6 +7,7 @@
 import autocannon from 'autocannon';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
+import { COMMON_ENV, readEnv } from '@relu-lstm/jobs';
 import { addHeaderArg, intArg } from './runner/args';
 import { TINY, tinyInferPayload } from './runner/payload';
 import { BenchPaths, closedLoop } from './runner/paths';
@@ -47,7 +48,7 @@ function parseArgs(argv: string[]): Options {
     connections: 50,
     workers: 2,
     backend: process.env.RELU_LSTM_BACKEND || 'wasm',
-    redisUrl: process.env.REDIS_URL || 'redis://127.0.0.1:6379',
+    redisUrl: readEnv({ REDIS_URL: COMMON_ENV.REDIS_URL }, process.env).REDIS_URL,
     headers: {},
     root: undefined,
     control: true,

@@ -5,6 +5,7 @@
  * by side, with ratios against raw BullMQ. See bench/README.md ("Runner") for what each column is.
  */
 import { Redis } from 'ioredis';
+import { COMMON_ENV, readEnv } from '@relu-lstm/jobs';
 import { addHeaderArg, intArg } from './runner/args';
 import { BenchPaths, PATH_NAMES, closedLoop, type LoopResult, type PathName } from './runner/paths';
 import { TINY, tinyInferPayload } from './runner/payload';
@@ -51,7 +52,7 @@ function parseArgs(argv: string[]): Options {
     warmup: 100,
     paths: [...PATH_NAMES],
     backend: process.env.RELU_LSTM_BACKEND || 'wasm',
-    redisUrl: process.env.REDIS_URL || 'redis://127.0.0.1:6379',
+    redisUrl: readEnv({ REDIS_URL: COMMON_ENV.REDIS_URL }, process.env).REDIS_URL,
     hidden: TINY.hiddenSize,
     seq: TINY.seqLen,
     headers: {},

@@ -8,6 +8,8 @@
 //   (RELU_LSTM_BACKEND=tensorflow, or unset/auto with @tensorflow/tfjs-node(-gpu) installed), which
 //   threads by itself and owns the GPU.
 // - Artifacts and datasets under ./data.
+// The variables it reads are checked by the same definitions the api and the worker use
+// (@relu-lstm/jobs env.ts, built by `npm start`), so a bad one stops everything before it starts.
 // Ctrl-C (or SIGTERM) stops the children in reverse order; if one of them dies, the rest are stopped
 // and this process exits with its code, so a supervisor sees the failure.
 'use strict';
@@ -16,12 +18,30 @@ const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
 
+const { BACKEND_ENV, COMMON_ENV, integer, optional, parseEnv } = requireBuilt('@relu-lstm/jobs');
+
 const root = path.resolve(__dirname, '..');
+// The children run in the repository root: relative directories mean the same here as there.
+process.chdir(root);
+
+const START_ENV = {
+  ...COMMON_ENV,
+  ...BACKEND_ENV,
+  WORKERS: optional({
+    description: 'worker processes to start; unset: one per core for CPU backends, one with tfjs-node',
+    parse: integer(1, 256),
+  }),
+};
+const { values: settings, problems } = parseEnv(START_ENV, process.env);
+if (problems.length) {
+  for (const p of problems) log(p);
+  process.exit(2);
+}
 const env = {
   ...process.env,
-  REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
-  ARTIFACT_DIR: process.env.ARTIFACT_DIR ?? path.join(root, 'data', 'artifacts'),
-  DATASET_DIR: process.env.DATASET_DIR ?? path.join(root, 'data', 'datasets'),
+  REDIS_URL: settings.REDIS_URL,
+  ARTIFACT_DIR: settings.ARTIFACT_DIR,
+  DATASET_DIR: settings.DATASET_DIR,
 };
 
 const children = [];
@@ -29,6 +49,17 @@ let stopping = false;
 
 function log(msg) {
   process.stdout.write(`[start] ${msg}\n`);
+}
+
+/** A workspace package's build output; `npm start` builds first, `node scripts/start.js` may not have. */
+function requireBuilt(name) {
+  try {
+    return require(name);
+  } catch (err) {
+    if (err.code !== 'MODULE_NOT_FOUND') throw err;
+    log(`${name} is not built (${err.message.split('\n')[0]}); run \`npm run build\` or use \`npm start\``);
+    process.exit(2);
+  }
 }
 
 function resolvable(name) {
@@ -42,16 +73,8 @@ function resolvable(name) {
 
 /** How many worker processes to start: WORKERS, else one per core for CPU backends, one for tfjs-node. */
 function workerCount() {
-  const raw = process.env.WORKERS;
-  if (raw !== undefined && raw.trim() !== '') {
-    const n = Number(raw);
-    if (!Number.isInteger(n) || n < 1 || n > 256) {
-      log(`WORKERS: expected an integer from 1 to 256, got ${JSON.stringify(raw)}`);
-      process.exit(2);
-    }
-    return { n, why: 'WORKERS' };
-  }
-  const backend = (process.env.RELU_LSTM_BACKEND ?? '').trim() || 'auto';
+  if (settings.WORKERS !== undefined) return { n: settings.WORKERS, why: 'WORKERS' };
+  const backend = settings.RELU_LSTM_BACKEND;
   const tfjsNode = backend === 'tensorflow' || (backend === 'auto' && (resolvable('@tensorflow/tfjs-node-gpu') || resolvable('@tensorflow/tfjs-node')));
   if (tfjsNode) return { n: 1, why: 'tfjs-node threads by itself' };
   const cores = typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length;
@@ -111,7 +134,7 @@ function stop(code) {
 }
 
 async function main() {
-  const workers = workerCount(); // a bad WORKERS is refused before anything starts
+  const workers = workerCount();
   // Handlers first: the children run in process groups of their own, so a Ctrl-C while we wait for
   // a redis-server we started would otherwise end this process and leave that server running.
   process.on('SIGINT', () => stop(0));

@@ -1,26 +1,15 @@
 /**
- * The environment variables a config module reads, from its source: the keys of its
- * `const EnvSchema = z.object({ ... })` (plus, for the api, the generated `LIMIT_*` names). Read
- * from the text so the docs and compose tests need no export from the apps.
+ * The environment variables each app reads, from their one definition (the apps' `*_ENV` specs and
+ * `LIMIT_ENV` of @relu-lstm/jobs), for the docs and compose tests.
  */
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { DEFAULT_LIMITS } from '@relu-lstm/jobs';
-import { limitEnvName } from '../apps/api/src/config';
+import { LIMIT_ENV, type EnvSpec } from '@relu-lstm/jobs';
+import { API_ENV } from '../apps/api/src/config';
+import { WORKER_ENV } from '../apps/worker/src/config';
 
-const ROOT = join(__dirname, '..');
+/** Every variable apps/api/src/config.ts reads, with its definition. */
+export const API_VARIABLES: EnvSpec = { ...API_ENV, ...LIMIT_ENV };
+/** Every variable apps/worker/src/config.ts reads, with its definition. */
+export const WORKER_VARIABLES: EnvSpec = WORKER_ENV;
 
-export function schemaVariables(source: string): string[] {
-  const start = source.indexOf('const EnvSchema = z.object({');
-  const end = source.indexOf('\n});', start);
-  if (start < 0 || end < 0) throw new Error('no `const EnvSchema = z.object({ ... });` in the source');
-  return [...source.slice(start, end).matchAll(/^ {2}([A-Z][A-Z0-9_]*):/gm)].map((m) => m[1]);
-}
-
-export const apiConfigSource = (): string => readFileSync(join(ROOT, 'apps/api/src/config.ts'), 'utf8');
-export const workerConfigSource = (): string => readFileSync(join(ROOT, 'apps/worker/src/config.ts'), 'utf8');
-
-/** Every variable apps/api/src/config.ts reads. */
-export const apiVariables = (): string[] => [...schemaVariables(apiConfigSource()), ...Object.keys(DEFAULT_LIMITS).map(limitEnvName)];
-/** Every variable apps/worker/src/config.ts reads. */
-export const workerVariables = (): string[] => schemaVariables(workerConfigSource());
+export const apiVariables = (): string[] => Object.keys(API_VARIABLES);
+export const workerVariables = (): string[] => Object.keys(WORKER_VARIABLES);

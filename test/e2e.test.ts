@@ -10,13 +10,12 @@ import { ReluLstm, SequenceModel, safetensorsToStateDict } from '@relu-lstm/lstm
 import { CANONICAL_TRAIN_EXAMPLE, StateArtifactSchema, type JobEvent, type MetricEvent, type StateEvent } from '@relu-lstm/jobs';
 import { QueueClient, RunnerClient } from '@relu-lstm/client';
 import { startApi, type ApiProcess } from '../apps/api/test/harness';
-import { Harness, type WorkerProcess } from '../apps/worker/test/harness';
+import { Harness } from '../apps/worker/test/harness';
 
 jest.setTimeout(180_000);
 
 let api: ApiProcess;
 let harness: Harness;
-let worker: WorkerProcess;
 let client: RunnerClient;
 
 beforeAll(async () => {
@@ -24,7 +23,7 @@ beforeAll(async () => {
   harness = new Harness();
   // The api shares the worker harness's prefix and directories: one system.
   api = await startApi({ QUEUE_PREFIX: harness.prefix, ARTIFACT_DIR: harness.artifactDir, DATASET_DIR: harness.datasetDir });
-  worker = await harness.startReadyWorker();
+  await harness.startReadyWorker(); // stopped by harness.close()
   client = new RunnerClient({ baseUrl: api.url });
 });
 

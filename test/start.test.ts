@@ -79,10 +79,14 @@ test('one worker process per core for a CPU backend by default; SIGTERM stops th
 });
 
 test('WORKERS sets the count, and a bad value is refused before anything starts', async () => {
-  const bad = startScript({ WORKERS: 'two' });
+  const bad = startScript({ WORKERS: 'two', QUEUE_PREFIX: 'a b', REDIS_URL: 'http://:hunter2@x' });
   try {
     expect(await bad.exited).toBe(2);
-    expect(bad.output()).toMatch(/WORKERS: expected an integer from 1 to 256, got "two"/);
+    expect(bad.output()).toMatch(/WORKERS: expected an integer from 1 to 256 \(got "two"\)/);
+    // The variables shared with the api and the worker are checked by their one definition.
+    expect(bad.output()).toMatch(/QUEUE_PREFIX: expected one key segment .* \(got "a b"\)/);
+    expect(bad.output()).toMatch(/REDIS_URL: expected a redis:\/\/ or rediss:\/\/ URL \(got 17 characters\)/);
+    expect(bad.output()).not.toMatch(/hunter2|listening|starting/);
   } finally {
     await bad.cleanup();
   }

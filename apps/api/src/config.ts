@@ -3,86 +3,154 @@
  * object. Nothing else in the api reads `process.env`.
  */
 import { readFileSync } from 'node:fs';
-import { z } from 'zod';
 import {
+  COMMON_ENV,
   DEFAULT_JOB_POLICY,
-  DEFAULT_LIMITS,
-  DEFAULT_QUEUE_PREFIX,
-  QUEUE_PREFIX_PATTERN,
-  StoreLocationSchema,
-  formatIssues,
+  EnvError,
+  LIMIT_ENV,
+  envVar,
+  integer,
+  intVar,
+  limitsFromEnv,
+  matching,
+  nonEmpty,
+  optional,
+  parseEnv,
+  type EnvValues,
   type JobPolicy,
+  type LogLevel,
   type PayloadLimits,
 } from '@relu-lstm/jobs';
 import { checkDistinct, parseApiKeys, type ApiKeyEntry } from './http/api-keys';
 
-/** `10mb`, `512kb`, `1024` (bytes) -> bytes. */
-const byteSize = z
-  .union([z.number(), z.string()])
-  .transform((v, ctx) => {
-    const m = /^\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb)?\s*$/i.exec(String(v));
-    if (!m) {
-      ctx.addIssue({ code: 'custom', message: 'expected a size such as 1048576, 512kb or 10mb' });
-      return z.NEVER;
-    }
-    const unit = { b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3 }[(m[2] ?? 'b').toLowerCase() as 'b'];
-    return Math.round(Number(m[1]) * unit);
-  })
-  .pipe(z.number().int().min(1));
+const SIZE_UNITS = { b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3 } as const;
 
-const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+/** `10mb`, `512kb`, `1024` (bytes) -> bytes, at least 1. */
+function byteSize(raw: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*(b|kb|mb|gb)?$/i.exec(raw);
+  const bytes = m ? Math.round(Number(m[1]) * SIZE_UNITS[(m[2] ?? 'b').toLowerCase() as keyof typeof SIZE_UNITS]) : 0;
+  if (bytes < 1) throw new Error('expected a size of at least 1 byte such as 1048576, 512kb or 10mb');
+  return bytes;
+}
 
-const limitKeys = Object.keys(DEFAULT_LIMITS) as Array<keyof PayloadLimits>;
-/** `maxHiddenSize` -> `LIMIT_MAX_HIDDEN_SIZE`. */
-export const limitEnvName = (k: string): string => `LIMIT_${k.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`;
+const policy = DEFAULT_JOB_POLICY;
+const TEN_YEARS_SEC = 10 * 365 * 86400;
 
-const EnvSchema = z.object({
-  PORT: int(0, 65535).default(3000),
-  HOST: z.string().min(1).default('127.0.0.1'),
-  REDIS_URL: z.url({ protocol: /^rediss?$/ }).default('redis://127.0.0.1:6379'),
-  QUEUE_PREFIX: z.string().regex(QUEUE_PREFIX_PATTERN).default(DEFAULT_QUEUE_PREFIX),
-  ARTIFACT_DIR: StoreLocationSchema.prefault('./data/artifacts'),
-  DATASET_DIR: StoreLocationSchema.prefault('./data/datasets'),
-  /** Largest JSON body of the job routes. */
-  BODY_LIMIT: byteSize.default(10 * 1024 * 1024),
-  /** Largest dataset upload (JSON or CSV). */
-  DATASET_BODY_LIMIT: byteSize.default(100 * 1024 * 1024),
-  /** Longest wait of `POST /v1/jobs/infer?wait=true`. */
-  INFER_WAIT_MS: int(0, 600_000).default(30_000),
-  /** Keep-alive comment interval of the SSE route; also how often a silent job's state is checked. */
-  SSE_KEEPALIVE_MS: int(100, 120_000).default(15_000),
-  /** Most SSE streams and waiting requests open at once (each holds a Redis connection). */
-  MAX_STREAMS: int(1, 100_000).default(500),
-  /** Of those, the most one tenant may hold (per api process). */
-  MAX_STREAMS_PER_TENANT: int(1, 100_000).default(100),
-  JOB_ATTEMPTS_TRAIN: int(1, 100).default(DEFAULT_JOB_POLICY.attempts.train),
-  JOB_ATTEMPTS_INFER: int(1, 100).default(DEFAULT_JOB_POLICY.attempts.infer),
-  JOB_BACKOFF_MS: int(0, 3_600_000).default(DEFAULT_JOB_POLICY.backoffMs),
-  JOB_KEEP_COMPLETED_SEC: int(0, 10 * 365 * 86400).default(DEFAULT_JOB_POLICY.keepCompletedSec),
-  JOB_KEEP_COMPLETED_COUNT: int(0, 10_000_000).default(DEFAULT_JOB_POLICY.keepCompletedCount),
-  JOB_KEEP_FAILED_SEC: int(0, 10 * 365 * 86400).default(DEFAULT_JOB_POLICY.keepFailedSec),
-  JOB_KEEP_FAILED_COUNT: int(0, 10_000_000).default(DEFAULT_JOB_POLICY.keepFailedCount),
-  LOG_LEVEL: z.enum(['error', 'warn', 'log', 'debug', 'verbose']).default('log'),
-  /** `<tenant>:<sha256 hex of the key>`, comma-separated (see http/api-keys.ts). */
-  API_KEYS: z.string().optional(),
-  /** A file of such entries, one a line, or a JSON array of `{ tenant, sha256 }`. */
-  API_KEYS_FILE: z.string().optional(),
-  /** SHA-256 hex of the admin key (GET /v1/admin/overview); unset: no admin view. */
-  ADMIN_KEY_HASH: z.string().regex(/^[0-9a-fA-F]{64}$/, 'expected the 64-hex-digit SHA-256 of the admin key').optional(),
-  /** Requests per second per tenant (token bucket, shared by every api process through Redis); 0: off. */
-  RATE_LIMIT_RPS: int(0, 1_000_000).default(1000),
-  /** Bucket size per tenant: the burst allowed above the rate. Default: twice RATE_LIMIT_RPS. */
-  RATE_LIMIT_BURST: int(1, 10_000_000).optional(),
-  /** The same per client address for requests without a valid key (slows key guessing); 0: off. */
-  RATE_LIMIT_ANON_RPS: int(0, 1_000_000).default(5),
-  RATE_LIMIT_ANON_BURST: int(1, 10_000_000).default(20),
-  /** Queued + running jobs a tenant may have at once (submitted through the api); 0: no quota. */
-  MAX_QUEUED_JOBS_PER_TENANT: int(0, 1_000_000).default(200),
-  ...Object.fromEntries(limitKeys.map((k) => [limitEnvName(k), int(1, Number.MAX_SAFE_INTEGER).default(DEFAULT_LIMITS[k])])),
-});
-
-/** Variables whose values are never printed (a password in the URL, key hashes). */
-const SECRET_VARS = new Set(['REDIS_URL', 'API_KEYS', 'ADMIN_KEY_HASH']);
+/** Every variable the api reads besides `LIMIT_ENV` (docs/api.md describes each). */
+export const API_ENV = {
+  ...COMMON_ENV,
+  PORT: intVar({ description: 'listen port; 0 picks a free one', min: 0, max: 65535, default: 3000 }),
+  HOST: envVar({ description: 'listen address', default: '127.0.0.1', parse: nonEmpty }),
+  BODY_LIMIT: envVar({ description: 'largest body of the job routes', default: '10mb', parse: byteSize }),
+  DATASET_BODY_LIMIT: envVar({
+    description: 'largest dataset upload (JSON or CSV)',
+    default: '100mb',
+    parse: byteSize,
+  }),
+  INFER_WAIT_MS: intVar({
+    description: 'longest wait of POST /v1/jobs/infer?wait=true',
+    min: 0,
+    max: 600_000,
+    default: 30_000,
+  }),
+  SSE_KEEPALIVE_MS: intVar({
+    description: "keep-alive comment interval of the event stream; also how often a quiet job's state is checked",
+    min: 100,
+    max: 120_000,
+    default: 15_000,
+  }),
+  MAX_STREAMS: intVar({
+    description: 'event streams and waiting requests open at once (each holds a Redis connection)',
+    min: 1,
+    max: 100_000,
+    default: 500,
+  }),
+  MAX_STREAMS_PER_TENANT: intVar({
+    description: 'of those, the most one tenant may hold (per api process)',
+    min: 1,
+    max: 100_000,
+    default: 100,
+  }),
+  JOB_ATTEMPTS_TRAIN: intVar({
+    description: 'BullMQ attempts of a train job',
+    min: 1,
+    max: 100,
+    default: policy.attempts.train,
+  }),
+  JOB_ATTEMPTS_INFER: intVar({
+    description: 'BullMQ attempts of an infer job',
+    min: 1,
+    max: 100,
+    default: policy.attempts.infer,
+  }),
+  JOB_BACKOFF_MS: intVar({ description: 'backoff base delay', min: 0, max: 3_600_000, default: policy.backoffMs }),
+  JOB_KEEP_COMPLETED_SEC: intVar({
+    description: 'age of completed jobs kept',
+    min: 0,
+    max: TEN_YEARS_SEC,
+    default: policy.keepCompletedSec,
+  }),
+  JOB_KEEP_COMPLETED_COUNT: intVar({
+    description: 'completed jobs kept per queue',
+    min: 0,
+    max: 10_000_000,
+    default: policy.keepCompletedCount,
+  }),
+  JOB_KEEP_FAILED_SEC: intVar({
+    description: 'age of failed and cancelled jobs kept',
+    min: 0,
+    max: TEN_YEARS_SEC,
+    default: policy.keepFailedSec,
+  }),
+  JOB_KEEP_FAILED_COUNT: intVar({
+    description: 'failed and cancelled jobs kept per queue',
+    min: 0,
+    max: 10_000_000,
+    default: policy.keepFailedCount,
+  }),
+  API_KEYS: optional({
+    description: '`<tenant>:<sha256 hex of the key>`, comma-separated (see http/api-keys.ts)',
+    parse: String,
+    secret: true,
+  }),
+  API_KEYS_FILE: optional({
+    description: 'a file of such entries, one a line, or a JSON array of `{ tenant, sha256 }`',
+    parse: String,
+  }),
+  ADMIN_KEY_HASH: optional({
+    description: 'SHA-256 hex of the admin key (GET /v1/admin/overview); unset: no admin view',
+    parse: matching(/^[0-9a-fA-F]{64}$/, 'the 64-hex-digit SHA-256 of the admin key'),
+    secret: true,
+  }),
+  RATE_LIMIT_RPS: intVar({
+    description: 'requests per second per tenant (token bucket in Redis); 0: off',
+    min: 0,
+    max: 1_000_000,
+    default: 1000,
+  }),
+  RATE_LIMIT_BURST: optional({
+    description: 'bucket size per tenant; unset: twice RATE_LIMIT_RPS',
+    parse: integer(1, 10_000_000),
+  }),
+  RATE_LIMIT_ANON_RPS: intVar({
+    description: 'the same per client address, for requests without a valid key; 0: off',
+    min: 0,
+    max: 1_000_000,
+    default: 5,
+  }),
+  RATE_LIMIT_ANON_BURST: intVar({
+    description: 'bucket size per client address',
+    min: 1,
+    max: 10_000_000,
+    default: 20,
+  }),
+  MAX_QUEUED_JOBS_PER_TENANT: intVar({
+    description: 'queued + running jobs a tenant may have (submitted through the api); 0: no quota',
+    min: 0,
+    max: 1_000_000,
+    default: 200,
+  }),
+};
 
 export interface ApiConfig {
   port: number;
@@ -99,7 +167,7 @@ export interface ApiConfig {
   maxStreamsPerTenant: number;
   jobPolicy: JobPolicy;
   limits: PayloadLimits;
-  logLevel: 'error' | 'warn' | 'log' | 'debug' | 'verbose';
+  logLevel: LogLevel;
   /** Key digests by tenant; empty: no keys, loopback only, one tenant `default`. */
   apiKeys: ApiKeyEntry[];
   adminKeyHash: Buffer | null;
@@ -122,18 +190,16 @@ export function isLoopback(host: string): boolean {
 
 export class ConfigError extends Error {}
 
-/** Validates the environment; empty variables count as unset. Throws `ConfigError` listing every bad one. */
-export function loadConfig(env: NodeJS.ProcessEnv = process.env, readFile: (path: string) => string = (p) => readFileSync(p, 'utf8')): ApiConfig {
-  const clean = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
-  const r = EnvSchema.safeParse(clean, { reportInput: true });
-  if (!r.success) {
-    // Values that may hold a secret are described by their length only.
-    const shown = (i: { path: string; received?: string }) =>
-      SECRET_VARS.has(i.path) ? ` (got ${String(clean[i.path] ?? '').length} characters)` : i.received ? ` (got ${i.received})` : '';
-    const lines = formatIssues(r.error.issues).map((i) => `  ${i.path}: ${i.message}${shown(i)}`);
-    throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
-  }
-  const e = r.data as z.output<typeof EnvSchema> & Record<string, number>;
+/** Validates the environment; blank variables count as unset. Throws `ConfigError` listing every bad one. */
+export function loadConfig(
+  env: NodeJS.ProcessEnv = process.env,
+  readFile: (path: string) => string = (p) => readFileSync(p, 'utf8'),
+): ApiConfig {
+  const main = parseEnv(API_ENV, env);
+  const limits = parseEnv(LIMIT_ENV, env);
+  const problems = [...main.problems, ...limits.problems];
+  if (problems.length) throw new ConfigError(new EnvError(problems).message);
+  const e = main.values;
   const apiKeys = loadKeys(e.API_KEYS, e.API_KEYS_FILE, readFile);
   if (apiKeys.length === 0 && !isLoopback(e.HOST)) {
     throw new ConfigError(
@@ -154,15 +220,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, readFile: (path
     sseKeepAliveMs: e.SSE_KEEPALIVE_MS,
     maxStreams: e.MAX_STREAMS,
     maxStreamsPerTenant: e.MAX_STREAMS_PER_TENANT,
-    jobPolicy: {
-      attempts: { train: e.JOB_ATTEMPTS_TRAIN, infer: e.JOB_ATTEMPTS_INFER },
-      backoffMs: e.JOB_BACKOFF_MS,
-      keepCompletedSec: e.JOB_KEEP_COMPLETED_SEC,
-      keepCompletedCount: e.JOB_KEEP_COMPLETED_COUNT,
-      keepFailedSec: e.JOB_KEEP_FAILED_SEC,
-      keepFailedCount: e.JOB_KEEP_FAILED_COUNT,
-    },
-    limits: Object.fromEntries(limitKeys.map((k) => [k, e[limitEnvName(k)]])) as unknown as PayloadLimits,
+    jobPolicy: jobPolicyFrom(e),
+    limits: limitsFromEnv(limits.values),
     logLevel: e.LOG_LEVEL,
     apiKeys,
     adminKeyHash: e.ADMIN_KEY_HASH ? Buffer.from(e.ADMIN_KEY_HASH, 'hex') : null,
@@ -174,7 +233,22 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, readFile: (path
   };
 }
 
-function loadKeys(inline: string | undefined, file: string | undefined, readFile: (path: string) => string): ApiKeyEntry[] {
+function jobPolicyFrom(e: EnvValues<typeof API_ENV>): JobPolicy {
+  return {
+    attempts: { train: e.JOB_ATTEMPTS_TRAIN, infer: e.JOB_ATTEMPTS_INFER },
+    backoffMs: e.JOB_BACKOFF_MS,
+    keepCompletedSec: e.JOB_KEEP_COMPLETED_SEC,
+    keepCompletedCount: e.JOB_KEEP_COMPLETED_COUNT,
+    keepFailedSec: e.JOB_KEEP_FAILED_SEC,
+    keepFailedCount: e.JOB_KEEP_FAILED_COUNT,
+  };
+}
+
+function loadKeys(
+  inline: string | undefined,
+  file: string | undefined,
+  readFile: (path: string) => string,
+): ApiKeyEntry[] {
   try {
     const entries = inline ? parseApiKeys(inline, 'API_KEYS') : [];
     if (file) {
@@ -182,7 +256,9 @@ function loadKeys(inline: string | undefined, file: string | undefined, readFile
       try {
         text = readFile(file);
       } catch (err) {
-        throw new Error(`API_KEYS_FILE: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+        throw new Error(
+          `API_KEYS_FILE: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`,
+        );
       }
       const fromFile = parseApiKeys(text, 'API_KEYS_FILE');
       if (fromFile.length === 0) throw new Error(`API_KEYS_FILE: ${file} holds no keys`);

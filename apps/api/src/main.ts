@@ -10,6 +10,7 @@ import type { NestExpressApplication } from '@nestjs/platform-express';
 import express from 'express';
 import helmet from 'helmet';
 import { AppModule } from './app.module';
+import { LOG_LEVELS } from '@relu-lstm/jobs';
 import { ConfigError, loadConfig, type ApiConfig } from './config';
 import { accessControl } from './http/access';
 import type { KeyRing } from './http/api-keys';
@@ -18,12 +19,10 @@ import { RateLimiter } from './http/rate-limit';
 import { readyWithin } from './infra/redis';
 import { KEY_RING, KEYS, REDIS } from './infra/tokens';
 
-const LEVELS = ['error', 'warn', 'log', 'debug', 'verbose'] as const;
-
 export async function bootstrap(config: ApiConfig): Promise<NestExpressApplication> {
   const app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot(config), {
     bodyParser: false,
-    logger: LEVELS.slice(0, LEVELS.indexOf(config.logLevel) + 1) as unknown as ('error' | 'warn' | 'log')[],
+    logger: LOG_LEVELS.slice(0, LOG_LEVELS.indexOf(config.logLevel) + 1) as unknown as ('error' | 'warn' | 'log')[],
   });
   app.disable('x-powered-by');
   app.set('query parser', 'simple');

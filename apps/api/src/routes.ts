@@ -1,34 +1,307 @@
 /**
- * Every route the api serves, with who may call it. The access test (test/access.test.ts) walks
- * this list as nobody, as the wrong tenant and as the owner, and checks it against the routes Nest
- * actually maps (its `Mapped {path, METHOD} route` start-up lines), so a new route cannot be added
- * without being listed, and so tested, here. Plain data: importable without NestJS.
+ * Every route the api serves, written once: who may call it (the access middleware decides from
+ * this table, http/access.ts) and what it takes and answers (the OpenAPI document is built from it,
+ * docs/openapi.ts). The access test checks it against the routes Nest actually maps (its
+ * `Mapped {path, METHOD} route` start-up lines) and walks every entry as nobody, as the wrong tenant
+ * and as the owner; test/docs.test.ts checks that docs/api.md names each. Plain data: importable
+ * without NestJS.
  */
+import { ARTIFACT_NAME, IDEMPOTENCY_HEADER, JOB_STATES } from '@relu-lstm/jobs';
+
+/** `public`: anyone, not rate limited; `tenant`: a tenant's key; `admin`: the admin key only. */
 export type RouteAccess = 'public' | 'tenant' | 'admin';
+export type HttpMethod = 'GET' | 'POST' | 'DELETE';
+
+/** The component schemas of the OpenAPI document (docs/openapi.ts builds one for each name). */
+export type SchemaName =
+  | 'TrainPayload'
+  | 'InferPayload'
+  | 'DatasetInput'
+  | 'SubmitResponse'
+  | 'InferWaitResponse'
+  | 'JobView'
+  | 'JobList'
+  | 'CancelResponse'
+  | 'ArtifactList'
+  | 'DatasetView'
+  | 'WorkerList'
+  | 'Health'
+  | 'ErrorBody'
+  | 'JobEvent'
+  | 'ProgressEvent'
+  | 'TrainResult'
+  | 'InferResult'
+  | 'JobError'
+  | 'AdminOverview';
+
+export type MediaType = 'application/json' | 'text/csv' | 'text/event-stream' | 'application/octet-stream';
+
+/** A body: its media type and schema (`string`: free text; none: opaque bytes). */
+export interface Content {
+  type: MediaType;
+  schema?: SchemaName | 'string';
+}
+
+export interface RouteResponse {
+  description: string;
+  content?: Content[];
+}
+
+export interface RouteParameter {
+  name: string;
+  in: 'query' | 'header';
+  description?: string;
+  schema: Record<string, unknown>;
+}
 
 export interface RouteSpec {
-  method: 'GET' | 'POST' | 'DELETE';
-  /** As Nest maps it: `/v1/jobs/:id`. */
+  method: HttpMethod;
+  /** As Nest maps it: `/v1/jobs/:id`. Path parameters are described by `PATH_PARAMETERS`. */
   path: string;
   access: RouteAccess;
   /** The resource named by `:id` (tenant routes): another tenant gets 404 for it. */
   owns?: 'job' | 'dataset';
+  summary: string;
+  parameters?: RouteParameter[];
+  request?: Content[];
+  /** The route's own answers; 401, 403 and 429 follow from `access` (docs/openapi.ts). */
+  responses: Record<number, RouteResponse>;
 }
 
+/** The path parameters any route may use, by name. */
+export const PATH_PARAMETERS: Record<string, Record<string, unknown>> = {
+  id: { type: 'string', format: 'uuid' },
+  name: { type: 'string', pattern: ARTIFACT_NAME.source },
+};
+
+const json = (schema: SchemaName): Content[] => [{ type: 'application/json', schema }];
+const ok = (description: string, schema?: SchemaName): RouteResponse => ({
+  description,
+  content: schema && json(schema),
+});
+const error = (description: string): RouteResponse => ({ description, content: json('ErrorBody') });
+
+const BAD_REQUEST = error(
+  'Invalid body or parameters: `error.issues` names each bad field with what was expected and what was received.',
+);
+const TOO_LARGE = error('The body is over the configured limit.');
+const NOT_FOUND = error('No such job (or not yours).');
+const UNAVAILABLE = error('Redis is unreachable, or too many streams are open.');
+const REUSED_KEY = error('Idempotency-Key reused with another body.');
+/** The answers every route of an access rule may give besides its own (http/access.ts gives them). */
+export const ACCESS_RESPONSES: Record<RouteAccess, Record<number, RouteResponse>> = {
+  public: {},
+  tenant: {
+    401: error('No valid key: `Authorization: Bearer <key>` (WWW-Authenticate: Bearer).'),
+    429: error(
+      "Rate limit (Retry-After: seconds) or, on the submit routes, the tenant's job quota (`quota_exceeded`).",
+    ),
+  },
+  admin: {
+    401: error('No key: `Authorization: Bearer <key>` (WWW-Authenticate: Bearer).'),
+    403: error('Not the admin key, or no ADMIN_KEY_HASH configured.'),
+    429: error('Rate limit (Retry-After: seconds).'),
+  },
+};
+
+const IDEMPOTENCY: RouteParameter = {
+  name: IDEMPOTENCY_HEADER,
+  in: 'header',
+  description:
+    'Repeat a submission safely: the same key with the same body returns the first job (header Idempotent-Replayed: true); with a different body, 422. Remembered 24 h.',
+  schema: { type: 'string', maxLength: 255 },
+};
+
 export const ROUTES: readonly RouteSpec[] = [
-  { method: 'GET', path: '/health', access: 'public' },
-  { method: 'POST', path: '/v1/jobs/train', access: 'tenant' },
-  { method: 'POST', path: '/v1/jobs/infer', access: 'tenant' },
-  { method: 'GET', path: '/v1/jobs', access: 'tenant' },
-  { method: 'GET', path: '/v1/jobs/:id', access: 'tenant', owns: 'job' },
-  { method: 'DELETE', path: '/v1/jobs/:id', access: 'tenant', owns: 'job' },
-  { method: 'GET', path: '/v1/jobs/:id/events', access: 'tenant', owns: 'job' },
-  { method: 'GET', path: '/v1/jobs/:id/artifacts', access: 'tenant', owns: 'job' },
-  { method: 'GET', path: '/v1/jobs/:id/artifacts/:name', access: 'tenant', owns: 'job' },
-  { method: 'POST', path: '/v1/datasets', access: 'tenant' },
-  { method: 'GET', path: '/v1/datasets/:id', access: 'tenant', owns: 'dataset' },
-  { method: 'GET', path: '/v1/workers', access: 'tenant' },
-  { method: 'GET', path: '/docs', access: 'tenant' },
-  { method: 'GET', path: '/docs/openapi.json', access: 'tenant' },
-  { method: 'GET', path: '/v1/admin/overview', access: 'admin' },
+  {
+    method: 'GET',
+    path: '/health',
+    access: 'public',
+    summary: 'Redis reachable? (no key needed)',
+    responses: { 200: ok('Up', 'Health'), 503: ok('Redis down', 'Health') },
+  },
+  {
+    method: 'POST',
+    path: '/v1/jobs/train',
+    access: 'tenant',
+    summary: 'Submit a training job',
+    parameters: [IDEMPOTENCY],
+    request: json('TrainPayload'),
+    responses: {
+      202: ok('Queued', 'SubmitResponse'),
+      400: BAD_REQUEST,
+      409: error('Same Idempotency-Key still in flight.'),
+      413: TOO_LARGE,
+      415: error('Not JSON.'),
+      422: REUSED_KEY,
+      503: UNAVAILABLE,
+    },
+  },
+  {
+    method: 'POST',
+    path: '/v1/jobs/infer',
+    access: 'tenant',
+    summary: 'Submit an inference job',
+    parameters: [
+      IDEMPOTENCY,
+      {
+        name: 'wait',
+        in: 'query',
+        description: 'Wait (bounded, INFER_WAIT_MS) for the result.',
+        schema: { type: 'boolean' },
+      },
+    ],
+    request: json('InferPayload'),
+    responses: {
+      200: ok('With wait=true: the job finished in time', 'InferWaitResponse'),
+      202: ok('Queued (or still running after the wait)', 'SubmitResponse'),
+      400: BAD_REQUEST,
+      413: TOO_LARGE,
+      422: REUSED_KEY,
+      503: UNAVAILABLE,
+    },
+  },
+  {
+    method: 'GET',
+    path: '/v1/jobs',
+    access: 'tenant',
+    summary: 'List jobs, newest first',
+    parameters: [
+      { name: 'state', in: 'query', schema: { type: 'string', enum: [...JOB_STATES] } },
+      { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 100, default: 20 } },
+      { name: 'cursor', in: 'query', description: 'nextCursor of the previous page', schema: { type: 'string' } },
+    ],
+    responses: { 200: ok('A page', 'JobList'), 400: BAD_REQUEST },
+  },
+  {
+    method: 'GET',
+    path: '/v1/jobs/:id',
+    access: 'tenant',
+    owns: 'job',
+    summary: 'A job',
+    responses: { 200: ok('The job', 'JobView'), 404: NOT_FOUND },
+  },
+  {
+    method: 'DELETE',
+    path: '/v1/jobs/:id',
+    access: 'tenant',
+    owns: 'job',
+    summary: 'Cancel a job',
+    responses: {
+      200: ok('Cancelled before it started', 'CancelResponse'),
+      202: ok('Running: it stops at the next batch boundary', 'CancelResponse'),
+      404: NOT_FOUND,
+      409: error('Already finished.'),
+    },
+  },
+  {
+    method: 'GET',
+    path: '/v1/jobs/:id/events',
+    access: 'tenant',
+    owns: 'job',
+    summary: 'Server-Sent Events: the whole history, then live events, until the terminal state',
+    parameters: [
+      { name: 'Last-Event-ID', in: 'header', description: 'Resume after this event id', schema: { type: 'string' } },
+    ],
+    responses: {
+      200: {
+        description: '`id:` stream entry id, `event:` state | metric | log, `data:` a JobEvent',
+        content: [{ type: 'text/event-stream', schema: 'JobEvent' }],
+      },
+      404: NOT_FOUND,
+    },
+  },
+  {
+    method: 'GET',
+    path: '/v1/jobs/:id/artifacts',
+    access: 'tenant',
+    owns: 'job',
+    summary: "The job's artifacts",
+    responses: { 200: ok('Artifacts', 'ArtifactList'), 404: NOT_FOUND },
+  },
+  {
+    method: 'GET',
+    path: '/v1/jobs/:id/artifacts/:name',
+    access: 'tenant',
+    owns: 'job',
+    summary: 'Download an artifact',
+    responses: {
+      200: { description: 'The file', content: [{ type: 'application/octet-stream' }] },
+      400: BAD_REQUEST,
+      404: NOT_FOUND,
+    },
+  },
+  {
+    method: 'POST',
+    path: '/v1/datasets',
+    access: 'tenant',
+    summary: 'Upload a dataset (JSON, or CSV: see docs/api.md for the layout)',
+    parameters: [{ name: 'description', in: 'query', description: 'CSV uploads only', schema: { type: 'string' } }],
+    request: [
+      { type: 'application/json', schema: 'DatasetInput' },
+      { type: 'text/csv', schema: 'string' },
+    ],
+    responses: {
+      201: ok('Stored', 'DatasetView'),
+      400: BAD_REQUEST,
+      413: TOO_LARGE,
+      415: error('Neither JSON nor CSV.'),
+    },
+  },
+  {
+    method: 'GET',
+    path: '/v1/datasets/:id',
+    access: 'tenant',
+    owns: 'dataset',
+    summary: 'A dataset',
+    responses: { 200: ok('The dataset', 'DatasetView'), 404: error('No such dataset.') },
+  },
+  {
+    method: 'GET',
+    path: '/v1/workers',
+    access: 'tenant',
+    summary: 'Live workers (from their heartbeats)',
+    responses: { 200: ok('Workers', 'WorkerList') },
+  },
+  { method: 'GET', path: '/docs', access: 'tenant', summary: 'This document', responses: { 200: ok('OpenAPI 3.1') } },
+  {
+    method: 'GET',
+    path: '/docs/openapi.json',
+    access: 'tenant',
+    summary: 'This document (as GET /docs)',
+    responses: { 200: ok('OpenAPI 3.1') },
+  },
+  {
+    method: 'GET',
+    path: '/v1/admin/overview',
+    access: 'admin',
+    summary: 'Queues, workers and jobs across every tenant (the admin key only)',
+    responses: { 200: ok('Overview', 'AdminOverview') },
+  },
 ];
+
+/** `/v1/jobs/:id` -> a pattern matching `req.path` as Express does: any case, an optional trailing slash. */
+function pathPattern(path: string): RegExp {
+  const escaped = path.replace(/[.*+?^${}()|[\]\\]/g, '\\$&').replace(/:\w+/g, '[^/]+');
+  return new RegExp(`^${escaped}/?$`, 'i');
+}
+
+/**
+ * The access rule of a request path, from `routes` (path only: Express answers HEAD with the GET
+ * route). A path no route matches takes the tenant rule, so a stranger learns nothing about which
+ * paths exist.
+ */
+export function accessRules(routes: readonly RouteSpec[]): (path: string) => RouteAccess {
+  const byPath = new Map<string, RouteAccess>();
+  for (const r of routes) {
+    const seen = byPath.get(r.path);
+    if (seen !== undefined && seen !== r.access) {
+      throw new Error(`routes: ${r.path} has two access rules (${seen} and ${r.access}); one path, one rule`);
+    }
+    byPath.set(r.path, r.access);
+  }
+  const rules = [...byPath].map(([path, access]) => ({ pattern: pathPattern(path), access }));
+  return (path) => rules.find((r) => r.pattern.test(path))?.access ?? 'tenant';
+}
+
+export const accessOf = accessRules(ROUTES);

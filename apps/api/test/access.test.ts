@@ -80,16 +80,24 @@ test('ROUTES lists exactly the routes the api maps (so none escapes this walk)',
   expect(mapped.sort()).toEqual(ROUTES.map((r) => `${r.method} ${r.path}`).sort());
 });
 
-test('the OpenAPI document describes every route, keys on all but /health, 401 and 429 on each', async () => {
+test('the OpenAPI document describes every route, with the key and refusals its access rule implies', async () => {
   const doc = (await http(api.url, 'GET', '/docs', { headers: bearer(KEY.alpha) })).json;
-  const documented = Object.entries(doc.paths as Record<string, Record<string, unknown>>).flatMap(([p, ops]) =>
-    Object.keys(ops).map((m) => `${m.toUpperCase()} ${p.replace(/\{(\w+)\}/g, ':$1')}`),
+  const operations = Object.entries(doc.paths as Record<string, Record<string, { security?: unknown[]; responses: Record<string, unknown> }>>).flatMap(([p, ops]) =>
+    Object.entries(ops).map(([m, op]) => ({ route: `${m.toUpperCase()} ${p.replace(/\{(\w+)\}/g, ':$1')}`, op })),
   );
-  expect(documented.sort()).toEqual(ROUTES.filter((r) => r.path !== '/docs/openapi.json').map((r) => `${r.method} ${r.path}`).sort());
+  expect(operations.map((o) => o.route).sort()).toEqual(ROUTES.map((r) => `${r.method} ${r.path}`).sort());
   expect(doc.security).toEqual([{ bearer: [] }]);
   expect(doc.components.securitySchemes.bearer).toMatchObject({ type: 'http', scheme: 'bearer' });
-  expect(doc.paths['/health'].get.security).toEqual([]);
-  expect(Object.keys(doc.paths['/v1/jobs/{id}'].get.responses)).toEqual(expect.arrayContaining(['401', '429']));
+  const accessOfRoute = new Map(ROUTES.map((r) => [`${r.method} ${r.path}`, r.access]));
+  const seen = operations.map(({ route, op }) => ({
+    route,
+    access: accessOfRoute.get(route),
+    keyless: op.security?.length === 0,
+    refusals: ['401', '403', '429'].filter((s) => s in op.responses),
+  }));
+  const expected = (access: string | undefined) =>
+    access === 'public' ? { keyless: true, refusals: [] } : { keyless: false, refusals: access === 'admin' ? ['401', '403', '429'] : ['401', '429'] };
+  expect(seen).toEqual(seen.map((s) => ({ ...s, ...expected(s.access) })));
 });
 
 describe.each(ROUTES.map((r) => [`${r.method} ${r.path}`, r] as const))('%s', (_name, route) => {

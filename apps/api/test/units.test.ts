@@ -1,9 +1,10 @@
 // Pure parts of the api, loaded directly (they import no NestJS): configuration and the CSV layout.
 import { join } from 'node:path';
-import { DEFAULT_LIMITS } from '@relu-lstm/jobs';
-import { ConfigError, isLoopback, limitEnvName, loadConfig } from '../src/config';
+import { DEFAULT_LIMITS, limitEnvName } from '@relu-lstm/jobs';
+import { ConfigError, isLoopback, loadConfig } from '../src/config';
 import { KeyRing, parseApiKeys, sha256 } from '../src/http/api-keys';
 import { parseDatasetCsv } from '../src/datasets/csv';
+import { ROUTES, accessOf, accessRules, type RouteSpec } from '../src/routes';
 
 describe('loadConfig', () => {
   test('defaults', () => {
@@ -104,6 +105,34 @@ describe('API keys and the listen address', () => {
     expect(parseApiKeys(` a:${hex('1')} ,\n\n# c\nb:${hex('2')}`, 'X').map((e) => e.tenant)).toEqual(['a', 'b']);
     expect(parseApiKeys('  ', 'X')).toEqual([]);
     expect(() => parseApiKeys('[{"tenant":"a"}]', 'F')).toThrow(/F entry 1 \(tenant a\): expected the 64-hex-digit/);
+  });
+});
+
+describe('access rules from the route table', () => {
+  test('a request path takes the rule of the route it reaches, as Express matches it', () => {
+    const cases = ['/health', '/HEALTH/', '/v1/admin/overview', '/V1/Admin/Overview/', '/v1/jobs', `/v1/jobs/abc/artifacts/model.json`];
+    expect(cases.map((p) => [p, accessOf(p)])).toEqual([
+      ['/health', 'public'],
+      ['/HEALTH/', 'public'],
+      ['/v1/admin/overview', 'admin'],
+      ['/V1/Admin/Overview/', 'admin'],
+      ['/v1/jobs', 'tenant'],
+      ['/v1/jobs/abc/artifacts/model.json', 'tenant'],
+    ]);
+  });
+
+  test('paths no route matches take the tenant rule, whatever they look like', () => {
+    for (const p of ['/', '/health/x', '/healthz', '/x/health', '/v1/admin', '/v1/admin/overview/x', '/v1/jobs/a/b/c/d/e']) expect([p, accessOf(p)]).toEqual([p, 'tenant']);
+  });
+
+  test('every route of the table is reached by its own path', () => {
+    for (const r of ROUTES) expect([r.path, accessOf(r.path.replace(/:\w+/g, 'x1'))]).toEqual([r.path, r.access]);
+  });
+
+  test('one path with two rules is refused', () => {
+    const route = (method: RouteSpec['method'], access: RouteSpec['access']): RouteSpec => ({ method, path: '/v1/x/:id', access, summary: '', responses: {} });
+    expect(() => accessRules([route('GET', 'tenant'), route('DELETE', 'admin')])).toThrow('routes: /v1/x/:id has two access rules (tenant and admin)');
+    expect(accessRules([route('GET', 'admin'), route('DELETE', 'admin')])('/v1/x/7')).toBe('admin');
   });
 });
 

@@ -1,80 +1,154 @@
 /**
- * The worker's configuration: read from the environment once, at start-up, validated with zod into
- * one typed, frozen object. Nothing else in the worker reads `process.env` (the engine child gets
- * what it needs from this object through its `init` message).
+ * The worker's configuration: read from the environment once, at start-up, and checked into one
+ * typed, frozen object; the variables it shares with the api are `COMMON_ENV` of @relu-lstm/jobs.
+ * Nothing else in the worker reads `process.env` (the engine child gets what it needs from this
+ * object through its `init` message).
  *
  * See docs/worker.md for every variable; the lock and stall settings are explained there in full.
  */
 import * as os from 'node:os';
-import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { z } from 'zod';
 import {
-  DEFAULT_QUEUE_PREFIX,
+  BACKEND_ENV,
+  COMMON_ENV,
   DEFAULT_STREAM_MAXLEN,
   HEARTBEAT_INTERVAL_MS,
   HEARTBEAT_TTL_MS,
   QUEUE_NAMES,
-  QUEUE_PREFIX_PATTERN,
   SAFE_ID,
-  StoreLocationSchema,
-  formatPath,
+  between,
+  envVar,
+  intVar,
+  matching,
+  optional,
+  parseEnv,
+  type LogLevel,
   type QueueName,
 } from '@relu-lstm/jobs';
 
-const ms = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+const HOUR_MS = 3600 * 1000;
 
-/** Empty strings count as unset, so `FOO= node main.js` gets the default. */
-const blankToUndefined = (v: unknown) => (typeof v === 'string' && v.trim() === '' ? undefined : typeof v === 'string' ? v.trim() : v);
-const opt = <T extends z.ZodType>(schema: T) => z.preprocess(blankToUndefined, schema);
+/** `gpu, any` -> the queues, each known and named once. */
+function queueList(raw: string): QueueName[] {
+  const queues = raw
+    .split(',')
+    .map((q) => q.trim())
+    .filter((q) => q !== '');
+  const known = queues.every((q) => (QUEUE_NAMES as readonly string[]).includes(q));
+  if (queues.length === 0 || !known || new Set(queues).size !== queues.length) {
+    throw new Error(`expected a comma list of ${QUEUE_NAMES.join(', ')}, at least one queue and no queue twice`);
+  }
+  return queues as QueueName[];
+}
 
-const queueList = z
-  .string()
-  .transform((s) => s.split(',').map((q) => q.trim()).filter((q) => q !== ''))
-  .pipe(z.array(z.enum(QUEUE_NAMES)).min(1, 'at least one queue').refine((qs) => new Set(qs).size === qs.length, 'no queue twice'));
-
-const EnvSchema = z.object({
-  REDIS_URL: opt(z.string().regex(/^rediss?:\/\//, 'a redis:// or rediss:// URL').default('redis://127.0.0.1:6379')),
-  QUEUE_PREFIX: opt(z.string().regex(QUEUE_PREFIX_PATTERN).default(DEFAULT_QUEUE_PREFIX)),
-  ARTIFACT_DIR: opt(StoreLocationSchema.prefault(path.join(process.cwd(), 'data', 'artifacts'))),
-  DATASET_DIR: opt(StoreLocationSchema.prefault(path.join(process.cwd(), 'data', 'datasets'))),
-  /** Comma list of gpu, cpu, any; default from the backend the engine starts: GPU -> gpu,any, else cpu,any. */
-  WORKER_QUEUES: opt(queueList.optional()),
-  /** tensorflow | wasm | cpu | auto; validated by the library in the engine at start-up. */
-  RELU_LSTM_BACKEND: opt(z.string().optional()),
-  WORKER_ID: opt(z.string().regex(SAFE_ID).optional()),
-  HEARTBEAT_INTERVAL_MS: opt(ms(100, 600_000).default(HEARTBEAT_INTERVAL_MS)),
-  HEARTBEAT_TTL_MS: opt(ms(200, 3_600_000).default(HEARTBEAT_TTL_MS)),
-  /** BullMQ `lockDuration`: how long a job's lock lives without renewal (renewed every half of it). */
-  LOCK_DURATION_MS: opt(ms(500, 3_600_000).default(30_000)),
-  /** BullMQ `stalledInterval`: how often this worker looks for jobs whose lock lapsed. */
-  STALLED_INTERVAL_MS: opt(ms(500, 3_600_000).default(30_000)),
-  /** BullMQ `maxStalledCount`: how many times a job may be recovered from a lapsed lock before it fails. */
-  MAX_STALLED_COUNT: opt(z.coerce.number().int().min(0).max(1000).default(3)),
-  /** Floor on the payload's `training.progressEvery` (steps between metric points). */
-  PROGRESS_EVERY: opt(z.coerce.number().int().min(1).max(1_000_000).default(1)),
-  /** How often a running job's cancel flag is read. */
-  CANCEL_POLL_MS: opt(ms(50, 60_000).default(1000)),
-  /** On SIGTERM: how long the running training gets to stop at a batch boundary and write a checkpoint. */
-  SHUTDOWN_GRACE_MS: opt(ms(0, 600_000).default(10_000)),
-  /** Wall-clock limit of one attempt of a train job; past it the job stops at a batch boundary and fails with `timeout`. */
-  JOB_TIMEOUT_TRAIN_MS: opt(ms(1000, 30 * 24 * 3600 * 1000).default(24 * 3600 * 1000)),
-  /** Wall-clock limit of one attempt of an infer job; past it the engine is killed and the job fails with `timeout`. */
-  JOB_TIMEOUT_INFER_MS: opt(ms(100, 24 * 3600 * 1000).default(300_000)),
-  /** Longest wait for the engine child to initialise its backend (a GPU's first start JIT-compiles kernels). */
-  ENGINE_START_TIMEOUT_MS: opt(ms(1000, 3_600_000).default(300_000)),
-  /** Models kept loaded in the engine for infer jobs (LRU). */
-  MODEL_CACHE_SIZE: opt(z.coerce.number().int().min(0).max(1000).default(4)),
-  /** Cap of each job's event stream (`XADD MAXLEN ~`). */
-  EVENT_STREAM_MAXLEN: opt(z.coerce.number().int().min(100).max(100_000_000).default(DEFAULT_STREAM_MAXLEN)),
-  /** Divergence guard: rollbacks (each with a smaller learning rate) before a training fails with `diverged`. */
-  DIVERGENCE_RETRIES: opt(z.coerce.number().int().min(0).max(100).default(3)),
-  /** Divergence guard: the learning rate is multiplied by this at each rollback. */
-  DIVERGENCE_LR_FACTOR: opt(z.coerce.number().gt(0).lt(1).default(0.5)),
-  /** Period of the retention sweeper (one worker at a time sweeps); 0: this worker never sweeps. */
-  RETENTION_SWEEP_MS: opt(ms(0, 86_400_000).default(60_000)),
-  LOG_LEVEL: opt(z.enum(['error', 'warn', 'log', 'debug', 'verbose']).default('log')),
-});
+/** Every variable the worker reads (docs/worker.md describes each; the lock and stall settings in full). */
+export const WORKER_ENV = {
+  ...COMMON_ENV,
+  ...BACKEND_ENV,
+  WORKER_QUEUES: optional({
+    description: 'comma list of gpu, cpu, any; unset: from the backend the engine starts (GPU: gpu,any, else cpu,any)',
+    parse: queueList,
+  }),
+  WORKER_ID: optional({
+    description: 'id in heartbeats and running events',
+    parse: matching(SAFE_ID, `an id of letters, digits, '.', '-' and '_' (${SAFE_ID.source})`),
+  }),
+  HEARTBEAT_INTERVAL_MS: intVar({
+    description: 'heartbeat period',
+    min: 100,
+    max: 600_000,
+    default: HEARTBEAT_INTERVAL_MS,
+  }),
+  HEARTBEAT_TTL_MS: intVar({
+    description: 'heartbeat key TTL; must exceed the period',
+    min: 200,
+    max: 3_600_000,
+    default: HEARTBEAT_TTL_MS,
+  }),
+  LOCK_DURATION_MS: intVar({
+    description: "BullMQ lockDuration: how long a job's lock lives without renewal (renewed every half of it)",
+    min: 500,
+    max: 3_600_000,
+    default: 30_000,
+  }),
+  STALLED_INTERVAL_MS: intVar({
+    description: 'BullMQ stalledInterval: how often this worker looks for jobs whose lock lapsed',
+    min: 500,
+    max: 3_600_000,
+    default: 30_000,
+  }),
+  MAX_STALLED_COUNT: intVar({
+    description: 'BullMQ maxStalledCount: recoveries from a lapsed lock before the job fails',
+    min: 0,
+    max: 1000,
+    default: 3,
+  }),
+  PROGRESS_EVERY: intVar({
+    description: "floor on the payload's training.progressEvery (steps between metric points)",
+    min: 1,
+    max: 1_000_000,
+    default: 1,
+  }),
+  CANCEL_POLL_MS: intVar({
+    description: "how often a running job's cancel flag is read",
+    min: 50,
+    max: 60_000,
+    default: 1000,
+  }),
+  SHUTDOWN_GRACE_MS: intVar({
+    description: 'on SIGTERM: how long the running training gets to stop at a batch boundary and checkpoint',
+    min: 0,
+    max: 600_000,
+    default: 10_000,
+  }),
+  JOB_TIMEOUT_TRAIN_MS: intVar({
+    description: 'wall-clock limit of one attempt of a train job (then it stops at a batch boundary: timeout)',
+    min: 1000,
+    max: 30 * 24 * HOUR_MS,
+    default: 24 * HOUR_MS,
+  }),
+  JOB_TIMEOUT_INFER_MS: intVar({
+    description: 'wall-clock limit of one attempt of an infer job (then the engine is killed: timeout)',
+    min: 100,
+    max: 24 * HOUR_MS,
+    default: 300_000,
+  }),
+  ENGINE_START_TIMEOUT_MS: intVar({
+    description: "longest wait for the engine's backend (a GPU's first start JIT-compiles kernels)",
+    min: 1000,
+    max: HOUR_MS,
+    default: 300_000,
+  }),
+  MODEL_CACHE_SIZE: intVar({
+    description: 'models kept loaded in the engine for infer jobs (LRU)',
+    min: 0,
+    max: 1000,
+    default: 4,
+  }),
+  EVENT_STREAM_MAXLEN: intVar({
+    description: "cap of each job's event stream (XADD MAXLEN ~)",
+    min: 100,
+    max: 100_000_000,
+    default: DEFAULT_STREAM_MAXLEN,
+  }),
+  DIVERGENCE_RETRIES: intVar({
+    description: 'rollbacks (each with a smaller learning rate) before a training fails with diverged',
+    min: 0,
+    max: 100,
+    default: 3,
+  }),
+  DIVERGENCE_LR_FACTOR: envVar({
+    description: 'the learning rate is multiplied by this at each rollback',
+    default: '0.5',
+    parse: between(0, 1),
+  }),
+  RETENTION_SWEEP_MS: intVar({
+    description: 'period of the retention sweeper (one worker at a time sweeps); 0: this worker never sweeps',
+    min: 0,
+    max: 86_400_000,
+    default: 60_000,
+  }),
+};
 
 export interface WorkerConfig {
   readonly redisUrl: string;
@@ -83,7 +157,8 @@ export interface WorkerConfig {
   readonly datasetDir: string;
   /** Null: decided from the backend once the engine has started (`queuesForWorker`). */
   readonly queues: readonly QueueName[] | null;
-  readonly backend: string | undefined;
+  /** As set (lower case): tensorflow, wasm, cpu or auto; the engine checks it. */
+  readonly backend: string;
   readonly workerId: string;
   readonly heartbeat: { readonly intervalMs: number; readonly ttlMs: number };
   readonly lock: { readonly durationMs: number; readonly stalledIntervalMs: number; readonly maxStalledCount: number };
@@ -97,7 +172,7 @@ export interface WorkerConfig {
   readonly eventStreamMaxLen: number;
   readonly divergence: { readonly retries: number; readonly lrFactor: number };
   readonly retentionSweepMs: number;
-  readonly logLevel: 'error' | 'warn' | 'log' | 'debug' | 'verbose';
+  readonly logLevel: LogLevel;
 }
 
 export class WorkerConfigError extends Error {
@@ -109,17 +184,18 @@ export class WorkerConfigError extends Error {
 
 /** Validates the environment; throws `WorkerConfigError` listing every bad variable. */
 export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerConfig {
-  const r = EnvSchema.safeParse(env);
-  if (!r.success) {
-    // zod does not repeat the input in its issues: name the variable's raw value ourselves.
-    const got = (i: z.core.$ZodIssue) => ('input' in i && i.input !== undefined ? i.input : i.path.length ? env[String(i.path[0])] : undefined);
-    throw new WorkerConfigError(r.error.issues.map((i) => `${formatPath(i.path) || 'env'}: ${i.message}${got(i) !== undefined ? ` (got ${JSON.stringify(got(i))})` : ''}`));
-  }
-  const e = r.data;
-  const problems: string[] = [];
-  if (e.HEARTBEAT_TTL_MS <= e.HEARTBEAT_INTERVAL_MS) problems.push(`HEARTBEAT_TTL_MS (${e.HEARTBEAT_TTL_MS}) must exceed HEARTBEAT_INTERVAL_MS (${e.HEARTBEAT_INTERVAL_MS})`);
+  const { values: e, problems } = parseEnv(WORKER_ENV, env);
   if (problems.length) throw new WorkerConfigError(problems);
-  const host = os.hostname().replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 80) || 'host';
+  if (e.HEARTBEAT_TTL_MS <= e.HEARTBEAT_INTERVAL_MS) {
+    throw new WorkerConfigError([
+      `HEARTBEAT_TTL_MS (${e.HEARTBEAT_TTL_MS}) must exceed HEARTBEAT_INTERVAL_MS (${e.HEARTBEAT_INTERVAL_MS})`,
+    ]);
+  }
+  const host =
+    os
+      .hostname()
+      .replace(/[^A-Za-z0-9._-]/g, '-')
+      .slice(0, 80) || 'host';
   return Object.freeze({
     redisUrl: e.REDIS_URL,
     queuePrefix: e.QUEUE_PREFIX,
@@ -129,7 +205,11 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerCo
     backend: e.RELU_LSTM_BACKEND,
     workerId: e.WORKER_ID ?? `${host}-${process.pid}-${randomBytes(3).toString('hex')}`,
     heartbeat: Object.freeze({ intervalMs: e.HEARTBEAT_INTERVAL_MS, ttlMs: e.HEARTBEAT_TTL_MS }),
-    lock: Object.freeze({ durationMs: e.LOCK_DURATION_MS, stalledIntervalMs: e.STALLED_INTERVAL_MS, maxStalledCount: e.MAX_STALLED_COUNT }),
+    lock: Object.freeze({
+      durationMs: e.LOCK_DURATION_MS,
+      stalledIntervalMs: e.STALLED_INTERVAL_MS,
+      maxStalledCount: e.MAX_STALLED_COUNT,
+    }),
     progressEvery: e.PROGRESS_EVERY,
     cancelPollMs: e.CANCEL_POLL_MS,
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,

@@ -6,6 +6,7 @@
 import 'reflect-metadata';
 import { Logger } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
+import { LOG_LEVELS, type LogLevel } from '@relu-lstm/jobs';
 import { WorkerConfigError, loadWorkerConfig, type WorkerConfig } from './config';
 import { WorkerModule } from './worker.module';
 
@@ -52,9 +53,8 @@ async function main(): Promise<void> {
   new Logger('Worker').log(`worker ${config.workerId} started (pid ${process.pid})`);
 }
 
-function levelsFrom(level: WorkerConfig['logLevel']): Array<'error' | 'warn' | 'log' | 'debug' | 'verbose'> {
-  const all = ['error', 'warn', 'log', 'debug', 'verbose'] as const;
-  return all.slice(0, all.indexOf(level) + 1);
+function levelsFrom(level: LogLevel): LogLevel[] {
+  return LOG_LEVELS.slice(0, LOG_LEVELS.indexOf(level) + 1);
 }
 
 main().catch((e) => {

@@ -20,7 +20,7 @@ describe('loadWorkerConfig', () => {
       redisUrl: 'redis://127.0.0.1:6379',
       queuePrefix: 'relu-lstm',
       queues: null,
-      backend: undefined,
+      backend: 'auto',
       heartbeat: { intervalMs: 5000, ttlMs: 15000 },
       lock: { durationMs: 30000, stalledIntervalMs: 30000, maxStalledCount: 3 },
       progressEvery: 1,

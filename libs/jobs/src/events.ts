@@ -228,7 +228,7 @@ export const JobMetaSchema = z.strictObject({
 });
 export type JobMeta = z.infer<typeof JobMetaSchema>;
 
-/** Written with `SET` under `keys.cancel(id)` by DELETE /v1/jobs/:id (plus a message on `keys.cancelChannel()`). */
+/** Written with `SET` under `keys.cancel(id)` by DELETE /v1/jobs/:id; the worker polls it. */
 export const CancelRequestSchema = z.strictObject({ requestedAt: at });
 export type CancelRequest = z.infer<typeof CancelRequestSchema>;
 

@@ -18,3 +18,4 @@ export * from './event-stream';
 export * from './worker-contract';
 export * from './producer';
 export * from './retention';
+export * from './env';

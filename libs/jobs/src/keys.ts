@@ -1,7 +1,7 @@
 /**
- * Every Redis key and channel the runner uses besides BullMQ's own, in one place. All live under the
+ * Every Redis key the runner uses besides BullMQ's own, in one place. All live under the
  * queue prefix, next to BullMQ's `<prefix>:<queue>:...` keys; the second segments used here (`job`,
- * `jobs`, `idem`, `dataset`, `datasets`, `live`, `rate`, `worker`, `workers`, `cancel`, `retention`) are never
+ * `jobs`, `idem`, `dataset`, `datasets`, `live`, `rate`, `worker`, `workers`, `retention`) are never
  * queue names.
  *
  * | key                                   | type   | written by          | holds                                  |
@@ -21,7 +21,6 @@
  * | `<p>:worker:<workerId>`               | string | worker              | `WorkerHeartbeat` JSON, TTL 15 s       |
  * | `<p>:workers`                         | zset   | worker              | worker ids scored by heartbeat expiry  |
  * | `<p>:retention:lock`                  | string | worker              | retention sweeper's lock, PX = period  |
- * | channel `<p>:cancel`                  | pubsub | api (DELETE)        | message: the job id to cancel          |
  */
 import { createHash } from 'node:crypto';
 import { QUEUE_PREFIX_PATTERN } from './queues';
@@ -53,7 +52,6 @@ export interface RedisKeys {
   rateLimit(kind: 'tenant' | 'admin' | 'ip', subject: string): string;
   worker(workerId: string): string;
   workers(): string;
-  cancelChannel(): string;
   retentionLock(): string;
 }
 
@@ -82,7 +80,6 @@ export function redisKeys(prefix: string): RedisKeys {
       `${prefix}:rate:${kind}:${kind === 'ip' ? createHash('sha256').update(s).digest('hex').slice(0, 32) : id('tenant', s)}`,
     worker: (w) => `${prefix}:worker:${id('worker id', w)}`,
     workers: () => `${prefix}:workers`,
-    cancelChannel: () => `${prefix}:cancel`,
     retentionLock: () => `${prefix}:retention:lock`,
   };
 }

@@ -1,7 +1,7 @@
 /**
  * Putting a planned job on its queue with the records every reader expects, in one place for every
- * producer (the api's submit routes and the client's QueueClient). (An addition by the client; the
- * api can adopt it: `produceJob(deps, planJob(type, payload, { tenant }))`.)
+ * producer (the api's submit routes and the client's QueueClient):
+ * `produceJob(deps, planJob(type, payload, { tenant }))`.
  *
  * In order:
  *   1. `SET <p>:job:<id> <JobMeta> NX`, then `ZADD <p>:jobs:<tenant> <createdAt> <id>` (listing) and

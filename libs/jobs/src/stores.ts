@@ -5,7 +5,6 @@
  */
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { z } from 'zod';
 import type { ArtifactStore } from './artifacts';
 import { FileDatasetStore, type DatasetStore } from './datasets';
 import { FileArtifactStore } from './file-artifact-store';
@@ -43,18 +42,14 @@ function schemeOf(location: string): StoreScheme | null {
 }
 
 /**
- * A store location of the configuration (`ARTIFACT_DIR`, `DATASET_DIR`), written in its normal
- * form so every process opens the same store from it; an unknown scheme is an issue of the variable.
+ * A store location of the configuration (`ARTIFACT_DIR`, `DATASET_DIR`) in its normal form, so every
+ * process opens the same store from it; an unknown scheme throws `expected …` for the env parser.
  */
-export const StoreLocationSchema = z
-  .string()
-  .min(1)
-  .transform((location, ctx) => {
-    const scheme = schemeOf(location);
-    if (scheme !== null) return STORE_OPENERS[scheme].normalize(location);
-    ctx.addIssue({ code: 'custom', message: `expected ${EXPECTED}`, input: location });
-    return z.NEVER;
-  });
+export function storeLocation(location: string): string {
+  const scheme = schemeOf(location);
+  if (scheme === null) throw new Error(`expected ${EXPECTED}`);
+  return STORE_OPENERS[scheme].normalize(location);
+}
 
 function opener(what: string, location: string): { scheme: StoreOpeners; location: string } {
   const scheme = schemeOf(location);

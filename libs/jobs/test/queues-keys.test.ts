@@ -45,7 +45,7 @@ describe('keys', () => {
     const all = [
       k.jobMeta(id), k.events(id), k.cancel(id), k.checkpoint(id), k.published(id), k.jobIndex('default'),
       k.idempotency('default', 'my key'), k.dataset(id), k.datasetIndex('default'), k.worker('host-1-abc'),
-      k.workers(), k.cancelChannel(), k.liveJobs('default'), k.liveJobsPruned('default'),
+      k.workers(), k.liveJobs('default'), k.liveJobsPruned('default'),
       k.rateLimit('tenant', 'default'), k.rateLimit('ip', '::ffff:127.0.0.1'),
     ];
     for (const key of all) {

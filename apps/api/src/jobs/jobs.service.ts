@@ -298,7 +298,7 @@ export class JobsService {
 
   /**
    * Cancels a job. Not started: removed from its queue and marked cancelled at once. Running: a
-   * cancel flag (and a pub/sub message) the worker checks between batches. Finished: 409.
+   * cancel flag the worker polls (CANCEL_POLL_MS) and acts on between batches. Finished: 409.
    */
   async cancel(id: string, tenant: string): Promise<{ status: number; body: CancelResponse }> {
     const meta = await this.records.metaOr404(id, tenant);
@@ -308,7 +308,6 @@ export class JobsService {
     }
     const request: CancelRequest = { requestedAt: Date.now() };
     await this.redis.set(this.keys.cancel(id), JSON.stringify(request));
-    await this.redis.publish(this.keys.cancelChannel(), id);
     const removed = await this.queues.removeIfNotStarted(meta.queue as QueueName, id);
     const gone = removed || (await this.queues.getJob(meta.queue as QueueName, id)) === null;
     if (gone) {
