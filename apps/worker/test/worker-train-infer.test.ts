@@ -213,8 +213,9 @@ describe('worker', () => {
   });
 
   it('fails invalid job data at once with invalid_payload and keeps working', async () => {
-    const bad = await h.addRaw('any', 'train', { type: 'train', tenant: 'default', payload: { model: { inputSize: 0 } } });
-    const mislabelled = await h.addRaw('cpu', 'infer', { type: 'train', tenant: 'default', payload: trainPayload });
+    const limits = contract.limits;
+    const bad = await h.addRaw('any', 'train', { type: 'train', tenant: 'default', limits, payload: { model: { inputSize: 0 } } });
+    const mislabelled = await h.addRaw('cpu', 'infer', { type: 'train', tenant: 'default', limits, payload: trainPayload });
     for (const id of [bad, mislabelled]) {
       const ev = await h.waitForEnd(id, 20_000, worker);
       const end = ev.find((e): e is StateEvent => e.type === 'state')!;

@@ -100,7 +100,7 @@ export class QueueClient {
     const schema = type === 'train' ? this.contract.TrainPayload : this.contract.InferPayload;
     const r = validate(schema, payload);
     if (!r.ok) throw new PayloadValidationError(PAYLOAD_NAMES[type], r.issues);
-    const plan = planJob(type, r.value as PayloadOf<typeof type>, { tenant: this.tenant, id: options.id, policy: this.policy });
+    const plan = planJob(type, r.value as PayloadOf<typeof type>, { limits: this.contract.limits, tenant: this.tenant, id: options.id, policy: this.policy });
     return produceJob({ redis: this.redis, keys: this.keys, queue: (name) => this.queue(name) }, plan);
   }
 

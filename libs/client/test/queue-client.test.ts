@@ -122,7 +122,7 @@ test('produceJob with a live quota (the per-tenant set of the api): the place is
   const keys = redisKeys(prefix);
   const live = { key: keys.liveJobs('team-q'), max: 2 };
   const deps = { redis: admin, keys, queue: (q: string) => queue(q) };
-  const plan = () => planJob('train', contract.TrainPayload.parse({ ...CANONICAL_TRAIN_EXAMPLE, device: 'cpu' }), { tenant: 'team-q' });
+  const plan = () => planJob('train', contract.TrainPayload.parse({ ...CANONICAL_TRAIN_EXAMPLE, device: 'cpu' }), { limits: contract.limits, tenant: 'team-q' });
   const a = plan();
   const b = plan();
   await produceJob(deps, a, live);

@@ -8,13 +8,14 @@
  * Both job types share the queues; the BullMQ job name is the job type (`train` | `infer`), the
  * BullMQ job id is the public job id (a random UUID), and the BullMQ `prefix` option is the
  * configured queue prefix (`QUEUE_PREFIX`, default `relu-lstm`), so a queue's Redis keys are
- * `<prefix>:<queue>:...`. The job data is a `JobData` envelope (type, tenant, payload).
+ * `<prefix>:<queue>:...`. The job data is a `JobData` envelope (type, tenant, limits, payload).
  *
  * `planJob` is the one place that decides a job's queue, name, data and BullMQ options; the api and
  * the client's QueueClient both call it, and the worker never re-derives any of it.
  */
 import { randomUUID } from 'node:crypto';
 import type { JobMeta, JobType } from './events';
+import type { PayloadLimits } from './limits';
 import type { Device, InferPayload, TrainPayload } from './payloads';
 
 export const QUEUE_NAMES = ['gpu', 'cpu', 'any'] as const;
@@ -37,10 +38,13 @@ export function queuesForWorker(worker: { gpu: boolean }): QueueName[] {
 /** The one tenant the api serves while it has no API keys configured (then it listens on loopback only). */
 export const DEFAULT_TENANT = 'default';
 
-/** The data of every BullMQ job: the validated payload (defaults filled) and who asked for it. */
+/**
+ * The data of every BullMQ job: the validated payload (defaults filled), who asked for it, and the
+ * limits it was validated under (the worker validates it again with those, `validateJobData`).
+ */
 export type JobData =
-  | { type: 'train'; tenant: string; payload: TrainPayload }
-  | { type: 'infer'; tenant: string; payload: InferPayload };
+  | { type: 'train'; tenant: string; limits: PayloadLimits; payload: TrainPayload }
+  | { type: 'infer'; tenant: string; limits: PayloadLimits; payload: InferPayload };
 
 export type PayloadOf<T extends JobType> = Extract<JobData, { type: T }>['payload'];
 
@@ -85,11 +89,11 @@ export interface PlannedJob<T extends JobType = JobType> {
   meta: JobMeta;
 }
 
-/** Decides everything about a new job from its validated payload. */
+/** Decides everything about a new job from its validated payload and the limits it was validated under. */
 export function planJob<T extends JobType>(
   type: T,
   payload: PayloadOf<T>,
-  options: { tenant?: string; id?: string; now?: number; policy?: JobPolicy } = {},
+  options: { limits: PayloadLimits; tenant?: string; id?: string; now?: number; policy?: JobPolicy },
 ): PlannedJob<T> {
   const id = options.id ?? randomUUID();
   const tenant = options.tenant ?? DEFAULT_TENANT;
@@ -100,7 +104,7 @@ export function planJob<T extends JobType>(
     id,
     queue,
     name: type,
-    data: { type, tenant, payload } as Extract<JobData, { type: T }>,
+    data: { type, tenant, limits: options.limits, payload } as Extract<JobData, { type: T }>,
     opts: {
       jobId: id,
       attempts: policy.attempts[type],

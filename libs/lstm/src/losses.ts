@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { LOSS_NAMES, type LossName } from './config';
 import { LstmConfigError, LstmInputError } from './errors';
 
 /**
@@ -16,8 +17,6 @@ import { LstmConfigError, LstmInputError } from './errors';
  * sequence for a many-to-many head ([B, T, O]). `mask` ([B] or [B, T], 1 = counts, 0 = padding) drops
  * positions, e.g. the steps past each sequence's length.
  */
-export const LOSS_NAMES = ['mse', 'softmaxCrossEntropy'] as const;
-export type LossName = (typeof LOSS_NAMES)[number];
 
 export function checkLossName(loss: unknown, field = 'loss'): LossName {
   if (!LOSS_NAMES.includes(loss as LossName)) throw new LstmConfigError(field, `one of ${LOSS_NAMES.join(', ')}`, loss);

@@ -1,9 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { OPTIMIZER_NAMES, type OptimizerName } from './config';
 import { LstmConfigError } from './errors';
-
-/** The optimizers `fit` can use; all are tfjs-core's `tf.train` implementations. */
-export const OPTIMIZER_NAMES = ['sgd', 'momentum', 'adam', 'rmsprop'] as const;
-export type OptimizerName = (typeof OPTIMIZER_NAMES)[number];
 
 /**
  * Typed optimizer settings. Which optional fields apply, and their defaults:

@@ -8,7 +8,8 @@ import '@tensorflow/tfjs-backend-wasm';
 import { DivergenceError, LstmConfigError, LstmInputError, TrainingAbortedError } from '../src/errors';
 import { FitOptions, FitProgress, fit } from '../src/fit';
 import { oneHot } from '../src/losses';
-import { SequenceModel, SequenceModelOptions } from '../src/sequence-model';
+import type { SequenceModelOptions } from '../src/config';
+import { SequenceModel } from '../src/sequence-model';
 import { addingProblem, sineForecast, toNestedArray } from '../src/synthetic';
 
 beforeAll(async () => {

@@ -10,6 +10,7 @@ import { z } from 'zod';
 import {
   ARTIFACTS,
   ConfigArtifactSchema,
+  architectureMismatches,
   DatasetMetaSchema,
   IDEMPOTENCY_TTL_SEC,
   JOB_STATES,
@@ -90,9 +91,6 @@ export const ListQuerySchema = z.strictObject({
 /** Most index entries one list request looks at when filtering by state. */
 const MAX_SCANNED = 1000;
 
-/** Fields of two model specs that must agree for a model to be continued or used. */
-const SHAPE_FIELDS = ['inputSize', 'hiddenSize', 'numLayers', 'bias', 'bidirectional', 'outputSize', 'head'] as const;
-
 @Injectable()
 export class JobsService {
   constructor(
@@ -149,7 +147,7 @@ export class JobsService {
       }
     }
 
-    const plan = planJob(type, payload, { tenant, id, policy: this.config.jobPolicy });
+    const plan = planJob(type, payload, { limits: this.contract.limits, tenant, id, policy: this.config.jobPolicy });
     try {
       await this.quota.admit(tenant, (quota) => produceJob({ redis: this.redis, keys: this.keys, queue: (q: QueueName) => this.queues.queue(q) }, plan, quota));
     } catch (e) {
@@ -223,7 +221,7 @@ export class JobsService {
       // The model to continue must have the shape of the one trained.
       const cfg = from.cfg;
       if (cfg) {
-        for (const f of SHAPE_FIELDS.filter((f) => cfg.model[f] !== p.model[f])) {
+        for (const f of architectureMismatches(p.model, cfg.model)) {
           issues.push({ path: `model.${f}`, code: 'custom', message: `must match the model of job ${p.fromJob}`, expected: JSON.stringify(cfg.model[f]), received: JSON.stringify(p.model[f]) });
         }
       }

@@ -10,6 +10,7 @@ import {
   decodeTrainingState,
   encodeTrainingState,
   fit,
+  splitSamples,
   stateDictToSafetensors,
   type FitProgress,
   type FitResult,
@@ -93,7 +94,7 @@ export async function runTrain(req: TrainRequest, ctx: EngineContext, stop: Stop
         ? await fromJobState(ctx.artifacts, p.fromJob)
         : null;
 
-    const nTrain = Math.floor(loaded.samples * (1 - t.validationSplit));
+    const nTrain = splitSamples(loaded.samples, t.validationSplit).train;
     const stepsPerEpoch = Math.ceil(nTrain / t.batchSize);
     const startEpoch = resume?.progress.epoch ?? 0;
     const startStep = resume?.progress.globalStep ?? 0;
