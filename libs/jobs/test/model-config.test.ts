@@ -27,6 +27,7 @@ function payload(n: number, validationSplit: number): TrainPayloadInput {
 async function libraryTrains(p: TrainPayloadInput): Promise<boolean> {
   const x = (p.data.inline!.x as number[][][]).flat(2);
   const n = x.length;
+  const tensorsBefore = tf.memory().numTensors;
   const model = new SequenceModel({ lstm: { inputSize: 1, hiddenSize: 2, batchFirst: true }, outputSize: 1 });
   try {
     const data = { x: { data: Float32Array.from(x), shape: [n, 1, 1] }, y: { data: Float32Array.from(x), shape: [n, 1, 1] } };
@@ -37,6 +38,7 @@ async function libraryTrains(p: TrainPayloadInput): Promise<boolean> {
     throw e;
   } finally {
     model.dispose();
+    expect(tf.memory().numTensors).toBe(tensorsBefore);
   }
 }
 

@@ -23,6 +23,12 @@ export function checkLossName(loss: unknown, field = 'loss'): LossName {
   return loss as LossName;
 }
 
+/** Each loss per position: the shape of `pred` without its last axis (`axis`). */
+const PER_POSITION = {
+  mse: (pred, target, axis) => tf.mean(tf.squaredDifference(pred, target), axis),
+  softmaxCrossEntropy: (pred, target, axis) => tf.neg(tf.sum(tf.mul(target, tf.logSoftmax(pred, axis)), axis)),
+} satisfies Record<LossName, (pred: tf.Tensor, target: tf.Tensor, axis: number) => tf.Tensor>;
+
 /**
  * The loss as a scalar tensor (differentiable with respect to `pred`). Shapes: `pred` and `target`
  * equal, rank 2 or 3; `mask` the shape of `pred` without its last axis.
@@ -36,11 +42,7 @@ export function computeLoss(loss: LossName, pred: tf.Tensor, target: tf.Tensor, 
   }
   return tf.tidy(() => {
     const last = pred.rank - 1;
-    // Per-position loss, shape of pred without its last axis.
-    const perPosition =
-      loss === 'mse'
-        ? tf.mean(tf.squaredDifference(pred, target), last)
-        : tf.neg(tf.sum(tf.mul(target, tf.logSoftmax(pred, last)), last));
+    const perPosition = PER_POSITION[loss](pred, target, last);
     if (!mask) return tf.mean(perPosition) as tf.Scalar;
     // Mean over the positions that count; max(count, 1) keeps an all-padding batch at 0, not NaN.
     return tf.div(tf.sum(tf.mul(perPosition, mask)), tf.maximum(tf.sum(mask), 1)) as tf.Scalar;
