@@ -16,6 +16,8 @@ import {
   OPTIMIZER_NAMES,
   RECURRENT_ACTIVATIONS,
   cellClipProblem,
+  lossOutputSizeProblem,
+  optimizerTakes,
   validationSplitProblem,
   type FlatModelOptions,
 } from '@relu-lstm/lstm/config';
@@ -182,8 +184,8 @@ export function makeContract(limits: PayloadLimits = DEFAULT_LIMITS) {
     .superRefine((t, ctx) => {
       const split = validationSplitProblem(t.validationSplit, null);
       if (split) addIssue(ctx, ['validationSplit'], split, String(t.validationSplit));
-      if (t.momentum !== undefined && t.optimizer !== 'momentum' && t.optimizer !== 'rmsprop') {
-        addIssue(ctx, ['momentum'], "no momentum unless optimizer is 'momentum' or 'rmsprop'", String(t.momentum));
+      if (t.momentum !== undefined && !optimizerTakes(t.optimizer, 'momentum')) {
+        addIssue(ctx, ['momentum'], `no momentum with optimizer '${t.optimizer}'`, String(t.momentum));
       }
     });
 
@@ -212,9 +214,8 @@ export function makeContract(limits: PayloadLimits = DEFAULT_LIMITS) {
     .superRefine((p, ctx) => {
       const { model: m, data, training } = p;
       const ld = m.numLayers * (m.bidirectional ? 2 : 1);
-      if (training.loss === 'softmaxCrossEntropy' && m.outputSize < 2) {
-        addIssue(ctx, ['model', 'outputSize'], "at least 2 classes with loss 'softmaxCrossEntropy'", String(m.outputSize));
-      }
+      const lossProblem = lossOutputSizeProblem(training.loss, m.outputSize);
+      if (lossProblem) addIssue(ctx, ['model', 'outputSize'], lossProblem, String(m.outputSize));
       if (data.inline) {
         const x = expectShape(ctx, data.inline.x, ['data', 'inline', 'x'], [null, null, m.inputSize], ['N', 'T', 'inputSize'], limits);
         if (x) {

@@ -6,7 +6,7 @@
 import { execFileSync } from 'node:child_process';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
-import { LstmConfigError, SequenceModel, fit } from '@relu-lstm/lstm';
+import { LOSS_NAMES, LstmConfigError, OPTIMIZER_NAMES, SequenceModel, fit, resolveOptimizerConfig } from '@relu-lstm/lstm';
 import { contract, validate, type TrainPayloadInput } from '@relu-lstm/jobs';
 
 beforeAll(async () => {
@@ -91,6 +91,40 @@ describe('cellClip: one rule', () => {
     [{ activation: 'relu' }],
   ])('%j', (m) => {
     expect(validate(contract.TrainPayload, model(m)).ok).toBe(libraryAccepts(m));
+  });
+});
+
+describe('optimizer settings and loss classes: one rule each', () => {
+  test.each(OPTIMIZER_NAMES.map((name) => [name]))('momentum with %s', (name) => {
+    const p = payload(2, 0);
+    p.training = { ...p.training, optimizer: name, momentum: 0.5 };
+    let libraryAccepts = true;
+    try {
+      resolveOptimizerConfig({ name, learningRate: 0.1, momentum: 0.5 });
+    } catch (e) {
+      if (!(e instanceof LstmConfigError)) throw e;
+      libraryAccepts = false;
+    }
+    expect(validate(contract.TrainPayload, p).ok).toBe(libraryAccepts);
+  });
+
+  test.each(LOSS_NAMES.flatMap((loss) => [[loss, 1], [loss, 2]] as const))('loss %s with outputSize %i', async (loss, outputSize) => {
+    const p = payload(2, 0);
+    p.model = { ...p.model, outputSize };
+    p.training = { ...p.training, loss };
+    const y = outputSize === 1 ? [[[1]], [[0]]] : [[[1, 0]], [[0, 1]]];
+    p.data = { inline: { x: [[[0.1]], [[0.2]]], y } };
+    const model = new SequenceModel({ lstm: { inputSize: 1, hiddenSize: 2, batchFirst: true }, outputSize });
+    let libraryTrains = true;
+    try {
+      await fit(model, { x: [[[0.1]], [[0.2]]], y }, { epochs: 1, batchSize: 2, optimizer: { name: 'sgd', learningRate: 0.1 }, loss, seed: 0 });
+    } catch (e) {
+      if (!(e instanceof LstmConfigError)) throw e;
+      libraryTrains = false;
+    } finally {
+      model.dispose();
+    }
+    expect(validate(contract.TrainPayload, p).ok).toBe(libraryTrains);
   });
 });
 

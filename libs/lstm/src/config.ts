@@ -31,9 +31,27 @@ export type Head = (typeof HEADS)[number];
 export const OPTIMIZER_NAMES = ['sgd', 'momentum', 'adam', 'rmsprop'] as const;
 export type OptimizerName = (typeof OPTIMIZER_NAMES)[number];
 
+/** The settings each optimizer takes besides its name (optimizers.ts fills their defaults). */
+export const OPTIMIZER_FIELDS = {
+  sgd: ['learningRate'],
+  momentum: ['learningRate', 'momentum', 'nesterov'],
+  adam: ['learningRate', 'beta1', 'beta2', 'epsilon'],
+  rmsprop: ['learningRate', 'decay', 'momentum', 'epsilon'],
+} as const satisfies Record<OptimizerName, readonly string[]>;
+
+/** Whether optimizer `name` takes the setting `field`. */
+export function optimizerTakes(name: OptimizerName, field: string): boolean {
+  return (OPTIMIZER_FIELDS[name] as readonly string[]).includes(field);
+}
+
 /** The training losses (losses.ts). */
 export const LOSS_NAMES = ['mse', 'softmaxCrossEntropy'] as const;
 export type LossName = (typeof LOSS_NAMES)[number];
+
+/** The loss rule: softmaxCrossEntropy needs at least 2 classes. Returns what is expected of `outputSize`, else null. */
+export function lossOutputSizeProblem(loss: LossName, outputSize: number): string | null {
+  return loss === 'softmaxCrossEntropy' && outputSize < 2 ? "at least 2 classes with loss 'softmaxCrossEntropy'" : null;
+}
 
 /** Constructor options of `ReluLstm`; names and defaults follow `torch.nn.LSTM` where it has them. */
 export interface ReluLstmOptions {

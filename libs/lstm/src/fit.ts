@@ -3,7 +3,7 @@ import { TensorLike, toTensor } from './tensor-like';
 import { clipByGlobalNorm, globalNorm } from './clip';
 import { FitData, PreparedData, disposeBatch, makeBatch, prepareData } from './dataset';
 import { DivergenceError, LstmConfigError, TrainingAbortedError } from './errors';
-import { LossName, splitSamples, validationSplitProblem } from './config';
+import { LossName, lossOutputSizeProblem, splitSamples, validationSplitProblem } from './config';
 import { checkLossName, computeLoss } from './losses';
 import { OptimizerConfig, ResolvedOptimizerConfig, createOptimizer, disposeOptimizer, readOptimizerSlots, resolveOptimizerConfig, writeOptimizerSlots } from './optimizers';
 import { Rng, RngState } from './rng';
@@ -143,9 +143,8 @@ export async function fit(model: SequenceModel, data: FitData, options: FitOptio
   const opts = resolveFitOptions(options);
   const cfg = model.config;
   opts.initialState = resolveStartState(model, options.initialState);
-  if (opts.loss === 'softmaxCrossEntropy' && cfg.outputSize < 2) {
-    throw new LstmConfigError('loss', "'mse' for a model with outputSize 1 (softmaxCrossEntropy needs at least 2 classes)", opts.loss);
-  }
+  const lossProblem = lossOutputSizeProblem(opts.loss, cfg.outputSize);
+  if (lossProblem) throw new LstmConfigError('outputSize', lossProblem, cfg.outputSize);
   const prepared = await prepareData(data, cfg, opts.loss);
   const splitProblem = validationSplitProblem(opts.validationSplit, prepared.n);
   if (splitProblem) throw new LstmConfigError('validationSplit', splitProblem, opts.validationSplit);
