@@ -15,11 +15,13 @@ import {
   MODEL_DEFAULTS,
   OPTIMIZER_NAMES,
   RECURRENT_ACTIVATIONS,
+  FRACTIONS,
   cellClipProblem,
   lossOutputSizeProblem,
   optimizerTakes,
   validationSplitProblem,
   type FlatModelOptions,
+  type Fraction,
 } from '@relu-lstm/lstm/config';
 import { DEFAULT_LIMITS, type PayloadLimits } from './limits';
 import { numel, rectangularShape, showShape, type Path } from './tensors';
@@ -82,7 +84,7 @@ function checkLengths(ctx: z.RefinementCtx, lengths: number[] | undefined, path:
 
 /** The validation split against the number of samples, as `fit` will check it (the range is TrainingSpec's). */
 function checkSplit(ctx: z.RefinementCtx, validationSplit: number, n: number): void {
-  if (validationSplitProblem(validationSplit, null)) return;
+  if (validationSplitProblem(validationSplit, null)) return; // out of range: TrainingSpec reported it
   const problem = validationSplitProblem(validationSplit, n);
   if (problem) addIssue(ctx, ['training', 'validationSplit'], problem, String(validationSplit));
 }
@@ -90,6 +92,7 @@ function checkSplit(ctx: z.RefinementCtx, validationSplit: number, n: number): v
 /** Builds every payload schema from one set of limits. `contract` below is the default instance. */
 export function makeContract(limits: PayloadLimits = DEFAULT_LIMITS) {
   const posInt = (max: number) => z.number().int().min(1).max(max);
+  const fraction = (r: Fraction) => z.number().min(r.min).lt(r.below);
   const seed = z.number().int().min(0).max(MAX_SEED);
   const vec = z.array(z.number());
   const tensor2 = z.array(vec);
@@ -105,7 +108,7 @@ export function makeContract(limits: PayloadLimits = DEFAULT_LIMITS) {
       numLayers: posInt(limits.maxLayers).default(MODEL_DEFAULTS.numLayers),
       bias: z.boolean().default(MODEL_DEFAULTS.bias),
       /** Dropout on the outputs of every layer but the last, in training only. */
-      dropout: z.number().min(0).lt(1).default(MODEL_DEFAULTS.dropout),
+      dropout: fraction(FRACTIONS.dropout).default(MODEL_DEFAULTS.dropout),
       bidirectional: z.boolean().default(MODEL_DEFAULTS.bidirectional),
       activation: z.enum(ACTIVATIONS).default(MODEL_DEFAULTS.activation),
       recurrentActivation: z.enum(RECURRENT_ACTIVATIONS).default(MODEL_DEFAULTS.recurrentActivation),
@@ -173,7 +176,7 @@ export function makeContract(limits: PayloadLimits = DEFAULT_LIMITS) {
       loss: z.enum(LOSS_NAMES).default('mse'),
       /** Fraction of the samples (the last ones) held out for `valLoss`, as Keras's `validation_split`
        * (`validationSplitProblem`: in [0, 1), leaving at least one training sample). */
-      validationSplit: z.number().default(0),
+      validationSplit: fraction(FRACTIONS.validationSplit).default(0),
       /** Seeds the weight initialisation, the shuffling, dropout and (by default) synthetic data. */
       seed: seed.default(0),
       /** Write a resumable checkpoint every this many epochs; 0: only the final model. */
@@ -182,8 +185,6 @@ export function makeContract(limits: PayloadLimits = DEFAULT_LIMITS) {
       progressEvery: posInt(1_000_000).default(10),
     })
     .superRefine((t, ctx) => {
-      const split = validationSplitProblem(t.validationSplit, null);
-      if (split) addIssue(ctx, ['validationSplit'], split, String(t.validationSplit));
       if (t.momentum !== undefined && !optimizerTakes(t.optimizer, 'momentum')) {
         addIssue(ctx, ['momentum'], `no momentum with optimizer '${t.optimizer}'`, String(t.momentum));
       }

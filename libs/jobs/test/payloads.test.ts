@@ -68,7 +68,7 @@ describe('train payload', () => {
     expect(at(issues, 'model.numLayers')).toMatchObject({ code: 'invalid_type', expected: 'int' });
     expect(at(issues, 'model.activation')?.expected).toContain('"clippedRelu"');
     expect(at(issues, 'training.learningRate')).toMatchObject({ code: 'too_small', received: '-1' });
-    expect(at(issues, 'training.validationSplit')).toMatchObject({ code: 'custom', expected: 'a number in [0, 1)', received: '1' });
+    expect(at(issues, 'training.validationSplit')).toMatchObject({ code: 'too_big', expected: '< 1', received: '1' });
     expect(at(issues, 'device')).toMatchObject({ code: 'invalid_value', received: '"tpu"' });
   });
 

@@ -82,6 +82,25 @@ export type ReluLstmConfig = Required<Omit<ReluLstmOptions, 'cellClip' | 'seed'>
   seed: number;
 };
 
+/** A half-open interval [min, below). */
+export interface Fraction {
+  min: number;
+  below: number;
+}
+
+/** The fractions among the settings: dropout probability and validation split, both in [0, 1). */
+export const FRACTIONS = {
+  dropout: { min: 0, below: 1 },
+  validationSplit: { min: 0, below: 1 },
+} as const satisfies Record<string, Fraction>;
+
+/** Whether `v` is a number in the interval `r`. */
+export function inFraction(r: Fraction, v: unknown): v is number {
+  return typeof v === 'number' && v >= r.min && v < r.below;
+}
+
+const showFraction = (r: Fraction) => `a number in [${r.min}, ${r.below})`;
+
 /** Defaults of the optional options and of the head, for the library and the job schemas alike. */
 export const MODEL_DEFAULTS = {
   numLayers: 1,
@@ -146,8 +165,8 @@ export function resolveConfig(options: ReluLstmOptions): ReluLstmConfig {
   if (clipProblem) throw new LstmConfigError('cellClip', clipProblem, options.cellClip);
   const cellClip = options.cellClip ?? null;
   const dropout = options.dropout ?? MODEL_DEFAULTS.dropout;
-  if (typeof dropout !== 'number' || !(dropout >= 0 && dropout < 1)) {
-    throw new LstmConfigError('dropout', 'a number in [0, 1)', dropout);
+  if (!inFraction(FRACTIONS.dropout, dropout)) {
+    throw new LstmConfigError('dropout', showFraction(FRACTIONS.dropout), dropout);
   }
   const seed = options.seed ?? MODEL_DEFAULTS.seed;
   if (typeof seed !== 'number' || !Number.isInteger(seed)) {
@@ -221,7 +240,7 @@ export function splitSamples(n: number, validationSplit: number): { train: numbe
  * `validationSplit` when it breaks the rule, else null.
  */
 export function validationSplitProblem(validationSplit: unknown, n: number | null): string | null {
-  if (typeof validationSplit !== 'number' || !(validationSplit >= 0 && validationSplit < 1)) return 'a number in [0, 1)';
+  if (!inFraction(FRACTIONS.validationSplit, validationSplit)) return showFraction(FRACTIONS.validationSplit);
   if (n !== null && splitSamples(n, validationSplit).train < 1) {
     return `a split leaving at least one of the ${n} samples for training`;
   }
