@@ -151,7 +151,7 @@ describe('QueueClient: straight onto the queue, served by the same worker', () =
 });
 
 describe('the api and the worker agree on what a job may be', () => {
-  it('a job accepted under LIMIT_MAX_LAYERS=32 with 20 layers completes (the worker validates with the limits it carries)', async () => {
+  it('a job accepted under LIMIT_MAX_LAYERS=32 with 20 layers completes (the worker uses the limits it carries)', async () => {
     expect(DEFAULT_LIMITS.maxLayers).toBeLessThan(20); // else this would not test anything
     const raised = new RunnerClient({ baseUrl: api.url, contract: makeContract({ ...DEFAULT_LIMITS, maxLayers: 32 }) });
     const job = await raised.submitTrain({
@@ -177,11 +177,24 @@ describe('the api and the worker agree on what a job may be', () => {
   });
 
   it('1 sample with validationSplit 0.5 leaves none to train: the api refuses it with 400 naming the field', async () => {
-    const body = { model: { inputSize: 1, hiddenSize: 2, outputSize: 1 }, data: { inline: { x: [[[0.1]]], y: [[[0.1]]] } }, training: { epochs: 1, batchSize: 1, validationSplit: 0.5 } };
-    const res = await fetch(new URL('/v1/jobs/train', api.url), { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    const body = {
+      model: { inputSize: 1, hiddenSize: 2, outputSize: 1 },
+      data: { inline: { x: [[[0.1]]], y: [[[0.1]]] } },
+      training: { epochs: 1, batchSize: 1, validationSplit: 0.5 },
+    };
+    const res = await fetch(new URL('/v1/jobs/train', api.url), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
     expect(res.status).toBe(400);
-    const issues = ((await res.json()) as { error: { issues: Array<{ path: string; expected?: string }> } }).error.issues;
-    expect(issues).toContainEqual(expect.objectContaining({ path: 'training.validationSplit', expected: 'a split leaving at least one of the 1 samples for training' }));
+    const { error } = (await res.json()) as { error: { issues: Array<{ path: string; expected?: string }> } };
+    expect(error.issues).toContainEqual(
+      expect.objectContaining({
+        path: 'training.validationSplit',
+        expected: 'a split leaving at least one of the 1 samples for training',
+      }),
+    );
   });
 });
 

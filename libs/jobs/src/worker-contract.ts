@@ -18,9 +18,10 @@ import { validate, type ParseResult } from './validation';
 
 /** Schema of `job.data` (`JobData` in queues.ts) with the payload schemas of `c`. */
 export function jobDataSchema(c: JobContract) {
+  const envelope = { tenant: z.string().min(1), limits: PayloadLimitsSchema };
   return z.discriminatedUnion('type', [
-    z.strictObject({ type: z.literal('train'), tenant: z.string().min(1), limits: PayloadLimitsSchema, payload: c.TrainPayload }),
-    z.strictObject({ type: z.literal('infer'), tenant: z.string().min(1), limits: PayloadLimitsSchema, payload: c.InferPayload }),
+    z.strictObject({ type: z.literal('train'), ...envelope, payload: c.TrainPayload }),
+    z.strictObject({ type: z.literal('infer'), ...envelope, payload: c.InferPayload }),
   ]);
 }
 type JobDataSchema = ReturnType<typeof jobDataSchema>;

@@ -13,6 +13,8 @@ beforeAll(async () => {
   await tf.setBackend('cpu');
 });
 
+const FIT = { epochs: 1, batchSize: 4, optimizer: { name: 'sgd', learningRate: 0.1 }, loss: 'mse', seed: 0 } as const;
+
 /** An inline train payload of `n` one-step samples. */
 function payload(n: number, validationSplit: number): TrainPayloadInput {
   const x = Array.from({ length: n }, (_, i) => [[i / n]]);
@@ -30,8 +32,8 @@ async function libraryTrains(p: TrainPayloadInput): Promise<boolean> {
   const tensorsBefore = tf.memory().numTensors;
   const model = new SequenceModel({ lstm: { inputSize: 1, hiddenSize: 2, batchFirst: true }, outputSize: 1 });
   try {
-    const data = { x: { data: Float32Array.from(x), shape: [n, 1, 1] }, y: { data: Float32Array.from(x), shape: [n, 1, 1] } };
-    await fit(model, data, { epochs: 1, batchSize: 4, optimizer: { name: 'sgd', learningRate: 0.1 }, loss: 'mse', seed: 0, validationSplit: p.training.validationSplit });
+    const tensor = { data: Float32Array.from(x), shape: [n, 1, 1] };
+    await fit(model, { x: tensor, y: tensor }, { ...FIT, validationSplit: p.training.validationSplit });
     return true;
   } catch (e) {
     if (e instanceof LstmConfigError && e.field === 'validationSplit') return false;
@@ -44,7 +46,17 @@ async function libraryTrains(p: TrainPayloadInput): Promise<boolean> {
 
 describe('validation split: the api schema and fit agree', () => {
   // [samples, split]: the issue's case (4, 0.2) first; then edges of floor(n * (1 - split)).
-  const CASES: Array<[number, number]> = [[4, 0.2], [1, 0.5], [2, 0.5], [3, 0.34], [10, 0.95], [10, 0.9], [5, 0.99], [1, 0], [7, 0.999]];
+  const CASES: Array<[number, number]> = [
+    [4, 0.2],
+    [1, 0.5],
+    [2, 0.5],
+    [3, 0.34],
+    [10, 0.95],
+    [10, 0.9],
+    [5, 0.99],
+    [1, 0],
+    [7, 0.999],
+  ];
 
   test.each(CASES)('%i samples, split %f', async (n, split) => {
     const p = payload(n, split);
@@ -66,13 +78,20 @@ describe('validation split: the api schema and fit agree', () => {
     const p = { ...payload(1, 0.6), data: { synthetic: { kind: 'sine' as const, samples: 2, seqLen: 3 } } };
     const r = validate(contract.TrainPayload, p);
     expect(r.ok ? [] : r.issues).toContainEqual(
-      expect.objectContaining({ path: 'training.validationSplit', expected: 'a split leaving at least one of the 2 samples for training', received: '0.6' }),
+      expect.objectContaining({
+        path: 'training.validationSplit',
+        expected: 'a split leaving at least one of the 2 samples for training',
+        received: '0.6',
+      }),
     );
   });
 });
 
 describe('cellClip: one rule', () => {
-  const model = (m: Record<string, unknown>) => ({ ...payload(2, 0), model: { inputSize: 1, hiddenSize: 2, outputSize: 1, ...m } });
+  const model = (m: Record<string, unknown>) => ({
+    ...payload(2, 0),
+    model: { inputSize: 1, hiddenSize: 2, outputSize: 1, ...m },
+  });
   const libraryAccepts = (m: Record<string, unknown>) => {
     try {
       new SequenceModel({ lstm: { inputSize: 1, hiddenSize: 2, ...m }, outputSize: 1 }).dispose();
@@ -108,7 +127,8 @@ describe('optimizer settings and loss classes: one rule each', () => {
     expect(validate(contract.TrainPayload, p).ok).toBe(libraryAccepts);
   });
 
-  test.each(LOSS_NAMES.flatMap((loss) => [[loss, 1], [loss, 2]] as const))('loss %s with outputSize %i', async (loss, outputSize) => {
+  const lossCases = LOSS_NAMES.flatMap((loss) => [[loss, 1] as const, [loss, 2] as const]);
+  test.each(lossCases)('loss %s with outputSize %i', async (loss, outputSize) => {
     const p = payload(2, 0);
     p.model = { ...p.model, outputSize };
     p.training = { ...p.training, loss };
@@ -117,7 +137,7 @@ describe('optimizer settings and loss classes: one rule each', () => {
     const model = new SequenceModel({ lstm: { inputSize: 1, hiddenSize: 2, batchFirst: true }, outputSize });
     let libraryTrains = true;
     try {
-      await fit(model, { x: [[[0.1]], [[0.2]]], y }, { epochs: 1, batchSize: 2, optimizer: { name: 'sgd', learningRate: 0.1 }, loss, seed: 0 });
+      await fit(model, { x: [[[0.1]], [[0.2]]], y }, { ...FIT, loss });
     } catch (e) {
       if (!(e instanceof LstmConfigError)) throw e;
       libraryTrains = false;
@@ -133,6 +153,7 @@ test('the config entry and the job contract load without TensorFlow.js (built pa
     "console.log(Object.keys(require.cache).filter((k) => k.includes('@tensorflow')).length)";
   expect(execFileSync(process.execPath, ['-e', script], { encoding: 'utf8' }).trim()).toBe('0');
   // Negative control: the library's main entry does load it.
-  const main = "require('@relu-lstm/lstm'); console.log(Object.keys(require.cache).some((k) => k.includes('@tensorflow')))";
+  const main =
+    "require('@relu-lstm/lstm'); console.log(Object.keys(require.cache).some((k) => k.includes('@tensorflow')))";
   expect(execFileSync(process.execPath, ['-e', main], { encoding: 'utf8' }).trim()).toBe('true');
 });

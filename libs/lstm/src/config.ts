@@ -313,5 +313,13 @@ export function sequenceModelOptions(
  * The fields two models must share for the weights of one to load into the other (continuing a
  * training, inferring with a stored model): every parameter's shape follows from them.
  */
-export const ARCHITECTURE = ['inputSize', 'hiddenSize', 'numLayers', 'bias', 'bidirectional', 'outputSize', 'head'] as const satisfies ReadonlyArray<keyof FlatModelOptions>;
+export const ARCHITECTURE = [
+  'inputSize',
+  'hiddenSize',
+  'numLayers',
+  'bias',
+  'bidirectional',
+  'outputSize',
+  'head',
+] as const satisfies ReadonlyArray<keyof FlatModelOptions>;
 export type ArchitectureField = (typeof ARCHITECTURE)[number];
