@@ -143,6 +143,19 @@ describe('datasets', () => {
     const bad = await http(api.url, 'POST', '/v1/jobs/train', { body: train });
     expect(bad.status).toBe(400);
     expect(bad.json.error.issues.map((i: { path: string }) => i.path).sort()).toEqual(['model.head', 'model.inputSize']);
+
+    // The validation split against the dataset's 2 samples, by the library's rule (0.6 leaves none to train).
+    train.model = { inputSize: 2, hiddenSize: 8, outputSize: 1, head: 'lastStep' };
+    train.training = { ...train.training, validationSplit: 0.6 };
+    const split = await http(api.url, 'POST', '/v1/jobs/train', { body: train });
+    expect(split.status).toBe(400);
+    expect(split.json.error.issues).toEqual([
+      expect.objectContaining({
+        path: 'training.validationSplit',
+        expected: 'a split leaving at least one of the 2 samples for training',
+        received: '0.6',
+      }),
+    ]);
   });
 
   test('CSV upload with ragged sequences and one target per sequence', async () => {

@@ -50,6 +50,7 @@ describe('validation split: the api schema and fit agree', () => {
     [4, 0.2],
     [1, 0.5],
     [2, 0.5],
+    [2, 0.6],
     [3, 0.34],
     [10, 0.95],
     [10, 0.9],

@@ -37,6 +37,7 @@ import {
   type SubmitResponse,
   type ValidationIssue,
 } from '@relu-lstm/jobs';
+import { validationSplitProblem } from '@relu-lstm/lstm/config';
 import type { ApiConfig } from '../config';
 import { ApiError } from '../http/errors';
 import { JobQueues } from '../infra/job-queues';
@@ -157,7 +158,7 @@ export class JobsService {
     return { replayed: false, body: { id: plan.id, state: 'queued', links: linksOf(plan.id) }, meta: plan.meta };
   }
 
-  private async datasetIssues(datasetId: string, tenant: string, model: ModelSpec): Promise<ValidationIssue[]> {
+  private async datasetIssues(datasetId: string, tenant: string, model: ModelSpec, validationSplit: number): Promise<ValidationIssue[]> {
     const path = 'data.datasetId';
     const raw = await this.redis.get(this.keys.dataset(datasetId));
     const meta = raw ? DatasetMetaSchema.safeParse(JSON.parse(raw)) : null;
@@ -178,6 +179,8 @@ export class JobsService {
       const want = perStep ? 'manyToMany' : 'lastStep';
       issues.push({ path: 'model.head', code: 'custom', message: `the dataset has ${perStep ? 'per-step targets [N,T,O]' : 'one target per sequence [N,O]'}`, expected: `'${want}'`, received: `'${model.head}'` });
     }
+    const split = validationSplitProblem(validationSplit, d.samples);
+    if (split) issues.push({ path: 'training.validationSplit', code: 'custom', message: `the dataset has ${d.samples} samples`, expected: split, received: String(validationSplit) });
     return issues;
   }
 
@@ -214,7 +217,7 @@ export class JobsService {
 
   private async checkTrainRefs(p: PayloadOf<'train'>, tenant: string): Promise<ValidationIssue[]> {
     const issues: ValidationIssue[] = [];
-    if (p.data.datasetId) issues.push(...(await this.datasetIssues(p.data.datasetId, tenant, p.model)));
+    if (p.data.datasetId) issues.push(...(await this.datasetIssues(p.data.datasetId, tenant, p.model, p.training.validationSplit)));
     if (p.fromJob) {
       const from = await this.trainedModel(p.fromJob, 'fromJob', tenant);
       issues.push(...from.issues);
