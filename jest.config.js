@@ -12,6 +12,8 @@ module.exports = {
   },
   moduleNameMapper: {
     '^@relu-lstm/(lstm|jobs|client)$': '<rootDir>/libs/$1/src/index.ts',
+    // The library's tfjs-free entry (package.json "exports").
+    '^@relu-lstm/lstm/config$': '<rootDir>/libs/lstm/src/config.ts',
   },
   testTimeout: 60000,
   reporters: ['default', '<rootDir>/scripts/jest-totals-reporter.js'],

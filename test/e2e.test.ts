@@ -7,7 +7,16 @@
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { ReluLstm, SequenceModel, safetensorsToStateDict } from '@relu-lstm/lstm';
-import { CANONICAL_TRAIN_EXAMPLE, StateArtifactSchema, type JobEvent, type MetricEvent, type StateEvent } from '@relu-lstm/jobs';
+import {
+  CANONICAL_TRAIN_EXAMPLE,
+  DEFAULT_LIMITS,
+  StateArtifactSchema,
+  makeContract,
+  type JobEvent,
+  type MetricEvent,
+  type StateEvent,
+  type TrainResult,
+} from '@relu-lstm/jobs';
 import { QueueClient, RunnerClient } from '@relu-lstm/client';
 import { startApi, type ApiProcess } from '../apps/api/test/harness';
 import { Harness } from '../apps/worker/test/harness';
@@ -21,8 +30,9 @@ let client: RunnerClient;
 beforeAll(async () => {
   await tf.setBackend('cpu');
   harness = new Harness();
-  // The api shares the worker harness's prefix and directories: one system.
-  api = await startApi({ QUEUE_PREFIX: harness.prefix, ARTIFACT_DIR: harness.artifactDir, DATASET_DIR: harness.datasetDir });
+  // The api shares the worker harness's prefix and directories: one system. It allows more layers
+  // than the default limits (the documented way to raise a limit); the worker has no LIMIT_* of its own.
+  api = await startApi({ QUEUE_PREFIX: harness.prefix, ARTIFACT_DIR: harness.artifactDir, DATASET_DIR: harness.datasetDir, LIMIT_MAX_LAYERS: '32' });
   await harness.startReadyWorker(); // stopped by harness.close()
   client = new RunnerClient({ baseUrl: api.url });
 });
@@ -136,6 +146,54 @@ describe('QueueClient: straight onto the queue, served by the same worker', () =
     } finally {
       await queue.close();
     }
+  });
+});
+
+describe('the api and the worker agree on what a job may be', () => {
+  it('a job accepted under LIMIT_MAX_LAYERS=32 with 20 layers completes (the worker uses the limits it carries)', async () => {
+    expect(DEFAULT_LIMITS.maxLayers).toBeLessThan(20); // else this would not test anything
+    const raised = new RunnerClient({ baseUrl: api.url, contract: makeContract({ ...DEFAULT_LIMITS, maxLayers: 32 }) });
+    const job = await raised.submitTrain({
+      model: { inputSize: 1, hiddenSize: 2, numLayers: 20, outputSize: 1 },
+      data: { synthetic: { kind: 'sine', samples: 4, seqLen: 3 } },
+      training: { epochs: 1, batchSize: 4 },
+    });
+    expect(job.state).toBe('queued');
+    const result = await raised.waitForResult<TrainResult>(job.id, { timeoutMs: 120_000 });
+    expect(result).toMatchObject({ epochs: 1, steps: 1 });
+  });
+
+  it('4 samples with validationSplit 0.2: the api accepts and the library trains 3, validating on 1', async () => {
+    const x = [[[0.1]], [[0.2]], [[0.3]], [[0.4]]];
+    const job = await client.submitTrain({
+      model: { inputSize: 1, hiddenSize: 2, outputSize: 1 },
+      data: { inline: { x, y: x } },
+      training: { epochs: 1, batchSize: 4, validationSplit: 0.2 },
+    });
+    const result = await client.waitForResult<TrainResult>(job.id, { timeoutMs: 120_000 });
+    expect(result).toMatchObject({ epochs: 1, steps: 1 });
+    expect(result.finalValLoss).toEqual(expect.any(Number));
+  });
+
+  it('1 sample with validationSplit 0.5 leaves none to train: the api refuses it with 400 naming the field', async () => {
+    const body = {
+      model: { inputSize: 1, hiddenSize: 2, outputSize: 1 },
+      data: { inline: { x: [[[0.1]]], y: [[[0.1]]] } },
+      training: { epochs: 1, batchSize: 1, validationSplit: 0.5 },
+    };
+    const res = await fetch(new URL('/v1/jobs/train', api.url), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+    expect(res.status).toBe(400);
+    const { error } = (await res.json()) as { error: { issues: Array<{ path: string; expected?: string }> } };
+    expect(error.issues).toContainEqual(
+      expect.objectContaining({
+        path: 'training.validationSplit',
+        expected: 'a split leaving at least one of the 1 samples for training',
+      }),
+    );
   });
 });
 

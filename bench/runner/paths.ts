@@ -167,7 +167,7 @@ export class BenchPaths {
         return {
           name,
           run: async () => {
-            const plan = planJob('infer', this.validated, { tenant: DEFAULT_TENANT, id: randomUUID() });
+            const plan = planJob('infer', this.validated, { limits: contract.limits, tenant: DEFAULT_TENANT, id: randomUUID() });
             const done = this.watcher.wait(plan.id);
             await this.queue.add(plan.name, plan.data, plan.opts);
             await done;

@@ -19,8 +19,7 @@ import { Queue } from 'bullmq';
 import {
   CANONICAL_TRAIN_EXAMPLE,
   ErrorBodySchema,
-  JobDataSchema,
-  validate,
+  validateJobData,
   QUEUE_NAMES,
   contract,
   decodeJobError,
@@ -447,15 +446,16 @@ it('fails hostile job data put straight on the queue with invalid_payload, and t
       continue;
     }
     const envelope = r.int(6);
+    const limits = r.chance(0.9) ? contract.limits : randomValue(r);
     const data =
       envelope === 0
-        ? { type: r.pick(['train', 'infer', 'other', '', 7]), tenant: 'default', payload }
+        ? { type: r.pick(['train', 'infer', 'other', '', 7]), tenant: 'default', limits, payload }
         : envelope === 1
-          ? { type, tenant: r.pick(['', '../x', 'a'.repeat(300), 5, null]), payload }
+          ? { type, tenant: r.pick(['', '../x', 'a'.repeat(300), 5, null]), limits, payload }
           : envelope === 2
             ? randomValue(r)
-            : { type, tenant: 'default', payload };
-    if (validate(JobDataSchema, data).ok) {
+            : { type, tenant: 'default', limits, payload };
+    if (validateJobData(data).ok) {
       skipped++;
       continue;
     }

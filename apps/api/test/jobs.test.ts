@@ -3,7 +3,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { CANONICAL_TRAIN_EXAMPLE, QUEUE_NAMES, RedisJobEventStream, contract, redisKeys, type JobData, type QueueName } from '@relu-lstm/jobs';
+import { CANONICAL_TRAIN_EXAMPLE, DEFAULT_LIMITS, QUEUE_NAMES, RedisJobEventStream, contract, redisKeys, type JobData, type QueueName } from '@relu-lstm/jobs';
 import { REDIS_URL, http, startApi, type ApiProcess, openApiRedis, type ApiRedis } from './harness';
 
 let api: ApiProcess;
@@ -48,7 +48,7 @@ describe('POST /v1/jobs/train', () => {
     const job = await queues.any.getJob(id);
     expect(job).toBeDefined();
     expect(job!.name).toBe('train');
-    expect(job!.data).toEqual({ type: 'train', tenant: 'default', payload: contract.TrainPayload.parse(CANONICAL_TRAIN_EXAMPLE) });
+    expect(job!.data).toEqual({ type: 'train', tenant: 'default', limits: DEFAULT_LIMITS, payload: contract.TrainPayload.parse(CANONICAL_TRAIN_EXAMPLE) });
     expect(job!.opts.attempts).toBe(3);
     expect(await queues.gpu.getJob(id)).toBeUndefined();
 

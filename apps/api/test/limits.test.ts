@@ -89,7 +89,7 @@ describe('limits from the configuration: 400 naming the field, the bound and the
     expect(await footprint()).toEqual(before);
   });
 
-  test('within the limits the same payloads are accepted (the bounds are the configured ones, not lower)', async () => {
+  test('within the limits the same payloads are accepted (the bounds are the configured ones, not lower), and the job carries them', async () => {
     const ok = train((b) => {
       b.model.hiddenSize = 32;
       b.model.numLayers = 2;
@@ -100,7 +100,9 @@ describe('limits from the configuration: 400 naming the field, the bound and the
     });
     const r = await http(api.url, 'POST', '/v1/jobs/train', { body: ok });
     expect(r.status).toBe(202);
-    expect(await queues.gpu.getJob(r.json.id)).toBeDefined();
+    const job = await queues.gpu.getJob(r.json.id);
+    // The worker validates with these, not with its defaults.
+    expect(job?.data.limits).toMatchObject({ maxHiddenSize: 32, maxLayers: 2, maxSeqLen: 50, maxBatchSize: 16, maxEpochs: 10, maxSamples: 100 });
     await http(api.url, 'DELETE', `/v1/jobs/${r.json.id}`);
   });
 

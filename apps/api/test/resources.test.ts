@@ -14,6 +14,7 @@ import {
   type JobData,
   type WorkerHeartbeat,
 } from '@relu-lstm/jobs';
+import { ACTIVATIONS } from '@relu-lstm/lstm/config';
 import { MAIN, REDIS_URL, dropPrefix, http, startApi, type ApiProcess } from './harness';
 
 let api: ApiProcess;
@@ -61,7 +62,8 @@ describe('health, headers, errors, docs', () => {
     const train = r.json.components.schemas.TrainPayload;
     expect(train.additionalProperties).toBe(false);
     expect(Object.keys(train.properties)).toEqual(expect.arrayContaining(['model', 'data', 'training', 'device', 'stateInput', 'initialState', 'fromJob']));
-    expect(train.properties.model.properties.activation.enum).toEqual(['relu', 'tanh', 'relu6', 'clippedRelu', 'linear']);
+    // The library's one list, as the running api publishes it (a new activation appears here unedited).
+    expect(train.properties.model.properties.activation.enum).toEqual([...ACTIVATIONS]);
     expect(train.required).toEqual(expect.arrayContaining(['model', 'data', 'training']));
     for (const p of ['/v1/jobs/train', '/v1/jobs/infer', '/v1/jobs', '/v1/jobs/{id}', '/v1/jobs/{id}/events', '/v1/jobs/{id}/artifacts', '/v1/jobs/{id}/artifacts/{name}', '/v1/datasets', '/v1/workers', '/health']) {
       expect(r.json.paths[p]).toBeDefined();
@@ -141,6 +143,19 @@ describe('datasets', () => {
     const bad = await http(api.url, 'POST', '/v1/jobs/train', { body: train });
     expect(bad.status).toBe(400);
     expect(bad.json.error.issues.map((i: { path: string }) => i.path).sort()).toEqual(['model.head', 'model.inputSize']);
+
+    // The validation split against the dataset's 2 samples, by the library's rule (0.6 leaves none to train).
+    train.model = { inputSize: 2, hiddenSize: 8, outputSize: 1, head: 'lastStep' };
+    train.training = { ...train.training, validationSplit: 0.6 };
+    const split = await http(api.url, 'POST', '/v1/jobs/train', { body: train });
+    expect(split.status).toBe(400);
+    expect(split.json.error.issues).toEqual([
+      expect.objectContaining({
+        path: 'training.validationSplit',
+        expected: 'a split leaving at least one of the 2 samples for training',
+        received: '0.6',
+      }),
+    ]);
   });
 
   test('CSV upload with ragged sequences and one target per sequence', async () => {

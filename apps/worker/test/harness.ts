@@ -77,9 +77,9 @@ export class Harness {
     return id;
   }
 
-  /** Produces a job the way the api does (records, `queued` event, then the BullMQ job). */
+  /** Produces a job the way the api does (records, `queued` event, then the BullMQ job), validated under the default limits. */
   async submit<T extends JobType>(type: T, payload: PayloadOf<T>, options: { policy?: JobPolicy } = {}): Promise<string> {
-    const plan = planJob(type, payload, options);
+    const plan = planJob(type, payload, { limits: contract.limits, ...options });
     await produceJob({ redis: this.redis, keys: this.keys, queue: (q) => this.queue(q) }, plan);
     return plan.id;
   }

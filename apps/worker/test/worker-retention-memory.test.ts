@@ -14,7 +14,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
-import { DEFAULT_JOB_POLICY, planJob, produceJob, redisKeys, type QueueName } from '@relu-lstm/jobs';
+import { DEFAULT_JOB_POLICY, DEFAULT_LIMITS, planJob, produceJob, redisKeys, type QueueName } from '@relu-lstm/jobs';
 import { WORKER_MAIN, tinyInlineInfer, waitFor } from './harness';
 
 const JOBS = Number(process.env.RETENTION_JOBS ?? 2000);
@@ -111,7 +111,7 @@ it(`keeps Redis memory flat over ${JOBS} small inference jobs (keep-count ${KEEP
   const runWave = async () => {
     const ids: string[] = [];
     for (let i = 0; i < WAVE; i++) {
-      const plan = planJob('infer', payload, { policy });
+      const plan = planJob('infer', payload, { limits: DEFAULT_LIMITS, policy });
       await produceJob({ redis, keys, queue: q }, plan);
       ids.push(plan.id);
     }

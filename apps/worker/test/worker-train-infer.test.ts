@@ -213,20 +213,25 @@ describe('worker', () => {
   });
 
   it('fails invalid job data at once with invalid_payload and keeps working', async () => {
-    const bad = await h.addRaw('any', 'train', { type: 'train', tenant: 'default', payload: { model: { inputSize: 0 } } });
-    const mislabelled = await h.addRaw('cpu', 'infer', { type: 'train', tenant: 'default', payload: trainPayload });
-    for (const id of [bad, mislabelled]) {
+    const limits = contract.limits;
+    const bad = await h.addRaw('any', 'train', { type: 'train', tenant: 'default', limits, payload: { model: { inputSize: 0 } } });
+    const mislabelled = await h.addRaw('cpu', 'infer', { type: 'train', tenant: 'default', limits, payload: trainPayload });
+    // Without the limits it was accepted under, a payload is not validated against anything else.
+    const noLimits = await h.addRaw('any', 'train', { type: 'train', tenant: 'default', payload: trainPayload });
+    for (const id of [bad, mislabelled, noLimits]) {
       const ev = await h.waitForEnd(id, 20_000, worker);
       const end = ev.find((e): e is StateEvent => e.type === 'state')!;
       expect(end.state).toBe('failed');
       expect(end.error?.code).toBe('invalid_payload');
-      const job = await Job.fromId(h.queue(id === bad ? 'any' : 'cpu'), id);
+      const job = await Job.fromId(h.queue(id === mislabelled ? 'cpu' : 'any'), id);
       expect(await job!.getState()).toBe('failed');
       expect(decodeJobError(job!.failedReason).code).toBe('invalid_payload');
       expect(job!.attemptsMade).toBe(1);
     }
     const bad1 = await Job.fromId(h.queue('any'), bad);
     expect(decodeJobError(bad1!.failedReason).details?.issues).toEqual(expect.arrayContaining([expect.objectContaining({ path: 'payload.model.inputSize' })]));
+    const noLimits1 = await Job.fromId(h.queue('any'), noLimits);
+    expect(decodeJobError(noLimits1!.failedReason).details?.issues).toEqual([expect.objectContaining({ path: 'limits', expected: 'object', received: 'undefined (missing)' })]);
 
     // Still alive and serving: an inline-model infer job on the cpu queue.
     const inferId = await h.submit(

@@ -99,7 +99,12 @@ export class QueueClient {
     if (this.closing) throw new Error('QueueClient is closed');
     const r = validate(payloadSchema(type, this.contract), payload);
     if (!r.ok) throw new PayloadValidationError(JOB_TYPE_SPECS[type].label, r.issues);
-    const plan = planJob(type, r.value as PayloadOf<T>, { tenant: this.tenant, id: options.id, policy: this.policy });
+    const plan = planJob(type, r.value as PayloadOf<T>, {
+      limits: this.contract.limits,
+      tenant: this.tenant,
+      id: options.id,
+      policy: this.policy,
+    });
     return produceJob({ redis: this.redis, keys: this.keys, queue: (name) => this.queue(name) }, plan);
   }
 

@@ -86,7 +86,7 @@ test('a train job lands on the queue of its device with the validated payload, m
 
   const bull = await queue('gpu').getJob(job.id);
   expect(bull?.name).toBe('train');
-  expect(bull?.data).toEqual({ type: 'train', tenant: 'default', payload: contract.TrainPayload.parse(payload) });
+  expect(bull?.data).toEqual({ type: 'train', tenant: 'default', limits: contract.limits, payload: contract.TrainPayload.parse(payload) });
   expect(bull?.data.payload).toMatchObject({ model: { bias: true, activation: 'relu' }, training: { loss: 'mse' } }); // defaults filled
   expect(bull?.opts).toMatchObject({ attempts: 3, backoff: { type: 'exponential', delay: 5000 } });
   expect(await bull?.getState()).toBe('waiting');
@@ -105,7 +105,7 @@ test('routing: cpu and any; infer jobs; a tenant of its own; a chosen id used tw
   const infer = await qc.submitInfer({ modelJobId: train.id, inputs: [[[0.1], [0.2], [0.3]]] }); // device defaults to any
   expect([train.queue, infer.queue, infer.type]).toEqual(['cpu', 'any', 'infer']);
   const bull = await queue('any').getJob(infer.id);
-  expect(bull?.data).toEqual({ type: 'infer', tenant: 'team-a', payload: { modelJobId: train.id, inputs: [[[0.1], [0.2], [0.3]]], device: 'any' } });
+  expect(bull?.data).toEqual({ type: 'infer', tenant: 'team-a', limits: contract.limits, payload: { modelJobId: train.id, inputs: [[[0.1], [0.2], [0.3]]], device: 'any' } });
   expect(await admin.zrange(redisKeys(prefix).jobIndex('team-a'), 0, '-1')).toEqual(expect.arrayContaining([train.id, infer.id]));
 
   const id = randomUUID();
@@ -122,7 +122,7 @@ test('produceJob with a live quota (the per-tenant set of the api): the place is
   const keys = redisKeys(prefix);
   const live = { key: keys.liveJobs('team-q'), max: 2 };
   const deps = { redis: admin, keys, queue: (q: string) => queue(q) };
-  const plan = () => planJob('train', contract.TrainPayload.parse({ ...CANONICAL_TRAIN_EXAMPLE, device: 'cpu' }), { tenant: 'team-q' });
+  const plan = () => planJob('train', contract.TrainPayload.parse({ ...CANONICAL_TRAIN_EXAMPLE, device: 'cpu' }), { limits: contract.limits, tenant: 'team-q' });
   const a = plan();
   const b = plan();
   await produceJob(deps, a, live);

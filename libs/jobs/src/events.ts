@@ -3,7 +3,7 @@
  * result and its error. Written by the worker, read by the api and the client.
  */
 import { z } from 'zod';
-import { ACTIVATIONS, DEVICES, HEADS, RECURRENT_ACTIVATIONS } from './payloads';
+import { DEVICES } from './payloads';
 
 /** Job types; also the BullMQ job name. What each one is: `JOB_TYPE_SPECS` (job-types.ts). */
 export const JOB_TYPES = ['train', 'infer'] as const;
@@ -248,23 +248,6 @@ export const DatasetMetaSchema = z.strictObject({
   createdAt: at,
 });
 export type DatasetMeta = z.infer<typeof DatasetMetaSchema>;
-
-/** The model part of `config.json` a train job writes; read back by `fromJob`/`modelJobId` checks. */
-export const ConfigArtifactSchema = z.looseObject({
-  jobId: z.string(),
-  model: z.looseObject({
-    inputSize: z.number().int(),
-    hiddenSize: z.number().int(),
-    numLayers: z.number().int(),
-    bias: z.boolean(),
-    bidirectional: z.boolean(),
-    activation: z.enum(ACTIVATIONS),
-    recurrentActivation: z.enum(RECURRENT_ACTIVATIONS),
-    outputSize: z.number().int(),
-    head: z.enum(HEADS),
-  }),
-});
-export type ConfigArtifact = z.infer<typeof ConfigArtifactSchema>;
 
 /** Optional pointer to a job's last resumable checkpoint, under `keys.checkpoint(id)`. */
 export const CheckpointPointerSchema = z.strictObject({

@@ -7,6 +7,7 @@
  */
 import { z } from 'zod';
 import { InferResultSchema, TrainResultSchema, JOB_TYPES, type JobType, type StateEvent } from './events';
+import { PayloadLimitsSchema, type PayloadLimits } from './limits';
 import type { JobContract } from './payloads';
 
 export interface JobTypeSpec {
@@ -35,8 +36,13 @@ export type ResultOf<T extends JobType> = z.output<(typeof JOB_TYPE_SPECS)[T]['r
 export type JobResult = Accepting<NonNullable<StateEvent['result']>, ResultOf<JobType>>;
 type Accepting<A, B extends A> = B;
 
-/** The data of every BullMQ job: the validated payload (defaults filled) and who asked for it. */
-export type JobData = { [T in JobType]: { type: T; tenant: string; payload: PayloadOf<T> } }[JobType];
+/**
+ * The data of every BullMQ job: the validated payload (defaults filled), who asked for it, and the
+ * limits it was validated under (the worker validates it again with those, `validateJobData`).
+ */
+export type JobData = {
+  [T in JobType]: { type: T; tenant: string; limits: PayloadLimits; payload: PayloadOf<T> };
+}[JobType];
 export type JobDataOf<T extends JobType> = Extract<JobData, { type: T }>;
 
 /** The payload schema of `type` within contract `c`. */
@@ -57,7 +63,12 @@ export function unknownJobType(type: never): never {
 /** Schema of `job.data` for contract `c`: an envelope per job type, told apart by `type`. */
 export function jobDataSchemaOf(c: JobContract): z.ZodType<JobData> {
   const envelope = (type: JobType) =>
-    z.strictObject({ type: z.literal(type), tenant: z.string().min(1), payload: JOB_TYPE_SPECS[type].payload(c) });
+    z.strictObject({
+      type: z.literal(type),
+      tenant: z.string().min(1),
+      limits: PayloadLimitsSchema,
+      payload: JOB_TYPE_SPECS[type].payload(c),
+    });
   const [first, ...rest] = JOB_TYPES.map(envelope);
   return z.discriminatedUnion('type', [first, ...rest]) as unknown as z.ZodType<JobData>;
 }

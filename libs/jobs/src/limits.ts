@@ -1,28 +1,36 @@
 /**
  * Bounds of what a job may ask for. The payload schemas are built from one `PayloadLimits` object
- * (`makeContract(limits)`), so a deployment can tighten them from its validated configuration
+ * (`makeContract(limits)`), so a deployment can tighten or raise them from its validated configuration
  * (`LIMIT_*` of apps/api) without touching the schemas. Out-of-range values fail validation with the bound named.
+ *
+ * The limits a payload was accepted under travel with its job (`JobData.limits`, set by `planJob`), and
+ * the worker validates the payload with those: a job the producer accepted is never refused for a bound.
  */
-export interface PayloadLimits {
+import { z } from 'zod';
+
+const bound = z.number().int().min(1).max(Number.MAX_SAFE_INTEGER);
+
+export const PayloadLimitsSchema = z.strictObject({
   /** Largest `model.inputSize`. */
-  maxInputSize: number;
+  maxInputSize: bound,
   /** Largest `model.hiddenSize`. */
-  maxHiddenSize: number;
+  maxHiddenSize: bound,
   /** Largest `model.numLayers`. */
-  maxLayers: number;
+  maxLayers: bound,
   /** Largest `model.outputSize`. */
-  maxOutputSize: number;
+  maxOutputSize: bound,
   /** Longest sequence (T) in any inline array or synthetic generator. */
-  maxSeqLen: number;
+  maxSeqLen: bound,
   /** Most samples (N) in a training set, inline, uploaded or synthetic. */
-  maxSamples: number;
+  maxSamples: bound,
   /** Largest `training.batchSize`. */
-  maxBatchSize: number;
+  maxBatchSize: bound,
   /** Largest `training.epochs`. */
-  maxEpochs: number;
+  maxEpochs: bound,
   /** Most numbers in one inline array (`x`, `y`, `inputs`, a state-dict entry...). */
-  maxInlineElements: number;
-}
+  maxInlineElements: bound,
+});
+export type PayloadLimits = z.infer<typeof PayloadLimitsSchema>;
 
 export const DEFAULT_LIMITS: Readonly<PayloadLimits> = Object.freeze({
   maxInputSize: 4096,

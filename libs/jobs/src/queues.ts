@@ -8,7 +8,7 @@
  * Both job types share the queues; the BullMQ job name is the job type (`train` | `infer`), the
  * BullMQ job id is the public job id (a random UUID), and the BullMQ `prefix` option is the
  * configured queue prefix (`QUEUE_PREFIX`, default `relu-lstm`), so a queue's Redis keys are
- * `<prefix>:<queue>:...`. The job data is a `JobData` envelope (type, tenant, payload).
+ * `<prefix>:<queue>:...`. The job data is a `JobData` envelope (type, tenant, limits, payload).
  *
  * `planJob` is the one place that decides a job's queue, name, data and BullMQ options; the api and
  * the client's QueueClient both call it, and the worker never re-derives any of it.
@@ -16,6 +16,7 @@
 import { randomUUID } from 'node:crypto';
 import type { JobMeta, JobType } from './events';
 import { byJobType, JOB_TYPE_SPECS, type JobDataOf, type PayloadOf } from './job-types';
+import type { PayloadLimits } from './limits';
 import type { Device } from './payloads';
 
 export const QUEUE_NAMES = ['gpu', 'cpu', 'any'] as const;
@@ -79,11 +80,11 @@ export interface PlannedJob<T extends JobType = JobType> {
   meta: JobMeta;
 }
 
-/** Decides everything about a new job from its validated payload. */
+/** Decides everything about a new job from its validated payload and the limits it was validated under. */
 export function planJob<T extends JobType>(
   type: T,
   payload: PayloadOf<T>,
-  options: { tenant?: string; id?: string; now?: number; policy?: JobPolicy } = {},
+  options: { limits: PayloadLimits; tenant?: string; id?: string; now?: number; policy?: JobPolicy },
 ): PlannedJob<T> {
   const id = options.id ?? randomUUID();
   const tenant = options.tenant ?? DEFAULT_TENANT;
@@ -94,7 +95,7 @@ export function planJob<T extends JobType>(
     id,
     queue,
     name: type,
-    data: { type, tenant, payload } as JobDataOf<T>,
+    data: { type, tenant, limits: options.limits, payload } as JobDataOf<T>,
     opts: {
       jobId: id,
       attempts: policy.attempts[type],

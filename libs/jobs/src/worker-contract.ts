@@ -4,17 +4,55 @@
  * format of `state.json`. (An addition by the worker; the rest of the contract is in the other files.)
  */
 import { z } from 'zod';
-import { jobDataSchemaOf } from './job-types';
-import { contract as defaultContract, type JobContract } from './payloads';
+import {
+  ARCHITECTURE,
+  HEADS,
+  resolveSequenceModelConfig,
+  type ArchitectureField,
+  type SequenceModelConfig,
+} from '@relu-lstm/lstm/config';
+import { jobDataSchemaOf, type JobData } from './job-types';
+import { PayloadLimitsSchema, type PayloadLimits } from './limits';
+import { makeContract, type JobContract, type ModelSpec } from './payloads';
+import { validate, type ParseResult } from './validation';
 
 /**
- * Schema of `job.data` (`JobData` in job-types.ts): the worker parses every job with it and fails the
- * job with `invalid_payload` when it does not match. `type` must also equal the BullMQ job name.
+ * Schema of `job.data` (`JobData` in job-types.ts) with the payload schemas of `c`. `type` must also
+ * equal the BullMQ job name (the consumer checks that).
  */
-export function jobDataSchema(c: JobContract = defaultContract) {
+export function jobDataSchema(c: JobContract) {
   return jobDataSchemaOf(c);
 }
-export const JobDataSchema = jobDataSchema();
+type JobDataSchema = ReturnType<typeof jobDataSchema>;
+
+const CarriedLimitsSchema = z.looseObject({ limits: PayloadLimitsSchema });
+
+/** Schemas by the JSON of their limits: a deployment uses one or a few sets, each built once. */
+const schemas = new Map<string, JobDataSchema>();
+const MAX_SCHEMAS = 16;
+
+function schemaFor(limits: PayloadLimits): JobDataSchema {
+  const key = JSON.stringify(limits);
+  let s = schemas.get(key);
+  if (!s) {
+    if (schemas.size >= MAX_SCHEMAS) schemas.delete(schemas.keys().next().value!);
+    s = jobDataSchema(makeContract(limits));
+    schemas.set(key, s);
+  }
+  return s;
+}
+
+/**
+ * Validates `job.data` the way the worker does before running a job: the envelope's `limits` first,
+ * then the whole envelope with the payload schemas built from those limits, so a payload the producer
+ * accepted is accepted here too. A mismatch fails the job with `invalid_payload`; `type` must also
+ * equal the BullMQ job name (the consumer checks that).
+ */
+export function validateJobData(data: unknown): ParseResult<JobData> {
+  const carried = validate(CarriedLimitsSchema, data);
+  if (!carried.ok) return carried;
+  return validate(schemaFor(carried.value.limits), data) as ParseResult<JobData>;
+}
 
 /**
  * The job's last resumable state: the library's `encodeTrainingState` bytes (a safetensors file whose
@@ -33,18 +71,45 @@ export const CHECKPOINT_METRICS_ARTIFACT = 'checkpoint-metrics.json';
  */
 export const MODEL_METADATA_KEY = 'config';
 
-export const ModelArtifactConfigSchema = z.looseObject({
-  jobId: z.string(),
-  /** The train payload's `model` (defaults filled). */
-  model: z.looseObject({
-    inputSize: z.number().int(),
-    hiddenSize: z.number().int(),
-    numLayers: z.number().int(),
-    outputSize: z.number().int(),
-    head: z.string(),
-  }),
-  /** `SequenceModelConfig` of @relu-lstm/lstm: `new SequenceModel(sequenceModel)` rebuilds it. */
-  sequenceModel: z.looseObject({ lstm: z.looseObject({}), outputSize: z.number().int(), head: z.string() }),
+const int = z.number().int();
+
+/**
+ * The `ARCHITECTURE` fields of the payload `model` a stored model was trained with, as its artifacts
+ * hold them; the rest of that `model` is kept as written (loose).
+ */
+export const StoredArchitectureSchema = z.looseObject({
+  inputSize: int,
+  hiddenSize: int,
+  numLayers: int,
+  bias: z.boolean(),
+  bidirectional: z.boolean(),
+  outputSize: int,
+  head: z.enum(HEADS),
+} satisfies Record<ArchitectureField, z.ZodType>);
+export type StoredArchitecture = z.infer<typeof StoredArchitectureSchema>;
+
+/** The `ARCHITECTURE` fields where two models differ; weights move from one to the other only when none do. */
+export function architectureMismatches(want: ModelSpec, stored: StoredArchitecture): ArchitectureField[] {
+  return ARCHITECTURE.filter((f) => stored[f] !== want[f]);
+}
+
+/** What the api reads of a train job's `config.json` (the worker writes more). */
+export const ConfigArtifactSchema = z.looseObject({ jobId: z.string(), model: StoredArchitectureSchema });
+export type ConfigArtifact = z.infer<typeof ConfigArtifactSchema>;
+
+/** A `SequenceModelConfig` the library accepts (`resolveSequenceModelConfig` is its check). */
+const SequenceModelConfigSchema = z.custom<SequenceModelConfig>((v) => {
+  try {
+    resolveSequenceModelConfig(v as SequenceModelConfig);
+    return true;
+  } catch {
+    return false;
+  }
+}, 'a SequenceModelConfig of @relu-lstm/lstm');
+
+export const ModelArtifactConfigSchema = ConfigArtifactSchema.extend({
+  /** `new SequenceModel(sequenceModel)` rebuilds the model. */
+  sequenceModel: SequenceModelConfigSchema,
 });
 export type ModelArtifactConfig = z.infer<typeof ModelArtifactConfigSchema>;
 

@@ -4,11 +4,8 @@ import {
   makeContract,
   DEFAULT_LIMITS,
   validate,
-  ACTIVATIONS,
-  RECURRENT_ACTIVATIONS,
   type ValidationIssue,
 } from '@relu-lstm/jobs';
-import * as lstmConfig from '../../lstm/src/config';
 
 const clone = <T>(v: T): T => JSON.parse(JSON.stringify(v)) as T;
 type Body = Record<string, any>;
@@ -32,11 +29,6 @@ describe('train payload', () => {
     });
     expect(r.value.training).toMatchObject({ epochs: 3, batchSize: 32, optimizer: 'adam', loss: 'mse', validationSplit: 0, progressEvery: 10, checkpointEvery: 1 });
     expect(r.value.device).toBe('any');
-  });
-
-  test('its enums mirror the library', () => {
-    expect([...ACTIVATIONS]).toEqual([...lstmConfig.ACTIVATIONS]);
-    expect([...RECURRENT_ACTIVATIONS]).toEqual([...lstmConfig.RECURRENT_ACTIVATIONS]);
   });
 
   test('a wrong type names the field, the expected type and what came', () => {
@@ -76,7 +68,7 @@ describe('train payload', () => {
     expect(at(issues, 'model.numLayers')).toMatchObject({ code: 'invalid_type', expected: 'int' });
     expect(at(issues, 'model.activation')?.expected).toContain('"clippedRelu"');
     expect(at(issues, 'training.learningRate')).toMatchObject({ code: 'too_small', received: '-1' });
-    expect(at(issues, 'training.validationSplit')).toMatchObject({ code: 'too_big', expected: '<= 0.9' });
+    expect(at(issues, 'training.validationSplit')).toMatchObject({ code: 'too_big', expected: '< 1', received: '1' });
     expect(at(issues, 'device')).toMatchObject({ code: 'invalid_value', received: '"tpu"' });
   });
 

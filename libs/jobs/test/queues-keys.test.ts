@@ -24,16 +24,17 @@ describe('routing', () => {
 
   test('planJob decides queue, name, data, options and meta in one place', () => {
     const payload = contract.TrainPayload.parse({ ...CANONICAL_TRAIN_EXAMPLE, device: 'gpu' });
-    const job = planJob('train', payload, { now: 1000, tenant: 't1' });
+    const limits = { ...contract.limits, maxLayers: 32 };
+    const job = planJob('train', payload, { limits, now: 1000, tenant: 't1' });
     expect(job.id).toMatch(/^[0-9a-f-]{36}$/);
     expect(job).toMatchObject({
       queue: 'gpu',
       name: 'train',
-      data: { type: 'train', tenant: 't1', payload },
+      data: { type: 'train', tenant: 't1', limits, payload },
       opts: { jobId: job.id, attempts: DEFAULT_JOB_POLICY.attempts.train, backoff: { type: 'exponential' } },
       meta: { id: job.id, type: 'train', queue: 'gpu', device: 'gpu', tenant: 't1', createdAt: 1000 },
     });
-    expect(planJob('train', payload).id).not.toBe(job.id);
+    expect(planJob('train', payload, { limits }).id).not.toBe(job.id);
   });
 });
 

@@ -65,7 +65,7 @@ test('keepAgeSec reads BullMQ keep options', () => {
 });
 
 test('planJob trims failed jobs by age and count', () => {
-  const job = planJob('train', contract.TrainPayload.parse(CANONICAL_TRAIN_EXAMPLE), { policy: { ...DEFAULT_JOB_POLICY, keepFailedSec: 60, keepFailedCount: 7 } });
+  const job = planJob('train', contract.TrainPayload.parse(CANONICAL_TRAIN_EXAMPLE), { limits: contract.limits, policy: { ...DEFAULT_JOB_POLICY, keepFailedSec: 60, keepFailedCount: 7 } });
   expect(job.opts.removeOnFail).toEqual({ age: 60, count: 7 });
   expect(job.opts.removeOnComplete).toEqual({ age: DEFAULT_JOB_POLICY.keepCompletedSec, count: DEFAULT_JOB_POLICY.keepCompletedCount });
 });

@@ -50,14 +50,23 @@ export function activationGrad(spec: ActivationSpec, z: tf.Tensor, y: tf.Tensor)
 }
 
 export function recurrentActivate(kind: RecurrentActivation, z: tf.Tensor): tf.Tensor {
-  // tfjs's hardSigmoid: clip(0.2 z + 0.5, 0, 1); the sigmoid is tfjs's own.
-  return kind === 'sigmoid' ? tf.sigmoid(z) : tf.clipByValue(tf.add(tf.mul(z, 0.2), 0.5), 0, 1);
+  switch (kind) {
+    case 'sigmoid':
+      return tf.sigmoid(z);
+    case 'hardSigmoid':
+      // tfjs's hardSigmoid: clip(0.2 z + 0.5, 0, 1).
+      return tf.clipByValue(tf.add(tf.mul(z, 0.2), 0.5), 0, 1);
+  }
 }
 
 /** d rec(z) / dz from the output s alone (both gates are monotone, so s determines the branch). */
 export function recurrentActivationGrad(kind: RecurrentActivation, s: tf.Tensor): tf.Tensor {
-  if (kind === 'sigmoid') return tf.mul(s, tf.sub(1, s));
-  // s = clip(0.2 z + 0.5, 0, 1): slope 0.2 on the closed interval. s == 0 or 1 exactly also covers the
-  // saturated region, where clamp's gradient is 0; the boundary point itself has measure zero.
-  return tf.mul(tf.cast(tf.logicalAnd(tf.greater(s, 0), tf.less(s, 1)), 'float32'), 0.2);
+  switch (kind) {
+    case 'sigmoid':
+      return tf.mul(s, tf.sub(1, s));
+    case 'hardSigmoid':
+      // s = clip(0.2 z + 0.5, 0, 1): slope 0.2 on the closed interval. s == 0 or 1 exactly also covers
+      // the saturated region, where clamp's gradient is 0; the boundary point itself has measure zero.
+      return tf.mul(tf.cast(tf.logicalAnd(tf.greater(s, 0), tf.less(s, 1)), 'float32'), 0.2);
+  }
 }

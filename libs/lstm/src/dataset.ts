@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { LstmInputError, describe } from './errors';
-import { LossName, validateTargets } from './losses';
-import type { SequenceModelConfig } from './sequence-model';
+import type { LossName, SequenceModelConfig } from './config';
+import { validateTargets } from './losses';
 
 /**
  * Training data for `fit`, always batch-first whatever the model's layout:

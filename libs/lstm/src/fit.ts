@@ -3,7 +3,8 @@ import { TensorLike, toTensor } from './tensor-like';
 import { clipByGlobalNorm, globalNorm } from './clip';
 import { FitData, PreparedData, disposeBatch, makeBatch, prepareData } from './dataset';
 import { DivergenceError, LstmConfigError, TrainingAbortedError } from './errors';
-import { LossName, checkLossName, computeLoss } from './losses';
+import { LossName, lossOutputSizeProblem, splitSamples, validationSplitProblem } from './config';
+import { checkLossName, computeLoss } from './losses';
 import { OptimizerConfig, ResolvedOptimizerConfig, createOptimizer, disposeOptimizer, readOptimizerSlots, resolveOptimizerConfig, writeOptimizerSlots } from './optimizers';
 import { Rng, RngState } from './rng';
 import type { LstmState } from './relu-lstm';
@@ -142,14 +143,12 @@ export async function fit(model: SequenceModel, data: FitData, options: FitOptio
   const opts = resolveFitOptions(options);
   const cfg = model.config;
   opts.initialState = resolveStartState(model, options.initialState);
-  if (opts.loss === 'softmaxCrossEntropy' && cfg.outputSize < 2) {
-    throw new LstmConfigError('loss', "'mse' for a model with outputSize 1 (softmaxCrossEntropy needs at least 2 classes)", opts.loss);
-  }
+  const lossProblem = lossOutputSizeProblem(opts.loss, cfg.outputSize);
+  if (lossProblem) throw new LstmConfigError('outputSize', lossProblem, cfg.outputSize);
   const prepared = await prepareData(data, cfg, opts.loss);
-  const nTrain = Math.floor(prepared.n * (1 - opts.validationSplit));
-  const nVal = prepared.n - nTrain;
-  // With Keras's rounding, a split > 0 always leaves at least one validation sample.
-  if (nTrain < 1) throw new LstmConfigError('validationSplit', `a split leaving at least one of the ${prepared.n} samples for training`, opts.validationSplit);
+  const splitProblem = validationSplitProblem(opts.validationSplit, prepared.n);
+  if (splitProblem) throw new LstmConfigError('validationSplit', splitProblem, opts.validationSplit);
+  const { train: nTrain, validation: nVal } = splitSamples(prepared.n, opts.validationSplit);
   const settings: FitSettings = {
     loss: opts.loss,
     batchSize: opts.batchSize,
@@ -444,7 +443,7 @@ function checkResumable(state: TrainingState, model: SequenceModel, settings: Fi
     throw new LstmConfigError('optimizer', `${JSON.stringify(state.optimizer.config)}, as in the checkpoint resumed from`, optimizer);
   }
   if (state.progress.permutation !== null) {
-    const nTrain = Math.floor(settings.numSamples * (1 - settings.validationSplit));
+    const nTrain = splitSamples(settings.numSamples, settings.validationSplit).train;
     const p = state.progress.permutation;
     const seen = new Set(p);
     if (p.length !== nTrain || seen.size !== nTrain || p.some((i) => i >= nTrain)) {
@@ -470,7 +469,8 @@ function resolveFitOptions(options: FitOptions): ResolvedFitOptions {
   const isFn = (v: unknown) => typeof v === 'function';
   if (typeof options.seed !== 'number' || !Number.isInteger(options.seed)) throw new LstmConfigError('seed', 'an integer', options.seed);
   const split = options.validationSplit ?? 0;
-  if (typeof split !== 'number' || !(split >= 0 && split < 1)) throw new LstmConfigError('validationSplit', 'a number in [0, 1)', split);
+  const splitProblem = validationSplitProblem(split, null);
+  if (splitProblem) throw new LstmConfigError('validationSplit', splitProblem, split);
   return {
     epochs: posInt('epochs', options.epochs),
     batchSize: posInt('batchSize', options.batchSize),

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { ActivationSpec } from './activations';
-import type { RecurrentActivation } from './config';
+import type { Activation, RecurrentActivation } from './config';
 
 /**
  * Library-owned kernels for the cpu and wasm backends: the per-step gate math of the LSTM, forward and
@@ -32,7 +32,24 @@ export const CELL_BACKWARD = 'ReluLstmCellBackward';
 export const FUSED_GATE_ORDER = 'ifgo' as const;
 export const FUSED_BACKENDS = ['cpu', 'wasm'] as const;
 
-const ACT_CODES = { relu: 0, tanh: 1, relu6: 2, clippedRelu: 2, linear: 3 } as const;
+/**
+ * The kernels' scalar activations, by number (a kernel attribute, and a cheap switch in the inner
+ * loops). Every activation of ACTIVATIONS needs a code (`satisfies Record<Activation, ...>`), and every
+ * code a case in `act` and `actGrad` (their `default` takes `never`), so a new activation does not
+ * compile until the kernels compute it.
+ */
+const ACT = { relu: 0, tanh: 1, clamp: 2, identity: 3 } as const;
+type ActCode = (typeof ACT)[keyof typeof ACT];
+const ACT_CODES = {
+  relu: ACT.relu,
+  tanh: ACT.tanh,
+  relu6: ACT.clamp,
+  clippedRelu: ACT.clamp,
+  linear: ACT.identity,
+} as const satisfies Record<Activation, ActCode>;
+
+/** Whether a gate activation is the hard sigmoid (the kernels know two). */
+const HARD_SIGMOID = { sigmoid: false, hardSigmoid: true } as const satisfies Record<RecurrentActivation, boolean>;
 
 export interface CellKinds {
   activation: ActivationSpec;
@@ -74,43 +91,52 @@ function kindAttrs(kinds: CellKinds) {
   return {
     act: ACT_CODES[kinds.activation.kind],
     ceiling: kinds.activation.ceiling,
-    hardSigmoid: kinds.recurrentActivation === 'hardSigmoid',
+    hardSigmoid: HARD_SIGMOID[kinds.recurrentActivation],
   };
 }
 
 interface Attrs {
   t: number;
   recording?: boolean;
-  act: number;
+  act: ActCode;
   ceiling: number;
   hardSigmoid: boolean;
 }
 
-function act(code: number, ceiling: number, z: number): number {
+function act(code: ActCode, ceiling: number, z: number): number {
   switch (code) {
-    case 0:
+    case ACT.relu:
       return z > 0 ? z : 0;
-    case 1:
+    case ACT.tanh:
       return Math.tanh(z);
-    case 2:
+    case ACT.clamp:
       return z < 0 ? 0 : z > ceiling ? ceiling : z;
-    default:
+    case ACT.identity:
       return z;
+    default:
+      return unknownCode(code);
   }
 }
 
 /** d act / dz from the pre-activation z and output y, as activationGrad in activations.ts. */
-function actGrad(code: number, ceiling: number, z: number, y: number): number {
+function actGrad(code: ActCode, ceiling: number, z: number, y: number): number {
   switch (code) {
-    case 0:
+    case ACT.relu:
       return z > 0 ? 1 : 0;
-    case 1:
+    case ACT.tanh:
       return 1 - y * y;
-    case 2:
+    case ACT.clamp:
       return z >= 0 && z <= ceiling ? 1 : 0;
-    default:
+    case ACT.identity:
       return 1;
+    default:
+      return unknownCode(code);
   }
+}
+
+/** Unreachable for a code of ACT: the compiler proves every case handled; a kernel given another throws. */
+function unknownCode(code: never): never {
+  throw new Error(`fused LSTM cell: unknown activation code ${String(code)}`);
 }
 
 // 2^k for k in -127..127, for sigmoid() below.

@@ -14,13 +14,13 @@ export type { LstmState, ForwardOptions, ForwardResult } from './relu-lstm';
 export * from './backend';
 export * from './safetensors';
 export * from './keras-weights';
+// The model configuration (names, rules, option types; also `@relu-lstm/lstm/config`, without tfjs) is config.ts.
 // Training: sequence model (LSTM + linear head), losses, optimizers, clipping, fit, resumable state.
-export { SequenceModel, HEADS, HEAD_WEIGHT, HEAD_BIAS, resolveSequenceModelConfig } from './sequence-model';
-export type { Head, SequenceModelOptions, SequenceModelConfig, PredictResult } from './sequence-model';
-export { LOSS_NAMES, computeLoss, validateTargets, oneHot } from './losses';
-export type { LossName } from './losses';
-export { OPTIMIZER_NAMES, resolveOptimizerConfig, createOptimizer, disposeOptimizer, readOptimizerSlots, writeOptimizerSlots } from './optimizers';
-export type { OptimizerName, OptimizerConfig, ResolvedOptimizerConfig, OptimizerSlot, OptimizerSlots } from './optimizers';
+export { SequenceModel, HEAD_WEIGHT, HEAD_BIAS } from './sequence-model';
+export type { PredictResult } from './sequence-model';
+export { computeLoss, validateTargets, oneHot } from './losses';
+export { resolveOptimizerConfig, createOptimizer, disposeOptimizer, readOptimizerSlots, writeOptimizerSlots } from './optimizers';
+export type { OptimizerConfig, ResolvedOptimizerConfig, OptimizerSlot, OptimizerSlots } from './optimizers';
 export { globalNorm, clipByGlobalNorm } from './clip';
 export type { ClipResult } from './clip';
 export { fit } from './fit';

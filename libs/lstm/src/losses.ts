@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { LOSS_NAMES, type LossName } from './config';
 import { LstmConfigError, LstmInputError } from './errors';
 
 /**
@@ -16,13 +17,17 @@ import { LstmConfigError, LstmInputError } from './errors';
  * sequence for a many-to-many head ([B, T, O]). `mask` ([B] or [B, T], 1 = counts, 0 = padding) drops
  * positions, e.g. the steps past each sequence's length.
  */
-export const LOSS_NAMES = ['mse', 'softmaxCrossEntropy'] as const;
-export type LossName = (typeof LOSS_NAMES)[number];
 
 export function checkLossName(loss: unknown, field = 'loss'): LossName {
   if (!LOSS_NAMES.includes(loss as LossName)) throw new LstmConfigError(field, `one of ${LOSS_NAMES.join(', ')}`, loss);
   return loss as LossName;
 }
+
+/** Each loss per position: the shape of `pred` without its last axis (`axis`). */
+const PER_POSITION = {
+  mse: (pred, target, axis) => tf.mean(tf.squaredDifference(pred, target), axis),
+  softmaxCrossEntropy: (pred, target, axis) => tf.neg(tf.sum(tf.mul(target, tf.logSoftmax(pred, axis)), axis)),
+} satisfies Record<LossName, (pred: tf.Tensor, target: tf.Tensor, axis: number) => tf.Tensor>;
 
 /**
  * The loss as a scalar tensor (differentiable with respect to `pred`). Shapes: `pred` and `target`
@@ -37,11 +42,7 @@ export function computeLoss(loss: LossName, pred: tf.Tensor, target: tf.Tensor, 
   }
   return tf.tidy(() => {
     const last = pred.rank - 1;
-    // Per-position loss, shape of pred without its last axis.
-    const perPosition =
-      loss === 'mse'
-        ? tf.mean(tf.squaredDifference(pred, target), last)
-        : tf.neg(tf.sum(tf.mul(target, tf.logSoftmax(pred, last)), last));
+    const perPosition = PER_POSITION[loss](pred, target, last);
     if (!mask) return tf.mean(perPosition) as tf.Scalar;
     // Mean over the positions that count; max(count, 1) keeps an all-padding batch at 0, not NaN.
     return tf.div(tf.sum(tf.mul(perPosition, mask)), tf.maximum(tf.sum(mask), 1)) as tf.Scalar;

@@ -1,9 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { OPTIMIZER_FIELDS, OPTIMIZER_NAMES, optimizerTakes, type OptimizerName } from './config';
 import { LstmConfigError } from './errors';
-
-/** The optimizers `fit` can use; all are tfjs-core's `tf.train` implementations. */
-export const OPTIMIZER_NAMES = ['sgd', 'momentum', 'adam', 'rmsprop'] as const;
-export type OptimizerName = (typeof OPTIMIZER_NAMES)[number];
 
 /**
  * Typed optimizer settings. Which optional fields apply, and their defaults:
@@ -37,21 +34,14 @@ export type ResolvedOptimizerConfig =
   | { name: 'adam'; learningRate: number; beta1: number; beta2: number; epsilon: number }
   | { name: 'rmsprop'; learningRate: number; decay: number; momentum: number; epsilon: number };
 
-const FIELDS: Record<OptimizerName, string[]> = {
-  sgd: ['learningRate'],
-  momentum: ['learningRate', 'momentum', 'nesterov'],
-  adam: ['learningRate', 'beta1', 'beta2', 'epsilon'],
-  rmsprop: ['learningRate', 'decay', 'momentum', 'epsilon'],
-};
-
 /** Validates an optimizer config and fills its defaults. Throws `LstmConfigError` naming the field. */
 export function resolveOptimizerConfig(config: OptimizerConfig, field = 'optimizer'): ResolvedOptimizerConfig {
   if (config === null || typeof config !== 'object') throw new LstmConfigError(field, 'an object { name, learningRate, ... }', config);
   const name = config.name;
   if (!OPTIMIZER_NAMES.includes(name)) throw new LstmConfigError(`${field}.name`, `one of ${OPTIMIZER_NAMES.join(', ')}`, name);
   for (const key of Object.keys(config)) {
-    if (key !== 'name' && !FIELDS[name].includes(key)) {
-      throw new LstmConfigError(`${field}.${key}`, `only the fields ${FIELDS[name].join(', ')} for optimizer '${name}'`, key);
+    if (key !== 'name' && !optimizerTakes(name, key)) {
+      throw new LstmConfigError(`${field}.${key}`, `only the fields ${OPTIMIZER_FIELDS[name].join(', ')} for optimizer '${name}'`, key);
     }
   }
   const num = (key: keyof OptimizerConfig, dflt: number | undefined, ok: (v: number) => boolean, domain: string): number => {

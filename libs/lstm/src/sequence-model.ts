@@ -1,42 +1,14 @@
 import * as tf from '@tensorflow/tfjs-core';
 // The head and the losses differentiate through ordinary tfjs ops: make sure their gradients exist.
 import './gradients';
-import { ReluLstmConfig, ReluLstmOptions, resolveConfig } from './config';
-import { LstmConfigError, LstmInputError, StateDictError } from './errors';
+import { SequenceModelConfig, SequenceModelOptions, lstmOptions, resolveSequenceModelConfig } from './config';
+import { LstmInputError, StateDictError } from './errors';
 import { ForwardOptions, LstmState, ReluLstm } from './relu-lstm';
 import { Rng, RngState } from './rng';
 import { TensorLike, toTensor } from './tensor-like';
 
-/**
- * How the linear head reads the LSTM:
- *   manyToMany  every step: y [batch, seq, outputSize] ([seq, batch, outputSize] without batchFirst);
- *               steps past a sequence's length get the head's bias (the LSTM outputs zeros there),
- *               so losses over padded batches must mask them (`fit` does).
- *   lastStep    one vector per sequence: y [batch, outputSize] from the last layer's final hidden
- *               state of each direction (its slice of hN): the output at each sequence's last valid
- *               step (its `lengths` entry, else the last step) for the forward direction, and the
- *               state after reading the whole sequence back to step 0 for the reverse direction.
- */
-export const HEADS = ['manyToMany', 'lastStep'] as const;
-export type Head = (typeof HEADS)[number];
-
-export interface SequenceModelOptions {
-  /** The LSTM's options; a resolved `ReluLstmConfig` (e.g. from a checkpoint) is accepted too. */
-  lstm: ReluLstmOptions | ReluLstmConfig;
-  outputSize: number;
-  /** Default 'manyToMany'. */
-  head?: Head;
-}
-
-/** Options with defaults filled in: JSON-serialisable, what checkpoints store. */
-export interface SequenceModelConfig {
-  lstm: ReluLstmConfig;
-  outputSize: number;
-  head: Head;
-}
-
 export interface PredictResult {
-  /** See `Head` for the shape. */
+  /** See `HEADS` (config.ts) for the shape. */
   y: tf.Tensor;
   /** [numLayers * numDirections, batch, hiddenSize] */
   hN: tf.Tensor3D;
@@ -172,33 +144,4 @@ export class SequenceModel {
   private assertAlive() {
     if (this.disposed) throw new LstmInputError('model', 'a model that has not been disposed', 'a disposed model');
   }
-}
-
-/** Validates `SequenceModelOptions` and fills defaults; throws `LstmConfigError` naming the field. */
-export function resolveSequenceModelConfig(options: SequenceModelOptions): SequenceModelConfig {
-  if (options === null || typeof options !== 'object') throw new LstmConfigError('options', 'an object { lstm, outputSize, head? }', options);
-  for (const key of Object.keys(options)) {
-    if (!['lstm', 'outputSize', 'head'].includes(key)) throw new LstmConfigError(key, 'one of the options lstm, outputSize, head', key);
-  }
-  const { outputSize } = options;
-  if (typeof outputSize !== 'number' || !Number.isInteger(outputSize) || outputSize < 1) {
-    throw new LstmConfigError('outputSize', 'a positive integer', outputSize);
-  }
-  const head = options.head ?? 'manyToMany';
-  if (!HEADS.includes(head)) throw new LstmConfigError('head', `one of ${HEADS.join(', ')}`, head);
-  if (options.lstm === null || typeof options.lstm !== 'object') throw new LstmConfigError('lstm', 'ReluLstm options', options.lstm);
-  let lstm: ReluLstmConfig;
-  try {
-    lstm = resolveConfig(lstmOptions(options.lstm));
-  } catch (e) {
-    if (e instanceof LstmConfigError) throw new LstmConfigError(`lstm.${e.field}`, e.expected, e.actual);
-    throw e;
-  }
-  return { lstm, outputSize, head };
-}
-
-/** ReluLstm options from options or a resolved config (whose `cellClip` is null when unused). */
-function lstmOptions(o: ReluLstmOptions | ReluLstmConfig): ReluLstmOptions {
-  const { cellClip, ...rest } = o;
-  return cellClip === null || cellClip === undefined ? rest : { ...rest, cellClip };
 }

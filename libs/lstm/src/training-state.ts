@@ -1,9 +1,10 @@
 import { LstmInputError, ReluLstmError } from './errors';
-import { LossName, checkLossName } from './losses';
+import { LossName, SequenceModelConfig, resolveSequenceModelConfig } from './config';
+import { checkLossName } from './losses';
 import { OptimizerSlots, ResolvedOptimizerConfig, resolveOptimizerConfig } from './optimizers';
 import { RngState } from './rng';
 import { decodeSafetensors, encodeSafetensors, RawTensor } from './safetensors';
-import { SequenceModel, SequenceModelConfig, resolveSequenceModelConfig } from './sequence-model';
+import { SequenceModel } from './sequence-model';
 
 /**
  * Everything `fit` needs to continue a run exactly where it stopped: model config and weights, the

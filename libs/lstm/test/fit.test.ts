@@ -8,7 +8,8 @@ import '@tensorflow/tfjs-backend-wasm';
 import { DivergenceError, LstmConfigError, LstmInputError, TrainingAbortedError } from '../src/errors';
 import { FitOptions, FitProgress, fit } from '../src/fit';
 import { oneHot } from '../src/losses';
-import { SequenceModel, SequenceModelOptions } from '../src/sequence-model';
+import type { SequenceModelOptions } from '../src/config';
+import { SequenceModel } from '../src/sequence-model';
 import { addingProblem, sineForecast, toNestedArray } from '../src/synthetic';
 
 beforeAll(async () => {
@@ -165,7 +166,7 @@ describe('bad inputs and options are refused up front, naming the field', () => 
     ['validationSplit', () => fit(model, data, { ...BASE, validationSplit: 1 }), /validationSplit: expected a number in \[0, 1\), got 1/, LstmConfigError],
     ['validationSplit too large', () => fit(model, data, { ...BASE, validationSplit: 0.95 }), /validationSplit: expected a split leaving at least one of the 10 samples for training, got 0.95/, LstmConfigError],
     ['seed', () => fit(model, data, { ...BASE, seed: undefined } as never), /seed: expected an integer, got undefined/, LstmConfigError],
-    ['cross-entropy with one output', () => fit(model, data, { ...BASE, loss: 'softmaxCrossEntropy' }), /loss: expected 'mse' for a model with outputSize 1/, LstmConfigError],
+    ['cross-entropy with one output', () => fit(model, data, { ...BASE, loss: 'softmaxCrossEntropy' }), /outputSize: expected at least 2 classes with loss 'softmaxCrossEntropy', got 1/, LstmConfigError],
   ];
   test.each(cases)('%s', async (_name, run, message, type) => {
     const err = (await run().catch((e: unknown) => e)) as Error;

@@ -9,7 +9,8 @@ import '@tensorflow/tfjs-backend-cpu';
 import { LstmConfigError, LstmInputError, SafetensorsError, TrainingAbortedError } from '../src/errors';
 import { FitOptions, fit } from '../src/fit';
 import { decodeSafetensors } from '../src/safetensors';
-import { SequenceModel, SequenceModelOptions } from '../src/sequence-model';
+import type { SequenceModelOptions } from '../src/config';
+import { SequenceModel } from '../src/sequence-model';
 import { sineForecast } from '../src/synthetic';
 import {
   TrainingState, decodeTrainingState, encodeTrainingState, restoreModel, trainingStateFromJSON, trainingStateToJSON,

@@ -10,6 +10,7 @@ import { z } from 'zod';
 import {
   ARTIFACTS,
   ConfigArtifactSchema,
+  architectureMismatches,
   DatasetMetaSchema,
   IDEMPOTENCY_TTL_SEC,
   JOB_STATES,
@@ -37,6 +38,7 @@ import {
   type SubmitResponse,
   type ValidationIssue,
 } from '@relu-lstm/jobs';
+import { validationSplitProblem } from '@relu-lstm/lstm/config';
 import type { ApiConfig } from '../config';
 import { ApiError } from '../http/errors';
 import { JobQueues } from '../infra/job-queues';
@@ -90,9 +92,6 @@ export const ListQuerySchema = z.strictObject({
 
 /** Most index entries one list request looks at when filtering by state. */
 const MAX_SCANNED = 1000;
-
-/** Fields of two model specs that must agree for a model to be continued or used. */
-const SHAPE_FIELDS = ['inputSize', 'hiddenSize', 'numLayers', 'bias', 'bidirectional', 'outputSize', 'head'] as const;
 
 @Injectable()
 export class JobsService {
@@ -153,7 +152,7 @@ export class JobsService {
       }
     }
 
-    const plan = planJob(type, payload, { tenant, id, policy: this.config.jobPolicy });
+    const plan = planJob(type, payload, { limits: this.contract.limits, tenant, id, policy: this.config.jobPolicy });
     try {
       await this.quota.admit(tenant, (quota) => produceJob({ redis: this.redis, keys: this.keys, queue: (q: QueueName) => this.queues.queue(q) }, plan, quota));
     } catch (e) {
@@ -163,7 +162,7 @@ export class JobsService {
     return { replayed: false, body: { id: plan.id, state: 'queued', links: linksOf(plan.id) }, meta: plan.meta };
   }
 
-  private async datasetIssues(datasetId: string, tenant: string, model: ModelSpec): Promise<ValidationIssue[]> {
+  private async datasetIssues(datasetId: string, tenant: string, model: ModelSpec, validationSplit: number): Promise<ValidationIssue[]> {
     const path = 'data.datasetId';
     const raw = await this.redis.get(this.keys.dataset(datasetId));
     const meta = raw ? DatasetMetaSchema.safeParse(JSON.parse(raw)) : null;
@@ -184,6 +183,8 @@ export class JobsService {
       const want = perStep ? 'manyToMany' : 'lastStep';
       issues.push({ path: 'model.head', code: 'custom', message: `the dataset has ${perStep ? 'per-step targets [N,T,O]' : 'one target per sequence [N,O]'}`, expected: `'${want}'`, received: `'${model.head}'` });
     }
+    const split = validationSplitProblem(validationSplit, d.samples);
+    if (split) issues.push({ path: 'training.validationSplit', code: 'custom', message: `the dataset has ${d.samples} samples`, expected: split, received: String(validationSplit) });
     return issues;
   }
 
@@ -220,14 +221,14 @@ export class JobsService {
 
   private async checkTrainRefs(p: PayloadOf<'train'>, tenant: string): Promise<ValidationIssue[]> {
     const issues: ValidationIssue[] = [];
-    if (p.data.datasetId) issues.push(...(await this.datasetIssues(p.data.datasetId, tenant, p.model)));
+    if (p.data.datasetId) issues.push(...(await this.datasetIssues(p.data.datasetId, tenant, p.model, p.training.validationSplit)));
     if (p.fromJob) {
       const from = await this.trainedModel(p.fromJob, 'fromJob', tenant);
       issues.push(...from.issues);
       // The model to continue must have the shape of the one trained.
       const cfg = from.cfg;
       if (cfg) {
-        for (const f of SHAPE_FIELDS.filter((f) => cfg.model[f] !== p.model[f])) {
+        for (const f of architectureMismatches(p.model, cfg.model)) {
           issues.push({ path: `model.${f}`, code: 'custom', message: `must match the model of job ${p.fromJob}`, expected: JSON.stringify(cfg.model[f]), received: JSON.stringify(p.model[f]) });
         }
       }

@@ -2,17 +2,13 @@
  * Building `SequenceModel`s from payloads and from the `model.safetensors` of earlier jobs, and a
  * small LRU of loaded models for infer jobs. Engine side only (loads TensorFlow.js).
  */
-import {
-  SequenceModel,
-  safetensorsToStateDict,
-  type ReluLstmOptions,
-  type SequenceModelConfig,
-  type SequenceModelOptions,
-} from '@relu-lstm/lstm';
+import { SequenceModel, safetensorsToStateDict, type SequenceModelOptions } from '@relu-lstm/lstm';
+import { sequenceModelOptions as flatToSequenceModel } from '@relu-lstm/lstm/config';
 import {
   ARTIFACTS,
   MODEL_METADATA_KEY,
   ModelArtifactConfigSchema,
+  architectureMismatches,
   type ArtifactStore,
   type ModelArtifactConfig,
   type ModelSpec,
@@ -22,26 +18,8 @@ import { PayloadError } from './errors';
 
 /** The library's options for a payload's `model` (data is batch-first everywhere in the runner). */
 export function sequenceModelOptions(m: ModelSpec, seed: number): SequenceModelOptions {
-  const lstm: ReluLstmOptions = {
-    inputSize: m.inputSize,
-    hiddenSize: m.hiddenSize,
-    numLayers: m.numLayers,
-    bias: m.bias,
-    batchFirst: true,
-    dropout: m.dropout,
-    bidirectional: m.bidirectional,
-    activation: m.activation,
-    recurrentActivation: m.recurrentActivation,
-    seed,
-    forgetBias: m.forgetBias,
-    orthogonalRecurrent: m.orthogonalRecurrent,
-    ...(m.cellClip !== undefined ? { cellClip: m.cellClip } : {}),
-  };
-  return { lstm, outputSize: m.outputSize, head: m.head };
+  return flatToSequenceModel(m, { batchFirst: true, seed });
 }
-
-/** Architecture fields two models must share for weights to move from one to the other. */
-const ARCHITECTURE = ['inputSize', 'hiddenSize', 'numLayers', 'bias', 'bidirectional', 'outputSize', 'head'] as const;
 
 export interface StoredModel {
   config: ModelArtifactConfig;
@@ -75,17 +53,15 @@ export function ownBytes(buf: Uint8Array): Uint8Array {
 
 /** Throws `PayloadError` naming the first architecture field where `want` and the stored model differ. */
 export function checkSameArchitecture(want: ModelSpec, stored: ModelArtifactConfig, field: string): void {
-  const have = stored.model as Record<string, unknown>;
-  for (const k of ARCHITECTURE) {
-    if (have[k] !== undefined && have[k] !== want[k]) {
-      throw new PayloadError(`${field}: the model of job ${stored.jobId} has ${k} ${JSON.stringify(have[k])}, the payload ${JSON.stringify(want[k])}`, `model.${k}`);
-    }
+  const k = architectureMismatches(want, stored.model)[0];
+  if (k !== undefined) {
+    throw new PayloadError(`${field}: the model of job ${stored.jobId} has ${k} ${JSON.stringify(stored.model[k])}, the payload ${JSON.stringify(want[k])}`, `model.${k}`);
   }
 }
 
 /** A model rebuilt from a stored artifact. */
 export function modelFromStored(stored: StoredModel): SequenceModel {
-  const model = new SequenceModel(stored.config.sequenceModel as unknown as SequenceModelConfig);
+  const model = new SequenceModel(stored.config.sequenceModel);
   try {
     model.loadStateDict(stored.stateDict);
     return model;

@@ -10,6 +10,7 @@ import {
   decodeTrainingState,
   encodeTrainingState,
   fit,
+  splitSamples,
   stateDictToSafetensors,
   type FitOptions,
   type FitProgress,
@@ -119,7 +120,7 @@ async function beginRun(req: TrainRequest, ctx: EngineContext, run: RunState): P
     run.learningRate = resume.optimizer.config.learningRate;
     run.lastGood = { state: resume, checkpoint: false };
   }
-  const nTrain = Math.floor(loaded.samples * (1 - t.validationSplit));
+  const nTrain = splitSamples(loaded.samples, t.validationSplit).train;
   const begun: RunStart = {
     loaded,
     resume,

@@ -8,7 +8,7 @@
  * still take one job as it wakes); a job that finds the slot taken is put back as delayed by
  * BUSY_RETRY_MS (`moveToDelayed` + `DelayedError`: no attempt used) for any free worker to take.
  *
- * Every job's data is parsed with the shared `JobDataSchema`; a mismatch fails the job at once
+ * Every job's data is parsed with the shared `validateJobData` (under the limits the job carries); a mismatch fails the job at once
  * (`UnrecoverableError`, reason `invalid_payload`) and the worker carries on. The cancel flag of the
  * running job is polled every CANCEL_POLL_MS. Terminal state events (`completed`, `failed`,
  * `cancelled`) are appended from BullMQ's `completed`/`failed` events, i.e. only once BullMQ has
@@ -22,7 +22,7 @@
  */
 import { Inject, Injectable, Logger, type BeforeApplicationShutdown, type OnApplicationBootstrap } from '@nestjs/common';
 import { DelayedError, WaitingError, Worker, type Job } from 'bullmq';
-import { JobDataSchema, queuesForWorker, validate, type JobResult, type JobType, type QueueName } from '@relu-lstm/jobs';
+import { queuesForWorker, validateJobData, type JobResult, type JobType, type QueueName } from '@relu-lstm/jobs';
 import { WORKER_CONFIG, type WorkerConfig } from '../config';
 import { EngineClient } from '../engine/engine-client';
 import type { BackendSummary } from '../engine/protocol';
@@ -139,7 +139,7 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
     let limit: NodeJS.Timeout | null = null;
     try {
       const jobId = job.id!;
-      const parsed = validate(JobDataSchema, job.data);
+      const parsed = validateJobData(job.data);
       if (!parsed.ok) {
         const first = parsed.issues.slice(0, 3).map((i) => `${i.path || '(data)'}: ${i.message}`).join('; ');
         throw jobFailure({ code: 'invalid_payload', message: `job data does not match the schema: ${first}`, details: { issues: parsed.issues } });

@@ -4,6 +4,7 @@
  * the terminal line.
  */
 import type { JobEvent, MetricEvent, StateEvent, TrainPayloadInput } from '@relu-lstm/jobs';
+import { splitSamples } from '@relu-lstm/lstm/config';
 
 export interface ProgressPlan {
   /** `training.epochs` of the payload; null for infer jobs or when unknown. */
@@ -19,8 +20,7 @@ export function planFromPayload(payload: unknown): ProgressPlan {
   const batch = p?.training?.batchSize;
   const samples = p?.data?.synthetic?.samples ?? (Array.isArray(p?.data?.inline?.x) ? p.data.inline.x.length : undefined);
   if (epochs === null || typeof batch !== 'number' || batch < 1 || typeof samples !== 'number') return { epochs, stepsPerEpoch: null };
-  const split = p?.training?.validationSplit ?? 0;
-  const train = samples - Math.floor(samples * split);
+  const train = splitSamples(samples, p?.training?.validationSplit ?? 0).train;
   return { epochs, stepsPerEpoch: Math.max(1, Math.ceil(train / batch)) };
 }
 
