@@ -10,6 +10,7 @@ import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import {
+  DEFAULT_LIMITS,
   DEFAULT_QUEUE_PREFIX,
   DEFAULT_STREAM_MAXLEN,
   HEARTBEAT_INTERVAL_MS,
@@ -70,6 +71,14 @@ const EnvSchema = z.object({
   DIVERGENCE_RETRIES: opt(z.coerce.number().int().min(0).max(100).default(3)),
   /** Divergence guard: the learning rate is multiplied by this at each rollback. */
   DIVERGENCE_LR_FACTOR: opt(z.coerce.number().gt(0).lt(1).default(0.5)),
+  /** Engine memory budget of one job (MB): jobs estimated above it fail with `resource_exhausted`; bounds the engine's V8 heap and resident set. */
+  LIMIT_MAX_JOB_MEMORY_MB: opt(z.coerce.number().int().min(64).max(1_048_576).default(DEFAULT_LIMITS.maxJobMemoryMb)),
+  /** How often the engine's resident set is read against LIMIT_MAX_JOB_MEMORY_MB. */
+  ENGINE_MEMORY_POLL_MS: opt(ms(10, 60_000).default(200)),
+  /** How long a cancelled run gets to stop at a batch boundary before the engine is killed. */
+  CANCEL_KILL_MS: opt(ms(0, 600_000).default(2000)),
+  /** A completed training whose final loss is not finite or above this times its first epoch's is flagged `diverged`. */
+  DIVERGED_LOSS_FACTOR: opt(z.coerce.number().gt(1).default(10)),
   /** Period of the retention sweeper (one worker at a time sweeps); 0: this worker never sweeps. */
   RETENTION_SWEEP_MS: opt(ms(0, 86_400_000).default(60_000)),
   LOG_LEVEL: opt(z.enum(['error', 'warn', 'log', 'debug', 'verbose']).default('log')),
@@ -95,6 +104,10 @@ export interface WorkerConfig {
   readonly modelCacheSize: number;
   readonly eventStreamMaxLen: number;
   readonly divergence: { readonly retries: number; readonly lrFactor: number };
+  /** The engine's budget per job (LIMIT_MAX_JOB_MEMORY_MB) and its watchdog's period. */
+  readonly memory: { readonly maxJobMb: number; readonly pollMs: number };
+  readonly cancelKillMs: number;
+  readonly divergedLossFactor: number;
   readonly retentionSweepMs: number;
   readonly logLevel: 'error' | 'warn' | 'log' | 'debug' | 'verbose';
 }
@@ -137,6 +150,9 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerCo
     modelCacheSize: e.MODEL_CACHE_SIZE,
     eventStreamMaxLen: e.EVENT_STREAM_MAXLEN,
     divergence: Object.freeze({ retries: e.DIVERGENCE_RETRIES, lrFactor: e.DIVERGENCE_LR_FACTOR }),
+    memory: Object.freeze({ maxJobMb: e.LIMIT_MAX_JOB_MEMORY_MB, pollMs: e.ENGINE_MEMORY_POLL_MS }),
+    cancelKillMs: e.CANCEL_KILL_MS,
+    divergedLossFactor: e.DIVERGED_LOSS_FACTOR,
     retentionSweepMs: e.RETENTION_SWEEP_MS,
     logLevel: e.LOG_LEVEL,
   });

@@ -18,6 +18,7 @@ import {
   produceJob,
   validate,
   isTerminal,
+  jobCostIssue,
   type ArtifactStore,
   type CancelRequest,
   type CancelResponse,
@@ -116,6 +117,8 @@ export class JobsService {
       ? await this.checkTrainRefs(payload as PayloadOf<'train'>, tenant)
       : await this.checkInferRefs(payload as PayloadOf<'infer'>, tenant);
     if (refIssues.length) throw ApiError.invalid(refIssues);
+    const costIssue = await this.costIssue(type, payload, tenant);
+    if (costIssue) throw ApiError.invalid([costIssue]);
 
     let idemKey: string | null = null;
     const id = randomUUID();
@@ -157,6 +160,20 @@ export class JobsService {
       throw e;
     }
     return { replayed: false, body: { id: plan.id, state: 'queued', links: linksOf(plan.id) }, meta: plan.meta };
+  }
+
+  /** The job's estimated engine memory against LIMIT_MAX_JOB_MEMORY_MB (cost.ts), with the dataset or model it names. */
+  private async costIssue(type: JobType, payload: PayloadOf<JobType>, tenant: string): Promise<ValidationIssue | null> {
+    const max = this.contract.limits.maxJobMemoryMb;
+    if (type === 'train') {
+      const p = payload as PayloadOf<'train'>;
+      const raw = p.data.datasetId ? await this.redis.get(this.keys.dataset(p.data.datasetId)) : null;
+      const meta = raw ? DatasetMetaSchema.safeParse(JSON.parse(raw)) : null;
+      return jobCostIssue({ type, payload: p, dataset: meta?.success ? meta.data : undefined }, max);
+    }
+    const p = payload as PayloadOf<'infer'>;
+    const model = p.model?.config ?? (p.modelJobId ? (await this.trainedModel(p.modelJobId, 'modelJobId', tenant)).cfg?.model : undefined);
+    return model ? jobCostIssue({ type, payload: p, model }, max) : null;
   }
 
   private async datasetIssues(datasetId: string, tenant: string, model: ModelSpec): Promise<ValidationIssue[]> {

@@ -7,6 +7,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import { WORKER_CONFIG, type WorkerConfig } from '../config';
+import { EngineOutOfMemoryError, engineHeapFlags, exitedOfHeapLimit, watchResidentSet } from './memory-watchdog';
 import { isTerminal, type BackendSummary, type FromEngine, type RunMessage, type RunRequest, type TerminalMessage, type ToEngine } from './protocol';
 
 export class EngineCrashedError extends Error {
@@ -69,9 +70,20 @@ export class EngineClient {
       const child = fork(path.join(__dirname, 'main.js'), [], {
         serialization: 'advanced',
         stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-        execArgv: process.execArgv.filter((a) => !a.startsWith('--inspect')),
+        execArgv: [...process.execArgv.filter((a) => !a.startsWith('--inspect') && !a.startsWith('--max-old-space-size')), ...engineHeapFlags(this.config.memory.maxJobMb)],
       });
       this.child = child;
+      let outOfMemory: EngineOutOfMemoryError | null = null;
+      const unwatch = watchResidentSet({
+        pid: child.pid!,
+        limitMb: this.config.memory.maxJobMb,
+        pollMs: this.config.memory.pollMs,
+        onExceeded: (rss) => {
+          outOfMemory = new EngineOutOfMemoryError('resident set', this.config.memory.maxJobMb, rss);
+          this.log.warn(`engine pid ${child.pid}: ${outOfMemory.message}`);
+          child.kill('SIGKILL');
+        },
+      });
       let ready = false;
       const timer = setTimeout(() => {
         if (ready) return;
@@ -96,6 +108,8 @@ export class EngineClient {
       child.on('error', (err) => this.log.error(`engine process error: ${err.message}`));
       child.on('exit', (code, signal) => {
         clearTimeout(timer);
+        unwatch();
+        if (!outOfMemory && exitedOfHeapLimit(signal, code)) outOfMemory = new EngineOutOfMemoryError('V8 heap', this.config.memory.maxJobMb, null);
         if (this.child === child) this.child = null;
         const how = signal ?? `code ${code}`;
         if (!ready) reject(new EngineStartError(`the engine exited (${how}) before it was ready`));
@@ -103,7 +117,7 @@ export class EngineClient {
         const run = this.inFlight;
         if (run) {
           this.inFlight = null;
-          run.reject(new EngineCrashedError(how));
+          run.reject(outOfMemory ?? new EngineCrashedError(how));
         }
       });
       this.post({ kind: 'init', init: { artifactDir: this.config.artifactDir, datasetDir: this.config.datasetDir, backend: this.config.backend, modelCacheSize: this.config.modelCacheSize } });

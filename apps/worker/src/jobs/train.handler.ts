@@ -16,6 +16,7 @@ import { EngineClient } from '../engine/engine-client';
 import type { RunMessage, TerminalMessage } from '../engine/protocol';
 import { CheckpointStore } from './checkpoints';
 import { LostLockError } from './fencing';
+import { engineRunFailure } from './job-budget';
 import { jobFailure } from './job-errors';
 import { JobEvents } from './job-events';
 import type { JobContext, JobHandler } from './job-handler';
@@ -107,6 +108,8 @@ export class TrainHandler implements JobHandler<'train'> {
       this.engine.stop(runId, reason === 'shutdown' || reason === 'timeout');
       // A run that does not reach a batch boundary in time (one huge batch, a hung backend) is killed.
       if (reason === 'timeout' || reason === 'lost') setTimeout(() => this.engine.killRun(runId), this.config.shutdownGraceMs).unref();
+      // A cancel is immediate: a run still building its model, loading data or in a long batch is killed.
+      if (reason === 'cancel') setTimeout(() => this.engine.killRun(runId), this.config.cancelKillMs).unref();
     });
     let outcome: TerminalMessage;
     try {
@@ -118,10 +121,10 @@ export class TrainHandler implements JobHandler<'train'> {
       // The engine died (or was killed after the shutdown grace): the last periodic checkpoint stays.
       await chain;
       if (ctx.stop.reason === 'shutdown') return this.release(ctx, `released: the worker is shutting down (${(e as Error).message})`, {});
-      if (ctx.stop.reason === 'cancel') throw await this.cancelled(ctx, 'cancelled', {});
+      if (ctx.stop.reason === 'cancel') throw await this.cancelled(ctx, `cancelled; the engine did not stop within ${this.config.cancelKillMs} ms (CANCEL_KILL_MS) and was killed`, {});
       if (ctx.stop.reason === 'timeout') throw this.timedOut(ctx, `the engine did not stop within ${this.config.shutdownGraceMs} ms and was killed`, {});
       if (ctx.stop.reason === 'lost') throw new LostLockError(jobId, 'the run was stopped');
-      throw jobFailure({ code: 'internal', message: (e as Error).message });
+      throw jobFailure(engineRunFailure(e));
     }
     await chain;
 
