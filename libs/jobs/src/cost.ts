@@ -17,6 +17,8 @@ const F32 = 4;
 export const ENGINE_BASE_BYTES = 192 * 1024 ** 2;
 /** Per hidden unit per time step per sample: floats BPTT keeps (gate pre-activations, gates, c, h, tanh(c)), their gradients and the backend's temporaries. */
 const BPTT_FLOATS_PER_UNIT = 40;
+/** The same for a forward pass only: a layer's sequences, input projection and per-step tensors. */
+const INFER_FLOATS_PER_UNIT = 24;
 /** A number in a nested JS array (a double) and the header of each innermost array. */
 const JS_NUMBER_BYTES = 8;
 const JS_ARRAY_BYTES = 48;
@@ -114,8 +116,9 @@ function estimateInferCost(p: InferPayload, model: ModelShape): JobCost {
   const params = parameterCount(model);
   // Inline weights arrive as JS arrays as well.
   const parameters = params * F32 * (p.model ? 1 + JS_NUMBER_BYTES / F32 : 1);
-  // A layer's input and output sequences and its input projection (4H per step) live at once.
-  const activations = b * t * d * model.hiddenSize * (2 + 4) * F32;
+  // A layer's input and output sequences, its input projection and the time loop's per-step tensors; the final states.
+  const states = 2 * model.numLayers * d * b * model.hiddenSize * (F32 + JS_NUMBER_BYTES);
+  const activations = b * t * d * model.hiddenSize * INFER_FLOATS_PER_UNIT * F32 + states;
   const dataBytes = jsTensorBytes(b, t, i) + b * t * i * F32;
   const outs = b * t * model.outputSize;
   // Inline: a tensor, then nested JS arrays of it; spilled: a tensor, its bytes and the artifact's.

@@ -111,6 +111,8 @@ export const TrainResultSchema = z.strictObject({
   gpu: z.boolean(),
   /** Names of the artifacts written, e.g. `model.safetensors`; never the weights themselves. */
   artifacts: z.array(z.string()),
+  /** True when the final loss is not finite or grew past DIVERGED_LOSS_FACTOR times the first epoch's (warning event `loss_diverged`). */
+  diverged: z.boolean().optional(),
 });
 export type TrainResult = z.infer<typeof TrainResultSchema>;
 

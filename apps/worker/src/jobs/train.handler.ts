@@ -20,6 +20,7 @@ import { engineRunFailure } from './job-budget';
 import { jobFailure } from './job-errors';
 import { JobEvents } from './job-events';
 import type { JobContext, JobHandler } from './job-handler';
+import { LOSS_DIVERGED, lossBlowup } from './loss-check';
 import { metricsCsv } from './metrics-csv';
 import { ArtifactPublisher } from './publish';
 
@@ -154,6 +155,7 @@ export class TrainHandler implements JobHandler<'train'> {
           backend: backend.backend,
           gpu: backend.gpu,
           artifacts: [ARTIFACTS.model, ARTIFACTS.state, ARTIFACTS.metrics, ARTIFACTS.config],
+          diverged: await this.flagBlowup(jobId, metrics, summary.finalLoss),
         });
         // Written once per job, by the holder of its lock (publish.ts); the checkpoint goes with it.
         const artifactFiles = [
@@ -189,6 +191,13 @@ export class TrainHandler implements JobHandler<'train'> {
     await ctx.job.moveToWait(ctx.token);
     await this.events.info(ctx.jobId, 'released', message, data);
     throw new WaitingError();
+  }
+
+  /** Whether the completed run's loss blew up (loss-check.ts); if so, says it in a warning event. */
+  private async flagBlowup(jobId: string, metrics: ProgressEvent[], finalLoss: number | null): Promise<boolean> {
+    const blowup = lossBlowup(metrics, finalLoss, this.config.divergedLossFactor);
+    if (blowup) await this.events.info(jobId, LOSS_DIVERGED, blowup.message, { ...blowup }, 'warning');
+    return blowup !== null;
   }
 
   /** A cancelled job is not retried: its checkpoint goes, and it fails with reason `cancelled`. */
