@@ -133,6 +133,41 @@ describe('large results and cancel (default budget)', () => {
     expect(Array.from(file.tensors.outputs.data as Float32Array).every(Number.isFinite)).toBe(true);
   });
 
+  /** Submits `payload`, cancels it `afterMs` after it started running; returns how it ended and how long after the flag. */
+  async function cancelWhileRunning(type: 'train' | 'infer', payload: unknown, afterMs: number) {
+    const id = await h.submit(type, payload as never);
+    await h.waitForEvent(id, (e) => e.type === 'state' && e.state === 'running', 60_000, worker);
+    await new Promise((r) => setTimeout(r, afterMs));
+    const asked = Date.now();
+    await h.redis.set(h.keys.cancel(id), JSON.stringify({ requestedAt: asked }));
+    const r = await ending(id, worker, 30_000);
+    return { ...r, took: Date.now() - asked };
+  }
+
+  it('a cancel while the engine generates its data (event loop busy) kills it: cancelled in 1 attempt', async () => {
+    // 20000 sine sequences of 500 steps: seconds of synchronous generation before the first batch.
+    const payload = contract.TrainPayload.parse({
+      model: { inputSize: 1, hiddenSize: 8, outputSize: 1 },
+      data: { synthetic: { kind: 'sine', samples: 20_000, seqLen: 500 } },
+      training: { epochs: 1, batchSize: 32 },
+    });
+    const r = await cancelWhileRunning('train', payload, 500);
+    console.log(`cancel during data load: ${r.last.state} ${r.took} ms after the flag, ${r.attempts} attempt(s): ${r.last.error?.message}`);
+    expect(r.last.state).toBe('cancelled');
+    expect(r.attempts).toBe(1);
+    expect(r.took).toBeLessThan(5_000);
+    expect(r.events.some((e) => e.type === 'metric')).toBe(false);
+  });
+
+  it('a cancel of a running inference kills its engine at once: cancelled in 1 attempt', async () => {
+    const payload = contract.InferPayload.parse({ ...tinyInlineInfer(16), inputs: Array.from({ length: 24 }, () => Array.from({ length: 20_000 }, (_, t) => [Math.sin(t / 7)])) });
+    const r = await cancelWhileRunning('infer', payload, 1000);
+    console.log(`cancel of an inference: ${r.last.state} ${r.took} ms after the flag, ${r.attempts} attempt(s)`);
+    expect(r.last.state).toBe('cancelled');
+    expect(r.attempts).toBe(1);
+    expect(r.took).toBeLessThan(5_000);
+  });
+
   it('a cancel during a long batch kills the engine: cancelled in 1 attempt within the bound, next job served', async () => {
     // One batch of 64 sequences of 1500 steps: several seconds between batch boundaries.
     const payload = contract.TrainPayload.parse({
@@ -140,13 +175,8 @@ describe('large results and cancel (default budget)', () => {
       data: { synthetic: { kind: 'sine', samples: 64, seqLen: 1500 } },
       training: { epochs: 100, batchSize: 64 },
     });
-    const id = await h.submit('train', payload);
-    await h.waitForEvent(id, (e) => e.type === 'state' && e.state === 'running', 60_000, worker);
-    await new Promise((r) => setTimeout(r, 1500));
-    const asked = Date.now();
-    await h.redis.set(h.keys.cancel(id), JSON.stringify({ requestedAt: asked }));
-    const r = await ending(id, worker, 30_000);
-    const took = Date.now() - asked;
+    const r = await cancelWhileRunning('train', payload, 1500);
+    const took = r.took;
     console.log(`cancel during a long batch: ${r.last.state} ${took} ms after the flag, ${r.attempts} attempt(s): ${r.last.error?.message}; ${r.trace}`);
     expect(r.last.state).toBe('cancelled');
     expect(r.attempts).toBe(1);

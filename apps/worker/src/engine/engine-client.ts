@@ -42,6 +42,8 @@ export class EngineClient {
   private backendInfo: BackendSummary | null = null;
   private inFlight: InFlight | null = null;
   private readonly earlyStops = new Map<string, boolean>();
+  private readonly earlyKills = new Set<string>();
+  private waiting: { runId: string; reject: (e: Error) => void } | null = null;
   private closing = false;
 
   constructor(@Inject(WORKER_CONFIG) private readonly config: WorkerConfig) {}
@@ -130,7 +132,17 @@ export class EngineClient {
    */
   async run(req: RunRequest, onMessage: (m: RunMessage) => void): Promise<TerminalMessage> {
     if (this.inFlight) throw new Error(`engine busy with run ${this.inFlight.runId}`);
-    await this.start();
+    // Killed before it was sent (a cancel while the engine is still starting): never send it.
+    const killedEarly = new Promise<never>((_, reject) => {
+      this.waiting = { runId: req.runId, reject };
+      if (this.earlyKills.has(req.runId)) reject(new EngineCrashedError('stopped before the run was sent'));
+    });
+    try {
+      await Promise.race([this.start(), killedEarly]);
+    } finally {
+      this.waiting = null;
+      this.earlyKills.clear();
+    }
     if (!this.child?.connected) throw new EngineCrashedError('not connected');
     return new Promise<TerminalMessage>((resolve, reject) => {
       this.inFlight = { runId: req.runId, onMessage, resolve, reject };
@@ -156,9 +168,16 @@ export class EngineClient {
     this.child?.kill('SIGKILL');
   }
 
-  /** Kills the engine if run `runId` is still in flight (it did not stop when asked). */
+  /**
+   * Kills the engine if run `runId` is in flight (it did not stop when asked); a run not sent yet
+   * (the engine is still starting) is not sent at all.
+   */
   killRun(runId: string): void {
-    if (this.inFlight?.runId !== runId) return;
+    if (this.inFlight?.runId !== runId) {
+      if (this.waiting?.runId === runId) this.waiting.reject(new EngineCrashedError('stopped before the run was sent'));
+      else this.earlyKills.add(runId);
+      return;
+    }
     this.log.warn(`run ${runId} did not stop when asked; killing the engine`);
     this.kill();
   }
