@@ -10,7 +10,15 @@ import { fork } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { contract, estimateJobCost, formatMb, type CostedJob, type InferPayloadInput, type ModelSpec, type TrainPayloadInput } from '@relu-lstm/jobs';
+import {
+  contract,
+  estimateJobCost,
+  formatMb,
+  type CostedJob,
+  type InferPayloadInput,
+  type ModelSpec,
+  type TrainPayloadInput,
+} from '@relu-lstm/jobs';
 
 const ENGINE = path.resolve(__dirname, '../../apps/worker/dist/engine/main.js');
 
@@ -45,7 +53,13 @@ function infer(name: string, h: number, b: number, t: number): Shape {
     'head.bias': [0],
   };
   const inputs = Array.from({ length: b }, () => Array.from({ length: t }, (_, k) => [Math.sin(k / 10)]));
-  return { name, job: { type: 'infer', payload: { model: { config: { inputSize: 1, hiddenSize: h, outputSize: 1 }, stateDict }, inputs } } };
+  return {
+    name,
+    job: {
+      type: 'infer',
+      payload: { model: { config: { inputSize: 1, hiddenSize: h, outputSize: 1 }, stateDict }, inputs },
+    },
+  };
 }
 
 const SHAPES: Shape[] = [
@@ -71,11 +85,21 @@ function measure(shape: Shape, backend: string | undefined): Promise<{ peak: num
   return new Promise<{ peak: number; ended: string; ms: number }>((resolve, reject) => {
     child.on('message', (m: { kind: string; error?: { message: string } }) => {
       if (m.kind === 'ready') {
-        const payload = shape.job.type === 'train' ? contract.TrainPayload.parse(shape.job.payload) : contract.InferPayload.parse(shape.job.payload);
+        const payload =
+          shape.job.type === 'train'
+            ? contract.TrainPayload.parse(shape.job.payload)
+            : contract.InferPayload.parse(shape.job.payload);
         const common = { runId: 'r1', jobId: '00000000-0000-4000-8000-000000000001', payload };
         child.send(
           shape.job.type === 'train'
-            ? { kind: 'train', ...common, progressEvery: 1000, resumeFrom: null, elapsedBeforeMs: 0, divergence: { retries: 0, lrFactor: 0.5 } }
+            ? {
+                kind: 'train',
+                ...common,
+                progressEvery: 1000,
+                resumeFrom: null,
+                elapsedBeforeMs: 0,
+                divergence: { retries: 0, lrFactor: 0.5 },
+              }
             : { kind: 'infer', ...common },
         );
       } else if (m.kind === 'fatal') {
@@ -83,7 +107,11 @@ function measure(shape: Shape, backend: string | undefined): Promise<{ peak: num
       } else if (['trained', 'inferred', 'stopped', 'failed'].includes(m.kind)) {
         const peak = peakRss(child.pid!);
         child.kill('SIGKILL');
-        resolve({ peak, ended: m.kind === 'failed' ? `failed: ${m.error?.message}` : m.kind, ms: performance.now() - started });
+        resolve({
+          peak,
+          ended: m.kind === 'failed' ? `failed: ${m.error?.message}` : m.kind,
+          ms: performance.now() - started,
+        });
       }
     });
     child.on('exit', (code, signal) => reject(new Error(`engine exited (${signal ?? code})`)));
@@ -95,7 +123,11 @@ function costOf(shape: Shape): ReturnType<typeof estimateJobCost> {
   const job: CostedJob =
     shape.job.type === 'train'
       ? { type: 'train', payload: contract.TrainPayload.parse(shape.job.payload) }
-      : { type: 'infer', payload: contract.InferPayload.parse(shape.job.payload), model: contract.ModelSpec.parse(shape.job.payload.model!.config) };
+      : {
+          type: 'infer',
+          payload: contract.InferPayload.parse(shape.job.payload),
+          model: contract.ModelSpec.parse(shape.job.payload.model!.config),
+        };
   return estimateJobCost(job);
 }
 
@@ -112,7 +144,9 @@ async function main(): Promise<void> {
     const est = costOf(shape);
     const r = await measure(shape, backend);
     const ratio = (est.memoryBytes / r.peak).toFixed(2);
-    console.log(`| ${shape.name} | ${backend ?? 'auto'} | ${formatMb(est.memoryBytes)} | ${formatMb(r.peak)} | ${ratio} | ${r.ended}, ${(r.ms / 1000).toFixed(1)} s |`);
+    console.log(
+      `| ${shape.name} | ${backend ?? 'auto'} | ${formatMb(est.memoryBytes)} | ${formatMb(r.peak)} | ${ratio} | ${r.ended}, ${(r.ms / 1000).toFixed(1)} s |`,
+    );
   }
 }
 

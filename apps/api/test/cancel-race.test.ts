@@ -37,7 +37,8 @@ test('a job that completes after its cancel was accepted is completed, with canc
   const submitted = await http(api.url, 'POST', '/v1/jobs/infer', { body });
   expect(submitted.status).toBe(202);
   const id = submitted.json.id;
-  for (let i = 0; i < 200 && (await http(api.url, 'GET', `/v1/jobs/${id}`)).json.state !== 'running'; i++) await sleep(25);
+  for (let i = 0; i < 200 && (await http(api.url, 'GET', `/v1/jobs/${id}`)).json.state !== 'running'; i++)
+    await sleep(25);
   const cancel = await http(api.url, 'DELETE', `/v1/jobs/${id}`);
   expect(cancel.json).toEqual({ id, state: 'running', cancelRequested: true });
   let view = (await http(api.url, 'GET', `/v1/jobs/${id}`)).json;

@@ -24,9 +24,13 @@ afterAll(async () => {
 });
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-const train = (model: Record<string, unknown>): any => ({ ...CANONICAL_TRAIN_EXAMPLE, model: { ...CANONICAL_TRAIN_EXAMPLE.model, ...model } });
+const train = (model: Record<string, unknown>): any => ({
+  ...CANONICAL_TRAIN_EXAMPLE,
+  model: { ...CANONICAL_TRAIN_EXAMPLE.model, ...model },
+});
 
-const peakMb = (pid: number) => Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
+const peakMb = (pid: number) =>
+  Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
 
 describe('LIMIT_MAX_JOB_MEMORY_MB', () => {
   test(`hiddenSize 4096 with 16 layers (each within its limit) is a 400 naming the estimate and the bound (${DEFAULT_LIMITS.maxJobMemoryMb} MB)`, async () => {
@@ -35,10 +39,16 @@ describe('LIMIT_MAX_JOB_MEMORY_MB', () => {
     const ms = performance.now() - started;
     expect(r.status).toBe(400);
     const issue = r.json.error.issues[0];
-    expect(issue).toMatchObject({ path: 'model', code: 'too_big', expected: `an estimated engine memory of at most ${DEFAULT_LIMITS.maxJobMemoryMb} MB (LIMIT_MAX_JOB_MEMORY_MB)` });
+    expect(issue).toMatchObject({
+      path: 'model',
+      code: 'too_big',
+      expected: `an estimated engine memory of at most ${DEFAULT_LIMITS.maxJobMemoryMb} MB (LIMIT_MAX_JOB_MEMORY_MB)`,
+    });
     expect(issue.received).toMatch(/^\d+ MB \(parameters \d+ MB/);
     expect(await redis.keys(`${api.prefix}:job:*`)).toEqual([]);
-    console.log(`api: refused in ${ms.toFixed(0)} ms: ${issue.message}; api peak RSS ${peakMb(api.child.pid!).toFixed(0)} MB`);
+    console.log(
+      `api: refused in ${ms.toFixed(0)} ms: ${issue.message}; api peak RSS ${peakMb(api.child.pid!).toFixed(0)} MB`,
+    );
   });
 
   test('the canonical example fits the default budget', async () => {
@@ -51,7 +61,9 @@ describe('LIMIT_MAX_JOB_MEMORY_MB', () => {
     const body = train({ hiddenSize: 1024, numLayers: 2 });
     const refused = await http(small.url, 'POST', '/v1/jobs/train', { body });
     expect(refused.status).toBe(400);
-    expect(refused.json.error.issues[0].expected).toBe('an estimated engine memory of at most 300 MB (LIMIT_MAX_JOB_MEMORY_MB)');
+    expect(refused.json.error.issues[0].expected).toBe(
+      'an estimated engine memory of at most 300 MB (LIMIT_MAX_JOB_MEMORY_MB)',
+    );
     const accepted = await http(api.url, 'POST', '/v1/jobs/train', { body });
     expect(accepted.status).toBe(202);
     await http(api.url, 'DELETE', `/v1/jobs/${accepted.json.id}`);

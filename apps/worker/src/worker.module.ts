@@ -7,12 +7,11 @@ import { EngineClient } from './engine/engine-client';
 import { HeartbeatService } from './heartbeat.service';
 import { CheckpointStore } from './jobs/checkpoints';
 import { QueueConsumer } from './jobs/consumer';
-import { InferHandler } from './jobs/infer.handler';
 import { JobFencing } from './jobs/fencing';
 import { JobEvents } from './jobs/job-events';
 import { JOB_HANDLERS, type JobHandler } from './jobs/job-handler';
+import { HANDLER_CLASSES } from './jobs/job-types';
 import { ArtifactPublisher } from './jobs/publish';
-import { TrainHandler } from './jobs/train.handler';
 import { ARTIFACT_STORE, RedisService, artifactStoreFactory } from './redis';
 import { RetentionService } from './retention.service';
 
@@ -32,12 +31,11 @@ export class WorkerModule {
         CheckpointStore,
         ArtifactPublisher,
         RetentionService,
-        TrainHandler,
-        InferHandler,
+        ...HANDLER_CLASSES,
         {
           provide: JOB_HANDLERS,
           useFactory: (...handlers: JobHandler[]) => handlers,
-          inject: [TrainHandler, InferHandler],
+          inject: HANDLER_CLASSES,
         },
         QueueConsumer,
         HeartbeatService,

@@ -5,7 +5,14 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { SequenceModel } from '@relu-lstm/lstm';
-import { contract, estimateJobCost, jobCostIssue, parameterCount, type ModelSpec, type ProgressEvent } from '@relu-lstm/jobs';
+import {
+  contract,
+  estimateJobCost,
+  jobCostIssue,
+  parameterCount,
+  type ModelSpec,
+  type ProgressEvent,
+} from '@relu-lstm/jobs';
 import { loadWorkerConfig } from '../src/config';
 import { toJobError } from '../src/engine/errors';
 import { EngineOutOfMemoryError, exitedOfHeapLimit } from '../src/engine/memory-watchdog';
@@ -13,7 +20,8 @@ import { sequenceModelOptions } from '../src/engine/models';
 import { budgetRefusal, engineRunFailure } from '../src/jobs/job-budget';
 import { lossBlowup } from '../src/jobs/loss-check';
 
-const spec = (m: Partial<ModelSpec>): ModelSpec => contract.ModelSpec.parse({ inputSize: 3, hiddenSize: 5, outputSize: 2, ...m });
+const spec = (m: Partial<ModelSpec>): ModelSpec =>
+  contract.ModelSpec.parse({ inputSize: 3, hiddenSize: 5, outputSize: 2, ...m });
 
 describe('estimateJobCost', () => {
   it.each([
@@ -42,17 +50,25 @@ describe('estimateJobCost', () => {
     const base = estimateJobCost({ type: 'train', payload: train({}) }).memoryBytes;
     expect(estimateJobCost({ type: 'train', payload: train({ hiddenSize: 256 }) }).memoryBytes).toBeGreaterThan(base);
     expect(estimateJobCost({ type: 'train', payload: train({}, { seqLen: 2000 }) }).memoryBytes).toBeGreaterThan(base);
-    expect(estimateJobCost({ type: 'train', payload: train({}, { batchSize: 256 }) }).memoryBytes).toBeGreaterThan(base);
+    expect(estimateJobCost({ type: 'train', payload: train({}, { batchSize: 256 }) }).memoryBytes).toBeGreaterThan(
+      base,
+    );
   });
 
   it('refuses hiddenSize 4096 x 16 layers under the default bound, naming the estimate and the bound', () => {
     const issue = jobCostIssue({ type: 'train', payload: train({ hiddenSize: 4096, numLayers: 16 }) }, 4096);
-    expect(issue).toMatchObject({ path: 'model', code: 'too_big', expected: 'an estimated engine memory of at most 4096 MB (LIMIT_MAX_JOB_MEMORY_MB)' });
+    expect(issue).toMatchObject({
+      path: 'model',
+      code: 'too_big',
+      expected: 'an estimated engine memory of at most 4096 MB (LIMIT_MAX_JOB_MEMORY_MB)',
+    });
     expect(jobCostIssue({ type: 'train', payload: train({}) }, 4096)).toBeNull();
   });
 
   it('the worker refuses the same job with resource_exhausted, and cannot size an infer naming a trained model', () => {
-    expect(budgetRefusal({ type: 'train', tenant: 't', payload: train({ hiddenSize: 4096, numLayers: 16 }) }, 4096)).toMatchObject({ code: 'resource_exhausted' });
+    expect(
+      budgetRefusal({ type: 'train', tenant: 't', payload: train({ hiddenSize: 4096, numLayers: 16 }) }, 4096),
+    ).toMatchObject({ code: 'resource_exhausted' });
     expect(budgetRefusal({ type: 'train', tenant: 't', payload: train({}) }, 4096)).toBeNull();
     const infer = contract.InferPayload.parse({ modelJobId: '00000000-0000-4000-8000-000000000001', inputs: [[[1]]] });
     expect(budgetRefusal({ type: 'infer', tenant: 't', payload: infer }, 64)).toBeNull();
@@ -61,18 +77,36 @@ describe('estimateJobCost', () => {
 
 describe('resource_exhausted', () => {
   it('from the watchdog, the V8 heap and allocation failures in the engine; not retried', () => {
-    expect(engineRunFailure(new EngineOutOfMemoryError('resident set', 400, 401 * 1024 ** 2))).toMatchObject({ code: 'resource_exhausted', retryable: false, details: { limitMb: 400, rssMb: 401 } });
-    expect(engineRunFailure(new Error('the engine process exited (SIGKILL) during the run'))).toMatchObject({ code: 'internal' });
+    expect(engineRunFailure(new EngineOutOfMemoryError('resident set', 400, 401 * 1024 ** 2))).toMatchObject({
+      code: 'resource_exhausted',
+      retryable: false,
+      details: { limitMb: 400, rssMb: 401 },
+    });
+    expect(engineRunFailure(new Error('the engine process exited (SIGKILL) during the run'))).toMatchObject({
+      code: 'internal',
+    });
     expect(exitedOfHeapLimit('SIGABRT', null)).toBe(true);
     expect(exitedOfHeapLimit(null, 0)).toBe(false);
-    expect(toJobError(new RangeError('Array buffer allocation failed'))).toMatchObject({ code: 'resource_exhausted', retryable: false });
+    expect(toJobError(new RangeError('Array buffer allocation failed'))).toMatchObject({
+      code: 'resource_exhausted',
+      retryable: false,
+    });
     expect(toJobError(new RangeError('Invalid string length'))).toMatchObject({ code: 'resource_exhausted' });
     expect(toJobError(new RangeError('Maximum call stack size exceeded'))).toMatchObject({ code: 'internal' });
   });
 });
 
 describe('lossBlowup', () => {
-  const point = (epoch: number, loss: number, epochEnd = false): ProgressEvent => ({ epoch, step: epoch * 10, loss, valLoss: null, gradNorm: null, samplesPerSec: 1, elapsedMs: 1, ...(epochEnd ? { epochEnd } : {}) });
+  const point = (epoch: number, loss: number, epochEnd = false): ProgressEvent => ({
+    epoch,
+    step: epoch * 10,
+    loss,
+    valLoss: null,
+    gradNorm: null,
+    samplesPerSec: 1,
+    elapsedMs: 1,
+    ...(epochEnd ? { epochEnd } : {}),
+  });
   const metrics = [point(0, 5), point(0, 2, true), point(1, 1, true)];
 
   it("flags a final loss past the factor times the first epoch's, or not finite", () => {
@@ -97,7 +131,12 @@ describe('configuration', () => {
   });
 
   it('reads LIMIT_MAX_JOB_MEMORY_MB, ENGINE_MEMORY_POLL_MS, CANCEL_KILL_MS, DIVERGED_LOSS_FACTOR and bounds them', () => {
-    const c = loadWorkerConfig({ LIMIT_MAX_JOB_MEMORY_MB: '512', ENGINE_MEMORY_POLL_MS: '50', CANCEL_KILL_MS: '0', DIVERGED_LOSS_FACTOR: '3' });
+    const c = loadWorkerConfig({
+      LIMIT_MAX_JOB_MEMORY_MB: '512',
+      ENGINE_MEMORY_POLL_MS: '50',
+      CANCEL_KILL_MS: '0',
+      DIVERGED_LOSS_FACTOR: '3',
+    });
     expect([c.memory.maxJobMb, c.memory.pollMs, c.cancelKillMs, c.divergedLossFactor]).toEqual([512, 50, 0, 3]);
     expect(() => loadWorkerConfig({ LIMIT_MAX_JOB_MEMORY_MB: '10' })).toThrow(/LIMIT_MAX_JOB_MEMORY_MB/);
     expect(() => loadWorkerConfig({ DIVERGED_LOSS_FACTOR: '1' })).toThrow(/DIVERGED_LOSS_FACTOR/);

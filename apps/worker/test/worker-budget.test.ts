@@ -8,7 +8,13 @@
 import { readFileSync } from 'node:fs';
 import { decodeSafetensors } from '@relu-lstm/lstm';
 import { Job } from 'bullmq';
-import { INFER_INLINE_OUTPUTS_MAX, INFER_OUTPUTS_ARTIFACT, contract, type InferResult, type StateEvent } from '@relu-lstm/jobs';
+import {
+  INFER_INLINE_OUTPUTS_MAX,
+  INFER_OUTPUTS_ARTIFACT,
+  contract,
+  type InferResult,
+  type StateEvent,
+} from '@relu-lstm/jobs';
 import { brief, Harness, tinyInlineInfer, type WorkerProcess } from './harness';
 
 jest.setTimeout(240_000);
@@ -28,7 +34,13 @@ async function ending(id: string, worker: WorkerProcess, timeoutMs: number) {
   const events = await h.waitForEnd(id, timeoutMs, worker);
   const states = events.filter((e): e is StateEvent => e.type === 'state');
   const job = await Job.fromId(h.queue('any'), id);
-  return { events, states, last: states[states.length - 1], attempts: job!.attemptsMade, trace: events.map(brief).join(' ') };
+  return {
+    events,
+    states,
+    last: states[states.length - 1],
+    attempts: job!.attemptsMade,
+    trace: events.map(brief).join(' '),
+  };
 }
 
 function peakRss(pid: number): number {
@@ -55,7 +67,9 @@ describe('memory budget (LIMIT_MAX_JOB_MEMORY_MB 400)', () => {
     const started = Date.now();
     const id = await h.submit('train', payload);
     const r = await ending(id, worker, 30_000);
-    console.log(`over-budget model refused after ${Date.now() - started} ms, ${r.attempts} attempt(s): ${r.last.error?.message}`);
+    console.log(
+      `over-budget model refused after ${Date.now() - started} ms, ${r.attempts} attempt(s): ${r.last.error?.message}`,
+    );
     expect(r.last.state).toBe('failed');
     expect(r.last.error?.code).toBe('resource_exhausted');
     expect(r.last.error?.message).toMatch(/LIMIT_MAX_JOB_MEMORY_MB/);
@@ -79,7 +93,9 @@ describe('memory budget (LIMIT_MAX_JOB_MEMORY_MB 400)', () => {
     const started = Date.now();
     const id = await h.submit('infer', contract.InferPayload.parse({ modelJobId: trained, inputs }));
     const r = await ending(id, worker, 120_000);
-    console.log(`watchdog: infer 24x20000 ended ${r.last.state} after ${Date.now() - started} ms, ${r.attempts} attempt(s): ${r.last.error?.message}`);
+    console.log(
+      `watchdog: infer 24x20000 ended ${r.last.state} after ${Date.now() - started} ms, ${r.attempts} attempt(s): ${r.last.error?.message}`,
+    );
     expect(r.last.error?.code).toBe('resource_exhausted');
     expect(r.last.error?.details).toMatchObject({ limitMb: 400 });
     expect(r.attempts).toBe(1);
@@ -103,7 +119,8 @@ describe('large results and cancel (default budget)', () => {
   it('puts outputs past INFER_INLINE_OUTPUTS_MAX in outputs.safetensors; the result carries hN, cN and a link', async () => {
     const [hidden, out, b, t] = [8, 64, 24, 1000];
     expect(b * t * out).toBeGreaterThan(INFER_INLINE_OUTPUTS_MAX);
-    const full = (rows: number, cols: number, v: number) => Array.from({ length: rows }, (_, i) => Array.from({ length: cols }, (_, j) => v * ((i + j) % 3)));
+    const full = (rows: number, cols: number, v: number) =>
+      Array.from({ length: rows }, (_, i) => Array.from({ length: cols }, (_, j) => v * ((i + j) % 3)));
     const payload = contract.InferPayload.parse({
       model: {
         config: { inputSize: 1, hiddenSize: hidden, outputSize: out },
@@ -124,7 +141,11 @@ describe('large results and cancel (default budget)', () => {
     expect(r.attempts).toBe(1);
     const result = r.last.result as InferResult;
     expect(result.outputs).toBeUndefined();
-    expect(result.outputsArtifact).toEqual({ name: INFER_OUTPUTS_ARTIFACT, shape: [b, t, out], url: `/v1/jobs/${id}/artifacts/${INFER_OUTPUTS_ARTIFACT}` });
+    expect(result.outputsArtifact).toEqual({
+      name: INFER_OUTPUTS_ARTIFACT,
+      shape: [b, t, out],
+      url: `/v1/jobs/${id}/artifacts/${INFER_OUTPUTS_ARTIFACT}`,
+    });
     expect(result.hN).toHaveLength(1);
     expect(result.hN[0]).toHaveLength(b);
     const file = decodeSafetensors(new Uint8Array(await h.artifacts.get(id, INFER_OUTPUTS_ARTIFACT)));
@@ -152,7 +173,9 @@ describe('large results and cancel (default budget)', () => {
       training: { epochs: 1, batchSize: 32 },
     });
     const r = await cancelWhileRunning('train', payload, 500);
-    console.log(`cancel during data load: ${r.last.state} ${r.took} ms after the flag, ${r.attempts} attempt(s): ${r.last.error?.message}`);
+    console.log(
+      `cancel during data load: ${r.last.state} ${r.took} ms after the flag, ${r.attempts} attempt(s): ${r.last.error?.message}`,
+    );
     expect(r.last.state).toBe('cancelled');
     expect(r.attempts).toBe(1);
     expect(r.took).toBeLessThan(5_000);
@@ -160,7 +183,10 @@ describe('large results and cancel (default budget)', () => {
   });
 
   it('a cancel of a running inference kills its engine at once: cancelled in 1 attempt', async () => {
-    const payload = contract.InferPayload.parse({ ...tinyInlineInfer(16), inputs: Array.from({ length: 24 }, () => Array.from({ length: 20_000 }, (_, t) => [Math.sin(t / 7)])) });
+    const payload = contract.InferPayload.parse({
+      ...tinyInlineInfer(16),
+      inputs: Array.from({ length: 24 }, () => Array.from({ length: 20_000 }, (_, t) => [Math.sin(t / 7)])),
+    });
     const r = await cancelWhileRunning('infer', payload, 1000);
     console.log(`cancel of an inference: ${r.last.state} ${r.took} ms after the flag, ${r.attempts} attempt(s)`);
     expect(r.last.state).toBe('cancelled');
@@ -177,7 +203,9 @@ describe('large results and cancel (default budget)', () => {
     });
     const r = await cancelWhileRunning('train', payload, 1500);
     const took = r.took;
-    console.log(`cancel during a long batch: ${r.last.state} ${took} ms after the flag, ${r.attempts} attempt(s): ${r.last.error?.message}; ${r.trace}`);
+    console.log(
+      `cancel during a long batch: ${r.last.state} ${took} ms after the flag, ${r.attempts} attempt(s): ${r.last.error?.message}; ${r.trace}`,
+    );
     expect(r.last.state).toBe('cancelled');
     expect(r.attempts).toBe(1);
     // Poll (200 ms) + CANCEL_KILL_MS (500 ms) + the kill and the records.

@@ -1,14 +1,15 @@
 /**
  * The worker's pure parts, imported directly (none of them loads NestJS, which jest cannot require):
- * configuration parsing, error mapping, metrics.csv, the model LRU.
+ * configuration parsing, error mapping, metrics.csv, the model LRU, the boot check of the job handlers.
  */
 import { UnrecoverableError } from 'bullmq';
 import { DivergenceError, LstmConfigError, LstmInputError, StateDictError, TrainingAbortedError, BackendError, type SequenceModel } from '@relu-lstm/lstm';
-import { ArtifactNotFoundError, DatasetNotFoundError, decodeJobError } from '@relu-lstm/jobs';
+import { ArtifactNotFoundError, DatasetNotFoundError, decodeJobError, JOB_TYPES, type JobType } from '@relu-lstm/jobs';
 import { WorkerConfigError, loadWorkerConfig } from '../src/config';
 import { PayloadError, toJobError } from '../src/engine/errors';
 import { ModelCache } from '../src/engine/models';
 import { jobErrorOf, jobFailure } from '../src/jobs/job-errors';
+import { handlersByType, type JobHandler } from '../src/jobs/job-handler';
 import { metricsCsv } from '../src/jobs/metrics-csv';
 
 describe('loadWorkerConfig', () => {
@@ -98,6 +99,23 @@ describe('job errors', () => {
     expect(decodeJobError(transient.message)).toMatchObject({ code: 'internal', retryable: true });
     // BullMQ's own failures (e.g. a job stalled too often) read as internal.
     expect(jobErrorOf(new Error('job stalled more than allowable limit'))).toMatchObject({ code: 'internal', message: 'job stalled more than allowable limit' });
+  });
+});
+
+describe('handlersByType (the boot check)', () => {
+  const handler = (type: JobType): JobHandler => ({ type, run: () => Promise.reject(new Error('not run here')) });
+
+  it('maps every job type to its one handler', () => {
+    const handlers = JOB_TYPES.map(handler);
+    const byType = handlersByType(handlers);
+    expect([...byType.keys()].sort()).toEqual([...JOB_TYPES].sort());
+    for (const h of handlers) expect(byType.get(h.type)).toBe(h);
+  });
+
+  it('refuses a job type without a handler, and one with two', () => {
+    const [first, ...others] = JOB_TYPES;
+    expect(() => handlersByType(others.map(handler))).toThrow(`no handler for job type(s) ${first}`);
+    expect(() => handlersByType([...JOB_TYPES.map(handler), handler(first)])).toThrow(`two handlers for job type '${first}'`);
   });
 });
 

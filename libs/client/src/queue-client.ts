@@ -9,6 +9,8 @@ import {
   contract as defaultContract,
   DEFAULT_QUEUE_PREFIX,
   isTerminal,
+  JOB_TYPE_SPECS,
+  payloadSchema,
   planJob,
   produceJob,
   redisKeys,
@@ -59,8 +61,6 @@ export interface QueueFollowOptions {
   signal?: AbortSignal;
 }
 
-const PAYLOAD_NAMES: Record<JobType, string> = { train: 'train payload', infer: 'infer payload' };
-
 export class QueueClient {
   readonly prefix: string;
   readonly tenant: string;
@@ -95,12 +95,11 @@ export class QueueClient {
     return this.submit('infer', payload, options);
   }
 
-  async submit(type: JobType, payload: unknown, options: QueueSubmitOptions = {}): Promise<ProducedJob> {
+  async submit<T extends JobType>(type: T, payload: unknown, options: QueueSubmitOptions = {}): Promise<ProducedJob> {
     if (this.closing) throw new Error('QueueClient is closed');
-    const schema = type === 'train' ? this.contract.TrainPayload : this.contract.InferPayload;
-    const r = validate(schema, payload);
-    if (!r.ok) throw new PayloadValidationError(PAYLOAD_NAMES[type], r.issues);
-    const plan = planJob(type, r.value as PayloadOf<typeof type>, { tenant: this.tenant, id: options.id, policy: this.policy });
+    const r = validate(payloadSchema(type, this.contract), payload);
+    if (!r.ok) throw new PayloadValidationError(JOB_TYPE_SPECS[type].label, r.issues);
+    const plan = planJob(type, r.value as PayloadOf<T>, { tenant: this.tenant, id: options.id, policy: this.policy });
     return produceJob({ redis: this.redis, keys: this.keys, queue: (name) => this.queue(name) }, plan);
   }
 

@@ -18,6 +18,8 @@ import {
   IDEMPOTENCY_HEADER,
   isTerminal,
   isValidArtifactName,
+  JOB_TYPE_SPECS,
+  payloadSchema,
   validate,
   type ArtifactList,
   type CancelResponse,
@@ -30,6 +32,7 @@ import {
   type JobList,
   type JobResult,
   type JobState,
+  type JobType,
   type JobView,
   type StoredEvent,
   type SubmitResponse,
@@ -155,7 +158,7 @@ export class RunnerClient {
 
   /** `POST /v1/jobs/train` after validating the payload; throws `PayloadValidationError` naming each bad field. */
   async submitTrain(payload: TrainPayloadInput, options: SubmitTrainOptions = {}): Promise<SubmitResponse> {
-    this.check('train payload', this.contract.TrainPayload, payload);
+    this.checkPayload('train', payload);
     return this.json<SubmitResponse>('POST', 'v1/jobs/train', {
       body: payload,
       headers: { [IDEMPOTENCY_HEADER]: options.idempotencyKey },
@@ -165,7 +168,7 @@ export class RunnerClient {
 
   /** `POST /v1/jobs/infer` (`?wait=true` with `wait`) after validating the payload. */
   async submitInfer(payload: InferPayloadInput, options: SubmitInferOptions = {}): Promise<InferSubmission> {
-    this.check('infer payload', this.contract.InferPayload, payload);
+    this.checkPayload('infer', payload);
     return this.json<InferSubmission>('POST', 'v1/jobs/infer', {
       query: { wait: options.wait ? 'true' : undefined },
       body: payload,
@@ -381,6 +384,10 @@ export class RunnerClient {
   private check<S extends z.ZodType>(what: string, schema: S, value: unknown): void {
     const r = validate(schema, value);
     if (!r.ok) throw new PayloadValidationError(what, r.issues);
+  }
+
+  private checkPayload(type: JobType, value: unknown): void {
+    this.check(JOB_TYPE_SPECS[type].label, payloadSchema(type, this.contract), value);
   }
 
   url(path: string, query: Query = {}): URL {

@@ -6,8 +6,9 @@
  * again and bounds its engine by the same budget (V8 heap flag, RSS watchdog).
  *
  * The constants are calibrated against the engine's measured peak RSS (VmHWM) for a range of
- * shapes on the cpu and wasm backends (`npm run bench:cost`, numbers in README "Guarantees"); the
- * estimate is meant to lie above the measurement, so a job that passes fits its budget.
+ * shapes on the wasm backend (`node bench/dist/cost.bench.js` after `npm run build`, numbers in
+ * README "Guarantees"); the estimate is meant to lie above the measurement, so a job that passes
+ * fits its budget.
  */
 import type { InferPayload, ModelSpec, TrainPayload } from './payloads';
 import type { ValidationIssue } from './validation';
@@ -23,7 +24,10 @@ const INFER_FLOATS_PER_UNIT = 24;
 const JS_NUMBER_BYTES = 8;
 const JS_ARRAY_BYTES = 48;
 /** Optimizer slots per parameter. */
-const OPTIMIZER_SLOTS = { sgd: 0, momentum: 1, adam: 2, rmsprop: 2 } as const satisfies Record<TrainPayload['training']['optimizer'], number>;
+const OPTIMIZER_SLOTS = { sgd: 0, momentum: 1, adam: 2, rmsprop: 2 } as const satisfies Record<
+  TrainPayload['training']['optimizer'],
+  number
+>;
 /** Copies of the weights a run holds: live, gradients, update temporaries; and per copy of weights plus slots: divergence rollback state, checkpoint encoding and its IPC copy, the final files. */
 const WEIGHT_COPIES = 8;
 const STATE_COPIES = 6;
@@ -34,7 +38,10 @@ export const INFER_INLINE_OUTPUTS_MAX = 1_000_000;
 export const INFER_OUTPUTS_ARTIFACT = 'outputs.safetensors';
 
 /** The fields of a model that size it. */
-export type ModelShape = Pick<ModelSpec, 'inputSize' | 'hiddenSize' | 'numLayers' | 'bias' | 'bidirectional' | 'outputSize'>;
+export type ModelShape = Pick<
+  ModelSpec,
+  'inputSize' | 'hiddenSize' | 'numLayers' | 'bias' | 'bidirectional' | 'outputSize'
+>;
 
 /** The shape of a training set the payload only refers to (an uploaded dataset). */
 export interface DataShape {
@@ -82,7 +89,12 @@ function trainData(p: TrainPayload, dataset: DataShape | undefined): DataShape &
   if (d.inline) {
     const [n, t, i] = shape3(d.inline.x);
     const o = p.model.outputSize;
-    return { samples: n, seqLen: t, inlineBytes: jsTensorBytes(n, t, i) + (p.model.head === 'manyToMany' ? jsTensorBytes(n, t, o) : jsTensorBytes(1, n, o)) };
+    return {
+      samples: n,
+      seqLen: t,
+      inlineBytes:
+        jsTensorBytes(n, t, i) + (p.model.head === 'manyToMany' ? jsTensorBytes(n, t, o) : jsTensorBytes(1, n, o)),
+    };
   }
   if (d.synthetic) return { samples: d.synthetic.samples, seqLen: d.synthetic.seqLen, inlineBytes: 0 };
   return { samples: dataset?.samples ?? 0, seqLen: dataset?.seqLen ?? 0, inlineBytes: 0 };
@@ -122,7 +134,8 @@ function estimateInferCost(p: InferPayload, model: ModelShape): JobCost {
   const dataBytes = jsTensorBytes(b, t, i) + b * t * i * F32;
   const outs = b * t * model.outputSize;
   // Inline: a tensor, then nested JS arrays of it; spilled: a tensor, its bytes and the artifact's.
-  const outputs = outs <= INFER_INLINE_OUTPUTS_MAX ? outs * F32 + jsTensorBytes(b, t, model.outputSize) : 3 * outs * F32;
+  const outputs =
+    outs <= INFER_INLINE_OUTPUTS_MAX ? outs * F32 + jsTensorBytes(b, t, model.outputSize) : 3 * outs * F32;
   const flops = forwardFlopsPerStep(model) * b * t;
   return total({ parameters, activations, data: dataBytes, outputs }, flops);
 }
@@ -151,7 +164,10 @@ export function formatMb(bytes: number): string {
 }
 
 /** Why a job is over its memory budget, for a 400 (api) or a `resource_exhausted` failure (worker); null: it fits. */
-export function overBudget(cost: JobCost, maxJobMemoryMb: number): { expected: string; received: string; message: string } | null {
+export function overBudget(
+  cost: JobCost,
+  maxJobMemoryMb: number,
+): { expected: string; received: string; message: string } | null {
   if (cost.memoryBytes <= maxJobMemoryMb * MB) return null;
   const big = Object.entries(cost.parts)
     .sort((a, b) => b[1] - a[1])
@@ -169,5 +185,11 @@ export function overBudget(cost: JobCost, maxJobMemoryMb: number): { expected: s
 export function jobCostIssue(job: CostedJob, maxJobMemoryMb: number): ValidationIssue | null {
   const over = overBudget(estimateJobCost(job), maxJobMemoryMb);
   if (!over) return null;
-  return { path: job.type === 'train' ? 'model' : 'inputs', code: 'too_big', message: over.message, expected: over.expected, received: over.received };
+  return {
+    path: job.type === 'train' ? 'model' : 'inputs',
+    code: 'too_big',
+    message: over.message,
+    expected: over.expected,
+    received: over.received,
+  };
 }

@@ -5,7 +5,7 @@
 import { z } from 'zod';
 import { ACTIVATIONS, DEVICES, HEADS, RECURRENT_ACTIVATIONS } from './payloads';
 
-/** Job types; also the BullMQ job name. */
+/** Job types; also the BullMQ job name. What each one is: `JOB_TYPE_SPECS` (job-types.ts). */
 export const JOB_TYPES = ['train', 'infer'] as const;
 export type JobType = (typeof JOB_TYPES)[number];
 
@@ -130,8 +130,6 @@ export const InferResultSchema = z.strictObject({
   elapsedMs: z.number().min(0),
 });
 export type InferResult = z.infer<typeof InferResultSchema>;
-
-export type JobResult = TrainResult | InferResult;
 
 /** Every event carries `at`, milliseconds since the epoch when it was written. */
 const at = z.number().int().min(0);

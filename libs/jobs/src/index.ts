@@ -7,6 +7,7 @@ export * from './cost';
 export * from './tensors';
 export * from './payloads';
 export * from './events';
+export * from './job-types';
 export * from './queues';
 export * from './keys';
 export * from './validation';

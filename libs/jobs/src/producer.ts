@@ -24,7 +24,8 @@ import type { Redis } from 'ioredis';
 import { JobEventSchema, JobMetaSchema, type JobType } from './events';
 import { DEFAULT_STREAM_MAXLEN } from './event-stream';
 import type { RedisKeys } from './keys';
-import type { JobData, PlannedJob, PlannedJobOptions, QueueName } from './queues';
+import type { JobData } from './job-types';
+import type { PlannedJob, PlannedJobOptions, QueueName } from './queues';
 
 /** The part of a BullMQ `Queue` a producer uses; a `Queue` satisfies it. */
 export interface JobQueue {

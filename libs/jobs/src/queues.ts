@@ -15,7 +15,8 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { JobMeta, JobType } from './events';
-import type { Device, InferPayload, TrainPayload } from './payloads';
+import { byJobType, JOB_TYPE_SPECS, type JobDataOf, type PayloadOf } from './job-types';
+import type { Device } from './payloads';
 
 export const QUEUE_NAMES = ['gpu', 'cpu', 'any'] as const;
 export type QueueName = (typeof QUEUE_NAMES)[number];
@@ -37,13 +38,6 @@ export function queuesForWorker(worker: { gpu: boolean }): QueueName[] {
 /** The one tenant the api serves while it has no API keys configured (then it listens on loopback only). */
 export const DEFAULT_TENANT = 'default';
 
-/** The data of every BullMQ job: the validated payload (defaults filled) and who asked for it. */
-export type JobData =
-  | { type: 'train'; tenant: string; payload: TrainPayload }
-  | { type: 'infer'; tenant: string; payload: InferPayload };
-
-export type PayloadOf<T extends JobType> = Extract<JobData, { type: T }>['payload'];
-
 /** Retry and retention policy of jobs, by type. Defaults below; the api's config may override. */
 export interface JobPolicy {
   attempts: Record<JobType, number>;
@@ -58,7 +52,7 @@ export interface JobPolicy {
 }
 
 export const DEFAULT_JOB_POLICY: Readonly<JobPolicy> = Object.freeze({
-  attempts: { train: 3, infer: 2 },
+  attempts: Object.freeze(byJobType((t) => JOB_TYPE_SPECS[t].attempts)),
   backoffMs: 5_000,
   keepCompletedSec: 7 * 24 * 3600,
   keepCompletedCount: 10_000,
@@ -80,7 +74,7 @@ export interface PlannedJob<T extends JobType = JobType> {
   queue: QueueName;
   /** BullMQ job name. */
   name: T;
-  data: Extract<JobData, { type: T }>;
+  data: JobDataOf<T>;
   opts: PlannedJobOptions;
   meta: JobMeta;
 }
@@ -100,7 +94,7 @@ export function planJob<T extends JobType>(
     id,
     queue,
     name: type,
-    data: { type, tenant, payload } as Extract<JobData, { type: T }>,
+    data: { type, tenant, payload } as JobDataOf<T>,
     opts: {
       jobId: id,
       attempts: policy.attempts[type],

@@ -4,17 +4,15 @@
  * format of `state.json`. (An addition by the worker; the rest of the contract is in the other files.)
  */
 import { z } from 'zod';
+import { jobDataSchemaOf } from './job-types';
 import { contract as defaultContract, type JobContract } from './payloads';
 
 /**
- * Schema of `job.data` (`JobData` in queues.ts): the worker parses every job with it and fails the
+ * Schema of `job.data` (`JobData` in job-types.ts): the worker parses every job with it and fails the
  * job with `invalid_payload` when it does not match. `type` must also equal the BullMQ job name.
  */
 export function jobDataSchema(c: JobContract = defaultContract) {
-  return z.discriminatedUnion('type', [
-    z.strictObject({ type: z.literal('train'), tenant: z.string().min(1), payload: c.TrainPayload }),
-    z.strictObject({ type: z.literal('infer'), tenant: z.string().min(1), payload: c.InferPayload }),
-  ]);
+  return jobDataSchemaOf(c);
 }
 export const JobDataSchema = jobDataSchema();
 

@@ -161,122 +161,214 @@ export async function fit(model: SequenceModel, data: FitData, options: FitOptio
   };
   if (opts.resumeFrom) checkResumable(opts.resumeFrom, model, settings, opts.optimizer);
 
-  const params = [...model.parameters()];
-  const paramNames = params.map(([name]) => name);
-  const vars = params.map(([, v]) => v);
-  const manyToMany = cfg.head === 'manyToMany';
-  const stepsPerEpoch = Math.ceil(nTrain / opts.batchSize);
-  const optimizer = createOptimizer(opts.optimizer);
-  // Made once for the whole run; a batch-1 state is broadcast over each batch by the LSTM itself.
-  const start: LstmState | undefined = opts.initialState
-    ? { h0: tf.tensor3d(opts.initialState.h0, opts.initialState.shape), c0: tf.tensor3d(opts.initialState.c0, opts.initialState.shape) }
-    : undefined;
+  const run = new FitRun(model, prepared, opts, settings, { nTrain, nVal });
   try {
-    let shuffleRng = new Rng(opts.seed);
-    let pos: FitPosition = freshPosition(0, 0);
-    let history: EpochRecord[] = [];
-    if (opts.resumeFrom) {
-      const s = opts.resumeFrom;
-      model.loadStateDict(s.weights);
-      model.setDropoutRngState(s.rng.dropout);
-      await writeOptimizerSlots(optimizer, s.optimizer);
-      shuffleRng = new Rng(s.rng.shuffle);
-      pos = { ...s.progress, permutation: s.progress.permutation?.slice() ?? null };
-      history = s.history.map((h) => ({ ...h }));
-    }
-
-    const capture = async (): Promise<TrainingState> => ({
-      format: FORMAT,
-      version: VERSION,
-      model: JSON.parse(JSON.stringify(cfg)),
-      weights: await readWeights(model),
-      optimizer: { config: { ...opts.optimizer }, ...(await readOptimizerSlots(optimizer, vars.map((v) => v.name), paramNames)) },
-      settings: { ...settings },
-      progress: { ...pos, permutation: pos.permutation?.slice() ?? null },
-      rng: { shuffle: uint32(shuffleRng.state()), dropout: uint32(model.dropoutRngState()) },
-      history: history.map((h) => ({ ...h })),
-    });
-    const stopIfAborted = async () => {
-      if (!opts.signal?.aborted) return;
-      if (opts.checkpointOnAbort && opts.onCheckpoint) await opts.onCheckpoint(await capture());
-      throw new TrainingAbortedError(pos.epoch, pos.globalStep);
-    };
-
-    let reportSamples = 0;
-    let reportSeconds = 0;
-    const report = async (valLoss: number | null) => {
-      const p: FitProgress = {
-        epoch: pos.epoch,
-        step: pos.globalStep,
-        stepInEpoch: pos.stepInEpoch,
-        stepsPerEpoch,
-        loss: pos.epochPositions > 0 ? pos.epochLossSum / pos.epochPositions : NaN,
-        valLoss,
-        gradNorm: pos.stepInEpoch > 0 ? pos.epochGradNormSum / pos.stepInEpoch : NaN,
-        samplesPerSec: reportSeconds > 0 ? reportSamples / reportSeconds : 0,
-      };
-      reportSamples = 0;
-      reportSeconds = 0;
-      await opts.onProgress?.(p);
-    };
-
-    while (pos.epoch < opts.epochs) {
-      if (pos.permutation === null) {
-        pos.permutation = opts.shuffle ? shuffleRng.permutation(nTrain) : Array.from({ length: nTrain }, (_, i) => i);
-      }
-      const perm = pos.permutation;
-      while (pos.stepInEpoch < stepsPerEpoch) {
-        await stopIfAborted();
-        const started = now();
-        const indices = perm.slice(pos.stepInEpoch * opts.batchSize, (pos.stepInEpoch + 1) * opts.batchSize);
-        const { loss, gradNorm, positions } = await trainStep(model, optimizer, vars, prepared, indices, opts, pos, start);
-        const seconds = (now() - started) / 1000;
-        pos.stepInEpoch++;
-        pos.globalStep++;
-        pos.epochLossSum += loss * positions;
-        pos.epochPositions += positions;
-        pos.epochGradNormSum += gradNorm;
-        pos.epochSeconds += seconds;
-        reportSamples += indices.length;
-        reportSeconds += seconds;
-        if (opts.progressEvery && pos.stepInEpoch < stepsPerEpoch && pos.globalStep % opts.progressEvery === 0) await report(null);
-        await tick();
-      }
-
-      const valStarted = now();
-      const valLoss = nVal > 0 ? await evaluate(model, prepared, nTrain, opts, stopIfAborted, pos, start) : null;
-      pos.epochSeconds += (now() - valStarted) / 1000;
-      history.push({
-        epoch: pos.epoch,
-        loss: pos.epochLossSum / pos.epochPositions,
-        valLoss,
-        gradNorm: pos.epochGradNormSum / pos.stepInEpoch,
-        steps: pos.stepInEpoch,
-        seconds: pos.epochSeconds,
-      });
-      await report(valLoss);
-      pos = freshPosition(pos.epoch + 1, pos.globalStep);
-      if (opts.onCheckpoint && pos.epoch % opts.checkpointEvery === 0) await opts.onCheckpoint(await capture());
-    }
-    const last = history[history.length - 1];
-    return { epochs: history.length, steps: pos.globalStep, loss: last?.loss ?? null, valLoss: last?.valLoss ?? null, history };
+    if (opts.resumeFrom) await run.resume(opts.resumeFrom);
+    return await run.epochs();
   } finally {
-    disposeOptimizer(optimizer);
-    if (start) tf.dispose([start.h0, start.c0]);
+    run.dispose();
   }
 }
 
+/**
+ * One run of `fit` past its checks: the parameters, the optimizer and the start state it made, where
+ * it is (`pos`), its shuffle generator and the epochs done.
+ */
+class FitRun {
+  private readonly vars: tf.Variable[];
+  private readonly paramNames: string[];
+  private readonly stepsPerEpoch: number;
+  private readonly optimizer: tf.Optimizer;
+  /** Made once for the whole run; a batch-1 state is broadcast over each batch by the LSTM itself. */
+  private readonly start: LstmState | undefined;
+  private shuffleRng: Rng;
+  private pos: FitPosition = freshPosition(0, 0);
+  private history: EpochRecord[] = [];
+  /** Training samples and seconds since the last progress report. */
+  private reportSamples = 0;
+  private reportSeconds = 0;
+
+  constructor(
+    private readonly model: SequenceModel,
+    private readonly data: PreparedData,
+    private readonly opts: ResolvedFitOptions,
+    private readonly settings: FitSettings,
+    private readonly split: { nTrain: number; nVal: number },
+  ) {
+    const params = [...model.parameters()];
+    this.paramNames = params.map(([name]) => name);
+    this.vars = params.map(([, v]) => v);
+    this.stepsPerEpoch = Math.ceil(split.nTrain / opts.batchSize);
+    this.optimizer = createOptimizer(opts.optimizer);
+    const s = opts.initialState;
+    this.start = s ? { h0: tf.tensor3d(s.h0, s.shape), c0: tf.tensor3d(s.c0, s.shape) } : undefined;
+    this.shuffleRng = new Rng(opts.seed);
+  }
+
+  /** Continues from a checked state: weights, dropout and shuffle generators, optimizer slots, position. */
+  async resume(s: TrainingState): Promise<void> {
+    this.model.loadStateDict(s.weights);
+    this.model.setDropoutRngState(s.rng.dropout);
+    await writeOptimizerSlots(this.optimizer, s.optimizer);
+    this.shuffleRng = new Rng(s.rng.shuffle);
+    this.pos = { ...s.progress, permutation: s.progress.permutation?.slice() ?? null };
+    this.history = s.history.map((h) => ({ ...h }));
+  }
+
+  async epochs(): Promise<FitResult> {
+    while (this.pos.epoch < this.opts.epochs) {
+      await this.trainEpoch();
+      await this.endEpoch();
+    }
+    const { history, pos } = this;
+    const last = history[history.length - 1];
+    return { epochs: history.length, steps: pos.globalStep, loss: last?.loss ?? null, valLoss: last?.valLoss ?? null, history };
+  }
+
+  dispose(): void {
+    disposeOptimizer(this.optimizer);
+    if (this.start) tf.dispose([this.start.h0, this.start.c0]);
+  }
+
+  /** The batches of the current epoch not done yet (all of them unless resumed mid-epoch). */
+  private async trainEpoch(): Promise<void> {
+    const { pos, opts, stepsPerEpoch } = this;
+    const nTrain = this.split.nTrain;
+    if (pos.permutation === null) {
+      const inOrder = () => Array.from({ length: nTrain }, (_, i) => i);
+      pos.permutation = opts.shuffle ? this.shuffleRng.permutation(nTrain) : inOrder();
+    }
+    const perm = pos.permutation;
+    while (pos.stepInEpoch < stepsPerEpoch) {
+      await this.stopIfAborted();
+      await this.trainBatch(perm.slice(pos.stepInEpoch * opts.batchSize, (pos.stepInEpoch + 1) * opts.batchSize));
+      const midEpoch = pos.stepInEpoch < stepsPerEpoch;
+      if (opts.progressEvery && midEpoch && pos.globalStep % opts.progressEvery === 0) await this.report(null);
+      await tick();
+    }
+  }
+
+  /** One optimizer step on the samples `indices`, counted into the epoch's sums. */
+  private async trainBatch(indices: number[]): Promise<void> {
+    const { model, optimizer, vars, data, opts, pos, start } = this;
+    const started = now();
+    const { loss, gradNorm, positions } = await trainStep({ model, optimizer, vars, data, indices, opts, pos, start });
+    const seconds = (now() - started) / 1000;
+    pos.stepInEpoch++;
+    pos.globalStep++;
+    pos.epochLossSum += loss * positions;
+    pos.epochPositions += positions;
+    pos.epochGradNormSum += gradNorm;
+    pos.epochSeconds += seconds;
+    this.reportSamples += indices.length;
+    this.reportSeconds += seconds;
+  }
+
+  /** Validation, the epoch's record and report; then the next epoch, checkpointed every `checkpointEvery`. */
+  private async endEpoch(): Promise<void> {
+    const pos = this.pos;
+    const valStarted = now();
+    const valLoss = this.split.nVal > 0 ? await this.validationLoss() : null;
+    pos.epochSeconds += (now() - valStarted) / 1000;
+    this.history.push({
+      epoch: pos.epoch,
+      loss: pos.epochLossSum / pos.epochPositions,
+      valLoss,
+      gradNorm: pos.epochGradNormSum / pos.stepInEpoch,
+      steps: pos.stepInEpoch,
+      seconds: pos.epochSeconds,
+    });
+    await this.report(valLoss);
+    this.pos = freshPosition(pos.epoch + 1, pos.globalStep);
+    const { onCheckpoint, checkpointEvery } = this.opts;
+    if (onCheckpoint && this.pos.epoch % checkpointEvery === 0) await onCheckpoint(await this.capture());
+  }
+
+  /** Validation loss over samples nTrain..n-1, in batches, weighted by positions (exact mean). */
+  private async validationLoss(): Promise<number> {
+    const { model, data: d, opts, pos } = this;
+    const manyToMany = model.config.head === 'manyToMany';
+    let sum = 0;
+    let weight = 0;
+    for (let start = this.split.nTrain; start < d.n; start += opts.batchSize) {
+      await this.stopIfAborted();
+      const indices = Array.from({ length: Math.min(opts.batchSize, d.n - start) }, (_, i) => start + i);
+      const batch = makeBatch(d, indices, manyToMany);
+      try {
+        const t = tf.tidy(() => batchLoss(model, batch, opts.loss, false, this.start));
+        const v = (await t.data())[0];
+        t.dispose();
+        if (!Number.isFinite(v)) throw new DivergenceError(pos.epoch, pos.globalStep, 'loss', v);
+        const w = positionsOf(d, indices, manyToMany);
+        sum += v * w;
+        weight += w;
+      } finally {
+        disposeBatch(batch);
+      }
+      await tick();
+    }
+    return sum / weight;
+  }
+
+  /** A resumable state of the run as it is now. */
+  private async capture(): Promise<TrainingState> {
+    const { model, optimizer, opts, pos, history } = this;
+    return {
+      format: FORMAT,
+      version: VERSION,
+      model: JSON.parse(JSON.stringify(model.config)),
+      weights: await readWeights(model),
+      optimizer: {
+        config: { ...opts.optimizer },
+        ...(await readOptimizerSlots(optimizer, this.vars.map((v) => v.name), this.paramNames)),
+      },
+      settings: { ...this.settings },
+      progress: { ...pos, permutation: pos.permutation?.slice() ?? null },
+      rng: { shuffle: uint32(this.shuffleRng.state()), dropout: uint32(model.dropoutRngState()) },
+      history: history.map((h) => ({ ...h })),
+    };
+  }
+
+  private async stopIfAborted(): Promise<void> {
+    if (!this.opts.signal?.aborted) return;
+    if (this.opts.checkpointOnAbort && this.opts.onCheckpoint) await this.opts.onCheckpoint(await this.capture());
+    throw new TrainingAbortedError(this.pos.epoch, this.pos.globalStep);
+  }
+
+  private async report(valLoss: number | null): Promise<void> {
+    const pos = this.pos;
+    const p: FitProgress = {
+      epoch: pos.epoch,
+      step: pos.globalStep,
+      stepInEpoch: pos.stepInEpoch,
+      stepsPerEpoch: this.stepsPerEpoch,
+      loss: pos.epochPositions > 0 ? pos.epochLossSum / pos.epochPositions : NaN,
+      valLoss,
+      gradNorm: pos.stepInEpoch > 0 ? pos.epochGradNormSum / pos.stepInEpoch : NaN,
+      samplesPerSec: this.reportSeconds > 0 ? this.reportSamples / this.reportSeconds : 0,
+    };
+    this.reportSamples = 0;
+    this.reportSeconds = 0;
+    await this.opts.onProgress?.(p);
+  }
+}
+
+interface TrainStepInput {
+  model: SequenceModel;
+  optimizer: tf.Optimizer;
+  vars: tf.Variable[];
+  data: PreparedData;
+  /** The samples of the batch. */
+  indices: number[];
+  opts: Pick<ResolvedFitOptions, 'loss' | 'clipNorm'>;
+  /** Where the run is, for the `DivergenceError` of a non-finite step. */
+  pos: FitPosition;
+  start: LstmState | undefined;
+}
+
 /** One optimizer step on the samples `indices`; returns the batch loss, pre-clip norm and positions. */
-async function trainStep(
-  model: SequenceModel,
-  optimizer: tf.Optimizer,
-  vars: tf.Variable[],
-  d: PreparedData,
-  indices: number[],
-  opts: ResolvedFitOptions,
-  pos: FitPosition,
-  start: LstmState | undefined,
-): Promise<{ loss: number; gradNorm: number; positions: number }> {
+async function trainStep(input: TrainStepInput): Promise<{ loss: number; gradNorm: number; positions: number }> {
+  const { model, optimizer, vars, data: d, indices, opts, pos, start } = input;
   const batch = makeBatch(d, indices, model.config.head === 'manyToMany');
   let grads: tf.Tensor[] = [];
   let value: tf.Scalar | null = null;
@@ -323,39 +415,6 @@ function batchLoss(
   cN.dispose();
   const pred = model.config.head === 'manyToMany' && !batchFirst ? tf.transpose(y, [1, 0, 2]) : y;
   return computeLoss(loss, pred, batch.y, batch.mask ?? undefined);
-}
-
-/** Validation loss over samples nTrain..n-1, in batches, weighted by positions (exact mean). */
-async function evaluate(
-  model: SequenceModel,
-  d: PreparedData,
-  nTrain: number,
-  opts: ResolvedFitOptions,
-  stopIfAborted: () => Promise<void>,
-  pos: FitPosition,
-  startState: LstmState | undefined,
-): Promise<number> {
-  const manyToMany = model.config.head === 'manyToMany';
-  let sum = 0;
-  let weight = 0;
-  for (let start = nTrain; start < d.n; start += opts.batchSize) {
-    await stopIfAborted();
-    const indices = Array.from({ length: Math.min(opts.batchSize, d.n - start) }, (_, i) => start + i);
-    const batch = makeBatch(d, indices, manyToMany);
-    try {
-      const t = tf.tidy(() => batchLoss(model, batch, opts.loss, false, startState));
-      const v = (await t.data())[0];
-      t.dispose();
-      if (!Number.isFinite(v)) throw new DivergenceError(pos.epoch, pos.globalStep, 'loss', v);
-      const w = positionsOf(d, indices, manyToMany);
-      sum += v * w;
-      weight += w;
-    } finally {
-      disposeBatch(batch);
-    }
-    await tick();
-  }
-  return sum / weight;
 }
 
 /** Positions a batch's mean loss averages over: valid steps (many-to-many) or sequences. */

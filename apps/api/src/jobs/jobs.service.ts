@@ -14,6 +14,7 @@ import {
   IDEMPOTENCY_TTL_SEC,
   JOB_STATES,
   expireJobRecords,
+  payloadSchema,
   planJob,
   produceJob,
   validate,
@@ -108,14 +109,17 @@ export class JobsService {
     private readonly quota: JobQuota,
   ) {}
 
-  async submit(type: JobType, body: unknown, tenant: string, idempotencyKey?: string): Promise<Submitted> {
-    const schema = type === 'train' ? this.contract.TrainPayload : this.contract.InferPayload;
-    const parsed = validate(schema, body);
+  /** What each job type's payload refers to (datasets, earlier jobs) that must exist for the tenant. */
+  private readonly refChecks: { [T in JobType]: (p: PayloadOf<T>, tenant: string) => Promise<ValidationIssue[]> } = {
+    train: (p, tenant) => this.checkTrainRefs(p, tenant),
+    infer: (p, tenant) => this.checkInferRefs(p, tenant),
+  };
+
+  async submit<T extends JobType>(type: T, body: unknown, tenant: string, idempotencyKey?: string): Promise<Submitted> {
+    const parsed = validate(payloadSchema(type, this.contract), body);
     if (!parsed.ok) throw ApiError.invalid(parsed.issues);
-    const payload = parsed.value as PayloadOf<typeof type>;
-    const refIssues = type === 'train'
-      ? await this.checkTrainRefs(payload as PayloadOf<'train'>, tenant)
-      : await this.checkInferRefs(payload as PayloadOf<'infer'>, tenant);
+    const payload = parsed.value as PayloadOf<T>;
+    const refIssues = await this.refChecks[type](payload, tenant);
     if (refIssues.length) throw ApiError.invalid(refIssues);
     const costIssue = await this.costIssue(type, payload, tenant);
     if (costIssue) throw ApiError.invalid([costIssue]);

@@ -3,13 +3,13 @@
  * process that loads TensorFlow.js; it initialises the backend once, then runs one train or infer
  * request at a time. It exits when the IPC channel closes, i.e. when the worker exits or dies.
  */
-import { FileArtifactStore, FileDatasetStore } from '@relu-lstm/jobs';
+import { FileArtifactStore, FileDatasetStore, type JobType } from '@relu-lstm/jobs';
 import { LstmConfigError, initBackend, resolveBackendPreference, type BackendPreference } from '@relu-lstm/lstm';
 import * as tf from '@tensorflow/tfjs-core';
 import { toJobError } from './errors';
 import { runInfer } from './infer';
 import { ModelCache } from './models';
-import type { EngineInit, FromEngine, RunRequest, TerminalMessage, ToEngine } from './protocol';
+import type { EngineInit, FromEngine, RunRequest, RunRequests, TerminalMessage, ToEngine } from './protocol';
 import { runTrain, type EngineContext } from './train';
 
 if (typeof process.send !== 'function') {
@@ -26,7 +26,32 @@ function send(m: FromEngine): Promise<void> {
 
 let ctx: EngineContext | null = null;
 let cache: ModelCache | null = null;
-let current: { runId: string; abort: AbortController; checkpoint: boolean } | null = null;
+let current: CurrentRun | null = null;
+
+interface CurrentRun {
+  runId: string;
+  abort: AbortController;
+  checkpoint: boolean;
+}
+
+interface EngineEntry<T extends JobType> {
+  run: (req: RunRequests[T], engine: { ctx: EngineContext; cache: ModelCache; run: CurrentRun }) => Promise<TerminalMessage>;
+  /** Whether tensors left after a run are expected (models cached for later runs), not a leak. */
+  keepsTensors: boolean;
+}
+
+/** How the engine runs each job type (a mapped type, so each entry's request type follows its key). */
+const ENTRIES: { [T in JobType]: EngineEntry<T> } = {
+  train: {
+    run: (req, { ctx, run }) => runTrain(req, ctx, { signal: run.abort.signal, checkpointOnStop: () => run.checkpoint }),
+    keepsTensors: false,
+  },
+  infer: { run: (req, { ctx, cache }) => runInfer(req, ctx, cache), keepsTensors: true },
+};
+
+function entryOf<T extends JobType>(kind: T): EngineEntry<T> {
+  return ENTRIES[kind];
+}
 
 async function init(cfg: EngineInit): Promise<void> {
   try {
@@ -61,20 +86,18 @@ async function run(req: RunRequest): Promise<void> {
   const run = { runId: req.runId, abort: new AbortController(), checkpoint: false };
   current = run;
   const before = tf.memory().numTensors;
+  const entry = entryOf<JobType>(req.kind);
   let result: TerminalMessage;
   try {
-    result =
-      req.kind === 'train'
-        ? await runTrain(req, ctx, { signal: run.abort.signal, checkpointOnStop: () => run.checkpoint })
-        : await runInfer(req, ctx, cache);
+    result = await entry.run(req, { ctx, cache, run });
   } catch (e) {
     result = { kind: 'failed', runId: req.runId, error: toJobError(e) };
   } finally {
     current = null;
   }
-  // Cached models for infer are expected to stay; anything else left over is a leak worth a line.
+  // Anything left over by a run that caches nothing is a leak worth a line.
   const leaked = tf.memory().numTensors - before;
-  if (req.kind === 'train' && leaked !== 0) {
+  if (!entry.keepsTensors && leaked !== 0) {
     await send({ kind: 'log', runId: req.runId, level: 'warning', code: 'tensor_leak', message: `${leaked} tensors left after the run` }).catch(() => undefined);
   }
   await send(result);
@@ -85,18 +108,18 @@ process.on('message', (m: ToEngine) => {
     case 'init':
       void init(m.init);
       break;
-    case 'train':
-    case 'infer':
-      void run(m).catch((e) => {
-        process.stderr.write(`engine: could not report run ${m.runId}: ${(e as Error).message}\n`);
-        process.exit(1);
-      });
-      break;
     case 'stop':
       if (current?.runId === m.runId) {
         current.checkpoint = m.checkpoint;
         current.abort.abort();
       }
+      break;
+    default:
+      // A run request, of whichever job type.
+      void run(m).catch((e) => {
+        process.stderr.write(`engine: could not report run ${m.runId}: ${(e as Error).message}\n`);
+        process.exit(1);
+      });
       break;
   }
 });

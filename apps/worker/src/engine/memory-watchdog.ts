@@ -27,7 +27,16 @@ export class EngineOutOfMemoryError extends Error {
   }
 
   toJobError(): JobErrorInput {
-    return { code: 'resource_exhausted', message: this.message, retryable: false, details: { what: this.what, limitMb: this.limitMb, ...(this.rssBytes !== null ? { rssMb: Math.round(this.rssBytes / MB) } : {}) } };
+    return {
+      code: 'resource_exhausted',
+      message: this.message,
+      retryable: false,
+      details: {
+        what: this.what,
+        limitMb: this.limitMb,
+        ...(this.rssBytes !== null ? { rssMb: Math.round(this.rssBytes / MB) } : {}),
+      },
+    };
   }
 }
 

@@ -17,8 +17,8 @@
  * fenced by the job's lock in one place. The engine exits when the IPC channel closes (the parent
  * died), so a SIGKILLed worker never leaves a trainer behind.
  */
+import type { DivergenceRollback, InferPayload, JobErrorInput, JobType, ProgressEvent, TrainPayload } from '@relu-lstm/jobs';
 import type { InferOutputs } from './result-spill';
-import type { DivergenceRollback, InferPayload, JobErrorInput, ProgressEvent, TrainPayload } from '@relu-lstm/jobs';
 
 /** What the engine runs on (the library's `BackendInfo`, minus the `skipped` list). */
 export interface BackendSummary {
@@ -57,7 +57,12 @@ export interface InferRequest {
   payload: InferPayload;
 }
 
-export type RunRequest = TrainRequest | InferRequest;
+/** The engine request of each job type. */
+export interface RunRequests {
+  train: TrainRequest;
+  infer: InferRequest;
+}
+export type RunRequest = RunRequests[JobType];
 
 export type ToEngine =
   | { kind: 'init'; init: EngineInit }

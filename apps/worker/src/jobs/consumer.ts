@@ -22,7 +22,7 @@
  */
 import { Inject, Injectable, Logger, type BeforeApplicationShutdown, type OnApplicationBootstrap } from '@nestjs/common';
 import { DelayedError, WaitingError, Worker, type Job } from 'bullmq';
-import { JOB_TYPES, JobDataSchema, queuesForWorker, validate, type JobResult, type JobType, type QueueName } from '@relu-lstm/jobs';
+import { JobDataSchema, queuesForWorker, validate, type JobResult, type JobType, type QueueName } from '@relu-lstm/jobs';
 import { WORKER_CONFIG, type WorkerConfig } from '../config';
 import { EngineClient } from '../engine/engine-client';
 import type { BackendSummary } from '../engine/protocol';
@@ -32,7 +32,8 @@ import { JobFencing } from './fencing';
 import { budgetRefusal } from './job-budget';
 import { jobErrorOf, jobFailure } from './job-errors';
 import { JobEvents } from './job-events';
-import { JOB_HANDLERS, LockWatch, StopRequest, type JobContext, type JobHandler } from './job-handler';
+import { handlersByType, JOB_HANDLERS, LockWatch, StopRequest, type JobContext, type JobHandler } from './job-handler';
+import { WORKER_JOB_TYPES } from './job-types';
 
 /** Delay before a job that found this process busy can be fetched again. */
 export const BUSY_RETRY_MS = 1000;
@@ -49,7 +50,7 @@ interface Running {
 @Injectable()
 export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationShutdown {
   private readonly log = new Logger('Consumer');
-  private readonly handlers = new Map<JobType, JobHandler>();
+  private readonly handlers: Map<JobType, JobHandler>;
   private readonly workers = new Map<QueueName, Worker<unknown, JobResult, string>>();
   private readonly pending = new Set<Promise<unknown>>();
   private pausing: Promise<unknown> = Promise.resolve();
@@ -67,12 +68,7 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
     private readonly fencing: JobFencing,
     private readonly retention: RetentionService,
   ) {
-    for (const h of handlers) {
-      if (this.handlers.has(h.type)) throw new Error(`two handlers for job type '${h.type}'`);
-      this.handlers.set(h.type, h);
-    }
-    const missing = JOB_TYPES.filter((t) => !this.handlers.has(t));
-    if (missing.length) throw new Error(`no handler for job type(s) ${missing.join(', ')}`);
+    this.handlers = handlersByType(handlers);
   }
 
   get queues(): readonly QueueName[] {
@@ -163,7 +159,7 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
         );
         lock.refresh().catch(() => undefined);
       }, this.config.cancelPollMs);
-      const timeoutMs = data.type === 'train' ? this.config.timeouts.trainMs : this.config.timeouts.inferMs;
+      const timeoutMs = WORKER_JOB_TYPES[data.type].timeoutMs(this.config);
       limit = setTimeout(() => {
         this.log.warn(`job ${jobId} ran longer than its ${timeoutMs} ms limit; stopping it`);
         stop.request('timeout');

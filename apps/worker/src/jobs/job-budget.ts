@@ -19,7 +19,11 @@ export function budgetRefusal(data: JobData, maxJobMb: number): JobErrorInput | 
   const job = costedJob(data);
   const over = job && overBudget(estimateJobCost(job), maxJobMb);
   if (!over) return null;
-  return { code: 'resource_exhausted', message: `refused before it started: ${over.message}`, details: { expected: over.expected, received: over.received } };
+  return {
+    code: 'resource_exhausted',
+    message: `refused before it started: ${over.message}`,
+    details: { expected: over.expected, received: over.received },
+  };
 }
 
 /** The job error of a run whose engine died or was killed under it (no stop was asked for). */

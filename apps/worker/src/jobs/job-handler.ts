@@ -1,9 +1,10 @@
 /**
- * What a job handler is: one per job type, registered under `JOB_HANDLERS` and checked at boot (a
- * type without a handler, or with two, stops the worker from starting).
+ * What a job handler is: one per job type (`WORKER_JOB_TYPES`, job-types.ts), registered under
+ * `JOB_HANDLERS` and checked at boot (a type without a handler, or with two, stops the worker from
+ * starting).
  */
 import type { Job } from 'bullmq';
-import type { JobResult, JobType, PayloadOf } from '@relu-lstm/jobs';
+import { JOB_TYPES, type JobResult, type JobType, type PayloadOf, type ResultOf } from '@relu-lstm/jobs';
 
 /**
  * Why a running job is asked to stop: a cancel from the api, the worker shutting down, the job's
@@ -93,8 +94,20 @@ export interface JobContext<T extends JobType = JobType> {
 
 export interface JobHandler<T extends JobType = JobType> {
   readonly type: T;
-  run(ctx: JobContext<T>): Promise<JobResult>;
+  run(ctx: JobContext<T>): Promise<ResultOf<T>>;
 }
 
 /** Injection token of the list of handlers. */
 export const JOB_HANDLERS = Symbol('JOB_HANDLERS');
+
+/** The handlers by job type; throws (the worker does not start) when a type has none or two. */
+export function handlersByType(handlers: readonly JobHandler[]): Map<JobType, JobHandler> {
+  const byType = new Map<JobType, JobHandler>();
+  for (const h of handlers) {
+    if (byType.has(h.type)) throw new Error(`two handlers for job type '${h.type}'`);
+    byType.set(h.type, h);
+  }
+  const missing = JOB_TYPES.filter((t) => !byType.has(t));
+  if (missing.length) throw new Error(`no handler for job type(s) ${missing.join(', ')}`);
+  return byType;
+}

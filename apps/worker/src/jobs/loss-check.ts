@@ -25,11 +25,20 @@ function firstEpochLoss(metrics: readonly ProgressEvent[]): number | null {
 }
 
 /** Why a completed training counts as diverged, or null when its final loss is finite and within `factor` of the first epoch's. */
-export function lossBlowup(metrics: readonly ProgressEvent[], finalLoss: number | null, factor: number): LossBlowup | null {
+export function lossBlowup(
+  metrics: readonly ProgressEvent[],
+  finalLoss: number | null,
+  factor: number,
+): LossBlowup | null {
   const first = firstEpochLoss(metrics);
   if (finalLoss === null && first === null) return null;
   if (finalLoss === null || !Number.isFinite(finalLoss)) {
-    return { firstEpochLoss: first, finalLoss, factor, message: `the training completed with a final loss of ${String(finalLoss)}, not a finite number` };
+    return {
+      firstEpochLoss: first,
+      finalLoss,
+      factor,
+      message: `the training completed with a final loss of ${String(finalLoss)}, not a finite number`,
+    };
   }
   if (first === null || !Number.isFinite(first) || finalLoss <= factor * Math.abs(first)) return null;
   return {

@@ -2,7 +2,7 @@
  * Command line of `relu-lstm`, parsed with node:util `parseArgs`. Pure: no I/O, so tests can call it.
  */
 import { parseArgs } from 'node:util';
-import { JOB_STATES, type JobState, type JobType } from '@relu-lstm/jobs';
+import { JOB_STATES, JOB_TYPES, type JobState, type JobType } from '@relu-lstm/jobs';
 
 export const DEFAULT_URL = 'http://127.0.0.1:3000';
 export const URL_ENV = 'RELU_LSTM_URL';
@@ -74,7 +74,7 @@ type OptionName = keyof typeof OPTIONS;
 const GLOBAL: OptionName[] = ['url', 'api-key', 'json', 'help'];
 /** Options each command takes besides the global ones, and how many positionals. */
 const COMMANDS: Record<Exclude<Command['name'], 'help'>, { options: OptionName[]; args: string[] }> = {
-  submit: { options: ['watch', 'wait', 'train', 'infer', 'idempotency-key'], args: ['spec.json'] },
+  submit: { options: ['watch', 'wait', ...JOB_TYPES, 'idempotency-key'], args: ['spec.json'] },
   status: { options: [], args: ['id'] },
   watch: { options: [], args: ['id'] },
   list: { options: ['state', 'limit'], args: [] },
@@ -113,8 +113,10 @@ export function parseCliArgs(argv: readonly string[], env: Record<string, string
   const id = args[0];
   switch (name) {
     case 'submit': {
-      if (v.train && v.infer) throw new UsageError('--train and --infer exclude each other');
-      const as: JobType | null = v.train ? 'train' : v.infer ? 'infer' : null;
+      // Each job type is a flag of its own (--train, --infer).
+      const flagged = JOB_TYPES.filter((t) => v[t]);
+      if (flagged.length > 1) throw new UsageError(`${flagged.map((t) => `--${t}`).join(' and ')} exclude each other`);
+      const as: JobType | null = flagged[0] ?? null;
       if (v.wait && as === 'train') throw new UsageError('--wait is for infer jobs');
       return {
         ...common,
@@ -141,6 +143,9 @@ export function parseCliArgs(argv: readonly string[], env: Record<string, string
   }
 }
 
+/** The top-level field that tells a spec's job type when neither a flag nor `"type"` does. */
+const SPEC_SHAPES = { train: 'training', infer: 'inputs' } satisfies Record<JobType, string>;
+
 /**
  * The job type and payload of a spec file. The type comes from `forced` (--train/--infer), else a
  * top-level `"type": "train" | "infer"` (removed from the payload), else the shape: a `training`
@@ -149,12 +154,17 @@ export function parseCliArgs(argv: readonly string[], env: Record<string, string
 export function specToSubmission(spec: unknown, forced: JobType | null): { type: JobType; payload: Record<string, unknown> } {
   if (spec === null || typeof spec !== 'object' || Array.isArray(spec)) throw new UsageError('the spec must be a JSON object');
   const { type, ...rest } = spec as Record<string, unknown>;
-  if (type !== undefined && type !== 'train' && type !== 'infer') {
-    throw new UsageError(`the spec's "type" must be "train" or "infer", got ${JSON.stringify(type)}`);
+  const names = JOB_TYPES.map((t) => JSON.stringify(t));
+  if (type !== undefined && !JOB_TYPES.some((t) => t === type)) {
+    throw new UsageError(`the spec's "type" must be ${names.join(' or ')}, got ${JSON.stringify(type)}`);
   }
   if (forced && type !== undefined && forced !== type) throw new UsageError(`--${forced} contradicts the spec's "type": "${String(type)}"`);
-  const byShape: JobType | null = 'training' in rest ? 'train' : 'inputs' in rest ? 'infer' : null;
+  const byShape = JOB_TYPES.find((t) => SPEC_SHAPES[t] in rest) ?? null;
   const chosen = forced ?? (type as JobType | undefined) ?? byShape;
-  if (!chosen) throw new UsageError('cannot tell the job type: pass --train or --infer, or add "type": "train" | "infer" to the spec');
+  if (!chosen) {
+    const flags = JOB_TYPES.map((t) => `--${t}`).join(' or ');
+    throw new UsageError(`cannot tell the job type: pass ${flags}, or add "type": ${names.join(' | ')} to the spec`);
+  }
   return { type: chosen, payload: rest };
 }
+

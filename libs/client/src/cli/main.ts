@@ -4,7 +4,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import type { InferPayloadInput, InferResult, JobView, TrainPayloadInput, TrainResult } from '@relu-lstm/jobs';
+import { unknownJobType, type InferPayloadInput, type InferResult, type JobView, type TrainPayloadInput, type TrainResult } from '@relu-lstm/jobs';
 import { JobFailedError, PayloadValidationError, RunnerApiError, RunnerConnectionError } from '../errors';
 import { RunnerClient, type FetchLike } from '../runner-client';
 import { parseCliArgs, specToSubmission, UsageError, USAGE, type CliArgs } from './args';
@@ -60,6 +60,7 @@ async function dispatch(args: CliArgs, client: RunnerClient, io: CliIo): Promise
         if (!json) io.stderr.write(`submitted train job ${sub.id}\n`);
         return watch(client, sub.id, planFromPayload(payload), io, json);
       }
+      if (type !== 'infer') return unknownJobType(type);
       const sub = await client.submitInfer(payload as InferPayloadInput, { idempotencyKey: c.idempotencyKey ?? undefined, wait: c.wait });
       if ('result' in sub && (sub.state === 'completed' || sub.state === 'failed' || sub.state === 'cancelled')) {
         if (json) printJson(sub);
