@@ -119,22 +119,8 @@ describe('large results and cancel (default budget)', () => {
   it('puts outputs past INFER_INLINE_OUTPUTS_MAX in outputs.safetensors; the result carries hN, cN and a link', async () => {
     const [hidden, out, b, t] = [8, 64, 24, 1000];
     expect(b * t * out).toBeGreaterThan(INFER_INLINE_OUTPUTS_MAX);
-    const full = (rows: number, cols: number, v: number) =>
-      Array.from({ length: rows }, (_, i) => Array.from({ length: cols }, (_, j) => v * ((i + j) % 3)));
-    const payload = contract.InferPayload.parse({
-      model: {
-        config: { inputSize: 1, hiddenSize: hidden, outputSize: out },
-        stateDict: {
-          weight_ih_l0: full(4 * hidden, 1, 0.1),
-          weight_hh_l0: full(4 * hidden, hidden, 0.05),
-          bias_ih_l0: Array(4 * hidden).fill(0),
-          bias_hh_l0: Array(4 * hidden).fill(0),
-          'head.weight': full(out, hidden, 0.2),
-          'head.bias': Array(out).fill(0),
-        },
-      },
-      inputs: Array.from({ length: b }, (_, i) => Array.from({ length: t }, (_, k) => [Math.sin((k + i) / 9)])),
-    });
+    const inputs = Array.from({ length: b }, (_, i) => Array.from({ length: t }, (_, k) => [Math.sin((k + i) / 9)]));
+    const payload = contract.InferPayload.parse({ ...tinyInlineInfer(hidden, out), inputs });
     const id = await h.submit('infer', payload);
     const r = await ending(id, worker, 120_000);
     expect(r.last.state).toBe('completed');
