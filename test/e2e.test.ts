@@ -109,7 +109,7 @@ describe('the canonical example through RunnerClient (HTTP, SSE, artifacts)', ()
         const r = model.predict(tf.tensor3d(inputs));
         return [r.y.arraySync(), r.hN.arraySync(), r.cN.arraySync()];
       });
-      expect(maxAbsDiff(result.outputs, y)).toBeLessThan(1e-5);
+      expect(maxAbsDiff(result.outputs!, y)).toBeLessThan(1e-5);
       expect(maxAbsDiff(result.hN, hN)).toBeLessThan(1e-5);
       expect(maxAbsDiff(result.cN, cN)).toBeLessThan(1e-5);
     } finally {

@@ -11,6 +11,8 @@ import { randomBytes } from 'node:crypto';
 import {
   BACKEND_ENV,
   COMMON_ENV,
+  LIMIT_ENV,
+  limitEnvName,
   DEFAULT_STREAM_MAXLEN,
   HEARTBEAT_INTERVAL_MS,
   HEARTBEAT_TTL_MS,
@@ -142,6 +144,25 @@ export const WORKER_ENV = {
     default: '0.5',
     parse: between(0, 1),
   }),
+  /** One definition with the api's payload limit: the budget the api estimates jobs against bounds the engine too. */
+  LIMIT_MAX_JOB_MEMORY_MB: LIMIT_ENV[limitEnvName('maxJobMemoryMb')],
+  ENGINE_MEMORY_POLL_MS: intVar({
+    description: "how often the engine's resident set is read against LIMIT_MAX_JOB_MEMORY_MB",
+    min: 10,
+    max: 60_000,
+    default: 200,
+  }),
+  CANCEL_KILL_MS: intVar({
+    description: 'how long a cancelled run gets to stop at a batch boundary before the engine is killed',
+    min: 0,
+    max: 600_000,
+    default: 2000,
+  }),
+  DIVERGED_LOSS_FACTOR: envVar({
+    description: "a completed training whose final loss is not finite or above this times its first epoch's is flagged diverged",
+    default: '10',
+    parse: between(1, Number.MAX_VALUE),
+  }),
   RETENTION_SWEEP_MS: intVar({
     description: 'period of the retention sweeper (one worker at a time sweeps); 0: this worker never sweeps',
     min: 0,
@@ -171,6 +192,10 @@ export interface WorkerConfig {
   readonly modelCacheSize: number;
   readonly eventStreamMaxLen: number;
   readonly divergence: { readonly retries: number; readonly lrFactor: number };
+  /** The engine's budget per job (LIMIT_MAX_JOB_MEMORY_MB) and its watchdog's period. */
+  readonly memory: { readonly maxJobMb: number; readonly pollMs: number };
+  readonly cancelKillMs: number;
+  readonly divergedLossFactor: number;
   readonly retentionSweepMs: number;
   readonly logLevel: LogLevel;
 }
@@ -218,6 +243,9 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerCo
     modelCacheSize: e.MODEL_CACHE_SIZE,
     eventStreamMaxLen: e.EVENT_STREAM_MAXLEN,
     divergence: Object.freeze({ retries: e.DIVERGENCE_RETRIES, lrFactor: e.DIVERGENCE_LR_FACTOR }),
+    memory: Object.freeze({ maxJobMb: e.LIMIT_MAX_JOB_MEMORY_MB, pollMs: e.ENGINE_MEMORY_POLL_MS }),
+    cancelKillMs: e.CANCEL_KILL_MS,
+    divergedLossFactor: e.DIVERGED_LOSS_FACTOR,
     retentionSweepMs: e.RETENTION_SWEEP_MS,
     logLevel: e.LOG_LEVEL,
   });

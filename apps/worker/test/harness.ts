@@ -184,21 +184,21 @@ export function brief(e: JobEvent): string {
 }
 
 /**
- * A tiny inference with an inline model (input 1, `hidden` units, a linear head) over one sequence of
+ * A tiny inference with an inline model (input 1, `hidden` units, a linear head of `outputSize`) over one sequence of
  * 3 steps: a job whose run costs next to nothing, for tests of what surrounds it.
  */
-export function tinyInlineInfer(hidden: number): PayloadOf<'infer'> {
+export function tinyInlineInfer(hidden: number, outputSize = 1): PayloadOf<'infer'> {
   const filled = (rows: number, cols: number, v: number) => Array.from({ length: rows }, (_, i) => Array.from({ length: cols }, (_, j) => v * ((i + j) % 3)));
   return contract.InferPayload.parse({
     model: {
-      config: { inputSize: 1, hiddenSize: hidden, outputSize: 1 },
+      config: { inputSize: 1, hiddenSize: hidden, outputSize },
       stateDict: {
         weight_ih_l0: filled(4 * hidden, 1, 0.1),
         weight_hh_l0: filled(4 * hidden, hidden, 0.05),
         bias_ih_l0: Array(4 * hidden).fill(0),
         bias_hh_l0: Array(4 * hidden).fill(0),
-        'head.weight': filled(1, hidden, 0.2),
-        'head.bias': [0],
+        'head.weight': filled(outputSize, hidden, 0.2),
+        'head.bias': Array(outputSize).fill(0),
       },
     },
     inputs: [[[0.1], [0.2], [0.3]]],

@@ -181,9 +181,9 @@ describe('worker', () => {
     const x = tf.tensor3d(inputs);
     const { y, hN, cN } = model.predict(x);
     try {
-      expect(result.outputs.length).toBe(2);
-      expect(result.outputs[0].length).toBe(3);
-      expect(maxAbsDiff(await y.array(), result.outputs)).toBeLessThan(1e-4);
+      expect(result.outputs!.length).toBe(2);
+      expect(result.outputs![0].length).toBe(3);
+      expect(maxAbsDiff(await y.array(), result.outputs!)).toBeLessThan(1e-4);
       expect(maxAbsDiff(await hN.array(), result.hN)).toBeLessThan(1e-4);
       expect(maxAbsDiff(await cN.array(), result.cN)).toBeLessThan(1e-4);
     } finally {
@@ -259,7 +259,7 @@ describe('worker', () => {
     const s = 1 / (1 + Math.exp(-1));
     expect(r.cN[0][0][0]).toBeCloseTo(s, 5);
     expect(r.hN[0][0][0]).toBeCloseTo(s * s, 5);
-    expect(r.outputs[0][0][0]).toBeCloseTo(2 * s * s + 1, 5);
+    expect(r.outputs![0][0][0]).toBeCloseTo(2 * s * s + 1, 5);
     expect(worker.proc.exitCode).toBeNull();
   });
 

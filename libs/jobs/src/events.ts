@@ -40,7 +40,8 @@ export type ProgressEvent = z.infer<typeof ProgressEventSchema>;
  * Reasons a job fails. `invalid_payload`: the payload passed the schema but cannot run (state dict
  * names, dataset contents...). `not_found`: a dataset, model or artifact it refers to is gone.
  * `diverged`: non-finite loss or gradient (details: epoch, step). `cancelled`: DELETE /v1/jobs/:id.
- * `timeout`: over its wall-clock limit. `backend_unavailable`: the device it needs failed to start.
+ * `timeout`: over its wall-clock limit. `resource_exhausted`: over the engine's memory budget
+ * (`LIMIT_MAX_JOB_MEMORY_MB`: estimate, V8 heap or resident set; details: what ran out, the bound). `backend_unavailable`: the device it needs failed to start.
  * `internal`: anything else (retried by BullMQ when attempts remain).
  */
 export const ERROR_CODES = [
@@ -49,6 +50,7 @@ export const ERROR_CODES = [
   'diverged',
   'cancelled',
   'timeout',
+  'resource_exhausted',
   'backend_unavailable',
   'internal',
 ] as const;
@@ -66,7 +68,7 @@ export type JobError = z.output<typeof JobErrorSchema>;
 export type JobErrorInput = z.input<typeof JobErrorSchema>;
 
 /** Error codes that must not be retried: the worker throws these as `UnrecoverableError`. */
-export const PERMANENT_ERROR_CODES: readonly ErrorCode[] = ['invalid_payload', 'not_found', 'diverged', 'cancelled', 'timeout'];
+export const PERMANENT_ERROR_CODES: readonly ErrorCode[] = ['invalid_payload', 'not_found', 'diverged', 'cancelled', 'timeout', 'resource_exhausted'];
 
 /** The worker fails a BullMQ job with `new Error(encodeJobError(e))` (or `UnrecoverableError`), so
  * `job.failedReason` holds the JSON of a `JobError`. */
@@ -109,12 +111,17 @@ export const TrainResultSchema = z.strictObject({
   gpu: z.boolean(),
   /** Names of the artifacts written, e.g. `model.safetensors`; never the weights themselves. */
   artifacts: z.array(z.string()),
+  /** True when the final loss is not finite or grew past DIVERGED_LOSS_FACTOR times the first epoch's (warning event `loss_diverged`). */
+  diverged: z.boolean().optional(),
 });
 export type TrainResult = z.infer<typeof TrainResultSchema>;
 
 export const InferResultSchema = z.strictObject({
-  /** `[B, T, outputSize]` with head `manyToMany`, `[B, 1, outputSize]` with `lastStep`. */
-  outputs: z.array(z.array(z.array(z.number()))),
+  /** `[B, T, outputSize]` with head `manyToMany`, `[B, 1, outputSize]` with `lastStep`; absent when
+   * they were too many for the result (`INFER_INLINE_OUTPUTS_MAX`): then see `outputsArtifact`. */
+  outputs: z.array(z.array(z.array(z.number()))).optional(),
+  /** Where outputs too big for the result went: the job's artifact `name` (F32 tensor `outputs`), its shape, its path on the api. */
+  outputsArtifact: z.strictObject({ name: z.string(), shape: z.array(z.number().int()), url: z.string() }).optional(),
   /** `[L*D, B, H]`. */
   hN: z.array(z.array(z.array(z.number()))),
   cN: z.array(z.array(z.array(z.number()))),

@@ -35,7 +35,7 @@ export const JobViewSchema = z.strictObject({
   /** Attempts started so far (BullMQ's attemptsMade, plus the running one). */
   attempts: z.number().int(),
   maxAttempts: z.number().int(),
-  /** Set when a cancel was asked for a running job that has not stopped yet. */
+  /** A cancel was asked for this job and it did not end `cancelled`: still stopping, or it completed (or failed) before the cancel reached it. */
   cancelRequested: z.boolean(),
   /** The last metric point. */
   progress: ProgressEventSchema.nullable(),

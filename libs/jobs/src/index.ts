@@ -3,6 +3,7 @@
  * this package for what each process must honour.
  */
 export * from './limits';
+export * from './cost';
 export * from './tensors';
 export * from './payloads';
 export * from './events';

@@ -29,6 +29,8 @@ export const PayloadLimitsSchema = z.strictObject({
   maxEpochs: bound,
   /** Most numbers in one inline array (`x`, `y`, `inputs`, a state-dict entry...). */
   maxInlineElements: bound,
+  /** Largest estimated engine memory of one job, in MB (`estimateJobCost`, cost.ts); the worker bounds its engine by it too. */
+  maxJobMemoryMb: bound,
 });
 export type PayloadLimits = z.infer<typeof PayloadLimitsSchema>;
 
@@ -42,4 +44,6 @@ export const DEFAULT_LIMITS: Readonly<PayloadLimits> = Object.freeze({
   maxBatchSize: 65_536,
   maxEpochs: 100_000,
   maxInlineElements: 20_000_000,
+  // Four engines of this size, the api and Redis fit a 2-core, 24 GB machine.
+  maxJobMemoryMb: 4096,
 });

@@ -117,7 +117,8 @@ export class JobRecords {
         finishedAt: isTerminal(state) ? (job.finishedOn ?? null) : null,
         attempts: attemptsStarted ?? job.attemptsMade,
         maxAttempts: job.opts.attempts ?? 1,
-        cancelRequested: cancelRaw === 1 && !isTerminal(state),
+        // Kept on a job that finished before its cancel reached it: the record shows both facts.
+        cancelRequested: cancelRaw === 1 && state !== 'cancelled',
         progress: progress.success ? progress.data : null,
         result: state === 'completed' ? (job.returnvalue ?? null) : null,
         error: state === 'failed' || state === 'cancelled' ? decodeJobError(job.failedReason) : null,

@@ -20,6 +20,8 @@ import {
   produceJob,
   validate,
   isTerminal,
+  jobCostIssue,
+  type CostedJob,
   type ArtifactStore,
   type CancelRequest,
   type CancelResponse,
@@ -119,6 +121,8 @@ export class JobsService {
     const payload = parsed.value as PayloadOf<T>;
     const refIssues = await this.refChecks[type](payload, tenant);
     if (refIssues.length) throw ApiError.invalid(refIssues);
+    const costIssue = await this.costIssue(type, payload, tenant);
+    if (costIssue) throw ApiError.invalid([costIssue]);
 
     let idemKey: string | null = null;
     const id = randomUUID();
@@ -160,6 +164,27 @@ export class JobsService {
       throw e;
     }
     return { replayed: false, body: { id: plan.id, state: 'queued', links: linksOf(plan.id) }, meta: plan.meta };
+  }
+
+  /** What the cost estimate of each job type needs besides the payload: the dataset or model it names. */
+  private readonly costedJobs: { [T in JobType]: (p: PayloadOf<T>, tenant: string) => Promise<CostedJob | null> } = {
+    train: async (p) => {
+      const raw = p.data.datasetId ? await this.redis.get(this.keys.dataset(p.data.datasetId)) : null;
+      const meta = raw ? DatasetMetaSchema.safeParse(JSON.parse(raw)) : null;
+      return { type: 'train', payload: p, dataset: meta?.success ? meta.data : undefined };
+    },
+    infer: async (p, tenant) => {
+      const model =
+        p.model?.config ??
+        (p.modelJobId ? (await this.trainedModel(p.modelJobId, 'modelJobId', tenant)).cfg?.model : undefined);
+      return model ? { type: 'infer', payload: p, model } : null;
+    },
+  };
+
+  /** The job's estimated engine memory against LIMIT_MAX_JOB_MEMORY_MB (cost.ts). */
+  private async costIssue<T extends JobType>(type: T, payload: PayloadOf<T>, tenant: string): Promise<ValidationIssue | null> {
+    const job = await this.costedJobs[type](payload, tenant);
+    return job && jobCostIssue(job, this.contract.limits.maxJobMemoryMb);
   }
 
   private async datasetIssues(datasetId: string, tenant: string, model: ModelSpec, validationSplit: number): Promise<ValidationIssue[]> {

@@ -7,6 +7,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import { WORKER_CONFIG, type WorkerConfig } from '../config';
+import { EngineOutOfMemoryError, engineHeapFlags, exitedOfHeapLimit, watchResidentSet } from './memory-watchdog';
 import { isTerminal, type BackendSummary, type FromEngine, type RunMessage, type RunRequest, type TerminalMessage, type ToEngine } from './protocol';
 
 export class EngineCrashedError extends Error {
@@ -41,6 +42,8 @@ export class EngineClient {
   private backendInfo: BackendSummary | null = null;
   private inFlight: InFlight | null = null;
   private readonly earlyStops = new Map<string, boolean>();
+  private readonly earlyKills = new Set<string>();
+  private waiting: { runId: string; reject: (e: Error) => void } | null = null;
   private closing = false;
 
   constructor(@Inject(WORKER_CONFIG) private readonly config: WorkerConfig) {}
@@ -69,9 +72,20 @@ export class EngineClient {
       const child = fork(path.join(__dirname, 'main.js'), [], {
         serialization: 'advanced',
         stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-        execArgv: process.execArgv.filter((a) => !a.startsWith('--inspect')),
+        execArgv: [...process.execArgv.filter((a) => !a.startsWith('--inspect') && !a.startsWith('--max-old-space-size')), ...engineHeapFlags(this.config.memory.maxJobMb)],
       });
       this.child = child;
+      let outOfMemory: EngineOutOfMemoryError | null = null;
+      const unwatch = watchResidentSet({
+        pid: child.pid!,
+        limitMb: this.config.memory.maxJobMb,
+        pollMs: this.config.memory.pollMs,
+        onExceeded: (rss) => {
+          outOfMemory = new EngineOutOfMemoryError('resident set', this.config.memory.maxJobMb, rss);
+          this.log.warn(`engine pid ${child.pid}: ${outOfMemory.message}`);
+          child.kill('SIGKILL');
+        },
+      });
       let ready = false;
       const timer = setTimeout(() => {
         if (ready) return;
@@ -96,6 +110,8 @@ export class EngineClient {
       child.on('error', (err) => this.log.error(`engine process error: ${err.message}`));
       child.on('exit', (code, signal) => {
         clearTimeout(timer);
+        unwatch();
+        if (!outOfMemory && exitedOfHeapLimit(signal, code)) outOfMemory = new EngineOutOfMemoryError('V8 heap', this.config.memory.maxJobMb, null);
         if (this.child === child) this.child = null;
         const how = signal ?? `code ${code}`;
         if (!ready) reject(new EngineStartError(`the engine exited (${how}) before it was ready`));
@@ -103,7 +119,7 @@ export class EngineClient {
         const run = this.inFlight;
         if (run) {
           this.inFlight = null;
-          run.reject(new EngineCrashedError(how));
+          run.reject(outOfMemory ?? new EngineCrashedError(how));
         }
       });
       this.post({ kind: 'init', init: { artifactDir: this.config.artifactDir, datasetDir: this.config.datasetDir, backend: this.config.backend, modelCacheSize: this.config.modelCacheSize } });
@@ -116,7 +132,17 @@ export class EngineClient {
    */
   async run(req: RunRequest, onMessage: (m: RunMessage) => void): Promise<TerminalMessage> {
     if (this.inFlight) throw new Error(`engine busy with run ${this.inFlight.runId}`);
-    await this.start();
+    // Killed before it was sent (a cancel while the engine is still starting): never send it.
+    const killedEarly = new Promise<never>((_, reject) => {
+      this.waiting = { runId: req.runId, reject };
+      if (this.earlyKills.has(req.runId)) reject(new EngineCrashedError('stopped before the run was sent'));
+    });
+    try {
+      await Promise.race([this.start(), killedEarly]);
+    } finally {
+      this.waiting = null;
+      this.earlyKills.clear();
+    }
     if (!this.child?.connected) throw new EngineCrashedError('not connected');
     return new Promise<TerminalMessage>((resolve, reject) => {
       this.inFlight = { runId: req.runId, onMessage, resolve, reject };
@@ -142,9 +168,16 @@ export class EngineClient {
     this.child?.kill('SIGKILL');
   }
 
-  /** Kills the engine if run `runId` is still in flight (it did not stop when asked). */
+  /**
+   * Kills the engine if run `runId` is in flight (it did not stop when asked); a run not sent yet
+   * (the engine is still starting) is not sent at all.
+   */
   killRun(runId: string): void {
-    if (this.inFlight?.runId !== runId) return;
+    if (this.inFlight?.runId !== runId) {
+      if (this.waiting?.runId === runId) this.waiting.reject(new EngineCrashedError('stopped before the run was sent'));
+      else this.earlyKills.add(runId);
+      return;
+    }
     this.log.warn(`run ${runId} did not stop when asked; killing the engine`);
     this.kill();
   }

@@ -1,12 +1,15 @@
 /**
  * Turns what the library (or a store) throws into the job error the queue acts on: permanent codes
- * (`invalid_payload`, `not_found`, `diverged`, `cancelled`) end the job at once, the others retry.
+ * (`invalid_payload`, `not_found`, `diverged`, `cancelled`, `resource_exhausted`) end the job at once, the others retry.
  */
 import { DivergenceError, ReluLstmError, TrainingAbortedError } from '@relu-lstm/lstm';
 import type { JobErrorInput } from '@relu-lstm/jobs';
 
 /** Library codes that mean "the payload (or what it points to) cannot run". */
 const INVALID_PAYLOAD_CODES = new Set(['invalid_config', 'invalid_input', 'invalid_state_dict', 'invalid_safetensors']);
+
+/** RangeErrors of an allocation past what the engine may hold (typed array, string, wasm memory). */
+const OUT_OF_MEMORY = /Array buffer allocation failed|Invalid (?:string|array|typed array) length|Maximum memory size exceeded|Out of memory|could not allocate/i;
 
 /** A problem with the payload found by the engine itself (e.g. a fromJob model of another shape). */
 export class PayloadError extends Error {
@@ -40,5 +43,8 @@ export function toJobError(e: unknown): JobErrorInput {
     return { code: 'not_found', message: (e as Error).message, retryable: false };
   }
   const message = e instanceof Error ? `${e.name}: ${e.message}` : String(e);
+  if (e instanceof RangeError && OUT_OF_MEMORY.test(e.message)) {
+    return { code: 'resource_exhausted', message: `the engine could not allocate memory for the job: ${message}`, retryable: false, details: { what: 'allocation' } };
+  }
   return { code: 'internal', message, retryable: true };
 }

@@ -10,6 +10,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { toJobError } from './errors';
 import { ModelCache, modelFromStored, readStoredModel, sequenceModelOptions } from './models';
 import type { InferRequest, TerminalMessage } from './protocol';
+import { inferOutputs } from './result-spill';
 import type { EngineContext } from './train';
 
 export async function runInfer(req: InferRequest, ctx: EngineContext, cache: ModelCache): Promise<TerminalMessage> {
@@ -52,8 +53,8 @@ export async function runInfer(req: InferRequest, ctx: EngineContext, cache: Mod
     tensors.push(out.y, out.hN, out.cN);
     const y = out.y.rank === 2 ? tf.expandDims(out.y, 1) : out.y;
     if (y !== out.y) tensors.push(y);
-    const [outputs, hN, cN] = await Promise.all([y.array(), out.hN.array(), out.cN.array()]);
-    return { kind: 'inferred', runId: req.runId, result: { outputs: outputs as number[][][], hN, cN } };
+    const [outputs, hN, cN] = await Promise.all([inferOutputs(y as tf.Tensor3D), out.hN.array(), out.cN.array()]);
+    return { kind: 'inferred', runId: req.runId, result: { outputs, hN, cN } };
   } catch (e) {
     return { kind: 'failed', runId: req.runId, error: toJobError(e) };
   } finally {

@@ -18,6 +18,7 @@
  * died), so a SIGKILLed worker never leaves a trainer behind.
  */
 import type { DivergenceRollback, InferPayload, JobErrorInput, JobType, ProgressEvent, TrainPayload } from '@relu-lstm/jobs';
+import type { InferOutputs } from './result-spill';
 
 /** What the engine runs on (the library's `BackendInfo`, minus the `skipped` list). */
 export interface BackendSummary {
@@ -117,7 +118,8 @@ export type FromEngine =
   | { kind: 'rollback'; runId: string; rollback: DivergenceRollback }
   | { kind: 'log'; runId: string; level: 'info' | 'warning' | 'error'; message: string; code?: string; data?: Record<string, unknown> }
   | { kind: 'trained'; runId: string; summary: TrainSummary; files: TrainFiles }
-  | { kind: 'inferred'; runId: string; result: { outputs: number[][][]; hN: number[][][]; cN: number[][][] } }
+  /** `outputs`: inline, or the bytes of the artifact when too many for the result (result-spill.ts). */
+  | { kind: 'inferred'; runId: string; result: { outputs: InferOutputs; hN: number[][][]; cN: number[][][] } }
   /** The run stopped on request; any checkpoint it took was sent before. */
   | { kind: 'stopped'; runId: string; epoch: number; step: number }
   | { kind: 'failed'; runId: string; error: JobErrorInput };

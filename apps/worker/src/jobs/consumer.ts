@@ -29,6 +29,7 @@ import type { BackendSummary } from '../engine/protocol';
 import { RedisService } from '../redis';
 import { RetentionService } from '../retention.service';
 import { JobFencing } from './fencing';
+import { budgetRefusal } from './job-budget';
 import { jobErrorOf, jobFailure } from './job-errors';
 import { JobEvents } from './job-events';
 import { handlersByType, JOB_HANDLERS, LockWatch, StopRequest, type JobContext, type JobHandler } from './job-handler';
@@ -149,6 +150,8 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
         throw jobFailure({ code: 'invalid_payload', message: `job name '${job.name}' differs from data.type '${data.type}'`, details: { field: 'type' } });
       }
       if (await this.cancelRequested(jobId)) throw jobFailure({ code: 'cancelled', message: 'cancelled before it started' });
+      const refusal = budgetRefusal(data, this.config.memory.maxJobMb);
+      if (refusal) throw jobFailure(refusal);
       poll = setInterval(() => {
         this.cancelRequested(jobId).then(
           (yes) => yes && stop.request('cancel'),

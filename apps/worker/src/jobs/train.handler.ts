@@ -16,9 +16,11 @@ import { EngineClient } from '../engine/engine-client';
 import type { RunMessage, TerminalMessage, TrainRequest } from '../engine/protocol';
 import { CheckpointStore, type FoundCheckpoint } from './checkpoints';
 import { LostLockError } from './fencing';
+import { engineRunFailure } from './job-budget';
 import { jobFailure } from './job-errors';
 import { JobEvents } from './job-events';
 import type { JobContext, JobHandler } from './job-handler';
+import { LOSS_DIVERGED, lossBlowup } from './loss-check';
 import { metricsCsv } from './metrics-csv';
 import { ArtifactPublisher } from './publish';
 
@@ -88,6 +90,8 @@ export class TrainHandler implements JobHandler<'train'> {
       this.engine.stop(runId, reason === 'shutdown' || reason === 'timeout');
       // A run that does not reach a batch boundary in time (one huge batch, a hung backend) is killed.
       if (reason === 'timeout' || reason === 'lost') setTimeout(() => this.engine.killRun(runId), this.config.shutdownGraceMs).unref();
+      // A cancel is immediate: a run still building its model, loading data or in a long batch is killed.
+      if (reason === 'cancel') setTimeout(() => this.engine.killRun(runId), this.config.cancelKillMs).unref();
     });
   }
 
@@ -107,14 +111,14 @@ export class TrainHandler implements JobHandler<'train'> {
 
   private async engineDied(ctx: JobContext<'train'>, e: Error): Promise<never> {
     if (ctx.stop.reason === 'shutdown') return this.release(ctx, `released: the worker is shutting down (${e.message})`, {});
-    if (ctx.stop.reason === 'cancel') throw await this.cancelled(ctx, 'cancelled', {});
+    if (ctx.stop.reason === 'cancel') throw await this.cancelled(ctx, `cancelled; the engine did not stop within ${this.config.cancelKillMs} ms (CANCEL_KILL_MS) and was killed`, {});
     if (ctx.stop.reason === 'timeout') throw this.timedOut(ctx, `the engine did not stop within ${this.config.shutdownGraceMs} ms and was killed`, {});
     if (ctx.stop.reason === 'lost') throw new LostLockError(ctx.jobId, 'the run was stopped');
-    throw jobFailure({ code: 'internal', message: e.message });
+    throw jobFailure(engineRunFailure(e));
   }
 
   /** Writes the four artifacts and returns the result; once per job, by the holder of its lock (publish.ts). */
-  private publishTrained(ctx: JobContext<'train'>, outcome: Extract<TerminalMessage, { kind: 'trained' }>, messages: TrainMessages): Promise<TrainResult> {
+  private async publishTrained(ctx: JobContext<'train'>, outcome: Extract<TerminalMessage, { kind: 'trained' }>, messages: TrainMessages): Promise<TrainResult> {
     const { summary, files } = outcome;
     const backend = this.engine.backend!;
     const result = TrainResultSchema.parse({
@@ -128,6 +132,7 @@ export class TrainHandler implements JobHandler<'train'> {
       backend: backend.backend,
       gpu: backend.gpu,
       artifacts: [ARTIFACTS.model, ARTIFACTS.state, ARTIFACTS.metrics, ARTIFACTS.config],
+      diverged: await this.flagBlowup(ctx.jobId, messages.metrics, summary.finalLoss),
     });
     // The checkpoint goes with them (publish.ts).
     const artifactFiles = [
@@ -137,6 +142,13 @@ export class TrainHandler implements JobHandler<'train'> {
       [ARTIFACTS.config, JSON.stringify(this.configArtifact(ctx, files.resolved), null, 2)],
     ] as const;
     return this.publisher.publish(ctx, artifactFiles, result, (u) => TrainResultSchema.parse(u));
+  }
+
+  /** Whether the completed run's loss blew up (loss-check.ts); if so, says it in a warning event. */
+  private async flagBlowup(jobId: string, metrics: ProgressEvent[], finalLoss: number | null): Promise<boolean> {
+    const blowup = lossBlowup(metrics, finalLoss, this.config.divergedLossFactor);
+    if (blowup) await this.events.info(jobId, LOSS_DIVERGED, blowup.message, { ...blowup }, 'warning');
+    return blowup !== null;
   }
 
   /** `config.json`: the payload, the library's resolved configuration and where it ran. */

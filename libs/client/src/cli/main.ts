@@ -179,7 +179,8 @@ function inferSummary(r: InferResult): string {
     for (let x: unknown = a; Array.isArray(x); x = x[0]) dims.push(x.length);
     return `[${dims.join(', ')}]`;
   };
-  return `outputs ${shape(r.outputs)}, hN ${shape(r.hN)}, cN ${shape(r.cN)} on ${r.backend}${r.gpu ? '+gpu' : ''} in ${duration(r.elapsedMs)}`;
+  const outputs = r.outputs ? shape(r.outputs) : `${JSON.stringify(r.outputsArtifact?.shape)} in ${r.outputsArtifact?.url}`;
+  return `outputs ${outputs}, hN ${shape(r.hN)}, cN ${shape(r.cN)} on ${r.backend}${r.gpu ? '+gpu' : ''} in ${duration(r.elapsedMs)}`;
 }
 
 function resultSummary(r: unknown): string {
