@@ -24,7 +24,7 @@ export type PathName = (typeof PATH_NAMES)[number];
 
 export interface BenchPath {
   name: PathName;
-  run(): Promise<void>;
+  run: () => Promise<void>;
 }
 
 /** A failed submission or job, with what the client saw. */

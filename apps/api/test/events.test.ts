@@ -25,7 +25,7 @@ let redis: Redis;
 let keys: RedisKeys;
 let stream: RedisJobEventStream;
 let worker: Worker<JobData>;
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
+ 
 const canonical = (): any => JSON.parse(JSON.stringify(CANONICAL_TRAIN_EXAMPLE));
 const post = (path: string, body: unknown) => http(api.url, 'POST', path, { body });
 const get = (path: string) => http(api.url, 'GET', path);

@@ -92,7 +92,7 @@ export interface HttpResult {
   status: number;
   headers: IncomingHttpHeaders;
   text: string;
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+   
   json: any;
 }
 
@@ -146,7 +146,7 @@ export function http(
 export interface SseEvent {
   id?: string;
   event?: string;
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+   
   data: any;
 }
 

@@ -11,7 +11,7 @@ let redis: Redis;
 let queues: Record<QueueName, Queue<JobData>>;
 let behind: ApiRedis;
 const clone = <T>(v: T): T => JSON.parse(JSON.stringify(v)) as T;
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
+ 
 const canonical = (): any => clone(CANONICAL_TRAIN_EXAMPLE);
 const post = (path: string, body: unknown, headers: Record<string, string> = {}) => http(api.url, 'POST', path, { body, headers });
 const get = (path: string) => http(api.url, 'GET', path);

@@ -19,7 +19,7 @@ import { MAIN, REDIS_URL, dropPrefix, http, startApi, type ApiProcess } from './
 
 let api: ApiProcess;
 let redis: Redis;
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
+ 
 const canonical = (): any => JSON.parse(JSON.stringify(CANONICAL_TRAIN_EXAMPLE));
 const get = (path: string) => http(api.url, 'GET', path);
 

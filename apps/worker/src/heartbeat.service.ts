@@ -12,6 +12,7 @@ import { RedisService } from './redis';
 
 const VERSION: string = (() => {
   try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- outside rootDir: read at run time, not compiled in
     return (require('../package.json') as { version: string }).version;
   } catch {
     return 'unknown';

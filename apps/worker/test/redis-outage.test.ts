@@ -173,7 +173,7 @@ describe('Redis down for 10 s', () => {
     for (const w of workers) {
       w.proc.kill('SIGTERM');
       const code = await Promise.race([w.exited, new Promise((r) => setTimeout(() => r('no exit within 30 s'), 30_000))]);
-      if (code !== 0) throw new Error(`worker did not exit 0 on SIGTERM (${code}):\n${w.output()}`);
+      if (code !== 0) throw new Error(`worker did not exit 0 on SIGTERM (${String(code)}):\n${w.output()}`);
     }
   });
 });

@@ -114,6 +114,6 @@ describe('progress formatting', () => {
     p.event({ ...metric, epoch: 0, step: 10, epochEnd: true });
     expect(p.plan.stepsPerEpoch).toBe(10);
     p.event({ ...metric, epoch: 1, step: 15 });
-    expect(out.text.split('\n')[1]).toMatch(/^\[###############-----\]  75% epoch 2\/2 step 15 /);
+    expect(out.text.split('\n')[1]).toMatch(/^\[###############-----\] {2}75% epoch 2\/2 step 15 /);
   });
 });

@@ -61,7 +61,7 @@ async function connectionsNamed(name: string): Promise<number> {
   return list.split('\n').filter((l) => l.includes(` name=${name} `)).length;
 }
 
-beforeEach(async () => {
+beforeEach(() => {
   prefix = `test-qc-${randomUUID()}`;
   admin = new Redis(REDIS_URL);
   clients = [];
@@ -162,11 +162,12 @@ test('follow and waitForResult read the job stream (here written as a worker wou
   const result: TrainResult = {
     epochs: 3, steps: 24, finalLoss: 0.01, finalValLoss: null, samplesPerSec: 100, elapsedMs: 10, resumedFromEpoch: null, backend: 'cpu', gpu: false, artifacts: ['model.safetensors'],
   };
-  setTimeout(async () => {
+  const finish = async () => {
     await stream.append(job.id, { type: 'state', at: Date.now(), state: 'running', attempt: 1 });
     await stream.append(job.id, { type: 'metric', at: Date.now(), epoch: 0, step: 8, loss: 0.5, valLoss: null, gradNorm: 1, samplesPerSec: 10, elapsedMs: 5 });
     await stream.append(job.id, { type: 'state', at: Date.now(), state: 'completed', result });
-  }, 50);
+  };
+  setTimeout(() => void finish(), 50);
   await expect(qc.waitForResult(job.id, { timeoutMs: 5000 })).resolves.toEqual(result);
   const types: string[] = [];
   for await (const e of qc.follow(job.id)) types.push(e.event.type === 'state' ? e.event.state : e.event.type);

@@ -1,5 +1,6 @@
 import { parseSse, SseParser } from '@relu-lstm/client';
 
+// eslint-disable-next-line @typescript-eslint/require-await -- an async source, as a response body is
 async function* chunks(...parts: Array<string | Uint8Array>): AsyncGenerator<Uint8Array> {
   for (const p of parts) yield typeof p === 'string' ? new TextEncoder().encode(p) : p;
 }

@@ -121,7 +121,10 @@ export async function sweepRetention(deps: RetentionSweepDeps): Promise<Retentio
 
   // 1. Tenant indexes: entries whose meta expired, and finished jobs BullMQ no longer has.
   const indexes: string[] = [];
-  await scanKeys(redis, `${keys.prefix}:jobs:*`, async (found) => void indexes.push(...found));
+  await scanKeys(redis, `${keys.prefix}:jobs:*`, (found) => {
+    indexes.push(...found);
+    return Promise.resolve();
+  });
   for (const indexKey of indexes) {
     let offset = 0;
     for (;;) {

@@ -12,7 +12,7 @@ const metric = (step: number): JobEvent => ({
   type: 'metric', at: Date.now(), epoch: 0, step, loss: 1 / step, valLoss: null, gradNorm: 0.5, samplesPerSec: 100, elapsedMs: step,
 });
 
-beforeAll(async () => {
+beforeAll(() => {
   redis = new Redis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', { maxRetriesPerRequest: 1 });
   stream = new RedisJobEventStream(redis, keys, 1000);
 });

@@ -150,7 +150,7 @@ test('a sweep drops index entries that are not job ids along with dead jobs of t
   const report = await sweepRetention({
     redis,
     keys,
-    removeQueueJob: async () => undefined,
+    removeQueueJob: () => Promise.resolve(),
     artifacts,
     orphanGraceMs: 60_000,
   });

@@ -176,6 +176,7 @@ function registerWasm(): WasmModule {
     try {
       // Registers the 'wasm' factory; the binary is read from the package's own directory at the
       // first setBackend('wasm'), so Node needs no setWasmPaths call.
+      // eslint-disable-next-line @typescript-eslint/no-require-imports -- an optional backend, loaded only when chosen
       wasmModule = require('@tensorflow/tfjs-backend-wasm') as WasmModule;
     } catch (err) {
       throw new BackendError(
@@ -203,6 +204,7 @@ function registerTensorflow(): string[] | null {
       continue;
     }
     try {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports -- an optional backend, loaded only when chosen
       require(pkg); // a variable, so TypeScript does not look for the (absent) types
     } catch (err) {
       problems.push(`${pkg}: installed but failed to load (${firstLine(err)})`);
@@ -228,6 +230,7 @@ function checkTfjsNodePackage(pkg: string): string | null {
   } catch {
     return 'not installed';
   }
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- a JSON manifest read at run time
   const version = (require(manifest) as { version?: string }).version;
   if (version !== tf.version_core) {
     return `version ${version} is installed but exactly ${tf.version_core} (the version of @tensorflow/tfjs-core) is required`;

@@ -315,7 +315,7 @@ class FitRun {
     return {
       format: FORMAT,
       version: VERSION,
-      model: JSON.parse(JSON.stringify(model.config)),
+      model: JSON.parse(JSON.stringify(model.config)) as typeof model.config,
       weights: await readWeights(model),
       optimizer: {
         config: { ...opts.optimizer },

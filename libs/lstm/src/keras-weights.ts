@@ -148,7 +148,7 @@ function checkTensor(entry: string, t: unknown, shape: number[]): void {
     throw new StateDictError(entry, `expected a float32 tensor of shape [${shape.join(', ')}], got ${t === null ? 'null' : typeof t}`);
   }
   if (t.isDisposed) throw new StateDictError(entry, 'expected a live tensor, got a disposed one');
-  const got: number[] = t.shape;
+  const got = t.shape as number[];
   if (got.length !== shape.length || got.some((s, i) => s !== shape[i])) {
     throw new StateDictError(entry, `expected shape [${shape.join(', ')}], got [${got.join(', ')}]`);
   }

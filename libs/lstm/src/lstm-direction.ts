@@ -88,7 +88,7 @@ export function runDirection(spec: DirectionSpec, inputs: DirectionInputs): tf.T
   });
   const { x, h0, c0, wihT, whhT, bias, mask } = inputs;
   // customGrad takes positional tensors; the mask (no gradient) only when there is one.
-  return fn(...[x, h0, c0, wihT, whhT, bias, ...(mask ? [mask] : [])]) as tf.Tensor3D;
+  return fn(...[x, h0, c0, wihT, whhT, bias, ...(mask ? [mask] : [])]);
 }
 
 /** tfjs's engine keeps this private; a gradient is being recorded while gradientDepth > 0. */
@@ -125,8 +125,8 @@ function forwardLoop(
   const xp = tf.reshape(tf.add(tf.matMul(tf.reshape(x, [T * B, I]), wihT), bias), [T, B, 4 * H]) as tf.Tensor3D;
   const stepper = path === 'fused' ? fusedForwardStep(spec, xp, whhT, mask, recording) : genericForwardStep(spec, xp, whhT, mask);
   // Per-step tensors by time index t (not step order): the PER_STEP[path] quantities of step t.
-  const perStep: tf.Tensor[][] = recording ? new Array(T) : [];
-  const outs: tf.Tensor[] = new Array(T);
+  const perStep: tf.Tensor[][] = recording ? new Array<tf.Tensor[]>(T) : [];
+  const outs: tf.Tensor[] = new Array<tf.Tensor>(T);
   let h: tf.Tensor = stepper.lift(h0);
   let c: tf.Tensor = stepper.lift(c0);
   for (const t of stepOrder(T, spec.reverse)) {
@@ -210,7 +210,7 @@ function fusedForwardStep(
 ): ForwardStep {
   const lift = (state: tf.Tensor2D) => state;
   const step = (t: number, h: tf.Tensor, c: tf.Tensor): StepResult => {
-    const r = tf.matMul(h as tf.Tensor2D, whhT);
+    const r = tf.matMul(h, whhT);
     const outs = cellForward(spec, t, { xp, r, h, c, mask }, recording);
     const [hN, cN] = outs;
     const out = mask ? outs[2] : hN;
@@ -291,7 +291,7 @@ function genericBackward(spec: DirectionSpec, dy: tf.Tensor3D, perStep: tf.Tenso
   const w = tf.reshape(whh, [1, ...whh.shape]);
   const plus = plusProduct();
   const order = stepOrder(T, spec.reverse).reverse();
-  const dzs: tf.Tensor[] = new Array(T);
+  const dzs: tf.Tensor[] = new Array<tf.Tensor>(T);
   // dh: gradient reaching h_t from later steps (and hN); dhNew adds the output's own gradient dy_t.
   let dh: tf.Tensor = dys[T];
   let dhNew: tf.Tensor = tf.add(dh, dys[order[0]]);
@@ -326,12 +326,12 @@ function fusedBackward(spec: DirectionSpec, dy: tf.Tensor3D, perStep: tf.Tensor3
   const [, CPrev, IFO, ZG, C] = perStep;
   const T = C.shape[0];
   const saved = { dy, IFO, ZG, CPrev, C, mask };
-  const dzs: tf.Tensor[] = new Array(T);
+  const dzs: tf.Tensor[] = new Array<tf.Tensor>(T);
   let prev: { dzW: tf.Tensor; keep: tf.Tensor | null; dc: tf.Tensor } | null = null;
   for (const t of stepOrder(T, spec.reverse).reverse()) {
     const [dz, dc, keep] = cellBackward(spec, t, saved, prev);
     dzs[t] = dz;
-    prev = { dzW: tf.matMul(dz as tf.Tensor2D, whh), keep: keep ?? null, dc };
+    prev = { dzW: tf.matMul(dz, whh), keep: keep ?? null, dc };
   }
   const last = prev!;
   return { dzs, dh: last.keep ? tf.add(last.dzW, last.keep) : last.dzW, dc: last.dc };

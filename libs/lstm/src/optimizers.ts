@@ -82,7 +82,7 @@ export function resolveOptimizerConfig(config: OptimizerConfig, field = 'optimiz
 
 /** Creates the tfjs optimizer a config describes. The caller owns it (free it with `disposeOptimizer`). */
 export function createOptimizer(config: OptimizerConfig | ResolvedOptimizerConfig): tf.Optimizer {
-  const c = resolveOptimizerConfig(config as OptimizerConfig);
+  const c = resolveOptimizerConfig(config);
   switch (c.name) {
     case 'sgd':
       return tf.train.sgd(c.learningRate);

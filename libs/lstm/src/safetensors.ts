@@ -298,7 +298,7 @@ function readInfo(name: string, value: unknown): { dtype: SafetensorsDtype; shap
   if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every(isIndex) || offsets[0] > offsets[1]) {
     throw new SafetensorsError(`${name}: expected data_offsets [begin, end] with 0 <= begin <= end, got ${JSON.stringify(offsets)}`);
   }
-  return { dtype: dtype as SafetensorsDtype, shape: shape as number[], begin: offsets[0], end: offsets[1] };
+  return { dtype: dtype as SafetensorsDtype, shape: shape, begin: offsets[0], end: offsets[1] };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -27,16 +27,16 @@ export function toTensor(name: string, value: TensorLike, shape: number[]): tf.T
       throw new StateDictError(name, `expected shape ${want}, got ${describe(given)}`);
     }
     const size = shape.reduce((a, b) => a * b, 1);
-    if (data == null || typeof (data as ArrayLike<number>).length !== 'number' || data.length !== size) {
+    if (data == null || typeof (data).length !== 'number' || data.length !== size) {
       throw new StateDictError(name, `expected ${size} values for shape ${want}, got ${describe(data)}`);
     }
-    const arr = data instanceof Float32Array ? data : Float32Array.from(data as ArrayLike<number>);
+    const arr = data instanceof Float32Array ? data : Float32Array.from(data);
     return tf.tensor(arr, shape, 'float32');
   }
   if (Array.isArray(value) || typeof value === 'number') {
     const given = nestedShape(name, value);
     if (!sameShape(given, shape)) throw new StateDictError(name, `expected shape ${want}, got [${given.join(', ')}]`);
-    return tf.tensor(value as number[], shape, 'float32');
+    return tf.tensor(value, shape, 'float32');
   }
   throw new StateDictError(name, `expected a tensor, { data, shape } or nested number arrays of shape ${want}, got ${describe(value)}`);
 }

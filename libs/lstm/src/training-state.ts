@@ -205,12 +205,12 @@ export function decodeTrainingState(bytes: Uint8Array): TrainingState {
     const t = tensors[key];
     if (t === undefined) throw new LstmInputError(key, 'a tensor in the file', 'none');
     if (t.dtype !== 'F32') throw new LstmInputError(`${key}.dtype`, 'F32', t.dtype);
-    return { shape: t.shape.slice(), data: t.data as Float32Array };
+    return { shape: t.shape.slice(), data: t.data };
   };
   const names = meta.weights;
   if (!Array.isArray(names)) throw new LstmInputError('trainingState.weights', 'a list of parameter names', names);
   const weights: Record<string, StoredTensor> = {};
-  for (const n of names) weights[n] = take(WEIGHT_PREFIX + n);
+  for (const n of names as string[]) weights[n] = take(WEIGHT_PREFIX + n);
   const opt = expectObject('trainingState.optimizer', meta.optimizer);
   if (!Array.isArray(opt.slots)) throw new LstmInputError('trainingState.optimizer.slots', 'a list of slot names', opt.slots);
   const slots = (opt.slots as string[]).map((n) => ({ name: n, ...take(SLOT_PREFIX + n) }));
@@ -274,9 +274,9 @@ export function validated(state: TrainingState): TrainingState {
 function storedTensor(field: string, shape: unknown, data: unknown): StoredTensor {
   if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d >= 0)) throw new LstmInputError(`${field}.shape`, 'an array of sizes', shape);
   if (!(data instanceof Float32Array)) throw new LstmInputError(`${field}.data`, 'a Float32Array', data);
-  const size = shape.reduce((a: number, b: number) => a * b, 1);
+  const size = (shape as number[]).reduce((a, b) => a * b, 1);
   if (data.length !== size) throw new LstmInputError(`${field}.data`, `${size} values for shape [${shape.join(', ')}]`, `${data.length} values`);
-  return { shape, data };
+  return { shape: shape as number[], data };
 }
 
 function expectObject(field: string, v: unknown): Record<string, unknown> {
@@ -287,7 +287,7 @@ function expectObject(field: string, v: unknown): Record<string, unknown> {
 /** A deep copy of the plain (non-tensor) parts. */
 function copyPlain<T extends object>(state: T): Omit<T, 'weights' | 'optimizer'> {
   const { weights: _w, optimizer: _o, ...rest } = state as T & { weights?: unknown; optimizer?: unknown };
-  return JSON.parse(JSON.stringify(rest));
+  return JSON.parse(JSON.stringify(rest)) as Omit<T, 'weights' | 'optimizer'>;
 }
 
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;

@@ -107,7 +107,7 @@ test('divergence: an absurd learning rate without clipping stops with Divergence
   expect(['loss', 'gradient']).toContain(err.quantity);
   expect(Number.isFinite(err.value)).toBe(false);
   // The failing step is the one after the last reported (step counts are 1-based there, 0-based here).
-  expect(err.step).toBe(lastGood ? lastGood!.step : 0);
+  expect(err.step).toBe(lastGood ? lastGood.step : 0);
   expect(err.epoch).toBe(Math.floor(err.step / 5));
   expect(err.message).toMatch(new RegExp(`epoch ${err.epoch}, step ${err.step}: (loss|gradient) is (NaN|Infinity)`));
   expect(tf.memory().numTensors).toBe(base);

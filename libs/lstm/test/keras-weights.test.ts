@@ -42,7 +42,7 @@ function layoutOf(f: Fixture): Required<WeightLayout> {
 
 function stateDictOf(f: Fixture): Record<string, tf.Tensor> {
   const out: Record<string, tf.Tensor> = {};
-  for (const [name, v] of Object.entries(f.state_dict)) out[name] = tf.tensor(v as number[], undefined, 'float32');
+  for (const [name, v] of Object.entries(f.state_dict)) out[name] = tf.tensor(v, undefined, 'float32');
   return out;
 }
 

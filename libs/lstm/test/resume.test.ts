@@ -161,7 +161,7 @@ describe('TrainingState serialisation', () => {
     expect(JSON.parse(file.metadata['relu_lstm.training_state']).format).toBe('relu-lstm/training-state');
   });
 
-  test('save and load leave no tensor behind', async () => {
+  test('save and load leave no tensor behind', () => {
     const base = tf.memory().numTensors;
     const model = restoreModel(decodeTrainingState(encodeTrainingState(state)));
     model.dispose();

@@ -77,7 +77,7 @@ describe('SequenceModel', () => {
     const { y, hN, cN } = m.predict(x, undefined, { lengths });
     expect(y.shape).toEqual([3, 1]);
     const { output, hN: h2, cN: c2 } = m.lstm.forward(x, undefined, { lengths });
-    const out = output.arraySync() as number[][][];
+    const out = output.arraySync();
     const W = m.parameters().get('head.weight')!.dataSync();
     const b = m.parameters().get('head.bias')!.dataSync()[0];
     const yv = y.dataSync();

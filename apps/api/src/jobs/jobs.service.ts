@@ -308,7 +308,7 @@ export class JobsService {
       }
       // One MGET for the chunk's metas and its views in parallel, instead of round trips per job.
       const metas = await this.records.metas(entries.map((e) => e.id), tenant);
-      const views = await Promise.all(metas.map((m) => (m ? this.records.view(m) : null)));
+      const views = await Promise.all(metas.map((m) => (m ? this.records.view(m) : Promise.resolve(null))));
       for (let i = 0; i < entries.length; i++) {
         // A candidate beyond a full page: there is more.
         if (items.length >= limit) return { items, nextCursor: last && cursorOf(last) };

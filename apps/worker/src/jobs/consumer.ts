@@ -187,7 +187,7 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
 
   private resumeOthers(): void {
     const others = [...this.workers.values()];
-    this.pausing = this.pausing.then(() => Promise.all(others.map((w) => (w.isPaused() ? w.resume() : undefined))));
+    this.pausing = this.pausing.then(() => Promise.all(others.filter((w) => w.isPaused()).map((w) => w.resume())));
   }
 
   private async onCompleted(job: AnyJob, result: JobResult): Promise<void> {

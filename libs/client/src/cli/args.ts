@@ -158,7 +158,7 @@ export function specToSubmission(spec: unknown, forced: JobType | null): { type:
   if (type !== undefined && !JOB_TYPES.some((t) => t === type)) {
     throw new UsageError(`the spec's "type" must be ${names.join(' or ')}, got ${JSON.stringify(type)}`);
   }
-  if (forced && type !== undefined && forced !== type) throw new UsageError(`--${forced} contradicts the spec's "type": "${String(type)}"`);
+  if (forced && type !== undefined && forced !== type) throw new UsageError(`--${forced} contradicts the spec's "type": ${JSON.stringify(type)}`);
   const byShape = JOB_TYPES.find((t) => SPEC_SHAPES[t] in rest) ?? null;
   const chosen = forced ?? (type as JobType | undefined) ?? byShape;
   if (!chosen) {

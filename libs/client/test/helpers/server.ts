@@ -37,7 +37,8 @@ export async function startServer(): Promise<TestServer> {
   const routes = new Map<string, Handler>();
   const requests: Recorded[] = [];
   const sockets = new Set<Socket>();
-  const server = createServer(async (req, res) => {
+  const server = createServer((req, res) => void serve(req, res));
+  async function serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
     const u = new URL(req.url ?? '/', 'http://x');
@@ -53,7 +54,7 @@ export async function startServer(): Promise<TestServer> {
       if (!res.headersSent) apiError(res, 500, 'internal', String(e));
       else res.destroy();
     }
-  });
+  }
   server.on('connection', (s) => {
     sockets.add(s);
     s.on('close', () => sockets.delete(s));
