@@ -79,6 +79,9 @@ const EnvSchema = z.object({
   /** Queued + running jobs a tenant may have at once (submitted through the api); 0: no quota. */
   MAX_QUEUED_JOBS_PER_TENANT: int(0, 1_000_000).default(200),
   ...Object.fromEntries(limitKeys.map((k) => [limitEnvName(k), int(1, Number.MAX_SAFE_INTEGER).default(DEFAULT_LIMITS[k])])),
+  // Hostile-but-valid requests (issue 10): uploads, streams and health.
+  /** Dataset uploads read at once by one api process; past it, 503 with Retry-After. */
+  MAX_DATASET_UPLOADS: int(1, 1000).default(2),
 });
 
 /** Variables whose values are never printed (a password in the URL, key hashes). */
@@ -106,6 +109,7 @@ export interface ApiConfig {
   rateLimit: { tenant: RateLimit; anonymous: RateLimit };
   /** 0: no quota. */
   maxLiveJobsPerTenant: number;
+  maxDatasetUploads: number;
 }
 
 /** Token bucket: `rps` tokens a second, at most `burst`; rps 0 turns it off. */
@@ -171,6 +175,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, readFile: (path
       anonymous: { rps: e.RATE_LIMIT_ANON_RPS, burst: e.RATE_LIMIT_ANON_BURST },
     },
     maxLiveJobsPerTenant: e.MAX_QUEUED_JOBS_PER_TENANT,
+    maxDatasetUploads: e.MAX_DATASET_UPLOADS,
   };
 }
 

@@ -2,7 +2,6 @@
 import { DEFAULT_LIMITS } from '@relu-lstm/jobs';
 import { ConfigError, isLoopback, limitEnvName, loadConfig } from '../src/config';
 import { KeyRing, parseApiKeys, sha256 } from '../src/http/api-keys';
-import { parseDatasetCsv } from '../src/datasets/csv';
 
 describe('loadConfig', () => {
   test('defaults', () => {
@@ -99,33 +98,5 @@ describe('API keys and the listen address', () => {
     expect(parseApiKeys(` a:${hex('1')} ,\n\n# c\nb:${hex('2')}`, 'X').map((e) => e.tenant)).toEqual(['a', 'b']);
     expect(parseApiKeys('  ', 'X')).toEqual([]);
     expect(() => parseApiKeys('[{"tenant":"a"}]', 'F')).toThrow(/F entry 1 \(tenant a\): expected the 64-hex-digit/);
-  });
-});
-
-describe('dataset CSV', () => {
-  test('per-step targets, header columns in any order', () => {
-    const r = parseDatasetCsv('sample,step,y0,x1,x0\n1,0,0.5,2,1\n1,1,0.6,4,3\n');
-    expect(r).toEqual({ ok: true, value: { x: [[[1, 2], [3, 4]]], y: [[[0.5], [0.6]]] } });
-  });
-
-  test('one target per sequence, ragged lengths padded', () => {
-    const r = parseDatasetCsv('sample,step,x0,y0,y1\r\na,0,1,,\r\na,1,2,7,8\r\nb,0,3,9,10\r\n');
-    expect(r).toEqual({ ok: true, value: { x: [[[1], [2]], [[3], [0]]], y: [[7, 8], [9, 10]], lengths: [2, 1] } });
-  });
-
-  test.each([
-    ['', 'line 1', 'empty upload'],
-    ['sample,step,x0\n', 'line 1', 'no y columns'],
-    ['sample,step,x0,x2,y0\n', 'line 1.x1', 'missing column'],
-    ['sample,step,x0,y0,z\n', 'line 1.z', 'unknown column'],
-    ['sample,step,x0,y0\na,1,1,1\n', 'line 2.step', 'steps of a sample'],
-    ['sample,step,x0,y0\na,0,1\n', 'line 2', 'wrong number of cells'],
-    ['sample,step,x0,y0\na,0,1,\na,1,2,\n', 'line 3.y0', "missing target on a sample's last row"],
-    ['sample,step,x0,y0\na,0,1,5\na,1,2,\n', 'line 2.y0', 'targets on every row'],
-    ['sample,step,x0,y0\na,0,NaN,1\n', 'line 2.x0', 'not a finite number'],
-  ])('%j -> %s', (csv, path, message) => {
-    const r = parseDatasetCsv(csv);
-    expect(r.ok).toBe(false);
-    if (!r.ok) expect(r.issues[0]).toMatchObject({ path, message: expect.stringContaining(message) });
   });
 });

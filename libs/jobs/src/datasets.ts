@@ -3,8 +3,10 @@
  * `DatasetMeta` in Redis under `keys.dataset(id)`. The worker reads a `data.datasetId` with `get`.
  */
 import { randomBytes } from 'node:crypto';
+import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
 import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
 import { assertSafeId } from './keys';
 import type { DatasetInput } from './payloads';
 
@@ -23,6 +25,25 @@ export interface DatasetStore {
   get(id: string): Promise<DatasetInput>;
   exists(id: string): Promise<boolean>;
   remove(id: string): Promise<void>;
+  /** Stores a dataset that arrives row by row (an upload parsed as a stream); see `DatasetWriter`. */
+  writer(id: string): Promise<DatasetWriter>;
+}
+
+/** The arrays of a dataset: `x [N, T, I]`, `y [N, O]` or `[N, T, O]`, optional `lengths [N]`. */
+export type DatasetField = 'x' | 'y' | 'lengths';
+
+/**
+ * Receives a dataset's numbers as innermost rows, in order, field by field (the fields may
+ * interleave). `index` is the row's place in its field (`[n, t]` for a row of `x`, `[]` for
+ * `lengths`); consecutive appends with the same index continue one row. Nothing is visible under
+ * `id` before `commit`; `abort` drops what was written.
+ */
+export interface DatasetWriter {
+  append(field: DatasetField, index: readonly number[], values: readonly number[] | Float64Array): void;
+  /** Resolves once the buffered rows are written (call between chunks of the upload). */
+  flush(): Promise<void>;
+  commit(): Promise<{ bytes: number }>;
+  abort(): Promise<void>;
 }
 
 /** `<dir>/<id>.json`, written to a temporary file and renamed. */
@@ -68,5 +89,114 @@ export class FileDatasetStore implements DatasetStore {
 
   async remove(id: string): Promise<void> {
     await rm(this.path(id), { force: true });
+  }
+
+  async writer(id: string): Promise<DatasetWriter> {
+    const final = this.path(id);
+    await mkdir(this.dir, { recursive: true });
+    return new FileDatasetWriter(final, join(this.dir, `.${id}.${randomBytes(6).toString('hex')}`));
+  }
+}
+
+/** One JSON array text per field, written to its own part file as rows come. */
+class JsonFieldPart {
+  readonly stream: WriteStream;
+  private buf = '';
+  private last: readonly number[] | null = null;
+  private rowHasValues = false;
+  bytes = 0;
+
+  constructor(readonly file: string) {
+    this.stream = createWriteStream(file);
+  }
+
+  append(index: readonly number[], values: readonly number[] | Float64Array): void {
+    const prev = this.last;
+    if (prev === null) {
+      this.buf += '['.repeat(index.length + 1);
+    } else {
+      let k = 0;
+      while (k < index.length && index[k] === prev[k]) k++;
+      if (k < index.length) {
+        const depth = index.length - k;
+        this.buf += `${']'.repeat(depth)},${'['.repeat(depth)}`;
+        this.rowHasValues = false;
+      }
+    }
+    this.last = index.length === 0 ? index : [...index];
+    if (values.length === 0) return;
+    this.buf += (this.rowHasValues ? ',' : '') + values.join(',');
+    this.rowHasValues = true;
+  }
+
+  async flush(): Promise<void> {
+    if (!this.buf) return;
+    const text = this.buf;
+    this.buf = '';
+    this.bytes += Buffer.byteLength(text);
+    if (!this.stream.write(text)) await new Promise<void>((r) => this.stream.once('drain', r));
+  }
+
+  async close(): Promise<void> {
+    this.buf += this.last === null ? '[]' : ']'.repeat(this.last.length + 1);
+    await this.flush();
+    await new Promise<void>((resolve, reject) => this.stream.end((e?: Error | null) => (e ? reject(e) : resolve())));
+  }
+}
+
+/** Writes `{"x":...,"y":...,"lengths":...}` from the field parts into a temporary file, then renames it. */
+class FileDatasetWriter implements DatasetWriter {
+  private readonly parts = new Map<DatasetField, JsonFieldPart>();
+
+  constructor(
+    private readonly final: string,
+    private readonly tmp: string,
+  ) {}
+
+  private part(field: DatasetField): JsonFieldPart {
+    let p = this.parts.get(field);
+    if (!p) this.parts.set(field, (p = new JsonFieldPart(`${this.tmp}.${field}.part`)));
+    return p;
+  }
+
+  append(field: DatasetField, index: readonly number[], values: readonly number[] | Float64Array): void {
+    this.part(field).append(index, values);
+  }
+
+  async flush(): Promise<void> {
+    for (const p of this.parts.values()) await p.flush();
+  }
+
+  async commit(): Promise<{ bytes: number }> {
+    const fields = (['x', 'y', 'lengths'] as const).filter((f) => f !== 'lengths' || this.parts.has(f));
+    for (const f of fields) await this.part(f).close();
+    const out = createWriteStream(`${this.tmp}.json`);
+    let bytes = 0;
+    try {
+      for (const [i, f] of fields.entries()) {
+        const head = `${i === 0 ? '{' : ','}"${f}":`;
+        out.write(head);
+        bytes += head.length + this.part(f).bytes;
+        await pipeline(createReadStream(this.part(f).file), out, { end: false });
+      }
+      await new Promise<void>((resolve, reject) => out.end('}', (e?: Error | null) => (e ? reject(e) : resolve())));
+      await rename(`${this.tmp}.json`, this.final);
+    } catch (e) {
+      out.destroy();
+      await this.abort();
+      throw e;
+    }
+    await this.removeParts();
+    return { bytes: bytes + 1 };
+  }
+
+  async abort(): Promise<void> {
+    for (const p of this.parts.values()) p.stream.destroy();
+    await this.removeParts();
+    await rm(`${this.tmp}.json`, { force: true });
+  }
+
+  private async removeParts(): Promise<void> {
+    await Promise.all([...this.parts.values()].map((p) => rm(p.file, { force: true })));
   }
 }

@@ -1,0 +1,124 @@
+/**
+ * Hostile but valid requests (issue 10) against a real api process: big dataset uploads at once,
+ * with /health polled throughout and the api's peak RSS (VmHWM) bounded.
+ */
+import { createReadStream } from 'node:fs';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { request as httpRequest } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { http, startApi, type ApiProcess } from './harness';
+
+/** Peak resident memory of a process, in MB, from /proc/<pid>/status. */
+export async function peakRssMb(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  return Number(/^VmHWM:\s+(\d+) kB/m.exec(status)![1]) / 1024;
+}
+
+/** Polls GET /health every `everyMs` until stopped; records each status and latency. */
+export function pollHealth(url: string, everyMs = 100): { stop(): Promise<{ statuses: number[]; maxMs: number }> } {
+  const statuses: number[] = [];
+  let maxMs = 0;
+  let running = true;
+  const loop = (async () => {
+    while (running) {
+      const t0 = Date.now();
+      const r = await http(url, 'GET', '/health', { timeoutMs: 30_000 }).catch(() => ({ status: 0 }));
+      statuses.push(r.status);
+      maxMs = Math.max(maxMs, Date.now() - t0);
+      await new Promise((res) => setTimeout(res, everyMs));
+    }
+  })();
+  return {
+    async stop() {
+      running = false;
+      await loop;
+      return { statuses, maxMs };
+    },
+  };
+}
+
+/** POSTs a file as the body, streamed from disk. */
+function upload(url: string, file: string, size: number, contentType: string): Promise<{ status: number; json: any; ms: number; retryAfter?: string }> {
+  const t0 = Date.now();
+  return new Promise((res, rej) => {
+    const req = httpRequest(new URL('/v1/datasets', url), { method: 'POST', agent: false, headers: { 'content-type': contentType, 'content-length': String(size), connection: 'close' } }, (r) => {
+      let text = '';
+      r.setEncoding('utf8');
+      r.on('data', (c: string) => (text += c));
+      r.on('end', () => res({ status: r.statusCode ?? 0, json: JSON.parse(text), ms: Date.now() - t0, retryAfter: r.headers['retry-after'] as string | undefined }));
+    });
+    req.on('error', rej);
+    const body = createReadStream(file);
+    body.pipe(req);
+    // The server may answer (503) before reading the body; stop sending then.
+    req.on('response', () => body.destroy());
+  });
+}
+
+/** The issue's repro: `{ x, y }` with 10000 samples of 500 steps of one feature, ~90 MB. */
+async function writeReproJson(file: string): Promise<number> {
+  const s = `[${Array(500).fill('[0.1234]').join(',')}]`;
+  const a = `[${Array(10000).fill(s).join(',')}]`;
+  await writeFile(file, `{"x":${a},"y":${a}}`);
+  return (await stat(file)).size;
+}
+
+/** Samples of the CSV repro: as many as fit ~90 MB. */
+const CSV_SAMPLES = 7600;
+
+/** The same numbers as CSV, `sample,step,x0,y0`, one row per step. */
+async function writeReproCsv(file: string): Promise<number> {
+  const rows: string[] = ['sample,step,x0,y0'];
+  for (let n = 0; n < CSV_SAMPLES; n++) for (let t = 0; t < 500; t++) rows.push(`s${n},${t},0.1234,0.1234`);
+  await writeFile(file, rows.join('\n'));
+  return (await stat(file)).size;
+}
+
+/** Peak RSS the api may reach with MAX_DATASET_UPLOADS (2) uploads of ~90 MB being parsed. */
+const UPLOAD_PEAK_RSS_MB = 250;
+
+describe('three concurrent ~90 MB dataset uploads', () => {
+  let api: ApiProcess;
+  let dir: string;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'hostile-'));
+    api = await startApi();
+  }, 60_000);
+  afterAll(async () => {
+    await api.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test.each([
+    ['JSON', 'application/json', writeReproJson, 10000],
+    ['CSV', 'text/csv', writeReproCsv, CSV_SAMPLES],
+  ])('%s: two are stored, the third gets 503 with Retry-After; /health stays 200; RSS bounded', async (kind, type, make, samples) => {
+    const file = join(dir, `ds.${kind}`);
+    const size = await make(file);
+    const health = pollHealth(api.url);
+    const t0 = Date.now();
+    const results = await Promise.all([0, 1, 2].map(() => upload(api.url, file, size, type)));
+    const took = Date.now() - t0;
+    const { statuses, maxMs } = await health.stop();
+    const peak = await peakRssMb(api.child.pid!);
+    console.log(
+      `${kind} upload of ${(size / 1e6).toFixed(1)} MB x3: statuses ${results.map((r) => `${r.status} in ${r.ms} ms`).join(', ')}; ` +
+        `all done in ${took} ms; api peak RSS ${peak.toFixed(0)} MB; /health ${statuses.length} polls, slowest ${maxMs} ms`,
+    );
+    const stored = results.filter((r) => r.status === 201);
+    const refused = results.filter((r) => r.status === 503);
+    expect(stored.length + refused.length).toBe(3);
+    expect(stored.length).toBeGreaterThanOrEqual(1);
+    for (const r of stored) expect(r.json).toMatchObject({ samples, seqLen: 500, inputSize: 1, targetShape: [samples, 500, 1] });
+    for (const r of refused) expect([r.json.error.code, r.retryAfter]).toEqual(['unavailable', '5']);
+    expect(statuses.length).toBeGreaterThan(0);
+    expect(statuses.every((s) => s === 200)).toBe(true);
+    expect(peak).toBeLessThan(UPLOAD_PEAK_RSS_MB);
+    // What was stored reads back as the body sent.
+    const back = JSON.parse(await readFile(join(api.datasetDir, `${stored[0].json.id}.json`), 'utf8'));
+    expect([back.x.length, back.x[samples - 1].length, back.x[samples - 1][499][0], back.y[0][0][0]]).toEqual([samples, 500, 0.1234, 0.1234]);
+    await rm(file);
+  }, 600_000);
+});
