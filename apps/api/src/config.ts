@@ -82,6 +82,10 @@ const EnvSchema = z.object({
   // Hostile-but-valid requests (issue 10): uploads, streams and health.
   /** Dataset uploads read at once by one api process; past it, 503 with Retry-After. */
   MAX_DATASET_UPLOADS: int(1, 1000).default(2),
+  /** How often the background probe PINGs Redis for /health and /ready. */
+  HEALTH_PROBE_MS: int(50, 60_000).default(1000),
+  /** No PING answered for this long: Redis counts as down (a slower answer is latency). */
+  REDIS_STALE_MS: int(100, 600_000).default(30_000),
 });
 
 /** Variables whose values are never printed (a password in the URL, key hashes). */
@@ -110,6 +114,8 @@ export interface ApiConfig {
   /** 0: no quota. */
   maxLiveJobsPerTenant: number;
   maxDatasetUploads: number;
+  healthProbeMs: number;
+  redisStaleMs: number;
 }
 
 /** Token bucket: `rps` tokens a second, at most `burst`; rps 0 turns it off. */
@@ -176,6 +182,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, readFile: (path
     },
     maxLiveJobsPerTenant: e.MAX_QUEUED_JOBS_PER_TENANT,
     maxDatasetUploads: e.MAX_DATASET_UPLOADS,
+    healthProbeMs: e.HEALTH_PROBE_MS,
+    redisStaleMs: e.REDIS_STALE_MS,
   };
 }
 

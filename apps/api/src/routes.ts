@@ -17,6 +17,7 @@ export interface RouteSpec {
 
 export const ROUTES: readonly RouteSpec[] = [
   { method: 'GET', path: '/health', access: 'public' },
+  { method: 'GET', path: '/ready', access: 'public' },
   { method: 'POST', path: '/v1/jobs/train', access: 'tenant' },
   { method: 'POST', path: '/v1/jobs/infer', access: 'tenant' },
   { method: 'GET', path: '/v1/jobs', access: 'tenant' },

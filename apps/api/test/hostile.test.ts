@@ -2,11 +2,14 @@
  * Hostile but valid requests (issue 10) against a real api process: big dataset uploads at once,
  * with /health polled throughout and the api's peak RSS (VmHWM) bounded.
  */
+import { spawn } from 'node:child_process';
 import { createReadStream } from 'node:fs';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
+import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Redis } from 'ioredis';
 import { http, startApi, type ApiProcess } from './harness';
 
 /** Peak resident memory of a process, in MB, from /proc/<pid>/status. */
@@ -121,4 +124,72 @@ describe('three concurrent ~90 MB dataset uploads', () => {
     expect([back.x.length, back.x[samples - 1].length, back.x[samples - 1][499][0], back.y[0][0][0]]).toEqual([samples, 500, 0.1234, 0.1234]);
     await rm(file);
   }, 600_000);
+});
+
+/** A redis-server of the test's own on a free port, so it can be slowed and stopped. */
+async function startRedis(): Promise<{ url: string; stop(): Promise<void> }> {
+  const port = await new Promise<number>((res) => {
+    const srv = createServer().listen(0, '127.0.0.1', () => {
+      const p = (srv.address() as AddressInfo).port;
+      srv.close(() => res(p));
+    });
+  });
+  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--enable-debug-command', 'yes'], { stdio: 'ignore' });
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  const url = `redis://127.0.0.1:${port}`;
+  for (let i = 0; ; i++) {
+    const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0 });
+    const ok = await probe.connect().then(() => true, () => false);
+    probe.disconnect();
+    if (ok) break;
+    if (i > 50) throw new Error('redis-server did not start');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return {
+    url,
+    async stop() {
+      child.kill('SIGKILL');
+      await exited;
+    },
+  };
+}
+
+describe('/health and /ready with a slow, then a stopped Redis', () => {
+  test('DEBUG SLEEP 3 is latency in /ready, /health stays 200; a stopped Redis is 503 at once', async () => {
+    const redis = await startRedis();
+    const api = await startApi({ REDIS_URL: redis.url, HEALTH_PROBE_MS: '200' });
+    const admin = new Redis(redis.url);
+    try {
+      expect((await http(api.url, 'GET', '/health')).status).toBe(200);
+      const sleeping = admin.call('DEBUG', 'SLEEP', '3');
+      const health = pollHealth(api.url, 50);
+      let latency = 0;
+      const t0 = Date.now();
+      while (Date.now() - t0 < 2800) {
+        const r = await http(api.url, 'GET', '/ready', { timeoutMs: 1000 });
+        expect(r.status).toBe(200);
+        latency = Math.max(latency, r.json.redisLatencyMs ?? 0);
+        await new Promise((res) => setTimeout(res, 100));
+      }
+      const { statuses, maxMs } = await health.stop();
+      await sleeping;
+      console.log(`DEBUG SLEEP 3: /health ${statuses.length} polls, all ${[...new Set(statuses)].join('/')}, slowest ${maxMs} ms; /ready showed Redis latency up to ${latency} ms`);
+      expect(statuses.every((s) => s === 200)).toBe(true);
+      expect(maxMs).toBeLessThan(1000);
+      expect(latency).toBeGreaterThanOrEqual(2000);
+
+      await redis.stop();
+      const t1 = Date.now();
+      let down = await http(api.url, 'GET', '/health');
+      while (down.status !== 503 && Date.now() - t1 < 5000) down = await http(api.url, 'GET', '/health');
+      console.log(`Redis stopped: /health 503 after ${Date.now() - t1} ms`);
+      expect([down.status, down.json]).toEqual([503, { status: 'unavailable', redis: 'down' }]);
+      expect(Date.now() - t1).toBeLessThan(2000);
+      expect((await http(api.url, 'GET', '/ready')).status).toBe(503);
+    } finally {
+      admin.disconnect();
+      await api.stop();
+      await redis.stop();
+    }
+  }, 60_000);
 });

@@ -9,6 +9,7 @@ import {
   DatasetViewSchema,
   ErrorBodySchema,
   HealthSchema,
+  ReadinessSchema,
   InferResultSchema,
   InferWaitResponseSchema,
   JobErrorSchema,
@@ -55,6 +56,7 @@ export function buildOpenApi(contract: JobContract, version: string): Record<str
     DatasetView: jsonSchema(DatasetViewSchema, 'output'),
     WorkerList: jsonSchema(WorkerListSchema, 'output'),
     Health: jsonSchema(HealthSchema, 'output'),
+    Readiness: jsonSchema(ReadinessSchema, 'output'),
     ErrorBody: jsonSchema(ErrorBodySchema, 'output'),
     JobEvent: jsonSchema(JobEventSchema, 'output'),
     ProgressEvent: jsonSchema(ProgressEventSchema, 'output'),
@@ -154,7 +156,10 @@ export function buildOpenApi(contract: JobContract, version: string): Record<str
         get: { summary: 'Live workers (from their heartbeats)', responses: { 200: { description: 'Workers', content: json('WorkerList') } } },
       },
       '/health': {
-        get: { summary: 'Redis reachable? (no key needed)', security: [], responses: { 200: { description: 'Up', content: json('Health') }, 503: { description: 'Redis down', content: json('Health') } } },
+        get: { summary: 'Redis reachable? From a cached background probe (no key needed)', security: [], responses: { 200: { description: 'Up', content: json('Health') }, 503: { description: 'Redis down', content: json('Health') } } },
+      },
+      '/ready': {
+        get: { summary: 'As /health, with Redis latency (no key needed)', security: [], responses: { 200: { description: 'Up', content: json('Readiness') }, 503: { description: 'Redis down', content: json('Readiness') } } },
       },
       '/docs': {
         get: { summary: 'This document', responses: { 200: { description: 'OpenAPI 3.1' } } },
@@ -176,7 +181,7 @@ export function buildOpenApi(contract: JobContract, version: string): Record<str
   };
   // Every route but /health: a key (401 without a valid one) and the rate limit (429, Retry-After).
   for (const [path, ops] of Object.entries(doc.paths)) {
-    if (path === '/health') continue;
+    if (path === '/health' || path === '/ready') continue;
     for (const op of Object.values(ops)) {
       op.responses[401] = error('No valid key: `Authorization: Bearer <key>` (WWW-Authenticate: Bearer).');
       op.responses[429] = error("Rate limit (Retry-After: seconds) or, on the submit routes, the tenant's job quota (`quota_exceeded`).");

@@ -3,7 +3,7 @@
  * never read): finds who the request acts for from `Authorization: Bearer <key>`, charges the rate
  * limit, then lets the request through or answers 401 / 403 / 429.
  *
- *   /health            public, not limited
+ *   /health, /ready    public, not limited
  *   /v1/admin/...      the admin key (ADMIN_KEY_HASH) only: no key 401, any other key 403
  *   everything else    a tenant's key: none or unknown 401. With no keys configured (loopback
  *                      only, see config.ts) every request acts for the tenant `default`.
@@ -21,7 +21,7 @@ import type { RateLimiter, RateSubject } from './rate-limit';
 import { setIdentity, type Identity } from './tenant';
 
 /** Express matches paths case-insensitively and with a trailing slash; so do these. */
-export const PUBLIC_PATH = /^\/health\/?$/i;
+export const PUBLIC_PATH = /^\/(?:health|ready)\/?$/i;
 export const ADMIN_PATH = /^\/v1\/admin(?:\/|$)/i;
 
 interface Denial {
