@@ -3,6 +3,7 @@
  * with /health polled throughout and the api's peak RSS (VmHWM) bounded.
  */
 import { spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
@@ -10,7 +11,7 @@ import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
-import { http, startApi, type ApiProcess } from './harness';
+import { REDIS_URL, http, startApi, type ApiProcess } from './harness';
 
 /** Peak resident memory of a process, in MB, from /proc/<pid>/status. */
 export async function peakRssMb(pid: number): Promise<number> {
@@ -192,4 +193,63 @@ describe('/health and /ready with a slow, then a stopped Redis', () => {
       await redis.stop();
     }
   }, 60_000);
+});
+
+/** Deletes every key under a test's prefix (the big payloads must not stay in the shared Redis). */
+async function dropPrefix(prefix: string): Promise<void> {
+  const redis = new Redis(REDIS_URL);
+  try {
+    let cursor = '0';
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+      cursor = next;
+      if (keys.length) await redis.del(...keys);
+    } while (cursor !== '0');
+  } finally {
+    redis.disconnect();
+  }
+}
+
+describe('status reads of a job with a 9.6 MB inline payload', () => {
+  test('20 concurrent GETs read its size, never the payload', async () => {
+    const prefix = `test-${randomUUID()}`;
+    // inputs [24, 1000, 100]: 2.4M numbers, 4 bytes each.
+    const row = `[${Array(100).fill('0.5').join(',')}]`;
+    const sample = `[${Array(1000).fill(row).join(',')}]`;
+    const body = `{"model":{"config":{"inputSize":100,"hiddenSize":4,"outputSize":1},"stateDict":{}},"inputs":[${Array(24).fill(sample).join(',')}],"device":"cpu"}`;
+    const submitter = await startApi({ QUEUE_PREFIX: prefix, BODY_LIMIT: '12mb' });
+    let id: string;
+    try {
+      const r = await http(submitter.url, 'POST', '/v1/jobs/infer', { raw: body, headers: { 'content-type': 'application/json' } });
+      expect(r.status).toBe(202);
+      id = r.json.id;
+    } finally {
+      await submitter.stop();
+    }
+    // A fresh process, so its peak RSS is that of the reads alone.
+    const api = await startApi({ QUEUE_PREFIX: prefix });
+    try {
+      // The queue connection of a fresh api may still be connecting (503): wait for its first answer.
+      for (let i = 0; (await http(api.url, 'GET', `/v1/jobs/${id}`)).status !== 200 && i < 50; i++) await new Promise((res) => setTimeout(res, 100));
+      const before = await peakRssMb(api.child.pid!);
+      const t0 = Date.now();
+      const views = await Promise.all(Array.from({ length: 20 }, () => http(api.url, 'GET', `/v1/jobs/${id}`)));
+      const took = Date.now() - t0;
+      const list = await http(api.url, 'GET', '/v1/jobs');
+      const after = await peakRssMb(api.child.pid!);
+      console.log(`20 concurrent GETs of a job with a ${(body.length / 1e6).toFixed(1)} MB payload: ${took} ms; api peak RSS ${before.toFixed(0)} -> ${after.toFixed(0)} MB`);
+      for (const v of views) {
+        expect(v.status).toBe(200);
+        expect(v.json).toMatchObject({ id, state: 'queued', payloadBytes: expect.any(Number), links: { self: `/v1/jobs/${id}` } });
+        expect(v.json.payloadBytes).toBeGreaterThan(9_000_000);
+        expect(v.text.length).toBeLessThan(2000);
+      }
+      expect(list.json.items).toEqual([views[0].json]);
+      expect(after - before).toBeLessThan(40);
+      expect(took).toBeLessThan(5000);
+    } finally {
+      await api.stop();
+      await dropPrefix(prefix);
+    }
+  }, 120_000);
 });

@@ -43,6 +43,8 @@ export const JobViewSchema = z.strictObject({
   result: z.unknown().nullable(),
   error: JobErrorSchema.nullable(),
   links: JobLinksSchema,
+  /** Bytes of the payload as queued (null once the queue's record is gone). A view never carries the payload. */
+  payloadBytes: z.number().int().nullable().optional(),
 });
 export type JobView = z.infer<typeof JobViewSchema>;
 
