@@ -86,6 +86,10 @@ const EnvSchema = z.object({
   HEALTH_PROBE_MS: int(50, 60_000).default(1000),
   /** No PING answered for this long: Redis counts as down (a slower answer is latency). */
   REDIS_STALE_MS: int(100, 600_000).default(30_000),
+  /** Unsent bytes an SSE connection may hold before the api stops reading events for it. */
+  SSE_MAX_BUFFER_BYTES: byteSize.default(256 * 1024),
+  /** An SSE client whose buffer stays full this long is disconnected (it resumes with Last-Event-ID). */
+  SSE_STALL_MS: int(100, 3_600_000).default(30_000),
 });
 
 /** Variables whose values are never printed (a password in the URL, key hashes). */
@@ -116,6 +120,8 @@ export interface ApiConfig {
   maxDatasetUploads: number;
   healthProbeMs: number;
   redisStaleMs: number;
+  sseMaxBufferBytes: number;
+  sseStallMs: number;
 }
 
 /** Token bucket: `rps` tokens a second, at most `burst`; rps 0 turns it off. */
@@ -184,6 +190,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, readFile: (path
     maxDatasetUploads: e.MAX_DATASET_UPLOADS,
     healthProbeMs: e.HEALTH_PROBE_MS,
     redisStaleMs: e.REDIS_STALE_MS,
+    sseMaxBufferBytes: e.SSE_MAX_BUFFER_BYTES,
+    sseStallMs: e.SSE_STALL_MS,
   };
 }
 

@@ -7,11 +7,12 @@ import { randomUUID } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
-import { createServer, type AddressInfo } from 'node:net';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
-import { REDIS_URL, http, startApi, type ApiProcess } from './harness';
+import { CANONICAL_TRAIN_EXAMPLE, FLOAT32_EXPECTED, redisKeys } from '@relu-lstm/jobs';
+import { REDIS_URL, http, readSse, startApi, type ApiProcess } from './harness';
 
 /** Peak resident memory of a process, in MB, from /proc/<pid>/status. */
 export async function peakRssMb(pid: number): Promise<number> {
@@ -252,4 +253,90 @@ describe('status reads of a job with a 9.6 MB inline payload', () => {
       await dropPrefix(prefix);
     }
   }, 120_000);
+});
+
+/** Opens an SSE request on a raw socket and never reads from it. */
+function pausedReader(url: string, path: string): Promise<Socket> {
+  const u = new URL(url);
+  return new Promise((res, rej) => {
+    const socket = connect(Number(u.port), u.hostname, () => {
+      socket.write(`GET ${path} HTTP/1.1\r\nHost: ${u.host}\r\nAccept: text/event-stream\r\n\r\n`);
+      socket.pause();
+      res(socket);
+    });
+    socket.on('error', () => undefined);
+    socket.once('error', rej);
+  });
+}
+
+/** What 100 paused readers may add to the api's peak RSS (each holds at most SSE_MAX_BUFFER_BYTES unsent, one batch read). */
+const SSE_READERS_RSS_MB = 200;
+
+describe('SSE backpressure', () => {
+  test('100 paused readers of a 100k-event stream: RSS bounded; stalled readers are closed and their places freed', async () => {
+    const prefix = `test-${randomUUID()}`;
+    const api = await startApi({ QUEUE_PREFIX: prefix, SSE_STALL_MS: '6000', MAX_STREAMS_PER_TENANT: '100' });
+    const redis = new Redis(REDIS_URL);
+    const sockets: Socket[] = [];
+    try {
+      const r = await http(api.url, 'POST', '/v1/jobs/train', { body: { ...JSON.parse(JSON.stringify(CANONICAL_TRAIN_EXAMPLE)), device: 'gpu' } });
+      expect(r.status).toBe(202);
+      const id = r.json.id as string;
+      const key = redisKeys(prefix).events(id);
+      const at = Date.now();
+      for (let i = 0; i < 100_000; i += 5000) {
+        const p = redis.pipeline();
+        for (let k = i; k < i + 5000; k++) {
+          p.xadd(key, '*', 'event', JSON.stringify({ type: 'metric', at, epoch: 0, step: k, loss: 0.5 + k / 1e6, valLoss: null, gradNorm: 1.25, samplesPerSec: 1000.5, elapsedMs: k }));
+        }
+        await p.exec();
+      }
+      const before = await peakRssMb(api.child.pid!);
+      for (let i = 0; i < 100; i++) sockets.push(await pausedReader(api.url, `/v1/jobs/${id}/events`));
+      await new Promise((res) => setTimeout(res, 4000));
+      const tail = `/v1/jobs/${id}/events?after=99999999999999-0`;
+      expect((await readSse(api.url, tail, { timeoutMs: 1000 })).status).toBe(429);
+      const peak = await peakRssMb(api.child.pid!);
+      const health = await http(api.url, 'GET', '/health');
+      // Past SSE_STALL_MS the full connections are closed and their places come free.
+      const t0 = Date.now();
+      let again = await readSse(api.url, tail, { timeoutMs: 300 });
+      while (again.status !== 200 && Date.now() - t0 < 20_000) {
+        await new Promise((res) => setTimeout(res, 500));
+        again = await readSse(api.url, tail, { timeoutMs: 300 });
+      }
+      console.log(`100 paused SSE readers of 100k events: api peak RSS ${before.toFixed(0)} -> ${peak.toFixed(0)} MB; a place free again ${Date.now() - t0} ms after (SSE_STALL_MS 6000)`);
+      expect(again.status).toBe(200);
+      expect(health.status).toBe(200);
+      expect(peak - before).toBeLessThan(SSE_READERS_RSS_MB);
+    } finally {
+      for (const s of sockets) s.destroy();
+      redis.disconnect();
+      await api.stop();
+      await dropPrefix(prefix);
+    }
+  }, 120_000);
+});
+
+describe('data checks before the queue', () => {
+  let api: ApiProcess;
+  beforeAll(async () => {
+    api = await startApi();
+  }, 60_000);
+  afterAll(() => api.stop());
+
+  test('a number past float32 in inline inputs is a 400 naming it; nothing is queued', async () => {
+    const body = { model: { config: { inputSize: 1, hiddenSize: 2, outputSize: 1 }, stateDict: {} }, inputs: [[[1], [1e39]]] };
+    const r = await http(api.url, 'POST', '/v1/jobs/infer', { body });
+    expect(r.status).toBe(400);
+    expect(r.json.error.issues).toEqual([expect.objectContaining({ path: 'inputs[0][1][0]', expected: FLOAT32_EXPECTED, received: '1e+39' })]);
+    expect((await http(api.url, 'GET', '/v1/jobs')).json.items).toEqual([]);
+  });
+
+  test('CSV: a duplicated header is a 400 naming it; a hex number a 400 naming its cell', async () => {
+    const dup = await http(api.url, 'POST', '/v1/datasets', { raw: 'sample,step,x0,y0,x0\na,0,1,2,3\n', headers: { 'content-type': 'text/csv' } });
+    expect([dup.status, dup.json.error.issues[0]]).toEqual([400, expect.objectContaining({ path: 'line 1.x0', message: 'duplicate column', received: '"x0" twice' })]);
+    const hex = await http(api.url, 'POST', '/v1/datasets', { raw: 'sample,step,x0,y0\na,0,0x10,2\n', headers: { 'content-type': 'text/csv' } });
+    expect([hex.status, hex.json.error.issues[0]]).toEqual([400, expect.objectContaining({ path: 'line 2.x0', received: '"0x10"' })]);
+  });
 });
