@@ -106,8 +106,12 @@ class JsonFieldPart {
   private rowHasValues = false;
   bytes = 0;
 
+  /** A write error, reported by the next flush (a stream destroyed by `abort` may still report one). */
+  private failed: Error | null = null;
+
   constructor(readonly file: string) {
     this.stream = createWriteStream(file);
+    this.stream.on('error', (e) => (this.failed ??= e));
   }
 
   append(index: readonly number[], values: readonly number[] | Float64Array): void {
@@ -130,11 +134,21 @@ class JsonFieldPart {
   }
 
   async flush(): Promise<void> {
+    if (this.failed) throw this.failed;
     if (!this.buf) return;
     const text = this.buf;
     this.buf = '';
     this.bytes += Buffer.byteLength(text);
-    if (!this.stream.write(text)) await new Promise<void>((r) => this.stream.once('drain', r));
+    if (!this.stream.write(text)) {
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          this.stream.off('drain', done).off('close', done);
+          resolve();
+        };
+        this.stream.on('drain', done).on('close', done);
+      });
+    }
+    if (this.failed) throw this.failed;
   }
 
   async close(): Promise<void> {

@@ -190,6 +190,11 @@ class TensorTracker {
   }
 }
 
+/** `obj[key] = v` as JSON.parse does it: `__proto__` is an own field, not the prototype. */
+function setOwn(obj: Record<string, unknown>, key: string, v: unknown): void {
+  Object.defineProperty(obj, key, { value: v, enumerable: true, writable: true, configurable: true });
+}
+
 /** The non-array fields (`description`, unknown keys): built as values, small by the token cap. */
 class ValueBuilder {
   private readonly stack: Array<unknown[] | Record<string, unknown>> = [];
@@ -204,7 +209,7 @@ class ValueBuilder {
       this.result = v;
       this.done = true;
     } else if (Array.isArray(top)) top.push(v);
-    else top[this.keys[this.keys.length - 1]] = v;
+    else setOwn(top, this.keys[this.keys.length - 1], v);
   }
 
   open(v: unknown[] | Record<string, unknown>): void {
@@ -264,9 +269,15 @@ export class JsonDatasetParser implements JsonTokenHandler {
   }
 
   finish(): ParsedUpload {
-    if (this.issue) return { ok: false, issues: [this.issue] };
-    this.tokens.end();
-    return this.summarize();
+    if (!this.issue) {
+      try {
+        this.tokens.end();
+      } catch (e) {
+        if (!(e instanceof StopParse)) throw e;
+        this.issue = e.issue;
+      }
+    }
+    return this.issue ? { ok: false, issues: [this.issue] } : this.summarize();
   }
 
   private lengthElement(): z.ZodType {
@@ -348,7 +359,7 @@ export class JsonDatasetParser implements JsonTokenHandler {
   private summarize(): ParsedUpload {
     // The object-level checks (missing fields, unknown keys, description) on a stand-in whose arrays are empty.
     const standIn: Record<string, unknown> = {};
-    for (const [k, b] of this.others) standIn[k] = b.result;
+    for (const [k, b] of this.others) setOwn(standIn, k, b.result);
     for (const k of this.trackers.keys()) standIn[k] = [];
     const envelope = validate(z.strictObject(this.contract.DatasetInput.shape), standIn);
     if (!envelope.ok) return envelope;

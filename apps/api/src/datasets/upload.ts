@@ -30,7 +30,7 @@ export async function* bodyText(req: Request, limit: number): AsyncGenerator<str
   const decoder = DECODERS[encoding];
   if (!decoder && encoding !== 'identity') throw new ApiError(415, 'unsupported_media_type', `unsupported content encoding "${encoding}"`);
   // Stopping early must not destroy the request: the answer still goes out on its socket.
-  const source = decoder ? (req.pipe(decoder()) as unknown as AsyncIterable<Buffer>) : req.iterator({ destroyOnReturn: false });
+  const source = decoder ? decoded(req, decoder()) : req.iterator({ destroyOnReturn: false });
   const text = new TextDecoder('utf-8');
   let bytes = 0;
   try {
@@ -44,6 +44,16 @@ export async function* bodyText(req: Request, limit: number): AsyncGenerator<str
   } finally {
     // Unread data is drained and dropped, so the response can go out on this connection.
     if (!req.readableEnded) req.resume();
+  }
+}
+
+/** The body through a decompressor; a corrupt stream is a 400. */
+async function* decoded(req: Request, decoder: NodeJS.ReadWriteStream): AsyncGenerator<Buffer, void, undefined> {
+  try {
+    yield* req.pipe(decoder) as unknown as AsyncIterable<Buffer>;
+  } catch (e) {
+    if (e instanceof ApiError) throw e;
+    throw new ApiError(400, 'invalid_request', `the body could not be decompressed (${req.headers['content-encoding']}): ${(e as Error).message}`);
   }
 }
 
