@@ -50,8 +50,15 @@ export class DatasetsController {
   async create(@Req() req: Request): Promise<DatasetView> {
     const tenant = tenantOf(req);
     const format = req.is('application/json') ? 'json' : req.is('text/csv') ? 'csv' : null;
-    if (!format) throw new ApiError(415, 'unsupported_media_type', 'send a dataset as application/json or text/csv');
-    const release = this.slots.acquire();
+    let release: () => void;
+    try {
+      if (!format) throw new ApiError(415, 'unsupported_media_type', 'send a dataset as application/json or text/csv');
+      release = this.slots.acquire();
+    } catch (e) {
+      // Refused unread: the body is drained and dropped, so the client (still sending) gets the answer.
+      req.resume();
+      throw e;
+    }
     try {
       const id = randomUUID();
       const parsed = await this.storeUpload(id, format, req);
