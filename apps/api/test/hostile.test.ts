@@ -302,7 +302,7 @@ describe('SSE backpressure', () => {
       // Past SSE_STALL_MS the full connections are closed and their places come free.
       const t0 = Date.now();
       let again = await readSse(api.url, tail, { timeoutMs: 300 });
-      while (again.status !== 200 && Date.now() - t0 < 40_000) {
+      while (again.status !== 200 && Date.now() - t0 < 60_000) {
         await new Promise((res) => setTimeout(res, 500));
         again = await readSse(api.url, tail, { timeoutMs: 300 });
       }

@@ -263,11 +263,17 @@ export class CsvDatasetParser {
     const width = REC_HEAD + d.I + d.O;
     const sampleBytes = d.T * width * 8;
     const perPass = Math.max(1, Math.floor(PASS_BYTES / sampleBytes));
+    const recBytes = width * 8;
+    // One read buffer and one pass buffer, reused by every pass.
+    const buffers = {
+      read: Buffer.alloc(Math.max(1, Math.floor((1024 * 1024) / recBytes)) * recBytes),
+      held: perPass > 1 ? new Float64Array(perPass * d.T * width) : null,
+    };
     const fh = await open(this.spoolFile, 'r');
     try {
       for (let a = 0; a < d.N; a += perPass) {
         const b = Math.min(d.N, a + perPass);
-        await this.pass(fh, writer, { ...d, a, b, width });
+        await this.pass(fh, writer, { ...d, a, b, width }, buffers);
       }
     } finally {
       await fh.close();
@@ -278,18 +284,21 @@ export class CsvDatasetParser {
    * Writes samples [a, b) from one read of the spool: records of a sample come in step order, so
    * one sample is copied straight through and several are gathered in a buffer first.
    */
-  private async pass(fh: FileHandle, writer: DatasetWriter, p: { N: number; T: number; I: number; O: number; perStep: boolean; a: number; b: number; width: number }): Promise<void> {
-    const { T, I, O, a, b, width, perStep } = p;
-    const single = b - a === 1;
-    const held = single ? null : new Float64Array((b - a) * T * width);
+  private async pass(
+    fh: FileHandle,
+    writer: DatasetWriter,
+    p: { N: number; T: number; I: number; O: number; perStep: boolean; a: number; b: number; width: number },
+    buffers: { read: Buffer; held: Float64Array | null },
+  ): Promise<void> {
+    const { T, I, a, b, width, perStep } = p;
+    const held = b - a === 1 ? null : buffers.held;
     const filled = new Uint32Array(b - a);
     const emit = (s: number, t: number, rec: Float64Array) => {
       writer.append('x', [s, t], rec.subarray(REC_HEAD, REC_HEAD + I));
       if (perStep) writer.append('y', [s, t], rec.subarray(REC_HEAD + I));
       else if (t === this.steps[s] - 1) writer.append('y', [s], rec.subarray(REC_HEAD + I));
     };
-    const recBytes = width * 8;
-    const buf = Buffer.alloc(Math.max(1, Math.floor((1024 * 1024) / recBytes)) * recBytes);
+    const buf = buffers.read;
     for (let pos = 0; ; ) {
       const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
       if (bytesRead === 0) break;
