@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { CANONICAL_TRAIN_EXAMPLE, FLOAT32_EXPECTED, redisKeys } from '@relu-lstm/jobs';
-import { REDIS_URL, http, readSse, startApi, type ApiProcess } from './harness';
+import { REDIS_URL, dropPrefix, http, readSse, startApi, type ApiProcess } from './harness';
 
 /** Peak resident memory of a process, in MB, from /proc/<pid>/status. */
 export async function peakRssMb(pid: number): Promise<number> {
@@ -44,6 +44,7 @@ export function pollHealth(url: string, everyMs = 100): { stop(): Promise<{ stat
 }
 
 /** POSTs a file as the body, streamed from disk. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
 function upload(url: string, file: string, size: number, contentType: string): Promise<{ status: number; json: any; ms: number; retryAfter?: string }> {
   const t0 = Date.now();
   return new Promise((res, rej) => {
@@ -197,15 +198,10 @@ describe('/health and /ready with a slow, then a stopped Redis', () => {
 });
 
 /** Deletes every key under a test's prefix (the big payloads must not stay in the shared Redis). */
-async function dropPrefix(prefix: string): Promise<void> {
+async function dropKeys(prefix: string): Promise<void> {
   const redis = new Redis(REDIS_URL);
   try {
-    let cursor = '0';
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-      cursor = next;
-      if (keys.length) await redis.del(...keys);
-    } while (cursor !== '0');
+    await dropPrefix(redis, prefix);
   } finally {
     redis.disconnect();
   }
@@ -250,7 +246,7 @@ describe('status reads of a job with a 9.6 MB inline payload', () => {
       expect(took).toBeLessThan(5000);
     } finally {
       await api.stop();
-      await dropPrefix(prefix);
+      await dropKeys(prefix);
     }
   }, 120_000);
 });
@@ -314,7 +310,7 @@ describe('SSE backpressure', () => {
       for (const s of sockets) s.destroy();
       redis.disconnect();
       await api.stop();
-      await dropPrefix(prefix);
+      await dropKeys(prefix);
     }
   }, 120_000);
 });

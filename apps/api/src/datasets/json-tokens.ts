@@ -43,6 +43,8 @@ const enum Tok {
 }
 
 const NUMBER = /^-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?$/;
+/** Characters a number token runs over (checked against `NUMBER` once it ends). */
+const isNumberChar = (c: number): boolean => (c >= 0x30 && c <= 0x39) || c === 0x2e || c === 0x65 || c === 0x45 || c === 0x2b || c === 0x2d;
 const LITERALS: Record<string, boolean | null> = { true: true, false: false, null: null };
 
 export class JsonTokenizer {
@@ -82,10 +84,26 @@ export class JsonTokenizer {
         i++;
         continue;
       }
+      if ((c === 0x2d || (c >= 0x30 && c <= 0x39)) && (this.expect === Expect.Value || this.expect === Expect.ValueOrClose)) {
+        i = this.startNumber(chunk, i);
+        continue;
+      }
       this.pos += 1;
       i++;
       this.punct(c);
     }
+  }
+
+  /** A number, the hot path: read in one slice when it ends inside the chunk. */
+  private startNumber(chunk: string, from: number): number {
+    let i = from + 1;
+    const n = chunk.length;
+    while (i < n && isNumberChar(chunk.charCodeAt(i))) i++;
+    this.tok = Tok.Number;
+    this.text = chunk.slice(from, i);
+    this.pos += i - from;
+    if (i < n) this.finishWord();
+    return i;
   }
 
   /** The body ended: throws unless it was one complete value. */
@@ -134,8 +152,7 @@ export class JsonTokenizer {
       else this.h.openArray();
       return;
     }
-    if (c === 0x2d || (c >= 0x30 && c <= 0x39)) this.tok = Tok.Number;
-    else if (c >= 0x61 && c <= 0x7a) this.tok = Tok.Literal;
+    if (c >= 0x61 && c <= 0x7a) this.tok = Tok.Literal;
     else return this.fail(c);
     this.text = String.fromCharCode(c);
   }
@@ -180,10 +197,7 @@ export class JsonTokenizer {
     const isNum = this.tok === Tok.Number;
     while (i < n) {
       const c = chunk.charCodeAt(i);
-      const part = isNum
-        ? (c >= 0x30 && c <= 0x39) || c === 0x2e || c === 0x65 || c === 0x45 || c === 0x2b || c === 0x2d
-        : c >= 0x61 && c <= 0x7a;
-      if (!part) break;
+      if (!(isNum ? isNumberChar(c) : c >= 0x61 && c <= 0x7a)) break;
       i++;
     }
     this.text += chunk.slice(from, i);
