@@ -43,16 +43,23 @@ export function pollHealth(url: string, everyMs = 100): { stop(): Promise<{ stat
   };
 }
 
-/** POSTs a file as the body, streamed from disk. */
+/**
+ * POSTs a file as the body, streamed from disk. Keep-alive, as curl sends it: a server that refuses
+ * before reading the body drops the rest and answers; with `Connection: close` it would close the
+ * socket under a client still sending (EPIPE) instead.
+ */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 function upload(url: string, file: string, size: number, contentType: string): Promise<{ status: number; json: any; ms: number; retryAfter?: string }> {
   const t0 = Date.now();
   return new Promise((res, rej) => {
-    const req = httpRequest(new URL('/v1/datasets', url), { method: 'POST', agent: false, headers: { 'content-type': contentType, 'content-length': String(size), connection: 'close' } }, (r) => {
+    const req = httpRequest(new URL('/v1/datasets', url), { method: 'POST', agent: false, headers: { 'content-type': contentType, 'content-length': String(size), connection: 'keep-alive' } }, (r) => {
       let text = '';
       r.setEncoding('utf8');
       r.on('data', (c: string) => (text += c));
-      r.on('end', () => res({ status: r.statusCode ?? 0, json: JSON.parse(text), ms: Date.now() - t0, retryAfter: r.headers['retry-after'] as string | undefined }));
+      r.on('end', () => {
+        req.destroy();
+        res({ status: r.statusCode ?? 0, json: JSON.parse(text), ms: Date.now() - t0, retryAfter: r.headers['retry-after'] as string | undefined });
+      });
     });
     req.on('error', rej);
     const body = createReadStream(file);
