@@ -11,6 +11,7 @@ import express from 'express';
 import helmet from 'helmet';
 import { AppModule } from './app.module';
 import { LOG_LEVELS } from '@relu-lstm/jobs';
+import { isDatasetUpload } from './datasets/upload';
 import { ConfigError, loadConfig, type ApiConfig } from './config';
 import { accessControl } from './http/access';
 import type { KeyRing } from './http/api-keys';
@@ -29,10 +30,9 @@ export async function bootstrap(config: ApiConfig): Promise<NestExpressApplicati
   app.use(helmet());
   // Who is asking, and the rate limit, before any body is read.
   app.use(accessControl(app.get<KeyRing>(KEY_RING), new RateLimiter(app.get(REDIS), app.get(KEYS)), config.rateLimit));
-  // Dataset uploads get their own, larger limit; the parsers skip a body already parsed.
-  app.use('/v1/datasets', guardedParser(express.json({ limit: config.datasetBodyLimit }), config.datasetBodyLimit));
-  app.use('/v1/datasets', guardedParser(express.text({ type: 'text/csv', limit: config.datasetBodyLimit }), config.datasetBodyLimit));
-  app.use(guardedParser(express.json({ limit: config.bodyLimit }), config.bodyLimit));
+  // Dataset uploads are read as a stream by their route (datasets/upload.ts), not parsed here.
+  const jsonBody = guardedParser(express.json({ limit: config.bodyLimit }), config.bodyLimit);
+  app.use((req: express.Request, res: express.Response, next: express.NextFunction) => (isDatasetUpload(req) ? next() : jsonBody(req, res, next)));
   app.useGlobalFilters(new ErrorFilter());
   await readyWithin(app.get(REDIS), 2_000);
   await app.listen(config.port, config.host);

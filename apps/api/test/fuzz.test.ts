@@ -328,7 +328,8 @@ const queues = new Map<QueueName, Queue>();
 beforeAll(async () => {
   h = new Harness({ RELU_LSTM_BACKEND: 'cpu' });
   worker = await h.startReadyWorker();
-  api = await startApi({ QUEUE_PREFIX: h.prefix, ARTIFACT_DIR: h.artifactDir, DATASET_DIR: h.datasetDir, BODY_LIMIT: '1mb', DATASET_BODY_LIMIT: '1mb' });
+  // Uploads run concurrently here: the per-process cap (its 503) is the hostile test's subject.
+  api = await startApi({ QUEUE_PREFIX: h.prefix, ARTIFACT_DIR: h.artifactDir, DATASET_DIR: h.datasetDir, BODY_LIMIT: '1mb', DATASET_BODY_LIMIT: '1mb', MAX_DATASET_UPLOADS: '1000' });
   for (const q of QUEUE_NAMES) queues.set(q, h.queue(q));
 });
 

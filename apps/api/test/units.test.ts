@@ -3,7 +3,6 @@ import { join } from 'node:path';
 import { DEFAULT_LIMITS, limitEnvName } from '@relu-lstm/jobs';
 import { ConfigError, isLoopback, loadConfig } from '../src/config';
 import { KeyRing, parseApiKeys, sha256 } from '../src/http/api-keys';
-import { parseDatasetCsv } from '../src/datasets/csv';
 import { ROUTES, accessOf, accessRules, type RouteSpec } from '../src/routes';
 
 describe('loadConfig', () => {
@@ -133,33 +132,5 @@ describe('access rules from the route table', () => {
     const route = (method: RouteSpec['method'], access: RouteSpec['access']): RouteSpec => ({ method, path: '/v1/x/:id', access, summary: '', responses: {} });
     expect(() => accessRules([route('GET', 'tenant'), route('DELETE', 'admin')])).toThrow('routes: /v1/x/:id has two access rules (tenant and admin)');
     expect(accessRules([route('GET', 'admin'), route('DELETE', 'admin')])('/v1/x/7')).toBe('admin');
-  });
-});
-
-describe('dataset CSV', () => {
-  test('per-step targets, header columns in any order', () => {
-    const r = parseDatasetCsv('sample,step,y0,x1,x0\n1,0,0.5,2,1\n1,1,0.6,4,3\n');
-    expect(r).toEqual({ ok: true, value: { x: [[[1, 2], [3, 4]]], y: [[[0.5], [0.6]]] } });
-  });
-
-  test('one target per sequence, ragged lengths padded', () => {
-    const r = parseDatasetCsv('sample,step,x0,y0,y1\r\na,0,1,,\r\na,1,2,7,8\r\nb,0,3,9,10\r\n');
-    expect(r).toEqual({ ok: true, value: { x: [[[1], [2]], [[3], [0]]], y: [[7, 8], [9, 10]], lengths: [2, 1] } });
-  });
-
-  test.each([
-    ['', 'line 1', 'empty upload'],
-    ['sample,step,x0\n', 'line 1', 'no y columns'],
-    ['sample,step,x0,x2,y0\n', 'line 1.x1', 'missing column'],
-    ['sample,step,x0,y0,z\n', 'line 1.z', 'unknown column'],
-    ['sample,step,x0,y0\na,1,1,1\n', 'line 2.step', 'steps of a sample'],
-    ['sample,step,x0,y0\na,0,1\n', 'line 2', 'wrong number of cells'],
-    ['sample,step,x0,y0\na,0,1,\na,1,2,\n', 'line 3.y0', "missing target on a sample's last row"],
-    ['sample,step,x0,y0\na,0,1,5\na,1,2,\n', 'line 2.y0', 'targets on every row'],
-    ['sample,step,x0,y0\na,0,NaN,1\n', 'line 2.x0', 'not a finite number'],
-  ])('%j -> %s', (csv, path, message) => {
-    const r = parseDatasetCsv(csv);
-    expect(r.ok).toBe(false);
-    if (!r.ok) expect(r.issues[0]).toMatchObject({ path, message: expect.stringContaining(message) });
   });
 });

@@ -43,6 +43,8 @@ export const JobViewSchema = z.strictObject({
   result: z.unknown().nullable(),
   error: JobErrorSchema.nullable(),
   links: JobLinksSchema,
+  /** Bytes of the payload as queued (null once the queue's record is gone). A view never carries the payload. */
+  payloadBytes: z.number().int().nullable().optional(),
 });
 export type JobView = z.infer<typeof JobViewSchema>;
 
@@ -89,6 +91,16 @@ export const HealthSchema = z.strictObject({
   status: z.enum(['ok', 'unavailable']),
   redis: z.enum(['up', 'down']),
 });
+export type Health = z.infer<typeof HealthSchema>;
+
+/** GET /ready: /health plus how long Redis takes to answer a PING. */
+export const ReadinessSchema = HealthSchema.extend({
+  /** The last PING's round trip, or the wait of the one in flight when longer; null before the first. */
+  redisLatencyMs: z.number().int().nullable(),
+  /** When Redis last answered (ms since the epoch). */
+  redisAnsweredAt: z.number().int().nullable(),
+});
+export type Readiness = z.infer<typeof ReadinessSchema>;
 
 /** Codes of API error bodies. */
 export const API_ERROR_CODES = [

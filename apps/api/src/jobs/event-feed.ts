@@ -15,6 +15,12 @@ import { ApiError } from '../http/errors';
 import { CONFIG, EVENT_STREAM } from '../infra/tokens';
 import { JobRecords } from './job-records';
 
+/**
+ * Events read per round trip for a follower. A follower waiting for its client to drain (SSE
+ * backpressure) holds one batch decoded: 100 events of ~200 bytes keeps that small.
+ */
+const FOLLOW_BATCH = 100;
+
 export interface FeedItem {
   /** Stream entry id; absent for a terminal event made up from BullMQ's record. */
   id?: string;
@@ -77,7 +83,7 @@ export class EventFeed implements BeforeApplicationShutdown {
    */
   async follow(meta: JobMeta, after: string | undefined, quietMs: number, signal: AbortSignal, h: FeedHandlers): Promise<FeedItem | null> {
     let finishedChecks = 0;
-    for await (const batch of this.events.follow(meta.id, { after, blockMs: quietMs, signal })) {
+    for await (const batch of this.events.follow(meta.id, { after, blockMs: quietMs, signal, count: FOLLOW_BATCH })) {
       const terminal = batch.findIndex((e) => isTerminalEvent(e.event));
       if (terminal >= 0) {
         await h.onEvents(batch.slice(0, terminal + 1));

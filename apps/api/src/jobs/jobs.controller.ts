@@ -21,8 +21,9 @@ import type { ApiConfig } from '../config';
 import { ApiError } from '../http/errors';
 import { tenantOf } from '../http/tenant';
 import { ARTIFACT_STORE, CONFIG } from '../infra/tokens';
-import { EventFeed, type FeedItem } from './event-feed';
+import { EventFeed } from './event-feed';
 import { JobsService } from './jobs.service';
+import { SseWriter, StalledClientError } from './sse-writer';
 
 function requireJson(req: Request): void {
   if (!req.is('application/json')) {
@@ -111,7 +112,8 @@ export class JobsController {
   /**
    * Server-Sent Events: every event of the job's stream from the start (or after `Last-Event-ID`),
    * then live ones, ending after the terminal state event. `id:` is the stream entry id,
-   * `event:` the event type (`state`, `metric`, `log`), `data:` the event JSON.
+   * `event:` the event type (`state`, `metric`, `log`), `data:` the event JSON. Reading Redis waits
+   * while the client's unsent buffer is full (SSE_MAX_BUFFER_BYTES); SSE_STALL_MS full, it is closed.
    */
   @Get(':id/events')
   async events(@Req() req: Request, @Res() res: Response, @Param('id') id: string): Promise<void> {
@@ -129,19 +131,14 @@ export class JobsController {
       'X-Accel-Buffering': 'no',
     });
     res.write('retry: 2000\n\n');
-    const write = (items: FeedItem[]) => {
-      for (const { id: eid, event } of items) {
-        res.write(`${eid ? `id: ${eid}\n` : ''}event: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`);
-      }
-    };
+    const out = new SseWriter(res, { maxBufferBytes: this.config.sseMaxBufferBytes, stallMs: this.config.sseStallMs });
     try {
       await this.feed.follow(meta, lastId, this.config.sseKeepAliveMs, ac.signal, {
-        onEvents: write,
-        onQuiet: () => {
-          res.write(': keep-alive\n\n');
-        },
+        onEvents: (items) => out.events(items),
+        onQuiet: () => out.comment('keep-alive'),
       });
     } catch (e) {
+      if (e instanceof StalledClientError) return;
       if (!ac.signal.aborted) res.write(`event: error\ndata: ${JSON.stringify({ code: 'unavailable', message: 'the event stream broke; reconnect with Last-Event-ID' })}\n\n`);
       if (!(e instanceof Error && /Connection is closed/.test(e.message))) throw e;
     } finally {
