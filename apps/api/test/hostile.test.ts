@@ -48,7 +48,7 @@ export function pollHealth(url: string, everyMs = 100): { stop(): Promise<{ stat
  * before reading the body drops the rest and answers; with `Connection: close` it would close the
  * socket under a client still sending (EPIPE) instead.
  */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
+ 
 function upload(url: string, file: string, size: number, contentType: string): Promise<{ status: number; json: any; ms: number; retryAfter?: string }> {
   const t0 = Date.now();
   return new Promise((res, rej) => {

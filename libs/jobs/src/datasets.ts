@@ -148,8 +148,13 @@ class JsonFieldPart {
     this.rowHasValues = true;
   }
 
-  async flush(): Promise<void> {
+  /** Throws the write error the stream reported, if any. */
+  private check(): void {
     if (this.failed) throw this.failed;
+  }
+
+  async flush(): Promise<void> {
+    this.check();
     if (!this.buf) return;
     const text = this.buf;
     this.buf = '';
@@ -163,7 +168,7 @@ class JsonFieldPart {
         this.stream.on('drain', done).on('close', done);
       });
     }
-    if (this.failed) throw this.failed;
+    this.check();
   }
 
   async close(): Promise<void> {
