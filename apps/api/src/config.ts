@@ -174,7 +174,8 @@ export const API_ENV = {
     parse: byteSize,
   }),
   SSE_STALL_MS: intVar({
-    description: 'an event-stream client whose buffer stays full this long is disconnected (it resumes with Last-Event-ID)',
+    description:
+      'an event-stream client whose buffer stays full this long is disconnected (it resumes with Last-Event-ID)',
     min: 100,
     max: 3_600_000,
     default: 30_000,

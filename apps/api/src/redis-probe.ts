@@ -61,7 +61,8 @@ export class RedisProbe {
 
   status(now = Date.now()): RedisStatus {
     const waiting = this.sentAt === null ? null : now - this.sentAt;
-    const latencyMs = waiting !== null && (this.lastLatency === null || waiting > this.lastLatency) ? waiting : this.lastLatency;
+    const latencyMs =
+      waiting !== null && (this.lastLatency === null || waiting > this.lastLatency) ? waiting : this.lastLatency;
     const answeredSince = this.lastPongAt ?? this.startedAt;
     const up = this.redis.status === 'ready' && this.lastPongAt !== null && now - answeredSince <= this.opts.staleMs;
     return { up, latencyMs, lastPongAt: this.lastPongAt };

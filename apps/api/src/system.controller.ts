@@ -2,7 +2,15 @@
  * GET /health and GET /ready (from the process and the background Redis probe, redis-probe.ts) and
  * GET /v1/workers (live workers from their heartbeats).
  */
-import { Controller, Get, Inject, Req, Res, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
+import {
+  Controller,
+  Get,
+  Inject,
+  Req,
+  Res,
+  type OnApplicationBootstrap,
+  type OnApplicationShutdown,
+} from '@nestjs/common';
 import type { Request, Response } from 'express';
 import type { Redis } from 'ioredis';
 import type { Health, Readiness, RedisKeys, WorkerList } from '@relu-lstm/jobs';
@@ -49,7 +57,12 @@ export class SystemController implements OnApplicationBootstrap, OnApplicationSh
     const s = this.probe.status();
     res.setHeader('Cache-Control', 'no-store');
     if (!s.up) res.status(503);
-    return { status: s.up ? 'ok' : 'unavailable', redis: s.up ? 'up' : 'down', redisLatencyMs: s.latencyMs, redisAnsweredAt: s.lastPongAt };
+    return {
+      status: s.up ? 'ok' : 'unavailable',
+      redis: s.up ? 'up' : 'down',
+      redisLatencyMs: s.latencyMs,
+      redisAnsweredAt: s.lastPongAt,
+    };
   }
 
   /**
@@ -60,7 +73,10 @@ export class SystemController implements OnApplicationBootstrap, OnApplicationSh
   async workers(@Req() req: Request): Promise<WorkerList> {
     const tenant = tenantOf(req);
     const items = await liveWorkers(this.redis, this.keys);
-    const owned = await this.records.metas(items.map((w) => w.currentJobId ?? ''), tenant);
+    const owned = await this.records.metas(
+      items.map((w) => w.currentJobId ?? ''),
+      tenant,
+    );
     return { items: items.map((w, i) => (w.currentJobId && !owned[i] ? { ...w, currentJobId: null } : w)) };
   }
 }

@@ -42,7 +42,10 @@ async function run(parse: Parse, text: string, size: number, c: JobContract = co
   return { r, stored: JSON.parse(await readFile(join(dir, `${id}.json`), 'utf8')) };
 }
 
-const seq = (n: number, t: number, i: number) => Array.from({ length: n }, (_, a) => Array.from({ length: t }, (_, b) => Array.from({ length: i }, (_, c) => a * 100 + b * 10 + c + 0.25)));
+const seq = (n: number, t: number, i: number) =>
+  Array.from({ length: n }, (_, a) =>
+    Array.from({ length: t }, (_, b) => Array.from({ length: i }, (_, c) => a * 100 + b * 10 + c + 0.25)),
+  );
 
 describe('JSON upload', () => {
   const valid: Array<[string, unknown]> = [
@@ -133,20 +136,42 @@ describe('CSV upload', () => {
 
   test('per-step targets, header columns in any order', async () => {
     const { r, stored } = await csv('sample,step,y0,x1,x0\n1,0,0.5,2,1\n1,1,0.6,4,3\n');
-    expect(r).toEqual({ ok: true, value: { samples: 1, seqLen: 2, inputSize: 2, targetShape: [1, 2, 1], hasLengths: false } });
-    expect(stored).toEqual({ x: [[[1, 2], [3, 4]]], y: [[[0.5], [0.6]]] });
+    expect(r).toEqual({
+      ok: true,
+      value: { samples: 1, seqLen: 2, inputSize: 2, targetShape: [1, 2, 1], hasLengths: false },
+    });
+    expect(stored).toEqual({
+      x: [
+        [
+          [1, 2],
+          [3, 4],
+        ],
+      ],
+      y: [[[0.5], [0.6]]],
+    });
   });
 
   test('one target per sequence, ragged lengths padded, interleaved rows, CRLF', async () => {
     const { stored } = await csv('sample,step,x0,y0,y1\r\na,0,1,,\r\nb,0,3,9,10\r\na,1,-2.5e-1,7,8\r\n');
-    expect(stored).toEqual({ x: [[[1], [-0.25]], [[3], [0]]], y: [[7, 8], [9, 10]], lengths: [2, 1] });
+    expect(stored).toEqual({
+      x: [
+        [[1], [-0.25]],
+        [[3], [0]],
+      ],
+      y: [
+        [7, 8],
+        [9, 10],
+      ],
+      lengths: [2, 1],
+    });
   });
 
   test('many interleaved samples written in order across passes, at any chunk size', async () => {
     const N = 40;
     const T = 30;
     const lines = ['sample,step,x0,x1,y0'];
-    for (let t = 0; t < T; t++) for (let s = 0; s < N; s++) if (t < T - (s % 3)) lines.push(`s${s},${t},${s},${t},${s + t}`);
+    for (let t = 0; t < T; t++)
+      for (let s = 0; s < N; s++) if (t < T - (s % 3)) lines.push(`s${s},${t},${s},${t},${s + t}`);
     for (const size of [3, 1000, 1 << 20]) {
       const { r, stored } = await csv(lines.join('\n'), size);
       expect(r).toMatchObject({ ok: true, value: { samples: N, seqLen: T, targetShape: [N, T, 1], hasLengths: true } });
@@ -181,6 +206,10 @@ describe('CSV upload', () => {
     const small = makeContract({ ...DEFAULT_LIMITS, maxSamples: 2, maxSeqLen: 3 });
     const { r } = await run(parseCsvUpload, text, 4, small);
     expect(r.ok).toBe(false);
-    if (!r.ok) expect(r.issues[0]).toMatchObject({ path: expect.stringContaining(path), message: expect.stringContaining(message) });
+    if (!r.ok)
+      expect(r.issues[0]).toMatchObject({
+        path: expect.stringContaining(path),
+        message: expect.stringContaining(message),
+      });
   });
 });

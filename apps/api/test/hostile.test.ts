@@ -48,19 +48,37 @@ export function pollHealth(url: string, everyMs = 100): { stop(): Promise<{ stat
  * before reading the body drops the rest and answers; with `Connection: close` it would close the
  * socket under a client still sending (EPIPE) instead.
  */
- 
-function upload(url: string, file: string, size: number, contentType: string): Promise<{ status: number; json: any; ms: number; retryAfter?: string }> {
+
+function upload(
+  url: string,
+  file: string,
+  size: number,
+  contentType: string,
+): Promise<{ status: number; json: any; ms: number; retryAfter?: string }> {
   const t0 = Date.now();
   return new Promise((res, rej) => {
-    const req = httpRequest(new URL('/v1/datasets', url), { method: 'POST', agent: false, headers: { 'content-type': contentType, 'content-length': String(size), connection: 'keep-alive' } }, (r) => {
-      let text = '';
-      r.setEncoding('utf8');
-      r.on('data', (c: string) => (text += c));
-      r.on('end', () => {
-        req.destroy();
-        res({ status: r.statusCode ?? 0, json: JSON.parse(text), ms: Date.now() - t0, retryAfter: r.headers['retry-after'] as string | undefined });
-      });
-    });
+    const req = httpRequest(
+      new URL('/v1/datasets', url),
+      {
+        method: 'POST',
+        agent: false,
+        headers: { 'content-type': contentType, 'content-length': String(size), connection: 'keep-alive' },
+      },
+      (r) => {
+        let text = '';
+        r.setEncoding('utf8');
+        r.on('data', (c: string) => (text += c));
+        r.on('end', () => {
+          req.destroy();
+          res({
+            status: r.statusCode ?? 0,
+            json: JSON.parse(text),
+            ms: Date.now() - t0,
+            retryAfter: r.headers['retry-after'] as string | undefined,
+          });
+        });
+      },
+    );
     req.on('error', rej);
     const body = createReadStream(file);
     body.pipe(req);
@@ -107,33 +125,43 @@ describe('three concurrent ~90 MB dataset uploads', () => {
   test.each([
     ['JSON', 'application/json', writeReproJson, 10000],
     ['CSV', 'text/csv', writeReproCsv, CSV_SAMPLES],
-  ])('%s: two are stored, the third gets 503 with Retry-After; /health stays 200; RSS bounded', async (kind, type, make, samples) => {
-    const file = join(dir, `ds.${kind}`);
-    const size = await make(file);
-    const health = pollHealth(api.url);
-    const t0 = Date.now();
-    const results = await Promise.all([0, 1, 2].map(() => upload(api.url, file, size, type)));
-    const took = Date.now() - t0;
-    const { statuses, maxMs } = await health.stop();
-    const peak = await peakRssMb(api.child.pid!);
-    console.log(
-      `${kind} upload of ${(size / 1e6).toFixed(1)} MB x3: statuses ${results.map((r) => `${r.status} in ${r.ms} ms`).join(', ')}; ` +
-        `all done in ${took} ms; api peak RSS ${peak.toFixed(0)} MB; /health ${statuses.length} polls, slowest ${maxMs} ms`,
-    );
-    const stored = results.filter((r) => r.status === 201);
-    const refused = results.filter((r) => r.status === 503);
-    expect(stored.length + refused.length).toBe(3);
-    expect(stored.length).toBeGreaterThanOrEqual(1);
-    for (const r of stored) expect(r.json).toMatchObject({ samples, seqLen: 500, inputSize: 1, targetShape: [samples, 500, 1] });
-    for (const r of refused) expect([r.json.error.code, r.retryAfter]).toEqual(['unavailable', '5']);
-    expect(statuses.length).toBeGreaterThan(0);
-    expect(statuses.every((s) => s === 200)).toBe(true);
-    expect(peak).toBeLessThan(UPLOAD_PEAK_RSS_MB);
-    // What was stored reads back as the body sent.
-    const back = JSON.parse(await readFile(join(api.datasetDir, `${stored[0].json.id}.json`), 'utf8'));
-    expect([back.x.length, back.x[samples - 1].length, back.x[samples - 1][499][0], back.y[0][0][0]]).toEqual([samples, 500, 0.1234, 0.1234]);
-    await rm(file);
-  }, 600_000);
+  ])(
+    '%s: two are stored, the third gets 503 with Retry-After; /health stays 200; RSS bounded',
+    async (kind, type, make, samples) => {
+      const file = join(dir, `ds.${kind}`);
+      const size = await make(file);
+      const health = pollHealth(api.url);
+      const t0 = Date.now();
+      const results = await Promise.all([0, 1, 2].map(() => upload(api.url, file, size, type)));
+      const took = Date.now() - t0;
+      const { statuses, maxMs } = await health.stop();
+      const peak = await peakRssMb(api.child.pid!);
+      console.log(
+        `${kind} upload of ${(size / 1e6).toFixed(1)} MB x3: statuses ${results.map((r) => `${r.status} in ${r.ms} ms`).join(', ')}; ` +
+          `all done in ${took} ms; api peak RSS ${peak.toFixed(0)} MB; /health ${statuses.length} polls, slowest ${maxMs} ms`,
+      );
+      const stored = results.filter((r) => r.status === 201);
+      const refused = results.filter((r) => r.status === 503);
+      expect(stored.length + refused.length).toBe(3);
+      expect(stored.length).toBeGreaterThanOrEqual(1);
+      for (const r of stored)
+        expect(r.json).toMatchObject({ samples, seqLen: 500, inputSize: 1, targetShape: [samples, 500, 1] });
+      for (const r of refused) expect([r.json.error.code, r.retryAfter]).toEqual(['unavailable', '5']);
+      expect(statuses.length).toBeGreaterThan(0);
+      expect(statuses.every((s) => s === 200)).toBe(true);
+      expect(peak).toBeLessThan(UPLOAD_PEAK_RSS_MB);
+      // What was stored reads back as the body sent.
+      const back = JSON.parse(await readFile(join(api.datasetDir, `${stored[0].json.id}.json`), 'utf8'));
+      expect([back.x.length, back.x[samples - 1].length, back.x[samples - 1][499][0], back.y[0][0][0]]).toEqual([
+        samples,
+        500,
+        0.1234,
+        0.1234,
+      ]);
+      await rm(file);
+    },
+    600_000,
+  );
 });
 
 /** A redis-server of the test's own on a free port, so it can be slowed and stopped. */
@@ -144,12 +172,30 @@ async function startRedis(): Promise<{ url: string; stop(): Promise<void> }> {
       srv.close(() => res(p));
     });
   });
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--enable-debug-command', 'yes'], { stdio: 'ignore' });
+  const child = spawn(
+    'redis-server',
+    [
+      '--port',
+      String(port),
+      '--bind',
+      '127.0.0.1',
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+      '--enable-debug-command',
+      'yes',
+    ],
+    { stdio: 'ignore' },
+  );
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
   const url = `redis://127.0.0.1:${port}`;
   for (let i = 0; ; i++) {
     const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0 });
-    const ok = await probe.connect().then(() => true, () => false);
+    const ok = await probe.connect().then(
+      () => true,
+      () => false,
+    );
     probe.disconnect();
     if (ok) break;
     if (i > 50) throw new Error('redis-server did not start');
@@ -183,7 +229,9 @@ describe('/health and /ready with a slow, then a stopped Redis', () => {
       }
       const { statuses, maxMs } = await health.stop();
       await sleeping;
-      console.log(`DEBUG SLEEP 3: /health ${statuses.length} polls, all ${[...new Set(statuses)].join('/')}, slowest ${maxMs} ms; /ready showed Redis latency up to ${latency} ms`);
+      console.log(
+        `DEBUG SLEEP 3: /health ${statuses.length} polls, all ${[...new Set(statuses)].join('/')}, slowest ${maxMs} ms; /ready showed Redis latency up to ${latency} ms`,
+      );
       expect(statuses.every((s) => s === 200)).toBe(true);
       expect(maxMs).toBeLessThan(1000);
       expect(latency).toBeGreaterThanOrEqual(2000);
@@ -224,7 +272,10 @@ describe('status reads of a job with a 9.6 MB inline payload', () => {
     const submitter = await startApi({ QUEUE_PREFIX: prefix, BODY_LIMIT: '12mb' });
     let id: string;
     try {
-      const r = await http(submitter.url, 'POST', '/v1/jobs/infer', { raw: body, headers: { 'content-type': 'application/json' } });
+      const r = await http(submitter.url, 'POST', '/v1/jobs/infer', {
+        raw: body,
+        headers: { 'content-type': 'application/json' },
+      });
       expect(r.status).toBe(202);
       id = r.json.id;
     } finally {
@@ -234,17 +285,25 @@ describe('status reads of a job with a 9.6 MB inline payload', () => {
     const api = await startApi({ QUEUE_PREFIX: prefix });
     try {
       // The queue connection of a fresh api may still be connecting (503): wait for its first answer.
-      for (let i = 0; (await http(api.url, 'GET', `/v1/jobs/${id}`)).status !== 200 && i < 50; i++) await new Promise((res) => setTimeout(res, 100));
+      for (let i = 0; (await http(api.url, 'GET', `/v1/jobs/${id}`)).status !== 200 && i < 50; i++)
+        await new Promise((res) => setTimeout(res, 100));
       const before = await peakRssMb(api.child.pid!);
       const t0 = Date.now();
       const views = await Promise.all(Array.from({ length: 20 }, () => http(api.url, 'GET', `/v1/jobs/${id}`)));
       const took = Date.now() - t0;
       const list = await http(api.url, 'GET', '/v1/jobs');
       const after = await peakRssMb(api.child.pid!);
-      console.log(`20 concurrent GETs of a job with a ${(body.length / 1e6).toFixed(1)} MB payload: ${took} ms; api peak RSS ${before.toFixed(0)} -> ${after.toFixed(0)} MB`);
+      console.log(
+        `20 concurrent GETs of a job with a ${(body.length / 1e6).toFixed(1)} MB payload: ${took} ms; api peak RSS ${before.toFixed(0)} -> ${after.toFixed(0)} MB`,
+      );
       for (const v of views) {
         expect(v.status).toBe(200);
-        expect(v.json).toMatchObject({ id, state: 'queued', payloadBytes: expect.any(Number), links: { self: `/v1/jobs/${id}` } });
+        expect(v.json).toMatchObject({
+          id,
+          state: 'queued',
+          payloadBytes: expect.any(Number),
+          links: { self: `/v1/jobs/${id}` },
+        });
         expect(v.json.payloadBytes).toBeGreaterThan(9_000_000);
         expect(v.text.length).toBeLessThan(2000);
       }
@@ -282,7 +341,9 @@ describe('SSE backpressure', () => {
     const redis = new Redis(REDIS_URL);
     const sockets: Socket[] = [];
     try {
-      const r = await http(api.url, 'POST', '/v1/jobs/train', { body: { ...JSON.parse(JSON.stringify(CANONICAL_TRAIN_EXAMPLE)), device: 'gpu' } });
+      const r = await http(api.url, 'POST', '/v1/jobs/train', {
+        body: { ...JSON.parse(JSON.stringify(CANONICAL_TRAIN_EXAMPLE)), device: 'gpu' },
+      });
       expect(r.status).toBe(202);
       const id = r.json.id as string;
       const key = redisKeys(prefix).events(id);
@@ -290,7 +351,22 @@ describe('SSE backpressure', () => {
       for (let i = 0; i < 100_000; i += 5000) {
         const p = redis.pipeline();
         for (let k = i; k < i + 5000; k++) {
-          p.xadd(key, '*', 'event', JSON.stringify({ type: 'metric', at, epoch: 0, step: k, loss: 0.5 + k / 1e6, valLoss: null, gradNorm: 1.25, samplesPerSec: 1000.5, elapsedMs: k }));
+          p.xadd(
+            key,
+            '*',
+            'event',
+            JSON.stringify({
+              type: 'metric',
+              at,
+              epoch: 0,
+              step: k,
+              loss: 0.5 + k / 1e6,
+              valLoss: null,
+              gradNorm: 1.25,
+              samplesPerSec: 1000.5,
+              elapsedMs: k,
+            }),
+          );
         }
         await p.exec();
       }
@@ -309,7 +385,9 @@ describe('SSE backpressure', () => {
         await new Promise((res) => setTimeout(res, 500));
         again = await readSse(api.url, tail, { timeoutMs: 300 });
       }
-      console.log(`100 paused SSE readers of 100k events: api peak RSS ${before.toFixed(0)} -> ${peak.toFixed(0)} MB; a place free again ${Date.now() - t0} ms after (SSE_STALL_MS 15000)`);
+      console.log(
+        `100 paused SSE readers of 100k events: api peak RSS ${before.toFixed(0)} -> ${peak.toFixed(0)} MB; a place free again ${Date.now() - t0} ms after (SSE_STALL_MS 15000)`,
+      );
       expect(again.status).toBe(200);
       expect(health.status).toBe(200);
       expect(peak - before).toBeLessThan(SSE_READERS_RSS_MB);
@@ -330,17 +408,34 @@ describe('data checks before the queue', () => {
   afterAll(() => api.stop());
 
   test('a number past float32 in inline inputs is a 400 naming it; nothing is queued', async () => {
-    const body = { model: { config: { inputSize: 1, hiddenSize: 2, outputSize: 1 }, stateDict: {} }, inputs: [[[1], [1e39]]] };
+    const body = {
+      model: { config: { inputSize: 1, hiddenSize: 2, outputSize: 1 }, stateDict: {} },
+      inputs: [[[1], [1e39]]],
+    };
     const r = await http(api.url, 'POST', '/v1/jobs/infer', { body });
     expect(r.status).toBe(400);
-    expect(r.json.error.issues).toEqual([expect.objectContaining({ path: 'inputs[0][1][0]', expected: FLOAT32_EXPECTED, received: '1e+39' })]);
+    expect(r.json.error.issues).toEqual([
+      expect.objectContaining({ path: 'inputs[0][1][0]', expected: FLOAT32_EXPECTED, received: '1e+39' }),
+    ]);
     expect((await http(api.url, 'GET', '/v1/jobs')).json.items).toEqual([]);
   });
 
   test('CSV: a duplicated header is a 400 naming it; a hex number a 400 naming its cell', async () => {
-    const dup = await http(api.url, 'POST', '/v1/datasets', { raw: 'sample,step,x0,y0,x0\na,0,1,2,3\n', headers: { 'content-type': 'text/csv' } });
-    expect([dup.status, dup.json.error.issues[0]]).toEqual([400, expect.objectContaining({ path: 'line 1.x0', message: 'duplicate column', received: '"x0" twice' })]);
-    const hex = await http(api.url, 'POST', '/v1/datasets', { raw: 'sample,step,x0,y0\na,0,0x10,2\n', headers: { 'content-type': 'text/csv' } });
-    expect([hex.status, hex.json.error.issues[0]]).toEqual([400, expect.objectContaining({ path: 'line 2.x0', received: '"0x10"' })]);
+    const dup = await http(api.url, 'POST', '/v1/datasets', {
+      raw: 'sample,step,x0,y0,x0\na,0,1,2,3\n',
+      headers: { 'content-type': 'text/csv' },
+    });
+    expect([dup.status, dup.json.error.issues[0]]).toEqual([
+      400,
+      expect.objectContaining({ path: 'line 1.x0', message: 'duplicate column', received: '"x0" twice' }),
+    ]);
+    const hex = await http(api.url, 'POST', '/v1/datasets', {
+      raw: 'sample,step,x0,y0\na,0,0x10,2\n',
+      headers: { 'content-type': 'text/csv' },
+    });
+    expect([hex.status, hex.json.error.issues[0]]).toEqual([
+      400,
+      expect.objectContaining({ path: 'line 2.x0', received: '"0x10"' }),
+    ]);
   });
 });

@@ -42,7 +42,8 @@ describe('SseParser', () => {
   test('retry takes digits only; an id with NUL is ignored; the last unterminated message is dropped', async () => {
     const p = new SseParser();
     const out = [];
-    for await (const m of parseSse(chunks('retry: 250\nid: 5\n\nretry: 1.5\nid: a\0b\ndata: x\n\ndata: lost'), p)) out.push(m);
+    for await (const m of parseSse(chunks('retry: 250\nid: 5\n\nretry: 1.5\nid: a\0b\ndata: x\n\ndata: lost'), p))
+      out.push(m);
     expect(p.retry).toBe(250);
     expect(out).toEqual([{ id: '5', event: 'message', data: 'x' }]);
   });

@@ -121,7 +121,6 @@ export function redisUrl(raw: string): string {
   return raw;
 }
 
-
 export const LOG_LEVELS = ['error', 'warn', 'log', 'debug', 'verbose'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 

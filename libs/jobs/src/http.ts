@@ -3,7 +3,14 @@
  * Request bodies are the payload schemas of payloads.ts.
  */
 import { z } from 'zod';
-import { DatasetMetaSchema, JOB_STATES, JOB_TYPES, JobErrorSchema, ProgressEventSchema, WorkerHeartbeatSchema } from './events';
+import {
+  DatasetMetaSchema,
+  JOB_STATES,
+  JOB_TYPES,
+  JobErrorSchema,
+  ProgressEventSchema,
+  WorkerHeartbeatSchema,
+} from './events';
 import { DEVICES } from './payloads';
 import { ValidationIssueSchema } from './validation';
 
@@ -75,7 +82,9 @@ export type CancelResponse = z.infer<typeof CancelResponseSchema>;
 
 export const ArtifactListSchema = z.strictObject({
   jobId: z.string(),
-  items: z.array(z.strictObject({ name: z.string(), size: z.number().int(), modifiedAt: z.number().int(), url: z.string() })),
+  items: z.array(
+    z.strictObject({ name: z.string(), size: z.number().int(), modifiedAt: z.number().int(), url: z.string() }),
+  ),
 });
 export type ArtifactList = z.infer<typeof ArtifactListSchema>;
 
@@ -133,7 +142,14 @@ export const AdminOverviewSchema = z.strictObject({
       liveJobs: z.number().int(),
       datasets: z.number().int(),
       /** The newest jobs of the tenant, newest first. */
-      recent: z.array(z.strictObject({ id: z.string(), type: z.enum(JOB_TYPES), state: z.enum(JOB_STATES), createdAt: z.number().int() })),
+      recent: z.array(
+        z.strictObject({
+          id: z.string(),
+          type: z.enum(JOB_TYPES),
+          state: z.enum(JOB_STATES),
+          createdAt: z.number().int(),
+        }),
+      ),
     }),
   ),
 });

@@ -339,12 +339,14 @@ function register(backendName: string, io: (b: Backendish) => Io): void {
   tf.registerKernel({
     kernelName: CELL_FORWARD,
     backendName,
-    kernelFunc: ({ inputs, backend, attrs }) => forwardKernel(io(backend as Backendish), inputs, attrs as unknown as Attrs),
+    kernelFunc: ({ inputs, backend, attrs }) =>
+      forwardKernel(io(backend as Backendish), inputs, attrs as unknown as Attrs),
   });
   tf.registerKernel({
     kernelName: CELL_BACKWARD,
     backendName,
-    kernelFunc: ({ inputs, backend, attrs }) => backwardKernel(io(backend as Backendish), inputs, attrs as unknown as Attrs),
+    kernelFunc: ({ inputs, backend, attrs }) =>
+      backwardKernel(io(backend as Backendish), inputs, attrs as unknown as Attrs),
   });
 }
 

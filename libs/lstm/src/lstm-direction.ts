@@ -123,7 +123,8 @@ function forwardLoop(
   const path = spec.path;
   // One large product for the input projection of every step; the loop adds only h W_hh^T.
   const xp = tf.reshape(tf.add(tf.matMul(tf.reshape(x, [T * B, I]), wihT), bias), [T, B, 4 * H]) as tf.Tensor3D;
-  const stepper = path === 'fused' ? fusedForwardStep(spec, xp, whhT, mask, recording) : genericForwardStep(spec, xp, whhT, mask);
+  const stepper =
+    path === 'fused' ? fusedForwardStep(spec, xp, whhT, mask, recording) : genericForwardStep(spec, xp, whhT, mask);
   // Per-step tensors by time index t (not step order): the PER_STEP[path] quantities of step t.
   const perStep: tf.Tensor[][] = recording ? new Array<tf.Tensor[]>(T) : [];
   const outs: tf.Tensor[] = new Array<tf.Tensor>(T);
@@ -171,7 +172,12 @@ interface ForwardStep {
  * add, activation, mul). Every per-step tensor is 3-D [1, B, .], which _FusedMatMul takes as it is
  * (a 2-D operand would cost the op's reshapes, three more kernels per step).
  */
-function genericForwardStep(spec: DirectionSpec, xp: tf.Tensor3D, whhT: tf.Tensor2D, mask: tf.Tensor3D | null): ForwardStep {
+function genericForwardStep(
+  spec: DirectionSpec,
+  xp: tf.Tensor3D,
+  whhT: tf.Tensor2D,
+  mask: tf.Tensor3D | null,
+): ForwardStep {
   const H = spec.hiddenSize;
   const [T, B] = xp.shape;
   const xpSteps = tf.unstack(tf.reshape(xp, [T, 1, B, 4 * H]));
@@ -273,7 +279,13 @@ interface BackwardResult {
  * step runs only: dc = dc + dhNew * K1_t; dz = [dc, dc, dhNew, dc] * P_t; dc *= f_t; and
  * dhNew_{t-1} = dz W_hh + dy_{t-1} as one fused product (6 kernels; a mask adds a few).
  */
-function genericBackward(spec: DirectionSpec, dy: tf.Tensor3D, perStep: tf.Tensor3D[], mask: tf.Tensor3D | null, whh: tf.Tensor2D): BackwardResult {
+function genericBackward(
+  spec: DirectionSpec,
+  dy: tf.Tensor3D,
+  perStep: tf.Tensor3D[],
+  mask: tf.Tensor3D | null,
+  whh: tf.Tensor2D,
+): BackwardResult {
   const [, CPrev, IFO, ZG, G, C, A] = perStep;
   const T = C.shape[0];
   // Per-step coefficients, for all steps at once ([T, B, .]).
@@ -322,7 +334,13 @@ function genericBackward(spec: DirectionSpec, dy: tf.Tensor3D, perStep: tf.Tenso
 }
 
 /** The fused recursion: per step one library kernel for dz and dc, and the product dz W_hh. */
-function fusedBackward(spec: DirectionSpec, dy: tf.Tensor3D, perStep: tf.Tensor3D[], mask: tf.Tensor3D | null, whh: tf.Tensor2D): BackwardResult {
+function fusedBackward(
+  spec: DirectionSpec,
+  dy: tf.Tensor3D,
+  perStep: tf.Tensor3D[],
+  mask: tf.Tensor3D | null,
+  whh: tf.Tensor2D,
+): BackwardResult {
   const [, CPrev, IFO, ZG, C] = perStep;
   const T = C.shape[0];
   const saved = { dy, IFO, ZG, CPrev, C, mask };

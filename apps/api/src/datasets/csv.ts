@@ -27,7 +27,13 @@ import { mkdtemp, open, rm, type FileHandle } from 'node:fs/promises';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { FLOAT32_EXPECTED, fitsFloat32, type DatasetWriter, type JobContract, type ValidationIssue } from '@relu-lstm/jobs';
+import {
+  FLOAT32_EXPECTED,
+  fitsFloat32,
+  type DatasetWriter,
+  type JobContract,
+  type ValidationIssue,
+} from '@relu-lstm/jobs';
 import type { ParsedUpload } from './stream-parse';
 
 const MAX_ISSUES = 20;
@@ -77,7 +83,14 @@ export class CsvDatasetParser {
   }
 
   private fail(line: number, column: string, message: string, expected: string, received: string): void {
-    if (this.issues.length < MAX_ISSUES) this.issues.push({ path: `line ${line}${column ? `.${column}` : ''}`, code: 'invalid_csv', message, expected, received });
+    if (this.issues.length < MAX_ISSUES)
+      this.issues.push({
+        path: `line ${line}${column ? `.${column}` : ''}`,
+        code: 'invalid_csv',
+        message,
+        expected,
+        received,
+      });
   }
 
   async write(text: string): Promise<void> {
@@ -88,7 +101,14 @@ export class CsvDatasetParser {
       from = nl + 1;
     }
     this.carry = all.slice(from);
-    if (this.carry.length > MAX_LINE) this.fail(this.lineNo + 1, '', 'line too long', `at most ${MAX_LINE} characters`, `${this.carry.length} and more`);
+    if (this.carry.length > MAX_LINE)
+      this.fail(
+        this.lineNo + 1,
+        '',
+        'line too long',
+        `at most ${MAX_LINE} characters`,
+        `${this.carry.length} and more`,
+      );
     await this.flushSpool();
   }
 
@@ -112,14 +132,26 @@ export class CsvDatasetParser {
       seen.add(h);
       const m = /^([xy])(\d+)$/.exec(h);
       if (m) (m[1] === 'x' ? xCols : yCols)[Number(m[2])] = c;
-      else if (h !== 'sample' && h !== 'step') this.fail(line, h, 'unknown column', 'sample, step, x0.., y0..', JSON.stringify(h));
+      else if (h !== 'sample' && h !== 'step')
+        this.fail(line, h, 'unknown column', 'sample, step, x0.., y0..', JSON.stringify(h));
     }
     const sCol = names.indexOf('sample');
     const tCol = names.indexOf('step');
     if (sCol < 0 || tCol < 0) this.fail(line, '', 'missing column', 'columns sample and step', names.join(','));
-    for (const [name, cols] of [['x', xCols], ['y', yCols]] as const) {
+    for (const [name, cols] of [
+      ['x', xCols],
+      ['y', yCols],
+    ] as const) {
       if (cols.length === 0) this.fail(line, '', `no ${name} columns`, `${name}0, ${name}1, ...`, names.join(','));
-      for (let i = 0; i < cols.length; i++) if (cols[i] === undefined) this.fail(line, `${name}${i}`, 'missing column', `${name}0..${name}${cols.length - 1} without gaps`, `no ${name}${i}`);
+      for (let i = 0; i < cols.length; i++)
+        if (cols[i] === undefined)
+          this.fail(
+            line,
+            `${name}${i}`,
+            'missing column',
+            `${name}0..${name}${cols.length - 1} without gaps`,
+            `no ${name}${i}`,
+          );
     }
     this.header = { line, names, sCol, tCol, xCols, yCols };
   }
@@ -128,12 +160,20 @@ export class CsvDatasetParser {
     if (this.issues.length) return; // a bad header: the rows cannot be read
     const line = this.lineNo;
     const cells = raw.split(',');
-    if (cells.length !== h.names.length) return this.fail(line, '', 'wrong number of cells', `${h.names.length} cells`, `${cells.length}`);
+    if (cells.length !== h.names.length)
+      return this.fail(line, '', 'wrong number of cells', `${h.names.length} cells`, `${cells.length}`);
     const label = cells[h.sCol];
     let s = this.labels.get(label);
     if (s === undefined) {
       s = this.labels.size;
-      if (s >= this.contract.limits.maxSamples) return this.fail(line, 'sample', 'too many samples', `at most ${this.contract.limits.maxSamples} samples`, `sample ${s + 1}`);
+      if (s >= this.contract.limits.maxSamples)
+        return this.fail(
+          line,
+          'sample',
+          'too many samples',
+          `at most ${this.contract.limits.maxSamples} samples`,
+          `sample ${s + 1}`,
+        );
       this.labels.set(label, s);
       this.steps.push(0);
       this.lastLine.push(0);
@@ -141,9 +181,22 @@ export class CsvDatasetParser {
     }
     const stepCell = cells[h.tCol];
     if (!PLAIN_INT.test(stepCell) || Number(stepCell) !== this.steps[s]) {
-      return this.fail(line, 'step', 'steps of a sample must be 0, 1, 2, ... in order', String(this.steps[s]), JSON.stringify(stepCell));
+      return this.fail(
+        line,
+        'step',
+        'steps of a sample must be 0, 1, 2, ... in order',
+        String(this.steps[s]),
+        JSON.stringify(stepCell),
+      );
     }
-    if (this.steps[s] >= this.contract.limits.maxSeqLen) return this.fail(line, 'step', 'sequence too long', `sequences of at most ${this.contract.limits.maxSeqLen} steps`, `step ${this.steps[s]}`);
+    if (this.steps[s] >= this.contract.limits.maxSeqLen)
+      return this.fail(
+        line,
+        'step',
+        'sequence too long',
+        `sequences of at most ${this.contract.limits.maxSeqLen} steps`,
+        `step ${this.steps[s]}`,
+      );
     const I = h.xCols.length;
     const O = h.yCols.length;
     const rec = this.record(REC_HEAD + I + O);
@@ -152,7 +205,13 @@ export class CsvDatasetParser {
       const cell = cells[c];
       if (!PLAIN_DECIMAL.test(cell)) {
         ok = false;
-        return this.fail(line, name, 'not a plain decimal number', 'a number such as -1.5, 2 or 1e-3', JSON.stringify(cell));
+        return this.fail(
+          line,
+          name,
+          'not a plain decimal number',
+          'a number such as -1.5, 2 or 1e-3',
+          JSON.stringify(cell),
+        );
       }
       const v = Number(cell);
       if (!fitsFloat32(v)) {
@@ -165,7 +224,8 @@ export class CsvDatasetParser {
     const hasY = !h.yCols.every((c) => cells[c] === '');
     if (hasY) h.yCols.forEach((c, i) => num(c, `y${i}`, REC_HEAD + I + i));
     if (!ok) return;
-    if (this.steps[s] > 0 && this.lastHasY[s] && this.yNotLast.length < MAX_ISSUES) this.yNotLast.push(this.lastLine[s]);
+    if (this.steps[s] > 0 && this.lastHasY[s] && this.yNotLast.length < MAX_ISSUES)
+      this.yNotLast.push(this.lastLine[s]);
     this.steps[s]++;
     this.lastLine[s] = line;
     this.lastHasY[s] = hasY;
@@ -219,7 +279,13 @@ export class CsvDatasetParser {
       if (ragged) {
         for (let i = 0; i < N; i += 4096) writer.append('lengths', [], this.steps.slice(i, i + 4096));
       }
-      const base = { samples: N, seqLen: T, inputSize: I, targetShape: perStep ? [N, T, O] : [N, O], hasLengths: ragged };
+      const base = {
+        samples: N,
+        seqLen: T,
+        inputSize: I,
+        targetShape: perStep ? [N, T, O] : [N, O],
+        hasLengths: ragged,
+      };
       const limitIssues = this.limitIssues(base);
       return limitIssues.length ? { ok: false, issues: limitIssues } : { ok: true, value: base };
     } finally {
@@ -229,13 +295,32 @@ export class CsvDatasetParser {
 
   private finalIssues(): ValidationIssue[] {
     if (this.issues.length) return this.issues;
-    if (!this.header) return [{ path: 'line 1', code: 'invalid_csv', message: 'empty upload', expected: 'a header row and data rows', received: 'nothing' }];
-    if (this.rows === 0) return [{ path: `line ${this.header.line + 1}`, code: 'invalid_csv', message: 'no data rows', expected: 'at least one row', received: 'none' }];
+    if (!this.header)
+      return [
+        {
+          path: 'line 1',
+          code: 'invalid_csv',
+          message: 'empty upload',
+          expected: 'a header row and data rows',
+          received: 'nothing',
+        },
+      ];
+    if (this.rows === 0)
+      return [
+        {
+          path: `line ${this.header.line + 1}`,
+          code: 'invalid_csv',
+          message: 'no data rows',
+          expected: 'at least one row',
+          received: 'none',
+        },
+      ];
     if (this.rowsWithY === this.rows) return [];
     const found: Array<{ line: number; issue: ValidationIssue }> = [];
     const at = (line: number, message: string, expected: string, received: string) =>
       found.push({ line, issue: { path: `line ${line}.y0`, code: 'invalid_csv', message, expected, received } });
-    for (const line of this.yNotLast) at(line, "targets on every row or only on each sample's last row", 'empty cells', 'y values');
+    for (const line of this.yNotLast)
+      at(line, "targets on every row or only on each sample's last row", 'empty cells', 'y values');
     for (let s = 0; s < this.lastHasY.length && found.length < 2 * MAX_ISSUES; s++) {
       if (!this.lastHasY[s]) at(this.lastLine[s], "missing target on a sample's last row", 'y values', 'empty cells');
     }
@@ -246,11 +331,22 @@ export class CsvDatasetParser {
   }
 
   /** The limits `DatasetInput` puts on the arrays, as issues on `x` / `y`. */
-  private limitIssues(d: { samples: number; seqLen: number; inputSize: number; targetShape: number[] }): ValidationIssue[] {
+  private limitIssues(d: {
+    samples: number;
+    seqLen: number;
+    inputSize: number;
+    targetShape: number[];
+  }): ValidationIssue[] {
     const l = this.contract.limits;
     const issues: ValidationIssue[] = [];
     const add = (path: string, expected: string, received: number) =>
-      issues.push({ path, code: 'custom', message: `expected ${expected}, received ${received}`, expected, received: String(received) });
+      issues.push({
+        path,
+        code: 'custom',
+        message: `expected ${expected}, received ${received}`,
+        expected,
+        received: String(received),
+      });
     if (d.inputSize > l.maxInputSize) add('x', `at most ${l.maxInputSize} features`, d.inputSize);
     const xNumbers = d.samples * d.seqLen * d.inputSize;
     if (xNumbers > l.maxInlineElements) add('x', `at most ${l.maxInlineElements} numbers`, xNumbers);
@@ -259,7 +355,10 @@ export class CsvDatasetParser {
     return issues;
   }
 
-  private async writeSamples(writer: DatasetWriter, d: { N: number; T: number; I: number; O: number; perStep: boolean }): Promise<void> {
+  private async writeSamples(
+    writer: DatasetWriter,
+    d: { N: number; T: number; I: number; O: number; perStep: boolean },
+  ): Promise<void> {
     const width = REC_HEAD + d.I + d.O;
     const sampleBytes = d.T * width * 8;
     const perPass = Math.max(1, Math.floor(PASS_BYTES / sampleBytes));
@@ -299,7 +398,7 @@ export class CsvDatasetParser {
       else if (t === this.steps[s] - 1) writer.append('y', [s], rec.subarray(REC_HEAD + I));
     };
     const buf = buffers.read;
-    for (let pos = 0; ; ) {
+    for (let pos = 0; ;) {
       const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
       if (bytesRead === 0) break;
       pos += bytesRead;
@@ -317,7 +416,8 @@ export class CsvDatasetParser {
     const zeros = new Float64Array(width);
     for (let s = a; s < b; s++) {
       for (let t = held ? 0 : this.steps[s]; t < T; t++) {
-        const rec = held && t < this.steps[s] ? held.subarray(((s - a) * T + t) * width, ((s - a) * T + t + 1) * width) : zeros;
+        const rec =
+          held && t < this.steps[s] ? held.subarray(((s - a) * T + t) * width, ((s - a) * T + t + 1) * width) : zeros;
         emit(s, t, rec);
       }
       await writer.flush();
@@ -327,7 +427,8 @@ export class CsvDatasetParser {
   private async closeSpool(): Promise<void> {
     await this.flushSpool();
     const spool = this.spool;
-    if (spool) await new Promise<void>((resolve, reject) => spool.end((e?: Error | null) => (e ? reject(e) : resolve())));
+    if (spool)
+      await new Promise<void>((resolve, reject) => spool.end((e?: Error | null) => (e ? reject(e) : resolve())));
   }
 
   /** Removes the spool; safe to call more than once. */
@@ -340,7 +441,11 @@ export class CsvDatasetParser {
 }
 
 /** Parses a CSV upload from its text chunks into `writer`; stops reading once `MAX_ISSUES` are found. */
-export async function parseCsvUpload(chunks: AsyncIterable<string>, contract: JobContract, writer: DatasetWriter): Promise<ParsedUpload> {
+export async function parseCsvUpload(
+  chunks: AsyncIterable<string>,
+  contract: JobContract,
+  writer: DatasetWriter,
+): Promise<ParsedUpload> {
   const parser = new CsvDatasetParser(contract);
   try {
     for await (const text of chunks) {

@@ -77,7 +77,11 @@ export class DatasetsController {
         createdAt: Date.now(),
       });
       try {
-        const res = await this.redis.multi().set(this.keys.dataset(id), JSON.stringify(meta)).zadd(this.keys.datasetIndex(tenant), meta.createdAt, id).exec();
+        const res = await this.redis
+          .multi()
+          .set(this.keys.dataset(id), JSON.stringify(meta))
+          .zadd(this.keys.datasetIndex(tenant), meta.createdAt, id)
+          .exec();
         const failed = res?.find(([err]) => err);
         if (!res || failed) throw failed?.[0] ?? new Error('MULTI aborted');
       } catch (e) {
@@ -91,15 +95,23 @@ export class DatasetsController {
   }
 
   /** The one place an upload reaches the store: parsed as a stream into its writer, committed if valid. */
-  private async storeUpload(id: string, format: 'json' | 'csv', req: Request): Promise<DatasetSummary & { bytes: number }> {
+  private async storeUpload(
+    id: string,
+    format: 'json' | 'csv',
+    req: Request,
+  ): Promise<DatasetSummary & { bytes: number }> {
     const writer = await this.store.writer(id);
     let parsed: ParsedUpload;
     try {
       const text = bodyText(req, this.config.datasetBodyLimit);
-      parsed = format === 'json' ? await parseJsonUpload(text, this.contract, writer) : await parseCsvUpload(text, this.contract, writer);
+      parsed =
+        format === 'json'
+          ? await parseJsonUpload(text, this.contract, writer)
+          : await parseCsvUpload(text, this.contract, writer);
     } catch (e) {
       await writer.abort();
-      if (e instanceof JsonSyntaxError) throw new ApiError(400, 'invalid_json', `the body is not valid JSON: ${e.message}`);
+      if (e instanceof JsonSyntaxError)
+        throw new ApiError(400, 'invalid_json', `the body is not valid JSON: ${e.message}`);
       throw e;
     }
     if (!parsed.ok) {

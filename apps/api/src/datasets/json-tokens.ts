@@ -19,7 +19,10 @@ export interface JsonTokenHandler {
 }
 
 export class JsonSyntaxError extends Error {
-  constructor(message: string, readonly position: number) {
+  constructor(
+    message: string,
+    readonly position: number,
+  ) {
     super(`${message} at position ${position}`);
     this.name = 'JsonSyntaxError';
   }
@@ -44,7 +47,8 @@ const enum Tok {
 
 const NUMBER = /^-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?$/;
 /** Characters a number token runs over (checked against `NUMBER` once it ends). */
-const isNumberChar = (c: number): boolean => (c >= 0x30 && c <= 0x39) || c === 0x2e || c === 0x65 || c === 0x45 || c === 0x2b || c === 0x2d;
+const isNumberChar = (c: number): boolean =>
+  (c >= 0x30 && c <= 0x39) || c === 0x2e || c === 0x65 || c === 0x45 || c === 0x2b || c === 0x2d;
 const LITERALS: Record<string, boolean | null> = { true: true, false: false, null: null };
 
 export class JsonTokenizer {
@@ -84,7 +88,10 @@ export class JsonTokenizer {
         i++;
         continue;
       }
-      if ((c === 0x2d || (c >= 0x30 && c <= 0x39)) && (this.expect === Expect.Value || this.expect === Expect.ValueOrClose)) {
+      if (
+        (c === 0x2d || (c >= 0x30 && c <= 0x39)) &&
+        (this.expect === Expect.Value || this.expect === Expect.ValueOrClose)
+      ) {
         i = this.startNumber(chunk, i);
         continue;
       }
@@ -109,7 +116,8 @@ export class JsonTokenizer {
   /** The body ended: throws unless it was one complete value. */
   end(): void {
     if (this.tok === Tok.Number || this.tok === Tok.Literal) this.finishWord();
-    if (this.tok === Tok.String || this.expect !== Expect.End) throw new JsonSyntaxError('unexpected end of the body', this.pos);
+    if (this.tok === Tok.String || this.expect !== Expect.End)
+      throw new JsonSyntaxError('unexpected end of the body', this.pos);
   }
 
   private punct(c: number): void {
@@ -126,7 +134,8 @@ export class JsonTokenizer {
     if (c === 0x7d /* } */ || c === 0x5d /* ] */) {
       const obj = c === 0x7d;
       const top = this.stack[this.stack.length - 1];
-      if (top !== obj || !(e === Expect.Comma || (obj ? e === Expect.KeyOrClose : e === Expect.ValueOrClose))) return this.fail(c);
+      if (top !== obj || !(e === Expect.Comma || (obj ? e === Expect.KeyOrClose : e === Expect.ValueOrClose)))
+        return this.fail(c);
       this.stack.pop();
       if (obj) this.h.closeObject();
       else this.h.closeArray();
@@ -170,7 +179,8 @@ export class JsonTokenizer {
     }
     this.text += chunk.slice(from, i);
     this.pos += i - from;
-    if (this.text.length > this.maxToken) throw new JsonSyntaxError(`a string longer than ${this.maxToken} characters`, this.pos);
+    if (this.text.length > this.maxToken)
+      throw new JsonSyntaxError(`a string longer than ${this.maxToken} characters`, this.pos);
     if (i === n) return i;
     this.pos += 1;
     let s: string;

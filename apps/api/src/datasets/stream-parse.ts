@@ -46,7 +46,13 @@ const ROW_CHUNK = 4096;
 
 function typeIssue(path: Path, expected: string, v: unknown): ValidationIssue {
   const kind = v === null ? 'null' : Array.isArray(v) ? 'array' : typeof v;
-  return { path: formatPath(path), code: 'invalid_type', message: `Invalid input: expected ${expected}, received ${kind}`, expected, received: describeValue(v) };
+  return {
+    path: formatPath(path),
+    code: 'invalid_type',
+    message: `Invalid input: expected ${expected}, received ${kind}`,
+    expected,
+    received: describeValue(v),
+  };
 }
 
 function float32Issue(v: number, path: Path): ValidationIssue {
@@ -54,7 +60,13 @@ function float32Issue(v: number, path: Path): ValidationIssue {
 }
 
 function shapeIssue(path: Path, expected: string, received: string): ValidationIssue {
-  return { path: formatPath(path), code: 'custom', message: `expected ${expected}, received ${received}`, expected, received };
+  return {
+    path: formatPath(path),
+    code: 'custom',
+    message: `expected ${expected}, received ${received}`,
+    expected,
+    received,
+  };
 }
 
 /**
@@ -104,10 +116,19 @@ class TensorTracker {
   private wrongType(d: number, v: unknown): ValidationIssue {
     const want = this.expectedAt(d);
     const path = this.path(d);
-    if (want === 'union') return { path: formatPath(path), code: 'invalid_union', message: 'Invalid input', expected: 'one of the allowed forms', received: describeValue(v) };
+    if (want === 'union')
+      return {
+        path: formatPath(path),
+        code: 'invalid_union',
+        message: 'Invalid input',
+        expected: 'one of the allowed forms',
+        received: describeValue(v),
+      };
     // y of mixed depths passes the types and fails the shape check.
     if (this.field === 'y' && d === 2) {
-      return Array.isArray(v) ? shapeIssue(path, 'a number', describeValue(v)) : shapeIssue(path, `an array of length ${this.sizes[2]}`, typeof v);
+      return Array.isArray(v)
+        ? shapeIssue(path, 'a number', describeValue(v))
+        : shapeIssue(path, `an array of length ${this.sizes[2]}`, typeof v);
     }
     return typeIssue(path, want, v);
   }
@@ -329,7 +350,14 @@ export class JsonDatasetParser implements JsonTokenHandler {
     if (this.current instanceof ValueBuilder) return this.current.setKey(name);
     if (this.current) return; // inside a skipped object of an array field
     if (isStreamed(name)) {
-      if (this.trackers.has(name)) throw new StopParse({ path: name, code: 'duplicate_key', message: `field "${name}" appears twice`, expected: 'each field once', received: 'a second one' });
+      if (this.trackers.has(name))
+        throw new StopParse({
+          path: name,
+          code: 'duplicate_key',
+          message: `field "${name}" appears twice`,
+          expected: 'each field once',
+          received: 'a second one',
+        });
       const t = this.tracker(name);
       this.trackers.set(name, t);
       this.current = t;
@@ -375,10 +403,17 @@ export class JsonDatasetParser implements JsonTokenHandler {
     if (i > limits.maxInputSize) at(`at most ${limits.maxInputSize} features`, i);
     const yShape = this.trackers.get('y')!.shape;
     const perStep = yShape.length === 3;
-    const yBad = checkShape(['y'], yShape, perStep ? [n, t, null] : [n, null], perStep ? ['N', 'T', 'O'] : ['N', 'O'], limits.maxInlineElements);
+    const yBad = checkShape(
+      ['y'],
+      yShape,
+      perStep ? [n, t, null] : [n, null],
+      perStep ? ['N', 'T', 'O'] : ['N', 'O'],
+      limits.maxInlineElements,
+    );
     if (yBad) issues.push(yBad);
     const lengths = this.trackers.get('lengths');
-    if (lengths && lengths.shape[0] !== n) issues.push(shapeIssue(['lengths'], `${n} lengths (one per sample)`, `${lengths.shape[0]}`));
+    if (lengths && lengths.shape[0] !== n)
+      issues.push(shapeIssue(['lengths'], `${n} lengths (one per sample)`, `${lengths.shape[0]}`));
     if (lengths && lengths.shape[0] === n && this.longest && this.longest.value > t) {
       const first = this.longestOver(t)!;
       issues.push(shapeIssue(['lengths', first.index], `a length <= ${t} (the sequence length)`, String(first.value)));
@@ -387,7 +422,14 @@ export class JsonDatasetParser implements JsonTokenHandler {
     const description = this.others.get('description')?.result as string | undefined;
     return {
       ok: true,
-      value: { samples: n, seqLen: t, inputSize: i, targetShape: yShape, hasLengths: !!lengths, ...(description !== undefined ? { description } : {}) },
+      value: {
+        samples: n,
+        seqLen: t,
+        inputSize: i,
+        targetShape: yShape,
+        hasLengths: !!lengths,
+        ...(description !== undefined ? { description } : {}),
+      },
     };
   }
 
@@ -415,7 +457,13 @@ export class JsonDatasetParser implements JsonTokenHandler {
 }
 
 /** `expectShape` of the payload schemas, on a shape read from the stream. */
-function checkShape(path: Path, shape: number[], dims: Array<number | null>, names: string[], maxElements: number): ValidationIssue | null {
+function checkShape(
+  path: Path,
+  shape: number[],
+  dims: Array<number | null>,
+  names: string[],
+  maxElements: number,
+): ValidationIssue | null {
   const want = dims.map((d, i) => (d === null ? names[i] : d));
   if (shape.length !== dims.length || shape.some((s, i) => s === 0 || (dims[i] !== null && s !== dims[i]))) {
     return shapeIssue(path, `shape ${showShape(want)}`, `shape ${showShape(shape)}`);
@@ -428,7 +476,11 @@ function checkShape(path: Path, shape: number[], dims: Array<number | null>, nam
  * Parses a JSON dataset upload from its text chunks into `writer`. Stops reading at the first
  * issue in the arrays. Throws `JsonSyntaxError` for a body that is not JSON.
  */
-export async function parseJsonUpload(chunks: AsyncIterable<string>, contract: JobContract, writer: DatasetWriter): Promise<ParsedUpload> {
+export async function parseJsonUpload(
+  chunks: AsyncIterable<string>,
+  contract: JobContract,
+  writer: DatasetWriter,
+): Promise<ParsedUpload> {
   let offset = 0;
   const tap: DatasetWriter = {
     append: (field, index, values) => {

@@ -10,7 +10,8 @@ import { ApiError } from '../http/errors';
 /** The upload route, which the api's JSON body parser skips. */
 export const isDatasetUpload = (req: Request): boolean => req.method === 'POST' && /^\/v1\/datasets\/?$/.test(req.path);
 
-const tooLarge = (limit: number) => new ApiError(413, 'payload_too_large', `the body is over the limit of ${limit} bytes`);
+const tooLarge = (limit: number) =>
+  new ApiError(413, 'payload_too_large', `the body is over the limit of ${limit} bytes`);
 
 const DECODERS: Record<string, () => NodeJS.ReadWriteStream> = {
   gzip: createGunzip,
@@ -25,10 +26,12 @@ const DECODERS: Record<string, () => NodeJS.ReadWriteStream> = {
 export async function* bodyText(req: Request, limit: number): AsyncGenerator<string, void, undefined> {
   if (Number(req.headers['content-length'] ?? 0) > limit) throw tooLarge(limit);
   const charset = /;\s*charset=([^;\s]+)/i.exec(req.headers['content-type'] ?? '')?.[1]?.toLowerCase();
-  if (charset && charset !== 'utf-8' && charset !== 'utf8') throw new ApiError(415, 'unsupported_media_type', `unsupported charset "${charset.toUpperCase()}"`);
+  if (charset && charset !== 'utf-8' && charset !== 'utf8')
+    throw new ApiError(415, 'unsupported_media_type', `unsupported charset "${charset.toUpperCase()}"`);
   const encoding = (req.headers['content-encoding'] ?? 'identity').toLowerCase();
   const decoder = DECODERS[encoding];
-  if (!decoder && encoding !== 'identity') throw new ApiError(415, 'unsupported_media_type', `unsupported content encoding "${encoding}"`);
+  if (!decoder && encoding !== 'identity')
+    throw new ApiError(415, 'unsupported_media_type', `unsupported content encoding "${encoding}"`);
   // Stopping early must not destroy the request: the answer still goes out on its socket.
   const source = decoder ? decoded(req, decoder()) : req.iterator({ destroyOnReturn: false });
   const text = new TextDecoder('utf-8');
@@ -53,7 +56,11 @@ async function* decoded(req: Request, decoder: NodeJS.ReadWriteStream): AsyncGen
     yield* req.pipe(decoder) as unknown as AsyncIterable<Buffer>;
   } catch (e) {
     if (e instanceof ApiError) throw e;
-    throw new ApiError(400, 'invalid_request', `the body could not be decompressed (${req.headers['content-encoding']}): ${(e as Error).message}`);
+    throw new ApiError(
+      400,
+      'invalid_request',
+      `the body could not be decompressed (${req.headers['content-encoding']}): ${(e as Error).message}`,
+    );
   }
 }
 
@@ -65,7 +72,13 @@ export class UploadSlots {
 
   acquire(): () => void {
     if (this.open >= this.max) {
-      throw new ApiError(503, 'unavailable', `${this.open} dataset uploads are being read, the most MAX_DATASET_UPLOADS allows; retry later`, undefined, { 'Retry-After': '5' });
+      throw new ApiError(
+        503,
+        'unavailable',
+        `${this.open} dataset uploads are being read, the most MAX_DATASET_UPLOADS allows; retry later`,
+        undefined,
+        { 'Retry-After': '5' },
+      );
     }
     this.open++;
     let released = false;

@@ -23,7 +23,17 @@ export interface QueuedJob {
 }
 
 /** The fields of BullMQ's job hash behind `QueuedJob` (`ats`/`atm`: attempts started/made). */
-const RECORD_FIELDS = ['opts', 'progress', 'returnvalue', 'failedReason', 'processedOn', 'finishedOn', 'ats', 'atm', 'attemptsMade'] as const;
+const RECORD_FIELDS = [
+  'opts',
+  'progress',
+  'returnvalue',
+  'failedReason',
+  'processedOn',
+  'finishedOn',
+  'ats',
+  'atm',
+  'attemptsMade',
+] as const;
 
 /** BullMQ states in which a job has not started and can simply be removed. */
 const NOT_STARTED = new Set(['waiting', 'delayed', 'prioritized', 'waiting-children', 'paused', 'wait']);
@@ -69,10 +79,17 @@ export class JobQueues {
     const q = this.get(queue);
     const client = await q.backend.client;
     const key = q.backend.toKey(id);
-    const res = await client.multi().runCommand('hmget', [key, ...RECORD_FIELDS]).runCommand('hstrlen', [key, 'data']).exec();
+    const res = await client
+      .multi()
+      .runCommand('hmget', [key, ...RECORD_FIELDS])
+      .runCommand('hstrlen', [key, 'data'])
+      .exec();
     const failed = res?.find(([err]: [Error | null, unknown]) => err);
     if (!res || failed) throw failed?.[0] ?? new Error('MULTI aborted');
-    const raw = Object.fromEntries(RECORD_FIELDS.map((f, i) => [f, (res[0][1] as Array<string | null>)[i]])) as Record<(typeof RECORD_FIELDS)[number], string | null>;
+    const raw = Object.fromEntries(RECORD_FIELDS.map((f, i) => [f, (res[0][1] as Array<string | null>)[i]])) as Record<
+      (typeof RECORD_FIELDS)[number],
+      string | null
+    >;
     if (raw.opts === null) return null;
     const state = await q.getJobState(id);
     if (state === 'unknown') return null;

@@ -104,7 +104,14 @@ export class JobRecords {
       this.queues.getJob(meta.queue as QueueName, meta.id),
       this.redis.exists(this.keys.cancel(meta.id)),
     ]);
-    const base = { id: meta.id, type: meta.type, queue: meta.queue, device: meta.device, createdAt: meta.createdAt, links: linksOf(meta.id) };
+    const base = {
+      id: meta.id,
+      type: meta.type,
+      queue: meta.queue,
+      device: meta.device,
+      createdAt: meta.createdAt,
+      links: linksOf(meta.id),
+    };
     if (found) {
       const state = publicState(found.state, found.failedReason);
       const progress = ProgressEventSchema.safeParse(found.progress);
@@ -135,7 +142,9 @@ export class JobRecords {
       cancelRequested: false,
       progress: metric,
       result: last?.result ?? null,
-      error: last?.error ?? (last ? null : { code: 'not_found', message: 'the queue record of this job is gone', retryable: false }),
+      error:
+        last?.error ??
+        (last ? null : { code: 'not_found', message: 'the queue record of this job is gone', retryable: false }),
       payloadBytes: null,
     };
   }

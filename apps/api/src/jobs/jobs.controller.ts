@@ -34,7 +34,15 @@ function requireJson(req: Request): void {
 function parseWait(v: unknown): boolean {
   if (v === undefined || v === 'false' || v === '0') return false;
   if (v === 'true' || v === '1' || v === '') return true;
-  throw ApiError.invalid([{ path: 'wait', code: 'invalid_value', message: 'invalid query parameter', expected: 'true or false', received: JSON.stringify(v) }]);
+  throw ApiError.invalid([
+    {
+      path: 'wait',
+      code: 'invalid_value',
+      message: 'invalid query parameter',
+      expected: 'true or false',
+      received: JSON.stringify(v),
+    },
+  ]);
 }
 
 const CONTENT_TYPES: Record<string, string> = {
@@ -54,7 +62,11 @@ export class JobsController {
 
   @Post('train')
   @HttpCode(202)
-  async train(@Req() req: Request, @Res({ passthrough: true }) res: Response, @Headers(IDEMPOTENCY_HEADER) key?: string): Promise<SubmitResponse> {
+  async train(
+    @Req() req: Request,
+    @Res({ passthrough: true }) res: Response,
+    @Headers(IDEMPOTENCY_HEADER) key?: string,
+  ): Promise<SubmitResponse> {
     requireJson(req);
     const r = await this.jobs.submit('train', req.body, tenantOf(req), key);
     if (r.replayed) res.setHeader('Idempotent-Replayed', 'true');
@@ -103,7 +115,11 @@ export class JobsController {
   }
 
   @Delete(':id')
-  async cancel(@Req() req: Request, @Param('id') id: string, @Res({ passthrough: true }) res: Response): Promise<CancelResponse> {
+  async cancel(
+    @Req() req: Request,
+    @Param('id') id: string,
+    @Res({ passthrough: true }) res: Response,
+  ): Promise<CancelResponse> {
     const r = await this.jobs.cancel(id, tenantOf(req));
     res.status(r.status);
     return r.body;
@@ -120,7 +136,15 @@ export class JobsController {
     const meta = await this.jobs.meta(id, tenantOf(req));
     const lastId = req.header('last-event-id') ?? (typeof req.query.after === 'string' ? req.query.after : undefined);
     if (lastId !== undefined && !isStreamId(lastId)) {
-      throw ApiError.invalid([{ path: 'Last-Event-ID', code: 'invalid_format', message: 'not an event id of this stream', expected: '<ms>-<seq>', received: JSON.stringify(lastId) }]);
+      throw ApiError.invalid([
+        {
+          path: 'Last-Event-ID',
+          code: 'invalid_format',
+          message: 'not an event id of this stream',
+          expected: '<ms>-<seq>',
+          received: JSON.stringify(lastId),
+        },
+      ]);
     }
     const ac = this.feed.reserve(meta.tenant);
     res.on('close', () => ac.abort());
@@ -139,7 +163,10 @@ export class JobsController {
       });
     } catch (e) {
       if (e instanceof StalledClientError) return;
-      if (!ac.signal.aborted) res.write(`event: error\ndata: ${JSON.stringify({ code: 'unavailable', message: 'the event stream broke; reconnect with Last-Event-ID' })}\n\n`);
+      if (!ac.signal.aborted)
+        res.write(
+          `event: error\ndata: ${JSON.stringify({ code: 'unavailable', message: 'the event stream broke; reconnect with Last-Event-ID' })}\n\n`,
+        );
       if (!(e instanceof Error && /Connection is closed/.test(e.message))) throw e;
     } finally {
       this.feed.release(ac);
@@ -151,14 +178,30 @@ export class JobsController {
   async listArtifacts(@Req() req: Request, @Param('id') id: string): Promise<ArtifactList> {
     await this.jobs.meta(id, tenantOf(req));
     const items = await this.artifacts.list(id);
-    return { jobId: id, items: items.map((a) => ({ ...a, url: `/v1/jobs/${id}/artifacts/${encodeURIComponent(a.name)}` })) };
+    return {
+      jobId: id,
+      items: items.map((a) => ({ ...a, url: `/v1/jobs/${id}/artifacts/${encodeURIComponent(a.name)}` })),
+    };
   }
 
   @Get(':id/artifacts/:name')
-  async artifact(@Req() req: Request, @Res() res: Response, @Param('id') id: string, @Param('name') name: string): Promise<void> {
+  async artifact(
+    @Req() req: Request,
+    @Res() res: Response,
+    @Param('id') id: string,
+    @Param('name') name: string,
+  ): Promise<void> {
     await this.jobs.meta(id, tenantOf(req));
     if (!isValidArtifactName(name)) {
-      throw ApiError.invalid([{ path: 'name', code: 'invalid_format', message: 'not an artifact name', expected: 'one file name of letters, digits, ".", "-", "_"', received: JSON.stringify(name) }]);
+      throw ApiError.invalid([
+        {
+          path: 'name',
+          code: 'invalid_format',
+          message: 'not an artifact name',
+          expected: 'one file name of letters, digits, ".", "-", "_"',
+          received: JSON.stringify(name),
+        },
+      ]);
     }
     let opened;
     try {

@@ -21,7 +21,8 @@ export class SseWriter {
   ) {}
 
   async events(items: FeedItem[]): Promise<void> {
-    for (const { id, event } of items) this.res.write(`${id ? `id: ${id}\n` : ''}event: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`);
+    for (const { id, event } of items)
+      this.res.write(`${id ? `id: ${id}\n` : ''}event: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`);
     await this.room();
   }
 
