@@ -67,16 +67,20 @@ export const JobErrorSchema = z.strictObject({
 export type JobError = z.output<typeof JobErrorSchema>;
 export type JobErrorInput = z.input<typeof JobErrorSchema>;
 
-/** Error codes that must not be retried: the worker throws these as `UnrecoverableError`. */
-export const PERMANENT_ERROR_CODES: readonly ErrorCode[] = [
-  'invalid_payload',
-  'not_found',
-  'diverged',
-  'cancelled',
-  'timeout',
-  'resource_exhausted',
-];
+/** Whether each code is permanent: the worker throws those as `UnrecoverableError`, never retried. */
+const PERMANENT = {
+  invalid_payload: true,
+  not_found: true,
+  diverged: true,
+  cancelled: true,
+  timeout: true,
+  resource_exhausted: true,
+  backend_unavailable: false,
+  internal: false,
+} as const satisfies Record<ErrorCode, boolean>;
 
+/** Error codes that must not be retried: the worker throws these as `UnrecoverableError`. */
+export const PERMANENT_ERROR_CODES: readonly ErrorCode[] = ERROR_CODES.filter((c) => PERMANENT[c]);
 /** The worker fails a BullMQ job with `new Error(encodeJobError(e))` (or `UnrecoverableError`), so
  * `job.failedReason` holds the JSON of a `JobError`. */
 export function encodeJobError(e: JobErrorInput): string {
