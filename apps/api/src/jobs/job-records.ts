@@ -122,7 +122,8 @@ export class JobRecords {
         finishedAt: isTerminal(state) ? found.finishedOn : null,
         attempts: found.attemptsStarted || found.attemptsMade,
         maxAttempts: found.maxAttempts,
-        cancelRequested: cancelRaw === 1 && !isTerminal(state),
+        // Kept on a job that finished before its cancel reached it: the record shows both facts.
+        cancelRequested: cancelRaw === 1 && state !== 'cancelled',
         progress: progress.success ? progress.data : null,
         result: state === 'completed' ? (found.returnvalue ?? null) : null,
         error: state === 'failed' || state === 'cancelled' ? decodeJobError(found.failedReason) : null,
