@@ -94,19 +94,24 @@ function checkSplit(ctx: z.RefinementCtx, validationSplit: number, n: number): v
   if (problem) addIssue(ctx, ['training', 'validationSplit'], problem, String(validationSplit));
 }
 
-/** Builds every payload schema from one set of limits. `contract` below is the default instance. */
-export function makeContract(limits: PayloadLimits = DEFAULT_LIMITS) {
-  const posInt = (max: number) => z.number().int().min(1).max(max);
-  const fraction = (r: Fraction) => z.number().min(r.min).lt(r.below);
-  const seed = z.number().int().min(0).max(MAX_SEED);
-  const vec = z.array(z.number());
-  const tensor2 = z.array(vec);
-  const tensor3 = z.array(tensor2);
-  const lengths = z.array(posInt(limits.maxSeqLen));
+// Schema pieces that do not depend on the limits; zod schemas are immutable, so every contract shares them.
+const posInt = (max: number) => z.number().int().min(1).max(max);
+const fraction = (r: Fraction) => z.number().min(r.min).lt(r.below);
+const seed = z.number().int().min(0).max(MAX_SEED);
+const vec = z.array(z.number());
+const tensor2 = z.array(vec);
+const tensor3 = z.array(tensor2);
+/** `[N, T, O]` (per-step targets) or `[N, O]` (one target per sequence); the refinements check which. */
+const targets = z.array(z.array(z.union([z.number(), vec])));
+/** `h0`, `c0`: `[L*D, B, H]`. */
+const InitialState = z.strictObject({ h0: tensor3, c0: tensor3 });
 
-  // Names, defaults and rules are the library's (`@relu-lstm/lstm/config`); the bounds are the limits'.
-  // Every field of the library's flat model options has an entry (the `satisfies` below).
-  const ModelSpec = z
+const lengthsSchema = (limits: PayloadLimits) => z.array(posInt(limits.maxSeqLen));
+
+/** The model's architecture. Names, defaults and rules are the library's (`@relu-lstm/lstm/config`);
+ * the bounds are the limits'. Every field of the library's flat model options has an entry (the `satisfies`). */
+function modelSpecSchema(limits: PayloadLimits) {
+  return z
     .strictObject({
       inputSize: posInt(limits.maxInputSize),
       hiddenSize: posInt(limits.maxHiddenSize),
@@ -133,10 +138,10 @@ export function makeContract(limits: PayloadLimits = DEFAULT_LIMITS) {
       const problem = cellClipProblem(m.activation, m.cellClip);
       if (problem) addIssue(ctx, ['cellClip'], problem, String(m.cellClip));
     });
+}
 
-  /** `h0`, `c0`: `[L*D, B, H]`. */
-  const InitialState = z.strictObject({ h0: tensor3, c0: tensor3 });
-
+/** Where a train job's data comes from: exactly one of inline arrays, an uploaded dataset, a generator. */
+function trainingDataSchemas(limits: PayloadLimits) {
   const SyntheticData = z.strictObject({
     kind: z.enum(SYNTHETIC_KINDS),
     samples: posInt(limits.maxSamples),
@@ -144,16 +149,14 @@ export function makeContract(limits: PayloadLimits = DEFAULT_LIMITS) {
     /** Seed of the generator; defaults to `training.seed`. */
     seed: seed.optional(),
   });
-
   const InlineData = z.strictObject({
     /** `[N, T, inputSize]`. */
     x: tensor3,
     /** `[N, T, outputSize]` with head `manyToMany`, `[N, outputSize]` with `lastStep`. */
-    y: z.array(z.array(z.union([z.number(), vec]))),
+    y: targets,
     /** Valid steps of each sample (padding after them is ignored); default: all T. */
-    lengths: lengths.optional(),
+    lengths: lengthsSchema(limits).optional(),
   });
-
   const TrainingData = z
     .strictObject({
       inline: InlineData.optional(),
@@ -167,8 +170,12 @@ export function makeContract(limits: PayloadLimits = DEFAULT_LIMITS) {
         addIssue(ctx, [], 'exactly one of inline, datasetId, synthetic', given.length ? given.join(' and ') : 'none');
       }
     });
+  return { SyntheticData, InlineData, TrainingData };
+}
 
-  const TrainingSpec = z
+/** The optimizer, loss and schedule of a train job. */
+function trainingSpecSchema(limits: PayloadLimits) {
+  return z
     .strictObject({
       epochs: posInt(limits.maxEpochs),
       batchSize: posInt(limits.maxBatchSize),
@@ -194,178 +201,213 @@ export function makeContract(limits: PayloadLimits = DEFAULT_LIMITS) {
         addIssue(ctx, ['momentum'], `no momentum with optimizer '${t.optimizer}'`, String(t.momentum));
       }
     });
+}
 
-  /** Inputs whose final `(h_n, c_n)` under the trained model are written to `state.json`. */
-  const StateInput = z.strictObject({
+/** Inputs whose final `(h_n, c_n)` under the trained model are written to `state.json`. */
+function stateInputSchema(limits: PayloadLimits) {
+  return z.strictObject({
     /** `[B, T, inputSize]`. */
     inputs: tensor3,
-    lengths: lengths.optional(),
+    lengths: lengthsSchema(limits).optional(),
     /** Free text copied into `state.json`. */
     description: z.string().max(500).optional(),
   });
+}
 
-  const TrainPayload = z
-    .strictObject({
-      model: ModelSpec,
-      data: TrainingData,
-      training: TrainingSpec,
-      /** Default: the first batch of the training data. */
-      stateInput: StateInput.optional(),
-      /** State every training sequence starts from, `[L*D, 1, H]` (broadcast over the batch). */
-      initialState: InitialState.optional(),
-      /** Start from the final model and state of this earlier (completed) train job. */
-      fromJob: z.uuid().optional(),
-      device: z.enum(DEVICES).default('any'),
-    })
-    .superRefine((p, ctx) => {
-      const { model: m, data, training } = p;
-      const ld = m.numLayers * (m.bidirectional ? 2 : 1);
-      const lossProblem = lossOutputSizeProblem(training.loss, m.outputSize);
-      if (lossProblem) addIssue(ctx, ['model', 'outputSize'], lossProblem, String(m.outputSize));
-      if (data.inline) {
-        const x = expectShape(
-          ctx,
-          data.inline.x,
-          ['data', 'inline', 'x'],
-          [null, null, m.inputSize],
-          ['N', 'T', 'inputSize'],
-          limits,
-        );
-        if (x) {
-          const [n, t] = x;
-          if (n > limits.maxSamples)
-            addIssue(ctx, ['data', 'inline', 'x'], `at most ${limits.maxSamples} samples`, String(n));
-          if (t > limits.maxSeqLen)
-            addIssue(ctx, ['data', 'inline', 'x'], `sequences of at most ${limits.maxSeqLen} steps`, String(t));
-          const yDims = m.head === 'manyToMany' ? [n, t, m.outputSize] : [n, m.outputSize];
-          const yNames = m.head === 'manyToMany' ? ['N', 'T', 'outputSize'] : ['N', 'outputSize'];
-          expectShape(ctx, data.inline.y, ['data', 'inline', 'y'], yDims, yNames, limits);
-          checkLengths(ctx, data.inline.lengths, ['data', 'inline', 'lengths'], n, t);
-          checkSplit(ctx, training.validationSplit, n);
-        }
-      }
-      if (data.synthetic) {
-        const s = data.synthetic;
-        checkSplit(ctx, training.validationSplit, s.samples);
-        const need = s.kind === 'sine' ? { inputSize: 1, outputSize: 1 } : { inputSize: 2, outputSize: 1 };
-        if (m.inputSize !== need.inputSize)
-          addIssue(
-            ctx,
-            ['model', 'inputSize'],
-            `${need.inputSize} for synthetic '${s.kind}' data`,
-            String(m.inputSize),
-          );
-        if (m.outputSize !== need.outputSize)
-          addIssue(
-            ctx,
-            ['model', 'outputSize'],
-            `${need.outputSize} for synthetic '${s.kind}' data`,
-            String(m.outputSize),
-          );
-        if (s.kind === 'adding' && m.head !== 'lastStep')
-          addIssue(
-            ctx,
-            ['model', 'head'],
-            "'lastStep' for synthetic 'adding' data (one target per sequence)",
-            `'${m.head}'`,
-          );
-        if (training.loss !== 'mse')
-          addIssue(
-            ctx,
-            ['training', 'loss'],
-            `'mse' for synthetic '${s.kind}' data (a regression task)`,
-            `'${training.loss}'`,
-          );
-      }
-      if (p.stateInput) {
-        const s = expectShape(
-          ctx,
-          p.stateInput.inputs,
-          ['stateInput', 'inputs'],
-          [null, null, m.inputSize],
-          ['B', 'T', 'inputSize'],
-          limits,
-        );
-        if (s) checkLengths(ctx, p.stateInput.lengths, ['stateInput', 'lengths'], s[0], s[1]);
-      }
-      if (p.initialState && p.fromJob) {
-        addIssue(ctx, ['initialState'], 'either initialState or fromJob, not both', 'both');
-      }
-      if (p.initialState) {
-        for (const k of ['h0', 'c0'] as const) {
-          expectShape(
-            ctx,
-            p.initialState[k],
-            ['initialState', k],
-            [ld, 1, m.hiddenSize],
-            ['L*D', '1', 'hiddenSize'],
-            limits,
-          );
-        }
-      }
-    });
+/** The parts a train payload is made of, each already built for the same limits. */
+interface TrainParts {
+  ModelSpec: ReturnType<typeof modelSpecSchema>;
+  TrainingData: ReturnType<typeof trainingDataSchemas>['TrainingData'];
+  TrainingSpec: ReturnType<typeof trainingSpecSchema>;
+  StateInput: ReturnType<typeof stateInputSchema>;
+}
 
-  /** A model given inline instead of by a train job's id. */
-  const InlineModel = z.strictObject({
+/** The train payload's fields; the cross-field rules are added by `trainPayloadSchema`. */
+function trainPayloadObject(parts: TrainParts) {
+  return z.strictObject({
+    model: parts.ModelSpec,
+    data: parts.TrainingData,
+    training: parts.TrainingSpec,
+    /** Default: the first batch of the training data. */
+    stateInput: parts.StateInput.optional(),
+    /** State every training sequence starts from, `[L*D, 1, H]` (broadcast over the batch). */
+    initialState: InitialState.optional(),
+    /** Start from the final model and state of this earlier (completed) train job. */
+    fromJob: z.uuid().optional(),
+    device: z.enum(DEVICES).default('any'),
+  });
+}
+
+type TrainShape = z.output<ReturnType<typeof trainPayloadObject>>;
+type ModelShape = TrainShape['model'];
+
+/** Rules across the train payload's parts: shapes against the model, data against the loss and head. */
+function trainPayloadSchema(limits: PayloadLimits, parts: TrainParts) {
+  return trainPayloadObject(parts).superRefine((p, ctx) => {
+    const { model: m, data, training } = p;
+    const lossProblem = lossOutputSizeProblem(training.loss, m.outputSize);
+    if (lossProblem) addIssue(ctx, ['model', 'outputSize'], lossProblem, String(m.outputSize));
+    if (data.inline) checkInlineTrainData(ctx, { model: m, inline: data.inline, training, limits });
+    if (data.synthetic) checkSyntheticTrainData(ctx, { model: m, synthetic: data.synthetic, training });
+    if (p.stateInput) {
+      const s = expectShape(
+        ctx,
+        p.stateInput.inputs,
+        ['stateInput', 'inputs'],
+        [null, null, m.inputSize],
+        ['B', 'T', 'inputSize'],
+        limits,
+      );
+      if (s) checkLengths(ctx, p.stateInput.lengths, ['stateInput', 'lengths'], s[0], s[1]);
+    }
+    checkTrainInitialState(ctx, p, limits);
+  });
+}
+
+/** Inline `x`, `y` and lengths against the model, the limits and the validation split. */
+function checkInlineTrainData(
+  ctx: z.RefinementCtx,
+  o: {
+    model: ModelShape;
+    inline: NonNullable<TrainShape['data']['inline']>;
+    training: TrainShape['training'];
+    limits: PayloadLimits;
+  },
+): void {
+  const { model: m, inline, limits } = o;
+  const x = expectShape(
+    ctx,
+    inline.x,
+    ['data', 'inline', 'x'],
+    [null, null, m.inputSize],
+    ['N', 'T', 'inputSize'],
+    limits,
+  );
+  if (!x) return;
+  const [n, t] = x;
+  if (n > limits.maxSamples) addIssue(ctx, ['data', 'inline', 'x'], `at most ${limits.maxSamples} samples`, String(n));
+  if (t > limits.maxSeqLen)
+    addIssue(ctx, ['data', 'inline', 'x'], `sequences of at most ${limits.maxSeqLen} steps`, String(t));
+  const yDims = m.head === 'manyToMany' ? [n, t, m.outputSize] : [n, m.outputSize];
+  const yNames = m.head === 'manyToMany' ? ['N', 'T', 'outputSize'] : ['N', 'outputSize'];
+  expectShape(ctx, inline.y, ['data', 'inline', 'y'], yDims, yNames, limits);
+  checkLengths(ctx, inline.lengths, ['data', 'inline', 'lengths'], n, t);
+  checkSplit(ctx, o.training.validationSplit, n);
+}
+
+/** The generators fix the model's sizes, head and loss: each kind is one regression task. */
+function checkSyntheticTrainData(
+  ctx: z.RefinementCtx,
+  o: { model: ModelShape; synthetic: NonNullable<TrainShape['data']['synthetic']>; training: TrainShape['training'] },
+): void {
+  const { model: m, synthetic: s, training } = o;
+  checkSplit(ctx, training.validationSplit, s.samples);
+  const need = s.kind === 'sine' ? { inputSize: 1, outputSize: 1 } : { inputSize: 2, outputSize: 1 };
+  if (m.inputSize !== need.inputSize)
+    addIssue(ctx, ['model', 'inputSize'], `${need.inputSize} for synthetic '${s.kind}' data`, String(m.inputSize));
+  if (m.outputSize !== need.outputSize)
+    addIssue(ctx, ['model', 'outputSize'], `${need.outputSize} for synthetic '${s.kind}' data`, String(m.outputSize));
+  if (s.kind === 'adding' && m.head !== 'lastStep')
+    addIssue(ctx, ['model', 'head'], "'lastStep' for synthetic 'adding' data (one target per sequence)", `'${m.head}'`);
+  if (training.loss !== 'mse')
+    addIssue(
+      ctx,
+      ['training', 'loss'],
+      `'mse' for synthetic '${s.kind}' data (a regression task)`,
+      `'${training.loss}'`,
+    );
+}
+
+/** A training start state is `[L*D, 1, H]` and excludes `fromJob`, which brings its own. */
+function checkTrainInitialState(ctx: z.RefinementCtx, p: TrainShape, limits: PayloadLimits): void {
+  if (p.initialState && p.fromJob) {
+    addIssue(ctx, ['initialState'], 'either initialState or fromJob, not both', 'both');
+  }
+  if (!p.initialState) return;
+  const m = p.model;
+  const ld = m.numLayers * (m.bidirectional ? 2 : 1);
+  for (const k of ['h0', 'c0'] as const) {
+    expectShape(ctx, p.initialState[k], ['initialState', k], [ld, 1, m.hiddenSize], ['L*D', '1', 'hiddenSize'], limits);
+  }
+}
+
+/** A model given inline instead of by a train job's id. */
+function inlineModelSchema(ModelSpec: ReturnType<typeof modelSpecSchema>) {
+  return z.strictObject({
     config: ModelSpec,
     /** PyTorch `torch.nn.LSTM` names (`weight_ih_l0`, ... `_reverse`) plus `head.weight`, `head.bias`;
      * 2-D weights and 1-D biases as nested arrays. Names and shapes are checked by the worker. */
     stateDict: z.record(z.string().regex(STATE_DICT_NAME), z.union([vec, tensor2])),
   });
+}
 
-  const InferPayload = z
-    .strictObject({
-      /** Id of a completed train job whose `model.safetensors` to use. */
-      modelJobId: z.uuid().optional(),
-      model: InlineModel.optional(),
-      /** `[B, T, inputSize]`. */
-      inputs: tensor3,
-      lengths: lengths.optional(),
-      /** `[L*D, B, H]` (or `[L*D, 1, H]`, broadcast); default zeros. */
-      initialState: InitialState.optional(),
-      device: z.enum(DEVICES).default('any'),
-    })
-    .superRefine((p, ctx) => {
-      if ((p.modelJobId === undefined) === (p.model === undefined)) {
-        addIssue(ctx, [], 'exactly one of modelJobId, model', p.modelJobId === undefined ? 'none' : 'both');
-      }
-      const m = p.model?.config;
-      const s = expectShape(
-        ctx,
-        p.inputs,
-        ['inputs'],
-        [null, null, m ? m.inputSize : null],
-        ['B', 'T', 'inputSize'],
-        limits,
-      );
-      if (!s) return;
-      if (s[1] > limits.maxSeqLen)
-        addIssue(ctx, ['inputs'], `sequences of at most ${limits.maxSeqLen} steps`, String(s[1]));
-      checkLengths(ctx, p.lengths, ['lengths'], s[0], s[1]);
-      if (p.initialState) {
-        for (const k of ['h0', 'c0'] as const) {
-          const st = expectShape(
-            ctx,
-            p.initialState[k],
-            ['initialState', k],
-            [m ? m.numLayers * (m.bidirectional ? 2 : 1) : null, null, m ? m.hiddenSize : null],
-            ['L*D', 'B', 'hiddenSize'],
-            limits,
-          );
-          if (st && st[1] !== 1 && st[1] !== s[0])
-            addIssue(ctx, ['initialState', k], `batch size ${s[0]} (that of inputs) or 1`, String(st[1]));
-        }
-      }
-    });
+/** An infer job's fields; the rules across them are added by `inferPayloadSchema`. */
+function inferPayloadObject(limits: PayloadLimits, InlineModel: ReturnType<typeof inlineModelSchema>) {
+  return z.strictObject({
+    /** Id of a completed train job whose `model.safetensors` to use. */
+    modelJobId: z.uuid().optional(),
+    model: InlineModel.optional(),
+    /** `[B, T, inputSize]`. */
+    inputs: tensor3,
+    lengths: lengthsSchema(limits).optional(),
+    /** `[L*D, B, H]` (or `[L*D, 1, H]`, broadcast); default zeros. */
+    initialState: InitialState.optional(),
+    device: z.enum(DEVICES).default('any'),
+  });
+}
 
-  /** Body of `POST /v1/datasets` (JSON form); the CSV form is parsed into the same shape. */
-  const DatasetInput = z
+/** An infer job: a model (by job id or inline) and the inputs to run through it. */
+function inferPayloadSchema(limits: PayloadLimits, InlineModel: ReturnType<typeof inlineModelSchema>) {
+  return inferPayloadObject(limits, InlineModel).superRefine((p, ctx) => checkInferPayload(ctx, p, limits));
+}
+
+/** Infer inputs and state against the inline model's sizes; with a model given by job id only the
+ * sizes that need no model are checked here (the worker checks the rest once it has loaded it). */
+function checkInferPayload(
+  ctx: z.RefinementCtx,
+  p: z.output<ReturnType<typeof inferPayloadObject>>,
+  limits: PayloadLimits,
+): void {
+  if ((p.modelJobId === undefined) === (p.model === undefined)) {
+    addIssue(ctx, [], 'exactly one of modelJobId, model', p.modelJobId === undefined ? 'none' : 'both');
+  }
+  const m = p.model?.config;
+  const s = expectShape(
+    ctx,
+    p.inputs,
+    ['inputs'],
+    [null, null, m ? m.inputSize : null],
+    ['B', 'T', 'inputSize'],
+    limits,
+  );
+  if (!s) return;
+  if (s[1] > limits.maxSeqLen)
+    addIssue(ctx, ['inputs'], `sequences of at most ${limits.maxSeqLen} steps`, String(s[1]));
+  checkLengths(ctx, p.lengths, ['lengths'], s[0], s[1]);
+  if (!p.initialState) return;
+  for (const k of ['h0', 'c0'] as const) {
+    const st = expectShape(
+      ctx,
+      p.initialState[k],
+      ['initialState', k],
+      [m ? m.numLayers * (m.bidirectional ? 2 : 1) : null, null, m ? m.hiddenSize : null],
+      ['L*D', 'B', 'hiddenSize'],
+      limits,
+    );
+    if (st && st[1] !== 1 && st[1] !== s[0])
+      addIssue(ctx, ['initialState', k], `batch size ${s[0]} (that of inputs) or 1`, String(st[1]));
+  }
+}
+
+/** Body of `POST /v1/datasets` (JSON form); the CSV form is parsed into the same shape. */
+function datasetInputSchema(limits: PayloadLimits) {
+  return z
     .strictObject({
       /** `[N, T, I]`. */
       x: tensor3,
       /** `[N, T, O]` (per-step targets) or `[N, O]` (one target per sequence). */
-      y: z.array(z.array(z.union([z.number(), vec]))),
-      lengths: lengths.optional(),
+      y: targets,
+      lengths: lengthsSchema(limits).optional(),
       description: z.string().max(500).optional(),
     })
     .superRefine((d, ctx) => {
@@ -379,7 +421,18 @@ export function makeContract(limits: PayloadLimits = DEFAULT_LIMITS) {
       expectShape(ctx, d.y, ['y'], perStep ? [n, t, null] : [n, null], perStep ? ['N', 'T', 'O'] : ['N', 'O'], limits);
       checkLengths(ctx, d.lengths, ['lengths'], n, t);
     });
+}
 
+/** Builds every payload schema from one set of limits. `contract` below is the default instance. */
+export function makeContract(limits: PayloadLimits = DEFAULT_LIMITS) {
+  const ModelSpec = modelSpecSchema(limits);
+  const { SyntheticData, InlineData, TrainingData } = trainingDataSchemas(limits);
+  const TrainingSpec = trainingSpecSchema(limits);
+  const StateInput = stateInputSchema(limits);
+  const TrainPayload = trainPayloadSchema(limits, { ModelSpec, TrainingData, TrainingSpec, StateInput });
+  const InlineModel = inlineModelSchema(ModelSpec);
+  const InferPayload = inferPayloadSchema(limits, InlineModel);
+  const DatasetInput = datasetInputSchema(limits);
   return {
     limits,
     ModelSpec,

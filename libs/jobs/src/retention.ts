@@ -97,72 +97,116 @@ async function scanKeys(redis: Redis, match: string, each: (keys: string[]) => P
   } while (cursor !== '0');
 }
 
+/** What one pass carries from step to step: its deps (defaults filled in), the report it fills and
+ * the jobs it has removed already (so step 3 does not remove their artifacts twice). */
+interface Sweep {
+  deps: RetentionSweepDeps;
+  now: () => number;
+  batch: number;
+  report: RetentionSweepReport;
+  removed: Set<string>;
+}
+
+/** A job to remove and the queues that still hold BullMQ's record of it. */
+interface DeadJob {
+  id: string;
+  queues: QueueName[];
+}
+
 /** One pass of the retention sweeper; see the module comment. Safe to run while jobs run. */
 export async function sweepRetention(deps: RetentionSweepDeps): Promise<RetentionSweepReport> {
-  const { redis, keys } = deps;
-  const now = deps.now ?? Date.now;
-  const batch = deps.batch ?? 500;
-  const report: RetentionSweepReport = { scanned: 0, expired: 0, trimmed: 0, strayKeys: 0, orphanArtifacts: 0 };
-  const removed = new Set<string>();
-
-  /**
-   * Removes one index batch's dead entries: their index entries and per-job keys in one MULTI, then
-   * their BullMQ records and artifacts (all of the batch at once, not one job after another).
-   */
-  const removeJobs = async (indexKey: string, unsafe: string[], dead: Array<{ id: string; queues: QueueName[] }>) => {
-    const m = redis.multi().zrem(indexKey, ...unsafe, ...dead.map((d) => d.id));
-    const recordKeys = dead.flatMap((d) => jobRecordKeys(keys, d.id));
-    if (recordKeys.length) m.del(...recordKeys);
-    await m.exec();
-    await Promise.all(dead.flatMap((d) => d.queues.map((q) => deps.removeQueueJob(q, d.id))));
-    await Promise.all(dead.map((d) => deps.artifacts.remove(d.id)));
-    for (const d of dead) removed.add(d.id);
+  const sweep: Sweep = {
+    deps,
+    now: deps.now ?? Date.now,
+    batch: deps.batch ?? 500,
+    report: { scanned: 0, expired: 0, trimmed: 0, strayKeys: 0, orphanArtifacts: 0 },
+    removed: new Set<string>(),
   };
+  await sweepTenantIndexes(sweep);
+  await sweepStrayKeys(sweep);
+  await sweepOrphanArtifacts(sweep);
+  return sweep.report;
+}
 
-  // 1. Tenant indexes: entries whose meta expired, and finished jobs BullMQ no longer has.
+/** Step 1. Tenant indexes: entries whose meta expired, and finished jobs BullMQ no longer has. */
+async function sweepTenantIndexes(sweep: Sweep): Promise<void> {
+  const { redis, keys } = sweep.deps;
   const indexes: string[] = [];
   await scanKeys(redis, `${keys.prefix}:jobs:*`, (found) => {
     indexes.push(...found);
     return Promise.resolve();
   });
-  for (const indexKey of indexes) {
-    let offset = 0;
-    for (;;) {
-      const ids = await redis.zrange(indexKey, String(offset), String(offset + batch - 1));
-      if (ids.length === 0) break;
-      report.scanned += ids.length;
-      const safe = ids.filter((id) => SAFE_ID.test(id));
-      const unsafe = ids.filter((id) => !SAFE_ID.test(id));
-      // PTTL of the meta says all the sweep needs of it: -2 gone, -1 not finished, > 0 finished.
-      const p = redis.pipeline();
-      for (const id of safe) {
-        p.pttl(keys.jobMeta(id)).exists(keys.cancel(id));
-        for (const q of QUEUE_NAMES) p.exists(bullJobKey(keys.prefix, q, id));
-      }
-      const res = safe.length ? ((await p.exec()) ?? []) : [];
-      const dead: Array<{ id: string; queues: QueueName[] }> = [];
-      const per = 2 + QUEUE_NAMES.length;
-      safe.forEach((id, n) => {
-        const [pttl, cancel, ...inQueues] = res.slice(n * per, (n + 1) * per).map(([, v]) => v as number);
-        const queued = QUEUE_NAMES.filter((_, i) => inQueues[i] === 1);
-        if (pttl === -2) {
-          dead.push({ id, queues: queued });
-          report.expired++;
-          return;
-        }
-        // Finished (the worker set its TTL) and trimmed by BullMQ. A cancel flag means it may have
-        // been cancelled before it started (no BullMQ record ever after): left to its TTL.
-        if (pttl > 0 && cancel === 0 && queued.length === 0) {
-          dead.push({ id, queues: [] });
-          report.trimmed++;
-        }
-      });
-      if (unsafe.length || dead.length) await removeJobs(indexKey, unsafe, dead);
-      offset += ids.length - unsafe.length - dead.length;
-    }
-  }
+  for (const indexKey of indexes) await sweepIndex(sweep, indexKey);
+}
 
-  // 2. Per-job keys whose meta is gone (written after the job's records expired).
+/** Pages through one tenant index; the offset skips only the entries that stay. */
+async function sweepIndex(sweep: Sweep, indexKey: string): Promise<void> {
+  const { redis } = sweep.deps;
+  let offset = 0;
+  for (;;) {
+    const ids = await redis.zrange(indexKey, String(offset), String(offset + sweep.batch - 1));
+    if (ids.length === 0) break;
+    sweep.report.scanned += ids.length;
+    const unsafe = ids.filter((id) => !SAFE_ID.test(id));
+    const dead = await deadJobs(
+      sweep,
+      ids.filter((id) => SAFE_ID.test(id)),
+    );
+    if (unsafe.length || dead.length) await removeJobs(sweep, { indexKey, unsafe, dead });
+    offset += ids.length - unsafe.length - dead.length;
+  }
+}
+
+/** The jobs among `ids` whose meta expired, or that finished and BullMQ has trimmed; counted in the report. */
+async function deadJobs(sweep: Sweep, ids: string[]): Promise<DeadJob[]> {
+  if (!ids.length) return [];
+  const { redis, keys } = sweep.deps;
+  // PTTL of the meta says all the sweep needs of it: -2 gone, -1 not finished, > 0 finished.
+  const p = redis.pipeline();
+  for (const id of ids) {
+    p.pttl(keys.jobMeta(id)).exists(keys.cancel(id));
+    for (const q of QUEUE_NAMES) p.exists(bullJobKey(keys.prefix, q, id));
+  }
+  const res = (await p.exec()) ?? [];
+  const dead: DeadJob[] = [];
+  const per = 2 + QUEUE_NAMES.length;
+  ids.forEach((id, n) => {
+    const [pttl, cancel, ...inQueues] = res.slice(n * per, (n + 1) * per).map(([, v]) => v as number);
+    const queued = QUEUE_NAMES.filter((_, i) => inQueues[i] === 1);
+    if (pttl === -2) {
+      dead.push({ id, queues: queued });
+      sweep.report.expired++;
+      return;
+    }
+    // Finished (the worker set its TTL) and trimmed by BullMQ. A cancel flag means it may have
+    // been cancelled before it started (no BullMQ record ever after): left to its TTL.
+    if (pttl > 0 && cancel === 0 && queued.length === 0) {
+      dead.push({ id, queues: [] });
+      sweep.report.trimmed++;
+    }
+  });
+  return dead;
+}
+
+/**
+ * Removes one index batch's dead entries: their index entries and per-job keys in one MULTI, then
+ * their BullMQ records and artifacts (all of the batch at once, not one job after another).
+ */
+async function removeJobs(sweep: Sweep, o: { indexKey: string; unsafe: string[]; dead: DeadJob[] }): Promise<void> {
+  const { redis, keys } = sweep.deps;
+  const { dead } = o;
+  const m = redis.multi().zrem(o.indexKey, ...o.unsafe, ...dead.map((d) => d.id));
+  const recordKeys = dead.flatMap((d) => jobRecordKeys(keys, d.id));
+  if (recordKeys.length) m.del(...recordKeys);
+  await m.exec();
+  await Promise.all(dead.flatMap((d) => d.queues.map((q) => sweep.deps.removeQueueJob(q, d.id))));
+  await Promise.all(dead.map((d) => sweep.deps.artifacts.remove(d.id)));
+  for (const d of dead) sweep.removed.add(d.id);
+}
+
+/** Step 2. Per-job keys whose meta is gone (written after the job's records expired). */
+async function sweepStrayKeys(sweep: Sweep): Promise<void> {
+  const { redis, keys } = sweep.deps;
   await scanKeys(redis, `${keys.prefix}:job:*`, async (found) => {
     const stray = found
       .map((k) => PER_JOB_KEY.exec(k))
@@ -172,24 +216,26 @@ export async function sweepRetention(deps: RetentionSweepDeps): Promise<Retentio
     for (const m of stray) p.exists(keys.jobMeta(m[2]));
     const res = (await p.exec()) ?? [];
     const dead = stray.filter((_, i) => res[i]?.[1] === 0).map((m) => m[0]);
-    if (dead.length) report.strayKeys += await redis.del(...dead);
+    if (dead.length) sweep.report.strayKeys += await redis.del(...dead);
   });
+}
 
-  // 3. Artifacts of jobs without meta (expired, trimmed, or never recorded).
-  for await (const chunk of inChunks(deps.artifacts.jobs(), batch)) {
-    const orphans = chunk.filter((d) => !removed.has(d.jobId) && now() - d.modifiedAt >= deps.orphanGraceMs);
+/** Step 3. Artifacts of jobs without meta (expired, trimmed, or never recorded), once past the grace time. */
+async function sweepOrphanArtifacts(sweep: Sweep): Promise<void> {
+  const { redis, keys, artifacts, orphanGraceMs } = sweep.deps;
+  for await (const chunk of inChunks(artifacts.jobs(), sweep.batch)) {
+    const orphans = chunk.filter((d) => !sweep.removed.has(d.jobId) && sweep.now() - d.modifiedAt >= orphanGraceMs);
     if (!orphans.length) continue;
     const p = redis.pipeline();
     for (const d of orphans) p.exists(keys.jobMeta(d.jobId));
     const res = (await p.exec()) ?? [];
     for (let j = 0; j < orphans.length; j++) {
       if (res[j]?.[1] === 0) {
-        await deps.artifacts.remove(orphans[j].jobId);
-        report.orphanArtifacts++;
+        await artifacts.remove(orphans[j].jobId);
+        sweep.report.orphanArtifacts++;
       }
     }
   }
-  return report;
 }
 
 async function* inChunks(jobs: AsyncIterable<StoredJob>, size: number): AsyncIterable<StoredJob[]> {

@@ -28,7 +28,14 @@ import {
   type OnApplicationBootstrap,
 } from '@nestjs/common';
 import { DelayedError, WaitingError, Worker, type Job } from 'bullmq';
-import { queuesForWorker, validateJobData, type JobResult, type JobType, type QueueName } from '@relu-lstm/jobs';
+import {
+  queuesForWorker,
+  validateJobData,
+  type JobData,
+  type JobResult,
+  type JobType,
+  type QueueName,
+} from '@relu-lstm/jobs';
 import { WORKER_CONFIG, type WorkerConfig } from '../config';
 import { EngineClient } from '../engine/engine-client';
 import type { BackendSummary } from '../engine/protocol';
@@ -51,6 +58,32 @@ interface Running {
   queue: QueueName;
   stop: StopRequest;
   lock: LockWatch;
+}
+
+/** The job's data parsed under the limits it carries; a mismatch, or a BullMQ name other than
+ * `data.type`, fails the job at once (`invalid_payload`, not retried). */
+function jobDataOf(job: AnyJob): JobData {
+  const parsed = validateJobData(job.data);
+  if (!parsed.ok) {
+    const first = parsed.issues
+      .slice(0, 3)
+      .map((i) => `${i.path || '(data)'}: ${i.message}`)
+      .join('; ');
+    throw jobFailure({
+      code: 'invalid_payload',
+      message: `job data does not match the schema: ${first}`,
+      details: { issues: parsed.issues },
+    });
+  }
+  const data = parsed.value;
+  if (job.name !== data.type) {
+    throw jobFailure({
+      code: 'invalid_payload',
+      message: `job name '${job.name}' differs from data.type '${data.type}'`,
+      details: { field: 'type' },
+    });
+  }
+  return data;
 }
 
 @Injectable()
@@ -134,6 +167,24 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
   }
 
   private async process(queue: QueueName, job: AnyJob, token: string): Promise<JobResult> {
+    await this.deferIfUnavailable(job, token);
+    const stop = new StopRequest();
+    const lock = this.watchLock(job, token, stop);
+    this.running = { job, queue, stop, lock };
+    this.pauseOthers(queue);
+    try {
+      const data = jobDataOf(job);
+      await this.refuseBeforeStart(job.id!, data);
+      return await this.runHandler({ job, token, data, stop, lock });
+    } finally {
+      this.running = null;
+      if (!this.stopping) this.resumeOthers();
+    }
+  }
+
+  /** Hands the job back without using an attempt: to the wait list when this process is closing,
+   * delayed when its single slot is taken (see the header). Throws BullMQ's marker error either way. */
+  private async deferIfUnavailable(job: AnyJob, token: string): Promise<void> {
     if (this.stopping) {
       await job.moveToWait(token);
       throw new WaitingError();
@@ -142,10 +193,13 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
       await job.moveToDelayed(Date.now() + BUSY_RETRY_MS, token);
       throw new DelayedError();
     }
-    const stop = new StopRequest();
+  }
+
+  /** This attempt's lock, whose loss stops the run with `lost`. */
+  private watchLock(job: AnyJob, token: string, stop: StopRequest): LockWatch {
     // Fresh for a quarter of the lock's life: BullMQ renews it every half, so a confirmed lock has
     // at least that long left.
-    const lock = new LockWatch(
+    return new LockWatch(
       () => this.fencing.holds(job, token),
       this.config.lock.durationMs / 4,
       () => {
@@ -155,53 +209,34 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
         stop.request('lost');
       },
     );
-    this.running = { job, queue, stop, lock };
-    this.pauseOthers(queue);
-    let poll: NodeJS.Timeout | null = null;
-    let limit: NodeJS.Timeout | null = null;
+  }
+
+  /** Fails the job, without running it, when it was cancelled while queued or exceeds the memory budget. */
+  private async refuseBeforeStart(jobId: string, data: JobData): Promise<void> {
+    if (await this.cancelRequested(jobId))
+      throw jobFailure({ code: 'cancelled', message: 'cancelled before it started' });
+    const refusal = budgetRefusal(data, this.config.memory.maxJobMb);
+    if (refusal) throw jobFailure(refusal);
+  }
+
+  /** Marks the job running and runs its handler under the watchdogs; they end with the run. */
+  private async runHandler(o: {
+    job: AnyJob;
+    token: string;
+    data: JobData;
+    stop: StopRequest;
+    lock: LockWatch;
+  }): Promise<JobResult> {
+    const { job, data, stop, lock } = o;
+    const jobId = job.id!;
+    const timeoutMs = WORKER_JOB_TYPES[data.type].timeoutMs(this.config);
+    const stopWatchdogs = this.startWatchdogs({ jobId, stop, lock, timeoutMs });
     try {
-      const jobId = job.id!;
-      const parsed = validateJobData(job.data);
-      if (!parsed.ok) {
-        const first = parsed.issues
-          .slice(0, 3)
-          .map((i) => `${i.path || '(data)'}: ${i.message}`)
-          .join('; ');
-        throw jobFailure({
-          code: 'invalid_payload',
-          message: `job data does not match the schema: ${first}`,
-          details: { issues: parsed.issues },
-        });
-      }
-      const data = parsed.value;
-      if (job.name !== data.type) {
-        throw jobFailure({
-          code: 'invalid_payload',
-          message: `job name '${job.name}' differs from data.type '${data.type}'`,
-          details: { field: 'type' },
-        });
-      }
-      if (await this.cancelRequested(jobId))
-        throw jobFailure({ code: 'cancelled', message: 'cancelled before it started' });
-      const refusal = budgetRefusal(data, this.config.memory.maxJobMb);
-      if (refusal) throw jobFailure(refusal);
-      poll = setInterval(() => {
-        this.cancelRequested(jobId).then(
-          (yes) => yes && stop.request('cancel'),
-          () => undefined,
-        );
-        lock.refresh().catch(() => undefined);
-      }, this.config.cancelPollMs);
-      const timeoutMs = WORKER_JOB_TYPES[data.type].timeoutMs(this.config);
-      limit = setTimeout(() => {
-        this.log.warn(`job ${jobId} ran longer than its ${timeoutMs} ms limit; stopping it`);
-        stop.request('timeout');
-      }, timeoutMs);
       const attempt = job.attemptsMade + 1;
       await this.events.state(jobId, 'running', { attempt, workerId: this.config.workerId });
       const ctx = {
         job,
-        token,
+        token: o.token,
         jobId,
         tenant: data.tenant,
         payload: data.payload,
@@ -209,14 +244,32 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
         stop,
         timeoutMs,
         lock,
-      } as JobContext;
-      return await this.handlers.get(data.type)!.run(ctx);
+      };
+      return await this.handlers.get(data.type)!.run(ctx as JobContext);
     } finally {
-      if (poll) clearInterval(poll);
-      if (limit) clearTimeout(limit);
-      this.running = null;
-      if (!this.stopping) this.resumeOthers();
+      stopWatchdogs();
     }
+  }
+
+  /** Polls the cancel flag and the lock every CANCEL_POLL_MS, and stops the run with `timeout` once
+   * its wall-clock limit passes. Returns the function that clears both timers. */
+  private startWatchdogs(o: { jobId: string; stop: StopRequest; lock: LockWatch; timeoutMs: number }): () => void {
+    const { jobId, stop, lock, timeoutMs } = o;
+    const poll = setInterval(() => {
+      this.cancelRequested(jobId).then(
+        (yes) => yes && stop.request('cancel'),
+        () => undefined,
+      );
+      lock.refresh().catch(() => undefined);
+    }, this.config.cancelPollMs);
+    const limit = setTimeout(() => {
+      this.log.warn(`job ${jobId} ran longer than its ${timeoutMs} ms limit; stopping it`);
+      stop.request('timeout');
+    }, timeoutMs);
+    return () => {
+      clearInterval(poll);
+      clearTimeout(limit);
+    };
   }
 
   private async cancelRequested(jobId: string): Promise<boolean> {

@@ -14,7 +14,7 @@ import {
 } from '@relu-lstm/jobs';
 import { JobFailedError, PayloadValidationError, RunnerApiError, RunnerConnectionError } from '../errors';
 import { RunnerClient, type FetchLike } from '../runner-client';
-import { parseCliArgs, specToSubmission, UsageError, USAGE, type CliArgs } from './args';
+import { parseCliArgs, specToSubmission, UsageError, USAGE, type CliArgs, type Command } from './args';
 import { duration, num, planFromPayload, ProgressPrinter, type Output, type ProgressPlan } from './progress';
 
 export interface CliIo {
@@ -51,93 +51,124 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
   }
 }
 
+/** What every command writes with: the client, the I/O, and whether to print JSON. */
+interface Session {
+  client: RunnerClient;
+  io: CliIo;
+  json: boolean;
+  /** Writes one line to stdout. */
+  out(s: string): void;
+  printJson(v: unknown): void;
+}
+
+type CommandOf<N extends Command['name']> = Extract<Command, { name: N }>;
+
+/** A fresh one per watch: the printer fills in `stepsPerEpoch` as it learns it. */
+const noPlan = (): ProgressPlan => ({ epochs: null, stepsPerEpoch: null });
+
 async function dispatch(args: CliArgs, client: RunnerClient, io: CliIo): Promise<number> {
   const { command: c, json } = args;
   const out = (s: string) => io.stdout.write(s.endsWith('\n') ? s : `${s}\n`);
-  const printJson = (v: unknown) => out(JSON.stringify(v, null, 2));
+  const s: Session = { client, io, json, out, printJson: (v) => out(JSON.stringify(v, null, 2)) };
   switch (c.name) {
     case 'help':
       out(USAGE);
       return 0;
-    case 'submit': {
-      const { type, payload } = specToSubmission(await readSpec(c.spec, io), c.as);
-      if (type === 'train') {
-        const sub = await client.submitTrain(payload as TrainPayloadInput, {
-          idempotencyKey: c.idempotencyKey ?? undefined,
-        });
-        if (!c.watch) return json ? (printJson(sub), 0) : (out(`${sub.id} ${sub.state}`), 0);
-        if (!json) io.stderr.write(`submitted train job ${sub.id}\n`);
-        return watch(client, sub.id, planFromPayload(payload), io, json);
-      }
-      if (type !== 'infer') return unknownJobType(type);
-      const sub = await client.submitInfer(payload as InferPayloadInput, {
-        idempotencyKey: c.idempotencyKey ?? undefined,
-        wait: c.wait,
-      });
-      if ('result' in sub && (sub.state === 'completed' || sub.state === 'failed' || sub.state === 'cancelled')) {
-        if (json) printJson(sub);
-        else if (sub.state === 'completed' && sub.result) out(`${sub.id} completed: ${inferSummary(sub.result)}`);
-        else io.stderr.write(`${sub.id} ${sub.state}${sub.error ? `: ${sub.error.code}: ${sub.error.message}` : ''}\n`);
-        return sub.state === 'completed' ? 0 : 1;
-      }
-      if (!c.watch) return json ? (printJson(sub), 0) : (out(`${sub.id} ${sub.state}`), 0);
-      if (!json) io.stderr.write(`submitted infer job ${sub.id}\n`);
-      return watch(client, sub.id, { epochs: null, stepsPerEpoch: null }, io, json);
-    }
+    case 'submit':
+      return submit(s, c);
     case 'watch':
-      return watch(client, c.id, { epochs: null, stepsPerEpoch: null }, io, json);
+      return watch(client, c.id, noPlan(), io, json);
     case 'status': {
       const view = await client.get(c.id);
-      if (json) printJson(view);
+      if (json) s.printJson(view);
       else out(statusText(view));
       return 0;
     }
-    case 'list': {
-      const page = await client.list({ state: c.state ?? undefined, limit: c.limit ?? undefined });
-      if (json) printJson(page);
-      else {
-        for (const j of page.items)
-          out(
-            `${j.id}  ${j.type.padEnd(5)}  ${j.state.padEnd(9)}  ${j.device.padEnd(3)}  ${new Date(j.createdAt).toISOString()}`,
-          );
-        if (page.nextCursor) out(`(more: --json shows the cursor)`);
-      }
-      return 0;
-    }
+    case 'list':
+      return list(s, c);
     case 'cancel': {
       const r = await client.cancel(c.id);
-      if (json) printJson(r);
+      if (json) s.printJson(r);
       else out(`${r.id} ${r.state}${r.cancelRequested && r.state === 'running' ? ' (stops at its next batch)' : ''}`);
       return 0;
     }
-    case 'artifacts': {
-      if (c.out === null) {
-        const list = await client.listArtifacts(c.id);
-        if (json) printJson(list);
-        else
-          for (const a of list.items)
-            out(`${a.name.padEnd(28)} ${String(a.size).padStart(12)}  ${new Date(a.modifiedAt).toISOString()}`);
-        return 0;
-      }
-      const dir = resolve(io.cwd ?? process.cwd(), c.out);
-      const saved = await client.saveArtifacts(c.id, dir);
-      if (json) printJson(saved);
-      else for (const s of saved) out(`${s.path} (${s.bytes} bytes)`);
-      return 0;
-    }
-    case 'workers': {
-      const workers = await client.workers();
-      if (json) printJson(workers);
-      else if (workers.length === 0) out('no live workers');
-      else
-        for (const w of workers) {
-          out(
-            `${w.id}  ${w.backend}${w.gpu ? '+gpu' : ''}  ${w.device}  ${w.host}:${w.pid}  queues ${w.queues.join(',')}  ${w.currentJobId ? `running ${w.currentJobId}` : 'idle'}`,
-          );
-        }
-      return 0;
-    }
+    case 'artifacts':
+      return artifacts(s, c);
+    case 'workers':
+      return workers(s);
   }
+}
+
+async function submit(s: Session, c: CommandOf<'submit'>): Promise<number> {
+  const { type, payload } = specToSubmission(await readSpec(c.spec, s.io), c.as);
+  if (type === 'train') return submitTrain(s, c, payload as TrainPayloadInput);
+  if (type !== 'infer') return unknownJobType(type);
+  return submitInfer(s, c, payload as InferPayloadInput);
+}
+
+async function submitTrain(s: Session, c: CommandOf<'submit'>, payload: TrainPayloadInput): Promise<number> {
+  const sub = await s.client.submitTrain(payload, { idempotencyKey: c.idempotencyKey ?? undefined });
+  if (!c.watch) return s.json ? (s.printJson(sub), 0) : (s.out(`${sub.id} ${sub.state}`), 0);
+  if (!s.json) s.io.stderr.write(`submitted train job ${sub.id}\n`);
+  return watch(s.client, sub.id, planFromPayload(payload), s.io, s.json);
+}
+
+/** With `--wait` the api may answer with the finished job; then there is nothing to watch. */
+async function submitInfer(s: Session, c: CommandOf<'submit'>, payload: InferPayloadInput): Promise<number> {
+  const sub = await s.client.submitInfer(payload, { idempotencyKey: c.idempotencyKey ?? undefined, wait: c.wait });
+  if ('result' in sub && (sub.state === 'completed' || sub.state === 'failed' || sub.state === 'cancelled')) {
+    if (s.json) s.printJson(sub);
+    else if (sub.state === 'completed' && sub.result) s.out(`${sub.id} completed: ${inferSummary(sub.result)}`);
+    else s.io.stderr.write(`${sub.id} ${sub.state}${sub.error ? `: ${sub.error.code}: ${sub.error.message}` : ''}\n`);
+    return sub.state === 'completed' ? 0 : 1;
+  }
+  if (!c.watch) return s.json ? (s.printJson(sub), 0) : (s.out(`${sub.id} ${sub.state}`), 0);
+  if (!s.json) s.io.stderr.write(`submitted infer job ${sub.id}\n`);
+  return watch(s.client, sub.id, noPlan(), s.io, s.json);
+}
+
+async function list(s: Session, c: CommandOf<'list'>): Promise<number> {
+  const page = await s.client.list({ state: c.state ?? undefined, limit: c.limit ?? undefined });
+  if (s.json) {
+    s.printJson(page);
+    return 0;
+  }
+  for (const j of page.items)
+    s.out(
+      `${j.id}  ${j.type.padEnd(5)}  ${j.state.padEnd(9)}  ${j.device.padEnd(3)}  ${new Date(j.createdAt).toISOString()}`,
+    );
+  if (page.nextCursor) s.out(`(more: --json shows the cursor)`);
+  return 0;
+}
+
+/** Lists the job's artifacts, or with `--out` saves them all into that directory. */
+async function artifacts(s: Session, c: CommandOf<'artifacts'>): Promise<number> {
+  if (c.out === null) {
+    const list = await s.client.listArtifacts(c.id);
+    if (s.json) s.printJson(list);
+    else
+      for (const a of list.items)
+        s.out(`${a.name.padEnd(28)} ${String(a.size).padStart(12)}  ${new Date(a.modifiedAt).toISOString()}`);
+    return 0;
+  }
+  const dir = resolve(s.io.cwd ?? process.cwd(), c.out);
+  const saved = await s.client.saveArtifacts(c.id, dir);
+  if (s.json) s.printJson(saved);
+  else for (const f of saved) s.out(`${f.path} (${f.bytes} bytes)`);
+  return 0;
+}
+
+async function workers(s: Session): Promise<number> {
+  const workers = await s.client.workers();
+  if (s.json) s.printJson(workers);
+  else if (workers.length === 0) s.out('no live workers');
+  else
+    for (const w of workers) {
+      s.out(
+        `${w.id}  ${w.backend}${w.gpu ? '+gpu' : ''}  ${w.device}  ${w.host}:${w.pid}  queues ${w.queues.join(',')}  ${w.currentJobId ? `running ${w.currentJobId}` : 'idle'}`,
+      );
+    }
+  return 0;
 }
 
 /** Follows the job's events to its end; 0 when it completed, 1 otherwise. With `json`, one event per line. */
