@@ -48,8 +48,20 @@ export function* datasetRows(data: Pick<DatasetInput, 'x' | 'y' | 'lengths'>): I
   }
 }
 
-function isRows(data: DatasetInput | DatasetRows): data is DatasetRows {
+export function isRows(data: DatasetInput | DatasetRows): data is DatasetRows {
   return Symbol.asyncIterator in data || Symbol.iterator in data;
+}
+
+/**
+ * Row `n` of a set being written: a length on every row or on none. `withLengths` is what row 0
+ * said (undefined before it); returns it for the next row.
+ */
+export function checkDatasetRow(row: DatasetRow, n: number, withLengths: boolean | undefined): boolean {
+  const has = row.length !== undefined;
+  if (withLengths !== undefined && has !== withLengths) {
+    throw new Error(`dataset rows: expected a length on every row or on none, row ${n} differs from row 0`);
+  }
+  return has;
 }
 
 /** `<dir>/<id>.json` (`{ x, y, lengths? }`), written row by row to a temporary file and renamed. */
@@ -109,11 +121,10 @@ async function writeRowsAsJson(file: string, rows: DatasetRows): Promise<number>
   try {
     const lengths: number[] = [];
     let n = 0;
+    let withLengths: boolean | undefined;
     await write(out, '{"x":[');
     for await (const row of rows) {
-      if (n > 0 && (row.length !== undefined) !== lengths.length > 0) {
-        throw new Error(`dataset rows: expected a length on every row or on none, row ${n} differs from row 0`);
-      }
+      withLengths = checkDatasetRow(row, n, withLengths);
       const sep = n === 0 ? '' : ',';
       await write(out, sep + JSON.stringify(row.x));
       await write(ys, sep + JSON.stringify(row.y));

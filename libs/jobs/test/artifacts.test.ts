@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -69,9 +69,9 @@ describe('store locations', () => {
     expect(await openArtifactStore(dir).exists(job, 'config.json')).toBe(true);
     expect(storeLocation(pathToFileURL(dir).href)).toBe(dir);
     expect(storeLocation('data/artifacts')).toBe(join(process.cwd(), 'data/artifacts'));
-    expect(() => storeLocation('ftp://host/x')).toThrow(/^expected a directory path or a URL with scheme file:$/);
+    expect(() => storeLocation('ftp://host/x')).toThrow(/^expected a directory path or a URL with scheme file:, s3:$/);
     expect(() => openDatasetStore('gopher://x')).toThrow(
-      /dataset store: expected a directory path or a URL with scheme file:, got "gopher:\/\/x"/,
+      /dataset store: expected a directory path or a URL with scheme file:, s3:, got "gopher:\/\/x"/,
     );
   });
 });
@@ -80,7 +80,7 @@ describeDatasetStoreContract('file', async () => {
   const root = await mkdtemp(join(tmpdir(), 'dataset-contract-'));
   return {
     store: openDatasetStore(root),
-    raw: { objects: () => filesUnder(root) },
+    raw: { objects: () => filesUnder(root), bytes: async (id) => (await stat(join(root, `${id}.json`))).size },
     close: () => rm(root, { recursive: true, force: true }),
   };
 });
