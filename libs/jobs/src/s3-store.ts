@@ -299,10 +299,7 @@ export class S3ArtifactStore implements ArtifactStore {
 
   /** What killed writers left (stages, fenced puts' temporaries): the published set is final. */
   private async removeHiddenLeftovers(jobId: string): Promise<void> {
-    const what = `leftovers of job ${jobId}`;
-    const hidden: string[] = [];
-    for await (const o of this.s3.list(what, `${jobId}/.`)) hidden.push(o.Key!);
-    for (const key of hidden) await this.s3.deleteOne(what, key);
+    await this.s3.deleteAll(`leftovers of job ${jobId}`, `${jobId}/.`);
   }
 
   async discardStaged(jobId: string, stageId: string): Promise<void> {
