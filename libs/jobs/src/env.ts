@@ -110,27 +110,22 @@ export function nonEmpty(raw: string): string {
   return raw;
 }
 
-export function redisUrl(raw: string): string {
-  let protocol = '';
-  try {
-    protocol = new URL(raw).protocol;
-  } catch {
-    // not a URL: refused below
-  }
-  if (protocol !== 'redis:' && protocol !== 'rediss:') throw new Error('expected a redis:// or rediss:// URL');
-  return raw;
+/** A URL whose protocol is one of `protocols` (`'redis:'`), else `expected …`. */
+function urlOf(protocols: readonly string[], expected: string): (raw: string) => string {
+  return (raw) => {
+    let protocol = '';
+    try {
+      protocol = new URL(raw).protocol;
+    } catch {
+      // not a URL: refused below
+    }
+    if (!protocols.includes(protocol)) throw new Error(`expected ${expected}`);
+    return raw;
+  };
 }
 
-export function httpUrl(raw: string): string {
-  let protocol = '';
-  try {
-    protocol = new URL(raw).protocol;
-  } catch {
-    // not a URL: refused below
-  }
-  if (protocol !== 'http:' && protocol !== 'https:') throw new Error('expected an http:// or https:// URL');
-  return raw;
-}
+export const redisUrl = urlOf(['redis:', 'rediss:'], 'a redis:// or rediss:// URL');
+export const httpUrl = urlOf(['http:', 'https:'], 'an http:// or https:// URL');
 
 /**
  * The S3 connection of an `s3://bucket/prefix` store (`ARTIFACT_DIR`, `DATASET_DIR`): checked at start

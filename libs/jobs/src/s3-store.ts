@@ -187,6 +187,16 @@ class S3Objects {
     return this.call(what, () => this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key })));
   }
 
+  async exists(what: string, key: string): Promise<boolean> {
+    try {
+      await this.head(what, key);
+      return true;
+    } catch (e) {
+      if (isMissingObject((e as Error).cause)) return false;
+      throw e;
+    }
+  }
+
   get(what: string, key: string) {
     return this.call(what, () => this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key })));
   }
@@ -324,14 +334,8 @@ export class S3ArtifactStore implements ArtifactStore {
     }
   }
 
-  async exists(jobId: string, name: string): Promise<boolean> {
-    try {
-      await this.s3.head(`artifact ${name} of job ${jobId}`, this.key(jobId, name));
-      return true;
-    } catch (e) {
-      if (isMissingObject((e as Error).cause)) return false;
-      throw e;
-    }
+  exists(jobId: string, name: string): Promise<boolean> {
+    return this.s3.exists(`artifact ${name} of job ${jobId}`, this.key(jobId, name));
   }
 
   async list(jobId: string): Promise<ArtifactInfo[]> {
@@ -423,14 +427,8 @@ export class S3DatasetStore implements DatasetStore {
     return lengths.length ? { ...arrays, lengths } : arrays;
   }
 
-  async exists(id: string): Promise<boolean> {
-    try {
-      await this.s3.head(`dataset ${id}`, this.key(id));
-      return true;
-    } catch (e) {
-      if (isMissingObject((e as Error).cause)) return false;
-      throw e;
-    }
+  exists(id: string): Promise<boolean> {
+    return this.s3.exists(`dataset ${id}`, this.key(id));
   }
 
   async remove(id: string): Promise<void> {

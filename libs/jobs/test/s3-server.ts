@@ -1,6 +1,7 @@
 /**
  * A real S3 server for tests: `s3rver` (npm, a devDependency) as a child process on a free port,
- * keeping its objects in a temporary directory. Path-style, credentials S3RVER/S3RVER.
+ * keeping its objects in a temporary directory. Path-style, credentials S3RVER/S3RVER. Started by
+ * `s3rver-atomic.js`, which gives it S3's whole-object replacement (see there).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -9,7 +10,7 @@ import { join } from 'node:path';
 import { CreateBucketCommand, type S3Client } from '@aws-sdk/client-s3';
 import { s3Client } from '../src/s3-store';
 
-const S3RVER_BIN = require.resolve('s3rver/bin/s3rver.js');
+const S3RVER_MAIN = join(__dirname, 's3rver-atomic.js');
 
 export const S3RVER_KEYS = { AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER' } as const;
 
@@ -55,7 +56,7 @@ export class S3Server {
   async listen(): Promise<void> {
     const child = spawn(
       process.execPath,
-      [S3RVER_BIN, '--directory', this.dir, '--address', '127.0.0.1', '--port', String(this.port), '--silent'],
+      [S3RVER_MAIN, '--directory', this.dir, '--address', '127.0.0.1', '--port', String(this.port), '--silent'],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
     this.child = child;
