@@ -58,15 +58,41 @@ function parseArgs(argv: string[]): Options {
     const flag = argv[i];
     const v = argv[i + 1];
     switch (flag) {
-      case '--rate': o.rate = int(flag, v, 1); i++; break;
-      case '--duration': o.duration = int(flag, v, 1); i++; break;
-      case '--connections': o.connections = int(flag, v, 1); i++; break;
-      case '--workers': o.workers = int(flag, v, 0); i++; break;
-      case '--backend': o.backend = v ?? ''; i++; break;
-      case '--redis': o.redisUrl = v ?? ''; i++; break;
-      case '--root': o.root = v; i++; break;
-      case '--no-control': o.control = false; break;
-      case '--header': addHeaderArg(o.headers, v); i++; break;
+      case '--rate':
+        o.rate = int(flag, v, 1);
+        i++;
+        break;
+      case '--duration':
+        o.duration = int(flag, v, 1);
+        i++;
+        break;
+      case '--connections':
+        o.connections = int(flag, v, 1);
+        i++;
+        break;
+      case '--workers':
+        o.workers = int(flag, v, 0);
+        i++;
+        break;
+      case '--backend':
+        o.backend = v ?? '';
+        i++;
+        break;
+      case '--redis':
+        o.redisUrl = v ?? '';
+        i++;
+        break;
+      case '--root':
+        o.root = v;
+        i++;
+        break;
+      case '--no-control':
+        o.control = false;
+        break;
+      case '--header':
+        addHeaderArg(o.headers, v);
+        i++;
+        break;
       case '--help':
       case '-h':
         console.log(HELP);
@@ -88,14 +114,27 @@ async function main(): Promise<void> {
   probe.disconnect();
 
   process.stderr.write(`starting the api and ${o.workers} worker process(es) (backend ${o.backend})...\n`);
-  const stack = await startStack({ redisUrl: o.redisUrl, workers: o.workers, backend: o.backend, api: true, root: o.root });
+  const stack = await startStack({
+    redisUrl: o.redisUrl,
+    workers: o.workers,
+    backend: o.backend,
+    api: true,
+    root: o.root,
+  });
   let result: autocannon.Result;
   let counts: Record<string, number> = {};
   let apiCpuMs: number | null = null;
   let control: autocannon.Result | null = null;
   try {
     // Warm the api's code paths (JIT, connection pools) before the measured run.
-    const paths = new BenchPaths({ redisUrl: o.redisUrl, prefix: stack.prefix, apiUrl: stack.apiUrl, payload, concurrency: 8, headers: o.headers });
+    const paths = new BenchPaths({
+      redisUrl: o.redisUrl,
+      prefix: stack.prefix,
+      apiUrl: stack.apiUrl,
+      payload,
+      concurrency: 8,
+      headers: o.headers,
+    });
     try {
       await paths.ready();
       const w = await closedLoop(300, 8, () => paths.submitOnly());
@@ -103,7 +142,9 @@ async function main(): Promise<void> {
     } finally {
       await paths.close();
     }
-    process.stderr.write(`autocannon: POST /v1/jobs/infer at ${o.rate} requests/s for ${o.duration} s over ${o.connections} connections\n`);
+    process.stderr.write(
+      `autocannon: POST /v1/jobs/infer at ${o.rate} requests/s for ${o.duration} s over ${o.connections} connections\n`,
+    );
     const cpu0 = cpuMsOfTree(stack.pids.api!);
     result = await autocannon({
       url: new URL('/v1/jobs/infer', stack.apiUrl).toString(),
@@ -123,7 +164,9 @@ async function main(): Promise<void> {
     // of up to `connections`; what /health's latency shows is the floor of this load pattern on
     // this machine, whatever the route does.
     if (o.control) {
-      process.stderr.write(`control: GET /health at ${o.rate} requests/s for ${CONTROL_SECONDS} s over ${o.connections} connections\n`);
+      process.stderr.write(
+        `control: GET /health at ${o.rate} requests/s for ${CONTROL_SECONDS} s over ${o.connections} connections\n`,
+      );
       control = await autocannon({
         url: new URL('/health', stack.apiUrl).toString(),
         connections: o.connections,
@@ -147,7 +190,9 @@ async function main(): Promise<void> {
   const ok = count((c) => c >= 200 && c < 300);
   const limited = count((c) => c === 429);
   const other = count((c) => !(c >= 200 && c < 300) && c !== 429);
-  const otherCodes = Object.entries(codes).filter(([c]) => !(Number(c) >= 200 && Number(c) < 300) && Number(c) !== 429).map(([c, v]) => `${c}: ${v?.count ?? 0}`);
+  const otherCodes = Object.entries(codes)
+    .filter(([c]) => !(Number(c) >= 200 && Number(c) < 300) && Number(c) !== 429)
+    .map(([c, v]) => `${c}: ${v?.count ?? 0}`);
   const l = result.latency;
   const sent = ok + limited + other;
   console.log(
@@ -161,17 +206,40 @@ async function main(): Promise<void> {
         ['latency ms', 'p50', 'p90', 'p99', 'p99.9', 'max', 'mean'],
         ['POST /v1/jobs/infer', fmt(l.p50), fmt(l.p90), fmt(l.p99), fmt(l.p99_9), fmt(l.max), fmt(l.mean)],
         ...(control
-          ? [['GET /health (control)', fmt(control.latency.p50), fmt(control.latency.p90), fmt(control.latency.p99), fmt(control.latency.p99_9), fmt(control.latency.max), fmt(control.latency.mean)]]
+          ? [
+              [
+                'GET /health (control)',
+                fmt(control.latency.p50),
+                fmt(control.latency.p90),
+                fmt(control.latency.p99),
+                fmt(control.latency.p99_9),
+                fmt(control.latency.max),
+                fmt(control.latency.mean),
+              ],
+            ]
           : []),
       ]),
       '',
       table([
         ['requests', 'per second', 'total', '2xx', '429', 'other status', 'errors', 'timeouts'],
-        ['POST /v1/jobs/infer', fmt(sent / result.duration), String(sent), String(ok), String(limited), String(other), String(result.errors), String(result.timeouts)],
+        [
+          'POST /v1/jobs/infer',
+          fmt(sent / result.duration),
+          String(sent),
+          String(ok),
+          String(limited),
+          String(other),
+          String(result.errors),
+          String(result.timeouts),
+        ],
       ]),
-      apiCpuMs !== null ? `api CPU time: ${fmt(apiCpuMs / sent, 2)} ms per request (user+system of the api process over the run, ${fmt(apiCpuMs / 1000 / result.duration * 100, 0)}% of one core)` : '',
+      apiCpuMs !== null
+        ? `api CPU time: ${fmt(apiCpuMs / sent, 2)} ms per request (user+system of the api process over the run, ${fmt((apiCpuMs / 1000 / result.duration) * 100, 0)}% of one core)`
+        : '',
       otherCodes.length ? `other status codes: ${otherCodes.join(', ')}` : '',
-      `queue cpu at the end: ${Object.entries(counts).map(([k, v]) => `${k} ${v}`).join(', ')} (jobs the workers had not run yet were deleted with the prefix)`,
+      `queue cpu at the end: ${Object.entries(counts)
+        .map(([k, v]) => `${k} ${v}`)
+        .join(', ')} (jobs the workers had not run yet were deleted with the prefix)`,
     ].join('\n'),
   );
   if (other > 0 || result.errors > 0) process.exitCode = 1;

@@ -85,7 +85,8 @@ function parseCli(argv: string[]): Args {
     raw === undefined ? dflt : intArg(`--${name}`, raw, min);
   const configs = values.config?.split(',').map((c) => c.trim().toUpperCase());
   for (const c of configs ?? []) {
-    if (!(c in CONFIGS)) throw new Error(`--config: expected one of ${Object.keys(CONFIGS).join(', ')}, got ${JSON.stringify(c)}`);
+    if (!(c in CONFIGS))
+      throw new Error(`--config: expected one of ${Object.keys(CONFIGS).join(', ')}, got ${JSON.stringify(c)}`);
   }
   const envSet = (process.env.RELU_LSTM_BACKEND ?? '').trim() !== '';
   const runs =
@@ -141,7 +142,11 @@ function ours(cfg: BenchConfig, x: tf.Tensor3D, y: tf.Tensor3D): Contender {
       out.dispose();
     },
     async train() {
-      const loss = opt.minimize(() => mse(lstm.forward(x, undefined, { training: true, checkFinite: false }).output, y), true, vars);
+      const loss = opt.minimize(
+        () => mse(lstm.forward(x, undefined, { training: true, checkFinite: false }).output, y),
+        true,
+        vars,
+      );
       await loss!.data();
       loss!.dispose();
     },
@@ -190,7 +195,10 @@ function theirs(cfg: BenchConfig, x: tf.Tensor3D, y: tf.Tensor3D): Contender {
 
 const TASKS = ['infer', 'train'] as const;
 type Task = (typeof TASKS)[number];
-const TASK_LABEL: Record<Task, string> = { infer: 'inference (forward, no tape)', train: 'train step (fwd+MSE+bwd+SGD)' };
+const TASK_LABEL: Record<Task, string> = {
+  infer: 'inference (forward, no tape)',
+  train: 'train step (fwd+MSE+bwd+SGD)',
+};
 
 /** Kernels launched by one run of each task, and the tensor memory a training step peaks at. */
 interface Profiled {
@@ -219,7 +227,10 @@ interface KernelCounts {
  * Counts kernels with tf.profile at tiny sizes (batch 2, input 3, hidden 4: the count depends only on
  * seq and layers) at seq and 2 x seq, so the loop body per step is the difference / (seq x layers).
  */
-async function countKernels(make: (cfg: BenchConfig, x: tf.Tensor3D, y: tf.Tensor3D) => Contender, cfg: BenchConfig): Promise<KernelCounts> {
+async function countKernels(
+  make: (cfg: BenchConfig, x: tf.Tensor3D, y: tf.Tensor3D) => Contender,
+  cfg: BenchConfig,
+): Promise<KernelCounts> {
   const at = async (seq: number): Promise<Record<Task, number>> => {
     const tiny: BenchConfig = { ...cfg, seq, batch: 2, input: 3, hidden: 4 };
     const x = tf.randomNormal([tiny.batch, seq, tiny.input], 0, 1, 'float32', 1) as tf.Tensor3D;
@@ -236,7 +247,10 @@ async function countKernels(make: (cfg: BenchConfig, x: tf.Tensor3D, y: tf.Tenso
   const two = await at(2 * cfg.seq);
   const steps = cfg.seq * cfg.layers;
   const per = (t: Task) => (two[t] - one[t]) / steps;
-  return { perStep: { infer: per('infer'), train: per('train') }, allIn: { infer: one.infer / steps, train: one.train / steps } };
+  return {
+    perStep: { infer: per('infer'), train: per('train') },
+    allIn: { infer: one.infer / steps, train: one.train / steps },
+  };
 }
 
 /**
@@ -342,7 +356,10 @@ function findTorchPython(): { python: string | null; tried: string[] } {
       execFileSync(python, ['-c', 'import torch'], { stdio: 'pipe' });
       return { python, tried };
     } catch (err) {
-      const why = String((err as { stderr?: Buffer }).stderr || (err as Error).message).trim().split('\n').pop();
+      const why = String((err as { stderr?: Buffer }).stderr || (err as Error).message)
+        .trim()
+        .split('\n')
+        .pop();
       tried.push(`${python} -c 'import torch': ${why}`);
     }
   }
@@ -381,7 +398,12 @@ async function benchOne(configName: string, cfg: BenchConfig, info: BackendInfo,
   const torch = args.pytorch ? await TorchServer.start(configName, args.warmup) : null;
   const contenders = [
     ...tfContenders,
-    ...(torch ? [torch.contender('nn.LSTM', 'PyTorch nn.LSTM (tanh)'), torch.contender('ReLU cell loop', 'PyTorch ReLU cell loop')] : []),
+    ...(torch
+      ? [
+          torch.contender('nn.LSTM', 'PyTorch nn.LSTM (tanh)'),
+          torch.contender('ReLU cell loop', 'PyTorch ReLU cell loop'),
+        ]
+      : []),
   ];
   const times = new Map<string, number[]>();
   const leaked = new Map<string, number>(contenders.map((c) => [c.name, 0]));
@@ -438,8 +460,16 @@ async function benchOne(configName: string, cfg: BenchConfig, info: BackendInfo,
   );
 
   const f1 = (n: number) => n.toFixed(1);
-  const kRows = [['kernels per time step and layer (tf.profile)', 'forward', 'train step', 'forward all-in', 'train all-in']];
-  const kRow = (label: string, k: KernelCounts) => [label, f1(k.perStep.infer), f1(k.perStep.train), f1(k.allIn.infer), f1(k.allIn.train)];
+  const kRows = [
+    ['kernels per time step and layer (tf.profile)', 'forward', 'train step', 'forward all-in', 'train all-in'],
+  ];
+  const kRow = (label: string, k: KernelCounts) => [
+    label,
+    f1(k.perStep.infer),
+    f1(k.perStep.train),
+    f1(k.allIn.infer),
+    f1(k.allIn.train),
+  ];
   kRows.push(kRow(`${a.name}, ${info.backend}, ${lstmKernelPath()} loop`, counts.ours));
   if (counts.generic) kRows.push(kRow(`${a.name}, generic loop (as on tfjs-node, webgl)`, counts.generic));
   kRows.push(kRow(`${b.name}, ${info.backend}`, counts.theirs));
@@ -479,7 +509,12 @@ async function main(): Promise<void> {
     const configName = run.config ?? (info.backend === 'cpu' ? 'S' : 'M');
     await benchOne(configName, CONFIGS[configName], info, args);
   }
-  console.log(`\nload average at the end: ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`);
+  console.log(
+    `\nload average at the end: ${os
+      .loadavg()
+      .map((l) => l.toFixed(1))
+      .join(' ')}`,
+  );
 }
 
 function signed(n: number): string {

@@ -63,26 +63,66 @@ function parseArgs(argv: string[]): Options {
     const flag = argv[i];
     const v = argv[i + 1];
     switch (flag) {
-      case '--jobs': o.jobs = int(flag, v, 1); i++; break;
-      case '--concurrency': o.concurrency = int(flag, v, 1); i++; break;
-      case '--latency-jobs': o.latencyJobs = int(flag, v, 0); i++; break;
-      case '--workers': o.workers = int(flag, v, 1); i++; break;
-      case '--block': o.block = int(flag, v, 1); i++; break;
-      case '--warmup': o.warmup = int(flag, v, 0); i++; break;
-      case '--hidden': o.hidden = int(flag, v, 1); i++; break;
-      case '--seq': o.seq = int(flag, v, 1); i++; break;
-      case '--backend': o.backend = v ?? ''; i++; break;
-      case '--redis': o.redisUrl = v ?? ''; i++; break;
-      case '--root': o.root = v; i++; break;
+      case '--jobs':
+        o.jobs = int(flag, v, 1);
+        i++;
+        break;
+      case '--concurrency':
+        o.concurrency = int(flag, v, 1);
+        i++;
+        break;
+      case '--latency-jobs':
+        o.latencyJobs = int(flag, v, 0);
+        i++;
+        break;
+      case '--workers':
+        o.workers = int(flag, v, 1);
+        i++;
+        break;
+      case '--block':
+        o.block = int(flag, v, 1);
+        i++;
+        break;
+      case '--warmup':
+        o.warmup = int(flag, v, 0);
+        i++;
+        break;
+      case '--hidden':
+        o.hidden = int(flag, v, 1);
+        i++;
+        break;
+      case '--seq':
+        o.seq = int(flag, v, 1);
+        i++;
+        break;
+      case '--backend':
+        o.backend = v ?? '';
+        i++;
+        break;
+      case '--redis':
+        o.redisUrl = v ?? '';
+        i++;
+        break;
+      case '--root':
+        o.root = v;
+        i++;
+        break;
       case '--paths': {
-        const names = (v ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+        const names = (v ?? '')
+          .split(',')
+          .map((s) => s.trim())
+          .filter(Boolean);
         const bad = names.filter((n) => !(PATH_NAMES as readonly string[]).includes(n));
-        if (bad.length || !names.length) throw new Error(`--paths: expected a comma list of ${PATH_NAMES.join(', ')}, got ${JSON.stringify(v)}`);
+        if (bad.length || !names.length)
+          throw new Error(`--paths: expected a comma list of ${PATH_NAMES.join(', ')}, got ${JSON.stringify(v)}`);
         o.paths = PATH_NAMES.filter((p) => p === 'bullmq' || names.includes(p));
         i++;
         break;
       }
-      case '--header': addHeaderArg(o.headers, v); i++; break;
+      case '--header':
+        addHeaderArg(o.headers, v);
+        i++;
+        break;
       case '--help':
       case '-h':
         console.log(HELP);
@@ -112,13 +152,32 @@ async function main(): Promise<void> {
   probe.disconnect();
 
   const needsApi = o.paths.some((p) => p.startsWith('rest'));
-  process.stderr.write(`starting ${o.workers} worker process(es) (backend ${o.backend})${needsApi ? ' and the api' : ''}...\n`);
-  const stack = await startStack({ redisUrl: o.redisUrl, workers: o.workers, backend: o.backend, api: needsApi, root: o.root });
-  const paths = new BenchPaths({ redisUrl: o.redisUrl, prefix: stack.prefix, apiUrl: stack.apiUrl, payload, concurrency: o.concurrency, headers: o.headers });
+  process.stderr.write(
+    `starting ${o.workers} worker process(es) (backend ${o.backend})${needsApi ? ' and the api' : ''}...\n`,
+  );
+  const stack = await startStack({
+    redisUrl: o.redisUrl,
+    workers: o.workers,
+    backend: o.backend,
+    api: needsApi,
+    root: o.root,
+  });
+  const paths = new BenchPaths({
+    redisUrl: o.redisUrl,
+    prefix: stack.prefix,
+    apiUrl: stack.apiUrl,
+    payload,
+    concurrency: o.concurrency,
+    headers: o.headers,
+  });
   const runs = new Map<PathName, PathRuns>(o.paths.map((p) => [p, { throughput: [], latency: [] }]));
   const started = Date.now();
-  const sumCpu = (pids: number[]) => pids.reduce<number | null>((s, p) => (s === null ? null : ((c) => (c === null ? null : s + c))(cpuMsOfTree(p))), 0);
-  const cpu = () => ({ api: stack.pids.api === null ? null : cpuMsOfTree(stack.pids.api), workers: sumCpu(stack.pids.workers) });
+  const sumCpu = (pids: number[]) =>
+    pids.reduce<number | null>((s, p) => (s === null ? null : ((c) => (c === null ? null : s + c))(cpuMsOfTree(p))), 0);
+  const cpu = () => ({
+    api: stack.pids.api === null ? null : cpuMsOfTree(stack.pids.api),
+    workers: sumCpu(stack.pids.workers),
+  });
   try {
     await paths.ready();
     for (const name of o.paths) {
@@ -135,7 +194,9 @@ async function main(): Promise<void> {
       for (const name of rotate(o.paths, round)) {
         const t = await closedLoop(n, o.concurrency, paths.path(name).run, cpu);
         runs.get(name)!.throughput.push(t);
-        process.stderr.write(`throughput round ${round + 1}/${rounds} ${name}: ${fmt(t.jobs / (t.wallMs / 1000))} jobs/s, p50 ${fmt(percentile(t.latencies, 50))} ms${t.errors ? `, ${t.errors} errors (${t.firstError})` : ''}\n`);
+        process.stderr.write(
+          `throughput round ${round + 1}/${rounds} ${name}: ${fmt(t.jobs / (t.wallMs / 1000))} jobs/s, p50 ${fmt(percentile(t.latencies, 50))} ms${t.errors ? `, ${t.errors} errors (${t.firstError})` : ''}\n`,
+        );
       }
       paths.watcher.forgetUnclaimed();
     }
@@ -160,7 +221,20 @@ async function main(): Promise<void> {
   const baseP50Lat = percentile(pooled(base.latency), 50);
   const baseP50Tp = percentile(pooled(base.throughput), 50);
 
-  const tp: string[][] = [['path', 'jobs/s', 'min-max', 'ratio vs bullmq', 'p50 ms', 'p99 ms', 'p50 - bullmq ms', 'api CPU ms/job', 'worker CPU ms/job', 'errors']];
+  const tp: string[][] = [
+    [
+      'path',
+      'jobs/s',
+      'min-max',
+      'ratio vs bullmq',
+      'p50 ms',
+      'p99 ms',
+      'p50 - bullmq ms',
+      'api CPU ms/job',
+      'worker CPU ms/job',
+      'errors',
+    ],
+  ];
   const perJob = (rs: LoopResult[], k: 'api' | 'workers') => {
     const xs = rs.map((r) => r.cpuMs[k]);
     return xs.every((x) => x !== null) ? fmt(median(xs.map((x, i) => x! / rs[i].jobs)), 2) : '-';
@@ -187,7 +261,15 @@ async function main(): Promise<void> {
       const l = pooled(r.latency);
       const d50 = percentile(l, 50) - baseP50Lat;
       const d99 = percentile(l, 99) - baseP99Lat;
-      lat.push([name, fmt(percentile(l, 50)), fmt(percentile(l, 99)), `${d50 >= 0 ? '+' : ''}${fmt(d50)}`, `${d99 >= 0 ? '+' : ''}${fmt(d99)}`, `${fmt(percentile(l, 50) / baseP50Lat, 2)}x`, String(errorsOf(r.latency))]);
+      lat.push([
+        name,
+        fmt(percentile(l, 50)),
+        fmt(percentile(l, 99)),
+        `${d50 >= 0 ? '+' : ''}${fmt(d50)}`,
+        `${d99 >= 0 ? '+' : ''}${fmt(d99)}`,
+        `${fmt(percentile(l, 50) / baseP50Lat, 2)}x`,
+        String(errorsOf(r.latency)),
+      ]);
     }
   }
 
@@ -203,7 +285,11 @@ async function main(): Promise<void> {
     table(tp),
   ];
   if (o.latencyJobs > 0) {
-    out.push('', `latency: ${o.latencyJobs} jobs per path, one at a time, paths taking turns job by job (submit-to-result with an idle queue)`, table(lat));
+    out.push(
+      '',
+      `latency: ${o.latencyJobs} jobs per path, one at a time, paths taking turns job by job (submit-to-result with an idle queue)`,
+      table(lat),
+    );
   }
   for (const [name, r] of runs) {
     const first = [...r.throughput, ...r.latency].find((x) => x.firstError)?.firstError;

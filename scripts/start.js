@@ -75,7 +75,9 @@ function resolvable(name) {
 function workerCount() {
   if (settings.WORKERS !== undefined) return { n: settings.WORKERS, why: 'WORKERS' };
   const backend = settings.RELU_LSTM_BACKEND;
-  const tfjsNode = backend === 'tensorflow' || (backend === 'auto' && (resolvable('@tensorflow/tfjs-node-gpu') || resolvable('@tensorflow/tfjs-node')));
+  const tfjsNode =
+    backend === 'tensorflow' ||
+    (backend === 'auto' && (resolvable('@tensorflow/tfjs-node-gpu') || resolvable('@tensorflow/tfjs-node')));
   if (tfjsNode) return { n: 1, why: 'tfjs-node threads by itself' };
   const cores = typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length;
   return { n: Math.max(1, cores), why: `one per core for the ${backend} backend; set WORKERS to change` };
@@ -128,9 +130,9 @@ function stop(code) {
     process.exit(code);
   }, 15000);
   timer.unref();
-  Promise.all(children.map(({ child }) => (child.exitCode !== null ? null : new Promise((r) => child.on('exit', r))))).then(
-    () => process.exit(code),
-  );
+  Promise.all(
+    children.map(({ child }) => (child.exitCode !== null ? null : new Promise((r) => child.on('exit', r)))),
+  ).then(() => process.exit(code));
 }
 
 async function main() {
@@ -155,7 +157,8 @@ async function main() {
       log(`could not start redis-server (${err.message}); install Redis or set REDIS_URL`);
       process.exit(1);
     });
-    for (let i = 0; i < 50 && !(await redisAnswers(host, port, password)); i++) await new Promise((r) => setTimeout(r, 100));
+    for (let i = 0; i < 50 && !(await redisAnswers(host, port, password)); i++)
+      await new Promise((r) => setTimeout(r, 100));
     if (stopping) return; // a signal came while Redis started: start nothing more
   } else {
     log(`Redis at ${host}:${port} does not answer; start it or fix REDIS_URL`);
@@ -163,7 +166,8 @@ async function main() {
   }
   run('api', process.execPath, [path.join(root, 'apps/api/dist/main.js')]);
   log(`starting ${workers.n} worker process${workers.n === 1 ? '' : 'es'} (${workers.why})`);
-  for (let i = 1; i <= workers.n; i++) run(workers.n === 1 ? 'worker' : `worker ${i}`, process.execPath, [path.join(root, 'apps/worker/dist/main.js')]);
+  for (let i = 1; i <= workers.n; i++)
+    run(workers.n === 1 ? 'worker' : `worker ${i}`, process.execPath, [path.join(root, 'apps/worker/dist/main.js')]);
 }
 
 main().catch((err) => {

@@ -70,7 +70,8 @@ describe('docker-compose.yml', () => {
   test('services and top-level keys (no obsolete `version`)', () => {
     expect(Object.keys(services).sort()).toEqual(['api', 'redis', 'worker', 'worker-gpu']);
     expect(compose.version).toBeUndefined();
-    for (const key of Object.keys(compose)) expect(['services', 'volumes'].includes(key) || key.startsWith('x-')).toBe(true);
+    for (const key of Object.keys(compose))
+      expect(['services', 'volumes'].includes(key) || key.startsWith('x-')).toBe(true);
   });
 
   test('redis: redis 7, AOF fsync every second, noeviction, a required password, no host port, a volume, a health check', () => {
@@ -79,7 +80,11 @@ describe('docker-compose.yml', () => {
     const cmd = r.command!;
     const arg = (flag: string) => cmd[cmd.indexOf(flag) + 1];
     expect(cmd[0]).toBe('redis-server');
-    expect([arg('--appendonly'), arg('--appendfsync'), arg('--maxmemory-policy')]).toEqual(['yes', 'everysec', 'noeviction']);
+    expect([arg('--appendonly'), arg('--appendfsync'), arg('--maxmemory-policy')]).toEqual([
+      'yes',
+      'everysec',
+      'noeviction',
+    ]);
     // A password is required: no default anyone could guess.
     expect(arg('--requirepass')).toMatch(/^\$\{REDIS_PASSWORD:\?[^}]+\}$/);
     expect(() => interpolate(arg('--requirepass'), {})).toThrow(/REDIS_PASSWORD/);
@@ -96,7 +101,12 @@ describe('docker-compose.yml', () => {
       const env = services[name].environment!;
       for (const e of [SETUP, { REDIS_PASSWORD: 'other-pw' }] as Array<Record<string, string>>) {
         const url = new URL(interpolate(env.REDIS_URL!, e));
-        expect([url.protocol, url.hostname, url.port, url.password]).toEqual(['redis:', 'redis', '6379', interpolate(password, e)]);
+        expect([url.protocol, url.hostname, url.port, url.password]).toEqual([
+          'redis:',
+          'redis',
+          '6379',
+          interpolate(password, e),
+        ]);
       }
       expect(() => interpolate(env.REDIS_URL!, {})).toThrow(/REDIS_PASSWORD/);
       expect(services[name].depends_on?.redis.condition).toBe('service_healthy');
@@ -111,7 +121,8 @@ describe('docker-compose.yml', () => {
     // Compose itself stops without API_KEYS, with a message saying what to set.
     expect(api.environment!.API_KEYS).toMatch(/^\$\{API_KEYS:\?[^}]*API_KEYS=tenant:sha256[^}]*\}$/);
     expect(() => interpolate(api.environment!.API_KEYS!, { REDIS_PASSWORD: 'x' })).toThrow(/API_KEYS/);
-    for (const v of ['ADMIN_KEY_HASH', 'RATE_LIMIT_RPS', 'MAX_QUEUED_JOBS_PER_TENANT']) expect(api.environment![v]).toBeNull(); // pass-through form
+    for (const v of ['ADMIN_KEY_HASH', 'RATE_LIMIT_RPS', 'MAX_QUEUED_JOBS_PER_TENANT'])
+      expect(api.environment![v]).toBeNull(); // pass-through form
     expect(api.ports).toHaveLength(1);
     expect(interpolate(api.ports![0])).toBe('127.0.0.1:3000:3000');
     expect(interpolate(api.ports![0], { API_BIND: '0.0.0.0', API_PORT: '8080' })).toBe('0.0.0.0:8080:3000');
@@ -120,7 +131,11 @@ describe('docker-compose.yml', () => {
 
   test("the api's own configuration check accepts the compose environment with keys, and refuses it without", () => {
     const env = (e: Record<string, string>) =>
-      Object.fromEntries(Object.entries(services.api.environment!).filter(([, v]) => v !== null).map(([k, v]) => [k, interpolate(v!, e)]));
+      Object.fromEntries(
+        Object.entries(services.api.environment!)
+          .filter(([, v]) => v !== null)
+          .map(([k, v]) => [k, interpolate(v!, e)]),
+      );
     const config = loadConfig(env(SETUP));
     expect([config.host, config.apiKeys.map((k) => k.tenant)]).toEqual(['0.0.0.0', ['acme']]);
     expect(new URL(config.redisUrl).password).toBe(SETUP.REDIS_PASSWORD);
@@ -129,9 +144,13 @@ describe('docker-compose.yml', () => {
     expect(() => loadConfig(noKeys)).toThrow(/refusing to listen on HOST=0\.0\.0\.0 without API keys/);
   });
 
-  test('every variable set in an app service is one its configuration reads (or the GPU runtime\'s)', () => {
+  test("every variable set in an app service is one its configuration reads (or the GPU runtime's)", () => {
     const gpuRuntime = ['TF_FORCE_GPU_ALLOW_GROWTH', 'CUDA_CACHE_PATH', 'CUDA_CACHE_MAXSIZE'];
-    const reads: Record<string, string[]> = { api: apiVariables(), worker: workerVariables(), 'worker-gpu': [...workerVariables(), ...gpuRuntime] };
+    const reads: Record<string, string[]> = {
+      api: apiVariables(),
+      worker: workerVariables(),
+      'worker-gpu': [...workerVariables(), ...gpuRuntime],
+    };
     for (const name of appServices) {
       const unknown = Object.keys(services[name].environment!).filter((v) => !reads[name].includes(v));
       expect({ service: name, unknown }).toEqual({ service: name, unknown: [] });
@@ -143,7 +162,11 @@ describe('docker-compose.yml', () => {
     const header = text.slice(0, text.search(/^[^#\n]/m));
     const fromShell = new Set([
       ...[...text.matchAll(/\$\{([A-Z][A-Z0-9_]*)/g)].map((m) => m[1]),
-      ...appServices.flatMap((n) => Object.entries(services[n].environment!).filter(([, v]) => v === null).map(([k]) => k)),
+      ...appServices.flatMap((n) =>
+        Object.entries(services[n].environment!)
+          .filter(([, v]) => v === null)
+          .map(([k]) => k),
+      ),
     ]);
     expect(fromShell.size).toBeGreaterThan(8);
     const undescribed = [...fromShell].filter((v) => !new RegExp(`^#.*\\b${v}\\b`, 'm').test(header));
@@ -179,8 +202,14 @@ describe('docker-compose.yml', () => {
     expect(g.profiles).toEqual(['gpu']);
     expect(g.build).toEqual({ context: '.', dockerfile: 'Dockerfile.gpu' });
     expect(g.image).not.toBe(services.worker.image);
-    expect(g.deploy?.resources?.reservations?.devices).toEqual([{ driver: 'nvidia', count: 'all', capabilities: ['gpu'] }]);
-    expect(g.environment).toMatchObject({ RELU_LSTM_BACKEND: 'tensorflow', WORKER_QUEUES: 'gpu,any', TF_FORCE_GPU_ALLOW_GROWTH: 'true' });
+    expect(g.deploy?.resources?.reservations?.devices).toEqual([
+      { driver: 'nvidia', count: 'all', capabilities: ['gpu'] },
+    ]);
+    expect(g.environment).toMatchObject({
+      RELU_LSTM_BACKEND: 'tensorflow',
+      WORKER_QUEUES: 'gpu,any',
+      TF_FORCE_GPU_ALLOW_GROWTH: 'true',
+    });
     const cachePath = g.environment!.CUDA_CACHE_PATH!;
     const cacheVolume = g.volumes!.map((v) => v.split(':')).find(([, target]) => target === cachePath)?.[0];
     expect(cacheVolume).toBeDefined();
@@ -221,7 +250,9 @@ describe('Dockerfiles', () => {
 
   test('the files exist, with a .dockerignore that keeps node_modules, dist and .git out', () => {
     for (const f of ['Dockerfile', 'Dockerfile.gpu', '.dockerignore']) expect(existsSync(join(ROOT, f))).toBe(true);
-    const ignored = read('.dockerignore').split('\n').map((l) => l.trim());
+    const ignored = read('.dockerignore')
+      .split('\n')
+      .map((l) => l.trim());
     expect(ignored).toEqual(expect.arrayContaining(['**/node_modules', '**/dist', '.git']));
   });
 
@@ -243,8 +274,11 @@ describe('Dockerfiles', () => {
     expect(gpu).toMatch(/^FROM \$\{NODE_IMAGE\} AS node$/m);
     expect(gpu).toMatch(/^FROM \$\{CUDA_IMAGE\} AS build$/m); // native addons built on the runtime's base
     expect(finalStage(gpu)).toMatch(/^COPY --from=node \/usr\/local\/bin\/node \/usr\/local\/bin\/node$/m);
-    const lstmPeer = (JSON.parse(read('libs/lstm/package.json')) as { peerDependencies: Record<string, string> }).peerDependencies['@tensorflow/tfjs-node-gpu'];
-    expect(gpu).toContain(`npm install --no-save --omit=dev --no-audit --no-fund @tensorflow/tfjs-node-gpu@${lstmPeer}`);
+    const lstmPeer = (JSON.parse(read('libs/lstm/package.json')) as { peerDependencies: Record<string, string> })
+      .peerDependencies['@tensorflow/tfjs-node-gpu'];
+    expect(gpu).toContain(
+      `npm install --no-save --omit=dev --no-audit --no-fund @tensorflow/tfjs-node-gpu@${lstmPeer}`,
+    );
     expect(lstmPeer).toBe('4.22.0');
     expect(gpu).toMatch(/allowScripts\[@tensorflow\/tfjs-node-gpu\]=true/);
     expect(gpu).toMatch(/ls node_modules\/@tensorflow\/tfjs-node-gpu\/deps\/lib\/libtensorflow\.so\*/);
@@ -261,11 +295,18 @@ describe('Dockerfiles', () => {
   });
 
   test('what compose runs is what the build produces and what the npm start scripts run', () => {
-    const refs = (JSON.parse(read('tsconfig.build.json')) as { references: Array<{ path: string }> }).references.map((r) => r.path);
-    for (const [app, script] of [['api', 'start:api'], ['worker', 'start:worker']] as const) {
+    const refs = (JSON.parse(read('tsconfig.build.json')) as { references: Array<{ path: string }> }).references.map(
+      (r) => r.path,
+    );
+    for (const [app, script] of [
+      ['api', 'start:api'],
+      ['worker', 'start:worker'],
+    ] as const) {
       expect(refs).toContain(`apps/${app}`);
       expect(existsSync(join(ROOT, `apps/${app}/src/main.ts`))).toBe(true);
-      const tsconfig = JSON.parse(read(`apps/${app}/tsconfig.json`)) as { compilerOptions: { rootDir: string; outDir: string } };
+      const tsconfig = JSON.parse(read(`apps/${app}/tsconfig.json`)) as {
+        compilerOptions: { rootDir: string; outDir: string };
+      };
       expect(tsconfig.compilerOptions).toMatchObject({ rootDir: 'src', outDir: 'dist' });
       expect(rootPkg.scripts[script]).toMatch(new RegExp(`node apps/${app}/dist/main\\.js$`));
     }
@@ -289,18 +330,33 @@ describe('the worker health check, run against Redis', () => {
   });
 
   const check = () =>
-    run(process.execPath, ['-e', script], { cwd: ROOT, env: { ...process.env, REDIS_URL: redisUrl, QUEUE_PREFIX: prefix }, timeout: 20_000 }).then(
+    run(process.execPath, ['-e', script], {
+      cwd: ROOT,
+      env: { ...process.env, REDIS_URL: redisUrl, QUEUE_PREFIX: prefix },
+      timeout: 20_000,
+    }).then(
       () => 0,
       (e: { code?: number }) => e.code ?? -1,
     );
 
   async function heartbeat(id: string, host: string, expiresAt: number): Promise<void> {
-    const hb = { id, backend: 'wasm', gpu: false, device: 'wasm', host, pid: 1, queues: ['cpu', 'any'], currentJobId: null, startedAt: 1, at: Date.now() };
+    const hb = {
+      id,
+      backend: 'wasm',
+      gpu: false,
+      device: 'wasm',
+      host,
+      pid: 1,
+      queues: ['cpu', 'any'],
+      currentJobId: null,
+      startedAt: 1,
+      at: Date.now(),
+    };
     await redis.set(`${prefix}:worker:${id}`, JSON.stringify(hb));
     await redis.zadd(`${prefix}:workers`, expiresAt, id);
   }
 
-  test('unhealthy with no heartbeat, or only other hosts\' or expired ones; healthy with its own live one', async () => {
+  test("unhealthy with no heartbeat, or only other hosts' or expired ones; healthy with its own live one", async () => {
     expect(await check()).toBe(1);
     await heartbeat('other-1', 'another-container', Date.now() + 15_000);
     await heartbeat('mine-old', hostname(), Date.now() - 1_000);

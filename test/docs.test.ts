@@ -7,7 +7,15 @@
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { API_ERROR_CODES, DEFAULT_JOB_POLICY, DEFAULT_LIMITS, ERROR_CODES, limitEnvName, type EnvSpec, type PayloadLimits } from '@relu-lstm/jobs';
+import {
+  API_ERROR_CODES,
+  DEFAULT_JOB_POLICY,
+  DEFAULT_LIMITS,
+  ERROR_CODES,
+  limitEnvName,
+  type EnvSpec,
+  type PayloadLimits,
+} from '@relu-lstm/jobs';
 import { ROUTES } from '../apps/api/src/routes';
 import { API_VARIABLES, WORKER_VARIABLES, apiVariables, workerVariables } from './config-vars';
 
@@ -48,7 +56,8 @@ function expectDocumentedDefaults(doc: string, spec: EnvSpec): void {
   const shown = documentedDefaults(doc);
   const withDefault = Object.entries(spec).filter(([, v]) => v.default !== '');
   expect(withDefault.length).toBeGreaterThan(12);
-  for (const [name, v] of withDefault) expect({ name, documented: shown.get(name) }).toEqual({ name, documented: v.default });
+  for (const [name, v] of withDefault)
+    expect({ name, documented: shown.get(name) }).toEqual({ name, documented: v.default });
 }
 
 describe('docs/api.md', () => {
@@ -64,11 +73,21 @@ describe('docs/api.md', () => {
 
   test('defaults taken from @relu-lstm/jobs are the ones documented', () => {
     const limitsRow = documented.get(limitVars[0])!;
-    expect(limitsRow).toBe(Object.values(DEFAULT_LIMITS).map((v) => `\`${v}\``).join(', '));
-    expect(documented.get('JOB_ATTEMPTS_TRAIN')).toBe(`\`${DEFAULT_JOB_POLICY.attempts.train}\`, \`${DEFAULT_JOB_POLICY.attempts.infer}\``);
+    expect(limitsRow).toBe(
+      Object.values(DEFAULT_LIMITS)
+        .map((v) => `\`${v}\``)
+        .join(', '),
+    );
+    expect(documented.get('JOB_ATTEMPTS_TRAIN')).toBe(
+      `\`${DEFAULT_JOB_POLICY.attempts.train}\`, \`${DEFAULT_JOB_POLICY.attempts.infer}\``,
+    );
     expect(documented.get('JOB_BACKOFF_MS')).toBe(`\`${DEFAULT_JOB_POLICY.backoffMs}\``);
-    expect(documented.get('JOB_KEEP_COMPLETED_SEC')).toMatch(new RegExp(`^\`${DEFAULT_JOB_POLICY.keepCompletedSec}\`.*\`${DEFAULT_JOB_POLICY.keepCompletedCount}\`$`));
-    expect(documented.get('JOB_KEEP_FAILED_SEC')).toMatch(new RegExp(`^\`${DEFAULT_JOB_POLICY.keepFailedSec}\`.*\`${DEFAULT_JOB_POLICY.keepFailedCount}\`$`));
+    expect(documented.get('JOB_KEEP_COMPLETED_SEC')).toMatch(
+      new RegExp(`^\`${DEFAULT_JOB_POLICY.keepCompletedSec}\`.*\`${DEFAULT_JOB_POLICY.keepCompletedCount}\`$`),
+    );
+    expect(documented.get('JOB_KEEP_FAILED_SEC')).toMatch(
+      new RegExp(`^\`${DEFAULT_JOB_POLICY.keepFailedSec}\`.*\`${DEFAULT_JOB_POLICY.keepFailedCount}\`$`),
+    );
   });
 
   test('every default of apps/api/src/config.ts is the documented one', () => {
@@ -80,8 +99,13 @@ describe('docs/api.md', () => {
     // (`$API/v1/jobs/$ID/artifacts/...`) or a sentence (`/docs/openapi.json`).
     for (const r of ROUTES) {
       const inExample = r.path.replace(/:id/g, '$ID').replace(/\/:name$/, '/');
-      const mentioned = doc.includes(`${r.method} ${r.path}`) || (r.method === 'GET' && (doc.includes(`$API${inExample}`) || doc.includes(` ${r.path})`)));
-      expect({ route: `${r.method} ${r.path}`, mentioned }).toEqual({ route: `${r.method} ${r.path}`, mentioned: true });
+      const mentioned =
+        doc.includes(`${r.method} ${r.path}`) ||
+        (r.method === 'GET' && (doc.includes(`$API${inExample}`) || doc.includes(` ${r.path})`)));
+      expect({ route: `${r.method} ${r.path}`, mentioned }).toEqual({
+        route: `${r.method} ${r.path}`,
+        mentioned: true,
+      });
     }
   });
 

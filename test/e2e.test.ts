@@ -32,7 +32,12 @@ beforeAll(async () => {
   harness = new Harness();
   // The api shares the worker harness's prefix and directories: one system. It allows more layers
   // than the default limits (the documented way to raise a limit); the worker has no LIMIT_* of its own.
-  api = await startApi({ QUEUE_PREFIX: harness.prefix, ARTIFACT_DIR: harness.artifactDir, DATASET_DIR: harness.datasetDir, LIMIT_MAX_LAYERS: '32' });
+  api = await startApi({
+    QUEUE_PREFIX: harness.prefix,
+    ARTIFACT_DIR: harness.artifactDir,
+    DATASET_DIR: harness.datasetDir,
+    LIMIT_MAX_LAYERS: '32',
+  });
   await harness.startReadyWorker(); // stopped by harness.close()
   client = new RunnerClient({ baseUrl: api.url });
 });
@@ -75,7 +80,9 @@ describe('the canonical example through RunnerClient (HTTP, SSE, artifacts)', ()
     const names = (await client.listArtifacts(trainId)).items.map((a) => a.name).sort();
     expect(names).toEqual(['config.json', 'metrics.csv', 'model.safetensors', 'state.json']);
     const { stateDict } = safetensorsToStateDict(await client.downloadArtifact(trainId, 'model.safetensors'));
-    const state = StateArtifactSchema.parse(JSON.parse(Buffer.from(await client.downloadArtifact(trainId, 'state.json')).toString('utf8')));
+    const state = StateArtifactSchema.parse(
+      JSON.parse(Buffer.from(await client.downloadArtifact(trainId, 'state.json')).toString('utf8')),
+    );
     const { ['head.weight']: hw, ['head.bias']: hb, ...lstmDict } = stateDict;
     expect(hw.shape).toEqual([1, 16]);
     expect(hb.shape).toEqual([1]);
@@ -122,7 +129,11 @@ describe('the canonical example through RunnerClient (HTTP, SSE, artifacts)', ()
     const before = (await client.list({ limit: 100 })).items.length;
     const bad = { ...CANONICAL_TRAIN_EXAMPLE, model: { ...CANONICAL_TRAIN_EXAMPLE.model, hiddenSize: -3 } };
     // Skip the client's own validation to see the server's answer.
-    const res = await fetch(new URL('/v1/jobs/train', api.url), { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(bad) });
+    const res = await fetch(new URL('/v1/jobs/train', api.url), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(bad),
+    });
     expect(res.status).toBe(400);
     expect(JSON.stringify(await res.json())).toContain('model.hiddenSize');
     // The client validates with the same schema before sending: a typed error naming the field.
@@ -133,13 +144,23 @@ describe('the canonical example through RunnerClient (HTTP, SSE, artifacts)', ()
 
 describe('QueueClient: straight onto the queue, served by the same worker', () => {
   it('trains and then infers from the queued model', async () => {
-    const queue = new QueueClient({ connection: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', prefix: harness.prefix, tenant: 'default' });
+    const queue = new QueueClient({
+      connection: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
+      prefix: harness.prefix,
+      tenant: 'default',
+    });
     try {
-      const job = await queue.submitTrain({ ...CANONICAL_TRAIN_EXAMPLE, training: { ...CANONICAL_TRAIN_EXAMPLE.training, epochs: 1 } });
+      const job = await queue.submitTrain({
+        ...CANONICAL_TRAIN_EXAMPLE,
+        training: { ...CANONICAL_TRAIN_EXAMPLE.training, epochs: 1 },
+      });
       const result = await client.waitForResult(job.id, { timeoutMs: 120_000 });
       expect(result).toMatchObject({ epochs: 1 });
       const infer = await queue.submitInfer({ modelJobId: job.id, inputs: [[[0.5], [0.4]]] });
-      const out = (await client.waitForResult(infer.id, { timeoutMs: 60_000 })) as unknown as { outputs: number[][][]; hN: number[][][] };
+      const out = (await client.waitForResult(infer.id, { timeoutMs: 60_000 })) as unknown as {
+        outputs: number[][][];
+        hN: number[][][];
+      };
       expect(out.outputs.length).toBe(1);
       expect(out.outputs[0].length).toBe(2);
       expect(out.hN.length).toBe(1);

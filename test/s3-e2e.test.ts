@@ -64,7 +64,9 @@ test('a dataset uploaded to S3 trains; the artifacts are in the bucket and downl
   const x = Array.from({ length: n }, (_, i) => Array.from({ length: 10 }, (_, t) => [Math.sin((i + t) / 5)]));
   const y = x.map((seq) => seq.map(([v]) => [v / 2])); // per step, as the canonical model's head
   const dataset = await client.uploadDataset({ x, y });
-  expect(await keysUnder('datasets/')).toEqual([`datasets/${dataset.id}.jsonl`]);
+  const datasetKeys = await keysUnder('datasets/');
+  expect(datasetKeys).toContain(`datasets/${dataset.id}.json`); // the manifest, and the fields' objects
+  expect(datasetKeys.filter((k) => k.startsWith(`datasets/.parts/${dataset.id}.`)).length).toBe(2);
 
   const { id } = await client.submitTrain({ ...CANONICAL_TRAIN_EXAMPLE, data: { datasetId: dataset.id } });
   const events = await collect(id);

@@ -21,7 +21,17 @@ function startScript(env: Record<string, string>) {
   const prefix = `start-${randomUUID()}`;
   const dir = mkdtempSync(join(tmpdir(), 'relu-lstm-start-'));
   const proc = spawn(process.execPath, [START], {
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', NO_COLOR: '1', PORT: '0', REDIS_URL, QUEUE_PREFIX: prefix, ARTIFACT_DIR: join(dir, 'a'), DATASET_DIR: join(dir, 'd'), ...env },
+    env: {
+      PATH: process.env.PATH ?? '',
+      HOME: process.env.HOME ?? '',
+      NO_COLOR: '1',
+      PORT: '0',
+      REDIS_URL,
+      QUEUE_PREFIX: prefix,
+      ARTIFACT_DIR: join(dir, 'a'),
+      DATASET_DIR: join(dir, 'd'),
+      ...env,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
@@ -59,7 +69,10 @@ test('one worker process per core for a CPU backend by default; SIGTERM stops th
   const s = startScript({ RELU_LSTM_BACKEND: 'cpu' });
   try {
     const cores = availableParallelism();
-    await s.until(() => (s.output().match(/consuming/g) ?? []).length >= cores && /listening on http/.test(s.output()), 120_000);
+    await s.until(
+      () => (s.output().match(/consuming/g) ?? []).length >= cores && /listening on http/.test(s.output()),
+      120_000,
+    );
     expect(s.output()).toContain(`starting ${cores} worker process${cores === 1 ? '' : 'es'} (one per core`);
     const url = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(s.output())![1];
     let workers: Array<{ pid: number }> = [];

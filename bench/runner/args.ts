@@ -2,7 +2,8 @@
 
 export function intArg(flag: string, v: string | undefined, min: number): number {
   const n = Number(v);
-  if (!Number.isInteger(n) || n < min) throw new Error(`${flag}: expected an integer >= ${min}, got ${JSON.stringify(v)}`);
+  if (!Number.isInteger(n) || n < min)
+    throw new Error(`${flag}: expected an integer >= ${min}, got ${JSON.stringify(v)}`);
   return n;
 }
 

@@ -24,7 +24,7 @@ export type PathName = (typeof PATH_NAMES)[number];
 
 export interface BenchPath {
   name: PathName;
-  run(): Promise<void>;
+  run: () => Promise<void>;
 }
 
 /** A failed submission or job, with what the client saw. */
@@ -51,7 +51,9 @@ export class CompletionWatcher {
     this.events = new QueueEvents('cpu', { connection: { url: redisUrl }, prefix, lastEventId: '0-0' });
     this.events.on('error', () => undefined); // a broken connection shows up as jobs that never finish
     this.events.on('completed', ({ jobId }) => this.settle(jobId, null));
-    this.events.on('failed', ({ jobId, failedReason }) => this.settle(jobId, new PathError(`job failed: ${failedReason}`)));
+    this.events.on('failed', ({ jobId, failedReason }) =>
+      this.settle(jobId, new PathError(`job failed: ${failedReason}`)),
+    );
   }
 
   ready(): Promise<void> {
@@ -102,7 +104,8 @@ async function post(agent: Agent, url: URL, body: string, headers: Record<string
   try {
     return await postOnce(agent, url, body, headers);
   } catch (e) {
-    if ((e as { reusedSocket?: boolean }).reusedSocket && (e as NodeJS.ErrnoException).code === 'ECONNRESET') return postOnce(agent, url, body, headers);
+    if ((e as { reusedSocket?: boolean }).reusedSocket && (e as NodeJS.ErrnoException).code === 'ECONNRESET')
+      return postOnce(agent, url, body, headers);
     throw e;
   }
 }
@@ -111,7 +114,11 @@ function postOnce(agent: Agent, url: URL, body: string, headers: Record<string, 
   return new Promise((resolve, reject) => {
     const req = request(
       url,
-      { method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)), ...headers } },
+      {
+        method: 'POST',
+        agent,
+        headers: { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)), ...headers },
+      },
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
@@ -167,7 +174,11 @@ export class BenchPaths {
         return {
           name,
           run: async () => {
-            const plan = planJob('infer', this.validated, { limits: contract.limits, tenant: DEFAULT_TENANT, id: randomUUID() });
+            const plan = planJob('infer', this.validated, {
+              limits: contract.limits,
+              tenant: DEFAULT_TENANT,
+              id: randomUUID(),
+            });
             const done = this.watcher.wait(plan.id);
             await this.queue.add(plan.name, plan.data, plan.opts);
             await done;
@@ -189,7 +200,8 @@ export class BenchPaths {
           name,
           run: async () => {
             const r = await post(this.agent, url, this.body, this.o.headers);
-            if (r.status !== 202) throw new PathError(`POST /v1/jobs/infer answered ${r.status}: ${r.body.slice(0, 200)}`, r.status);
+            if (r.status !== 202)
+              throw new PathError(`POST /v1/jobs/infer answered ${r.status}: ${r.body.slice(0, 200)}`, r.status);
             await this.watcher.wait((JSON.parse(r.body) as { id: string }).id);
           },
         };
@@ -200,7 +212,11 @@ export class BenchPaths {
           name,
           run: async () => {
             const r = await post(this.agent, url, this.body, this.o.headers);
-            if (r.status !== 200) throw new PathError(`POST /v1/jobs/infer?wait=true answered ${r.status}: ${r.body.slice(0, 200)}`, r.status);
+            if (r.status !== 200)
+              throw new PathError(
+                `POST /v1/jobs/infer?wait=true answered ${r.status}: ${r.body.slice(0, 200)}`,
+                r.status,
+              );
             const state = (JSON.parse(r.body) as { state?: string }).state;
             if (state !== 'completed') throw new PathError(`job ended ${state}: ${r.body.slice(0, 200)}`, r.status);
           },
@@ -212,7 +228,8 @@ export class BenchPaths {
   /** POST /v1/jobs/infer without waiting for the job (warm-up of the api alone). */
   async submitOnly(): Promise<void> {
     const r = await post(this.agent, new URL('/v1/jobs/infer', this.o.apiUrl), this.body, this.o.headers);
-    if (r.status !== 202) throw new PathError(`POST /v1/jobs/infer answered ${r.status}: ${r.body.slice(0, 200)}`, r.status);
+    if (r.status !== 202)
+      throw new PathError(`POST /v1/jobs/infer answered ${r.status}: ${r.body.slice(0, 200)}`, r.status);
   }
 
   async close(): Promise<void> {
@@ -242,7 +259,12 @@ export type CpuProbe = () => { api: number | null; workers: number | null };
  * Closed loop: `concurrency` clients, each submitting a job and waiting for its result before the
  * next, until `n` jobs have been run.
  */
-export async function closedLoop(n: number, concurrency: number, run: () => Promise<void>, cpu?: CpuProbe): Promise<LoopResult> {
+export async function closedLoop(
+  n: number,
+  concurrency: number,
+  run: () => Promise<void>,
+  cpu?: CpuProbe,
+): Promise<LoopResult> {
   const latencies: number[] = [];
   let next = 0;
   let errors = 0;
@@ -266,5 +288,12 @@ export async function closedLoop(n: number, concurrency: number, run: () => Prom
   const wallMs = performance.now() - t0;
   const cpu1 = cpu?.();
   const diff = (a: number | null | undefined, b: number | null | undefined) => (a != null && b != null ? b - a : null);
-  return { jobs: n, wallMs, latencies, errors, firstError, cpuMs: { api: diff(cpu0?.api, cpu1?.api), workers: diff(cpu0?.workers, cpu1?.workers) } };
+  return {
+    jobs: n,
+    wallMs,
+    latencies,
+    errors,
+    firstError,
+    cpuMs: { api: diff(cpu0?.api, cpu1?.api), workers: diff(cpu0?.workers, cpu1?.workers) },
+  };
 }

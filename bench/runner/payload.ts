@@ -16,7 +16,9 @@ export const TINY: TinyModel = { inputSize: 2, hiddenSize: 8, seqLen: 5, batch: 
 
 /** Deterministic small weights (no RNG needed: the values only have to be finite and varied). */
 function matrix(rows: number, cols: number, salt: number): number[][] {
-  return Array.from({ length: rows }, (_, r) => Array.from({ length: cols }, (_, c) => Math.round(Math.sin(salt + r * 7.1 + c * 3.3) * 1000) / 4000));
+  return Array.from({ length: rows }, (_, r) =>
+    Array.from({ length: cols }, (_, c) => Math.round(Math.sin(salt + r * 7.1 + c * 3.3) * 1000) / 4000),
+  );
 }
 
 export function tinyInferPayload(m: TinyModel = TINY): InferPayloadInput {

@@ -17,14 +17,21 @@ export async function machineDescription(redis: Redis): Promise<string> {
   const cpus = os.cpus();
   const info = await redis.info('server').catch(() => '');
   const redisVersion = /redis_version:(\S+)/.exec(info)?.[1] ?? 'unknown';
-  const load = os.loadavg().map((l) => l.toFixed(2)).join(' ');
+  const load = os
+    .loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' ');
   return [
     `machine: ${cpus[0]?.model.trim() ?? 'unknown CPU'}, ${cpus.length} cores, ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB, ${os.type()} ${os.release()}`,
     `node ${process.version}, redis ${redisVersion}, load average at start ${load}`,
   ].join('\n');
 }
 
-export const loadAverage = (): string => os.loadavg().map((l) => l.toFixed(2)).join(' ');
+export const loadAverage = (): string =>
+  os
+    .loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' ');
 
 /** Right-aligned columns except the first; `rows[0]` is the header. */
 export function table(rows: string[][]): string {
@@ -42,7 +49,9 @@ const TICKS_PER_SEC = 100;
 function childrenOf(pid: number): number[] {
   try {
     const tasks = readdirSync(`/proc/${pid}/task`);
-    return tasks.flatMap((t) => readFileSync(`/proc/${pid}/task/${t}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number));
+    return tasks.flatMap((t) =>
+      readFileSync(`/proc/${pid}/task/${t}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number),
+    );
   } catch {
     return [];
   }

@@ -52,7 +52,9 @@ function startChild(name: string, main: string, env: Record<string, string>): Ch
   if (!existsSync(main)) throw new Error(`${main} is missing: run \`npm run build\` first`);
   // BENCH_CPU_PROF=<dir>: every runner process (and the engines, which inherit the flags) writes a
   // V8 CPU profile there when it exits.
-  const prof = process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${resolve(process.env.BENCH_CPU_PROF)}`] : [];
+  const prof = process.env.BENCH_CPU_PROF
+    ? ['--cpu-prof', `--cpu-prof-dir=${resolve(process.env.BENCH_CPU_PROF)}`]
+    : [];
   const proc = spawn(process.execPath, [...prof, main], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   const keep = (b: Buffer) => {
@@ -71,7 +73,9 @@ async function waitForOutput(child: Child, pattern: RegExp, timeoutMs: number): 
     const m = pattern.exec(child.output());
     if (m) return m;
     if (child.proc.exitCode !== null || child.proc.signalCode !== null) {
-      throw new Error(`${child.name} exited (${child.proc.exitCode ?? child.proc.signalCode}) before it was ready:\n${child.output()}`);
+      throw new Error(
+        `${child.name} exited (${child.proc.exitCode ?? child.proc.signalCode}) before it was ready:\n${child.output()}`,
+      );
     }
     if (Date.now() > end) throw new Error(`${child.name} was not ready within ${timeoutMs} ms:\n${child.output()}`);
     await new Promise((r) => setTimeout(r, 50));
@@ -143,7 +147,11 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     }
     const workers: Child[] = [];
     for (let i = 0; i < opts.workers; i++) {
-      const w = startChild(`worker ${i + 1}`, workerMain(opts.root ?? REPO_ROOT), { RELU_LSTM_BACKEND: opts.backend, WORKER_QUEUES: 'cpu,any', ...env });
+      const w = startChild(`worker ${i + 1}`, workerMain(opts.root ?? REPO_ROOT), {
+        RELU_LSTM_BACKEND: opts.backend,
+        WORKER_QUEUES: 'cpu,any',
+        ...env,
+      });
       children.push(w);
       workers.push(w);
     }
@@ -153,7 +161,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
       redisUrl: opts.redisUrl,
       artifactDir,
       apiUrl,
-      pids: { api: opts.api ? children[0].proc.pid ?? null : null, workers: workers.map((w) => w.proc.pid ?? 0) },
+      pids: { api: opts.api ? (children[0].proc.pid ?? null) : null, workers: workers.map((w) => w.proc.pid ?? 0) },
       stop,
     };
   } catch (e) {

@@ -27,7 +27,15 @@ const keys = [`t0:${hex(key)}`, ...Array.from({ length: 99 }, (_, i) => `t${i + 
 function start(env) {
   const prefix = `bench-access-${randomUUID()}`;
   const child = spawn(process.execPath, [MAIN], {
-    env: { PATH: process.env.PATH, NO_COLOR: '1', PORT: '0', HOST: '127.0.0.1', REDIS_URL, QUEUE_PREFIX: prefix, ...env },
+    env: {
+      PATH: process.env.PATH,
+      NO_COLOR: '1',
+      PORT: '0',
+      HOST: '127.0.0.1',
+      REDIS_URL,
+      QUEUE_PREFIX: prefix,
+      ...env,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
@@ -99,14 +107,16 @@ async function pieces() {
     const ping = await time(() => redis.ping());
     const lim = await time(() => limiter.take({ kind: 'tenant', id: 't0' }, { rps: 1e6, burst: 2e6 }));
     const look = await time(() => ring.tenantOf(key));
-    if (round > 0) r.ping.push(ping), r.limiter.push(lim), r.keyLookup.push(look); // round 0 warms up
+    if (round > 0) (r.ping.push(ping), r.limiter.push(lim), r.keyLookup.push(look)); // round 0 warms up
   }
   await redis.del(redisKeys(prefix).rateLimit('tenant', 't0'));
   await redis.quit();
   const med = (xs) => xs.slice().sort((a, b) => a - b)[Math.floor(xs.length / 2)];
   console.log(`\nin-process, ${M} sequential calls x ${ROUNDS} rounds, median µs per call`);
   console.log(`redis PING                      ${med(r.ping).toFixed(1).padStart(7)}`);
-  console.log(`RateLimiter.take (EVALSHA)      ${med(r.limiter).toFixed(1).padStart(7)}   ${(med(r.limiter) / med(r.ping)).toFixed(2)}x a PING`);
+  console.log(
+    `RateLimiter.take (EVALSHA)      ${med(r.limiter).toFixed(1).padStart(7)}   ${(med(r.limiter) / med(r.ping)).toFixed(2)}x a PING`,
+  );
   console.log(`KeyRing.tenantOf, 100 keys      ${med(r.keyLookup).toFixed(1).padStart(7)}`);
 }
 
@@ -135,24 +145,37 @@ async function main() {
     ['keys', { API_KEYS: keys }, { authorization: `Bearer ${key}` }],
   ];
   const apis = [];
-  for (const [name, env, headers] of configs) apis.push({ name, headers, ...(await start({ RATE_LIMIT_RPS: '100000', ...env })) });
+  for (const [name, env, headers] of configs)
+    apis.push({ name, headers, ...(await start({ RATE_LIMIT_RPS: '100000', ...env })) });
   const results = Object.fromEntries(apis.map((a) => [a.name, []]));
   try {
     for (const a of apis) await run(a.port, a.headers); // warm-up
     for (let r = 0; r < ROUNDS; r++) for (const a of apis) results[a.name].push(await run(a.port, a.headers));
   } finally {
-    await Promise.all(apis.map((a) => new Promise((resolve) => { a.child.once('exit', resolve); a.child.kill('SIGTERM'); })));
+    await Promise.all(
+      apis.map(
+        (a) =>
+          new Promise((resolve) => {
+            a.child.once('exit', resolve);
+            a.child.kill('SIGTERM');
+          }),
+      ),
+    );
     await dropPrefixes(apis.map((a) => a.prefix));
   }
   const med = (xs) => xs.slice().sort((a, b) => a - b)[Math.floor(xs.length / 2)];
   const base = { p50: med(results.baseline.map((x) => x.p50)), p99: med(results.baseline.map((x) => x.p99)) };
-  console.log(`GET /v1/jobs?limit=1, ${N} requests x ${ROUNDS} rounds, concurrency ${CONCURRENCY}; medians of the rounds`);
+  console.log(
+    `GET /v1/jobs?limit=1, ${N} requests x ${ROUNDS} rounds, concurrency ${CONCURRENCY}; medians of the rounds`,
+  );
   console.log('config     p50 ms   p99 ms   req/s   p50 vs baseline   p99 vs baseline');
   for (const a of apis) {
     const p50 = med(results[a.name].map((x) => x.p50));
     const p99 = med(results[a.name].map((x) => x.p99));
     const rps = med(results[a.name].map((x) => x.rps));
-    console.log(`${a.name.padEnd(9)} ${p50.toFixed(2).padStart(7)} ${p99.toFixed(2).padStart(8)} ${rps.toFixed(0).padStart(7)}   ${(p50 / base.p50).toFixed(2).padStart(15)}x ${(p99 / base.p99).toFixed(2).padStart(16)}x`);
+    console.log(
+      `${a.name.padEnd(9)} ${p50.toFixed(2).padStart(7)} ${p99.toFixed(2).padStart(8)} ${rps.toFixed(0).padStart(7)}   ${(p50 / base.p50).toFixed(2).padStart(15)}x ${(p99 / base.p99).toFixed(2).padStart(16)}x`,
+    );
   }
   await pieces();
 }

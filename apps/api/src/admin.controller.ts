@@ -31,7 +31,11 @@ export class AdminController {
     requireAdmin(req);
     const tenants = this.keyRing.enabled ? this.keyRing.tenants() : [DEFAULT_TENANT];
     const [queueCounts, workers, perTenant] = await Promise.all([
-      Promise.all(QUEUE_NAMES.map((q) => this.queues.get(q).getJobCounts('waiting', 'prioritized', 'delayed', 'active', 'completed', 'failed'))),
+      Promise.all(
+        QUEUE_NAMES.map((q) =>
+          this.queues.get(q).getJobCounts('waiting', 'prioritized', 'delayed', 'active', 'completed', 'failed'),
+        ),
+      ),
       liveWorkers(this.redis, this.keys),
       Promise.all(tenants.map((t) => this.tenant(t))),
     ]);
@@ -51,7 +55,14 @@ export class AdminController {
     ]);
     const metas = await this.records.metas(ids, tenant);
     const recent = await Promise.all(
-      metas.filter((m) => m !== null).map(async (m) => ({ id: m.id, type: m.type, state: (await this.records.view(m)).state, createdAt: m.createdAt })),
+      metas
+        .filter((m) => m !== null)
+        .map(async (m) => ({
+          id: m.id,
+          type: m.type,
+          state: (await this.records.view(m)).state,
+          createdAt: m.createdAt,
+        })),
     );
     return { tenant, jobs, liveJobs, datasets, recent };
   }

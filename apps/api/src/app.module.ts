@@ -20,7 +20,13 @@ export class AppModule {
       module: AppModule,
       imports: [InfraModule.forRoot(config)],
       controllers: [JobsController, DatasetsController, SystemController, DocsController, AdminController],
-      providers: [JobRecords, JobsService, EventFeed, JobQuota, { provide: KEY_RING, useValue: new KeyRing(config.apiKeys, config.adminKeyHash) }],
+      providers: [
+        JobRecords,
+        JobsService,
+        EventFeed,
+        JobQuota,
+        { provide: KEY_RING, useValue: new KeyRing(config.apiKeys, config.adminKeyHash) },
+      ],
     };
   }
 }

@@ -150,6 +150,36 @@ export const API_ENV = {
     max: 1_000_000,
     default: 200,
   }),
+  MAX_DATASET_UPLOADS: intVar({
+    description: 'dataset uploads read at once by one api process; past it, 503 with Retry-After',
+    min: 1,
+    max: 1000,
+    default: 2,
+  }),
+  HEALTH_PROBE_MS: intVar({
+    description: 'how often the background probe PINGs Redis for /health and /ready',
+    min: 50,
+    max: 60_000,
+    default: 1000,
+  }),
+  REDIS_STALE_MS: intVar({
+    description: 'no PING answered for this long: Redis counts as down (a slower answer is latency)',
+    min: 100,
+    max: 600_000,
+    default: 30_000,
+  }),
+  SSE_MAX_BUFFER_BYTES: envVar({
+    description: 'unsent bytes an event stream may hold before the api stops reading events for it',
+    default: '256kb',
+    parse: byteSize,
+  }),
+  SSE_STALL_MS: intVar({
+    description:
+      'an event-stream client whose buffer stays full this long is disconnected (it resumes with Last-Event-ID)',
+    min: 100,
+    max: 3_600_000,
+    default: 30_000,
+  }),
 };
 
 export interface ApiConfig {
@@ -174,6 +204,11 @@ export interface ApiConfig {
   rateLimit: { tenant: RateLimit; anonymous: RateLimit };
   /** 0: no quota. */
   maxLiveJobsPerTenant: number;
+  maxDatasetUploads: number;
+  healthProbeMs: number;
+  redisStaleMs: number;
+  sseMaxBufferBytes: number;
+  sseStallMs: number;
 }
 
 /** Token bucket: `rps` tokens a second, at most `burst`; rps 0 turns it off. */
@@ -230,6 +265,11 @@ export function loadConfig(
       anonymous: { rps: e.RATE_LIMIT_ANON_RPS, burst: e.RATE_LIMIT_ANON_BURST },
     },
     maxLiveJobsPerTenant: e.MAX_QUEUED_JOBS_PER_TENANT,
+    maxDatasetUploads: e.MAX_DATASET_UPLOADS,
+    healthProbeMs: e.HEALTH_PROBE_MS,
+    redisStaleMs: e.REDIS_STALE_MS,
+    sseMaxBufferBytes: e.SSE_MAX_BUFFER_BYTES,
+    sseStallMs: e.SSE_STALL_MS,
   };
 }
 

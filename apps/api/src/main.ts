@@ -11,6 +11,7 @@ import express from 'express';
 import helmet from 'helmet';
 import { AppModule } from './app.module';
 import { LOG_LEVELS } from '@relu-lstm/jobs';
+import { isDatasetUpload } from './datasets/upload';
 import { ConfigError, loadConfig, type ApiConfig } from './config';
 import { accessControl } from './http/access';
 import type { KeyRing } from './http/api-keys';
@@ -29,10 +30,11 @@ export async function bootstrap(config: ApiConfig): Promise<NestExpressApplicati
   app.use(helmet());
   // Who is asking, and the rate limit, before any body is read.
   app.use(accessControl(app.get<KeyRing>(KEY_RING), new RateLimiter(app.get(REDIS), app.get(KEYS)), config.rateLimit));
-  // Dataset uploads get their own, larger limit; the parsers skip a body already parsed.
-  app.use('/v1/datasets', guardedParser(express.json({ limit: config.datasetBodyLimit }), config.datasetBodyLimit));
-  app.use('/v1/datasets', guardedParser(express.text({ type: 'text/csv', limit: config.datasetBodyLimit }), config.datasetBodyLimit));
-  app.use(guardedParser(express.json({ limit: config.bodyLimit }), config.bodyLimit));
+  // Dataset uploads are read as a stream by their route (datasets/upload.ts), not parsed here.
+  const jsonBody = guardedParser(express.json({ limit: config.bodyLimit }), config.bodyLimit);
+  app.use((req: express.Request, res: express.Response, next: express.NextFunction) =>
+    isDatasetUpload(req) ? next() : jsonBody(req, res, next),
+  );
   app.useGlobalFilters(new ErrorFilter());
   await readyWithin(app.get(REDIS), 2_000);
   await app.listen(config.port, config.host);
@@ -54,13 +56,19 @@ async function main(): Promise<void> {
   const app = await bootstrap(config);
   const { port } = app.getHttpServer().address() as AddressInfo;
   if (config.apiKeys.length === 0) {
-    log.warn(`no API keys configured: serving the single tenant 'default' to anyone on this machine, on loopback only (set API_KEYS or API_KEYS_FILE to serve tenants and listen elsewhere)`);
+    log.warn(
+      `no API keys configured: serving the single tenant 'default' to anyone on this machine, on loopback only (set API_KEYS or API_KEYS_FILE to serve tenants and listen elsewhere)`,
+    );
   } else {
-    log.log(`API keys: ${config.apiKeys.length} for ${new Set(config.apiKeys.map((k) => k.tenant)).size} tenants; admin view ${config.adminKeyHash ? 'on' : 'off (no ADMIN_KEY_HASH)'}`);
+    log.log(
+      `API keys: ${config.apiKeys.length} for ${new Set(config.apiKeys.map((k) => k.tenant)).size} tenants; admin view ${config.adminKeyHash ? 'on' : 'off (no ADMIN_KEY_HASH)'}`,
+    );
   }
   const q = config.maxLiveJobsPerTenant;
   const { tenant: rl, anonymous: anon } = config.rateLimit;
-  log.log(`limits: ${rl.rps ? `${rl.rps} req/s (burst ${rl.burst}) per tenant` : 'no rate limit per tenant'}, ${anon.rps ? `${anon.rps} req/s (burst ${anon.burst}) per address without a key` : 'no rate limit without a key'}, ${q ? `${q} queued or running jobs per tenant` : 'no job quota'}`);
+  log.log(
+    `limits: ${rl.rps ? `${rl.rps} req/s (burst ${rl.burst}) per tenant` : 'no rate limit per tenant'}, ${anon.rps ? `${anon.rps} req/s (burst ${anon.burst}) per address without a key` : 'no rate limit without a key'}, ${q ? `${q} queued or running jobs per tenant` : 'no job quota'}`,
+  );
   log.log(`listening on http://${config.host}:${port} (queue prefix ${config.queuePrefix})`);
   // SIGTERM / SIGINT: stop open event streams, close the server, the queues and Redis, exit 0.
   let closing = false;

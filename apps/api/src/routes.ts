@@ -26,6 +26,7 @@ export type SchemaName =
   | 'DatasetView'
   | 'WorkerList'
   | 'Health'
+  | 'Readiness'
   | 'ErrorBody'
   | 'JobEvent'
   | 'ProgressEvent'
@@ -117,8 +118,15 @@ export const ROUTES: readonly RouteSpec[] = [
     method: 'GET',
     path: '/health',
     access: 'public',
-    summary: 'Redis reachable? (no key needed)',
+    summary: 'Redis reachable? From a cached background probe (no key needed)',
     responses: { 200: ok('Up', 'Health'), 503: ok('Redis down', 'Health') },
+  },
+  {
+    method: 'GET',
+    path: '/ready',
+    access: 'public',
+    summary: 'As /health, with the Redis round-trip latency (no key needed)',
+    responses: { 200: ok('Up', 'Readiness'), 503: ok('Redis down', 'Readiness') },
   },
   {
     method: 'POST',
@@ -246,6 +254,7 @@ export const ROUTES: readonly RouteSpec[] = [
       400: BAD_REQUEST,
       413: TOO_LARGE,
       415: error('Neither JSON nor CSV.'),
+      503: error('Too many uploads at once in this api process (MAX_DATASET_UPLOADS); Retry-After: seconds.'),
     },
   },
   {

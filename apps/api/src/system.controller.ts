@@ -1,40 +1,68 @@
 /**
- * GET /health (Redis reachable?) and GET /v1/workers (live workers from their heartbeats).
+ * GET /health and GET /ready (from the process and the background Redis probe, redis-probe.ts) and
+ * GET /v1/workers (live workers from their heartbeats).
  */
-import { Controller, Get, Inject, Req, Res } from '@nestjs/common';
+import {
+  Controller,
+  Get,
+  Inject,
+  Req,
+  Res,
+  type OnApplicationBootstrap,
+  type OnApplicationShutdown,
+} from '@nestjs/common';
 import type { Request, Response } from 'express';
 import type { Redis } from 'ioredis';
-import type { RedisKeys, WorkerList } from '@relu-lstm/jobs';
+import type { Health, Readiness, RedisKeys, WorkerList } from '@relu-lstm/jobs';
+import type { ApiConfig } from './config';
 import { tenantOf } from './http/tenant';
-import { KEYS, REDIS } from './infra/tokens';
+import { CONFIG, KEYS, REDIS } from './infra/tokens';
+import { RedisProbe } from './redis-probe';
 import { liveWorkers } from './infra/workers';
 import { JobRecords } from './jobs/job-records';
 
-const HEALTH_TIMEOUT_MS = 1000;
-
 @Controller()
-export class SystemController {
+export class SystemController implements OnApplicationBootstrap, OnApplicationShutdown {
+  private readonly probe: RedisProbe;
+
   constructor(
     @Inject(REDIS) private readonly redis: Redis,
     @Inject(KEYS) private readonly keys: RedisKeys,
+    @Inject(CONFIG) config: ApiConfig,
     private readonly records: JobRecords,
-  ) {}
+  ) {
+    this.probe = new RedisProbe(redis, { probeMs: config.healthProbeMs, staleMs: config.redisStaleMs });
+  }
 
-  /** 200 when Redis answers a PING within a second, 503 otherwise (at once while disconnected). */
+  onApplicationBootstrap(): void {
+    this.probe.start();
+  }
+
+  onApplicationShutdown(): void {
+    this.probe.stop();
+  }
+
+  /** Liveness, from the process: 200 while Redis is up by the background probe, 503 when it is down. */
   @Get('health')
-  async health(@Res({ passthrough: true }) res: Response): Promise<{ status: 'ok' | 'unavailable'; redis: 'up' | 'down' }> {
-    let timer: NodeJS.Timeout | undefined;
-    const up = await Promise.race([
-      this.redis.ping().then(() => true, () => false),
-      new Promise<boolean>((r) => (timer = setTimeout(() => r(false), HEALTH_TIMEOUT_MS))),
-    ]);
-    clearTimeout(timer);
+  health(@Res({ passthrough: true }) res: Response): Health {
+    const { up } = this.probe.status();
     res.setHeader('Cache-Control', 'no-store');
-    if (!up) {
-      res.status(503);
-      return { status: 'unavailable', redis: 'down' };
-    }
-    return { status: 'ok', redis: 'up' };
+    if (!up) res.status(503);
+    return up ? { status: 'ok', redis: 'up' } : { status: 'unavailable', redis: 'down' };
+  }
+
+  /** Readiness: as /health, with how long Redis takes to answer (slow is not down). */
+  @Get('ready')
+  ready(@Res({ passthrough: true }) res: Response): Readiness {
+    const s = this.probe.status();
+    res.setHeader('Cache-Control', 'no-store');
+    if (!s.up) res.status(503);
+    return {
+      status: s.up ? 'ok' : 'unavailable',
+      redis: s.up ? 'up' : 'down',
+      redisLatencyMs: s.latencyMs,
+      redisAnsweredAt: s.lastPongAt,
+    };
   }
 
   /**
@@ -45,7 +73,10 @@ export class SystemController {
   async workers(@Req() req: Request): Promise<WorkerList> {
     const tenant = tenantOf(req);
     const items = await liveWorkers(this.redis, this.keys);
-    const owned = await this.records.metas(items.map((w) => w.currentJobId ?? ''), tenant);
+    const owned = await this.records.metas(
+      items.map((w) => w.currentJobId ?? ''),
+      tenant,
+    );
     return { items: items.map((w, i) => (w.currentJobId && !owned[i] ? { ...w, currentJobId: null } : w)) };
   }
 }

@@ -7,10 +7,28 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { CANONICAL_TRAIN_EXAMPLE, HEARTBEAT_TTL_MS, QUEUE_NAMES, redisKeys, type JobData, type QueueName, type WorkerHeartbeat } from '@relu-lstm/jobs';
+import {
+  CANONICAL_TRAIN_EXAMPLE,
+  HEARTBEAT_TTL_MS,
+  QUEUE_NAMES,
+  redisKeys,
+  type JobData,
+  type QueueName,
+  type WorkerHeartbeat,
+} from '@relu-lstm/jobs';
 import { sha256 } from '../src/http/api-keys';
 import { ROUTES, type RouteSpec } from '../src/routes';
-import { REDIS_URL, dropPrefix, http, readSse, startApi, type ApiProcess, type HttpResult, openApiRedis, type ApiRedis } from './harness';
+import {
+  REDIS_URL,
+  dropPrefix,
+  http,
+  readSse,
+  startApi,
+  type ApiProcess,
+  type HttpResult,
+  openApiRedis,
+  type ApiRedis,
+} from './harness';
 
 const KEY = { alpha: `ka-${randomUUID()}`, beta: `kb-${randomUUID()}`, admin: `kadm-${randomUUID()}` };
 const hex = (k: string) => sha256(k).toString('hex');
@@ -24,25 +42,44 @@ let behind: ApiRedis;
 const own = { job: '', dataset: '', artifact: 'model.safetensors' };
 const clone = <T>(v: T): T => JSON.parse(JSON.stringify(v)) as T;
 
-const DATASET = { x: [[[1], [2], [3]], [[4], [5], [6]]], y: [[1], [2]] };
+const DATASET = {
+  x: [
+    [[1], [2], [3]],
+    [[4], [5], [6]],
+  ],
+  y: [[1], [2]],
+};
 
 /** The request a route gets in this walk: ids filled in, a valid body for the POST routes. */
-function requestFor(route: RouteSpec, ids: { job: string; dataset: string }): { path: string; body?: unknown; headers?: Record<string, string> } {
-  const path = route.path.replace(':id', route.owns === 'dataset' ? ids.dataset : ids.job).replace(':name', own.artifact);
+function requestFor(
+  route: RouteSpec,
+  ids: { job: string; dataset: string },
+): { path: string; body?: unknown; headers?: Record<string, string> } {
+  const path = route.path
+    .replace(':id', route.owns === 'dataset' ? ids.dataset : ids.job)
+    .replace(':name', own.artifact);
   if (route.path === '/v1/jobs/train') return { path, body: { ...clone(CANONICAL_TRAIN_EXAMPLE), device: 'gpu' } };
   if (route.path === '/v1/jobs/infer') return { path, body: { modelJobId: ids.job, inputs: [[[0.5]]], device: 'gpu' } };
   if (route.path === '/v1/datasets') return { path, body: DATASET };
   return { path };
 }
 
-function call(route: RouteSpec, ids: { job: string; dataset: string }, headers: Record<string, string> = {}): Promise<HttpResult> {
+function call(
+  route: RouteSpec,
+  ids: { job: string; dataset: string },
+  headers: Record<string, string> = {},
+): Promise<HttpResult> {
   const r = requestFor(route, ids);
   return http(api.url, route.method, r.path, { body: r.body, headers });
 }
 
 async function queued(): Promise<number> {
   let n = 0;
-  for (const q of QUEUE_NAMES) n += Object.values(await queues[q].getJobCounts('waiting', 'active', 'delayed', 'prioritized')).reduce((a, b) => a + b, 0);
+  for (const q of QUEUE_NAMES)
+    n += Object.values(await queues[q].getJobCounts('waiting', 'active', 'delayed', 'prioritized')).reduce(
+      (a, b) => a + b,
+      0,
+    );
   return n;
 }
 
@@ -56,7 +93,10 @@ beforeAll(async () => {
   ({ redis, queues } = behind);
 
   // alpha's job (queued on gpu: no worker takes it), with artifacts as a worker leaves them, and a dataset.
-  const job = await http(api.url, 'POST', '/v1/jobs/train', { body: { ...clone(CANONICAL_TRAIN_EXAMPLE), device: 'gpu' }, headers: bearer(KEY.alpha) });
+  const job = await http(api.url, 'POST', '/v1/jobs/train', {
+    body: { ...clone(CANONICAL_TRAIN_EXAMPLE), device: 'gpu' },
+    headers: bearer(KEY.alpha),
+  });
   expect(job.status).toBe(202);
   own.job = job.json.id;
   const dir = join(api.artifactDir, own.job);
@@ -75,14 +115,18 @@ afterAll(async () => {
 });
 
 test('ROUTES lists exactly the routes the api maps (so none escapes this walk)', () => {
-  const mapped = [...api.output().matchAll(/Mapped \{(\S+), (GET|POST|DELETE|PUT|PATCH|HEAD|OPTIONS|ALL)\} route/g)].map((m) => `${m[2]} ${m[1]}`);
+  const mapped = [
+    ...api.output().matchAll(/Mapped \{(\S+), (GET|POST|DELETE|PUT|PATCH|HEAD|OPTIONS|ALL)\} route/g),
+  ].map((m) => `${m[2]} ${m[1]}`);
   expect(mapped.length).toBeGreaterThan(10);
   expect(mapped.sort()).toEqual(ROUTES.map((r) => `${r.method} ${r.path}`).sort());
 });
 
 test('the OpenAPI document describes every route, with the key and refusals its access rule implies', async () => {
   const doc = (await http(api.url, 'GET', '/docs', { headers: bearer(KEY.alpha) })).json;
-  const operations = Object.entries(doc.paths as Record<string, Record<string, { security?: unknown[]; responses: Record<string, unknown> }>>).flatMap(([p, ops]) =>
+  const operations = Object.entries(
+    doc.paths as Record<string, Record<string, { security?: unknown[]; responses: Record<string, unknown> }>>,
+  ).flatMap(([p, ops]) =>
     Object.entries(ops).map(([m, op]) => ({ route: `${m.toUpperCase()} ${p.replace(/\{(\w+)\}/g, ':$1')}`, op })),
   );
   expect(operations.map((o) => o.route).sort()).toEqual(ROUTES.map((r) => `${r.method} ${r.path}`).sort());
@@ -96,7 +140,9 @@ test('the OpenAPI document describes every route, with the key and refusals its 
     refusals: ['401', '403', '429'].filter((s) => s in op.responses),
   }));
   const expected = (access: string | undefined) =>
-    access === 'public' ? { keyless: true, refusals: [] } : { keyless: false, refusals: access === 'admin' ? ['401', '403', '429'] : ['401', '429'] };
+    access === 'public'
+      ? { keyless: true, refusals: [] }
+      : { keyless: false, refusals: access === 'admin' ? ['401', '403', '429'] : ['401', '429'] };
   expect(seen).toEqual(seen.map((s) => ({ ...s, ...expected(s.access) })));
 });
 
@@ -104,7 +150,12 @@ describe.each(ROUTES.map((r) => [`${r.method} ${r.path}`, r] as const))('%s', (_
   test('as nobody, with a bad key and with another scheme', async () => {
     const ids = { job: own.job, dataset: own.dataset };
     const before = await queued();
-    for (const headers of [{} as Record<string, string>, bearer('not-a-key'), { authorization: `Basic ${Buffer.from(`alpha:${KEY.alpha}`).toString('base64')}` }, { authorization: KEY.alpha }]) {
+    for (const headers of [
+      {} as Record<string, string>,
+      bearer('not-a-key'),
+      { authorization: `Basic ${Buffer.from(`alpha:${KEY.alpha}`).toString('base64')}` },
+      { authorization: KEY.alpha },
+    ]) {
       const r = await call(route, ids, headers);
       if (route.access === 'public') {
         expect(r.status).toBe(200);
@@ -187,22 +238,47 @@ describe('tenants apart, beyond the walk', () => {
 
     // A train payload naming alpha's dataset or alpha's job: "does not exist", as for made-up ids.
     const missing = randomUUID();
-    const train = (data: unknown, fromJob?: string) => ({ ...clone(CANONICAL_TRAIN_EXAMPLE), model: { inputSize: 1, hiddenSize: 16, outputSize: 1, head: 'lastStep' }, data, ...(fromJob ? { fromJob } : {}) });
+    const train = (data: unknown, fromJob?: string) => ({
+      ...clone(CANONICAL_TRAIN_EXAMPLE),
+      model: { inputSize: 1, hiddenSize: 16, outputSize: 1, head: 'lastStep' },
+      data,
+      ...(fromJob ? { fromJob } : {}),
+    });
     for (const [theirs, made] of [
       [train({ datasetId: own.dataset }), train({ datasetId: missing })],
-      [train({ synthetic: { kind: 'sine', samples: 8, seqLen: 5 } }, own.job), train({ synthetic: { kind: 'sine', samples: 8, seqLen: 5 } }, missing)],
+      [
+        train({ synthetic: { kind: 'sine', samples: 8, seqLen: 5 } }, own.job),
+        train({ synthetic: { kind: 'sine', samples: 8, seqLen: 5 } }, missing),
+      ],
     ]) {
       const a = await http(api.url, 'POST', '/v1/jobs/train', { body: theirs, headers: beta });
       const b = await http(api.url, 'POST', '/v1/jobs/train', { body: made, headers: beta });
       expect(a.status).toBe(400);
       expect(a.json.error.issues.some((i: { code: string }) => i.code === 'not_found')).toBe(true);
-      expect(a.text.replaceAll(own.dataset, '<id>').replaceAll(own.job, '<id>')).toBe(b.text.replaceAll(missing, '<id>'));
+      expect(a.text.replaceAll(own.dataset, '<id>').replaceAll(own.job, '<id>')).toBe(
+        b.text.replaceAll(missing, '<id>'),
+      );
     }
 
     // A worker running alpha's job: alpha sees the job id, beta sees the worker but not the id.
     const keys = redisKeys(api.prefix);
-    const hb: WorkerHeartbeat = { id: `w-${randomUUID()}`, backend: 'cpu', gpu: false, device: 'cpu', host: 'h', pid: 1, queues: ['cpu', 'any'], currentJobId: own.job, startedAt: Date.now(), at: Date.now() };
-    await redis.multi().set(keys.worker(hb.id), JSON.stringify(hb), 'PX', HEARTBEAT_TTL_MS).zadd(keys.workers(), Date.now() + HEARTBEAT_TTL_MS, hb.id).exec();
+    const hb: WorkerHeartbeat = {
+      id: `w-${randomUUID()}`,
+      backend: 'cpu',
+      gpu: false,
+      device: 'cpu',
+      host: 'h',
+      pid: 1,
+      queues: ['cpu', 'any'],
+      currentJobId: own.job,
+      startedAt: Date.now(),
+      at: Date.now(),
+    };
+    await redis
+      .multi()
+      .set(keys.worker(hb.id), JSON.stringify(hb), 'PX', HEARTBEAT_TTL_MS)
+      .zadd(keys.workers(), Date.now() + HEARTBEAT_TTL_MS, hb.id)
+      .exec();
     const seenByAlpha = await http(api.url, 'GET', '/v1/workers', { headers: bearer(KEY.alpha) });
     const seenByBeta = await http(api.url, 'GET', '/v1/workers', { headers: beta });
     expect(seenByAlpha.json.items).toEqual([hb]);
@@ -210,11 +286,17 @@ describe('tenants apart, beyond the walk', () => {
   });
 
   test("beta cannot cancel alpha's job; alpha can", async () => {
-    const job = await http(api.url, 'POST', '/v1/jobs/train', { body: { ...clone(CANONICAL_TRAIN_EXAMPLE), device: 'gpu' }, headers: bearer(KEY.alpha) });
+    const job = await http(api.url, 'POST', '/v1/jobs/train', {
+      body: { ...clone(CANONICAL_TRAIN_EXAMPLE), device: 'gpu' },
+      headers: bearer(KEY.alpha),
+    });
     const id = job.json.id as string;
     const d = await http(api.url, 'DELETE', `/v1/jobs/${id}`, { headers: bearer(KEY.beta) });
     expect([d.status, d.json.error.code]).toEqual([404, 'not_found']);
-    expect((await http(api.url, 'GET', `/v1/jobs/${id}`, { headers: bearer(KEY.alpha) })).json).toMatchObject({ state: 'queued', cancelRequested: false });
+    expect((await http(api.url, 'GET', `/v1/jobs/${id}`, { headers: bearer(KEY.alpha) })).json).toMatchObject({
+      state: 'queued',
+      cancelRequested: false,
+    });
     expect(await queues.gpu.getJob(id)).toBeDefined();
     const mine = await http(api.url, 'DELETE', `/v1/jobs/${id}`, { headers: bearer(KEY.alpha) });
     expect([mine.status, mine.json.state]).toEqual([200, 'cancelled']);
@@ -231,7 +313,9 @@ describe('the admin view', () => {
     expect(alpha.jobs).toBeGreaterThanOrEqual(2);
     expect(alpha.datasets).toBeGreaterThanOrEqual(1);
     expect(alpha.recent.map((j: { id: string }) => j.id)).toContain(own.job);
-    expect(r.json.queues.gpu).toEqual(await queues.gpu.getJobCounts('waiting', 'prioritized', 'delayed', 'active', 'completed', 'failed'));
+    expect(r.json.queues.gpu).toEqual(
+      await queues.gpu.getJobCounts('waiting', 'prioritized', 'delayed', 'active', 'completed', 'failed'),
+    );
     expect(r.json.queues.gpu.waiting).toBeGreaterThan(0);
   });
 
@@ -240,7 +324,11 @@ describe('the admin view', () => {
     try {
       for (const k of [KEY.admin, KEY.alpha]) {
         const r = await http(other.url, 'GET', '/v1/admin/overview', { headers: bearer(k) });
-        expect([r.status, r.json.error.code, r.json.error.message]).toEqual([403, 'forbidden', expect.stringContaining('ADMIN_KEY_HASH')]);
+        expect([r.status, r.json.error.code, r.json.error.message]).toEqual([
+          403,
+          'forbidden',
+          expect.stringContaining('ADMIN_KEY_HASH'),
+        ]);
       }
       expect((await http(other.url, 'GET', '/v1/admin/overview')).status).toBe(403);
     } finally {

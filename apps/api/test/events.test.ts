@@ -25,31 +25,66 @@ let redis: Redis;
 let keys: RedisKeys;
 let stream: RedisJobEventStream;
 let worker: Worker<JobData>;
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
+
 const canonical = (): any => JSON.parse(JSON.stringify(CANONICAL_TRAIN_EXAMPLE));
 const post = (path: string, body: unknown) => http(api.url, 'POST', path, { body });
 const get = (path: string) => http(api.url, 'GET', path);
 const now = () => Date.now();
-const metric = (step: number): JobEvent => ({ type: 'metric', at: now(), epoch: 0, step, loss: 1 / step, valLoss: null, gradNorm: 1, samplesPerSec: 10, elapsedMs: step });
-const inlineModel = { config: { inputSize: 1, hiddenSize: 2, outputSize: 1 }, stateDict: { weight_ih_l0: [[0.1], [0.2], [0.3], [0.4], [0.5], [0.6], [0.7], [0.8]] } };
+const metric = (step: number): JobEvent => ({
+  type: 'metric',
+  at: now(),
+  epoch: 0,
+  step,
+  loss: 1 / step,
+  valLoss: null,
+  gradNorm: 1,
+  samplesPerSec: 10,
+  elapsedMs: step,
+});
+const inlineModel = {
+  config: { inputSize: 1, hiddenSize: 2, outputSize: 1 },
+  stateDict: { weight_ih_l0: [[0.1], [0.2], [0.3], [0.4], [0.5], [0.6], [0.7], [0.8]] },
+};
 
 /** Markers in payloads that steer the stand-in worker. */
 const SILENT_INPUT = 99; // infer: complete without writing the terminal event (a crash between the two writes)
 const CANCELLABLE_SEED = 4242; // train: run until the cancel flag appears
 
 async function process(job: Job<JobData>): Promise<InferResult | undefined> {
-  await stream.append(job.id!, { type: 'state', at: now(), state: 'running', attempt: job.attemptsMade + 1, workerId: 'stand-in' });
+  await stream.append(job.id!, {
+    type: 'state',
+    at: now(),
+    state: 'running',
+    attempt: job.attemptsMade + 1,
+    workerId: 'stand-in',
+  });
   if (job.data.type === 'train' && job.data.payload.training.seed === CANCELLABLE_SEED) {
     for (let step = 1; ; step++) {
       await stream.append(job.id!, metric(step));
-      await job.updateProgress({ epoch: 0, step, loss: 1 / step, valLoss: null, gradNorm: 1, samplesPerSec: 10, elapsedMs: step });
-      if (await redis.exists(keys.cancel(job.id!))) throw new UnrecoverableError(encodeJobError({ code: 'cancelled', message: 'cancelled by request' }));
+      await job.updateProgress({
+        epoch: 0,
+        step,
+        loss: 1 / step,
+        valLoss: null,
+        gradNorm: 1,
+        samplesPerSec: 10,
+        elapsedMs: step,
+      });
+      if (await redis.exists(keys.cancel(job.id!)))
+        throw new UnrecoverableError(encodeJobError({ code: 'cancelled', message: 'cancelled by request' }));
       await sleep(50);
     }
   }
   if (job.data.type === 'infer') {
     const x = job.data.payload.inputs;
-    return { outputs: x.map((seq) => seq.map((step) => [step[0] * 2])), hN: [[[0.5, 0.5]]], cN: [[[1, 1]]], backend: 'cpu', gpu: false, elapsedMs: 1 };
+    return {
+      outputs: x.map((seq) => seq.map((step) => [step[0] * 2])),
+      hN: [[[0.5, 0.5]]],
+      cN: [[[1, 1]]],
+      backend: 'cpu',
+      gpu: false,
+      elapsedMs: 1,
+    };
   }
   return undefined;
 }
@@ -59,7 +94,11 @@ beforeAll(async () => {
   redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
   keys = redisKeys(api.prefix);
   stream = new RedisJobEventStream(redis, keys);
-  worker = new Worker<JobData>('gpu', process, { connection: { url: REDIS_URL, maxRetriesPerRequest: null }, prefix: api.prefix, concurrency: 4 });
+  worker = new Worker<JobData>('gpu', process, {
+    connection: { url: REDIS_URL, maxRetriesPerRequest: null },
+    prefix: api.prefix,
+    concurrency: 4,
+  });
   // The terminal event goes in after BullMQ has recorded the outcome, as the worker contract says.
   worker.on('completed', (job, result) => {
     if (job.data.type === 'infer' && job.data.payload.inputs[0][0][0] === SILENT_INPUT) return;
@@ -68,7 +107,12 @@ beforeAll(async () => {
   worker.on('failed', (job, err) => {
     if (!job) return;
     const error = decodeJobError(err.message);
-    void stream.append(job.id!, { type: 'state', at: now(), state: error.code === 'cancelled' ? 'cancelled' : 'failed', error });
+    void stream.append(job.id!, {
+      type: 'state',
+      at: now(),
+      state: error.code === 'cancelled' ? 'cancelled' : 'failed',
+      error,
+    });
   });
   await worker.waitUntilReady();
 });
@@ -103,7 +147,17 @@ describe('GET /v1/jobs/:id/events', () => {
     expect(r.headers['content-type']).toMatch(/^text\/event-stream/);
     expect(r.ended).toBe(true);
     expect(r.events.map((e) => e.id)).toEqual(stored.map((e) => e.id));
-    expect(r.events.map((e) => e.event)).toEqual(['state', 'state', 'metric', 'metric', 'metric', 'metric', 'metric', 'log', 'state']);
+    expect(r.events.map((e) => e.event)).toEqual([
+      'state',
+      'state',
+      'metric',
+      'metric',
+      'metric',
+      'metric',
+      'metric',
+      'log',
+      'state',
+    ]);
     expect(r.events.map((e) => e.data)).toEqual(stored.map((e) => e.event));
     expect(r.events.filter((e) => e.event === 'metric').map((e) => e.data.step)).toEqual([1, 2, 3, 4, 5]);
 
@@ -124,12 +178,24 @@ describe('GET /v1/jobs/:id/events', () => {
         await stream.append(id, metric(s));
       }
       await sleep(700);
-      await stream.append(id, { type: 'state', at: now(), state: 'failed', error: { code: 'diverged', message: 'loss is NaN', retryable: false } });
+      await stream.append(id, {
+        type: 'state',
+        at: now(),
+        state: 'failed',
+        error: { code: 'diverged', message: 'loss is NaN', retryable: false },
+      });
     })();
     const r = await readSse(api.url, `/v1/jobs/${id}/events`);
     await writer;
     expect(r.ended).toBe(true);
-    expect(r.events.map((e) => (e.event === 'state' ? e.data.state : e.data.step))).toEqual(['queued', 'running', 1, 2, 3, 'failed']);
+    expect(r.events.map((e) => (e.event === 'state' ? e.data.state : e.data.step))).toEqual([
+      'queued',
+      'running',
+      1,
+      2,
+      3,
+      'failed',
+    ]);
     expect(r.events.at(-1)!.data.error.code).toBe('diverged');
     expect(r.comments).toBeGreaterThan(0);
   });
@@ -156,20 +222,31 @@ describe('GET /v1/jobs/:id/events', () => {
 
 describe('POST /v1/jobs/infer?wait=true', () => {
   test('answers 200 with the result when the job finishes in time', async () => {
-    const r = await http(api.url, 'POST', '/v1/jobs/infer?wait=true', { body: { model: inlineModel, inputs: [[[0.1], [0.2], [0.3]]], device: 'gpu' } });
+    const r = await http(api.url, 'POST', '/v1/jobs/infer?wait=true', {
+      body: { model: inlineModel, inputs: [[[0.1], [0.2], [0.3]]], device: 'gpu' },
+    });
     expect(r.status).toBe(200);
-    expect(r.json).toMatchObject({ state: 'completed', error: null, result: { outputs: [[[0.2], [0.4], [0.6]]], hN: [[[0.5, 0.5]]], cN: [[[1, 1]]] } });
+    expect(r.json).toMatchObject({
+      state: 'completed',
+      error: null,
+      result: { outputs: [[[0.2], [0.4], [0.6]]], hN: [[[0.5, 0.5]]], cN: [[[1, 1]]] },
+    });
     expect((await get(`/v1/jobs/${r.json.id}`)).json.state).toBe('completed');
   });
 
   test('answers 202 when it does not finish within INFER_WAIT_MS', async () => {
     const t0 = Date.now();
-    const r = await http(api.url, 'POST', '/v1/jobs/infer?wait=true', { body: { model: inlineModel, inputs: [[[0.1]]], device: 'any' } });
+    const r = await http(api.url, 'POST', '/v1/jobs/infer?wait=true', {
+      body: { model: inlineModel, inputs: [[[0.1]]], device: 'any' },
+    });
     expect(r.status).toBe(202);
     expect(r.json.state).toBe('queued');
     expect(Date.now() - t0).toBeGreaterThanOrEqual(1400);
     expect(Date.now() - t0).toBeLessThan(5000);
-    expect((await http(api.url, 'POST', '/v1/jobs/infer?wait=maybe', { body: { model: inlineModel, inputs: [[[0.1]]] } })).status).toBe(400);
+    expect(
+      (await http(api.url, 'POST', '/v1/jobs/infer?wait=maybe', { body: { model: inlineModel, inputs: [[[0.1]]] } }))
+        .status,
+    ).toBe(400);
   });
 });
 
@@ -184,7 +261,17 @@ describe('model references', () => {
     const dir = join(api.artifactDir, trainId);
     await mkdir(dir, { recursive: true });
     await writeFile(join(dir, 'model.safetensors'), Buffer.alloc(16));
-    const model = { inputSize: 1, hiddenSize: 16, numLayers: 1, bias: true, bidirectional: false, activation: 'relu', recurrentActivation: 'sigmoid', outputSize: 1, head: 'manyToMany' };
+    const model = {
+      inputSize: 1,
+      hiddenSize: 16,
+      numLayers: 1,
+      bias: true,
+      bidirectional: false,
+      activation: 'relu',
+      recurrentActivation: 'sigmoid',
+      outputSize: 1,
+      head: 'manyToMany',
+    };
     await writeFile(join(dir, 'config.json'), JSON.stringify({ jobId: trainId, model }));
 
     const wide = await post('/v1/jobs/infer', { modelJobId: trainId, inputs: [[[0.1, 0.2]]] });
@@ -203,7 +290,9 @@ describe('model references', () => {
     mismatch.model.hiddenSize = 32;
     const bad = await post('/v1/jobs/train', { ...mismatch, fromJob: trainId });
     expect(bad.status).toBe(400);
-    expect(bad.json.error.issues).toEqual([expect.objectContaining({ path: 'model.hiddenSize', expected: '16', received: '32' })]);
+    expect(bad.json.error.issues).toEqual([
+      expect.objectContaining({ path: 'model.hiddenSize', expected: '16', received: '32' }),
+    ]);
 
     // A config.json that is not JSON cannot be checked against: accepted (the worker reports it), not a 500.
     await writeFile(join(dir, 'config.json'), '{ not json');
@@ -231,7 +320,12 @@ describe('cancelling a running job', () => {
     expect(metrics).toEqual([...metrics].sort((a, b) => a - b));
 
     const view = (await get(`/v1/jobs/${id}`)).json;
-    expect(view).toMatchObject({ state: 'cancelled', attempts: 1, cancelRequested: false, error: { code: 'cancelled' } });
+    expect(view).toMatchObject({
+      state: 'cancelled',
+      attempts: 1,
+      cancelRequested: false,
+      error: { code: 'cancelled' },
+    });
     expect(view.progress).toMatchObject({ epoch: 0 });
     expect((await http(api.url, 'DELETE', `/v1/jobs/${id}`)).status).toBe(409);
   });

@@ -60,11 +60,56 @@ class Rand {
   }
 }
 
-const WEIRD_NUMBERS = [0, -0, 1, -1, 0.5, 1e308, -1e308, 5e-324, 2 ** 53 + 2, -(2 ** 31), 2 ** 32, 1e21, 123456789012, 3.14159, 65537, 100001];
+const WEIRD_NUMBERS = [
+  0,
+  -0,
+  1,
+  -1,
+  0.5,
+  1e308,
+  -1e308,
+  5e-324,
+  2 ** 53 + 2,
+  -(2 ** 31),
+  2 ** 32,
+  1e21,
+  123456789012,
+  3.14159,
+  65537,
+  100001,
+];
 const WEIRD_STRINGS = [
-  '', ' ', 'NaN', 'Infinity', '-Infinity', '1e999', 'null', 'undefined', 'true', '0x10', '1,5', '١٢٣', '__proto__', 'constructor',
-  'prototype', '../../etc/passwd', '%00', '\u0000', '\u202e\u0644\u0627', '😀🚀', 'ｆｕｌｌｗｉｄｔｈ', '<script>alert(1)</script>',
-  "' OR 1=1 --", '${jndi:ldap://x}', 'relu', 'adam', 'any', 'gpu', 'x'.repeat(10_000), '\ud800', 'e\u0301',
+  '',
+  ' ',
+  'NaN',
+  'Infinity',
+  '-Infinity',
+  '1e999',
+  'null',
+  'undefined',
+  'true',
+  '0x10',
+  '1,5',
+  '١٢٣',
+  '__proto__',
+  'constructor',
+  'prototype',
+  '../../etc/passwd',
+  '%00',
+  '\u0000',
+  '\u202e\u0644\u0627',
+  '😀🚀',
+  'ｆｕｌｌｗｉｄｔｈ',
+  '<script>alert(1)</script>',
+  "' OR 1=1 --",
+  '${jndi:ldap://x}',
+  'relu',
+  'adam',
+  'any',
+  'gpu',
+  'x'.repeat(10_000),
+  '\ud800',
+  'e\u0301',
 ];
 
 function randomValue(r: Rand, depth = 0): unknown {
@@ -84,7 +129,11 @@ function randomValue(r: Rand, depth = 0): unknown {
     default: {
       const o: Record<string, unknown> = {};
       for (let i = 0; i < r.int(5); i++) {
-        Object.defineProperty(o, r.pick([...WEIRD_STRINGS.slice(0, 20), 'model', 'data', 'training', 'inputs', 'x', 'y']), { value: randomValue(r, depth + 1), enumerable: true, configurable: true, writable: true });
+        Object.defineProperty(
+          o,
+          r.pick([...WEIRD_STRINGS.slice(0, 20), 'model', 'data', 'training', 'inputs', 'x', 'y']),
+          { value: randomValue(r, depth + 1), enumerable: true, configurable: true, writable: true },
+        );
       }
       return o;
     }
@@ -92,13 +141,15 @@ function randomValue(r: Rand, depth = 0): unknown {
 }
 
 /** `[[[...[v]...]]]`, `depth` levels deep, as JSON text. */
-const deepJson = (depth: number, open = '[', close = ']', leaf = '1') => open.repeat(depth) + leaf + close.repeat(depth);
+const deepJson = (depth: number, open = '[', close = ']', leaf = '1') =>
+  open.repeat(depth) + leaf + close.repeat(depth);
 
 // ---------------------------------------------------------------------------------------------
 // Valid payloads to mutate.
 
 const H = 4;
-const filled = (rows: number, cols: number) => Array.from({ length: rows }, (_, i) => Array.from({ length: cols }, (_, j) => 0.05 * ((i + j) % 3)));
+const filled = (rows: number, cols: number) =>
+  Array.from({ length: rows }, (_, i) => Array.from({ length: cols }, (_, j) => 0.05 * ((i + j) % 3)));
 const VALID_INFER = {
   model: {
     config: { inputSize: 1, hiddenSize: H, outputSize: 1 },
@@ -114,14 +165,27 @@ const VALID_INFER = {
   inputs: [[[0.1], [0.2], [0.3]]],
 };
 const VALID_TRAIN = JSON.parse(JSON.stringify(CANONICAL_TRAIN_EXAMPLE));
-const VALID_DATASET = { x: [[[0.1], [0.2]], [[0.3], [0.4]]], y: [[[0.2], [0.3]], [[0.4], [0.5]]] };
+const VALID_DATASET = {
+  x: [
+    [[0.1], [0.2]],
+    [[0.3], [0.4]],
+  ],
+  y: [
+    [[0.2], [0.3]],
+    [[0.4], [0.5]],
+  ],
+};
 
 type Route = 'train' | 'infer' | 'dataset';
 const VALID: Record<Route, unknown> = { train: VALID_TRAIN, infer: VALID_INFER, dataset: VALID_DATASET };
 const SCHEMA = { train: contract.TrainPayload, infer: contract.InferPayload, dataset: contract.DatasetInput };
 
 /** Paths of every node of a JSON value (objects and arrays, first few items only). */
-function nodePaths(v: unknown, path: Array<string | number> = [], out: Array<Array<string | number>> = []): Array<Array<string | number>> {
+function nodePaths(
+  v: unknown,
+  path: Array<string | number> = [],
+  out: Array<Array<string | number>> = [],
+): Array<Array<string | number>> {
   out.push(path);
   if (Array.isArray(v)) v.slice(0, 3).forEach((x, i) => nodePaths(x, [...path, i], out));
   else if (v && typeof v === 'object') for (const [k, x] of Object.entries(v)) nodePaths(x, [...path, k], out);
@@ -161,19 +225,32 @@ function mutate(r: Rand, route: Route): { text: string; what: string } {
     case 3: {
       // A marker replaced by raw text: deep nesting where the schema wants something else.
       const depth = r.pick([50, 1000, 20_000]);
-      return { text: JSON.stringify(setAt(base, path, '@@DEEP@@')).replace('"@@DEEP@@"', deepJson(depth, r.chance(0.5) ? '[' : '{"a":', r.chance(0.5) ? ']' : '}')), what: `nesting ${depth} at ${at}` };
+      return {
+        text: JSON.stringify(setAt(base, path, '@@DEEP@@')).replace(
+          '"@@DEEP@@"',
+          deepJson(depth, r.chance(0.5) ? '[' : '{"a":', r.chance(0.5) ? ']' : '}'),
+        ),
+        what: `nesting ${depth} at ${at}`,
+      };
     }
     case 4: {
       // A big array: within the body limit (BODY_LIMIT 1mb below) or just over it (413).
       const n = r.pick([10_000, 50_000, 100_000, 300_000]);
-      return { text: JSON.stringify(setAt(base, path, '@@BIG@@')).replace('"@@BIG@@"', `[${Array(n).fill('0.5').join(',')}]`), what: `array of ${n} at ${at}` };
+      return {
+        text: JSON.stringify(setAt(base, path, '@@BIG@@')).replace('"@@BIG@@"', `[${Array(n).fill('0.5').join(',')}]`),
+        what: `array of ${n} at ${at}`,
+      };
     }
     case 5: {
       const key = r.pick(['__proto__', 'constructor', 'prototype', 'toString', 'hasOwnProperty', 'valueOf']);
       const v = key === 'constructor' ? { prototype: { polluted: true } } : { polluted: true, isAdmin: true };
-      const parent = path.length && typeof getAt(base, path) === 'object' && !Array.isArray(getAt(base, path)) ? path : [];
+      const parent =
+        path.length && typeof getAt(base, path) === 'object' && !Array.isArray(getAt(base, path)) ? path : [];
       const copy = setAt(base, [...parent, '@@KEY@@'], v);
-      return { text: JSON.stringify(copy).replace('"@@KEY@@"', JSON.stringify(key)), what: `${key} key in ${parent.join('.') || '(root)'}` };
+      return {
+        text: JSON.stringify(copy).replace('"@@KEY@@"', JSON.stringify(key)),
+        what: `${key} key in ${parent.join('.') || '(root)'}`,
+      };
     }
     case 6:
       return { text: JSON.stringify(setAt(base, path, randomValue(r))), what: `random value at ${at}` };
@@ -184,7 +261,13 @@ function mutate(r: Rand, route: Route): { text: string; what: string } {
     }
     case 8:
       // Numbers JSON cannot carry, spelled out.
-      return { text: JSON.stringify(setAt(base, path, '@@NUM@@')).replace('"@@NUM@@"', r.pick(['NaN', 'Infinity', '-Infinity', '1e400', '-1e400', '0x1F', '01', '.5', '+1', '1_000'])), what: `bare non-JSON number at ${at}` };
+      return {
+        text: JSON.stringify(setAt(base, path, '@@NUM@@')).replace(
+          '"@@NUM@@"',
+          r.pick(['NaN', 'Infinity', '-Infinity', '1e400', '-1e400', '0x1F', '01', '.5', '+1', '1_000']),
+        ),
+        what: `bare non-JSON number at ${at}`,
+      };
     default:
       return { text: JSON.stringify(setAt(base, path, r.chance(0.5) ? [] : {})), what: `empty container at ${at}` };
   }
@@ -210,11 +293,30 @@ function malformed(r: Rand): { text: string | Buffer; what: string } {
       return { text: valid.slice(0, i) + ch + valid.slice(i + 1), what: `char ${JSON.stringify(ch)} at ${i}` };
     }
     case 2:
-      return { text: r.pick(['{"a":1,}', '[1,2,]', "{'a':1}", '{a:1}', 'NaN', 'undefined', '{"a":1}{"b":2}', '\ufeff{}', '//c\n{}', '{"a":"\\x41"}', '"\\ud800"', '']), what: 'classic bad JSON' };
+      return {
+        text: r.pick([
+          '{"a":1,}',
+          '[1,2,]',
+          "{'a':1}",
+          '{a:1}',
+          'NaN',
+          'undefined',
+          '{"a":1}{"b":2}',
+          '\ufeff{}',
+          '//c\n{}',
+          '{"a":"\\x41"}',
+          '"\\ud800"',
+          '',
+        ]),
+        what: 'classic bad JSON',
+      };
     case 3:
       return { text: Buffer.from(Array.from({ length: 1 + r.int(200) }, () => r.int(256))), what: 'random bytes' };
     case 4:
-      return { text: r.pick(['null', 'true', 'false', '0', '-1', '"text"', '[]', '{}', '[null]', '1e999']), what: 'JSON scalar or empty' };
+      return {
+        text: r.pick(['null', 'true', 'false', '0', '-1', '"text"', '[]', '{}', '[null]', '1e999']),
+        what: 'JSON scalar or empty',
+      };
     case 5:
       return { text: deepJson(r.pick([100, 5000, 100_000])), what: 'deep array' };
     case 6:
@@ -237,14 +339,40 @@ interface Case {
 }
 
 const CONTENT_TYPES = [
-  'application/json', 'application/json; charset=utf-8', 'text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=xyz',
-  'application/json; charset=utf-16', 'application/json; charset=latin1', 'text/csv', 'application/xml', ';;;', 'application/*', 'APPLICATION/JSON',
+  'application/json',
+  'application/json; charset=utf-8',
+  'text/plain',
+  'application/x-www-form-urlencoded',
+  'multipart/form-data; boundary=xyz',
+  'application/json; charset=utf-16',
+  'application/json; charset=latin1',
+  'text/csv',
+  'application/xml',
+  ';;;',
+  'application/*',
+  'APPLICATION/JSON',
 ];
-const uuidLike = (r: Rand) => [8, 4, 4, 4, 12].map((n) => Array.from({ length: n }, () => '0123456789abcdef'[r.int(16)]).join('')).join('-');
+const uuidLike = (r: Rand) =>
+  [8, 4, 4, 4, 12].map((n) => Array.from({ length: n }, () => '0123456789abcdef'[r.int(16)]).join('')).join('-');
 function randomId(r: Rand): string {
   return r.pick([
-    uuidLike(r), '00000000-0000-4000-8000-000000000000', '..', '..%2F..%2Fetc%2Fpasswd', '%00', 'a'.repeat(5000), encodeURIComponent('😀'), '%E0%A4%A', '%',
-    '__proto__', 'constructor', '-1', 'null', encodeURIComponent(' '), 'job:1', encodeURIComponent('<x>'), 'x'.repeat(129),
+    uuidLike(r),
+    '00000000-0000-4000-8000-000000000000',
+    '..',
+    '..%2F..%2Fetc%2Fpasswd',
+    '%00',
+    'a'.repeat(5000),
+    encodeURIComponent('😀'),
+    '%E0%A4%A',
+    '%',
+    '__proto__',
+    'constructor',
+    '-1',
+    'null',
+    encodeURIComponent(' '),
+    'job:1',
+    encodeURIComponent('<x>'),
+    'x'.repeat(129),
   ]);
 }
 function randomHeaders(r: Rand): Record<string, string> {
@@ -258,8 +386,10 @@ function randomHeaders(r: Rand): Record<string, string> {
 }
 function randomQuery(r: Rand): string {
   if (!r.chance(0.3)) return '';
-  const parts = Array.from({ length: 1 + r.int(3) }, () =>
-    `${r.pick(['state', 'limit', 'cursor', 'wait', 'after', 'description', 'x', '__proto__', 'state[]', 'limit[a]'])}=${encodeURIComponent(String(r.pick([...WEIRD_STRINGS.slice(0, 25), '1', '0', '-5', '1e9', 'completed', 'true', 'MTIzOmFi'])))}`,
+  const parts = Array.from(
+    { length: 1 + r.int(3) },
+    () =>
+      `${r.pick(['state', 'limit', 'cursor', 'wait', 'after', 'description', 'x', '__proto__', 'state[]', 'limit[a]'])}=${encodeURIComponent(String(r.pick([...WEIRD_STRINGS.slice(0, 25), '1', '0', '-5', '1e9', 'completed', 'true', 'MTIzOmFi'])))}`,
   );
   return `?${parts.join('&')}`;
 }
@@ -270,29 +400,72 @@ function makeCase(r: Rand): Case {
   // Submissions (train, infer, dataset) with invalid bodies.
   if (kind <= 4) {
     const route: Route = r.pick(['train', 'train', 'infer', 'infer', 'dataset']);
-    const path = route === 'dataset' ? '/v1/datasets' : `/v1/jobs/${route}${route === 'infer' && r.chance(0.3) ? '?wait=true' : ''}`;
+    const path =
+      route === 'dataset'
+        ? '/v1/datasets'
+        : `/v1/jobs/${route}${route === 'infer' && r.chance(0.3) ? '?wait=true' : ''}`;
     const m = r.chance(0.6) ? mutate(r, route) : malformed(r);
     const ct = r.chance(0.75) ? 'application/json' : r.pick(CONTENT_TYPES);
     if (!r.chance(0.05)) headers['content-type'] = ct;
-    return { method: 'POST', path, headers, body: m.text, what: `POST ${route}: ${m.what} (${headers['content-type'] ?? 'no content-type'})`, submit: route };
+    return {
+      method: 'POST',
+      path,
+      headers,
+      body: m.text,
+      what: `POST ${route}: ${m.what} (${headers['content-type'] ?? 'no content-type'})`,
+      submit: route,
+    };
   }
   // Reads and cancels with random ids, queries and headers.
   if (kind <= 7) {
     const id = randomId(r);
     const path = r.pick([
-      `/v1/jobs/${id}`, `/v1/jobs/${id}/artifacts`, `/v1/jobs/${id}/artifacts/${randomId(r)}`, `/v1/jobs/${id}/events`, `/v1/datasets/${id}`,
-      '/v1/jobs', '/v1/workers', '/health', '/docs/openapi.json',
+      `/v1/jobs/${id}`,
+      `/v1/jobs/${id}/artifacts`,
+      `/v1/jobs/${id}/artifacts/${randomId(r)}`,
+      `/v1/jobs/${id}/events`,
+      `/v1/datasets/${id}`,
+      '/v1/jobs',
+      '/v1/workers',
+      '/health',
+      '/docs/openapi.json',
     ]);
     const method = path.startsWith('/v1/jobs/') && r.chance(0.3) ? 'DELETE' : 'GET';
     return { method, path: path + randomQuery(r), headers, what: `${method} ${path.slice(0, 80)}` };
   }
   // Anything: random methods on random or known paths, with or without a body.
   const method = r.pick(['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'HEAD']);
-  const path = r.pick(['/', '/v1', '/v1/jobs/train', '/v1/jobs/infer', '/v1/jobs', '/v1/datasets', '/v2/jobs', `/${randomId(r)}`, '/v1/jobs/train/extra', '//v1//jobs', '/v1/jobs/%2e%2e/health']);
+  const path = r.pick([
+    '/',
+    '/v1',
+    '/v1/jobs/train',
+    '/v1/jobs/infer',
+    '/v1/jobs',
+    '/v1/datasets',
+    '/v2/jobs',
+    `/${randomId(r)}`,
+    '/v1/jobs/train/extra',
+    '//v1//jobs',
+    '/v1/jobs/%2e%2e/health',
+  ]);
   const body = r.chance(0.5) ? JSON.stringify(randomValue(r)) : undefined;
   if (body !== undefined) headers['content-type'] = r.pick(CONTENT_TYPES);
-  const submit = method === 'POST' && ['/v1/jobs/train', '/v1/jobs/infer', '/v1/datasets'].includes(path) ? (path.endsWith('train') ? 'train' : path.endsWith('infer') ? 'infer' : 'dataset') : undefined;
-  return { method, path: path + randomQuery(r), headers, body, what: `${method} ${path.slice(0, 80)} with ${body === undefined ? 'no body' : 'a random body'}`, submit: submit as Route | undefined };
+  const submit =
+    method === 'POST' && ['/v1/jobs/train', '/v1/jobs/infer', '/v1/datasets'].includes(path)
+      ? path.endsWith('train')
+        ? 'train'
+        : path.endsWith('infer')
+          ? 'infer'
+          : 'dataset'
+      : undefined;
+  return {
+    method,
+    path: path + randomQuery(r),
+    headers,
+    body,
+    what: `${method} ${path.slice(0, 80)} with ${body === undefined ? 'no body' : 'a random body'}`,
+    submit: submit as Route | undefined,
+  };
 }
 
 /** Whether the body would pass the schema (such cases are not sent to a submit route). */
@@ -315,7 +488,10 @@ function rawRequest(base: string, c: Case, timeoutMs: number): Promise<HttpResul
 
 function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout;
-  return Promise.race([p, new Promise<T>((_, rej) => (timer = setTimeout(() => rej(new Error(`no answer within ${ms} ms: ${what}`)), ms)))]).finally(() => clearTimeout(timer));
+  return Promise.race([
+    p,
+    new Promise<T>((_, rej) => (timer = setTimeout(() => rej(new Error(`no answer within ${ms} ms: ${what}`)), ms))),
+  ]).finally(() => clearTimeout(timer));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -328,7 +504,15 @@ const queues = new Map<QueueName, Queue>();
 beforeAll(async () => {
   h = new Harness({ RELU_LSTM_BACKEND: 'cpu' });
   worker = await h.startReadyWorker();
-  api = await startApi({ QUEUE_PREFIX: h.prefix, ARTIFACT_DIR: h.artifactDir, DATASET_DIR: h.datasetDir, BODY_LIMIT: '1mb', DATASET_BODY_LIMIT: '1mb' });
+  // Uploads run concurrently here: the per-process cap (its 503) is the hostile test's subject.
+  api = await startApi({
+    QUEUE_PREFIX: h.prefix,
+    ARTIFACT_DIR: h.artifactDir,
+    DATASET_DIR: h.datasetDir,
+    BODY_LIMIT: '1mb',
+    DATASET_BODY_LIMIT: '1mb',
+    MAX_DATASET_UPLOADS: '1000',
+  });
   for (const q of QUEUE_NAMES) queues.set(q, h.queue(q));
 });
 
@@ -394,7 +578,8 @@ it(`answers ${CASES} hostile requests without a 5xx, with JSON errors, and nothi
     if (c.submit && res.status < 300 && c.method === 'POST') {
       // A random CSV or body that turned out valid for a dataset is harmless but counted.
       if (c.submit === 'dataset' && res.status === 201) datasetsCreated++;
-      else failures.push(`#${i} ${c.what}: an invalid submission was accepted (${res.status}) ${res.text.slice(0, 200)}`);
+      else
+        failures.push(`#${i} ${c.what}: an invalid submission was accepted (${res.status}) ${res.text.slice(0, 200)}`);
     }
   };
   await Promise.all(
@@ -486,7 +671,9 @@ it('fails hostile job data put straight on the queue with invalid_payload, and t
       wrong.push(`${whats.get(id)}: finished ${Boolean(job?.finishedOn)}, code ${code}, attempts ${job?.attemptsMade}`);
     }
   }
-  console.log(`queue fuzz: ${ids.length} hostile jobs (${skipped} valid or unsendable skipped) failed in ${((Date.now() - started) / 1000).toFixed(1)} s; wrong outcomes: ${wrong.length}; worker alive: ${worker.proc.exitCode === null}`);
+  console.log(
+    `queue fuzz: ${ids.length} hostile jobs (${skipped} valid or unsendable skipped) failed in ${((Date.now() - started) / 1000).toFixed(1)} s; wrong outcomes: ${wrong.length}; worker alive: ${worker.proc.exitCode === null}`,
+  );
   expect(wrong.slice(0, 10)).toEqual([]);
   expect(worker.proc.exitCode).toBeNull();
   const ok = await http(api.url, 'POST', '/v1/jobs/infer?wait=true', { body: VALID_INFER });

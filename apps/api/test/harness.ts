@@ -92,7 +92,7 @@ export interface HttpResult {
   status: number;
   headers: IncomingHttpHeaders;
   text: string;
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+
   json: any;
 }
 
@@ -115,7 +115,8 @@ export function http(
   const u = opts.rawPath ? new URL(base) : new URL(path, base);
   const payload = opts.raw ?? (opts.body === undefined ? undefined : JSON.stringify(opts.body));
   const headers: Record<string, string> = { connection: 'close', ...(opts.headers ?? {}) };
-  if (opts.body !== undefined && !Object.keys(headers).some((h) => h.toLowerCase() === 'content-type')) headers['content-type'] = 'application/json';
+  if (opts.body !== undefined && !Object.keys(headers).some((h) => h.toLowerCase() === 'content-type'))
+    headers['content-type'] = 'application/json';
   if (payload !== undefined) headers['content-length'] = String(Buffer.byteLength(payload));
   return new Promise((res, rej) => {
     const onResponse = (r: IncomingMessage) => {
@@ -136,7 +137,8 @@ export function http(
     const req = opts.rawPath
       ? httpRequest({ host: u.hostname, port: u.port, path, method, headers, agent: false }, onResponse)
       : httpRequest(u, { method, headers, agent: false }, onResponse);
-    if (opts.timeoutMs !== undefined) req.setTimeout(opts.timeoutMs, () => req.destroy(new Error(`no answer within ${opts.timeoutMs} ms`)));
+    if (opts.timeoutMs !== undefined)
+      req.setTimeout(opts.timeoutMs, () => req.destroy(new Error(`no answer within ${opts.timeoutMs} ms`)));
     req.on('error', rej);
     if (payload !== undefined) req.write(payload);
     req.end();
@@ -146,7 +148,7 @@ export function http(
 export interface SseEvent {
   id?: string;
   event?: string;
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+
   data: any;
 }
 
@@ -158,48 +160,63 @@ export function readSse(
   base: string,
   path: string,
   opts: { headers?: Record<string, string>; timeoutMs?: number; onEvent?: (e: SseEvent) => void } = {},
-): Promise<{ status: number; headers: IncomingHttpHeaders; events: SseEvent[]; comments: number; ended: boolean; body: string }> {
+): Promise<{
+  status: number;
+  headers: IncomingHttpHeaders;
+  events: SseEvent[];
+  comments: number;
+  ended: boolean;
+  body: string;
+}> {
   return new Promise((res, rej) => {
     const events: SseEvent[] = [];
     let comments = 0;
     let buf = '';
     let body = '';
-    const req = httpRequest(new URL(path, base), { method: 'GET', headers: { accept: 'text/event-stream', connection: 'close', ...(opts.headers ?? {}) }, agent: false }, (r) => {
-      const timer = setTimeout(() => {
-        req.destroy();
-        res({ status: r.statusCode ?? 0, headers: r.headers, events, comments, ended: false, body });
-      }, opts.timeoutMs ?? 15_000);
-      r.setEncoding('utf8');
-      r.on('data', (chunk: string) => {
-        body += chunk;
-        buf += chunk;
-        let i: number;
-        while ((i = buf.indexOf('\n\n')) >= 0) {
-          const block = buf.slice(0, i);
-          buf = buf.slice(i + 2);
-          const e: SseEvent = { data: undefined };
-          let isEvent = false;
-          for (const line of block.split('\n')) {
-            if (line.startsWith(':')) comments++;
-            else if (line.startsWith('id: ')) e.id = line.slice(4);
-            else if (line.startsWith('event: ')) e.event = line.slice(7);
-            else if (line.startsWith('data: ')) {
-              e.data = JSON.parse(line.slice(6));
-              isEvent = true;
+    const req = httpRequest(
+      new URL(path, base),
+      {
+        method: 'GET',
+        headers: { accept: 'text/event-stream', connection: 'close', ...(opts.headers ?? {}) },
+        agent: false,
+      },
+      (r) => {
+        const timer = setTimeout(() => {
+          req.destroy();
+          res({ status: r.statusCode ?? 0, headers: r.headers, events, comments, ended: false, body });
+        }, opts.timeoutMs ?? 15_000);
+        r.setEncoding('utf8');
+        r.on('data', (chunk: string) => {
+          body += chunk;
+          buf += chunk;
+          let i: number;
+          while ((i = buf.indexOf('\n\n')) >= 0) {
+            const block = buf.slice(0, i);
+            buf = buf.slice(i + 2);
+            const e: SseEvent = { data: undefined };
+            let isEvent = false;
+            for (const line of block.split('\n')) {
+              if (line.startsWith(':')) comments++;
+              else if (line.startsWith('id: ')) e.id = line.slice(4);
+              else if (line.startsWith('event: ')) e.event = line.slice(7);
+              else if (line.startsWith('data: ')) {
+                e.data = JSON.parse(line.slice(6));
+                isEvent = true;
+              }
+            }
+            if (isEvent) {
+              events.push(e);
+              opts.onEvent?.(e);
             }
           }
-          if (isEvent) {
-            events.push(e);
-            opts.onEvent?.(e);
-          }
-        }
-      });
-      r.on('end', () => {
-        clearTimeout(timer);
-        res({ status: r.statusCode ?? 0, headers: r.headers, events, comments, ended: true, body });
-      });
-      r.on('error', () => undefined);
-    });
+        });
+        r.on('end', () => {
+          clearTimeout(timer);
+          res({ status: r.statusCode ?? 0, headers: r.headers, events, comments, ended: true, body });
+        });
+        r.on('error', () => undefined);
+      },
+    );
     req.on('error', rej);
     req.end();
   });
@@ -215,7 +232,9 @@ export interface ApiRedis {
 
 export function openApiRedis(prefix: string, url = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'): ApiRedis {
   const redis = new Redis(url, { maxRetriesPerRequest: 1 });
-  const queues = Object.fromEntries(QUEUE_NAMES.map((q) => [q, new Queue<JobData>(q, { connection: { url }, prefix })])) as Record<QueueName, Queue<JobData>>;
+  const queues = Object.fromEntries(
+    QUEUE_NAMES.map((q) => [q, new Queue<JobData>(q, { connection: { url }, prefix })]),
+  ) as Record<QueueName, Queue<JobData>>;
   return {
     redis,
     queues,

@@ -23,7 +23,6 @@ afterAll(async () => {
   expect(codes).toEqual([0, 0]);
 });
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
 const train = (model: Record<string, unknown>): any => ({
   ...CANONICAL_TRAIN_EXAMPLE,
   model: { ...CANONICAL_TRAIN_EXAMPLE.model, ...model },

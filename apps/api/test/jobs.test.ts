@@ -3,7 +3,16 @@
 import { randomUUID } from 'node:crypto';
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { CANONICAL_TRAIN_EXAMPLE, DEFAULT_LIMITS, QUEUE_NAMES, RedisJobEventStream, contract, redisKeys, type JobData, type QueueName } from '@relu-lstm/jobs';
+import {
+  CANONICAL_TRAIN_EXAMPLE,
+  DEFAULT_LIMITS,
+  QUEUE_NAMES,
+  RedisJobEventStream,
+  contract,
+  redisKeys,
+  type JobData,
+  type QueueName,
+} from '@relu-lstm/jobs';
 import { REDIS_URL, http, startApi, type ApiProcess, openApiRedis, type ApiRedis } from './harness';
 
 let api: ApiProcess;
@@ -11,9 +20,10 @@ let redis: Redis;
 let queues: Record<QueueName, Queue<JobData>>;
 let behind: ApiRedis;
 const clone = <T>(v: T): T => JSON.parse(JSON.stringify(v)) as T;
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
+
 const canonical = (): any => clone(CANONICAL_TRAIN_EXAMPLE);
-const post = (path: string, body: unknown, headers: Record<string, string> = {}) => http(api.url, 'POST', path, { body, headers });
+const post = (path: string, body: unknown, headers: Record<string, string> = {}) =>
+  http(api.url, 'POST', path, { body, headers });
 const get = (path: string) => http(api.url, 'GET', path);
 
 async function counts(): Promise<Record<string, number>> {
@@ -43,23 +53,50 @@ describe('POST /v1/jobs/train', () => {
     expect(r.status).toBe(202);
     const { id } = r.json;
     expect(id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
-    expect(r.json).toEqual({ id, state: 'queued', links: { self: `/v1/jobs/${id}`, events: `/v1/jobs/${id}/events`, artifacts: `/v1/jobs/${id}/artifacts` } });
+    expect(r.json).toEqual({
+      id,
+      state: 'queued',
+      links: { self: `/v1/jobs/${id}`, events: `/v1/jobs/${id}/events`, artifacts: `/v1/jobs/${id}/artifacts` },
+    });
 
     const job = await queues.any.getJob(id);
     expect(job).toBeDefined();
     expect(job!.name).toBe('train');
-    expect(job!.data).toEqual({ type: 'train', tenant: 'default', limits: DEFAULT_LIMITS, payload: contract.TrainPayload.parse(CANONICAL_TRAIN_EXAMPLE) });
+    expect(job!.data).toEqual({
+      type: 'train',
+      tenant: 'default',
+      limits: DEFAULT_LIMITS,
+      payload: contract.TrainPayload.parse(CANONICAL_TRAIN_EXAMPLE),
+    });
     expect(job!.opts.attempts).toBe(3);
     expect(await queues.gpu.getJob(id)).toBeUndefined();
 
     const keys = redisKeys(api.prefix);
-    expect(JSON.parse((await redis.get(keys.jobMeta(id)))!)).toMatchObject({ id, type: 'train', queue: 'any', device: 'any', tenant: 'default' });
+    expect(JSON.parse((await redis.get(keys.jobMeta(id)))!)).toMatchObject({
+      id,
+      type: 'train',
+      queue: 'any',
+      device: 'any',
+      tenant: 'default',
+    });
     const events = await new RedisJobEventStream(redis, keys).read(id);
     expect(events.map((e) => e.event)).toEqual([expect.objectContaining({ type: 'state', state: 'queued' })]);
 
     const view = await get(`/v1/jobs/${id}`);
     expect(view.status).toBe(200);
-    expect(view.json).toMatchObject({ id, type: 'train', state: 'queued', queue: 'any', device: 'any', attempts: 0, maxAttempts: 3, cancelRequested: false, progress: null, result: null, error: null });
+    expect(view.json).toMatchObject({
+      id,
+      type: 'train',
+      state: 'queued',
+      queue: 'any',
+      device: 'any',
+      attempts: 0,
+      maxAttempts: 3,
+      cancelRequested: false,
+      progress: null,
+      result: null,
+      error: null,
+    });
   });
 
   test.each([['gpu'], ['cpu']] as const)('device %s goes to the %s queue', async (device) => {
@@ -95,19 +132,29 @@ describe('POST /v1/jobs/train', () => {
     body.data = { inline: { x: [[[1, 2], [3]]], y: [[1]] } };
     const r = await post('/v1/jobs/train', body);
     expect(r.status).toBe(400);
-    expect(r.json.error.issues).toEqual([expect.objectContaining({ path: 'data.inline.x[0][1]', expected: 'an array of length 2', received: 'length 1' })]);
+    expect(r.json.error.issues).toEqual([
+      expect.objectContaining({ path: 'data.inline.x[0][1]', expected: 'an array of length 2', received: 'length 1' }),
+    ]);
   });
 
   test('invalid JSON is 400, a non-JSON body 415, an oversized body 413; nothing is queued', async () => {
     const before = await counts();
-    const bad = await http(api.url, 'POST', '/v1/jobs/train', { raw: '{"model":', headers: { 'content-type': 'application/json' } });
+    const bad = await http(api.url, 'POST', '/v1/jobs/train', {
+      raw: '{"model":',
+      headers: { 'content-type': 'application/json' },
+    });
     expect(bad.status).toBe(400);
     expect(bad.json.error.code).toBe('invalid_json');
-    const text = await http(api.url, 'POST', '/v1/jobs/train', { raw: 'model=1', headers: { 'content-type': 'text/plain' } });
+    const text = await http(api.url, 'POST', '/v1/jobs/train', {
+      raw: 'model=1',
+      headers: { 'content-type': 'text/plain' },
+    });
     expect(text.status).toBe(415);
     const big = canonical();
     big.model = { inputSize: 1, hiddenSize: 4, outputSize: 1 };
-    big.data = { inline: { x: Array.from({ length: 2000 }, () => Array.from({ length: 10 }, () => [Math.random()])), y: [] } };
+    big.data = {
+      inline: { x: Array.from({ length: 2000 }, () => Array.from({ length: 10 }, () => [Math.random()])), y: [] },
+    };
     const tooLarge = await post('/v1/jobs/train', big);
     expect(tooLarge.status).toBe(413);
     expect(tooLarge.json.error.code).toBe('payload_too_large');
@@ -135,7 +182,12 @@ describe('Idempotency-Key', () => {
     const before = await counts();
     const a = await post('/v1/jobs/train', CANONICAL_TRAIN_EXAMPLE, { 'Idempotency-Key': key });
     // Same content, keys in another order: still the same request.
-    const reordered = { device: 'any', training: CANONICAL_TRAIN_EXAMPLE.training, data: CANONICAL_TRAIN_EXAMPLE.data, model: CANONICAL_TRAIN_EXAMPLE.model };
+    const reordered = {
+      device: 'any',
+      training: CANONICAL_TRAIN_EXAMPLE.training,
+      data: CANONICAL_TRAIN_EXAMPLE.data,
+      model: CANONICAL_TRAIN_EXAMPLE.model,
+    };
     const b = await post('/v1/jobs/train', reordered, { 'Idempotency-Key': key });
     expect(a.status).toBe(202);
     expect(b.status).toBe(202);
@@ -147,7 +199,11 @@ describe('Idempotency-Key', () => {
     const other = await post('/v1/jobs/train', { ...canonical(), device: 'cpu' }, { 'Idempotency-Key': key });
     expect(other.status).toBe(422);
     expect(other.json.error.code).toBe('idempotency_key_reused');
-    const infer = await post('/v1/jobs/infer', { model: { config: { inputSize: 1, hiddenSize: 1, outputSize: 1 }, stateDict: {} }, inputs: [[[1]]] }, { 'Idempotency-Key': key });
+    const infer = await post(
+      '/v1/jobs/infer',
+      { model: { config: { inputSize: 1, hiddenSize: 1, outputSize: 1 }, stateDict: {} }, inputs: [[[1]]] },
+      { 'Idempotency-Key': key },
+    );
     expect(infer.status).toBe(422);
 
     const fresh = await post('/v1/jobs/train', CANONICAL_TRAIN_EXAMPLE, { 'Idempotency-Key': `k-${randomUUID()}` });
@@ -156,7 +212,9 @@ describe('Idempotency-Key', () => {
 
   test('concurrent repeats create one job', async () => {
     const key = `k-${randomUUID()}`;
-    const rs = await Promise.all(Array.from({ length: 5 }, () => post('/v1/jobs/train', CANONICAL_TRAIN_EXAMPLE, { 'Idempotency-Key': key })));
+    const rs = await Promise.all(
+      Array.from({ length: 5 }, () => post('/v1/jobs/train', CANONICAL_TRAIN_EXAMPLE, { 'Idempotency-Key': key })),
+    );
     const ids = new Set(rs.filter((r) => r.status === 202).map((r) => r.json.id));
     expect(ids.size).toBe(1);
     for (const r of rs) expect([202, 409]).toContain(r.status);

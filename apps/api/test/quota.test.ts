@@ -22,8 +22,12 @@ let gpu: Queue<JobData>;
 
 /** A train job on `device`: gpu jobs stay queued (no GPU worker here), cpu ones go to the test's worker. */
 const submit = (tenant: 'alpha' | 'beta', device: 'gpu' | 'cpu' = 'gpu') =>
-  http(api.url, 'POST', '/v1/jobs/train', { body: { ...CANONICAL_TRAIN_EXAMPLE, device }, headers: { authorization: `Bearer ${KEY[tenant]}` } });
-const cancel = (id: string) => http(api.url, 'DELETE', `/v1/jobs/${id}`, { headers: { authorization: `Bearer ${KEY.alpha}` } });
+  http(api.url, 'POST', '/v1/jobs/train', {
+    body: { ...CANONICAL_TRAIN_EXAMPLE, device },
+    headers: { authorization: `Bearer ${KEY[tenant]}` },
+  });
+const cancel = (id: string) =>
+  http(api.url, 'DELETE', `/v1/jobs/${id}`, { headers: { authorization: `Bearer ${KEY.alpha}` } });
 const waiting = async () => (await gpu.getWaitingCount()) + (await cpu.getWaitingCount());
 
 /** Submits until accepted (a freed place is seen within the 1 s recount period); returns the tries. */
@@ -38,7 +42,12 @@ async function submitUntilAccepted(device: 'gpu' | 'cpu' = 'gpu'): Promise<{ id:
 }
 
 beforeAll(async () => {
-  api = await startApi({ API_KEYS: `alpha:${hex(KEY.alpha)},beta:${hex(KEY.beta)}`, MAX_QUEUED_JOBS_PER_TENANT: String(QUOTA), MAX_STREAMS_PER_TENANT: String(STREAMS), SSE_KEEPALIVE_MS: '200' });
+  api = await startApi({
+    API_KEYS: `alpha:${hex(KEY.alpha)},beta:${hex(KEY.beta)}`,
+    MAX_QUEUED_JOBS_PER_TENANT: String(QUOTA),
+    MAX_STREAMS_PER_TENANT: String(STREAMS),
+    SSE_KEEPALIVE_MS: '200',
+  });
   redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
   cpu = new Queue<JobData>('cpu', { connection: { url: REDIS_URL }, prefix: api.prefix });
   gpu = new Queue<JobData>('gpu', { connection: { url: REDIS_URL }, prefix: api.prefix });
@@ -88,7 +97,10 @@ test('jobs that complete or fail in a worker free their places; the count neithe
   for (let i = 0; i < QUOTA; i++) ids.push((await submitUntilAccepted('cpu')).id);
   expect((await submit('alpha')).status).toBe(429);
 
-  const outcome = new Map<string, 'completed' | 'failed'>([[ids[0], 'completed'], [ids[1], 'failed']]);
+  const outcome = new Map<string, 'completed' | 'failed'>([
+    [ids[0], 'completed'],
+    [ids[1], 'failed'],
+  ]);
   let release = () => {};
   const held = new Promise<void>((r) => (release = r));
   const worker = new Worker<JobData>(
@@ -101,10 +113,13 @@ test('jobs that complete or fail in a worker free their places; the count neithe
     { connection: { url: REDIS_URL }, prefix: api.prefix, concurrency: 3 },
   );
   try {
-    const ended = async () => Promise.all(ids.slice(0, 2).map(async (id) => (await cpu.getJob(id))?.finishedOn !== undefined));
+    const ended = async () =>
+      Promise.all(ids.slice(0, 2).map(async (id) => (await cpu.getJob(id))?.finishedOn !== undefined));
     for (let i = 0; i < 100 && (await ended()).includes(false); i++) await sleep(100);
     expect(await ended()).toEqual([true, true]);
-    const views = await Promise.all(ids.map((id) => http(api.url, 'GET', `/v1/jobs/${id}`, { headers: { authorization: `Bearer ${KEY.alpha}` } })));
+    const views = await Promise.all(
+      ids.map((id) => http(api.url, 'GET', `/v1/jobs/${id}`, { headers: { authorization: `Bearer ${KEY.alpha}` } })),
+    );
     expect(views.map((v) => v.json.state)).toEqual(['completed', 'failed', 'running']);
 
     // Two places free (one running job left): exactly two more are accepted, then 429 again.
@@ -125,16 +140,20 @@ test('jobs that complete or fail in a worker free their places; the count neithe
 /** Opens an event stream and keeps it open; resolves with the status once the headers are in. */
 function openStream(path: string, key: string): Promise<{ status: number; body: Promise<string>; close(): void }> {
   return new Promise((resolve, reject) => {
-    const req = httpRequest(new URL(path, api.url), { headers: { accept: 'text/event-stream', authorization: `Bearer ${key}` }, agent: false }, (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      const body = new Promise<string>((r) => {
-        res.on('data', (c: string) => (text += c));
-        res.on('end', () => r(text));
-        res.on('close', () => r(text));
-      });
-      resolve({ status: res.statusCode ?? 0, body, close: () => req.destroy() });
-    });
+    const req = httpRequest(
+      new URL(path, api.url),
+      { headers: { accept: 'text/event-stream', authorization: `Bearer ${key}` }, agent: false },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        const body = new Promise<string>((r) => {
+          res.on('data', (c: string) => (text += c));
+          res.on('end', () => r(text));
+          res.on('close', () => r(text));
+        });
+        resolve({ status: res.statusCode ?? 0, body, close: () => req.destroy() });
+      },
+    );
     req.on('error', (e) => (req.destroyed ? undefined : reject(e)));
     req.end();
   });
@@ -149,15 +168,27 @@ test('event streams per tenant: past MAX_STREAMS_PER_TENANT 429, other tenants u
   const refused = await openStream(`/v1/jobs/${alphaJob}/events`, KEY.alpha);
   expect([refused.status, JSON.parse(await refused.body).error]).toEqual([
     429,
-    { code: 'quota_exceeded', message: `tenant alpha has ${STREAMS} event streams or waiting requests open, the most MAX_STREAMS_PER_TENANT allows; close one or retry later` },
+    {
+      code: 'quota_exceeded',
+      message: `tenant alpha has ${STREAMS} event streams or waiting requests open, the most MAX_STREAMS_PER_TENANT allows; close one or retry later`,
+    },
   ]);
   // infer?wait=true needs a slot as well, and is refused before anything is queued: a client that
   // retries the 429 must not run the job twice.
   const alphaJobs = () => redis.zcard(redisKeys(api.prefix).jobIndex('alpha'));
   const jobsBefore = await alphaJobs();
-  const inferBody = { model: { config: { inputSize: 1, hiddenSize: 1, outputSize: 1 }, stateDict: {} }, inputs: [[[1]]] };
-  const waitRefused = await http(api.url, 'POST', '/v1/jobs/infer?wait=true', { body: inferBody, headers: { authorization: `Bearer ${KEY.alpha}` } });
-  expect([waitRefused.status, waitRefused.json.error.message]).toEqual([429, expect.stringContaining('event streams or waiting requests open')]);
+  const inferBody = {
+    model: { config: { inputSize: 1, hiddenSize: 1, outputSize: 1 }, stateDict: {} },
+    inputs: [[[1]]],
+  };
+  const waitRefused = await http(api.url, 'POST', '/v1/jobs/infer?wait=true', {
+    body: inferBody,
+    headers: { authorization: `Bearer ${KEY.alpha}` },
+  });
+  expect([waitRefused.status, waitRefused.json.error.message]).toEqual([
+    429,
+    expect.stringContaining('event streams or waiting requests open'),
+  ]);
   expect(await alphaJobs()).toBe(jobsBefore);
   const beta = await openStream(`/v1/jobs/${betaJob}/events`, KEY.beta);
   expect(beta.status).toBe(200);

@@ -57,7 +57,10 @@ test('a tenant gets its burst, then 429 with Retry-After naming the limit; anoth
   expect(ok).toBeLessThanOrEqual(BURST + refill(lastBurstMs));
   expect(count(rs, 200) + count(rs, 429)).toBe(20);
   const refused = rs.find((r) => r.status === 429)!;
-  expect(refused.json.error).toEqual({ code: 'rate_limited', message: `rate limit of ${RPS} requests/s (burst ${BURST}) for tenant alpha exceeded; retry after 1 s` });
+  expect(refused.json.error).toEqual({
+    code: 'rate_limited',
+    message: `rate limit of ${RPS} requests/s (burst ${BURST}) for tenant alpha exceeded; retry after 1 s`,
+  });
   expect(refused.headers['retry-after']).toBe('1');
   expect(refused.headers['x-content-type-options']).toBe('nosniff');
 
@@ -83,13 +86,17 @@ test('the bucket is shared by every api process on the same Redis', async () => 
 
 test('requests without a valid key are limited per address: guessing keys hits 429', async () => {
   const t0 = Date.now();
-  const guesses = await Promise.all(Array.from({ length: 10 }, (_, i) => http(api.url, 'GET', '/v1/jobs', { headers: as(`guess-${i}`) })));
+  const guesses = await Promise.all(
+    Array.from({ length: 10 }, (_, i) => http(api.url, 'GET', '/v1/jobs', { headers: as(`guess-${i}`) })),
+  );
   lastBurstMs = Date.now() - t0;
   expect(count(guesses, 401)).toBeGreaterThanOrEqual(3);
   expect(count(guesses, 401)).toBeLessThanOrEqual(3 + Math.ceil(lastBurstMs / 1000) + 1);
   expect(count(guesses, 429)).toBe(10 - count(guesses, 401));
   const refused = guesses.find((r) => r.status === 429)!;
-  expect(refused.json.error.message).toBe('rate limit of 1 requests/s (burst 3) for this client address (no valid key) exceeded; retry after 1 s');
+  expect(refused.json.error.message).toBe(
+    'rate limit of 1 requests/s (burst 3) for this client address (no valid key) exceeded; retry after 1 s',
+  );
   // A valid key is charged to its tenant, not to the address.
   expect((await http(api.url, 'GET', '/v1/jobs', { headers: as(KEY.beta) })).status).toBe(200);
 });

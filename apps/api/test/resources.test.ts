@@ -19,7 +19,7 @@ import { MAIN, REDIS_URL, dropPrefix, http, startApi, type ApiProcess } from './
 
 let api: ApiProcess;
 let redis: Redis;
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
+
 const canonical = (): any => JSON.parse(JSON.stringify(CANONICAL_TRAIN_EXAMPLE));
 const get = (path: string) => http(api.url, 'GET', path);
 
@@ -48,7 +48,11 @@ describe('health, headers, errors, docs', () => {
   });
 
   test('unknown routes are 404 with an error body and no stack', async () => {
-    for (const [method, path] of [['GET', '/nope'], ['POST', '/v1/jobs/nope'], ['PUT', '/v1/jobs']] as const) {
+    for (const [method, path] of [
+      ['GET', '/nope'],
+      ['POST', '/v1/jobs/nope'],
+      ['PUT', '/v1/jobs'],
+    ] as const) {
       const r = await http(api.url, method, path);
       expect(r.status).toBe(404);
       expect(r.json).toEqual({ error: { code: 'not_found', message: expect.any(String) } });
@@ -61,11 +65,24 @@ describe('health, headers, errors, docs', () => {
     expect(r.json.openapi).toBe('3.1.0');
     const train = r.json.components.schemas.TrainPayload;
     expect(train.additionalProperties).toBe(false);
-    expect(Object.keys(train.properties)).toEqual(expect.arrayContaining(['model', 'data', 'training', 'device', 'stateInput', 'initialState', 'fromJob']));
+    expect(Object.keys(train.properties)).toEqual(
+      expect.arrayContaining(['model', 'data', 'training', 'device', 'stateInput', 'initialState', 'fromJob']),
+    );
     // The library's one list, as the running api publishes it (a new activation appears here unedited).
     expect(train.properties.model.properties.activation.enum).toEqual([...ACTIVATIONS]);
     expect(train.required).toEqual(expect.arrayContaining(['model', 'data', 'training']));
-    for (const p of ['/v1/jobs/train', '/v1/jobs/infer', '/v1/jobs', '/v1/jobs/{id}', '/v1/jobs/{id}/events', '/v1/jobs/{id}/artifacts', '/v1/jobs/{id}/artifacts/{name}', '/v1/datasets', '/v1/workers', '/health']) {
+    for (const p of [
+      '/v1/jobs/train',
+      '/v1/jobs/infer',
+      '/v1/jobs',
+      '/v1/jobs/{id}',
+      '/v1/jobs/{id}/events',
+      '/v1/jobs/{id}/artifacts',
+      '/v1/jobs/{id}/artifacts/{name}',
+      '/v1/datasets',
+      '/v1/workers',
+      '/health',
+    ]) {
       expect(r.json.paths[p]).toBeDefined();
     }
     expect((await get('/docs/openapi.json')).json).toEqual(r.json);
@@ -116,10 +133,33 @@ describe('artifacts', () => {
 
 describe('datasets', () => {
   test('JSON upload, then a train job that uses it', async () => {
-    const body = { x: [[[1, 2], [3, 4], [5, 6]], [[7, 8], [9, 10], [11, 12]]], y: [[1], [2]], description: 'two pairs' };
+    const body = {
+      x: [
+        [
+          [1, 2],
+          [3, 4],
+          [5, 6],
+        ],
+        [
+          [7, 8],
+          [9, 10],
+          [11, 12],
+        ],
+      ],
+      y: [[1], [2]],
+      description: 'two pairs',
+    };
     const r = await http(api.url, 'POST', '/v1/datasets', { body });
     expect(r.status).toBe(201);
-    expect(r.json).toMatchObject({ samples: 2, seqLen: 3, inputSize: 2, targetShape: [2, 1], hasLengths: false, format: 'json', description: 'two pairs' });
+    expect(r.json).toMatchObject({
+      samples: 2,
+      seqLen: 3,
+      inputSize: 2,
+      targetShape: [2, 1],
+      hasLengths: false,
+      format: 'json',
+      description: 'two pairs',
+    });
     const { id } = r.json;
     expect(existsSync(join(api.datasetDir, `${id}.json`))).toBe(true);
     expect((await get(`/v1/datasets/${id}`)).json).toEqual(r.json);
@@ -142,7 +182,10 @@ describe('datasets', () => {
     train.model = { inputSize: 3, hiddenSize: 8, outputSize: 1, head: 'manyToMany' };
     const bad = await http(api.url, 'POST', '/v1/jobs/train', { body: train });
     expect(bad.status).toBe(400);
-    expect(bad.json.error.issues.map((i: { path: string }) => i.path).sort()).toEqual(['model.head', 'model.inputSize']);
+    expect(bad.json.error.issues.map((i: { path: string }) => i.path).sort()).toEqual([
+      'model.head',
+      'model.inputSize',
+    ]);
 
     // The validation split against the dataset's 2 samples, by the library's rule (0.6 leaves none to train).
     train.model = { inputSize: 2, hiddenSize: 8, outputSize: 1, head: 'lastStep' };
@@ -160,24 +203,64 @@ describe('datasets', () => {
 
   test('CSV upload with ragged sequences and one target per sequence', async () => {
     const csv = ['sample,step,x0,x1,y0', 'a,0,1,2,', 'b,0,5,6,', 'a,1,3,4,10', 'b,1,7,8,', 'b,2,9,9,20', ''].join('\n');
-    const r = await http(api.url, 'POST', '/v1/datasets?description=ragged', { raw: csv, headers: { 'content-type': 'text/csv' } });
+    const r = await http(api.url, 'POST', '/v1/datasets?description=ragged', {
+      raw: csv,
+      headers: { 'content-type': 'text/csv' },
+    });
     expect(r.status).toBe(201);
-    expect(r.json).toMatchObject({ samples: 2, seqLen: 3, inputSize: 2, targetShape: [2, 1], hasLengths: true, format: 'csv', description: 'ragged' });
+    expect(r.json).toMatchObject({
+      samples: 2,
+      seqLen: 3,
+      inputSize: 2,
+      targetShape: [2, 1],
+      hasLengths: true,
+      format: 'csv',
+      description: 'ragged',
+    });
     const stored = JSON.parse(await readFile(join(api.datasetDir, `${r.json.id}.json`), 'utf8'));
-    expect(stored).toEqual({ x: [[[1, 2], [3, 4], [0, 0]], [[5, 6], [7, 8], [9, 9]]], y: [[10], [20]], lengths: [2, 3] });
+    expect(stored).toEqual({
+      x: [
+        [
+          [1, 2],
+          [3, 4],
+          [0, 0],
+        ],
+        [
+          [5, 6],
+          [7, 8],
+          [9, 9],
+        ],
+      ],
+      y: [[10], [20]],
+      lengths: [2, 3],
+    });
   });
 
   test('bad uploads: field paths, CSV lines, 413, 415', async () => {
     const bad = await http(api.url, 'POST', '/v1/datasets', { body: { x: [[[1], [2]]], y: [[1], [2]] } });
     expect(bad.status).toBe(400);
     expect(bad.json.error.issues[0]).toMatchObject({ path: 'y', expected: 'shape [1, O]' });
-    const csv = await http(api.url, 'POST', '/v1/datasets', { raw: 'sample,step,x0,y0\na,0,1,2\na,1,oops,3\n', headers: { 'content-type': 'text/csv' } });
+    const csv = await http(api.url, 'POST', '/v1/datasets', {
+      raw: 'sample,step,x0,y0\na,0,1,2\na,1,oops,3\n',
+      headers: { 'content-type': 'text/csv' },
+    });
     expect(csv.status).toBe(400);
     expect(csv.json.error.issues[0]).toMatchObject({ path: 'line 3.x0', received: '"oops"' });
-    const big = await http(api.url, 'POST', '/v1/datasets', { body: { x: Array.from({ length: 8000 }, () => [[Math.random(), Math.random()], [Math.random(), Math.random()]]), y: [] } });
+    const big = await http(api.url, 'POST', '/v1/datasets', {
+      body: {
+        x: Array.from({ length: 8000 }, () => [
+          [Math.random(), Math.random()],
+          [Math.random(), Math.random()],
+        ]),
+        y: [],
+      },
+    });
     expect(big.status).toBe(413);
     expect(big.json.error.code).toBe('payload_too_large');
-    const xml = await http(api.url, 'POST', '/v1/datasets', { raw: '<x/>', headers: { 'content-type': 'application/xml' } });
+    const xml = await http(api.url, 'POST', '/v1/datasets', {
+      raw: '<x/>',
+      headers: { 'content-type': 'application/xml' },
+    });
     expect(xml.status).toBe(415);
   });
 });
@@ -186,12 +269,21 @@ describe('GET /v1/workers', () => {
   test('lists workers from live heartbeats only', async () => {
     const keys = redisKeys(api.prefix);
     const hb = (id: string): WorkerHeartbeat => ({
-      id, backend: 'tensorflow', gpu: true, device: 'NVIDIA H100', host: 'gpu-box', pid: 4242,
-      queues: ['gpu', 'any'], currentJobId: null, startedAt: Date.now() - 1000, at: Date.now(),
+      id,
+      backend: 'tensorflow',
+      gpu: true,
+      device: 'NVIDIA H100',
+      host: 'gpu-box',
+      pid: 4242,
+      queues: ['gpu', 'any'],
+      currentJobId: null,
+      startedAt: Date.now() - 1000,
+      at: Date.now(),
     });
     const live = hb(`w-${randomUUID()}`);
     const dead = hb(`w-${randomUUID()}`);
-    await redis.multi()
+    await redis
+      .multi()
       .set(keys.worker(live.id), JSON.stringify(live), 'PX', HEARTBEAT_TTL_MS)
       .zadd(keys.workers(), Date.now() + HEARTBEAT_TTL_MS, live.id)
       .set(keys.worker(dead.id), JSON.stringify(dead), 'PX', HEARTBEAT_TTL_MS)
@@ -224,7 +316,10 @@ describe('the process', () => {
   });
 
   test('an invalid environment stops start-up with a message naming the variable', async () => {
-    const child = spawn(process.execPath, [MAIN], { env: { PATH: process.env.PATH ?? '', PORT: 'eighty', QUEUE_PREFIX: 'a:b' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [MAIN], {
+      env: { PATH: process.env.PATH ?? '', PORT: 'eighty', QUEUE_PREFIX: 'a:b' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let out = '';
     child.stdout.on('data', (d) => (out += d));
     child.stderr.on('data', (d) => (out += d));

@@ -11,7 +11,12 @@ let redis: Redis;
 let queue: Queue;
 
 beforeAll(async () => {
-  api = await startApi({ JOB_KEEP_COMPLETED_SEC: '120', JOB_KEEP_COMPLETED_COUNT: '5', JOB_KEEP_FAILED_SEC: '60', JOB_KEEP_FAILED_COUNT: '7' });
+  api = await startApi({
+    JOB_KEEP_COMPLETED_SEC: '120',
+    JOB_KEEP_COMPLETED_COUNT: '5',
+    JOB_KEEP_FAILED_SEC: '60',
+    JOB_KEEP_FAILED_COUNT: '7',
+  });
   redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
   queue = new Queue('any', { connection: { url: REDIS_URL }, prefix: api.prefix });
 });
@@ -74,7 +79,11 @@ test('an Idempotency-Key whose job is past retention starts over; one still in f
   // replay it or answer 409, never a job each.
   await redis.del(keys.jobMeta(again.json.id));
   await redis.expire(idemKey, 3600);
-  const retries = await Promise.all(Array.from({ length: 8 }, () => http(api.url, 'POST', '/v1/jobs/train', { body: CANONICAL_TRAIN_EXAMPLE, headers })));
+  const retries = await Promise.all(
+    Array.from({ length: 8 }, () =>
+      http(api.url, 'POST', '/v1/jobs/train', { body: CANONICAL_TRAIN_EXAMPLE, headers }),
+    ),
+  );
   expect(retries.every((r) => r.status === 202 || r.status === 409)).toBe(true);
   const started = new Set(retries.filter((r) => r.status === 202).map((r) => r.json.id as string));
   expect(started.size).toBe(1);

@@ -3,7 +3,6 @@ import { join } from 'node:path';
 import { DEFAULT_LIMITS, limitEnvName } from '@relu-lstm/jobs';
 import { ConfigError, isLoopback, loadConfig } from '../src/config';
 import { KeyRing, parseApiKeys, sha256 } from '../src/http/api-keys';
-import { parseDatasetCsv } from '../src/datasets/csv';
 import { ROUTES, accessOf, accessRules, type RouteSpec } from '../src/routes';
 
 describe('loadConfig', () => {
@@ -26,7 +25,13 @@ describe('loadConfig', () => {
   });
 
   test('sizes, limits and empty values', () => {
-    const c = loadConfig({ BODY_LIMIT: '512kb', DATASET_BODY_LIMIT: '2mb', PORT: '', LIMIT_MAX_HIDDEN_SIZE: '64', JOB_ATTEMPTS_TRAIN: '5' });
+    const c = loadConfig({
+      BODY_LIMIT: '512kb',
+      DATASET_BODY_LIMIT: '2mb',
+      PORT: '',
+      LIMIT_MAX_HIDDEN_SIZE: '64',
+      JOB_ATTEMPTS_TRAIN: '5',
+    });
     expect(c.bodyLimit).toBe(512 * 1024);
     expect(c.datasetBodyLimit).toBe(2 * 1024 * 1024);
     expect(c.port).toBe(3000);
@@ -36,7 +41,9 @@ describe('loadConfig', () => {
   });
 
   test('every bad variable is named', () => {
-    expect(() => loadConfig({ PORT: '70000', REDIS_URL: 'http://x', BODY_LIMIT: 'lots', QUEUE_PREFIX: 'has space' })).toThrow(ConfigError);
+    expect(() =>
+      loadConfig({ PORT: '70000', REDIS_URL: 'http://x', BODY_LIMIT: 'lots', QUEUE_PREFIX: 'has space' }),
+    ).toThrow(ConfigError);
     try {
       loadConfig({ PORT: '70000', REDIS_URL: 'http://x', BODY_LIMIT: 'lots', QUEUE_PREFIX: 'has space' });
     } catch (e) {
@@ -50,7 +57,8 @@ describe('API keys and the listen address', () => {
 
   test('no keys: loopback only; HOST=0.0.0.0 or a LAN address is refused, naming the way out', () => {
     expect(loadConfig({}).apiKeys).toEqual([]);
-    for (const host of ['127.0.0.1', 'localhost', '::1', '[::1]', '127.0.0.2']) expect(loadConfig({ HOST: host }).host).toBe(host);
+    for (const host of ['127.0.0.1', 'localhost', '::1', '[::1]', '127.0.0.2'])
+      expect(loadConfig({ HOST: host }).host).toBe(host);
     for (const host of ['0.0.0.0', '::', '192.0.2.2', 'example.com']) {
       expect(isLoopback(host)).toBe(false);
       expect(() => loadConfig({ HOST: host })).toThrow(/refusing to listen on HOST=.* without API keys.*API_KEYS/);
@@ -63,24 +71,42 @@ describe('API keys and the listen address', () => {
       '/keys.txt': `# rotation: two keys for beta\nbeta:${hex('kb1')}\nbeta:${hex('kb2')}\n`,
       '/keys.json': JSON.stringify([{ tenant: 'gamma', sha256: hex('kg') }]),
     };
-    const read = (p: string) => files[p] ?? (() => { throw Object.assign(new Error('nope'), { code: 'ENOENT' }); })();
+    const read = (p: string) =>
+      files[p] ??
+      (() => {
+        throw Object.assign(new Error('nope'), { code: 'ENOENT' });
+      })();
     const c = loadConfig({ API_KEYS: `alpha:${hex('ka')}`, API_KEYS_FILE: '/keys.txt' }, read);
     expect(c.apiKeys.map((k) => k.tenant)).toEqual(['alpha', 'beta', 'beta']);
     expect(JSON.stringify(c)).not.toMatch(/"ka"|kb1/);
     const ring = new KeyRing(c.apiKeys, null);
-    expect([ring.tenantOf('ka'), ring.tenantOf('kb1'), ring.tenantOf('kb2'), ring.tenantOf('kx'), ring.tenantOf('')]).toEqual(['alpha', 'beta', 'beta', null, null]);
+    expect([
+      ring.tenantOf('ka'),
+      ring.tenantOf('kb1'),
+      ring.tenantOf('kb2'),
+      ring.tenantOf('kx'),
+      ring.tenantOf(''),
+    ]).toEqual(['alpha', 'beta', 'beta', null, null]);
     expect(ring.tenants()).toEqual(['alpha', 'beta']);
     expect(new KeyRing(loadConfig({ API_KEYS_FILE: '/keys.json' }, read).apiKeys, null).tenantOf('kg')).toBe('gamma');
-    expect(() => loadConfig({ API_KEYS_FILE: '/missing' }, read)).toThrow(/API_KEYS_FILE: cannot read \/missing \(ENOENT\)/);
+    expect(() => loadConfig({ API_KEYS_FILE: '/missing' }, read)).toThrow(
+      /API_KEYS_FILE: cannot read \/missing \(ENOENT\)/,
+    );
   });
 
   test('a plain key, a bad tenant, a hash shared by two tenants or a bad admin hash stop start-up without echoing the value', () => {
     const bad: Array<[Record<string, string>, RegExp]> = [
-      [{ API_KEYS: 'acme:my-plain-secret-key' }, /API_KEYS entry 1 \(tenant acme\): expected the 64-hex-digit SHA-256 of the key, got 19 characters/],
+      [
+        { API_KEYS: 'acme:my-plain-secret-key' },
+        /API_KEYS entry 1 \(tenant acme\): expected the 64-hex-digit SHA-256 of the key, got 19 characters/,
+      ],
       [{ API_KEYS: `a:b:${hex('k')}` }, /entry 1 \(tenant a\): expected the 64-hex-digit/],
       [{ API_KEYS: `../x:${hex('k')}` }, /entry 1: expected <tenant>:<sha256 hex of the key>/],
       [{ API_KEYS: `a:${hex('k')},b:${hex('k')}` }, /one key hash is configured for both tenant a and tenant b/],
-      [{ ADMIN_KEY_HASH: 'admin-secret' }, /ADMIN_KEY_HASH: expected the 64-hex-digit SHA-256 of the admin key \(got 12 characters\)/],
+      [
+        { ADMIN_KEY_HASH: 'admin-secret' },
+        /ADMIN_KEY_HASH: expected the 64-hex-digit SHA-256 of the admin key \(got 12 characters\)/,
+      ],
       [{ REDIS_URL: 'http://:hunter2@x' }, /REDIS_URL: .* \(got 17 characters\)/],
     ];
     for (const [env, message] of bad) {
@@ -91,14 +117,21 @@ describe('API keys and the listen address', () => {
   });
 
   test('admin key, rate limits and the job quota from the environment', () => {
-    const c = loadConfig({ ADMIN_KEY_HASH: hex('adm'), RATE_LIMIT_RPS: '50', RATE_LIMIT_ANON_RPS: '0', MAX_QUEUED_JOBS_PER_TENANT: '7' });
+    const c = loadConfig({
+      ADMIN_KEY_HASH: hex('adm'),
+      RATE_LIMIT_RPS: '50',
+      RATE_LIMIT_ANON_RPS: '0',
+      MAX_QUEUED_JOBS_PER_TENANT: '7',
+    });
     expect(new KeyRing([], c.adminKeyHash).isAdmin('adm')).toBe(true);
     expect(new KeyRing([], c.adminKeyHash).isAdmin('adm ')).toBe(false);
     expect(c.rateLimit).toEqual({ tenant: { rps: 50, burst: 100 }, anonymous: { rps: 0, burst: 20 } });
     expect(c.maxLiveJobsPerTenant).toBe(7);
     expect(loadConfig({}).rateLimit.tenant).toEqual({ rps: 1000, burst: 2000 });
     expect(loadConfig({}).maxLiveJobsPerTenant).toBe(200);
-    expect(() => loadConfig({ MAX_QUEUED_JOBS_PER_TENANT: '-1', RATE_LIMIT_RPS: 'fast' })).toThrow(/MAX_QUEUED_JOBS_PER_TENANT[\s\S]*RATE_LIMIT_RPS|RATE_LIMIT_RPS[\s\S]*MAX_QUEUED_JOBS_PER_TENANT/);
+    expect(() => loadConfig({ MAX_QUEUED_JOBS_PER_TENANT: '-1', RATE_LIMIT_RPS: 'fast' })).toThrow(
+      /MAX_QUEUED_JOBS_PER_TENANT[\s\S]*RATE_LIMIT_RPS|RATE_LIMIT_RPS[\s\S]*MAX_QUEUED_JOBS_PER_TENANT/,
+    );
   });
 
   test('parseApiKeys skips blanks and comments, accepts commas and newlines', () => {
@@ -110,7 +143,14 @@ describe('API keys and the listen address', () => {
 
 describe('access rules from the route table', () => {
   test('a request path takes the rule of the route it reaches, as Express matches it', () => {
-    const cases = ['/health', '/HEALTH/', '/v1/admin/overview', '/V1/Admin/Overview/', '/v1/jobs', `/v1/jobs/abc/artifacts/model.json`];
+    const cases = [
+      '/health',
+      '/HEALTH/',
+      '/v1/admin/overview',
+      '/V1/Admin/Overview/',
+      '/v1/jobs',
+      `/v1/jobs/abc/artifacts/model.json`,
+    ];
     expect(cases.map((p) => [p, accessOf(p)])).toEqual([
       ['/health', 'public'],
       ['/HEALTH/', 'public'],
@@ -122,7 +162,16 @@ describe('access rules from the route table', () => {
   });
 
   test('paths no route matches take the tenant rule, whatever they look like', () => {
-    for (const p of ['/', '/health/x', '/healthz', '/x/health', '/v1/admin', '/v1/admin/overview/x', '/v1/jobs/a/b/c/d/e']) expect([p, accessOf(p)]).toEqual([p, 'tenant']);
+    for (const p of [
+      '/',
+      '/health/x',
+      '/healthz',
+      '/x/health',
+      '/v1/admin',
+      '/v1/admin/overview/x',
+      '/v1/jobs/a/b/c/d/e',
+    ])
+      expect([p, accessOf(p)]).toEqual([p, 'tenant']);
   });
 
   test('every route of the table is reached by its own path', () => {
@@ -130,36 +179,16 @@ describe('access rules from the route table', () => {
   });
 
   test('one path with two rules is refused', () => {
-    const route = (method: RouteSpec['method'], access: RouteSpec['access']): RouteSpec => ({ method, path: '/v1/x/:id', access, summary: '', responses: {} });
-    expect(() => accessRules([route('GET', 'tenant'), route('DELETE', 'admin')])).toThrow('routes: /v1/x/:id has two access rules (tenant and admin)');
+    const route = (method: RouteSpec['method'], access: RouteSpec['access']): RouteSpec => ({
+      method,
+      path: '/v1/x/:id',
+      access,
+      summary: '',
+      responses: {},
+    });
+    expect(() => accessRules([route('GET', 'tenant'), route('DELETE', 'admin')])).toThrow(
+      'routes: /v1/x/:id has two access rules (tenant and admin)',
+    );
     expect(accessRules([route('GET', 'admin'), route('DELETE', 'admin')])('/v1/x/7')).toBe('admin');
-  });
-});
-
-describe('dataset CSV', () => {
-  test('per-step targets, header columns in any order', () => {
-    const r = parseDatasetCsv('sample,step,y0,x1,x0\n1,0,0.5,2,1\n1,1,0.6,4,3\n');
-    expect(r).toEqual({ ok: true, value: { x: [[[1, 2], [3, 4]]], y: [[[0.5], [0.6]]] } });
-  });
-
-  test('one target per sequence, ragged lengths padded', () => {
-    const r = parseDatasetCsv('sample,step,x0,y0,y1\r\na,0,1,,\r\na,1,2,7,8\r\nb,0,3,9,10\r\n');
-    expect(r).toEqual({ ok: true, value: { x: [[[1], [2]], [[3], [0]]], y: [[7, 8], [9, 10]], lengths: [2, 1] } });
-  });
-
-  test.each([
-    ['', 'line 1', 'empty upload'],
-    ['sample,step,x0\n', 'line 1', 'no y columns'],
-    ['sample,step,x0,x2,y0\n', 'line 1.x1', 'missing column'],
-    ['sample,step,x0,y0,z\n', 'line 1.z', 'unknown column'],
-    ['sample,step,x0,y0\na,1,1,1\n', 'line 2.step', 'steps of a sample'],
-    ['sample,step,x0,y0\na,0,1\n', 'line 2', 'wrong number of cells'],
-    ['sample,step,x0,y0\na,0,1,\na,1,2,\n', 'line 3.y0', "missing target on a sample's last row"],
-    ['sample,step,x0,y0\na,0,1,5\na,1,2,\n', 'line 2.y0', 'targets on every row'],
-    ['sample,step,x0,y0\na,0,NaN,1\n', 'line 2.x0', 'not a finite number'],
-  ])('%j -> %s', (csv, path, message) => {
-    const r = parseDatasetCsv(csv);
-    expect(r.ok).toBe(false);
-    if (!r.ok) expect(r.issues[0]).toMatchObject({ path, message: expect.stringContaining(message) });
   });
 });

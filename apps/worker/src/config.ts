@@ -159,7 +159,8 @@ export const WORKER_ENV = {
     default: 2000,
   }),
   DIVERGED_LOSS_FACTOR: envVar({
-    description: "a completed training whose final loss is not finite or above this times its first epoch's is flagged diverged",
+    description:
+      "a completed training whose final loss is not finite or above this times its first epoch's is flagged diverged",
     default: '10',
     parse: between(1, Number.MAX_VALUE),
   }),

@@ -4,7 +4,13 @@
  * (so a reader can drop ids whose worker died without saying goodbye). Removed on clean shutdown.
  */
 import * as os from 'node:os';
-import { Inject, Injectable, Logger, type BeforeApplicationShutdown, type OnApplicationBootstrap } from '@nestjs/common';
+import {
+  Inject,
+  Injectable,
+  Logger,
+  type BeforeApplicationShutdown,
+  type OnApplicationBootstrap,
+} from '@nestjs/common';
 import { WorkerHeartbeatSchema, type WorkerHeartbeat } from '@relu-lstm/jobs';
 import { WORKER_CONFIG, type WorkerConfig } from './config';
 import { QueueConsumer } from './jobs/consumer';
@@ -12,6 +18,7 @@ import { RedisService } from './redis';
 
 const VERSION: string = (() => {
   try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- outside rootDir: read at run time, not compiled in
     return (require('../package.json') as { version: string }).version;
   } catch {
     return 'unknown';

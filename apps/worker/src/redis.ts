@@ -25,7 +25,10 @@ export class RedisService implements OnApplicationShutdown {
 
   constructor(@Inject(WORKER_CONFIG) config: WorkerConfig) {
     this.keys = redisKeys(config.queuePrefix);
-    this.connection = new Redis(config.redisUrl, { maxRetriesPerRequest: null, connectionName: `relu-lstm-worker:${config.workerId}` });
+    this.connection = new Redis(config.redisUrl, {
+      maxRetriesPerRequest: null,
+      connectionName: `relu-lstm-worker:${config.workerId}`,
+    });
     let lastError = '';
     this.connection.on('error', (err: Error) => {
       // ioredis reports every failed reconnection; say it once per distinct message.

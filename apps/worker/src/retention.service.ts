@@ -9,7 +9,13 @@
  *     period: one sweep per period across all workers) removes what is left of expired jobs and the
  *     records of jobs BullMQ trimmed by count, their artifacts included.
  */
-import { Inject, Injectable, Logger, type BeforeApplicationShutdown, type OnApplicationBootstrap } from '@nestjs/common';
+import {
+  Inject,
+  Injectable,
+  Logger,
+  type BeforeApplicationShutdown,
+  type OnApplicationBootstrap,
+} from '@nestjs/common';
 import { Queue, type Job } from 'bullmq';
 import {
   expireJobRecords,
@@ -64,7 +70,8 @@ export class RetentionService implements OnApplicationBootstrap, BeforeApplicati
   /** One sweep when this worker gets the lock; null when another worker holds it. */
   async sweepIfLeader(): Promise<RetentionSweepReport | null> {
     const { connection, keys } = this.redis;
-    if (!(await tryLock(connection, keys.retentionLock(), this.config.workerId, this.config.retentionSweepMs))) return null;
+    if (!(await tryLock(connection, keys.retentionLock(), this.config.workerId, this.config.retentionSweepMs)))
+      return null;
     const report = await sweepRetention({
       redis: connection,
       keys,

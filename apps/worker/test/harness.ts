@@ -56,7 +56,8 @@ export class Harness {
     private readonly baseEnv: Record<string, string> = {},
     readonly redisUrl: string = REDIS_URL,
   ) {
-    if (!existsSync(WORKER_MAIN)) throw new Error(`${WORKER_MAIN} is missing: run \`npm run build\` first (npm test does)`);
+    if (!existsSync(WORKER_MAIN))
+      throw new Error(`${WORKER_MAIN} is missing: run \`npm run build\` first (npm test does)`);
     this.redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
     this.events = new RedisJobEventStream(this.redis, this.keys);
   }
@@ -78,7 +79,11 @@ export class Harness {
   }
 
   /** Produces a job the way the api does (records, `queued` event, then the BullMQ job), validated under the default limits. */
-  async submit<T extends JobType>(type: T, payload: PayloadOf<T>, options: { policy?: JobPolicy } = {}): Promise<string> {
+  async submit<T extends JobType>(
+    type: T,
+    payload: PayloadOf<T>,
+    options: { policy?: JobPolicy } = {},
+  ): Promise<string> {
     const plan = planJob(type, payload, { limits: contract.limits, ...options });
     await produceJob({ redis: this.redis, keys: this.keys, queue: (q) => this.queue(q) }, plan);
     return plan.id;
@@ -104,7 +109,9 @@ export class Harness {
     let out = '';
     proc.stdout!.on('data', (b: Buffer) => (out += b.toString()));
     proc.stderr!.on('data', (b: Buffer) => (out += b.toString()));
-    const exited = new Promise<number | string>((resolve) => proc.on('exit', (code, signal) => resolve(signal ?? code ?? -1)));
+    const exited = new Promise<number | string>((resolve) =>
+      proc.on('exit', (code, signal) => resolve(signal ?? code ?? -1)),
+    );
     const w: WorkerProcess = { proc, output: () => out, exited };
     this.workers.push(w);
     return w;
@@ -113,7 +120,12 @@ export class Harness {
   /** Starts a worker and waits until its BullMQ workers are consuming. */
   async startReadyWorker(env: Record<string, string> = {}, timeoutMs = 60_000): Promise<WorkerProcess> {
     const w = this.startWorker(env);
-    await waitFor(() => /consuming/.test(w.output()), timeoutMs, () => `worker did not start:\n${w.output()}`, w);
+    await waitFor(
+      () => /consuming/.test(w.output()),
+      timeoutMs,
+      () => `worker did not start:\n${w.output()}`,
+      w,
+    );
     return w;
   }
 
@@ -130,7 +142,12 @@ export class Harness {
   }
 
   /** Waits until the job's stream holds an event matching `pred`; returns all events so far. */
-  async waitForEvent(jobId: string, pred: (e: JobEvent) => boolean, timeoutMs: number, worker?: WorkerProcess): Promise<JobEvent[]> {
+  async waitForEvent(
+    jobId: string,
+    pred: (e: JobEvent) => boolean,
+    timeoutMs: number,
+    worker?: WorkerProcess,
+  ): Promise<JobEvent[]> {
     let events: JobEvent[] = [];
     await waitFor(
       async () => {
@@ -138,14 +155,20 @@ export class Harness {
         return events.some(pred);
       },
       timeoutMs,
-      () => `no matching event for job ${jobId} within ${timeoutMs} ms; events: ${JSON.stringify(events.map(brief))}${worker ? `\nworker output:\n${worker.output()}` : ''}`,
+      () =>
+        `no matching event for job ${jobId} within ${timeoutMs} ms; events: ${JSON.stringify(events.map(brief))}${worker ? `\nworker output:\n${worker.output()}` : ''}`,
     );
     return events;
   }
 
   /** Waits for the job's terminal state event. */
   waitForEnd(jobId: string, timeoutMs: number, worker?: WorkerProcess): Promise<JobEvent[]> {
-    return this.waitForEvent(jobId, (e) => e.type === 'state' && ['completed', 'failed', 'cancelled'].includes(e.state), timeoutMs, worker);
+    return this.waitForEvent(
+      jobId,
+      (e) => e.type === 'state' && ['completed', 'failed', 'cancelled'].includes(e.state),
+      timeoutMs,
+      worker,
+    );
   }
 
   async close(): Promise<void> {
@@ -166,11 +189,17 @@ export class Harness {
   }
 }
 
-export async function waitFor(cond: () => boolean | Promise<boolean>, timeoutMs: number, message: () => string, worker?: WorkerProcess): Promise<void> {
+export async function waitFor(
+  cond: () => boolean | Promise<boolean>,
+  timeoutMs: number,
+  message: () => string,
+  worker?: WorkerProcess,
+): Promise<void> {
   const end = Date.now() + timeoutMs;
   for (;;) {
     if (await cond()) return;
-    if (worker && worker.proc.exitCode !== null) throw new Error(`worker exited (${worker.proc.exitCode}):\n${worker.output()}`);
+    if (worker && worker.proc.exitCode !== null)
+      throw new Error(`worker exited (${worker.proc.exitCode}):\n${worker.output()}`);
     if (Date.now() > end) throw new Error(message());
     await new Promise((r) => setTimeout(r, 100));
   }
@@ -188,7 +217,8 @@ export function brief(e: JobEvent): string {
  * 3 steps: a job whose run costs next to nothing, for tests of what surrounds it.
  */
 export function tinyInlineInfer(hidden: number, outputSize = 1): PayloadOf<'infer'> {
-  const filled = (rows: number, cols: number, v: number) => Array.from({ length: rows }, (_, i) => Array.from({ length: cols }, (_, j) => v * ((i + j) % 3)));
+  const filled = (rows: number, cols: number, v: number) =>
+    Array.from({ length: rows }, (_, i) => Array.from({ length: cols }, (_, j) => v * ((i + j) % 3)));
   return contract.InferPayload.parse({
     model: {
       config: { inputSize: 1, hiddenSize: hidden, outputSize },

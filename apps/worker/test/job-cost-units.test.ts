@@ -68,7 +68,10 @@ describe('estimateJobCost', () => {
 
   it('the worker refuses the same job with resource_exhausted, and cannot size an infer naming a trained model', () => {
     expect(
-      budgetRefusal({ type: 'train', tenant: 't', limits: DEFAULT_LIMITS, payload: train({ hiddenSize: 4096, numLayers: 16 }) }, 4096),
+      budgetRefusal(
+        { type: 'train', tenant: 't', limits: DEFAULT_LIMITS, payload: train({ hiddenSize: 4096, numLayers: 16 }) },
+        4096,
+      ),
     ).toMatchObject({ code: 'resource_exhausted' });
     expect(budgetRefusal({ type: 'train', tenant: 't', limits: DEFAULT_LIMITS, payload: train({}) }, 4096)).toBeNull();
     const infer = contract.InferPayload.parse({ modelJobId: '00000000-0000-4000-8000-000000000001', inputs: [[[1]]] });

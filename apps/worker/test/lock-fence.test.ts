@@ -29,7 +29,14 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-const record = (stage: string, attempt: number): Publication => ({ stage, names: ['model.safetensors', 'config.json'], attempt, workerId: `w${attempt}`, at: Date.now(), result: { attempt } });
+const record = (stage: string, attempt: number): Publication => ({
+  stage,
+  names: ['model.safetensors', 'config.json'],
+  attempt,
+  workerId: `w${attempt}`,
+  at: Date.now(),
+  result: { attempt },
+});
 
 it("names BullMQ's lock key", () => {
   expect(lockKeyOf({ id: 'j1', prefix: 'p', queueName: 'any' })).toBe('p:any:j1:lock');

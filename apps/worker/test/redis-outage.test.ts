@@ -42,7 +42,24 @@ function freePort(): Promise<number> {
 
 /** The test's own Redis: AOF on, fsync at every write, no RDB snapshots, in a temporary directory. */
 async function startRedis(port: number, dir: string): Promise<ChildProcess> {
-  const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'yes', '--appendfsync', 'always', '--dir', dir], { stdio: 'ignore' });
+  const proc = spawn(
+    'redis-server',
+    [
+      '--port',
+      String(port),
+      '--bind',
+      '127.0.0.1',
+      '--save',
+      '',
+      '--appendonly',
+      'yes',
+      '--appendfsync',
+      'always',
+      '--dir',
+      dir,
+    ],
+    { stdio: 'ignore' },
+  );
   const probe = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
   try {
     await waitFor(
@@ -64,15 +81,30 @@ async function startRedis(port: number, dir: string): Promise<ChildProcess> {
   return proc;
 }
 
-function http(url: string, method: string, route: string, body?: unknown): Promise<{ status: number; json: any; ms: number }> {
+function http(
+  url: string,
+  method: string,
+  route: string,
+  body?: unknown,
+): Promise<{ status: number; json: any; ms: number }> {
   const t0 = Date.now();
   return new Promise((resolve, reject) => {
     const data = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
-    const req = request(`${url}${route}`, { method, headers: data ? { 'content-type': 'application/json', 'content-length': data.length } : {}, timeout: 15_000 }, (res) => {
-      let text = '';
-      res.on('data', (c) => (text += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, json: text ? JSON.parse(text) : null, ms: Date.now() - t0 }));
-    });
+    const req = request(
+      `${url}${route}`,
+      {
+        method,
+        headers: data ? { 'content-type': 'application/json', 'content-length': data.length } : {},
+        timeout: 15_000,
+      },
+      (res) => {
+        let text = '';
+        res.on('data', (c) => (text += c));
+        res.on('end', () =>
+          resolve({ status: res.statusCode ?? 0, json: text ? JSON.parse(text) : null, ms: Date.now() - t0 }),
+        );
+      },
+    );
     req.on('timeout', () => req.destroy(new Error(`${method} ${route}: no answer in 15 s`)));
     req.on('error', reject);
     req.end(data);
@@ -109,13 +141,26 @@ describe('Redis down for 10 s', () => {
   it('the api answers 503 fast, the workers reconnect, and every acknowledged job completes', async () => {
     const workers: WorkerProcess[] = await Promise.all([h.startReadyWorker(), h.startReadyWorker()]);
     api = spawn(process.execPath, [API_MAIN], {
-      env: { PATH: process.env.PATH ?? '', NO_COLOR: '1', PORT: '0', HOST: '127.0.0.1', REDIS_URL: h.redisUrl, QUEUE_PREFIX: h.prefix, ARTIFACT_DIR: h.artifactDir, DATASET_DIR: h.datasetDir },
+      env: {
+        PATH: process.env.PATH ?? '',
+        NO_COLOR: '1',
+        PORT: '0',
+        HOST: '127.0.0.1',
+        REDIS_URL: h.redisUrl,
+        QUEUE_PREFIX: h.prefix,
+        ARTIFACT_DIR: h.artifactDir,
+        DATASET_DIR: h.datasetDir,
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     api.stdout!.on('data', (d) => (apiOut += d));
     api.stderr!.on('data', (d) => (apiOut += d));
     let url = '';
-    await waitFor(() => Boolean((url = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(apiOut)?.[1] ?? '')), 30_000, () => `api did not start:\n${apiOut}`);
+    await waitFor(
+      () => Boolean((url = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(apiOut)?.[1] ?? '')),
+      30_000,
+      () => `api did not start:\n${apiOut}`,
+    );
 
     // Four jobs acknowledged before the outage: two run (one per worker), two wait.
     const ids: string[] = [];
@@ -124,7 +169,13 @@ describe('Redis down for 10 s', () => {
       expect(r.status).toBe(202);
       ids.push(r.json.id);
     }
-    await waitFor(async () => (await Promise.all(ids.map((id) => h.allEvents(id)))).filter((ev) => ev.some((e) => e.type === 'metric')).length >= 2, 60_000, () => 'two jobs never started');
+    await waitFor(
+      async () =>
+        (await Promise.all(ids.map((id) => h.allEvents(id)))).filter((ev) => ev.some((e) => e.type === 'metric'))
+          .length >= 2,
+      60_000,
+      () => 'two jobs never started',
+    );
 
     // Outage: Redis crashes.
     redis.kill('SIGKILL');
@@ -134,7 +185,10 @@ describe('Redis down for 10 s', () => {
     while (Date.now() - downAt < OUTAGE_MS - 1500) {
       const post = await http(url, 'POST', '/v1/jobs/train', TRAIN);
       const health = await http(url, 'GET', '/health');
-      answers.push({ route: 'POST /v1/jobs/train', status: post.status, ms: post.ms }, { route: 'GET /health', status: health.status, ms: health.ms });
+      answers.push(
+        { route: 'POST /v1/jobs/train', status: post.status, ms: post.ms },
+        { route: 'GET /health', status: health.status, ms: health.ms },
+      );
       await new Promise((r) => setTimeout(r, 1000));
     }
     await new Promise((r) => setTimeout(r, Math.max(0, downAt + OUTAGE_MS - Date.now())));
@@ -144,16 +198,29 @@ describe('Redis down for 10 s', () => {
     redis = await startRedis(port, dir);
     const upAt = Date.now();
     const downMs = upAt - downAt;
-    await waitFor(async () => (await http(url, 'GET', '/health')).status === 200, 30_000, () => `the api did not see Redis again:\n${apiOut}`);
+    await waitFor(
+      async () => (await http(url, 'GET', '/health')).status === 200,
+      30_000,
+      () => `the api did not see Redis again:\n${apiOut}`,
+    );
     const apiBackMs = Date.now() - upAt;
 
     const ends = await Promise.all(ids.map((id) => h.waitForEnd(id, 240_000)));
     const lastState = (ev: JobEvent[]) => ev.filter((e): e is StateEvent => e.type === 'state').pop()!;
     expect(ends.map((ev) => lastState(ev).state)).toEqual(['completed', 'completed', 'completed', 'completed']);
-    expect(ends.map((ev) => ev.filter((e) => e.type === 'state' && e.state === 'completed').length)).toEqual([1, 1, 1, 1]);
-    const firstMetricAfter = Math.min(...ends.flat().filter((e) => e.type === 'metric' && e.at > upAt).map((e) => e.at));
+    expect(ends.map((ev) => ev.filter((e) => e.type === 'state' && e.state === 'completed').length)).toEqual([
+      1, 1, 1, 1,
+    ]);
+    const firstMetricAfter = Math.min(
+      ...ends
+        .flat()
+        .filter((e) => e.type === 'metric' && e.at > upAt)
+        .map((e) => e.at),
+    );
     // The locks (30 s) outlived the outage: no job was taken for stalled or started over.
-    expect(ends.map((ev) => ev.filter((e) => e.type === 'state' && e.state === 'running').length)).toEqual([1, 1, 1, 1]);
+    expect(ends.map((ev) => ev.filter((e) => e.type === 'state' && e.state === 'running').length)).toEqual([
+      1, 1, 1, 1,
+    ]);
     expect(ends.flat().filter((e) => e.type === 'log' && (e.code === 'stalled' || e.code === 'resumed'))).toEqual([]);
     for (const w of workers) {
       expect(w.proc.exitCode).toBeNull();
@@ -172,8 +239,11 @@ describe('Redis down for 10 s', () => {
     );
     for (const w of workers) {
       w.proc.kill('SIGTERM');
-      const code = await Promise.race([w.exited, new Promise((r) => setTimeout(() => r('no exit within 30 s'), 30_000))]);
-      if (code !== 0) throw new Error(`worker did not exit 0 on SIGTERM (${code}):\n${w.output()}`);
+      const code = await Promise.race([
+        w.exited,
+        new Promise((r) => setTimeout(() => r('no exit within 30 s'), 30_000)),
+      ]);
+      if (code !== 0) throw new Error(`worker did not exit 0 on SIGTERM (${String(code)}):\n${w.output()}`);
     }
   });
 });

@@ -54,7 +54,10 @@ describe('cancel', () => {
     await h.waitForEvent(id, (e) => e.type === 'log' && e.code === 'checkpoint', 30_000, worker);
     // Its heartbeat names the job it runs.
     await waitFor(
-      async () => (await h.redis.mget(...(await h.redis.zrange(h.keys.workers(), 0, '-1')).map((w) => h.keys.worker(w)))).some((hb) => hb !== null && JSON.parse(hb).currentJobId === id),
+      async () =>
+        (await h.redis.mget(...(await h.redis.zrange(h.keys.workers(), 0, '-1')).map((w) => h.keys.worker(w)))).some(
+          (hb) => hb !== null && JSON.parse(hb).currentJobId === id,
+        ),
       5_000,
       () => 'no heartbeat names the running job',
     );
@@ -88,15 +91,16 @@ describe('cancel', () => {
   it('runs one job at a time across its queues: an infer job on `cpu` waits for a training on `any`', async () => {
     const train = await h.submit('train', payload(6));
     await h.waitForEvent(train, (e) => e.type === 'metric', 30_000, worker);
-    const infer = await h.submit(
-      'infer',
-      { ...tinyInlineInfer(1), device: 'cpu' },
-    );
+    const infer = await h.submit('infer', { ...tinyInlineInfer(1), device: 'cpu' });
     const trainEvents = await h.waitForEnd(train, 30_000, worker);
     const inferEvents = await h.waitForEnd(infer, 30_000, worker);
     const lastMetric = trainEvents.filter((e) => e.type === 'metric').pop()!;
     const inferRunning = inferEvents.find((e): e is StateEvent => e.type === 'state' && e.state === 'running')!;
-    expect(inferEvents.filter((e) => e.type === 'state').map(brief)).toEqual(['state:queued', 'state:running', 'state:completed']);
+    expect(inferEvents.filter((e) => e.type === 'state').map(brief)).toEqual([
+      'state:queued',
+      'state:running',
+      'state:completed',
+    ]);
     expect(inferRunning.at).toBeGreaterThanOrEqual(lastMetric.at);
   });
 
@@ -107,7 +111,10 @@ describe('cancel', () => {
       await h.redis.set(h.keys.cancel(id), JSON.stringify({ requestedAt: Date.now() }));
       worker.proc.kill('SIGCONT');
       const events = await h.waitForEnd(id, 20_000, worker);
-      expect(events.filter((e) => e.type === 'state').map(brief)).toEqual(['state:queued', 'state:cancelled(cancelled)']);
+      expect(events.filter((e) => e.type === 'state').map(brief)).toEqual([
+        'state:queued',
+        'state:cancelled(cancelled)',
+      ]);
       expect(events.some((e) => e.type === 'metric')).toBe(false);
     } finally {
       worker.proc.kill('SIGCONT');

@@ -45,14 +45,18 @@ function unstable(optimizer: 'sgd' | 'adam', learningRate: number, epochs: numbe
 }
 
 const rollbacksOf = (events: JobEvent[]) =>
-  events.filter((e): e is LogEvent => e.type === 'log' && e.code === DIVERGENCE_ROLLBACK).map((e) => DivergenceRollbackSchema.parse(e.data));
+  events
+    .filter((e): e is LogEvent => e.type === 'log' && e.code === DIVERGENCE_ROLLBACK)
+    .map((e) => DivergenceRollbackSchema.parse(e.data));
 
 describe('divergence guard', () => {
   it('rolls back with halved learning rates and completes once the training is stable', async () => {
     const id = await h.submit('train', unstable('sgd', 5, 10));
     const events = await h.waitForEnd(id, 150_000, worker);
     const rollbacks = rollbacksOf(events);
-    console.log(`recovering job: ${rollbacks.length} rollback(s): ${JSON.stringify(rollbacks)}\nevents: ${events.map(brief).join(' ')}`);
+    console.log(
+      `recovering job: ${rollbacks.length} rollback(s): ${JSON.stringify(rollbacks)}\nevents: ${events.map(brief).join(' ')}`,
+    );
     const end = events[events.length - 1] as StateEvent;
     expect(end.state).toBe('completed');
     expect(rollbacks.length).toBeGreaterThanOrEqual(1);
@@ -70,7 +74,10 @@ describe('divergence guard', () => {
     expect(rollbacks.every((r) => r.to.source === 'checkpoint' && r.to.step > 0)).toBe(true);
     expect(events.some((e) => e.type === 'log' && e.code === 'tensor_leak')).toBe(false);
     // The metric points after the last rollback carry its learning rate, and the training finished.
-    const lastRollbackAt = events.findIndex((e) => e.type === 'log' && e.code === DIVERGENCE_ROLLBACK && (e.data as { retry: number }).retry === rollbacks.length);
+    const lastRollbackAt = events.findIndex(
+      (e) =>
+        e.type === 'log' && e.code === DIVERGENCE_ROLLBACK && (e.data as { retry: number }).retry === rollbacks.length,
+    );
     const after = events.slice(lastRollbackAt).filter((e): e is MetricEvent => e.type === 'metric');
     expect(after.length).toBeGreaterThan(0);
     for (const m of after) expect(m.learningRate).toBeCloseTo(rollbacks[rollbacks.length - 1].learningRate, 10);
@@ -99,7 +106,13 @@ describe('divergence guard', () => {
     expect(events.some((e) => e.type === 'log' && e.code === 'tensor_leak')).toBe(false);
     expect(end.error!.code).toBe('diverged');
     expect(end.error!.retryable).toBe(false);
-    const d = end.error!.details as { epoch: number; step: number; rollbacks: number; learningRate: number; quantity: string };
+    const d = end.error!.details as {
+      epoch: number;
+      step: number;
+      rollbacks: number;
+      learningRate: number;
+      quantity: string;
+    };
     expect(Number.isInteger(d.epoch)).toBe(true);
     expect(Number.isInteger(d.step)).toBe(true);
     expect(d.rollbacks).toBe(RETRIES);

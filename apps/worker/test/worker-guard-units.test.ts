@@ -37,11 +37,21 @@ describe('rollbackTarget', () => {
     const state = {
       format: 'relu-lstm-training-state',
       version: 1,
-      optimizer: { config: { name: 'adam', learningRate: 0.1, beta1: 0.9, beta2: 0.999, epsilon: 1e-7 }, iterations: 7, slots: [] },
+      optimizer: {
+        config: { name: 'adam', learningRate: 0.1, beta1: 0.9, beta2: 0.999, epsilon: 1e-7 },
+        iterations: 7,
+        slots: [],
+      },
       progress: { epoch: 2, globalStep: 8, stepInEpoch: 0 },
     } as unknown as TrainingState;
     const target = rollbackTarget(state, 0.05);
-    expect(target.optimizer.config).toEqual({ name: 'adam', learningRate: 0.05, beta1: 0.9, beta2: 0.999, epsilon: 1e-7 });
+    expect(target.optimizer.config).toEqual({
+      name: 'adam',
+      learningRate: 0.05,
+      beta1: 0.9,
+      beta2: 0.999,
+      epsilon: 1e-7,
+    });
     expect(target.progress).toBe(state.progress);
     expect((target.optimizer as unknown as { iterations: number }).iterations).toBe(7);
     expect(state.optimizer.config.learningRate).toBe(0.1);
@@ -57,15 +67,24 @@ describe('divergenceFailure', () => {
       message: 'training diverged at epoch 4, step 17: gradient is Infinity (after 3 rollbacks, learning rate 0.125)',
       details: { epoch: 4, step: 17, quantity: 'gradient', value: 'Infinity', rollbacks: 3, learningRate: 0.125 },
     });
-    expect(divergenceFailure(new DivergenceError(0, 0, 'loss', NaN), 0, 1).message).toBe('training diverged at epoch 0, step 0: loss is NaN');
+    expect(divergenceFailure(new DivergenceError(0, 0, 'loss', NaN), 0, 1).message).toBe(
+      'training diverged at epoch 0, step 0: loss is NaN',
+    );
   });
 });
 
 describe('non-finite weights and optimizer slots', () => {
   const state = (w: number, m: number) =>
     ({
-      weights: { weight_ih_l0: { shape: [2], data: Float32Array.of(0.5, w) }, 'head.bias': { shape: [1], data: Float32Array.of(0) } },
-      optimizer: { config: { name: 'adam', learningRate: 1 }, iterations: 1, slots: [{ name: 'weight_ih_l0/v', shape: [1], data: Float32Array.of(m) }] },
+      weights: {
+        weight_ih_l0: { shape: [2], data: Float32Array.of(0.5, w) },
+        'head.bias': { shape: [1], data: Float32Array.of(0) },
+      },
+      optimizer: {
+        config: { name: 'adam', learningRate: 1 },
+        iterations: 1,
+        slots: [{ name: 'weight_ih_l0/v', shape: [1], data: Float32Array.of(m) }],
+      },
     }) as unknown as TrainingState;
 
   it('finds the first non-finite number of a captured state, in the weights or the slots', () => {
@@ -75,7 +94,10 @@ describe('non-finite weights and optimizer slots', () => {
   });
 
   it("finds a model's non-finite weight", async () => {
-    const model = new SequenceModel({ lstm: { inputSize: 1, hiddenSize: 2, batchFirst: true, seed: 1 }, outputSize: 1 });
+    const model = new SequenceModel({
+      lstm: { inputSize: 1, hiddenSize: 2, batchFirst: true, seed: 1 },
+      outputSize: 1,
+    });
     try {
       expect(await nonFiniteWeight(model)).toBeNull();
       const bias = model.parameters().get('head.bias')!;
@@ -87,6 +109,8 @@ describe('non-finite weights and optimizer slots', () => {
   });
 
   it("names a weight in the error's message", () => {
-    expect(new DivergenceError(1, 9, 'weights', Infinity).message).toBe('training diverged at epoch 1, step 9: a weight is Infinity');
+    expect(new DivergenceError(1, 9, 'weights', Infinity).message).toBe(
+      'training diverged at epoch 1, step 9: a weight is Infinity',
+    );
   });
 });

@@ -14,7 +14,15 @@ import { readdirSync, statSync } from 'node:fs';
 import * as path from 'node:path';
 import { Job } from 'bullmq';
 import { decodeSafetensors } from '@relu-lstm/lstm';
-import { ARTIFACTS, TrainResultSchema, contract, type JobEvent, type LogEvent, type MetricEvent, type StateEvent } from '@relu-lstm/jobs';
+import {
+  ARTIFACTS,
+  TrainResultSchema,
+  contract,
+  type JobEvent,
+  type LogEvent,
+  type MetricEvent,
+  type StateEvent,
+} from '@relu-lstm/jobs';
 import { Harness, brief, waitFor, type WorkerProcess } from './harness';
 
 jest.setTimeout(300_000);
@@ -28,12 +36,28 @@ function payload(epochs: number, extra: Record<string, unknown> = {}) {
   return contract.TrainPayload.parse({
     model: { inputSize: 1, hiddenSize: 16, outputSize: 1 },
     data: { synthetic: { kind: 'sine', samples: 128, seqLen: 20 } },
-    training: { epochs, batchSize: 16, optimizer: 'adam', learningRate: 0.01, seed: 5, clipNorm: 1, checkpointEvery: CHECKPOINT_EVERY, progressEvery: 1, ...extra },
+    training: {
+      epochs,
+      batchSize: 16,
+      optimizer: 'adam',
+      learningRate: 0.01,
+      seed: 5,
+      clipNorm: 1,
+      checkpointEvery: CHECKPOINT_EVERY,
+      progressEvery: 1,
+      ...extra,
+    },
   });
 }
 
-const isState = (s: string) => (e: JobEvent): e is StateEvent => e.type === 'state' && e.state === s;
-const isLog = (code: string) => (e: JobEvent): e is LogEvent => e.type === 'log' && e.code === code;
+const isState =
+  (s: string) =>
+  (e: JobEvent): e is StateEvent =>
+    e.type === 'state' && e.state === s;
+const isLog =
+  (code: string) =>
+  (e: JobEvent): e is LogEvent =>
+    e.type === 'log' && e.code === code;
 
 /** Every file and directory in the job's directory, hidden ones (stages, temporaries) included. */
 function jobDirEntries(h: Harness, id: string): string[] {
@@ -102,7 +126,11 @@ describe('three SIGKILLs during one training', () => {
       kills.push({ worker: holder, at, lastStep, checkpointStep: ckpt });
       // A replacement, so that one worker is always idle and watching for stalls.
       const replacement = start(`w${k + 2}`);
-      const resumedEvents = await h.waitForEvent(id, (e) => e.type === 'log' && e.code === 'resumed' && e.at >= at, 60_000);
+      const resumedEvents = await h.waitForEvent(
+        id,
+        (e) => e.type === 'log' && e.code === 'resumed' && e.at >= at,
+        60_000,
+      );
       const resumed = resumedEvents.filter(isLog('resumed')).pop()!;
       const from = Number(resumed.data!.step);
       recoveries.push({ ms: resumed.at - at, from, repeated: lastStep - from });
@@ -132,11 +160,18 @@ describe('three SIGKILLs during one training', () => {
       expect(recoveries[k].repeated).toBeLessThanOrEqual(INTERVAL_STEPS);
     }
     // metrics.csv: every step once, in order.
-    const steps = (await h.artifacts.get(id, ARTIFACTS.metrics)).toString().trim().split('\n').slice(1).map((l) => Number(l.split(',')[1]));
+    const steps = (await h.artifacts.get(id, ARTIFACTS.metrics))
+      .toString()
+      .trim()
+      .split('\n')
+      .slice(1)
+      .map((l) => Number(l.split(',')[1]));
     expect(steps).toEqual(Array.from({ length: EPOCHS * STEPS_PER_EPOCH }, (_, i) => i + 1));
 
     // One artifact set: the four files, no checkpoint, no stage or temporary left.
-    expect(jobDirEntries(h, id)).toEqual([ARTIFACTS.config, ARTIFACTS.metrics, ARTIFACTS.model, ARTIFACTS.state].sort());
+    expect(jobDirEntries(h, id)).toEqual(
+      [ARTIFACTS.config, ARTIFACTS.metrics, ARTIFACTS.model, ARTIFACTS.state].sort(),
+    );
     const published = JSON.parse((await h.redis.get(h.keys.published(id)))!);
     const config = JSON.parse((await h.artifacts.get(id, ARTIFACTS.config)).toString());
     expect(published).toMatchObject({ workerId: config.worker.id, result });
@@ -154,7 +189,12 @@ describe('three SIGKILLs during one training', () => {
 
     console.log(
       `3 SIGKILLs survived (MAX_STALLED_COUNT 3, lock 2000 ms, stalled check 1000 ms, checkpoint every ${INTERVAL_STEPS} steps): ` +
-        recoveries.map((r, k) => `kill ${k + 1} at step ${kills[k].lastStep}: resumed from step ${r.from} after ${r.ms} ms, ${r.repeated} steps repeated`).join('; ') +
+        recoveries
+          .map(
+            (r, k) =>
+              `kill ${k + 1} at step ${kills[k].lastStep}: resumed from step ${r.from} after ${r.ms} ms, ${r.repeated} steps repeated`,
+          )
+          .join('; ') +
         `; final weights vs uninterrupted run: max |diff| ${maxDiff}`,
     );
   });
@@ -174,7 +214,12 @@ describe('a worker paused past its lock', () => {
     // Few messages per epoch, so the paused worker's engine can train on to the end meanwhile
     // and hand it a finished run to publish when it wakes up.
     const id = await h.submit('train', payload(30, { progressEvery: 1000, checkpointEvery: 5 }));
-    await h.waitForEvent(id, (e) => e.type === 'log' && e.code === 'checkpoint' && Number(e.data?.epoch) >= 5, 120_000, a);
+    await h.waitForEvent(
+      id,
+      (e) => e.type === 'log' && e.code === 'checkpoint' && Number(e.data?.epoch) >= 5,
+      120_000,
+      a,
+    );
     a.proc.kill('SIGSTOP');
     const stoppedAt = Date.now();
     try {
@@ -183,14 +228,23 @@ describe('a worker paused past its lock', () => {
       expect(events.filter(isState('completed'))).toHaveLength(1);
       const names = [ARTIFACTS.config, ARTIFACTS.metrics, ARTIFACTS.model, ARTIFACTS.state].sort();
       expect(jobDirEntries(h, id)).toEqual(names);
-      const snapshot = names.map((n) => ({ n, bytes: h.artifacts.get(id, n), mtime: statSync(path.join(h.artifactDir, id, n)).mtimeMs }));
+      const snapshot = names.map((n) => ({
+        n,
+        bytes: h.artifacts.get(id, n),
+        mtime: statSync(path.join(h.artifactDir, id, n)).mtimeMs,
+      }));
       const before = await Promise.all(snapshot.map(async (s) => ({ ...s, bytes: await s.bytes })));
       expect(JSON.parse(before.find((s) => s.n === ARTIFACTS.config)!.bytes.toString()).worker.id).toBe('winner');
       const pausedFor = Date.now() - stoppedAt;
 
       a.proc.kill('SIGCONT');
       // It wakes with its engine's messages queued: it must find out it lost the job and say so.
-      await waitFor(() => /lost (its|the job's) lock/.test(a.output()), 30_000, () => `the paused worker never noticed it lost the lock:\n${a.output()}`, a);
+      await waitFor(
+        () => /lost (its|the job's) lock/.test(a.output()),
+        30_000,
+        () => `the paused worker never noticed it lost the lock:\n${a.output()}`,
+        a,
+      );
       await new Promise((r) => setTimeout(r, 3000)); // time for anything it might still write
       for (const s of before) {
         expect((await h.artifacts.get(id, s.n)).equals(s.bytes)).toBe(true);

@@ -56,7 +56,9 @@ function checkCompletedRun(events: JobEvent[], resumed: LogEvent, from: { epoch:
   expect(after.length).toBeGreaterThan(0);
   expect(Math.min(...after.map((m) => m.epoch))).toBe(from.epoch);
   expect(Math.min(...after.map((m) => m.step))).toBeGreaterThan(from.step);
-  expect(after.filter((m) => m.epochEnd).map((m) => m.epoch)).toEqual(Array.from({ length: EPOCHS - from.epoch }, (_, i) => from.epoch + i));
+  expect(after.filter((m) => m.epochEnd).map((m) => m.epoch)).toEqual(
+    Array.from({ length: EPOCHS - from.epoch }, (_, i) => from.epoch + i),
+  );
   return result;
 }
 
@@ -86,14 +88,21 @@ it('SIGKILL mid-training: another worker resumes from the last checkpoint and co
   const result = checkCompletedRun(events, resumed, from);
 
   // One running event per worker, one completion; metrics.csv has every step once, in order.
-  expect(events.filter((e) => e.type === 'state').map((e) => (e as StateEvent).state)).toEqual(['queued', 'running', 'running', 'completed']);
+  expect(events.filter((e) => e.type === 'state').map((e) => (e as StateEvent).state)).toEqual([
+    'queued',
+    'running',
+    'running',
+    'completed',
+  ]);
   const steps = await metricsCsvSteps(id);
   expect(steps).toEqual([...new Set(steps)].sort((x, y) => x - y));
   expect(steps[steps.length - 1]).toBe(EPOCHS * STEPS_PER_EPOCH);
   expect(await h.artifacts.exists(id, CHECKPOINT_ARTIFACT)).toBe(false);
   const job = await Job.fromId(h.queue('any'), id);
   expect(job!.stalledCounter).toBe(1);
-  console.log(`SIGKILL: checkpoint at epoch ${from.epoch}; resumed ${recovery} ms after the kill; ${result.elapsedMs} ms of training in all`);
+  console.log(
+    `SIGKILL: checkpoint at epoch ${from.epoch}; resumed ${recovery} ms after the kill; ${result.elapsedMs} ms of training in all`,
+  );
 
   b.proc.kill('SIGTERM');
   expect(await b.exited).toBe(0);
@@ -125,18 +134,29 @@ it('SIGTERM mid-training: the worker checkpoints the current batch, releases the
   checkCompletedRun(events, resumed, from);
   const steps = await metricsCsvSteps(id);
   expect(steps).toEqual([...new Set(steps)].sort((x, y) => x - y));
-  console.log(`SIGTERM: exited 0 in ${exitMs} ms, released at epoch ${from.epoch} step ${from.step} (batch ${from.stepInEpoch} of the epoch)`);
+  console.log(
+    `SIGTERM: exited 0 in ${exitMs} ms, released at epoch ${from.epoch} step ${from.step} (batch ${from.stepInEpoch} of the epoch)`,
+  );
 
   b.proc.kill('SIGTERM');
   expect(await b.exited).toBe(0);
-  await waitFor(async () => (await h.redis.zcard(h.keys.workers())) === 0, 5_000, () => 'heartbeat left behind');
+  await waitFor(
+    async () => (await h.redis.zcard(h.keys.workers())) === 0,
+    5_000,
+    () => 'heartbeat left behind',
+  );
 });
 
 it('the engine process dying mid-training fails the attempt (retryable); the retry resumes from the checkpoint', async () => {
   const a = await h.startReadyWorker();
   const id = await h.submit('train', payload);
   await h.waitForEvent(id, (e) => e.type === 'log' && e.code === 'checkpoint' && Number(e.data?.epoch) >= 2, 60_000, a);
-  const engine = Number(execFileSync('pgrep', ['-P', String(a.proc.pid)]).toString().trim().split('\n')[0]);
+  const engine = Number(
+    execFileSync('pgrep', ['-P', String(a.proc.pid)])
+      .toString()
+      .trim()
+      .split('\n')[0],
+  );
   expect(engine).toBeGreaterThan(0);
   process.kill(engine, 'SIGKILL');
   const failedAt = await h.waitForEvent(id, (e) => e.type === 'log' && e.code === 'attempt_failed', 10_000, a);

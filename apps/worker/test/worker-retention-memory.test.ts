@@ -68,9 +68,16 @@ async function memory(): Promise<{ usedMemory: number; keys: number }> {
 
 it(`keeps Redis memory flat over ${JOBS} small inference jobs (keep-count ${KEEP})`, async () => {
   const port = await freePort();
-  redisServer = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+  redisServer = spawn(
+    'redis-server',
+    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+    { stdio: 'ignore' },
+  );
   let spawnError = '';
-  redisServer.on('error', (e) => (spawnError = `cannot start redis-server (needed for clean memory figures): ${e.message}`));
+  redisServer.on(
+    'error',
+    (e) => (spawnError = `cannot start redis-server (needed for clean memory figures): ${e.message}`),
+  );
   const url = `redis://127.0.0.1:${port}`;
   const listening = () =>
     new Promise<boolean>((resolve) => {
@@ -78,7 +85,11 @@ it(`keeps Redis memory flat over ${JOBS} small inference jobs (keep-count ${KEEP
       c.once('connect', () => (c.destroy(), resolve(true)));
       c.once('error', () => resolve(false));
     });
-  await waitFor(async () => Boolean(spawnError) || (await listening()), 10_000, () => 'redis-server did not start');
+  await waitFor(
+    async () => Boolean(spawnError) || (await listening()),
+    10_000,
+    () => 'redis-server did not start',
+  );
   if (spawnError) throw new Error(spawnError);
   redis = new Redis(url, { maxRetriesPerRequest: null });
   const prefix = 'mem';
@@ -104,7 +115,11 @@ it(`keeps Redis memory flat over ${JOBS} small inference jobs (keep-count ${KEEP
   });
   workerProc.stdout!.on('data', (b: Buffer) => (workerOut = (workerOut + b.toString()).slice(-20_000)));
   workerProc.stderr!.on('data', (b: Buffer) => (workerOut = (workerOut + b.toString()).slice(-20_000)));
-  await waitFor(async () => (await redis.zcard(keys.workers())) > 0, 60_000, () => `worker did not start:\n${workerOut}`);
+  await waitFor(
+    async () => (await redis.zcard(keys.workers())) > 0,
+    60_000,
+    () => `worker did not start:\n${workerOut}`,
+  );
 
   let done = 0;
   let failed = 0;
@@ -149,14 +164,15 @@ it(`keeps Redis memory flat over ${JOBS} small inference jobs (keep-count ${KEEP
   // What each job would leave behind without retention: its BullMQ hash, our meta, stream, index entry.
   const sample = (await redis.zrange(keys.jobIndex('default'), '-1', '-1'))[0];
   let perJob = 0;
-  for (const k of [`${prefix}:any:${sample}`, keys.jobMeta(sample), keys.events(sample)]) perJob += Number((await redis.call('MEMORY', 'USAGE', k)) ?? 0);
+  for (const k of [`${prefix}:any:${sample}`, keys.jobMeta(sample), keys.events(sample)])
+    perJob += Number((await redis.call('MEMORY', 'USAGE', k)) ?? 0);
   console.log(
     [
       `retention memory run: ${done} infer jobs (hidden ${H}, seq 3), keep-count ${KEEP}, waves of ${WAVE}, BullMQ events maxLen ${EVENTS_MAXLEN}`,
       `  warm-up ${WARMUP} jobs in ${((t1 - t0) / 1000).toFixed(1)} s; then ${done - WARMUP} jobs in ${((t2 - t1) / 1000).toFixed(1)} s (${((done - WARMUP) / ((t2 - t1) / 1000)).toFixed(1)} jobs/s)`,
       `  after warm-up: used_memory ${warm.usedMemory} B, ${warm.keys} keys`,
       `  at the end:    used_memory ${end.usedMemory} B, ${end.keys} keys`,
-      `  growth:        ${growth} B (${(growth / 1024).toFixed(1)} KiB) over ${done - WARMUP} jobs = ${((growth / (done - WARMUP)) | 0)} B/job`,
+      `  growth:        ${growth} B (${(growth / 1024).toFixed(1)} KiB) over ${done - WARMUP} jobs = ${(growth / (done - WARMUP)) | 0} B/job`,
       `  without retention each job would keep ~${perJob} B (MEMORY USAGE of its hash, meta and stream): ~${(((done - WARMUP) * perJob) / 1024 / 1024).toFixed(1)} MiB over the measured jobs`,
       `  tenant index ${indexSize} entries, BullMQ completed ${completed}, failed ${failed}, artifact dirs ${artifactDirs}`,
     ].join('\n'),

@@ -54,7 +54,11 @@ describe('retention', () => {
     const p = policy({ keepCompletedSec: 3, keepFailedSec: 3 });
     const done = await h.submit('train', tinyTrain, { policy: p });
     // Fails at once (`not_found`): no model job of that id.
-    const failed = await h.submit('infer', { ...tinyInfer, model: undefined, modelJobId: '00000000-0000-4000-8000-000000000000' }, { policy: p });
+    const failed = await h.submit(
+      'infer',
+      { ...tinyInfer, model: undefined, modelJobId: '00000000-0000-4000-8000-000000000000' },
+      { policy: p },
+    );
     const endDone = await h.waitForEnd(done, 60_000, worker);
     const endFailed = await h.waitForEnd(failed, 60_000, worker);
     expect(endDone[endDone.length - 1]).toMatchObject({ state: 'completed' });
@@ -76,11 +80,23 @@ describe('retention', () => {
 
     const started = Date.now();
     const gone = { meta: 0, events: 0, cancel: 0, checkpoint: 0, indexed: false, artifacts: false };
-    await waitFor(async () => JSON.stringify(await records(done)) === JSON.stringify(gone) && JSON.stringify(await records(failed)) === JSON.stringify(gone), 20_000, () => `records still there: ${worker.output().slice(-2000)}`);
+    await waitFor(
+      async () =>
+        JSON.stringify(await records(done)) === JSON.stringify(gone) &&
+        JSON.stringify(await records(failed)) === JSON.stringify(gone),
+      20_000,
+      () => `records still there: ${worker.output().slice(-2000)}`,
+    );
     const tookMs = Date.now() - started;
     console.log(`age retention: keep 3 s; records, index entries and artifacts gone ${tookMs} ms after the jobs ended`);
     // BullMQ's own record goes with them (its age trim alone is lazy: it runs when a later job ends).
-    await waitFor(async () => (await Job.fromId(h.queue('any'), done)) === undefined && (await Job.fromId(h.queue('any'), failed)) === undefined, 10_000, () => 'BullMQ records still there');
+    await waitFor(
+      async () =>
+        (await Job.fromId(h.queue('any'), done)) === undefined &&
+        (await Job.fromId(h.queue('any'), failed)) === undefined,
+      10_000,
+      () => 'BullMQ records still there',
+    );
   });
 
   it('keeps the records of only the newest N finished jobs (count-based trim)', async () => {
@@ -107,7 +123,14 @@ describe('retention', () => {
       expect({ id, meta: r.meta, events: r.events }).toEqual({ id, meta: kept ? 1 : 0, events: kept ? 1 : 0 });
     }
     const completed = await h.queue('any').getJobs(['completed']);
-    expect(completed.map((j) => j.id).filter((id) => ids.includes(id!)).sort()).toEqual([...newest].sort());
-    console.log(`count retention: keep ${keep} of ${ids.length} jobs; index, metas and streams hold exactly the newest ${keep}`);
+    expect(
+      completed
+        .map((j) => j.id)
+        .filter((id) => ids.includes(id!))
+        .sort(),
+    ).toEqual([...newest].sort());
+    console.log(
+      `count retention: keep ${keep} of ${ids.length} jobs; index, metas and streams hold exactly the newest ${keep}`,
+    );
   });
 });

@@ -28,7 +28,10 @@ import { brief, Harness, tinyInlineInfer, waitFor, type WorkerProcess } from './
 
 jest.setTimeout(180_000);
 
-function trainPayload(epochs: number, data: Record<string, unknown> = { synthetic: { kind: 'sine', samples: 256, seqLen: 40 } }) {
+function trainPayload(
+  epochs: number,
+  data: Record<string, unknown> = { synthetic: { kind: 'sine', samples: 256, seqLen: 40 } },
+) {
   return contract.TrainPayload.parse({
     model: { inputSize: 1, hiddenSize: 32, outputSize: 1 },
     data,
@@ -36,12 +39,23 @@ function trainPayload(epochs: number, data: Record<string, unknown> = { syntheti
   });
 }
 
-const isState = (s: string) => (e: JobEvent): e is StateEvent => e.type === 'state' && e.state === s;
-const isLog = (code: string) => (e: JobEvent): e is LogEvent => e.type === 'log' && e.code === code;
+const isState =
+  (s: string) =>
+  (e: JobEvent): e is StateEvent =>
+    e.type === 'state' && e.state === s;
+const isLog =
+  (code: string) =>
+  (e: JobEvent): e is LogEvent =>
+    e.type === 'log' && e.code === code;
 
 /** The engine child of a worker process. */
 function enginePid(w: WorkerProcess): number {
-  const pid = Number(execFileSync('pgrep', ['-P', String(w.proc.pid)]).toString().trim().split('\n')[0]);
+  const pid = Number(
+    execFileSync('pgrep', ['-P', String(w.proc.pid)])
+      .toString()
+      .trim()
+      .split('\n')[0],
+  );
   if (!(pid > 0)) throw new Error('no engine process');
   return pid;
 }
@@ -49,7 +63,12 @@ function enginePid(w: WorkerProcess): number {
 async function failedState(h: Harness, id: string, w: WorkerProcess): Promise<StateEvent> {
   const events = await h.waitForEnd(id, 60_000, w);
   const end = events[events.length - 1] as StateEvent;
-  expect(events.filter((e) => e.type === 'state').map(brief).slice(-1)[0]).toBe(`state:failed(${end.error?.code})`);
+  expect(
+    events
+      .filter((e) => e.type === 'state')
+      .map(brief)
+      .slice(-1)[0],
+  ).toBe(`state:failed(${end.error?.code})`);
   return end;
 }
 
@@ -80,12 +99,23 @@ describe('transient failures', () => {
         w,
       );
       process.kill(enginePid(w), 'SIGKILL');
-      await h.waitForEvent(id, (e) => isLog('attempt_failed')(e) && (e.data?.attemptsMade as number) === attempt, 20_000, w);
+      await h.waitForEvent(
+        id,
+        (e) => isLog('attempt_failed')(e) && (e.data?.attemptsMade as number) === attempt,
+        20_000,
+        w,
+      );
     }
     const events = await h.waitForEnd(id, 120_000, w);
-    expect(events.filter((e) => e.type === 'state').map(brief)).toEqual(['state:queued', 'state:running', 'state:running', 'state:running', 'state:completed']);
+    expect(events.filter((e) => e.type === 'state').map(brief)).toEqual([
+      'state:queued',
+      'state:running',
+      'state:running',
+      'state:running',
+      'state:completed',
+    ]);
     const failures = events.filter(isLog('attempt_failed'));
-    expect(failures.map((f) => (f.data!.error as { code: string; retryable: boolean }))).toEqual([
+    expect(failures.map((f) => f.data!.error as { code: string; retryable: boolean })).toEqual([
       expect.objectContaining({ code: 'internal', retryable: true }),
       expect.objectContaining({ code: 'internal', retryable: true }),
     ]);
@@ -104,7 +134,9 @@ describe('transient failures', () => {
     expect(job!.attemptsMade).toBe(3); // BullMQ counts the attempt that completed too
     expect(job!.opts.backoff).toEqual({ type: 'exponential', delay: 2000 });
     expect(w.proc.exitCode).toBeNull(); // the worker itself never went down
-    console.log(`retries: engine killed in attempts 1 and 2; backoff waits ${waits[0]} ms and ${waits[1]} ms (base 2000 ms, exponential); resumed at steps ${resumed.map((r) => r.data!.step).join(', ')}; completed on attempt 3`);
+    console.log(
+      `retries: engine killed in attempts 1 and 2; backoff waits ${waits[0]} ms and ${waits[1]} ms (base 2000 ms, exponential); resumed at steps ${resumed.map((r) => r.data!.step).join(', ')}; completed on attempt 3`,
+    );
   });
 });
 
@@ -123,13 +155,31 @@ describe('permanent failures', () => {
     const datasets = openDatasetStore(h.datasetDir);
     // Two features per step for a model of inputSize 1.
     const wide = randomUUID();
-    await datasets.put(wide, { x: [[[1, 2], [3, 4]], [[5, 6], [7, 8]]], y: [[[1], [2]], [[3], [4]]] });
+    await datasets.put(wide, {
+      x: [
+        [
+          [1, 2],
+          [3, 4],
+        ],
+        [
+          [5, 6],
+          [7, 8],
+        ],
+      ],
+      y: [
+        [[1], [2]],
+        [[3], [4]],
+      ],
+    });
     // A dataset file that is not JSON (e.g. truncated on disk).
     const broken = randomUUID();
     await datasets.put(broken, { x: [[[1]]], y: [[[1]]] });
     writeFileSync(path.join(h.datasetDir, `${broken}.json`), '{"x": [[[1]');
 
-    for (const [datasetId, field] of [[wide, /input/i], [broken, /not readable JSON/]] as const) {
+    for (const [datasetId, field] of [
+      [wide, /input/i],
+      [broken, /not readable JSON/],
+    ] as const) {
       const id = await h.submit('train', trainPayload(2, { datasetId }));
       const end = await failedState(h, id, w);
       expect(end.error).toMatchObject({ code: 'invalid_payload', retryable: false });
@@ -139,7 +189,9 @@ describe('permanent failures', () => {
       expect(job!.opts.attempts).toBe(3);
       const events = await h.allEvents(id);
       expect(events.filter(isLog('attempt_failed'))).toEqual([]);
-      console.log(`permanent: dataset ${datasetId === wide ? 'of the wrong width' : 'not JSON'} -> failed after 1 attempt of 3, code ${end.error!.code}: ${end.error!.message.slice(0, 100)}`);
+      console.log(
+        `permanent: dataset ${datasetId === wide ? 'of the wrong width' : 'not JSON'} -> failed after 1 attempt of 3, code ${end.error!.code}: ${end.error!.message.slice(0, 100)}`,
+      );
     }
     expect(w.proc.exitCode).toBeNull();
   });
@@ -161,7 +213,11 @@ describe('wall-clock limits', () => {
     const end = await failedState(h, id, w);
     const events = await h.allEvents(id);
     const running = events.find(isState('running'))!;
-    expect(end.error).toMatchObject({ code: 'timeout', retryable: false, details: { limitMs: 8000, epoch: expect.any(Number), step: expect.any(Number) } });
+    expect(end.error).toMatchObject({
+      code: 'timeout',
+      retryable: false,
+      details: { limitMs: 8000, epoch: expect.any(Number), step: expect.any(Number) },
+    });
     const took = end.at - running.at;
     expect(took).toBeGreaterThanOrEqual(8000);
     const job = await Job.fromId(h.queue('any'), id);
@@ -169,7 +225,9 @@ describe('wall-clock limits', () => {
     // The checkpoint of where it stopped is kept (the job could be resubmitted with fromJob, or retried by hand).
     const state = decodeTrainingState(new Uint8Array(await h.artifacts.get(id, CHECKPOINT_ARTIFACT)));
     expect(state.progress.globalStep).toBe(end.error!.details!.step);
-    console.log(`timeout (train): limit 8000 ms; failed ${took} ms after it started, stopped at step ${state.progress.globalStep} with its checkpoint kept`);
+    console.log(
+      `timeout (train): limit 8000 ms; failed ${took} ms after it started, stopped at step ${state.progress.globalStep} with its checkpoint kept`,
+    );
   });
 
   it('a training whose engine does not answer is killed after SHUTDOWN_GRACE_MS and fails with timeout; the worker carries on', async () => {
@@ -184,7 +242,9 @@ describe('wall-clock limits', () => {
       expect(w.output()).toMatch(/did not stop when asked; killing the engine/);
       const running = (await h.allEvents(id)).find(isState('running'))!;
       expect(end.at - running.at).toBeGreaterThanOrEqual(8000 + 1500);
-      console.log(`timeout (hung engine): limit 8000 ms + grace 1500 ms; engine killed, job failed ${end.at - running.at} ms after it started`);
+      console.log(
+        `timeout (hung engine): limit 8000 ms + grace 1500 ms; engine killed, job failed ${end.at - running.at} ms after it started`,
+      );
     } finally {
       try {
         process.kill(engine, 'SIGCONT');
@@ -195,7 +255,11 @@ describe('wall-clock limits', () => {
     // A new engine is forked for the next job (its start counts in that job's limit, hence 8 s).
     const next = await h.submit('train', trainPayload(1));
     const ev = await h.waitForEnd(next, 60_000, w);
-    expect(ev.filter((e) => e.type === 'state').map(brief)).toEqual(['state:queued', 'state:running', 'state:completed']);
+    expect(ev.filter((e) => e.type === 'state').map(brief)).toEqual([
+      'state:queued',
+      'state:running',
+      'state:completed',
+    ]);
   });
 
   it('an inference past JOB_TIMEOUT_INFER_MS is stopped (engine killed) and fails with timeout', async () => {
@@ -204,14 +268,13 @@ describe('wall-clock limits', () => {
     process.kill(engine, 'SIGSTOP');
     let id: string;
     try {
-      id = await h.submit(
-        'infer',
-        tinyInlineInfer(1),
-      );
+      id = await h.submit('infer', tinyInlineInfer(1));
       const end = await failedState(h, id, w);
       expect(end.error).toMatchObject({ code: 'timeout', retryable: false, details: { limitMs: 2000 } });
       const running = (await h.allEvents(id)).find(isState('running'))!;
-      console.log(`timeout (infer): limit 2000 ms; engine killed, job failed ${end.at - running.at} ms after it started`);
+      console.log(
+        `timeout (infer): limit 2000 ms; engine killed, job failed ${end.at - running.at} ms after it started`,
+      );
       const job = await Job.fromId(h.queue('any'), id);
       expect(job!.attemptsMade).toBe(1);
     } finally {

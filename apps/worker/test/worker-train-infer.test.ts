@@ -43,7 +43,16 @@ const H = 8;
 const trainPayload = contract.TrainPayload.parse({
   model: { inputSize: 1, hiddenSize: H, numLayers: 1, activation: 'relu', outputSize: 1 },
   data: { synthetic: { kind: 'sine', samples: 64, seqLen: 12 } },
-  training: { epochs: 4, batchSize: 16, optimizer: 'adam', learningRate: 0.02, seed: 3, clipNorm: 1, checkpointEvery: 1, progressEvery: 2 },
+  training: {
+    epochs: 4,
+    batchSize: 16,
+    optimizer: 'adam',
+    learningRate: 0.02,
+    seed: 3,
+    clipNorm: 1,
+    checkpointEvery: 1,
+    progressEvery: 2,
+  },
   device: 'any',
 });
 
@@ -68,7 +77,12 @@ describe('worker', () => {
 
   it('publishes a heartbeat with its backend, queues and pid', async () => {
     // The first heartbeat may land just after the worker says it is consuming (a busy machine).
-    await waitFor(async () => (await h.redis.zcard(h.keys.workers())) > 0, 10_000, () => `no heartbeat:\n${worker.output()}`, worker);
+    await waitFor(
+      async () => (await h.redis.zcard(h.keys.workers())) > 0,
+      10_000,
+      () => `no heartbeat:\n${worker.output()}`,
+      worker,
+    );
     const ids = await h.redis.zrange(h.keys.workers(), 0, '-1');
     expect(ids).toHaveLength(1);
     const hb = WorkerHeartbeatSchema.parse(JSON.parse((await h.redis.get(h.keys.worker(ids[0])))!));
@@ -92,7 +106,12 @@ describe('worker', () => {
     expect(steps).toEqual([...steps].sort((a, b) => a - b));
     expect(new Set(steps).size).toBe(steps.length);
     // 64 samples / 16 = 4 steps per epoch: a point at step 2 and at each epoch end.
-    expect(metrics.filter((m) => m.epochEnd).map((m) => [m.epoch, m.step])).toEqual([[0, 4], [1, 8], [2, 12], [3, 16]]);
+    expect(metrics.filter((m) => m.epochEnd).map((m) => [m.epoch, m.step])).toEqual([
+      [0, 4],
+      [1, 8],
+      [2, 12],
+      [3, 16],
+    ]);
     const epochLoss = metrics.filter((m) => m.epochEnd).map((m) => m.loss);
     expect(epochLoss[3]).toBeLessThan(epochLoss[0]);
     expect(events.filter((e) => e.type === 'log' && e.code === 'checkpoint')).toHaveLength(4);
@@ -112,11 +131,15 @@ describe('worker', () => {
     // The checkpoint is gone once the final artifacts exist.
     expect((await h.artifacts.list(trainId)).map((a) => a.name).sort()).toEqual(Object.values(ARTIFACTS).sort());
     expect(await h.redis.exists(h.keys.checkpoint(trainId))).toBe(0);
-    console.log(`train job: ${Date.now() - t0} ms end to end, ${result.elapsedMs} ms in the engine, backend ${result.backend}`);
+    console.log(
+      `train job: ${Date.now() - t0} ms end to end, ${result.elapsedMs} ms in the engine, backend ${result.backend}`,
+    );
   });
 
   it('writes model.safetensors with PyTorch names and shapes, metrics.csv and config.json', async () => {
-    const { stateDict, metadata } = safetensorsToStateDict(new Uint8Array(await h.artifacts.get(trainId, ARTIFACTS.model)));
+    const { stateDict, metadata } = safetensorsToStateDict(
+      new Uint8Array(await h.artifacts.get(trainId, ARTIFACTS.model)),
+    );
     try {
       const shapes = Object.fromEntries(Object.entries(stateDict).map(([k, v]) => [k, v.shape]));
       expect(shapes).toEqual({
@@ -129,7 +152,14 @@ describe('worker', () => {
       });
       const cfg = ModelArtifactConfigSchema.parse(JSON.parse(metadata[MODEL_METADATA_KEY]));
       expect(cfg.jobId).toBe(trainId);
-      expect(cfg.model).toMatchObject({ inputSize: 1, hiddenSize: H, numLayers: 1, activation: 'relu', outputSize: 1, head: 'manyToMany' });
+      expect(cfg.model).toMatchObject({
+        inputSize: 1,
+        hiddenSize: H,
+        numLayers: 1,
+        activation: 'relu',
+        outputSize: 1,
+        head: 'manyToMany',
+      });
     } finally {
       tf.dispose(Object.values(stateDict));
     }
@@ -174,7 +204,9 @@ describe('worker', () => {
     expect(done).toBeDefined();
     const result = InferResultSchema.parse(done!.result);
 
-    const { stateDict, metadata } = safetensorsToStateDict(new Uint8Array(await h.artifacts.get(trainId, ARTIFACTS.model)));
+    const { stateDict, metadata } = safetensorsToStateDict(
+      new Uint8Array(await h.artifacts.get(trainId, ARTIFACTS.model)),
+    );
     const cfg = ModelArtifactConfigSchema.parse(JSON.parse(metadata[MODEL_METADATA_KEY]));
     const model = new SequenceModel(cfg.sequenceModel as never);
     model.loadStateDict(stateDict);
@@ -193,10 +225,16 @@ describe('worker', () => {
   });
 
   it('infers from a batch-1 initialState, which is broadcast over the inputs', async () => {
-    const inputs = [[[0.1], [0.2]], [[-0.5], [0.5]]];
+    const inputs = [
+      [[0.1], [0.2]],
+      [[-0.5], [0.5]],
+    ];
     const h0 = [[Array.from({ length: H }, (_, j) => 0.2 * (j % 3))]];
     const c0 = [[Array.from({ length: H }, (_, j) => 0.5 - 0.1 * j)]];
-    const inferId = await h.submit('infer', contract.InferPayload.parse({ modelJobId: trainId, inputs, initialState: { h0, c0 } }));
+    const inferId = await h.submit(
+      'infer',
+      contract.InferPayload.parse({ modelJobId: trainId, inputs, initialState: { h0, c0 } }),
+    );
     const ev = await h.waitForEnd(inferId, 30_000, worker);
     const done = ev.find((e): e is StateEvent => e.type === 'state' && e.state === 'completed');
     const result = InferResultSchema.parse(done!.result);
@@ -204,7 +242,14 @@ describe('worker', () => {
     const lstm = lstmFrom(stateDict, 1);
     try {
       // The reference tiles the state explicitly: one copy per sequence.
-      const hN = tf.tidy(() => lstm.forward(tf.tensor3d(inputs), { h0: tf.tensor3d([[h0[0][0], h0[0][0]]]), c0: tf.tensor3d([[c0[0][0], c0[0][0]]]) }).hN.arraySync());
+      const hN = tf.tidy(() =>
+        lstm
+          .forward(tf.tensor3d(inputs), {
+            h0: tf.tensor3d([[h0[0][0], h0[0][0]]]),
+            c0: tf.tensor3d([[c0[0][0], c0[0][0]]]),
+          })
+          .hN.arraySync(),
+      );
       expect(maxAbsDiff(result.hN, hN)).toBeLessThan(1e-4);
     } finally {
       lstm.dispose();
@@ -214,8 +259,18 @@ describe('worker', () => {
 
   it('fails invalid job data at once with invalid_payload and keeps working', async () => {
     const limits = contract.limits;
-    const bad = await h.addRaw('any', 'train', { type: 'train', tenant: 'default', limits, payload: { model: { inputSize: 0 } } });
-    const mislabelled = await h.addRaw('cpu', 'infer', { type: 'train', tenant: 'default', limits, payload: trainPayload });
+    const bad = await h.addRaw('any', 'train', {
+      type: 'train',
+      tenant: 'default',
+      limits,
+      payload: { model: { inputSize: 0 } },
+    });
+    const mislabelled = await h.addRaw('cpu', 'infer', {
+      type: 'train',
+      tenant: 'default',
+      limits,
+      payload: trainPayload,
+    });
     // Without the limits it was accepted under, a payload is not validated against anything else.
     const noLimits = await h.addRaw('any', 'train', { type: 'train', tenant: 'default', payload: trainPayload });
     for (const id of [bad, mislabelled, noLimits]) {
@@ -229,9 +284,13 @@ describe('worker', () => {
       expect(job!.attemptsMade).toBe(1);
     }
     const bad1 = await Job.fromId(h.queue('any'), bad);
-    expect(decodeJobError(bad1!.failedReason).details?.issues).toEqual(expect.arrayContaining([expect.objectContaining({ path: 'payload.model.inputSize' })]));
+    expect(decodeJobError(bad1!.failedReason).details?.issues).toEqual(
+      expect.arrayContaining([expect.objectContaining({ path: 'payload.model.inputSize' })]),
+    );
     const noLimits1 = await Job.fromId(h.queue('any'), noLimits);
-    expect(decodeJobError(noLimits1!.failedReason).details?.issues).toEqual([expect.objectContaining({ path: 'limits', expected: 'object', received: 'undefined (missing)' })]);
+    expect(decodeJobError(noLimits1!.failedReason).details?.issues).toEqual([
+      expect.objectContaining({ path: 'limits', expected: 'object', received: 'undefined (missing)' }),
+    ]);
 
     // Still alive and serving: an inline-model infer job on the cpu queue.
     const inferId = await h.submit(
@@ -264,40 +323,56 @@ describe('worker', () => {
   });
 
   it('fails an infer job whose model does not exist with not_found, and one with a wrong input size with invalid_payload', async () => {
-    const missing = await h.submit('infer', contract.InferPayload.parse({ modelJobId: '00000000-0000-4000-8000-000000000000', inputs: [[[1]]] }));
+    const missing = await h.submit(
+      'infer',
+      contract.InferPayload.parse({ modelJobId: '00000000-0000-4000-8000-000000000000', inputs: [[[1]]] }),
+    );
     const wrongSize = await h.submit('infer', contract.InferPayload.parse({ modelJobId: trainId, inputs: [[[1, 2]]] }));
     const codes: string[] = [];
     for (const id of [missing, wrongSize]) {
       const ev = await h.waitForEnd(id, 20_000, worker);
-      codes.push((ev.find((e): e is StateEvent => e.type === 'state' && e.state === 'failed')?.error?.code) ?? 'none');
+      codes.push(ev.find((e): e is StateEvent => e.type === 'state' && e.state === 'failed')?.error?.code ?? 'none');
     }
     expect(codes).toEqual(['not_found', 'invalid_payload']);
   });
 
   it('starts a train job from the weights of an earlier one (fromJob), and refuses one of another shape', async () => {
     // sgd with a negligible learning rate: the new model's weights are the old ones.
-    const next = await h.submit('train', contract.TrainPayload.parse({
-      ...trainPayload,
-      fromJob: trainId,
-      training: { epochs: 1, batchSize: 16, optimizer: 'sgd', learningRate: 1e-9, seed: 99 },
-    }));
+    const next = await h.submit(
+      'train',
+      contract.TrainPayload.parse({
+        ...trainPayload,
+        fromJob: trainId,
+        training: { epochs: 1, batchSize: 16, optimizer: 'sgd', learningRate: 1e-9, seed: 99 },
+      }),
+    );
     const ev = await h.waitForEnd(next, 30_000, worker);
     expect(ev.find((e): e is StateEvent => e.type === 'state' && e.state === 'completed')).toBeDefined();
-    const [a, b] = await Promise.all([trainId, next].map(async (id) => safetensorsToStateDict(new Uint8Array(await h.artifacts.get(id, ARTIFACTS.model))).stateDict));
+    const [a, b] = await Promise.all(
+      [trainId, next].map(
+        async (id) => safetensorsToStateDict(new Uint8Array(await h.artifacts.get(id, ARTIFACTS.model))).stateDict,
+      ),
+    );
     try {
-      for (const name of Object.keys(a)) expect(maxAbsDiff(await a[name].array(), await b[name].array())).toBeLessThan(1e-6);
+      for (const name of Object.keys(a))
+        expect(maxAbsDiff(await a[name].array(), await b[name].array())).toBeLessThan(1e-6);
     } finally {
       tf.dispose([...Object.values(a), ...Object.values(b)]);
     }
     expect(JSON.parse((await h.artifacts.get(next, ARTIFACTS.config)).toString()).resolved.init).toBe('fromJob');
     // The earlier job's final state (row 0 of its state.json) is the new run's start state.
-    expect(StateArtifactSchema.parse(JSON.parse((await h.artifacts.get(next, ARTIFACTS.state)).toString())).initialState).toBe('fromJob');
+    expect(
+      StateArtifactSchema.parse(JSON.parse((await h.artifacts.get(next, ARTIFACTS.state)).toString())).initialState,
+    ).toBe('fromJob');
 
-    const wrong = await h.submit('train', contract.TrainPayload.parse({
-      ...trainPayload,
-      model: { ...trainPayload.model, hiddenSize: H + 1 },
-      fromJob: trainId,
-    }));
+    const wrong = await h.submit(
+      'train',
+      contract.TrainPayload.parse({
+        ...trainPayload,
+        model: { ...trainPayload.model, hiddenSize: H + 1 },
+        fromJob: trainId,
+      }),
+    );
     const ev2 = await h.waitForEnd(wrong, 30_000, worker);
     const failed = ev2.find((e): e is StateEvent => e.type === 'state' && e.state === 'failed');
     expect(failed?.error).toMatchObject({ code: 'invalid_payload', details: { field: 'model.hiddenSize' } });
@@ -309,20 +384,28 @@ describe('worker', () => {
     const y = x.map((seq) => [seq.reduce((acc, [v]) => acc + v, 0)]);
     await openDatasetStore(h.datasetDir).put(datasetId, { x, y });
     const stateInput = { inputs: [[[0.5], [0.25]]], description: 'two steps of a probe' };
-    const id = await h.submit('train', contract.TrainPayload.parse({
-      model: { inputSize: 1, hiddenSize: H, outputSize: 1, head: 'lastStep' },
-      data: { datasetId },
-      training: { epochs: 2, batchSize: 3, validationSplit: 0.25, seed: 5 },
-      stateInput,
-      device: 'cpu',
-    }));
+    const id = await h.submit(
+      'train',
+      contract.TrainPayload.parse({
+        model: { inputSize: 1, hiddenSize: H, outputSize: 1, head: 'lastStep' },
+        data: { datasetId },
+        training: { epochs: 2, batchSize: 3, validationSplit: 0.25, seed: 5 },
+        stateInput,
+        device: 'cpu',
+      }),
+    );
     const ev = await h.waitForEnd(id, 30_000, worker);
     expect(ev.find((e): e is StateEvent => e.type === 'state' && e.state === 'completed')).toBeDefined();
     const ends = ev.filter((e): e is MetricEvent => e.type === 'metric' && e.epochEnd === true);
     expect(ends.map((m) => m.step)).toEqual([2, 4]); // 6 training samples, batches of 3
     for (const m of ends) expect(m.valLoss).toEqual(expect.any(Number));
     const state = StateArtifactSchema.parse(JSON.parse((await h.artifacts.get(id, ARTIFACTS.state)).toString()));
-    expect(state.input).toMatchObject({ source: 'stateInput', description: 'two steps of a probe', shape: [1, 2, 1], inputs: stateInput.inputs });
+    expect(state.input).toMatchObject({
+      source: 'stateInput',
+      description: 'two steps of a probe',
+      shape: [1, 2, 1],
+      inputs: stateInput.inputs,
+    });
     expect(state.shapes.h_n).toEqual([1, 1, H]);
   });
 
@@ -330,12 +413,15 @@ describe('worker', () => {
     const h0 = [Array.from({ length: H }, (_, j) => 0.1 * (j + 1))];
     const c0 = [Array.from({ length: H }, (_, j) => 0.3 - 0.05 * j)];
     const stateInput = { inputs: [[[0.5], [0.25], [-0.1]]] };
-    const id = await h.submit('train', contract.TrainPayload.parse({
-      ...trainPayload,
-      training: { ...trainPayload.training, epochs: 1 },
-      initialState: { h0: [h0], c0: [c0] },
-      stateInput,
-    }));
+    const id = await h.submit(
+      'train',
+      contract.TrainPayload.parse({
+        ...trainPayload,
+        training: { ...trainPayload.training, epochs: 1 },
+        initialState: { h0: [h0], c0: [c0] },
+        stateInput,
+      }),
+    );
     const ev = await h.waitForEnd(id, 30_000, worker);
     expect(ev.find((e): e is StateEvent => e.type === 'state' && e.state === 'completed')).toBeDefined();
     const state = StateArtifactSchema.parse(JSON.parse((await h.artifacts.get(id, ARTIFACTS.state)).toString()));

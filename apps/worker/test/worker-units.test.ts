@@ -4,7 +4,15 @@
  */
 import * as path from 'node:path';
 import { UnrecoverableError } from 'bullmq';
-import { DivergenceError, LstmConfigError, LstmInputError, StateDictError, TrainingAbortedError, BackendError, type SequenceModel } from '@relu-lstm/lstm';
+import {
+  DivergenceError,
+  LstmConfigError,
+  LstmInputError,
+  StateDictError,
+  TrainingAbortedError,
+  BackendError,
+  type SequenceModel,
+} from '@relu-lstm/lstm';
 import { ArtifactNotFoundError, DatasetNotFoundError, decodeJobError, JOB_TYPES, type JobType } from '@relu-lstm/jobs';
 import { WorkerConfigError, loadWorkerConfig } from '../src/config';
 import { PayloadError, toJobError } from '../src/engine/errors';
@@ -44,7 +52,15 @@ describe('loadWorkerConfig', () => {
       PROGRESS_EVERY: '',
       ARTIFACT_DIR: '/tmp/a',
     });
-    expect(c).toMatchObject({ redisUrl: 'redis://r:6380/2', queuePrefix: 'p1', queues: ['gpu', 'any'], backend: 'wasm', workerId: 'w-1', artifactDir: '/tmp/a', progressEvery: 1 });
+    expect(c).toMatchObject({
+      redisUrl: 'redis://r:6380/2',
+      queuePrefix: 'p1',
+      queues: ['gpu', 'any'],
+      backend: 'wasm',
+      workerId: 'w-1',
+      artifactDir: '/tmp/a',
+      progressEvery: 1,
+    });
     expect(c.lock).toEqual({ durationMs: 1000, stalledIntervalMs: 500, maxStalledCount: 0 });
   });
 
@@ -59,7 +75,12 @@ describe('loadWorkerConfig', () => {
   it('names every bad variable at once', () => {
     let err: unknown;
     try {
-      loadWorkerConfig({ REDIS_URL: 'http://x', WORKER_QUEUES: 'gpu,tpu', LOCK_DURATION_MS: '10', QUEUE_PREFIX: 'a:b' });
+      loadWorkerConfig({
+        REDIS_URL: 'http://x',
+        WORKER_QUEUES: 'gpu,tpu',
+        LOCK_DURATION_MS: '10',
+        QUEUE_PREFIX: 'a:b',
+      });
     } catch (e) {
       err = e;
     }
@@ -72,7 +93,10 @@ describe('loadWorkerConfig', () => {
 
   it('per-job wall-clock limits: defaults 24 h (train) and 5 min (infer), bounded, named when bad', () => {
     expect(loadWorkerConfig({}).timeouts).toEqual({ trainMs: 86_400_000, inferMs: 300_000 });
-    expect(loadWorkerConfig({ JOB_TIMEOUT_TRAIN_MS: '3600000', JOB_TIMEOUT_INFER_MS: '1500' }).timeouts).toEqual({ trainMs: 3_600_000, inferMs: 1500 });
+    expect(loadWorkerConfig({ JOB_TIMEOUT_TRAIN_MS: '3600000', JOB_TIMEOUT_INFER_MS: '1500' }).timeouts).toEqual({
+      trainMs: 3_600_000,
+      inferMs: 1500,
+    });
     for (const [name, value] of [
       ['JOB_TIMEOUT_TRAIN_MS', '0'],
       ['JOB_TIMEOUT_TRAIN_MS', 'an hour'],
@@ -80,34 +104,59 @@ describe('loadWorkerConfig', () => {
       ['JOB_TIMEOUT_INFER_MS', '-5'],
       ['JOB_TIMEOUT_INFER_MS', '1.5'],
     ]) {
-      expect(() => loadWorkerConfig({ [name]: value })).toThrow(new RegExp(`${name}: .*\\(got "${value.replace('.', '\\.')}"\\)`));
+      expect(() => loadWorkerConfig({ [name]: value })).toThrow(
+        new RegExp(`${name}: .*\\(got "${value.replace('.', '\\.')}"\\)`),
+      );
     }
   });
 });
 
 describe('job errors', () => {
   it('maps library and store errors to reason codes', () => {
-    expect(toJobError(new DivergenceError(2, 17, 'loss', NaN))).toEqual({ code: 'diverged', message: expect.any(String), retryable: false, details: { epoch: 2, step: 17, quantity: 'loss', value: 'NaN' } });
+    expect(toJobError(new DivergenceError(2, 17, 'loss', NaN))).toEqual({
+      code: 'diverged',
+      message: expect.any(String),
+      retryable: false,
+      details: { epoch: 2, step: 17, quantity: 'loss', value: 'NaN' },
+    });
     expect(toJobError(new TrainingAbortedError(1, 5)).code).toBe('cancelled');
-    expect(toJobError(new LstmConfigError('batchSize', 'a positive integer', 0))).toMatchObject({ code: 'invalid_payload', details: { field: 'batchSize' } });
+    expect(toJobError(new LstmConfigError('batchSize', 'a positive integer', 0))).toMatchObject({
+      code: 'invalid_payload',
+      details: { field: 'batchSize' },
+    });
     expect(toJobError(new LstmInputError('data.x', 'finite values', 'NaN')).code).toBe('invalid_payload');
     expect(toJobError(new StateDictError('head.bias', 'missing')).code).toBe('invalid_payload');
-    expect(toJobError(new PayloadError('fromJob: other shape', 'model.hiddenSize'))).toMatchObject({ code: 'invalid_payload', details: { field: 'model.hiddenSize' } });
+    expect(toJobError(new PayloadError('fromJob: other shape', 'model.hiddenSize'))).toMatchObject({
+      code: 'invalid_payload',
+      details: { field: 'model.hiddenSize' },
+    });
     expect(toJobError(new ArtifactNotFoundError('j', 'model.safetensors')).code).toBe('not_found');
     expect(toJobError(new DatasetNotFoundError('d')).code).toBe('not_found');
     expect(toJobError(new BackendError('no wasm'))).toMatchObject({ code: 'backend_unavailable', retryable: true });
-    expect(toJobError(new RangeError('boom'))).toEqual({ code: 'internal', message: 'RangeError: boom', retryable: true });
+    expect(toJobError(new RangeError('boom'))).toEqual({
+      code: 'internal',
+      message: 'RangeError: boom',
+      retryable: true,
+    });
   });
 
   it('throws permanent codes as UnrecoverableError, the rest as plain errors, with a decodable message', () => {
     const permanent = jobFailure({ code: 'invalid_payload', message: 'bad', details: { field: 'x' } });
     expect(permanent).toBeInstanceOf(UnrecoverableError);
-    expect(jobErrorOf(permanent)).toEqual({ code: 'invalid_payload', message: 'bad', retryable: false, details: { field: 'x' } });
+    expect(jobErrorOf(permanent)).toEqual({
+      code: 'invalid_payload',
+      message: 'bad',
+      retryable: false,
+      details: { field: 'x' },
+    });
     const transient = jobFailure({ code: 'internal', message: 'engine died' });
     expect(transient).not.toBeInstanceOf(UnrecoverableError);
     expect(decodeJobError(transient.message)).toMatchObject({ code: 'internal', retryable: true });
     // BullMQ's own failures (e.g. a job stalled too often) read as internal.
-    expect(jobErrorOf(new Error('job stalled more than allowable limit'))).toMatchObject({ code: 'internal', message: 'job stalled more than allowable limit' });
+    expect(jobErrorOf(new Error('job stalled more than allowable limit'))).toMatchObject({
+      code: 'internal',
+      message: 'job stalled more than allowable limit',
+    });
   });
 });
 
@@ -124,15 +173,36 @@ describe('handlersByType (the boot check)', () => {
   it('refuses a job type without a handler, and one with two', () => {
     const [first, ...others] = JOB_TYPES;
     expect(() => handlersByType(others.map(handler))).toThrow(`no handler for job type(s) ${first}`);
-    expect(() => handlersByType([...JOB_TYPES.map(handler), handler(first)])).toThrow(`two handlers for job type '${first}'`);
+    expect(() => handlersByType([...JOB_TYPES.map(handler), handler(first)])).toThrow(
+      `two handlers for job type '${first}'`,
+    );
   });
 });
 
 describe('metricsCsv', () => {
   it('writes a header and one row per point, nulls as empty cells', () => {
     const csv = metricsCsv([
-      { epoch: 0, step: 2, loss: 0.5, valLoss: null, gradNorm: 1.25, samplesPerSec: 100, elapsedMs: 10, epochEnd: false, learningRate: 0.01 },
-      { epoch: 0, step: 4, loss: 0.25, valLoss: 0.3, gradNorm: null, samplesPerSec: 120, elapsedMs: 20, epochEnd: true },
+      {
+        epoch: 0,
+        step: 2,
+        loss: 0.5,
+        valLoss: null,
+        gradNorm: 1.25,
+        samplesPerSec: 100,
+        elapsedMs: 10,
+        epochEnd: false,
+        learningRate: 0.01,
+      },
+      {
+        epoch: 0,
+        step: 4,
+        loss: 0.25,
+        valLoss: 0.3,
+        gradNorm: null,
+        samplesPerSec: 120,
+        elapsedMs: 20,
+        epochEnd: true,
+      },
     ]);
     expect(csv).toBe(
       'epoch,step,loss,valLoss,gradNorm,samplesPerSec,elapsedMs,epochEnd,learningRate\n' +
@@ -144,7 +214,12 @@ describe('metricsCsv', () => {
 
 describe('ModelCache', () => {
   const fake = () => {
-    const m = { disposed: false, dispose() { m.disposed = true; } };
+    const m = {
+      disposed: false,
+      dispose() {
+        m.disposed = true;
+      },
+    };
     return m;
   };
   const asModel = (m: ReturnType<typeof fake>) => m as unknown as SequenceModel;

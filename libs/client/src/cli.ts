@@ -10,11 +10,18 @@ async function readStdin(): Promise<string> {
 
 // Ctrl-C while watching: end the progress line and say the job goes on (cancel is a separate command).
 process.once('SIGINT', () => {
-  process.stderr.write('\nrelu-lstm: interrupted; the job goes on (relu-lstm watch <id> follows it, relu-lstm cancel <id> stops it)\n');
+  process.stderr.write(
+    '\nrelu-lstm: interrupted; the job goes on (relu-lstm watch <id> follows it, relu-lstm cancel <id> stops it)\n',
+  );
   process.exit(130);
 });
 
-runCli(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr, env: process.env, stdin: readStdin }).then(
+runCli(process.argv.slice(2), {
+  stdout: process.stdout,
+  stderr: process.stderr,
+  env: process.env,
+  stdin: readStdin,
+}).then(
   (code) => {
     process.exitCode = code;
   },

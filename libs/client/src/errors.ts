@@ -43,7 +43,9 @@ export class RunnerApiError extends Error {
     /** From `Retry-After` (429 `rate_limited` / `quota_exceeded` of streams, 503): when to try again; null without one. */
     readonly retryAfterMs: number | null = null,
   ) {
-    super(`${request ? `${request}: ` : ''}${status} ${code}: ${detail}${issues.length ? ` (${listIssues(issues)})` : ''}`);
+    super(
+      `${request ? `${request}: ` : ''}${status} ${code}: ${detail}${issues.length ? ` (${listIssues(issues)})` : ''}`,
+    );
   }
   get fields(): string[] {
     return this.issues.map((i) => i.path);

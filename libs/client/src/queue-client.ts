@@ -124,7 +124,11 @@ export class QueueClient {
    * ending after a terminal state event. Uses a blocking connection of its own while iterating.
    */
   async *follow(id: string, options: QueueFollowOptions = {}): AsyncGenerator<StoredEvent, void, undefined> {
-    for await (const batch of this.events.follow(id, { after: options.lastEventId, signal: options.signal, blockMs: 1000 })) {
+    for await (const batch of this.events.follow(id, {
+      after: options.lastEventId,
+      signal: options.signal,
+      blockMs: 1000,
+    })) {
       options.signal?.throwIfAborted();
       for (const e of batch) {
         yield e;
@@ -135,18 +139,25 @@ export class QueueClient {
   }
 
   /** The job's result once it completes, from its event stream; `JobFailedError` / `WaitTimeoutError` as `RunnerClient.waitForResult`. */
-  async waitForResult<R extends JobResult = JobResult>(id: string, options: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<R> {
+  async waitForResult<R extends JobResult = JobResult>(
+    id: string,
+    options: { timeoutMs?: number; signal?: AbortSignal } = {},
+  ): Promise<R> {
     const ctrl = new AbortController();
     const signals = [ctrl.signal, ...(options.signal ? [options.signal] : [])];
     let timedOut = false;
-    const timer = options.timeoutMs === undefined ? undefined : setTimeout(() => ((timedOut = true), ctrl.abort()), options.timeoutMs);
+    const timer =
+      options.timeoutMs === undefined
+        ? undefined
+        : setTimeout(() => ((timedOut = true), ctrl.abort()), options.timeoutMs);
     let last: StoredEvent['event'] | null = null;
     try {
       for await (const { event } of this.follow(id, { signal: AbortSignal.any(signals) })) {
         if (event.type !== 'state') continue;
         last = event;
         if (event.state === 'completed') return event.result as R;
-        if (event.state === 'failed' || event.state === 'cancelled') throw new JobFailedError(id, event.state, event.error ?? null, null);
+        if (event.state === 'failed' || event.state === 'cancelled')
+          throw new JobFailedError(id, event.state, event.error ?? null, null);
       }
       throw new Error(`event stream of job ${id} ended without a final state`);
     } catch (e) {

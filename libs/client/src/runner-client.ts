@@ -41,7 +41,13 @@ import {
   type WorkerList,
 } from '@relu-lstm/jobs';
 import type { z } from 'zod';
-import { JobFailedError, PayloadValidationError, RunnerApiError, RunnerConnectionError, WaitTimeoutError } from './errors';
+import {
+  JobFailedError,
+  PayloadValidationError,
+  RunnerApiError,
+  RunnerConnectionError,
+  WaitTimeoutError,
+} from './errors';
 import { parseSse, SseParser } from './sse';
 
 export type FetchLike = (input: string | URL, init?: RequestInit) => Promise<Response>;
@@ -143,7 +149,8 @@ export class RunnerClient {
 
   constructor(options: RunnerClientOptions) {
     const base = new URL(options.baseUrl); // throws on a malformed URL
-    if (base.protocol !== 'http:' && base.protocol !== 'https:') throw new TypeError(`baseUrl: expected http(s), got ${base.protocol}`);
+    if (base.protocol !== 'http:' && base.protocol !== 'https:')
+      throw new TypeError(`baseUrl: expected http(s), got ${base.protocol}`);
     this.baseUrl = base.href.endsWith('/') ? base.href : `${base.href}/`;
     this.apiKey = options.apiKey || undefined;
     this.fetchImpl = options.fetch ?? ((input, init) => fetch(input, init));
@@ -219,7 +226,9 @@ export class RunnerClient {
         const parser = new SseParser();
         parser.lastEventId = lastId ?? '';
         try {
-          const body = idleLimited(res.body, this.streamIdleTimeoutMs, () => conn.abort(new RunnerConnectionError(`event stream silent for ${this.streamIdleTimeoutMs} ms`, true)));
+          const body = idleLimited(res.body, this.streamIdleTimeoutMs, () =>
+            conn.abort(new RunnerConnectionError(`event stream silent for ${this.streamIdleTimeoutMs} ms`, true)),
+          );
           for await (const msg of parseSse(body, parser)) {
             const event = parseEvent(msg.data);
             if (!event) continue;
@@ -242,9 +251,13 @@ export class RunnerClient {
       }
       failures++;
       if (failures > this.maxReconnects) {
-        throw new RunnerConnectionError(`event stream of job ${id}: ${failures} connections in a row without an event (${errorText(problem)})`, false, {
-          cause: problem,
-        });
+        throw new RunnerConnectionError(
+          `event stream of job ${id}: ${failures} connections in a row without an event (${errorText(problem)})`,
+          false,
+          {
+            cause: problem,
+          },
+        );
       }
       await sleep(delay, undefined, { signal });
     }
@@ -286,7 +299,8 @@ export class RunnerClient {
         const view = await this.get(id, { signal: ctrl.signal });
         lastState = view.state;
         if (view.state === 'completed') return view.result as R;
-        if (view.state === 'failed' || view.state === 'cancelled') throw new JobFailedError(id, view.state, view.error, view);
+        if (view.state === 'failed' || view.state === 'cancelled')
+          throw new JobFailedError(id, view.state, view.error, view);
         await sleep(pollIntervalMs, undefined, { signal: ctrl.signal });
       }
     } catch (e) {
@@ -319,7 +333,12 @@ export class RunnerClient {
    * Streams one artifact to `path` (a temporary file renamed at the end, so a partial download never
    * takes its place); creates the parent directory. Returns the bytes written.
    */
-  async saveArtifact(id: string, name: string, path: string, options: RequestOptions = {}): Promise<{ path: string; bytes: number }> {
+  async saveArtifact(
+    id: string,
+    name: string,
+    path: string,
+    options: RequestOptions = {},
+  ): Promise<{ path: string; bytes: number }> {
     checkName(name);
     const conn = new AbortController();
     const stop = () => conn.abort(options.signal?.reason);
@@ -344,7 +363,11 @@ export class RunnerClient {
   }
 
   /** Saves every artifact of the job under `dir` (as `<dir>/<name>`). */
-  async saveArtifacts(id: string, dir: string, options: RequestOptions = {}): Promise<Array<{ path: string; bytes: number }>> {
+  async saveArtifacts(
+    id: string,
+    dir: string,
+    options: RequestOptions = {},
+  ): Promise<Array<{ path: string; bytes: number }>> {
     const { items } = await this.listArtifacts(id, options);
     const out: Array<{ path: string; bytes: number }> = [];
     for (const a of items) out.push(await this.saveArtifact(id, a.name, join(dir, a.name), options));
@@ -361,7 +384,11 @@ export class RunnerClient {
 
   /** `POST /v1/datasets` with a CSV body (the format docs/api.md describes); validated by the server. */
   uploadDatasetCsv(csv: string | Uint8Array, options: RequestOptions & { query?: Query } = {}): Promise<DatasetView> {
-    return this.json<DatasetView>('POST', 'v1/datasets', { rawBody: { contentType: 'text/csv', data: csv }, query: options.query, signal: options.signal });
+    return this.json<DatasetView>('POST', 'v1/datasets', {
+      rawBody: { contentType: 'text/csv', data: csv },
+      query: options.query,
+      signal: options.signal,
+    });
   }
 
   /** `GET /v1/workers`: live workers from their heartbeats. */
@@ -407,7 +434,9 @@ export class RunnerClient {
 
   /** Runs `fn` with a signal that aborts after `timeoutMs` or when `outer` aborts. */
   private async withTimeout<T>(outer: AbortSignal | undefined, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
-    const signal = outer ? AbortSignal.any([outer, AbortSignal.timeout(this.timeoutMs)]) : AbortSignal.timeout(this.timeoutMs);
+    const signal = outer
+      ? AbortSignal.any([outer, AbortSignal.timeout(this.timeoutMs)])
+      : AbortSignal.timeout(this.timeoutMs);
     try {
       return await fn(signal);
     } catch (e) {
@@ -443,7 +472,11 @@ export class RunnerClient {
     } catch (e) {
       if (options.signal?.aborted) throw options.signal.reason;
       const timedOut = headersTimeout.signal.aborted;
-      throw new RunnerConnectionError(`${request}: ${timedOut ? `no answer within ${this.timeoutMs} ms` : errorText(e)}`, timedOut, { cause: e });
+      throw new RunnerConnectionError(
+        `${request}: ${timedOut ? `no answer within ${this.timeoutMs} ms` : errorText(e)}`,
+        timedOut,
+        { cause: e },
+      );
     } finally {
       clearTimeout(timer);
     }
@@ -475,7 +508,11 @@ async function toApiError(res: Response, request: string): Promise<RunnerApiErro
   // A body of another shape (a proxy's page, an older server): keep what can be read of it.
   const loose = (json as { error?: { code?: unknown; message?: unknown }; message?: unknown } | undefined) ?? {};
   const message =
-    typeof loose.error?.message === 'string' ? loose.error.message : typeof loose.message === 'string' ? loose.message : text.slice(0, 200) || res.statusText;
+    typeof loose.error?.message === 'string'
+      ? loose.error.message
+      : typeof loose.message === 'string'
+        ? loose.message
+        : text.slice(0, 200) || res.statusText;
   return new RunnerApiError(res.status, `http_${res.status}`, message, [], request, retryAfterMs);
 }
 
@@ -491,7 +528,11 @@ export function parseRetryAfter(value: string | null, now = Date.now()): number 
  * The chunks of `body`; `onIdle` is called (it should abort the request) when the network is silent
  * for `ms`. Only time spent waiting for the next chunk counts, not time the consumer spends on one.
  */
-async function* idleLimited(body: AsyncIterable<Uint8Array>, ms: number, onIdle: () => void): AsyncGenerator<Uint8Array, void, undefined> {
+async function* idleLimited(
+  body: AsyncIterable<Uint8Array>,
+  ms: number,
+  onIdle: () => void,
+): AsyncGenerator<Uint8Array, void, undefined> {
   let timer: NodeJS.Timeout | undefined = setTimeout(onIdle, ms);
   try {
     for await (const chunk of body) {
@@ -521,13 +562,16 @@ function seg(s: string): string {
 }
 
 function checkName(name: string): void {
-  if (!isValidArtifactName(name)) throw new TypeError(`artifact name: expected one path segment like model.safetensors, got ${JSON.stringify(name)}`);
+  if (!isValidArtifactName(name))
+    throw new TypeError(`artifact name: expected one path segment like model.safetensors, got ${JSON.stringify(name)}`);
 }
 
 function errorText(e: unknown): string {
   // Duck-typed: errors from fetch may come from another realm (instanceof Error fails there).
   const msg = (x: unknown): string | undefined =>
-    x && typeof x === 'object' && typeof (x as { message?: unknown }).message === 'string' ? (x as { message: string }).message : undefined;
+    x && typeof x === 'object' && typeof (x as { message?: unknown }).message === 'string'
+      ? (x as { message: string }).message
+      : undefined;
   const m = msg(e);
   if (m === undefined) return String(e);
   const cause = (e as { cause?: unknown }).cause;

@@ -86,7 +86,10 @@ export class SseParser {
 }
 
 /** Messages of an SSE byte stream (e.g. `response.body` of fetch), in order. */
-export async function* parseSse(body: AsyncIterable<Uint8Array>, parser = new SseParser()): AsyncGenerator<SseMessage, void, undefined> {
+export async function* parseSse(
+  body: AsyncIterable<Uint8Array>,
+  parser = new SseParser(),
+): AsyncGenerator<SseMessage, void, undefined> {
   const decoder = new TextDecoder('utf-8');
   for await (const chunk of body) {
     yield* parser.push(decoder.decode(chunk, { stream: true }));

@@ -4,10 +4,17 @@ import { CANONICAL_TRAIN_EXAMPLE } from '@relu-lstm/jobs';
 
 describe('parseCliArgs', () => {
   test('defaults: RELU_LSTM_URL, RELU_LSTM_API_KEY, else http://127.0.0.1:3000 and no key', () => {
-    expect(parseCliArgs(['status', 'abc'], {})).toEqual({ command: { name: 'status', id: 'abc' }, url: 'http://127.0.0.1:3000', apiKey: null, json: false });
+    expect(parseCliArgs(['status', 'abc'], {})).toEqual({
+      command: { name: 'status', id: 'abc' },
+      url: 'http://127.0.0.1:3000',
+      apiKey: null,
+      json: false,
+    });
     const env = { RELU_LSTM_URL: 'http://api:3000', RELU_LSTM_API_KEY: 'k1' };
     expect(parseCliArgs(['workers'], env)).toMatchObject({ url: 'http://api:3000', apiKey: 'k1' });
-    expect(parseCliArgs(['workers', '--url', 'https://x.example/runner', '--api-key', 'k2', '--json'], env)).toMatchObject({
+    expect(
+      parseCliArgs(['workers', '--url', 'https://x.example/runner', '--api-key', 'k2', '--json'], env),
+    ).toMatchObject({
       url: 'https://x.example/runner',
       apiKey: 'k2',
       json: true,
@@ -16,17 +23,35 @@ describe('parseCliArgs', () => {
 
   test('submit options', () => {
     expect(parseCliArgs(['submit', 'spec.json', '--watch']).command).toEqual({
-      name: 'submit', spec: 'spec.json', as: null, watch: true, wait: false, idempotencyKey: null,
+      name: 'submit',
+      spec: 'spec.json',
+      as: null,
+      watch: true,
+      wait: false,
+      idempotencyKey: null,
     });
     expect(parseCliArgs(['submit', '-', '-w', '--infer', '--wait', '--idempotency-key', 'k']).command).toEqual({
-      name: 'submit', spec: '-', as: 'infer', watch: true, wait: true, idempotencyKey: 'k',
+      name: 'submit',
+      spec: '-',
+      as: 'infer',
+      watch: true,
+      wait: true,
+      idempotencyKey: 'k',
     });
   });
 
   test('artifacts, list, help', () => {
-    expect(parseCliArgs(['artifacts', 'id1', '-o', 'out']).command).toEqual({ name: 'artifacts', id: 'id1', out: 'out' });
+    expect(parseCliArgs(['artifacts', 'id1', '-o', 'out']).command).toEqual({
+      name: 'artifacts',
+      id: 'id1',
+      out: 'out',
+    });
     expect(parseCliArgs(['artifacts', 'id1']).command).toEqual({ name: 'artifacts', id: 'id1', out: null });
-    expect(parseCliArgs(['list', '--state', 'running', '--limit', '5']).command).toEqual({ name: 'list', state: 'running', limit: 5 });
+    expect(parseCliArgs(['list', '--state', 'running', '--limit', '5']).command).toEqual({
+      name: 'list',
+      state: 'running',
+      limit: 5,
+    });
     expect(parseCliArgs([]).command).toEqual({ name: 'help' });
     expect(parseCliArgs(['submit', '--help']).command).toEqual({ name: 'help' });
   });
@@ -66,12 +91,30 @@ describe('specToSubmission', () => {
 });
 
 describe('progress formatting', () => {
-  const metric = { type: 'metric' as const, at: 0, epoch: 1, step: 12, loss: 0.012345, valLoss: null, gradNorm: 0.5, samplesPerSec: 1234.5, elapsedMs: 3400 };
+  const metric = {
+    type: 'metric' as const,
+    at: 0,
+    epoch: 1,
+    step: 12,
+    loss: 0.012345,
+    valLoss: null,
+    gradNorm: 0.5,
+    samplesPerSec: 1234.5,
+    elapsedMs: 3400,
+  };
 
   test('the plan from a train payload: 256 sine samples in batches of 32 -> 8 steps per epoch', () => {
     expect(planFromPayload(CANONICAL_TRAIN_EXAMPLE)).toEqual({ epochs: 3, stepsPerEpoch: 8 });
-    expect(planFromPayload({ ...CANONICAL_TRAIN_EXAMPLE, training: { ...CANONICAL_TRAIN_EXAMPLE.training, validationSplit: 0.25 } })).toEqual({ epochs: 3, stepsPerEpoch: 6 });
-    expect(planFromPayload({ ...CANONICAL_TRAIN_EXAMPLE, data: { datasetId: 'x' } })).toEqual({ epochs: 3, stepsPerEpoch: null });
+    expect(
+      planFromPayload({
+        ...CANONICAL_TRAIN_EXAMPLE,
+        training: { ...CANONICAL_TRAIN_EXAMPLE.training, validationSplit: 0.25 },
+      }),
+    ).toEqual({ epochs: 3, stepsPerEpoch: 6 });
+    expect(planFromPayload({ ...CANONICAL_TRAIN_EXAMPLE, data: { datasetId: 'x' } })).toEqual({
+      epochs: 3,
+      stepsPerEpoch: null,
+    });
     expect(planFromPayload({ inputs: [] })).toEqual({ epochs: null, stepsPerEpoch: null });
   });
 
@@ -84,12 +127,28 @@ describe('progress formatting', () => {
   });
 
   test('numbers and the metric line', () => {
-    expect([num(0.012345), num(1234.5), num(1e-5), num(123456), num(null), num(0)]).toEqual(['0.01235', '1235', '1.00e-5', '1.23e+5', '-', '0']);
-    expect(metricText(metric, { epochs: 3, stepsPerEpoch: 8 })).toBe('epoch 2/3 step 12 loss 0.01235 |g| 0.5 1235 samples/s 3.4s');
+    expect([num(0.012345), num(1234.5), num(1e-5), num(123456), num(null), num(0)]).toEqual([
+      '0.01235',
+      '1235',
+      '1.00e-5',
+      '1.23e+5',
+      '-',
+      '0',
+    ]);
+    expect(metricText(metric, { epochs: 3, stepsPerEpoch: 8 })).toBe(
+      'epoch 2/3 step 12 loss 0.01235 |g| 0.5 1235 samples/s 3.4s',
+    );
   });
 
   test('on a TTY the bar is redrawn in place and other lines go above it; plain lines otherwise', () => {
-    const tty = { text: '', isTTY: true, columns: 200, write(s: string) { this.text += s; } };
+    const tty = {
+      text: '',
+      isTTY: true,
+      columns: 200,
+      write(s: string) {
+        this.text += s;
+      },
+    };
     const p = new ProgressPrinter(tty, { epochs: 3, stepsPerEpoch: 8 });
     p.event(metric);
     p.event({ type: 'log', at: 0, level: 'info', message: 'checkpoint' });
@@ -101,7 +160,12 @@ describe('progress formatting', () => {
         '\r\x1b[2K[##########----------]  50% epoch 2/3 step 12 loss 0.01235 |g| 0.5 1235 samples/s 3.4s' +
         '\r\x1b[2K[####################] 100% epoch 3/3 step 24 loss 0.01235 |g| 0.5 1235 samples/s 3.4s\n',
     );
-    const plain = { text: '', write(s: string) { this.text += s; } };
+    const plain = {
+      text: '',
+      write(s: string) {
+        this.text += s;
+      },
+    };
     const q = new ProgressPrinter(plain, { epochs: null, stepsPerEpoch: null });
     q.event({ type: 'state', at: 0, state: 'running', attempt: 1, workerId: 'w1' });
     q.event(metric);
@@ -109,11 +173,16 @@ describe('progress formatting', () => {
   });
 
   test('steps per epoch are learned from the first finished epoch when the payload does not tell', () => {
-    const out = { text: '', write(s: string) { this.text += s; } };
+    const out = {
+      text: '',
+      write(s: string) {
+        this.text += s;
+      },
+    };
     const p = new ProgressPrinter(out, { epochs: 2, stepsPerEpoch: null });
     p.event({ ...metric, epoch: 0, step: 10, epochEnd: true });
     expect(p.plan.stepsPerEpoch).toBe(10);
     p.event({ ...metric, epoch: 1, step: 15 });
-    expect(out.text.split('\n')[1]).toMatch(/^\[###############-----\]  75% epoch 2\/2 step 15 /);
+    expect(out.text.split('\n')[1]).toMatch(/^\[###############-----\] {2}75% epoch 2\/2 step 15 /);
   });
 });

@@ -29,14 +29,24 @@ let clients: QueueClient[];
 let queues: Queue[];
 
 function newClient(extra: { tenant?: string } = {}): QueueClient {
-  const c = new QueueClient({ connection: { ...redisOptions(), connectionName: `qc-${prefix}` }, prefix, tenant: 'default', ...extra });
+  const c = new QueueClient({
+    connection: { ...redisOptions(), connectionName: `qc-${prefix}` },
+    prefix,
+    tenant: 'default',
+    ...extra,
+  });
   clients.push(c);
   return c;
 }
 
 function redisOptions() {
   const u = new URL(REDIS_URL);
-  return { host: u.hostname, port: Number(u.port || 6379), password: u.password || undefined, db: Number(u.pathname.slice(1) || 0) };
+  return {
+    host: u.hostname,
+    port: Number(u.port || 6379),
+    password: u.password || undefined,
+    db: Number(u.pathname.slice(1) || 0),
+  };
 }
 
 function queue(name: string): Queue<JobData> {
@@ -61,7 +71,7 @@ async function connectionsNamed(name: string): Promise<number> {
   return list.split('\n').filter((l) => l.includes(` name=${name} `)).length;
 }
 
-beforeEach(async () => {
+beforeEach(() => {
   prefix = `test-qc-${randomUUID()}`;
   admin = new Redis(REDIS_URL);
   clients = [];
@@ -86,14 +96,25 @@ test('a train job lands on the queue of its device with the validated payload, m
 
   const bull = await queue('gpu').getJob(job.id);
   expect(bull?.name).toBe('train');
-  expect(bull?.data).toEqual({ type: 'train', tenant: 'default', limits: contract.limits, payload: contract.TrainPayload.parse(payload) });
+  expect(bull?.data).toEqual({
+    type: 'train',
+    tenant: 'default',
+    limits: contract.limits,
+    payload: contract.TrainPayload.parse(payload),
+  });
   expect(bull?.data.payload).toMatchObject({ model: { bias: true, activation: 'relu' }, training: { loss: 'mse' } }); // defaults filled
   expect(bull?.opts).toMatchObject({ attempts: 3, backoff: { type: 'exponential', delay: 5000 } });
   expect(await bull?.getState()).toBe('waiting');
   for (const other of ['cpu', 'any']) expect(await queue(other).count()).toBe(0);
 
   const keys = redisKeys(prefix);
-  expect(JSON.parse((await admin.get(keys.jobMeta(job.id)))!)).toMatchObject({ id: job.id, type: 'train', queue: 'gpu', device: 'gpu', tenant: 'default' });
+  expect(JSON.parse((await admin.get(keys.jobMeta(job.id)))!)).toMatchObject({
+    id: job.id,
+    type: 'train',
+    queue: 'gpu',
+    device: 'gpu',
+    tenant: 'default',
+  });
   expect(await admin.zrange(keys.jobIndex('default'), 0, '-1')).toEqual([job.id]);
   const events = await new RedisJobEventStream(admin, keys).read(job.id);
   expect(events).toEqual([{ id: job.eventId, event: { type: 'state', at: expect.any(Number), state: 'queued' } }]);
@@ -105,16 +126,29 @@ test('routing: cpu and any; infer jobs; a tenant of its own; a chosen id used tw
   const infer = await qc.submitInfer({ modelJobId: train.id, inputs: [[[0.1], [0.2], [0.3]]] }); // device defaults to any
   expect([train.queue, infer.queue, infer.type]).toEqual(['cpu', 'any', 'infer']);
   const bull = await queue('any').getJob(infer.id);
-  expect(bull?.data).toEqual({ type: 'infer', tenant: 'team-a', limits: contract.limits, payload: { modelJobId: train.id, inputs: [[[0.1], [0.2], [0.3]]], device: 'any' } });
-  expect(await admin.zrange(redisKeys(prefix).jobIndex('team-a'), 0, '-1')).toEqual(expect.arrayContaining([train.id, infer.id]));
+  expect(bull?.data).toEqual({
+    type: 'infer',
+    tenant: 'team-a',
+    limits: contract.limits,
+    payload: { modelJobId: train.id, inputs: [[[0.1], [0.2], [0.3]]], device: 'any' },
+  });
+  expect(await admin.zrange(redisKeys(prefix).jobIndex('team-a'), 0, '-1')).toEqual(
+    expect.arrayContaining([train.id, infer.id]),
+  );
 
   const id = randomUUID();
   await qc.submitTrain(CANONICAL_TRAIN_EXAMPLE, { id });
-  await expect(qc.submitTrain({ ...CANONICAL_TRAIN_EXAMPLE, device: 'gpu' }, { id })).rejects.toBeInstanceOf(JobIdConflictError);
+  await expect(qc.submitTrain({ ...CANONICAL_TRAIN_EXAMPLE, device: 'gpu' }, { id })).rejects.toBeInstanceOf(
+    JobIdConflictError,
+  );
   expect(await queue('gpu').count()).toBe(0);
   expect((await queue('any').getJob(id))?.data.payload.device).toBe('any'); // the first one is untouched
   // ...and so are its records: one `queued` event, one index entry (the conflict wrote nothing).
-  expect((await new RedisJobEventStream(admin, redisKeys(prefix)).read(id)).map((e) => e.event.type === 'state' && e.event.state)).toEqual(['queued']);
+  expect(
+    (await new RedisJobEventStream(admin, redisKeys(prefix)).read(id)).map(
+      (e) => e.event.type === 'state' && e.event.state,
+    ),
+  ).toEqual(['queued']);
   expect((await admin.zrange(redisKeys(prefix).jobIndex('team-a'), 0, '-1')).filter((x) => x === id)).toEqual([id]);
 });
 
@@ -122,7 +156,11 @@ test('produceJob with a live quota (the per-tenant set of the api): the place is
   const keys = redisKeys(prefix);
   const live = { key: keys.liveJobs('team-q'), max: 2 };
   const deps = { redis: admin, keys, queue: (q: string) => queue(q) };
-  const plan = () => planJob('train', contract.TrainPayload.parse({ ...CANONICAL_TRAIN_EXAMPLE, device: 'cpu' }), { limits: contract.limits, tenant: 'team-q' });
+  const plan = () =>
+    planJob('train', contract.TrainPayload.parse({ ...CANONICAL_TRAIN_EXAMPLE, device: 'cpu' }), {
+      limits: contract.limits,
+      tenant: 'team-q',
+    });
   const a = plan();
   const b = plan();
   await produceJob(deps, a, live);
@@ -147,11 +185,17 @@ test('produceJob with a live quota (the per-tenant set of the api): the place is
 
 test('an invalid payload is rejected naming its fields, and nothing is written', async () => {
   const qc = newClient();
-  const bad = { ...CANONICAL_TRAIN_EXAMPLE, model: { ...CANONICAL_TRAIN_EXAMPLE.model, hiddenSize: -1 }, device: 'tpu' };
+  const bad = {
+    ...CANONICAL_TRAIN_EXAMPLE,
+    model: { ...CANONICAL_TRAIN_EXAMPLE.model, hiddenSize: -1 },
+    device: 'tpu',
+  };
   const err = (await qc.submitTrain(bad as never).catch((e: unknown) => e)) as PayloadValidationError;
   expect(err).toBeInstanceOf(PayloadValidationError);
   expect(err.fields.sort()).toEqual(['device', 'model.hiddenSize']);
-  await expect(qc.submit('infer', { modelJobId: 'not-a-uuid', inputs: [[[1]]] })).rejects.toMatchObject({ fields: ['modelJobId'] });
+  await expect(qc.submit('infer', { modelJobId: 'not-a-uuid', inputs: [[[1]]] })).rejects.toMatchObject({
+    fields: ['modelJobId'],
+  });
   expect(await keysUnder(prefix)).toEqual([]);
 });
 
@@ -160,20 +204,45 @@ test('follow and waitForResult read the job stream (here written as a worker wou
   const job = await qc.submitTrain(CANONICAL_TRAIN_EXAMPLE);
   const stream = new RedisJobEventStream(admin, redisKeys(prefix));
   const result: TrainResult = {
-    epochs: 3, steps: 24, finalLoss: 0.01, finalValLoss: null, samplesPerSec: 100, elapsedMs: 10, resumedFromEpoch: null, backend: 'cpu', gpu: false, artifacts: ['model.safetensors'],
+    epochs: 3,
+    steps: 24,
+    finalLoss: 0.01,
+    finalValLoss: null,
+    samplesPerSec: 100,
+    elapsedMs: 10,
+    resumedFromEpoch: null,
+    backend: 'cpu',
+    gpu: false,
+    artifacts: ['model.safetensors'],
   };
-  setTimeout(async () => {
+  const finish = async () => {
     await stream.append(job.id, { type: 'state', at: Date.now(), state: 'running', attempt: 1 });
-    await stream.append(job.id, { type: 'metric', at: Date.now(), epoch: 0, step: 8, loss: 0.5, valLoss: null, gradNorm: 1, samplesPerSec: 10, elapsedMs: 5 });
+    await stream.append(job.id, {
+      type: 'metric',
+      at: Date.now(),
+      epoch: 0,
+      step: 8,
+      loss: 0.5,
+      valLoss: null,
+      gradNorm: 1,
+      samplesPerSec: 10,
+      elapsedMs: 5,
+    });
     await stream.append(job.id, { type: 'state', at: Date.now(), state: 'completed', result });
-  }, 50);
+  };
+  setTimeout(() => void finish(), 50);
   await expect(qc.waitForResult(job.id, { timeoutMs: 5000 })).resolves.toEqual(result);
   const types: string[] = [];
   for await (const e of qc.follow(job.id)) types.push(e.event.type === 'state' ? e.event.state : e.event.type);
   expect(types).toEqual(['queued', 'running', 'metric', 'completed']);
 
   const failing = await qc.submitTrain(CANONICAL_TRAIN_EXAMPLE);
-  await stream.append(failing.id, { type: 'state', at: Date.now(), state: 'cancelled', error: { code: 'cancelled', message: 'DELETE', retryable: false } });
+  await stream.append(failing.id, {
+    type: 'state',
+    at: Date.now(),
+    state: 'cancelled',
+    error: { code: 'cancelled', message: 'DELETE', retryable: false },
+  });
   await expect(qc.waitForResult(failing.id)).rejects.toBeInstanceOf(JobFailedError);
   const silent = await qc.submitTrain(CANONICAL_TRAIN_EXAMPLE);
   const started = Date.now();

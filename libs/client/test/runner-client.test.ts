@@ -20,18 +20,55 @@ import {
 import { CANONICAL_TRAIN_EXAMPLE, type JobEvent, type TrainResult } from '@relu-lstm/jobs';
 import { apiError, sendJson, sseEvent, sseHead, startServer, type TestServer } from './helpers/server';
 
-const links = (id: string) => ({ self: `/v1/jobs/${id}`, events: `/v1/jobs/${id}/events`, artifacts: `/v1/jobs/${id}/artifacts` });
+const links = (id: string) => ({
+  self: `/v1/jobs/${id}`,
+  events: `/v1/jobs/${id}/events`,
+  artifacts: `/v1/jobs/${id}/artifacts`,
+});
 const trainResult: TrainResult = {
-  epochs: 3, steps: 24, finalLoss: 0.01, finalValLoss: null, samplesPerSec: 1000, elapsedMs: 500,
-  resumedFromEpoch: null, backend: 'cpu', gpu: false, artifacts: ['model.safetensors', 'state.json'],
+  epochs: 3,
+  steps: 24,
+  finalLoss: 0.01,
+  finalValLoss: null,
+  samplesPerSec: 1000,
+  elapsedMs: 500,
+  resumedFromEpoch: null,
+  backend: 'cpu',
+  gpu: false,
+  artifacts: ['model.safetensors', 'state.json'],
 };
-const metric = (step: number): JobEvent => ({ type: 'metric', at: 1, epoch: 0, step, loss: 1 / step, valLoss: null, gradNorm: null, samplesPerSec: 10, elapsedMs: step });
-const state = (s: 'queued' | 'running' | 'completed' | 'failed' | 'cancelled', extra: object = {}): JobEvent => ({ type: 'state', at: 1, state: s, ...extra }) as JobEvent;
+const metric = (step: number): JobEvent => ({
+  type: 'metric',
+  at: 1,
+  epoch: 0,
+  step,
+  loss: 1 / step,
+  valLoss: null,
+  gradNorm: null,
+  samplesPerSec: 10,
+  elapsedMs: step,
+});
+const state = (s: 'queued' | 'running' | 'completed' | 'failed' | 'cancelled', extra: object = {}): JobEvent =>
+  ({ type: 'state', at: 1, state: s, ...extra }) as JobEvent;
 
 function view(id: string, over: Partial<JobView> = {}): JobView {
   return {
-    id, type: 'train', state: 'queued', queue: 'any', device: 'any', createdAt: 1, startedAt: null, finishedAt: null,
-    attempts: 0, maxAttempts: 3, cancelRequested: false, progress: null, result: null, error: null, links: links(id), ...over,
+    id,
+    type: 'train',
+    state: 'queued',
+    queue: 'any',
+    device: 'any',
+    createdAt: 1,
+    startedAt: null,
+    finishedAt: null,
+    attempts: 0,
+    maxAttempts: 3,
+    cancelRequested: false,
+    progress: null,
+    result: null,
+    error: null,
+    links: links(id),
+    ...over,
   };
 }
 
@@ -39,7 +76,13 @@ let server: TestServer;
 let client: RunnerClient;
 beforeEach(async () => {
   server = await startServer();
-  client = new RunnerClient({ baseUrl: server.url, apiKey: 'secret-key', timeoutMs: 2000, reconnectDelayMs: 10, maxReconnects: 3 });
+  client = new RunnerClient({
+    baseUrl: server.url,
+    apiKey: 'secret-key',
+    timeoutMs: 2000,
+    reconnectDelayMs: 10,
+    maxReconnects: 3,
+  });
 });
 afterEach(async () => {
   await server.close();
@@ -62,7 +105,9 @@ describe('requests', () => {
     const id = randomUUID();
     const result = { outputs: [[[1]]], hN: [[[0.5]]], cN: [[[0.7]]], backend: 'cpu', gpu: false, elapsedMs: 3 };
     server.route('POST /v1/jobs/infer', (req, res) =>
-      req.query.get('wait') === 'true' ? sendJson(res, 200, { id, state: 'completed', result, error: null, links: links(id) }) : apiError(res, 400, 'invalid_request', 'no wait'),
+      req.query.get('wait') === 'true'
+        ? sendJson(res, 200, { id, state: 'completed', result, error: null, links: links(id) })
+        : apiError(res, 400, 'invalid_request', 'no wait'),
     );
     const sub = await client.submitInfer({ modelJobId: randomUUID(), inputs: [[[0.1], [0.2]]] }, { wait: true });
     expect(sub).toMatchObject({ id, state: 'completed', result });
@@ -74,20 +119,46 @@ describe('requests', () => {
     const prefixed = new RunnerClient({ baseUrl: `${server.url}/runner`, timeoutMs: 2000 });
     server.route('GET /runner/v1/jobs/*', (_req, res) => sendJson(res, 200, view(id)));
     server.route('GET /runner/v1/jobs', (_req, res) => sendJson(res, 200, { items: [view(id)], nextCursor: 'c2' }));
-    server.route('DELETE /runner/v1/jobs/*', (_req, res) => sendJson(res, 200, { id, state: 'cancelled', cancelRequested: false }));
+    server.route('DELETE /runner/v1/jobs/*', (_req, res) =>
+      sendJson(res, 200, { id, state: 'cancelled', cancelRequested: false }),
+    );
     server.route('GET /runner/v1/workers', (_req, res) =>
-      sendJson(res, 200, { items: [{ id: 'w1', backend: 'wasm', gpu: false, device: 'wasm', host: 'h', pid: 1, queues: ['cpu', 'any'], currentJobId: null, startedAt: 1, at: 2 }] }),
+      sendJson(res, 200, {
+        items: [
+          {
+            id: 'w1',
+            backend: 'wasm',
+            gpu: false,
+            device: 'wasm',
+            host: 'h',
+            pid: 1,
+            queues: ['cpu', 'any'],
+            currentJobId: null,
+            startedAt: 1,
+            at: 2,
+          },
+        ],
+      }),
     );
     server.route('GET /runner/health', (_req, res) => sendJson(res, 503, { status: 'unavailable', redis: 'down' }));
     expect((await prefixed.get(id)).id).toBe(id);
-    expect(await prefixed.list({ state: 'running', limit: 5, cursor: 'c1' })).toEqual({ items: [view(id)], nextCursor: 'c2' });
+    expect(await prefixed.list({ state: 'running', limit: 5, cursor: 'c1' })).toEqual({
+      items: [view(id)],
+      nextCursor: 'c2',
+    });
     expect(await prefixed.cancel(id)).toEqual({ id, state: 'cancelled', cancelRequested: false });
     expect((await prefixed.workers()).map((w) => w.id)).toEqual(['w1']);
     expect(await prefixed.health()).toEqual({ status: 'unavailable', redis: 'down' });
     const listReq = server.requests[1];
-    expect([listReq.path, listReq.query.get('state'), listReq.query.get('limit'), listReq.query.get('cursor')]).toEqual(['/runner/v1/jobs', 'running', '5', 'c1']);
+    expect([listReq.path, listReq.query.get('state'), listReq.query.get('limit'), listReq.query.get('cursor')]).toEqual(
+      ['/runner/v1/jobs', 'running', '5', 'c1'],
+    );
     expect(server.requests.map((r) => `${r.method} ${r.path}`)).toEqual([
-      `GET /runner/v1/jobs/${id}`, 'GET /runner/v1/jobs', `DELETE /runner/v1/jobs/${id}`, 'GET /runner/v1/workers', 'GET /runner/health',
+      `GET /runner/v1/jobs/${id}`,
+      'GET /runner/v1/jobs',
+      `DELETE /runner/v1/jobs/${id}`,
+      'GET /runner/v1/workers',
+      'GET /runner/health',
     ]);
     expect(server.requests[0].headers.authorization).toBeUndefined(); // no apiKey, no header
   });
@@ -101,36 +172,70 @@ describe('errors', () => {
     expect((err as PayloadValidationError).fields.sort()).toEqual(['extra', 'training.epochs']);
     expect((err as Error).message).toMatch(/^invalid train payload: .*training\.epochs/);
     const inf = await client.submitInfer({ inputs: [[[1]]] }).catch((e: unknown) => e);
-    expect((inf as PayloadValidationError).issues[0]).toMatchObject({ path: '', expected: 'exactly one of modelJobId, model' });
+    expect((inf as PayloadValidationError).issues[0]).toMatchObject({
+      path: '',
+      expected: 'exactly one of modelJobId, model',
+    });
     expect(server.requests).toHaveLength(0);
   });
 
   test("a 400 from the server (its limits are tighter) maps to RunnerApiError with the server's issues", async () => {
-    const issues = [{ path: 'model.hiddenSize', code: 'too_big', message: 'Too big', expected: '<= 8', received: '16' }];
+    const issues = [
+      { path: 'model.hiddenSize', code: 'too_big', message: 'Too big', expected: '<= 8', received: '16' },
+    ];
     server.route('POST /v1/jobs/train', (_req, res) => apiError(res, 400, 'invalid_request', 'invalid body', issues));
     const err = (await client.submitTrain(CANONICAL_TRAIN_EXAMPLE).catch((e: unknown) => e)) as RunnerApiError;
     expect(err).toBeInstanceOf(RunnerApiError);
-    expect([err.status, err.code, err.detail, err.issues, err.fields]).toEqual([400, 'invalid_request', 'invalid body', issues, ['model.hiddenSize']]);
+    expect([err.status, err.code, err.detail, err.issues, err.fields]).toEqual([
+      400,
+      'invalid_request',
+      'invalid body',
+      issues,
+      ['model.hiddenSize'],
+    ]);
     expect(err.message).toBe('POST /v1/jobs/train: 400 invalid_request: invalid body (model.hiddenSize: Too big)');
   });
 
-  test('404, 401, and a body that is not the api\'s (a proxy page)', async () => {
-    server.route('GET /v1/jobs/*', (req, res) => (req.path.endsWith('/nope') ? apiError(res, 404, 'not_found', 'job nope not found') : sendJson(res, 401, { message: 'missing key' })));
+  test("404, 401, and a body that is not the api's (a proxy page)", async () => {
+    server.route('GET /v1/jobs/*', (req, res) =>
+      req.path.endsWith('/nope')
+        ? apiError(res, 404, 'not_found', 'job nope not found')
+        : sendJson(res, 401, { message: 'missing key' }),
+    );
     server.route('GET /v1/workers', (_req, res) => {
       res.writeHead(502, { 'content-type': 'text/html' });
       res.end('<html>Bad Gateway</html>');
     });
-    await expect(client.get('nope')).rejects.toMatchObject({ name: 'RunnerApiError', status: 404, code: 'not_found', detail: 'job nope not found' });
+    await expect(client.get('nope')).rejects.toMatchObject({
+      name: 'RunnerApiError',
+      status: 404,
+      code: 'not_found',
+      detail: 'job nope not found',
+    });
     await expect(client.get('x')).rejects.toMatchObject({ status: 401, code: 'http_401', detail: 'missing key' });
-    await expect(client.workers()).rejects.toMatchObject({ status: 502, code: 'http_502', detail: '<html>Bad Gateway</html>' });
+    await expect(client.workers()).rejects.toMatchObject({
+      status: 502,
+      code: 'http_502',
+      detail: '<html>Bad Gateway</html>',
+    });
   });
 
   test("429 of the api's rate limit: code and Retry-After", async () => {
     server.route('GET /v1/jobs/*', (_req, res) => {
       res.setHeader('Retry-After', '3');
-      apiError(res, 429, 'rate_limited', 'rate limit of 1000 requests/s (burst 2000) for tenant acme exceeded; retry after 3 s');
+      apiError(
+        res,
+        429,
+        'rate_limited',
+        'rate limit of 1000 requests/s (burst 2000) for tenant acme exceeded; retry after 3 s',
+      );
     });
-    await expect(client.get('x')).rejects.toMatchObject({ name: 'RunnerApiError', status: 429, code: 'rate_limited', retryAfterMs: 3000 });
+    await expect(client.get('x')).rejects.toMatchObject({
+      name: 'RunnerApiError',
+      status: 429,
+      code: 'rate_limited',
+      retryAfterMs: 3000,
+    });
     server.route('GET /v1/workers', (_req, res) => apiError(res, 401, 'unauthorized', 'the API key is not valid'));
     await expect(client.workers()).rejects.toMatchObject({ status: 401, code: 'unauthorized', retryAfterMs: null });
     expect(parseRetryAfter('Wed, 21 Oct 2015 07:28:10 GMT', Date.parse('Wed, 21 Oct 2015 07:28:00 GMT'))).toBe(10_000);
@@ -182,9 +287,15 @@ describe('events', () => {
     const seen: StoredEvent[] = [];
     for await (const e of client.events(id)) seen.push(e);
     expect(seen).toEqual(history);
-    const lastIds = server.requests.filter((r) => r.path.endsWith('/events')).map((r) => r.headers['last-event-id'] ?? null);
+    const lastIds = server.requests
+      .filter((r) => r.path.endsWith('/events'))
+      .map((r) => r.headers['last-event-id'] ?? null);
     expect(lastIds).toEqual([null, '2-0', '3-0']);
-    expect(server.requests.every((r) => r.headers.accept === 'text/event-stream' && r.headers.authorization === 'Bearer secret-key')).toBe(true);
+    expect(
+      server.requests.every(
+        (r) => r.headers.accept === 'text/event-stream' && r.headers.authorization === 'Bearer secret-key',
+      ),
+    ).toBe(true);
   });
 
   test('lastEventId resumes; keep-alive comments and foreign messages are skipped; break closes the connection', async () => {
@@ -233,10 +344,16 @@ describe('events', () => {
   });
 
   test('a 404 ends at once; repeated 503s give up after maxReconnects; abort stops the iteration', async () => {
-    server.route('GET /v1/jobs/*', (req, res) => (req.path.includes('/gone/') ? apiError(res, 404, 'not_found', 'no job') : apiError(res, 503, 'unavailable', 'redis down')));
+    server.route('GET /v1/jobs/*', (req, res) =>
+      req.path.includes('/gone/')
+        ? apiError(res, 404, 'not_found', 'no job')
+        : apiError(res, 503, 'unavailable', 'redis down'),
+    );
     await expect(client.events('gone').next()).rejects.toMatchObject({ status: 404 });
     expect(server.requests).toHaveLength(1);
-    await expect(client.events('down').next()).rejects.toThrow(/4 connections in a row without an event .*503 unavailable/);
+    await expect(client.events('down').next()).rejects.toThrow(
+      /4 connections in a row without an event .*503 unavailable/,
+    );
     expect(server.requests).toHaveLength(5);
 
     const ctrl = new AbortController();
@@ -268,7 +385,9 @@ describe('waitForResult', () => {
       sseHead(res);
       sseEvent(res, '1-0', state('failed', { error }));
     });
-    server.route('GET /v1/jobs/j2', (_req, res) => sendJson(res, 200, view('j2', { state: 'failed', error: error as JobView['error'] })));
+    server.route('GET /v1/jobs/j2', (_req, res) =>
+      sendJson(res, 200, view('j2', { state: 'failed', error: error as JobView['error'] })),
+    );
     const err = (await client.waitForResult('j2').catch((e: unknown) => e)) as JobFailedError;
     expect(err).toBeInstanceOf(JobFailedError);
     expect([err.state, err.error?.code, err.job?.id]).toEqual(['failed', 'diverged', 'j2']);
@@ -306,9 +425,20 @@ describe('artifacts and datasets', () => {
   });
 
   test('list, download as bytes, save one or all to files', async () => {
-    const files: Record<string, Buffer> = { 'model.safetensors': Buffer.from([0, 1, 2, 255, 254]), 'state.json': Buffer.from('{"h_n":[]}') };
+    const files: Record<string, Buffer> = {
+      'model.safetensors': Buffer.from([0, 1, 2, 255, 254]),
+      'state.json': Buffer.from('{"h_n":[]}'),
+    };
     server.route('GET /v1/jobs/j5/artifacts', (_req, res) =>
-      sendJson(res, 200, { jobId: 'j5', items: Object.entries(files).map(([name, b]) => ({ name, size: b.length, modifiedAt: 1, url: `/v1/jobs/j5/artifacts/${name}` })) }),
+      sendJson(res, 200, {
+        jobId: 'j5',
+        items: Object.entries(files).map(([name, b]) => ({
+          name,
+          size: b.length,
+          modifiedAt: 1,
+          url: `/v1/jobs/j5/artifacts/${name}`,
+        })),
+      }),
     );
     server.route('GET /v1/jobs/j5/artifacts/*', (req, res) => {
       const b = files[decodeURIComponent(req.path.split('/').pop()!)];
@@ -321,16 +451,30 @@ describe('artifacts and datasets', () => {
     const saved = await client.saveArtifacts('j5', join(dir, 'out'));
     expect(saved.map((s) => s.bytes)).toEqual([5, 10]);
     expect(await readFile(join(dir, 'out', 'state.json'), 'utf8')).toBe('{"h_n":[]}');
-    await expect(client.saveArtifact('j5', 'metrics.csv', join(dir, 'metrics.csv'))).rejects.toMatchObject({ status: 404 });
+    await expect(client.saveArtifact('j5', 'metrics.csv', join(dir, 'metrics.csv'))).rejects.toMatchObject({
+      status: 404,
+    });
     expect(await readdir(dir)).toEqual(['out']); // no partial file left
     await expect(client.downloadArtifact('j5', '../etc/passwd')).rejects.toThrow(/artifact name/);
   });
 
   test('uploadDataset validates, then posts JSON; CSV goes as text/csv', async () => {
-    const meta = { id: randomUUID(), samples: 1, seqLen: 2, inputSize: 1, targetShape: [1, 1], hasLengths: false, format: 'json', bytes: 20, createdAt: 1 };
+    const meta = {
+      id: randomUUID(),
+      samples: 1,
+      seqLen: 2,
+      inputSize: 1,
+      targetShape: [1, 1],
+      hasLengths: false,
+      format: 'json',
+      bytes: 20,
+      createdAt: 1,
+    };
     server.route('POST /v1/datasets', (_req, res) => sendJson(res, 201, meta));
     expect(await client.uploadDataset({ x: [[[1], [2]]], y: [[3]] })).toEqual(meta);
-    await expect(client.uploadDataset({ x: [[[1], [2]]], y: [[3]], extra: true } as never)).rejects.toMatchObject({ fields: ['extra'] });
+    await expect(client.uploadDataset({ x: [[[1], [2]]], y: [[3]], extra: true } as never)).rejects.toMatchObject({
+      fields: ['extra'],
+    });
     await client.uploadDatasetCsv('sample,t,x0,y0\n0,0,1,3\n');
     expect(server.requests.map((r) => r.headers['content-type'])).toEqual(['application/json', 'text/csv']);
   });

@@ -1,5 +1,6 @@
 import { parseSse, SseParser } from '@relu-lstm/client';
 
+// eslint-disable-next-line @typescript-eslint/require-await -- an async source, as a response body is
 async function* chunks(...parts: Array<string | Uint8Array>): AsyncGenerator<Uint8Array> {
   for (const p of parts) yield typeof p === 'string' ? new TextEncoder().encode(p) : p;
 }
@@ -41,7 +42,8 @@ describe('SseParser', () => {
   test('retry takes digits only; an id with NUL is ignored; the last unterminated message is dropped', async () => {
     const p = new SseParser();
     const out = [];
-    for await (const m of parseSse(chunks('retry: 250\nid: 5\n\nretry: 1.5\nid: a\0b\ndata: x\n\ndata: lost'), p)) out.push(m);
+    for await (const m of parseSse(chunks('retry: 250\nid: 5\n\nretry: 1.5\nid: a\0b\ndata: x\n\ndata: lost'), p))
+      out.push(m);
     expect(p.retry).toBe(250);
     expect(out).toEqual([{ id: '5', event: 'message', data: 'x' }]);
   });

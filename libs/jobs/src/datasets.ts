@@ -5,9 +5,10 @@
  * upload need not be held in memory); the worker reads a `data.datasetId` with `get`.
  */
 import { randomBytes } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { mkdir, open, readFile, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
+import { mkdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
 import { assertSafeId } from './keys';
 import type { DatasetInput } from './payloads';
 
@@ -39,6 +40,25 @@ export interface DatasetStore {
   get(id: string): Promise<DatasetInput>;
   exists(id: string): Promise<boolean>;
   remove(id: string): Promise<void>;
+  /** Stores a dataset that arrives row by row (an upload parsed as a stream); see `DatasetWriter`. */
+  writer(id: string): Promise<DatasetWriter>;
+}
+
+/** The arrays of a dataset: `x [N, T, I]`, `y [N, O]` or `[N, T, O]`, optional `lengths [N]`. */
+export type DatasetField = 'x' | 'y' | 'lengths';
+
+/**
+ * Receives a dataset's numbers as innermost rows, in order, field by field (the fields may
+ * interleave). `index` is the row's place in its field (`[n, t]` for a row of `x`, `[]` for
+ * `lengths`); consecutive appends with the same index continue one row. Nothing is visible under
+ * `id` before `commit`; `abort` drops what was written.
+ */
+export interface DatasetWriter {
+  append(field: DatasetField, index: readonly number[], values: readonly number[] | Float64Array): void;
+  /** Resolves once the buffered rows are written (call between chunks of the upload). */
+  flush(): Promise<void>;
+  commit(): Promise<{ bytes: number }>;
+  abort(): Promise<void>;
 }
 
 /** The rows of arrays held in memory. */
@@ -48,20 +68,8 @@ export function* datasetRows(data: Pick<DatasetInput, 'x' | 'y' | 'lengths'>): I
   }
 }
 
-export function isRows(data: DatasetInput | DatasetRows): data is DatasetRows {
+function isRows(data: DatasetInput | DatasetRows): data is DatasetRows {
   return Symbol.asyncIterator in data || Symbol.iterator in data;
-}
-
-/**
- * Row `n` of a set being written: a length on every row or on none. `withLengths` is what row 0
- * said (undefined before it); returns it for the next row.
- */
-export function checkDatasetRow(row: DatasetRow, n: number, withLengths: boolean | undefined): boolean {
-  const has = row.length !== undefined;
-  if (withLengths !== undefined && has !== withLengths) {
-    throw new Error(`dataset rows: expected a length on every row or on none, row ${n} differs from row 0`);
-  }
-  return has;
 }
 
 /** `<dir>/<id>.json` (`{ x, y, lengths? }`), written row by row to a temporary file and renamed. */
@@ -74,17 +82,7 @@ export class FileDatasetStore implements DatasetStore {
   }
 
   async put(id: string, data: DatasetInput | DatasetRows): Promise<{ bytes: number }> {
-    const final = this.path(id);
-    await mkdir(this.dir, { recursive: true });
-    const tmp = join(this.dir, `.${id}.${randomBytes(6).toString('hex')}.tmp`);
-    try {
-      const bytes = await writeRowsAsJson(tmp, isRows(data) ? data : datasetRows(data));
-      await rename(tmp, final);
-      return { bytes };
-    } finally {
-      await rm(tmp, { force: true });
-      await rm(`${tmp}.y`, { force: true });
-    }
+    return putThroughWriter(await this.writer(id), data);
   }
 
   async get(id: string): Promise<DatasetInput> {
@@ -107,37 +105,193 @@ export class FileDatasetStore implements DatasetStore {
   async remove(id: string): Promise<void> {
     await rm(this.path(id), { force: true });
   }
+
+  async writer(id: string): Promise<DatasetWriter> {
+    const final = this.path(id);
+    await mkdir(this.dir, { recursive: true });
+    return new FileDatasetWriter(final, join(this.dir, `.${id}.${randomBytes(6).toString('hex')}`));
+  }
+}
+
+/** What goes before field `f`, the `i`-th, in the stored `{"x":…,"y":…,"lengths":…}`. */
+export const jsonFieldHead = (i: number, f: DatasetField): string => `${i === 0 ? '{' : ','}"${f}":`;
+
+/**
+ * The JSON array text of one field, built from its innermost rows as they come (see
+ * `DatasetWriter.append`); `take` hands over what was built since the last take.
+ */
+export class JsonArrayText {
+  private buf = '';
+  private last: readonly number[] | null = null;
+  private rowHasValues = false;
+
+  append(index: readonly number[], values: readonly number[] | Float64Array): void {
+    const prev = this.last;
+    if (prev === null) {
+      this.buf += '['.repeat(index.length + 1);
+    } else {
+      let k = 0;
+      while (k < index.length && index[k] === prev[k]) k++;
+      if (k < index.length) {
+        const depth = index.length - k;
+        this.buf += `${']'.repeat(depth)},${'['.repeat(depth)}`;
+        this.rowHasValues = false;
+      }
+    }
+    this.last = index.length === 0 ? index : [...index];
+    if (values.length === 0) return;
+    this.buf += (this.rowHasValues ? ',' : '') + values.join(',');
+    this.rowHasValues = true;
+  }
+
+  /** Closes the open brackets (`[]` for a field without rows). */
+  end(): void {
+    this.buf += this.last === null ? '[]' : ']'.repeat(this.last.length + 1);
+  }
+
+  take(): string {
+    const text = this.buf;
+    this.buf = '';
+    return text;
+  }
+}
+
+/** One JSON array text per field, written to its own part file as rows come. */
+class JsonFieldPart {
+  readonly stream: WriteStream;
+  private readonly text = new JsonArrayText();
+  bytes = 0;
+
+  /** A write error, reported by the next flush (a stream destroyed by `abort` may still report one). */
+  private failed: Error | null = null;
+
+  constructor(readonly file: string) {
+    this.stream = createWriteStream(file);
+    this.stream.on('error', (e) => (this.failed ??= e));
+  }
+
+  append(index: readonly number[], values: readonly number[] | Float64Array): void {
+    this.text.append(index, values);
+  }
+
+  /** Throws the write error the stream reported, if any. */
+  private check(): void {
+    if (this.failed) throw this.failed;
+  }
+
+  async flush(): Promise<void> {
+    this.check();
+    const text = this.text.take();
+    if (!text) return;
+    this.bytes += Buffer.byteLength(text);
+    if (!this.stream.write(text)) {
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          this.stream.off('drain', done).off('close', done);
+          resolve();
+        };
+        this.stream.on('drain', done).on('close', done);
+      });
+    }
+    this.check();
+  }
+
+  async close(): Promise<void> {
+    this.text.end();
+    await this.flush();
+    await new Promise<void>((resolve, reject) => this.stream.end((e?: Error | null) => (e ? reject(e) : resolve())));
+  }
+}
+
+/** Writes `{"x":...,"y":...,"lengths":...}` from the field parts into a temporary file, then renames it. */
+class FileDatasetWriter implements DatasetWriter {
+  private readonly parts = new Map<DatasetField, JsonFieldPart>();
+
+  constructor(
+    private readonly final: string,
+    private readonly tmp: string,
+  ) {}
+
+  private part(field: DatasetField): JsonFieldPart {
+    let p = this.parts.get(field);
+    if (!p) this.parts.set(field, (p = new JsonFieldPart(`${this.tmp}.${field}.part`)));
+    return p;
+  }
+
+  append(field: DatasetField, index: readonly number[], values: readonly number[] | Float64Array): void {
+    this.part(field).append(index, values);
+  }
+
+  async flush(): Promise<void> {
+    for (const p of this.parts.values()) await p.flush();
+  }
+
+  async commit(): Promise<{ bytes: number }> {
+    const fields = (['x', 'y', 'lengths'] as const).filter((f) => f !== 'lengths' || this.parts.has(f));
+    for (const f of fields) await this.part(f).close();
+    const out = createWriteStream(`${this.tmp}.json`);
+    let bytes = 0;
+    try {
+      for (const [i, f] of fields.entries()) {
+        const head = jsonFieldHead(i, f);
+        out.write(head);
+        bytes += head.length + this.part(f).bytes;
+        await pipeline(createReadStream(this.part(f).file), out, { end: false });
+      }
+      await new Promise<void>((resolve, reject) => out.end('}', (e?: Error | null) => (e ? reject(e) : resolve())));
+      await rename(`${this.tmp}.json`, this.final);
+    } catch (e) {
+      out.destroy();
+      await this.abort();
+      throw e;
+    }
+    await this.removeParts();
+    return { bytes: bytes + 1 };
+  }
+
+  async abort(): Promise<void> {
+    for (const p of this.parts.values()) p.stream.destroy();
+    await this.removeParts();
+    await rm(`${this.tmp}.json`, { force: true });
+  }
+
+  private async removeParts(): Promise<void> {
+    await Promise.all([...this.parts.values()].map((p) => rm(p.file, { force: true })));
+  }
 }
 
 /**
- * Writes `{"x":[...],"y":[...],"lengths":[...]}` to `file` holding one row at a time: `x` goes
- * straight to the file, `y` to `<file>.y` and is appended after; only the lengths stay in memory.
+ * Every store's `put`: the rows go through the store's own `DatasetWriter`, so arrays in memory,
+ * rows from a parser and a streamed upload take one write path, and a failure leaves nothing.
  */
-async function writeRowsAsJson(file: string, rows: DatasetRows): Promise<number> {
-  const out = await open(file, 'w');
-  const ys = await open(`${file}.y`, 'w');
-  let bytes = 0;
-  const write = async (h: FileHandle, s: string) => void (bytes += (await h.write(s)).bytesWritten);
+export async function putThroughWriter(w: DatasetWriter, data: DatasetInput | DatasetRows): Promise<{ bytes: number }> {
   try {
-    const lengths: number[] = [];
     let n = 0;
-    let withLengths: boolean | undefined;
-    await write(out, '{"x":[');
-    for await (const row of rows) {
-      withLengths = checkDatasetRow(row, n, withLengths);
-      const sep = n === 0 ? '' : ',';
-      await write(out, sep + JSON.stringify(row.x));
-      await write(ys, sep + JSON.stringify(row.y));
-      if (row.length !== undefined) lengths.push(row.length);
-      n++;
+    let withLengths: boolean | null = null;
+    for await (const row of isRows(data) ? data : datasetRows(data)) {
+      const hasLength = row.length !== undefined;
+      if (withLengths !== null && hasLength !== withLengths) {
+        throw new Error(`dataset rows: expected a length on every row or on none, row ${n} differs from row 0`);
+      }
+      withLengths = hasLength;
+      appendRow(w, n++, row);
+      await w.flush();
     }
-    await write(out, '],"y":[');
-    await ys.close();
-    for await (const chunk of createReadStream(`${file}.y`)) await out.write(chunk as Buffer);
-    await write(out, `]${lengths.length ? `,"lengths":${JSON.stringify(lengths)}` : ''}}`);
-    return bytes;
-  } finally {
-    await out.close();
-    await ys.close().catch(() => undefined);
+    return await w.commit();
+  } catch (e) {
+    await w.abort();
+    throw e;
   }
+}
+
+function appendRow(w: DatasetWriter, n: number, row: DatasetRow): void {
+  row.x.forEach((step, t) => w.append('x', [n, t], step));
+  const y = row.y;
+  if (isMatrix(y)) y.forEach((step, t) => w.append('y', [n, t], step));
+  else w.append('y', [n], y as number[]);
+  if (row.length !== undefined) w.append('lengths', [], [row.length]);
+}
+
+function isMatrix(y: DatasetRow['y']): y is number[][] {
+  return Array.isArray(y[0]);
 }

@@ -58,7 +58,10 @@ function decode([id, fields]: RawEntry): StoredEvent {
     /* not JSON */
   }
   const at = Number(id.split('-')[0]);
-  return { id, event: { type: 'log', at, level: 'warning', message: 'unreadable event in the stream', code: 'invalid_event' } };
+  return {
+    id,
+    event: { type: 'log', at, level: 'warning', message: 'unreadable event in the stream', code: 'invalid_event' },
+  };
 }
 
 export interface EventStreamOptions {
@@ -115,9 +118,13 @@ export class RedisJobEventStream implements JobEventStream {
 
   async read(jobId: string, opts: { after?: string; count?: number } = {}): Promise<StoredEvent[]> {
     const after = checkedId(opts.after);
-    const res = (await this.redis.xread('COUNT', opts.count ?? 1000, 'STREAMS', this.keys.events(jobId), after)) as
-      | Array<[string, RawEntry[]]>
-      | null;
+    const res = (await this.redis.xread(
+      'COUNT',
+      opts.count ?? 1000,
+      'STREAMS',
+      this.keys.events(jobId),
+      after,
+    )) as Array<[string, RawEntry[]]> | null;
     return res ? res[0][1].map(decode) : [];
   }
 

@@ -68,7 +68,14 @@ export type JobError = z.output<typeof JobErrorSchema>;
 export type JobErrorInput = z.input<typeof JobErrorSchema>;
 
 /** Error codes that must not be retried: the worker throws these as `UnrecoverableError`. */
-export const PERMANENT_ERROR_CODES: readonly ErrorCode[] = ['invalid_payload', 'not_found', 'diverged', 'cancelled', 'timeout', 'resource_exhausted'];
+export const PERMANENT_ERROR_CODES: readonly ErrorCode[] = [
+  'invalid_payload',
+  'not_found',
+  'diverged',
+  'cancelled',
+  'timeout',
+  'resource_exhausted',
+];
 
 /** The worker fails a BullMQ job with `new Error(encodeJobError(e))` (or `UnrecoverableError`), so
  * `job.failedReason` holds the JSON of a `JobError`. */

@@ -3,7 +3,14 @@
  * Request bodies are the payload schemas of payloads.ts.
  */
 import { z } from 'zod';
-import { DatasetMetaSchema, JOB_STATES, JOB_TYPES, JobErrorSchema, ProgressEventSchema, WorkerHeartbeatSchema } from './events';
+import {
+  DatasetMetaSchema,
+  JOB_STATES,
+  JOB_TYPES,
+  JobErrorSchema,
+  ProgressEventSchema,
+  WorkerHeartbeatSchema,
+} from './events';
 import { DEVICES } from './payloads';
 import { ValidationIssueSchema } from './validation';
 
@@ -43,6 +50,8 @@ export const JobViewSchema = z.strictObject({
   result: z.unknown().nullable(),
   error: JobErrorSchema.nullable(),
   links: JobLinksSchema,
+  /** Bytes of the payload as queued (null once the queue's record is gone). A view never carries the payload. */
+  payloadBytes: z.number().int().nullable().optional(),
 });
 export type JobView = z.infer<typeof JobViewSchema>;
 
@@ -73,7 +82,9 @@ export type CancelResponse = z.infer<typeof CancelResponseSchema>;
 
 export const ArtifactListSchema = z.strictObject({
   jobId: z.string(),
-  items: z.array(z.strictObject({ name: z.string(), size: z.number().int(), modifiedAt: z.number().int(), url: z.string() })),
+  items: z.array(
+    z.strictObject({ name: z.string(), size: z.number().int(), modifiedAt: z.number().int(), url: z.string() }),
+  ),
 });
 export type ArtifactList = z.infer<typeof ArtifactListSchema>;
 
@@ -89,6 +100,16 @@ export const HealthSchema = z.strictObject({
   status: z.enum(['ok', 'unavailable']),
   redis: z.enum(['up', 'down']),
 });
+export type Health = z.infer<typeof HealthSchema>;
+
+/** GET /ready: /health plus how long Redis takes to answer a PING. */
+export const ReadinessSchema = HealthSchema.extend({
+  /** The last PING's round trip, or the wait of the one in flight when longer; null before the first. */
+  redisLatencyMs: z.number().int().nullable(),
+  /** When Redis last answered (ms since the epoch). */
+  redisAnsweredAt: z.number().int().nullable(),
+});
+export type Readiness = z.infer<typeof ReadinessSchema>;
 
 /** Codes of API error bodies. */
 export const API_ERROR_CODES = [
@@ -121,7 +142,14 @@ export const AdminOverviewSchema = z.strictObject({
       liveJobs: z.number().int(),
       datasets: z.number().int(),
       /** The newest jobs of the tenant, newest first. */
-      recent: z.array(z.strictObject({ id: z.string(), type: z.enum(JOB_TYPES), state: z.enum(JOB_STATES), createdAt: z.number().int() })),
+      recent: z.array(
+        z.strictObject({
+          id: z.string(),
+          type: z.enum(JOB_TYPES),
+          state: z.enum(JOB_STATES),
+          createdAt: z.number().int(),
+        }),
+      ),
     }),
   ),
 });

@@ -22,8 +22,18 @@ export interface JobTypeSpec {
 }
 
 export const JOB_TYPE_SPECS = {
-  train: { payload: (c: JobContract) => c.TrainPayload, result: TrainResultSchema, attempts: 3, label: 'train payload' },
-  infer: { payload: (c: JobContract) => c.InferPayload, result: InferResultSchema, attempts: 2, label: 'infer payload' },
+  train: {
+    payload: (c: JobContract) => c.TrainPayload,
+    result: TrainResultSchema,
+    attempts: 3,
+    label: 'train payload',
+  },
+  infer: {
+    payload: (c: JobContract) => c.InferPayload,
+    result: InferResultSchema,
+    attempts: 2,
+    label: 'infer payload',
+  },
 } as const satisfies Record<JobType, JobTypeSpec>;
 
 type PayloadSchemaOf<T extends JobType> = ReturnType<(typeof JOB_TYPE_SPECS)[T]['payload']>;

@@ -29,7 +29,8 @@ import { QUEUE_PREFIX_PATTERN } from './queues';
 export const SAFE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
 export function assertSafeId(what: string, id: string): void {
-  if (!SAFE_ID.test(id)) throw new Error(`${what}: expected an id of letters, digits, '.', '-' and '_', got ${JSON.stringify(id)}`);
+  if (!SAFE_ID.test(id))
+    throw new Error(`${what}: expected an id of letters, digits, '.', '-' and '_', got ${JSON.stringify(id)}`);
 }
 
 export interface RedisKeys {

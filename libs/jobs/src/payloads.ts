@@ -42,7 +42,12 @@ const MAX_SEED = 2 ** 32 - 1;
 
 /** A zod issue that says what was expected and what came; `params` carries both for error bodies. */
 function addIssue(ctx: z.RefinementCtx, path: Path, expected: string, received: string): void {
-  ctx.addIssue({ code: 'custom', path, message: `expected ${expected}, received ${received}`, params: { expected, received } });
+  ctx.addIssue({
+    code: 'custom',
+    path,
+    message: `expected ${expected}, received ${received}`,
+    params: { expected, received },
+  });
 }
 
 /** Checks `value` is rectangular with the given sizes (null = any) and returns its shape, or reports. */
@@ -218,11 +223,20 @@ export function makeContract(limits: PayloadLimits = DEFAULT_LIMITS) {
       const lossProblem = lossOutputSizeProblem(training.loss, m.outputSize);
       if (lossProblem) addIssue(ctx, ['model', 'outputSize'], lossProblem, String(m.outputSize));
       if (data.inline) {
-        const x = expectShape(ctx, data.inline.x, ['data', 'inline', 'x'], [null, null, m.inputSize], ['N', 'T', 'inputSize'], limits);
+        const x = expectShape(
+          ctx,
+          data.inline.x,
+          ['data', 'inline', 'x'],
+          [null, null, m.inputSize],
+          ['N', 'T', 'inputSize'],
+          limits,
+        );
         if (x) {
           const [n, t] = x;
-          if (n > limits.maxSamples) addIssue(ctx, ['data', 'inline', 'x'], `at most ${limits.maxSamples} samples`, String(n));
-          if (t > limits.maxSeqLen) addIssue(ctx, ['data', 'inline', 'x'], `sequences of at most ${limits.maxSeqLen} steps`, String(t));
+          if (n > limits.maxSamples)
+            addIssue(ctx, ['data', 'inline', 'x'], `at most ${limits.maxSamples} samples`, String(n));
+          if (t > limits.maxSeqLen)
+            addIssue(ctx, ['data', 'inline', 'x'], `sequences of at most ${limits.maxSeqLen} steps`, String(t));
           const yDims = m.head === 'manyToMany' ? [n, t, m.outputSize] : [n, m.outputSize];
           const yNames = m.head === 'manyToMany' ? ['N', 'T', 'outputSize'] : ['N', 'outputSize'];
           expectShape(ctx, data.inline.y, ['data', 'inline', 'y'], yDims, yNames, limits);
@@ -234,13 +248,44 @@ export function makeContract(limits: PayloadLimits = DEFAULT_LIMITS) {
         const s = data.synthetic;
         checkSplit(ctx, training.validationSplit, s.samples);
         const need = s.kind === 'sine' ? { inputSize: 1, outputSize: 1 } : { inputSize: 2, outputSize: 1 };
-        if (m.inputSize !== need.inputSize) addIssue(ctx, ['model', 'inputSize'], `${need.inputSize} for synthetic '${s.kind}' data`, String(m.inputSize));
-        if (m.outputSize !== need.outputSize) addIssue(ctx, ['model', 'outputSize'], `${need.outputSize} for synthetic '${s.kind}' data`, String(m.outputSize));
-        if (s.kind === 'adding' && m.head !== 'lastStep') addIssue(ctx, ['model', 'head'], "'lastStep' for synthetic 'adding' data (one target per sequence)", `'${m.head}'`);
-        if (training.loss !== 'mse') addIssue(ctx, ['training', 'loss'], `'mse' for synthetic '${s.kind}' data (a regression task)`, `'${training.loss}'`);
+        if (m.inputSize !== need.inputSize)
+          addIssue(
+            ctx,
+            ['model', 'inputSize'],
+            `${need.inputSize} for synthetic '${s.kind}' data`,
+            String(m.inputSize),
+          );
+        if (m.outputSize !== need.outputSize)
+          addIssue(
+            ctx,
+            ['model', 'outputSize'],
+            `${need.outputSize} for synthetic '${s.kind}' data`,
+            String(m.outputSize),
+          );
+        if (s.kind === 'adding' && m.head !== 'lastStep')
+          addIssue(
+            ctx,
+            ['model', 'head'],
+            "'lastStep' for synthetic 'adding' data (one target per sequence)",
+            `'${m.head}'`,
+          );
+        if (training.loss !== 'mse')
+          addIssue(
+            ctx,
+            ['training', 'loss'],
+            `'mse' for synthetic '${s.kind}' data (a regression task)`,
+            `'${training.loss}'`,
+          );
       }
       if (p.stateInput) {
-        const s = expectShape(ctx, p.stateInput.inputs, ['stateInput', 'inputs'], [null, null, m.inputSize], ['B', 'T', 'inputSize'], limits);
+        const s = expectShape(
+          ctx,
+          p.stateInput.inputs,
+          ['stateInput', 'inputs'],
+          [null, null, m.inputSize],
+          ['B', 'T', 'inputSize'],
+          limits,
+        );
         if (s) checkLengths(ctx, p.stateInput.lengths, ['stateInput', 'lengths'], s[0], s[1]);
       }
       if (p.initialState && p.fromJob) {
@@ -248,7 +293,14 @@ export function makeContract(limits: PayloadLimits = DEFAULT_LIMITS) {
       }
       if (p.initialState) {
         for (const k of ['h0', 'c0'] as const) {
-          expectShape(ctx, p.initialState[k], ['initialState', k], [ld, 1, m.hiddenSize], ['L*D', '1', 'hiddenSize'], limits);
+          expectShape(
+            ctx,
+            p.initialState[k],
+            ['initialState', k],
+            [ld, 1, m.hiddenSize],
+            ['L*D', '1', 'hiddenSize'],
+            limits,
+          );
         }
       }
     });
@@ -278,14 +330,30 @@ export function makeContract(limits: PayloadLimits = DEFAULT_LIMITS) {
         addIssue(ctx, [], 'exactly one of modelJobId, model', p.modelJobId === undefined ? 'none' : 'both');
       }
       const m = p.model?.config;
-      const s = expectShape(ctx, p.inputs, ['inputs'], [null, null, m ? m.inputSize : null], ['B', 'T', 'inputSize'], limits);
+      const s = expectShape(
+        ctx,
+        p.inputs,
+        ['inputs'],
+        [null, null, m ? m.inputSize : null],
+        ['B', 'T', 'inputSize'],
+        limits,
+      );
       if (!s) return;
-      if (s[1] > limits.maxSeqLen) addIssue(ctx, ['inputs'], `sequences of at most ${limits.maxSeqLen} steps`, String(s[1]));
+      if (s[1] > limits.maxSeqLen)
+        addIssue(ctx, ['inputs'], `sequences of at most ${limits.maxSeqLen} steps`, String(s[1]));
       checkLengths(ctx, p.lengths, ['lengths'], s[0], s[1]);
       if (p.initialState) {
         for (const k of ['h0', 'c0'] as const) {
-          const st = expectShape(ctx, p.initialState[k], ['initialState', k], [m ? m.numLayers * (m.bidirectional ? 2 : 1) : null, null, m ? m.hiddenSize : null], ['L*D', 'B', 'hiddenSize'], limits);
-          if (st && st[1] !== 1 && st[1] !== s[0]) addIssue(ctx, ['initialState', k], `batch size ${s[0]} (that of inputs) or 1`, String(st[1]));
+          const st = expectShape(
+            ctx,
+            p.initialState[k],
+            ['initialState', k],
+            [m ? m.numLayers * (m.bidirectional ? 2 : 1) : null, null, m ? m.hiddenSize : null],
+            ['L*D', 'B', 'hiddenSize'],
+            limits,
+          );
+          if (st && st[1] !== 1 && st[1] !== s[0])
+            addIssue(ctx, ['initialState', k], `batch size ${s[0]} (that of inputs) or 1`, String(st[1]));
         }
       }
     });
@@ -351,6 +419,14 @@ export type DatasetInput = z.output<JobContract['DatasetInput']>;
 export const CANONICAL_TRAIN_EXAMPLE = {
   model: { inputSize: 1, hiddenSize: 16, numLayers: 1, activation: 'relu', outputSize: 1 },
   data: { synthetic: { kind: 'sine', samples: 256, seqLen: 20 } },
-  training: { epochs: 3, batchSize: 32, optimizer: 'adam', learningRate: 0.01, seed: 1, clipNorm: 1.0, checkpointEvery: 1 },
+  training: {
+    epochs: 3,
+    batchSize: 32,
+    optimizer: 'adam',
+    learningRate: 0.01,
+    seed: 1,
+    clipNorm: 1.0,
+    checkpointEvery: 1,
+  },
   device: 'any',
 } as const satisfies TrainPayloadInput;

@@ -97,7 +97,11 @@ async function writeRecords(redis: Redis, keys: string[], args: string[]): Promi
 }
 
 /** `quota`: take a place in this live set with the records, or fail with `LiveQuotaFullError`. */
-export async function produceJob<T extends JobType>(deps: ProducerDeps, plan: PlannedJob<T>, quota?: LiveQuota): Promise<ProducedJob> {
+export async function produceJob<T extends JobType>(
+  deps: ProducerDeps,
+  plan: PlannedJob<T>,
+  quota?: LiveQuota,
+): Promise<ProducedJob> {
   const { redis, keys } = deps;
   const meta = JSON.stringify(JobMetaSchema.parse(plan.meta));
   const queued = JSON.stringify(JobEventSchema.parse({ type: 'state', at: plan.meta.createdAt, state: 'queued' }));
@@ -119,9 +123,7 @@ export async function produceJob<T extends JobType>(deps: ProducerDeps, plan: Pl
   } catch (e) {
     const undo = redis.multi().del(metaKey, eventsKey).zrem(indexKey, plan.id);
     if (quota) undo.srem(quota.key, plan.id);
-    await undo
-      .exec()
-      .catch(() => undefined); // the original error matters more
+    await undo.exec().catch(() => undefined); // the original error matters more
     throw e;
   }
 }

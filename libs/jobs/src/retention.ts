@@ -121,7 +121,10 @@ export async function sweepRetention(deps: RetentionSweepDeps): Promise<Retentio
 
   // 1. Tenant indexes: entries whose meta expired, and finished jobs BullMQ no longer has.
   const indexes: string[] = [];
-  await scanKeys(redis, `${keys.prefix}:jobs:*`, async (found) => void indexes.push(...found));
+  await scanKeys(redis, `${keys.prefix}:jobs:*`, (found) => {
+    indexes.push(...found);
+    return Promise.resolve();
+  });
   for (const indexKey of indexes) {
     let offset = 0;
     for (;;) {
@@ -161,7 +164,9 @@ export async function sweepRetention(deps: RetentionSweepDeps): Promise<Retentio
 
   // 2. Per-job keys whose meta is gone (written after the job's records expired).
   await scanKeys(redis, `${keys.prefix}:job:*`, async (found) => {
-    const stray = found.map((k) => PER_JOB_KEY.exec(k)).filter((m): m is RegExpExecArray => m !== null && m[1] === keys.prefix);
+    const stray = found
+      .map((k) => PER_JOB_KEY.exec(k))
+      .filter((m): m is RegExpExecArray => m !== null && m[1] === keys.prefix);
     if (!stray.length) return;
     const p = redis.pipeline();
     for (const m of stray) p.exists(keys.jobMeta(m[2]));

@@ -9,8 +9,8 @@
  * another publisher of the same stage). Not exported from the package: open stores with stores.ts.
  */
 import { randomBytes } from 'node:crypto';
-import { Readable } from 'node:stream';
-import { createInterface } from 'node:readline';
+import { once } from 'node:events';
+import { PassThrough, type Readable } from 'node:stream';
 import {
   CopyObjectCommand,
   DeleteObjectCommand,
@@ -35,12 +35,13 @@ import {
 } from './artifacts';
 import {
   DatasetNotFoundError,
-  checkDatasetRow,
-  isRows,
-  datasetRows,
-  type DatasetRow,
+  JsonArrayText,
+  jsonFieldHead,
+  putThroughWriter,
+  type DatasetField,
   type DatasetRows,
   type DatasetStore,
+  type DatasetWriter,
 } from './datasets';
 import type { DatasetInput } from './payloads';
 import { S3_ENV, readEnv, type EnvValues } from './env';
@@ -372,9 +373,11 @@ export class S3ArtifactStore implements ArtifactStore {
 }
 
 /**
- * `<prefix>/<id>.jsonl`: one row a line (`{"x":…,"y":…,"length"?:…}`), streamed into a multipart
- * upload, so neither side holds the whole upload; the upload completes (the object appears) only
- * after the last row.
+ * A dataset is a manifest `<prefix>/<id>.json` (`{ parts, fields, bytes }`) naming the objects of
+ * its fields, `<prefix>/.parts/<id>.<random>/<field>` (each the JSON array text of the field, the
+ * same text the file store keeps in one file). A writer streams each field into its own multipart
+ * upload as rows come, and writes the manifest only once every field is stored: the set appears
+ * whole (the manifest is one PUT) or not at all, and a later put replaces it whole.
  */
 export class S3DatasetStore implements DatasetStore {
   private readonly s3: S3Objects;
@@ -383,55 +386,160 @@ export class S3DatasetStore implements DatasetStore {
     this.s3 = new S3Objects(client, location);
   }
 
-  private key(id: string): string {
+  private manifestKey(id: string): string {
     assertSafeId('dataset id', id);
-    return this.s3.key(`${id}.jsonl`);
+    return this.s3.key(`${id}.json`);
   }
 
   async put(id: string, data: DatasetInput | DatasetRows): Promise<{ bytes: number }> {
-    const key = this.key(id);
-    let bytes = 0;
-    async function* lines(): AsyncIterable<Buffer> {
-      let withLengths: boolean | undefined;
-      let n = 0;
-      for await (const row of isRows(data) ? data : datasetRows(data)) {
-        withLengths = checkDatasetRow(row, n++, withLengths);
-        const line = Buffer.from(`${JSON.stringify(row)}\n`);
-        bytes += line.length;
-        yield line;
-      }
+    return putThroughWriter(await this.writer(id), data);
+  }
+
+  writer(id: string): Promise<DatasetWriter> {
+    const manifestKey = this.manifestKey(id);
+    return Promise.resolve(new S3DatasetWriter({ s3: this.s3, id, manifestKey, current: () => this.manifest(id) }));
+  }
+
+  /** The manifest of `id`, or null when it has none. */
+  async manifest(id: string): Promise<DatasetManifest | null> {
+    try {
+      const res = await this.s3.get(`dataset ${id}`, this.manifestKey(id));
+      return JSON.parse(await res.Body!.transformToString()) as DatasetManifest;
+    } catch (e) {
+      if (isMissingObject((e as Error).cause)) return null;
+      throw e;
     }
-    await this.s3.upload(`dataset ${id}`, key, Readable.from(lines()));
-    return { bytes };
   }
 
   async get(id: string): Promise<DatasetInput> {
-    let body: Readable;
-    try {
-      body = (await this.s3.get(`dataset ${id}`, this.key(id))).Body as Readable;
-    } catch (e) {
-      if (isMissingObject((e as Error).cause)) throw new DatasetNotFoundError(id);
-      throw e;
+    const m = await this.manifest(id);
+    if (!m) throw new DatasetNotFoundError(id);
+    const out: Record<string, unknown> = {};
+    for (const f of m.fields) {
+      const res = await this.s3.get(`dataset ${id}`, this.s3.key(`${m.parts}/${f}`));
+      out[f] = JSON.parse(await res.Body!.transformToString());
     }
-    const x: DatasetInput['x'] = [];
-    const y: DatasetRow['y'][] = [];
-    const lengths: number[] = [];
-    for await (const line of createInterface({ input: body, crlfDelay: Infinity })) {
-      if (!line) continue;
-      const row = JSON.parse(line) as DatasetRow;
-      x.push(row.x);
-      y.push(row.y);
-      if (row.length !== undefined) lengths.push(row.length);
-    }
-    const arrays = { x, y } as DatasetInput;
-    return lengths.length ? { ...arrays, lengths } : arrays;
+    return out as unknown as DatasetInput;
   }
 
   exists(id: string): Promise<boolean> {
-    return this.s3.exists(`dataset ${id}`, this.key(id));
+    return this.s3.exists(`dataset ${id}`, this.manifestKey(id));
   }
 
   async remove(id: string): Promise<void> {
-    await this.s3.deleteOne(`dataset ${id}`, this.key(id));
+    const m = await this.manifest(id);
+    await this.s3.deleteOne(`dataset ${id}`, this.manifestKey(id));
+    if (m) await this.s3.deleteAll(`dataset ${id}`, `${m.parts}/`);
+  }
+}
+
+interface DatasetManifest {
+  /** The parts' key prefix under the store's root. */
+  parts: string;
+  fields: DatasetField[];
+  bytes: number;
+}
+
+/** One field's JSON text streamed into its own upload. */
+class S3FieldPart {
+  private readonly text = new JsonArrayText();
+  private readonly body = new PassThrough();
+  private readonly uploaded: Promise<unknown>;
+  private failed: Error | null = null;
+  bytes = 0;
+
+  constructor(s3: S3Objects, what: string, key: string) {
+    this.uploaded = s3.upload(what, key, this.body);
+    this.uploaded.catch((e: Error) => (this.failed ??= e));
+  }
+
+  append(index: readonly number[], values: readonly number[] | Float64Array): void {
+    this.text.append(index, values);
+  }
+
+  /** Throws the upload's error, if it failed. */
+  private check(): void {
+    if (this.failed) throw this.failed;
+  }
+
+  async flush(): Promise<void> {
+    this.check();
+    const text = this.text.take();
+    if (!text) return;
+    this.bytes += Buffer.byteLength(text);
+    // Waits while the upload's parts in flight are full (or until it failed).
+    if (!this.body.write(text)) await Promise.race([once(this.body, 'drain'), this.uploaded.catch(() => undefined)]);
+    this.check();
+  }
+
+  async close(): Promise<void> {
+    this.text.end();
+    await this.flush();
+    this.body.end();
+    await this.uploaded;
+  }
+
+  async abort(): Promise<void> {
+    this.body.destroy(new Error('dataset write aborted'));
+    await this.uploaded.catch(() => undefined);
+  }
+}
+
+class S3DatasetWriter implements DatasetWriter {
+  private readonly parts = new Map<DatasetField, S3FieldPart>();
+  private readonly partsPrefix: string;
+
+  constructor(
+    private readonly o: {
+      s3: S3Objects;
+      id: string;
+      manifestKey: string;
+      /** The manifest in place now (its parts go once this one replaces it). */
+      current: () => Promise<DatasetManifest | null>;
+    },
+  ) {
+    this.partsPrefix = `.parts/${o.id}.${randomBytes(6).toString('hex')}`;
+  }
+
+  private part(field: DatasetField): S3FieldPart {
+    let p = this.parts.get(field);
+    if (!p) {
+      p = new S3FieldPart(this.o.s3, `dataset ${this.o.id}`, this.o.s3.key(`${this.partsPrefix}/${field}`));
+      this.parts.set(field, p);
+    }
+    return p;
+  }
+
+  append(field: DatasetField, index: readonly number[], values: readonly number[] | Float64Array): void {
+    this.part(field).append(index, values);
+  }
+
+  async flush(): Promise<void> {
+    for (const p of this.parts.values()) await p.flush();
+  }
+
+  async commit(): Promise<{ bytes: number }> {
+    const { s3, id, manifestKey } = this.o;
+    const fields = (['x', 'y', 'lengths'] as const).filter((f) => f !== 'lengths' || this.parts.has(f));
+    try {
+      let bytes = 1; // the closing brace
+      for (const [i, f] of fields.entries()) {
+        await this.part(f).close();
+        bytes += jsonFieldHead(i, f).length + this.part(f).bytes;
+      }
+      const manifest: DatasetManifest = { parts: this.partsPrefix, fields: [...fields], bytes };
+      const previous = await this.o.current();
+      await s3.upload(`dataset ${id}`, manifestKey, JSON.stringify(manifest));
+      if (previous && previous.parts !== this.partsPrefix) await s3.deleteAll(`dataset ${id}`, `${previous.parts}/`);
+      return { bytes };
+    } catch (e) {
+      await this.abort();
+      throw e;
+    }
+  }
+
+  async abort(): Promise<void> {
+    for (const p of this.parts.values()) await p.abort();
+    await this.o.s3.deleteAll(`dataset ${this.o.id}`, `${this.partsPrefix}/`);
   }
 }

@@ -5,9 +5,12 @@
  */
 export type Path = Array<string | number>;
 
-export type ShapeResult =
-  | { ok: true; shape: number[] }
-  | { ok: false; path: Path; expected: string; received: string };
+/** Largest finite float32: the worker computes in float32, so every number of a tensor must fit. */
+export const FLOAT32_MAX = 3.4028234663852886e38;
+export const FLOAT32_EXPECTED = `a finite number with |v| <= ${FLOAT32_MAX} (float32)`;
+export const fitsFloat32 = (v: number): boolean => Math.abs(v) <= FLOAT32_MAX;
+
+export type ShapeResult = { ok: true; shape: number[] } | { ok: false; path: Path; expected: string; received: string };
 
 /**
  * Shape of a rectangular nested array of numbers, or the first element that breaks it. The shape is
@@ -28,6 +31,7 @@ export function rectangularShape(value: unknown, path: Path = []): ShapeResult {
 function walk(v: unknown, shape: number[], depth: number, path: Path): ShapeResult | null {
   if (depth === shape.length) {
     if (typeof v !== 'number') return { ok: false, path, expected: 'a number', received: kind(v) };
+    if (!fitsFloat32(v)) return { ok: false, path, expected: FLOAT32_EXPECTED, received: String(v) };
     return null;
   }
   if (!Array.isArray(v)) {
@@ -38,7 +42,10 @@ function walk(v: unknown, shape: number[], depth: number, path: Path): ShapeResu
   }
   if (depth + 1 === shape.length) {
     for (let i = 0; i < v.length; i++) {
-      if (typeof v[i] !== 'number') return { ok: false, path: [...path, i], expected: 'a number', received: kind(v[i]) };
+      if (typeof v[i] !== 'number')
+        return { ok: false, path: [...path, i], expected: 'a number', received: kind(v[i]) };
+      if (!fitsFloat32(v[i] as number))
+        return { ok: false, path: [...path, i], expected: FLOAT32_EXPECTED, received: String(v[i]) };
     }
     return null;
   }

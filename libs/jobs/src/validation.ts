@@ -53,15 +53,38 @@ function one(issue: AnyIssue, prefix: ReadonlyArray<PropertyKey> = []): Validati
   const received = 'input' in issue ? describeValue(issue.input) : undefined;
   switch (issue.code) {
     case 'invalid_type':
-      return [{ ...base, expected: issue.expected, received: issue.input === undefined ? 'undefined (missing)' : received }];
+      return [
+        { ...base, expected: issue.expected, received: issue.input === undefined ? 'undefined (missing)' : received },
+      ];
     case 'too_small':
-      return [{ ...base, expected: `${issue.origin === 'array' ? 'length ' : ''}${issue.inclusive === false ? '>' : '>='} ${String(issue.minimum)}`, received }];
+      return [
+        {
+          ...base,
+          expected: `${issue.origin === 'array' ? 'length ' : ''}${issue.inclusive === false ? '>' : '>='} ${String(issue.minimum)}`,
+          received,
+        },
+      ];
     case 'too_big':
-      return [{ ...base, expected: `${issue.origin === 'array' ? 'length ' : ''}${issue.inclusive === false ? '<' : '<='} ${String(issue.maximum)}`, received }];
+      return [
+        {
+          ...base,
+          expected: `${issue.origin === 'array' ? 'length ' : ''}${issue.inclusive === false ? '<' : '<='} ${String(issue.maximum)}`,
+          received,
+        },
+      ];
     case 'invalid_value':
       return [{ ...base, expected: `one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}`, received }];
     case 'invalid_format':
-      return [{ ...base, expected: issue.format === 'regex' && 'pattern' in issue ? `a string matching ${String(issue.pattern)}` : `a ${issue.format}`, received }];
+      return [
+        {
+          ...base,
+          expected:
+            issue.format === 'regex' && 'pattern' in issue
+              ? `a string matching ${String(issue.pattern)}`
+              : `a ${issue.format}`,
+          received,
+        },
+      ];
     case 'not_multiple_of':
       return [{ ...base, expected: `a multiple of ${String(issue.divisor)}`, received }];
     case 'unrecognized_keys':
@@ -74,24 +97,35 @@ function one(issue: AnyIssue, prefix: ReadonlyArray<PropertyKey> = []): Validati
       }));
     case 'invalid_key': {
       const inner = issue.issues.length ? one(issue.issues[0] as AnyIssue)[0] : undefined;
-      return [{ ...base, message: `Invalid key${inner ? `: ${inner.message}` : ''}`, expected: inner?.expected ?? 'a valid key', received }];
+      return [
+        {
+          ...base,
+          message: `Invalid key${inner ? `: ${inner.message}` : ''}`,
+          expected: inner?.expected ?? 'a valid key',
+          received,
+        },
+      ];
     }
     case 'invalid_union': {
       // Report the branch that got furthest (most path segments) when there is one.
       const branches = issue.errors.filter((b) => b.length > 0);
       if (branches.length) {
-        const best = branches.reduce((a, b) => (Math.max(...b.map((i) => i.path.length)) > Math.max(...a.map((i) => i.path.length)) ? b : a));
+        const best = branches.reduce((a, b) =>
+          Math.max(...b.map((i) => i.path.length)) > Math.max(...a.map((i) => i.path.length)) ? b : a,
+        );
         if (Math.max(...best.map((i) => i.path.length)) > 0) return best.flatMap((i) => one(i as AnyIssue, path));
       }
       return [{ ...base, expected: 'one of the allowed forms', received }];
     }
     case 'custom': {
       const p = issue.params ?? {};
-      return [{
-        ...base,
-        expected: typeof p.expected === 'string' ? p.expected : undefined,
-        received: typeof p.received === 'string' ? p.received : received,
-      }];
+      return [
+        {
+          ...base,
+          expected: typeof p.expected === 'string' ? p.expected : undefined,
+          received: typeof p.received === 'string' ? p.received : received,
+        },
+      ];
     }
     default:
       return [{ ...base, received }];
@@ -122,7 +156,18 @@ export function validate<S extends z.ZodType>(schema: S, value: unknown): ParseR
     r = schema.safeParse(value, { reportInput: true });
   } catch (e) {
     if (!(e instanceof RangeError)) throw e;
-    return { ok: false, issues: [{ path: '', code: 'too_deep', message: 'the value is nested too deeply to validate', expected: 'nesting no deeper than the schema', received: 'nesting deeper than the call stack' }] };
+    return {
+      ok: false,
+      issues: [
+        {
+          path: '',
+          code: 'too_deep',
+          message: 'the value is nested too deeply to validate',
+          expected: 'nesting no deeper than the schema',
+          received: 'nesting deeper than the call stack',
+        },
+      ],
+    };
   }
   return r.success ? { ok: true, value: r.data } : { ok: false, issues: formatIssues(r.error.issues) };
 }

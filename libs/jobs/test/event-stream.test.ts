@@ -9,10 +9,18 @@ let redis: Redis;
 let stream: RedisJobEventStream;
 
 const metric = (step: number): JobEvent => ({
-  type: 'metric', at: Date.now(), epoch: 0, step, loss: 1 / step, valLoss: null, gradNorm: 0.5, samplesPerSec: 100, elapsedMs: step,
+  type: 'metric',
+  at: Date.now(),
+  epoch: 0,
+  step,
+  loss: 1 / step,
+  valLoss: null,
+  gradNorm: 0.5,
+  samplesPerSec: 100,
+  elapsedMs: step,
 });
 
-beforeAll(async () => {
+beforeAll(() => {
   redis = new Redis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', { maxRetriesPerRequest: 1 });
   stream = new RedisJobEventStream(redis, keys, 1000);
 });
@@ -76,9 +84,13 @@ test('follow replays, then waits for new entries, and can be stopped', async () 
 test('aborting interrupts a blocked read at once and closes its connection', async () => {
   // Counts only this test's own named connections: other suites share the Redis server.
   const name = `es-abort-${randomUUID()}`;
-  const parent = new Redis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', { connectionName: name, maxRetriesPerRequest: 1 });
+  const parent = new Redis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', {
+    connectionName: name,
+    maxRetriesPerRequest: 1,
+  });
   const s = new RedisJobEventStream(parent, keys, 1000);
-  const connections = async () => ((await redis.client('LIST')) as string).split('\n').filter((l) => l.includes(` name=${name} `)).length;
+  const connections = async () =>
+    ((await redis.client('LIST')) as string).split('\n').filter((l) => l.includes(` name=${name} `)).length;
   try {
     await parent.ping();
     const before = await connections();
@@ -100,7 +112,10 @@ test('aborting interrupts a blocked read at once and closes its connection', asy
 
 test('idleBlockingConnections: a follow that ends between reads leaves its connection to the next; an aborted read closes it', async () => {
   const name = `es-idle-${randomUUID()}`;
-  const parent = new Redis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', { connectionName: name, maxRetriesPerRequest: 1 });
+  const parent = new Redis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', {
+    connectionName: name,
+    maxRetriesPerRequest: 1,
+  });
   const s = new RedisJobEventStream(parent, keys, 1000, { idleBlockingConnections: 1 });
   const connections = async () =>
     ((await redis.client('LIST')) as string)
@@ -149,7 +164,11 @@ test('bad ids are refused', async () => {
 });
 
 test('follow works over a fail-fast connection (enableOfflineQueue: false), as the api uses', async () => {
-  const strict = new Redis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', { enableOfflineQueue: false, maxRetriesPerRequest: 1, lazyConnect: true });
+  const strict = new Redis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', {
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    lazyConnect: true,
+  });
   await strict.connect();
   try {
     const s = new RedisJobEventStream(strict, keys);

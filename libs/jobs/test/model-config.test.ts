@@ -6,7 +6,14 @@
 import { execFileSync } from 'node:child_process';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
-import { LOSS_NAMES, LstmConfigError, OPTIMIZER_NAMES, SequenceModel, fit, resolveOptimizerConfig } from '@relu-lstm/lstm';
+import {
+  LOSS_NAMES,
+  LstmConfigError,
+  OPTIMIZER_NAMES,
+  SequenceModel,
+  fit,
+  resolveOptimizerConfig,
+} from '@relu-lstm/lstm';
 import { contract, validate, type TrainPayloadInput } from '@relu-lstm/jobs';
 
 beforeAll(async () => {
@@ -150,7 +157,8 @@ describe('optimizer settings and loss classes: one rule each', () => {
 });
 
 test('the config entry and the job contract load without TensorFlow.js (built packages, a fresh node)', () => {
-  const script = "require('@relu-lstm/lstm/config'); require('@relu-lstm/jobs'); " +
+  const script =
+    "require('@relu-lstm/lstm/config'); require('@relu-lstm/jobs'); " +
     "console.log(Object.keys(require.cache).filter((k) => k.includes('@tensorflow')).length)";
   expect(execFileSync(process.execPath, ['-e', script], { encoding: 'utf8' }).trim()).toBe('0');
   // Negative control: the library's main entry does load it.

@@ -23,11 +23,28 @@ describe('train payload', () => {
     const r = validate(contract.TrainPayload, CANONICAL_TRAIN_EXAMPLE);
     if (!r.ok) throw new Error(JSON.stringify(r.issues));
     expect(r.value.model).toEqual({
-      inputSize: 1, hiddenSize: 16, numLayers: 1, bias: true, dropout: 0, bidirectional: false,
-      activation: 'relu', recurrentActivation: 'sigmoid', forgetBias: false, orthogonalRecurrent: false,
-      outputSize: 1, head: 'manyToMany',
+      inputSize: 1,
+      hiddenSize: 16,
+      numLayers: 1,
+      bias: true,
+      dropout: 0,
+      bidirectional: false,
+      activation: 'relu',
+      recurrentActivation: 'sigmoid',
+      forgetBias: false,
+      orthogonalRecurrent: false,
+      outputSize: 1,
+      head: 'manyToMany',
     });
-    expect(r.value.training).toMatchObject({ epochs: 3, batchSize: 32, optimizer: 'adam', loss: 'mse', validationSplit: 0, progressEvery: 10, checkpointEvery: 1 });
+    expect(r.value.training).toMatchObject({
+      epochs: 3,
+      batchSize: 32,
+      optimizer: 'adam',
+      loss: 'mse',
+      validationSplit: 0,
+      progressEvery: 10,
+      checkpointEvery: 1,
+    });
     expect(r.value.device).toBe('any');
   });
 
@@ -41,7 +58,10 @@ describe('train payload', () => {
   test('a missing required field is reported as missing', () => {
     const b = canonical();
     delete b.model.hiddenSize;
-    expect(at(issuesOf(contract.TrainPayload, b), 'model.hiddenSize')).toMatchObject({ expected: 'number', received: 'undefined (missing)' });
+    expect(at(issuesOf(contract.TrainPayload, b), 'model.hiddenSize')).toMatchObject({
+      expected: 'number',
+      received: 'undefined (missing)',
+    });
   });
 
   test('unknown fields are rejected at every level (no mass assignment)', () => {
@@ -93,24 +113,54 @@ describe('train payload', () => {
   test('inline data: shapes are checked against the model', () => {
     const b = canonical();
     b.model = { inputSize: 2, hiddenSize: 4, outputSize: 1, head: 'lastStep' };
-    b.data = { inline: { x: [[[1, 2], [3, 4]], [[5, 6], [7, 8]]], y: [[1], [2]], lengths: [2, 1] } };
+    b.data = {
+      inline: {
+        x: [
+          [
+            [1, 2],
+            [3, 4],
+          ],
+          [
+            [5, 6],
+            [7, 8],
+          ],
+        ],
+        y: [[1], [2]],
+        lengths: [2, 1],
+      },
+    };
     expect(validate(contract.TrainPayload, b).ok).toBe(true);
 
     b.data.inline.x[1][1] = [7];
-    expect(at(issuesOf(contract.TrainPayload, b), 'data.inline.x[1][1]')).toMatchObject({ expected: 'an array of length 2', received: 'length 1' });
+    expect(at(issuesOf(contract.TrainPayload, b), 'data.inline.x[1][1]')).toMatchObject({
+      expected: 'an array of length 2',
+      received: 'length 1',
+    });
 
     b.data.inline.x[1][1] = [7, 8];
-    b.data.inline.y = [[1, 2, 3], [4, 5, 6]];
-    expect(at(issuesOf(contract.TrainPayload, b), 'data.inline.y')).toMatchObject({ expected: 'shape [2, 1]', received: 'shape [2, 3]' });
+    b.data.inline.y = [
+      [1, 2, 3],
+      [4, 5, 6],
+    ];
+    expect(at(issuesOf(contract.TrainPayload, b), 'data.inline.y')).toMatchObject({
+      expected: 'shape [2, 1]',
+      received: 'shape [2, 3]',
+    });
 
     b.model.head = 'manyToMany';
-    b.data.inline.y = [[[1], [2]], [[3], [4]]];
+    b.data.inline.y = [
+      [[1], [2]],
+      [[3], [4]],
+    ];
     b.data.inline.lengths = [2, 3];
     expect(at(issuesOf(contract.TrainPayload, b), 'data.inline.lengths[1]')).toMatchObject({ received: '3' });
 
     b.data.inline.lengths = [2, 2];
     b.model.inputSize = 3;
-    expect(at(issuesOf(contract.TrainPayload, b), 'data.inline.x')).toMatchObject({ expected: 'shape [N, T, 3]', received: 'shape [2, 2, 2]' });
+    expect(at(issuesOf(contract.TrainPayload, b), 'data.inline.x')).toMatchObject({
+      expected: 'shape [N, T, 3]',
+      received: 'shape [2, 2, 2]',
+    });
   });
 
   test('non-finite numbers cannot be sent', () => {
@@ -158,24 +208,51 @@ describe('infer payload', () => {
   });
 
   test('needs exactly one of modelJobId and model', () => {
-    expect(at(issuesOf(contract.InferPayload, { inputs: [[[1]]] }), '')).toMatchObject({ expected: 'exactly one of modelJobId, model', received: 'none' });
+    expect(at(issuesOf(contract.InferPayload, { inputs: [[[1]]] }), '')).toMatchObject({
+      expected: 'exactly one of modelJobId, model',
+      received: 'none',
+    });
   });
 
   test('modelJobId must be a UUID', () => {
-    expect(at(issuesOf(contract.InferPayload, { modelJobId: '../../etc', inputs: [[[1]]] }), 'modelJobId')).toMatchObject({ code: 'invalid_format', expected: 'a uuid' });
+    expect(
+      at(issuesOf(contract.InferPayload, { modelJobId: '../../etc', inputs: [[[1]]] }), 'modelJobId'),
+    ).toMatchObject({ code: 'invalid_format', expected: 'a uuid' });
   });
 
   test('inline model: names, input and state shapes', () => {
     const body: Body = {
-      model: { config: { inputSize: 1, hiddenSize: 2, numLayers: 2, outputSize: 1 }, stateDict: { weight_ih_l0: [[1]], 'head.weight': [[1, 2]], '__proto__x': [1] } },
-      inputs: [[[1], [2]], [[3], [4]], [[5], [6]]],
-      initialState: { h0: [[[0, 0]], [[0, 0]]], c0: [[[0, 0], [0, 0]], [[0, 0], [0, 0]]] },
+      model: {
+        config: { inputSize: 1, hiddenSize: 2, numLayers: 2, outputSize: 1 },
+        stateDict: { weight_ih_l0: [[1]], 'head.weight': [[1, 2]], __proto__x: [1] },
+      },
+      inputs: [
+        [[1], [2]],
+        [[3], [4]],
+        [[5], [6]],
+      ],
+      initialState: {
+        h0: [[[0, 0]], [[0, 0]]],
+        c0: [
+          [
+            [0, 0],
+            [0, 0],
+          ],
+          [
+            [0, 0],
+            [0, 0],
+          ],
+        ],
+      },
     };
     const issues = issuesOf(contract.InferPayload, body);
     expect(at(issues, 'model.stateDict.__proto__x')?.expected).toContain('a string matching');
     delete body.model.stateDict.__proto__x;
     const issues2 = issuesOf(contract.InferPayload, body);
-    expect(at(issues2, 'initialState.c0')).toMatchObject({ expected: 'batch size 3 (that of inputs) or 1', received: '2' });
+    expect(at(issues2, 'initialState.c0')).toMatchObject({
+      expected: 'batch size 3 (that of inputs) or 1',
+      received: '2',
+    });
     expect(at(issues2, 'initialState.h0')).toBeUndefined();
   });
 });
@@ -184,7 +261,10 @@ describe('dataset input', () => {
   test('per-step and per-sequence targets', () => {
     expect(validate(contract.DatasetInput, { x: [[[1], [2]]], y: [[[1], [2]]] }).ok).toBe(true);
     expect(validate(contract.DatasetInput, { x: [[[1], [2]]], y: [[3]] }).ok).toBe(true);
-    expect(at(issuesOf(contract.DatasetInput, { x: [[[1], [2]]], y: [[3], [4]] }), 'y')).toMatchObject({ expected: 'shape [1, O]', received: 'shape [2, 1]' });
+    expect(at(issuesOf(contract.DatasetInput, { x: [[[1], [2]]], y: [[3], [4]] }), 'y')).toMatchObject({
+      expected: 'shape [1, O]',
+      received: 'shape [2, 1]',
+    });
     expect(at(issuesOf(contract.DatasetInput, { x: [[[1], [2]]], y: [[[1], 2]] }), 'y[0][1]')).toBeDefined();
   });
 });

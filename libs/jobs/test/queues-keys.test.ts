@@ -44,10 +44,21 @@ describe('keys', () => {
 
   test('every key sits under the prefix, away from the queue names', () => {
     const all = [
-      k.jobMeta(id), k.events(id), k.cancel(id), k.checkpoint(id), k.published(id), k.jobIndex('default'),
-      k.idempotency('default', 'my key'), k.dataset(id), k.datasetIndex('default'), k.worker('host-1-abc'),
-      k.workers(), k.liveJobs('default'), k.liveJobsPruned('default'),
-      k.rateLimit('tenant', 'default'), k.rateLimit('ip', '::ffff:127.0.0.1'),
+      k.jobMeta(id),
+      k.events(id),
+      k.cancel(id),
+      k.checkpoint(id),
+      k.published(id),
+      k.jobIndex('default'),
+      k.idempotency('default', 'my key'),
+      k.dataset(id),
+      k.datasetIndex('default'),
+      k.worker('host-1-abc'),
+      k.workers(),
+      k.liveJobs('default'),
+      k.liveJobsPruned('default'),
+      k.rateLimit('tenant', 'default'),
+      k.rateLimit('ip', '::ffff:127.0.0.1'),
     ];
     for (const key of all) {
       expect(key.startsWith('relu-lstm:')).toBe(true);
@@ -78,8 +89,17 @@ describe('keys', () => {
 describe('job errors', () => {
   test('round-trip through failedReason; anything else is internal', () => {
     const s = encodeJobError({ code: 'diverged', message: 'loss is NaN', details: { epoch: 2, step: 40 } });
-    expect(decodeJobError(s)).toEqual({ code: 'diverged', message: 'loss is NaN', retryable: false, details: { epoch: 2, step: 40 } });
-    expect(decodeJobError('connection lost')).toEqual({ code: 'internal', message: 'connection lost', retryable: false });
+    expect(decodeJobError(s)).toEqual({
+      code: 'diverged',
+      message: 'loss is NaN',
+      retryable: false,
+      details: { epoch: 2, step: 40 },
+    });
+    expect(decodeJobError('connection lost')).toEqual({
+      code: 'internal',
+      message: 'connection lost',
+      retryable: false,
+    });
     expect(decodeJobError(undefined).code).toBe('internal');
   });
 });

@@ -65,14 +65,21 @@ test('keepAgeSec reads BullMQ keep options', () => {
 });
 
 test('planJob trims failed jobs by age and count', () => {
-  const job = planJob('train', contract.TrainPayload.parse(CANONICAL_TRAIN_EXAMPLE), { limits: contract.limits, policy: { ...DEFAULT_JOB_POLICY, keepFailedSec: 60, keepFailedCount: 7 } });
+  const job = planJob('train', contract.TrainPayload.parse(CANONICAL_TRAIN_EXAMPLE), {
+    limits: contract.limits,
+    policy: { ...DEFAULT_JOB_POLICY, keepFailedSec: 60, keepFailedCount: 7 },
+  });
   expect(job.opts.removeOnFail).toEqual({ age: 60, count: 7 });
-  expect(job.opts.removeOnComplete).toEqual({ age: DEFAULT_JOB_POLICY.keepCompletedSec, count: DEFAULT_JOB_POLICY.keepCompletedCount });
+  expect(job.opts.removeOnComplete).toEqual({
+    age: DEFAULT_JOB_POLICY.keepCompletedSec,
+    count: DEFAULT_JOB_POLICY.keepCompletedCount,
+  });
 });
 
 test('expireJobRecords gives every per-job key the keep-age, at least 1 s', async () => {
   const id = randomUUID();
-  for (const k of [keys.jobMeta(id), keys.events(id), keys.cancel(id), keys.checkpoint(id), keys.published(id)]) await redis.set(k, 'x');
+  for (const k of [keys.jobMeta(id), keys.events(id), keys.cancel(id), keys.checkpoint(id), keys.published(id)])
+    await redis.set(k, 'x');
   await expireJobRecords(redis, keys, id, 30);
   for (const k of [keys.jobMeta(id), keys.events(id), keys.cancel(id), keys.checkpoint(id), keys.published(id)]) {
     const ttl = await redis.ttl(k);
@@ -90,9 +97,12 @@ test('tryLock lets one owner in per period', async () => {
 });
 
 test('one sweep: expired, trimmed, cancelled-before-start, running, stray keys and orphan directories', async () => {
-  const meta = (id: string) => JSON.stringify({ id, type: 'infer', queue: 'any', device: 'any', tenant: 't', createdAt: 1 });
+  const meta = (id: string) =>
+    JSON.stringify({ id, type: 'infer', queue: 'any', device: 'any', tenant: 't', createdAt: 1 });
   const index = keys.jobIndex('t');
-  const [expired, trimmed, cancelledQueued, running, kept, strayOwner, orphanDir] = Array.from({ length: 7 }, () => randomUUID());
+  const [expired, trimmed, cancelledQueued, running, kept, strayOwner, orphanDir] = Array.from({ length: 7 }, () =>
+    randomUUID(),
+  );
   // expired: meta gone, stream and BullMQ record still there.
   await redis.zadd(index, 1, expired);
   await redis.set(keys.events(expired), 'x');
@@ -134,7 +144,15 @@ test('one sweep: expired, trimmed, cancelled-before-start, running, stray keys a
   });
   expect(report).toEqual({ scanned: 5, expired: 1, trimmed: 1, strayKeys: 1, orphanArtifacts: 1 });
   expect((await redis.zrange(index, '0', '-1')).sort()).toEqual([cancelledQueued, running, kept].sort());
-  expect(await redis.exists(keys.events(expired), keys.jobMeta(trimmed), keys.events(trimmed), keys.published(trimmed), keys.cancel(strayOwner))).toBe(0);
+  expect(
+    await redis.exists(
+      keys.events(expired),
+      keys.jobMeta(trimmed),
+      keys.events(trimmed),
+      keys.published(trimmed),
+      keys.cancel(strayOwner),
+    ),
+  ).toBe(0);
   expect(removedQueueJobs).toEqual([['any', expired]]);
   expect(await stored([expired, trimmed, running, kept, orphanDir, recent])).toEqual([running, kept, recent].sort());
   expect(await redis.exists(keys.jobMeta(running), keys.jobMeta(kept), keys.jobMeta(cancelledQueued))).toBe(3);
@@ -144,13 +162,16 @@ test('a sweep drops index entries that are not job ids along with dead jobs of t
   const index = keys.jobIndex('u');
   const [dead, alive] = [randomUUID(), randomUUID()];
   await redis.zadd(index, 1, 'not a job id', 2, dead, 3, alive);
-  await redis.set(keys.jobMeta(alive), JSON.stringify({ id: alive, type: 'infer', queue: 'any', device: 'any', tenant: 'u', createdAt: 3 }));
+  await redis.set(
+    keys.jobMeta(alive),
+    JSON.stringify({ id: alive, type: 'infer', queue: 'any', device: 'any', tenant: 'u', createdAt: 3 }),
+  );
   await redis.set(keys.events(dead), 'x');
   await storeArtifacts([dead, alive], Date.now());
   const report = await sweepRetention({
     redis,
     keys,
-    removeQueueJob: async () => undefined,
+    removeQueueJob: () => Promise.resolve(),
     artifacts,
     orphanGraceMs: 60_000,
   });

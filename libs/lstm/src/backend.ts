@@ -66,7 +66,10 @@ function parsePreference(field: string, value: unknown): BackendPreference {
  * field (`preference` or `RELU_LSTM_BACKEND`) and the bad value. Exported so a process can validate
  * its environment at start-up.
  */
-export function resolveBackendPreference(preference?: unknown, env: NodeJS.ProcessEnv = process.env): BackendPreference {
+export function resolveBackendPreference(
+  preference?: unknown,
+  env: NodeJS.ProcessEnv = process.env,
+): BackendPreference {
   if (preference !== undefined) return parsePreference('preference', preference);
   const raw = env[BACKEND_ENV_VAR];
   if (raw === undefined || raw.trim() === '') return 'auto';
@@ -162,7 +165,9 @@ async function setActive(name: BackendName): Promise<void> {
     if (previous != null && engine.registry[previous] != null) await tf.setBackend(previous);
     throw new BackendError(
       `backend '${name}' failed to initialise (tfjs logged the cause as a warning above)` +
-        (name === 'wasm' ? '; the .wasm binaries must sit next to @tensorflow/tfjs-backend-wasm/dist/tf-backend-wasm.node.js' : ''),
+        (name === 'wasm'
+          ? '; the .wasm binaries must sit next to @tensorflow/tfjs-backend-wasm/dist/tf-backend-wasm.node.js'
+          : ''),
     );
   }
   await tf.ready();
@@ -176,6 +181,7 @@ function registerWasm(): WasmModule {
     try {
       // Registers the 'wasm' factory; the binary is read from the package's own directory at the
       // first setBackend('wasm'), so Node needs no setWasmPaths call.
+      // eslint-disable-next-line @typescript-eslint/no-require-imports -- an optional backend, loaded only when chosen
       wasmModule = require('@tensorflow/tfjs-backend-wasm') as WasmModule;
     } catch (err) {
       throw new BackendError(
@@ -203,6 +209,7 @@ function registerTensorflow(): string[] | null {
       continue;
     }
     try {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports -- an optional backend, loaded only when chosen
       require(pkg); // a variable, so TypeScript does not look for the (absent) types
     } catch (err) {
       problems.push(`${pkg}: installed but failed to load (${firstLine(err)})`);
@@ -228,6 +235,7 @@ function checkTfjsNodePackage(pkg: string): string | null {
   } catch {
     return 'not installed';
   }
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- a JSON manifest read at run time
   const version = (require(manifest) as { version?: string }).version;
   if (version !== tf.version_core) {
     return `version ${version} is installed but exactly ${tf.version_core} (the version of @tensorflow/tfjs-core) is required`;
@@ -261,7 +269,10 @@ function describeBackend(name: BackendName): BackendInfo {
   if (known !== undefined) return known;
   let info: BackendInfo;
   if (name === 'tensorflow') {
-    const backend = tf.engine().registry['tensorflow'] as unknown as { isUsingGpuDevice?: boolean; isGPUPackage?: boolean };
+    const backend = tf.engine().registry['tensorflow'] as unknown as {
+      isUsingGpuDevice?: boolean;
+      isGPUPackage?: boolean;
+    };
     if (backend.isUsingGpuDevice === true) {
       info = { backend: name, gpu: true, device: cudaDevice() };
     } else {
@@ -281,7 +292,11 @@ function describeBackend(name: BackendName): BackendInfo {
     } catch {
       // flag not evaluated yet: say nothing about SIMD
     }
-    info = { backend: name, gpu: false, device: `wasm (${threads} thread${threads === 1 ? '' : 's'}${simd}) on ${cpuModel()}` };
+    info = {
+      backend: name,
+      gpu: false,
+      device: `wasm (${threads} thread${threads === 1 ? '' : 's'}${simd}) on ${cpuModel()}`,
+    };
   } else {
     info = { backend: name, gpu: false, device: `JavaScript kernels (1 thread) on ${cpuModel()}` };
   }
@@ -304,11 +319,16 @@ function cudaDevice(): string {
       timeout: 5000,
       stdio: ['ignore', 'pipe', 'ignore'],
     });
-    names = out.split('\n').map((s) => s.trim()).filter((s) => s !== '');
+    names = out
+      .split('\n')
+      .map((s) => s.trim())
+      .filter((s) => s !== '');
   } catch {
     // no nvidia-smi: name unknown
   }
-  const visible = process.env.CUDA_VISIBLE_DEVICES?.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  const visible = process.env.CUDA_VISIBLE_DEVICES?.split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
   let count = names.length;
   let name: string | undefined = names[names.length - 1];
   if (visible !== undefined && visible.length > 0) {

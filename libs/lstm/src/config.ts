@@ -151,7 +151,8 @@ export function resolveConfig(options: ReluLstmOptions): ReluLstmConfig {
     throw new LstmConfigError('options', 'an object', options);
   }
   for (const key of Object.keys(options)) {
-    if (!LSTM_OPTION_NAMES.includes(key)) throw new LstmConfigError(key, `one of the options ${LSTM_OPTION_NAMES.join(', ')}`, key);
+    if (!LSTM_OPTION_NAMES.includes(key))
+      throw new LstmConfigError(key, `one of the options ${LSTM_OPTION_NAMES.join(', ')}`, key);
   }
   const activation = options.activation ?? MODEL_DEFAULTS.activation;
   if (!ACTIVATIONS.includes(activation)) {
@@ -267,9 +268,11 @@ export interface SequenceModelConfig {
 
 /** Validates `SequenceModelOptions` and fills defaults; throws `LstmConfigError` naming the field. */
 export function resolveSequenceModelConfig(options: SequenceModelOptions): SequenceModelConfig {
-  if (options === null || typeof options !== 'object') throw new LstmConfigError('options', 'an object { lstm, outputSize, head? }', options);
+  if (options === null || typeof options !== 'object')
+    throw new LstmConfigError('options', 'an object { lstm, outputSize, head? }', options);
   for (const key of Object.keys(options)) {
-    if (!['lstm', 'outputSize', 'head'].includes(key)) throw new LstmConfigError(key, 'one of the options lstm, outputSize, head', key);
+    if (!['lstm', 'outputSize', 'head'].includes(key))
+      throw new LstmConfigError(key, 'one of the options lstm, outputSize, head', key);
   }
   const { outputSize } = options;
   if (typeof outputSize !== 'number' || !Number.isInteger(outputSize) || outputSize < 1) {
@@ -277,7 +280,8 @@ export function resolveSequenceModelConfig(options: SequenceModelOptions): Seque
   }
   const head = options.head ?? MODEL_DEFAULTS.head;
   if (!HEADS.includes(head)) throw new LstmConfigError('head', `one of ${HEADS.join(', ')}`, head);
-  if (options.lstm === null || typeof options.lstm !== 'object') throw new LstmConfigError('lstm', 'ReluLstm options', options.lstm);
+  if (options.lstm === null || typeof options.lstm !== 'object')
+    throw new LstmConfigError('lstm', 'ReluLstm options', options.lstm);
   let lstm: ReluLstmConfig;
   try {
     lstm = resolveConfig(lstmOptions(options.lstm));

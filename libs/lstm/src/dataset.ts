@@ -43,10 +43,13 @@ export async function prepareData(data: FitData, model: SequenceModelConfig, los
   const O = model.outputSize;
   const x = await flatten('data.x', data.x, 3, `[N, T, ${I}] (batch-first)`);
   const [n, T, xI] = x.shape;
-  if (xI !== I) throw new LstmInputError('data.x', `shape [N, T, ${I}] (inputSize ${I})`, `shape [${x.shape.join(', ')}]`);
-  if (n < 1 || T < 1) throw new LstmInputError('data.x', 'at least one sequence of at least one step', `shape [${x.shape.join(', ')}]`);
+  if (xI !== I)
+    throw new LstmInputError('data.x', `shape [N, T, ${I}] (inputSize ${I})`, `shape [${x.shape.join(', ')}]`);
+  if (n < 1 || T < 1)
+    throw new LstmInputError('data.x', 'at least one sequence of at least one step', `shape [${x.shape.join(', ')}]`);
   for (let i = 0; i < x.data.length; i++) {
-    if (!Number.isFinite(x.data[i])) throw new LstmInputError('data.x', 'finite values', `${x.data[i]} at ${position(x.shape, i)}`);
+    if (!Number.isFinite(x.data[i]))
+      throw new LstmInputError('data.x', 'finite values', `${x.data[i]} at ${position(x.shape, i)}`);
   }
   const yTail = model.head === 'manyToMany' ? [T, O] : [O];
   const yWant = `[${[n, ...yTail].join(', ')}] for a ${model.head} head with outputSize ${O}`;
@@ -59,12 +62,15 @@ export async function prepareData(data: FitData, model: SequenceModelConfig, los
   let lengths: Int32Array | null = null;
   if (data.lengths !== undefined && data.lengths !== null) {
     const l = data.lengths;
-    if (typeof l !== 'object' || typeof l.length !== 'number') throw new LstmInputError('data.lengths', `${n} integers in 1..${T}`, l);
-    if (l.length !== n) throw new LstmInputError('data.lengths', `${n} entries (one per sequence)`, `${l.length} entries`);
+    if (typeof l !== 'object' || typeof l.length !== 'number')
+      throw new LstmInputError('data.lengths', `${n} integers in 1..${T}`, l);
+    if (l.length !== n)
+      throw new LstmInputError('data.lengths', `${n} entries (one per sequence)`, `${l.length} entries`);
     lengths = new Int32Array(n);
     for (let i = 0; i < n; i++) {
       const v = l[i];
-      if (!Number.isInteger(v) || v < 1 || v > T) throw new LstmInputError(`data.lengths[${i}]`, `an integer in 1..${T}`, v);
+      if (!Number.isInteger(v) || v < 1 || v > T)
+        throw new LstmInputError(`data.lengths[${i}]`, `an integer in 1..${T}`, v);
       lengths[i] = v;
     }
     if (lengths.every((v) => v === T)) lengths = null;
@@ -119,10 +125,16 @@ export function disposeBatch(b: Batch): void {
   b.mask?.dispose();
 }
 
-async function flatten(field: string, value: DataArray, rank: number, want: string): Promise<{ data: Float32Array; shape: number[] }> {
+async function flatten(
+  field: string,
+  value: DataArray,
+  rank: number,
+  want: string,
+): Promise<{ data: Float32Array; shape: number[] }> {
   if (value instanceof tf.Tensor) {
     if (value.isDisposed) throw new LstmInputError(field, `a live tensor of shape ${want}`, 'a disposed tensor');
-    if (value.rank !== rank) throw new LstmInputError(field, `rank ${rank}, shape ${want}`, `shape [${value.shape.join(', ')}]`);
+    if (value.rank !== rank)
+      throw new LstmInputError(field, `rank ${rank}, shape ${want}`, `shape [${value.shape.join(', ')}]`);
     return { data: Float32Array.from(await value.data()), shape: value.shape.slice() };
   }
   if (value !== null && typeof value === 'object' && !Array.isArray(value) && 'data' in value && 'shape' in value) {
@@ -136,7 +148,8 @@ async function flatten(field: string, value: DataArray, rank: number, want: stri
     }
     return { data: data instanceof Float32Array ? data : Float32Array.from(data), shape: shape.slice() };
   }
-  if (!Array.isArray(value)) throw new LstmInputError(field, `a nested array, tensor or { data, shape } of shape ${want}`, value);
+  if (!Array.isArray(value))
+    throw new LstmInputError(field, `a nested array, tensor or { data, shape } of shape ${want}`, value);
   const shape: number[] = [];
   let level: unknown = value;
   for (let k = 0; k < rank; k++) {
@@ -153,7 +166,11 @@ async function flatten(field: string, value: DataArray, rank: number, want: stri
       return;
     }
     if (!Array.isArray(v) || v.length !== shape[depth]) {
-      throw new LstmInputError(`${field}${path}`, `an array of ${shape[depth]} entries (a rectangular array of shape ${want})`, v);
+      throw new LstmInputError(
+        `${field}${path}`,
+        `an array of ${shape[depth]} entries (a rectangular array of shape ${want})`,
+        v,
+      );
     }
     for (let i = 0; i < v.length; i++) walk(v[i], depth + 1, `${path}[${i}]`);
   };

@@ -32,7 +32,10 @@ export class LstmInputError extends ReluLstmError {
     readonly actual: unknown,
   ) {
     // `actual` is either a value (described) or already a description such as "shape [2,3]".
-    super('invalid_input', `${field}: expected ${expected}, got ${typeof actual === 'string' ? actual : describe(actual)}`);
+    super(
+      'invalid_input',
+      `${field}: expected ${expected}, got ${typeof actual === 'string' ? actual : describe(actual)}`,
+    );
   }
 }
 
@@ -71,7 +74,10 @@ export class DivergenceError extends ReluLstmError {
     readonly quantity: 'loss' | 'gradient' | 'weights',
     readonly value: number,
   ) {
-    super('diverged', `training diverged at epoch ${epoch}, step ${step}: ${quantity === 'weights' ? 'a weight' : quantity} is ${value}`);
+    super(
+      'diverged',
+      `training diverged at epoch ${epoch}, step ${step}: ${quantity === 'weights' ? 'a weight' : quantity} is ${value}`,
+    );
   }
 }
 
@@ -99,7 +105,8 @@ export function describe(value: unknown): string {
     }
     return `an array of shape [${shape.join(', ')}]`;
   }
-  if (ArrayBuffer.isView(value)) return `${value.constructor.name} of length ${(value as unknown as ArrayLike<number>).length}`;
+  if (ArrayBuffer.isView(value))
+    return `${value.constructor.name} of length ${(value as unknown as ArrayLike<number>).length}`;
   try {
     const s = JSON.stringify(value);
     return s.length > 120 ? s.slice(0, 117) + '...' : s;

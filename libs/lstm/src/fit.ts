@@ -5,11 +5,28 @@ import { FitData, PreparedData, disposeBatch, makeBatch, prepareData } from './d
 import { DivergenceError, LstmConfigError, TrainingAbortedError } from './errors';
 import { LossName, lossOutputSizeProblem, splitSamples, validationSplitProblem } from './config';
 import { checkLossName, computeLoss } from './losses';
-import { OptimizerConfig, ResolvedOptimizerConfig, createOptimizer, disposeOptimizer, readOptimizerSlots, resolveOptimizerConfig, writeOptimizerSlots } from './optimizers';
+import {
+  OptimizerConfig,
+  ResolvedOptimizerConfig,
+  createOptimizer,
+  disposeOptimizer,
+  readOptimizerSlots,
+  resolveOptimizerConfig,
+  writeOptimizerSlots,
+} from './optimizers';
 import { Rng, RngState } from './rng';
 import type { LstmState } from './relu-lstm';
 import { SequenceModel } from './sequence-model';
-import { EpochRecord, FORMAT, FitPosition, FitSettings, TrainingState, VERSION, readWeights, validated } from './training-state';
+import {
+  EpochRecord,
+  FORMAT,
+  FitPosition,
+  FitSettings,
+  TrainingState,
+  VERSION,
+  readWeights,
+  validated,
+} from './training-state';
 
 export interface FitOptions {
   /** Total number of epochs of the run (a resumed run continues up to it, as Keras's initialEpoch does). */
@@ -113,8 +130,21 @@ interface StartState {
 }
 
 const OPTION_NAMES = [
-  'epochs', 'batchSize', 'optimizer', 'loss', 'clipNorm', 'validationSplit', 'seed', 'shuffle', 'signal',
-  'onProgress', 'progressEvery', 'onCheckpoint', 'checkpointEvery', 'checkpointOnAbort', 'resumeFrom',
+  'epochs',
+  'batchSize',
+  'optimizer',
+  'loss',
+  'clipNorm',
+  'validationSplit',
+  'seed',
+  'shuffle',
+  'signal',
+  'onProgress',
+  'progressEvery',
+  'onCheckpoint',
+  'checkpointEvery',
+  'checkpointOnAbort',
+  'resumeFrom',
   'initialState',
 ];
 
@@ -221,7 +251,13 @@ class FitRun {
     }
     const { history, pos } = this;
     const last = history[history.length - 1];
-    return { epochs: history.length, steps: pos.globalStep, loss: last?.loss ?? null, valLoss: last?.valLoss ?? null, history };
+    return {
+      epochs: history.length,
+      steps: pos.globalStep,
+      loss: last?.loss ?? null,
+      valLoss: last?.valLoss ?? null,
+      history,
+    };
   }
 
   dispose(): void {
@@ -315,11 +351,15 @@ class FitRun {
     return {
       format: FORMAT,
       version: VERSION,
-      model: JSON.parse(JSON.stringify(model.config)),
+      model: JSON.parse(JSON.stringify(model.config)) as typeof model.config,
       weights: await readWeights(model),
       optimizer: {
         config: { ...opts.optimizer },
-        ...(await readOptimizerSlots(optimizer, this.vars.map((v) => v.name), this.paramNames)),
+        ...(await readOptimizerSlots(
+          optimizer,
+          this.vars.map((v) => v.name),
+          this.paramNames,
+        )),
       },
       settings: { ...this.settings },
       progress: { ...pos, permutation: pos.permutation?.slice() ?? null },
@@ -424,23 +464,49 @@ function positionsOf(d: PreparedData, indices: number[], manyToMany: boolean): n
 }
 
 function freshPosition(epoch: number, globalStep: number): FitPosition {
-  return { epoch, stepInEpoch: 0, globalStep, permutation: null, epochLossSum: 0, epochPositions: 0, epochGradNormSum: 0, epochSeconds: 0 };
+  return {
+    epoch,
+    stepInEpoch: 0,
+    globalStep,
+    permutation: null,
+    epochLossSum: 0,
+    epochPositions: 0,
+    epochGradNormSum: 0,
+    epochSeconds: 0,
+  };
 }
 
-function checkResumable(state: TrainingState, model: SequenceModel, settings: FitSettings, optimizer: ResolvedOptimizerConfig): void {
+function checkResumable(
+  state: TrainingState,
+  model: SequenceModel,
+  settings: FitSettings,
+  optimizer: ResolvedOptimizerConfig,
+): void {
   validated(state);
   const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
   if (!same(state.model, model.config)) {
-    throw new LstmConfigError('model', `a model with the checkpoint's config ${JSON.stringify(state.model)}`, model.config);
+    throw new LstmConfigError(
+      'model',
+      `a model with the checkpoint's config ${JSON.stringify(state.model)}`,
+      model.config,
+    );
   }
   for (const key of Object.keys(settings) as Array<keyof FitSettings>) {
     if (!same(state.settings[key], settings[key])) {
       const field = key === 'numSamples' ? 'data' : key;
-      throw new LstmConfigError(field, `${JSON.stringify(state.settings[key])}${key === 'numSamples' ? ' samples' : ''}, as in the checkpoint resumed from`, settings[key]);
+      throw new LstmConfigError(
+        field,
+        `${JSON.stringify(state.settings[key])}${key === 'numSamples' ? ' samples' : ''}, as in the checkpoint resumed from`,
+        settings[key],
+      );
     }
   }
   if (!same(state.optimizer.config, optimizer)) {
-    throw new LstmConfigError('optimizer', `${JSON.stringify(state.optimizer.config)}, as in the checkpoint resumed from`, optimizer);
+    throw new LstmConfigError(
+      'optimizer',
+      `${JSON.stringify(state.optimizer.config)}, as in the checkpoint resumed from`,
+      optimizer,
+    );
   }
   if (state.progress.permutation !== null) {
     const nTrain = splitSamples(settings.numSamples, settings.validationSplit).train;
@@ -455,19 +521,27 @@ function checkResumable(state: TrainingState, model: SequenceModel, settings: Fi
 function resolveFitOptions(options: FitOptions): ResolvedFitOptions {
   if (options === null || typeof options !== 'object') throw new LstmConfigError('options', 'an object', options);
   for (const key of Object.keys(options)) {
-    if (!OPTION_NAMES.includes(key)) throw new LstmConfigError(key, `one of the fit options ${OPTION_NAMES.join(', ')}`, key);
+    if (!OPTION_NAMES.includes(key))
+      throw new LstmConfigError(key, `one of the fit options ${OPTION_NAMES.join(', ')}`, key);
   }
   const posInt = (field: keyof FitOptions, v: unknown) => {
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw new LstmConfigError(field, 'a positive integer', v);
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1)
+      throw new LstmConfigError(field, 'a positive integer', v);
     return v;
   };
-  const optional = <T>(field: keyof FitOptions, v: T | undefined, check: (v: unknown) => boolean, expected: string): T | null => {
+  const optional = <T>(
+    field: keyof FitOptions,
+    v: T | undefined,
+    check: (v: unknown) => boolean,
+    expected: string,
+  ): T | null => {
     if (v === undefined || v === null) return null;
     if (!check(v)) throw new LstmConfigError(field, expected, v);
     return v;
   };
   const isFn = (v: unknown) => typeof v === 'function';
-  if (typeof options.seed !== 'number' || !Number.isInteger(options.seed)) throw new LstmConfigError('seed', 'an integer', options.seed);
+  if (typeof options.seed !== 'number' || !Number.isInteger(options.seed))
+    throw new LstmConfigError('seed', 'an integer', options.seed);
   const split = options.validationSplit ?? 0;
   const splitProblem = validationSplitProblem(split, null);
   if (splitProblem) throw new LstmConfigError('validationSplit', splitProblem, split);
@@ -476,16 +550,27 @@ function resolveFitOptions(options: FitOptions): ResolvedFitOptions {
     batchSize: posInt('batchSize', options.batchSize),
     optimizer: resolveOptimizerConfig(options.optimizer),
     loss: checkLossName(options.loss),
-    clipNorm: optional('clipNorm', options.clipNorm, (v) => typeof v === 'number' && Number.isFinite(v) && v > 0, 'a finite number > 0'),
+    clipNorm: optional(
+      'clipNorm',
+      options.clipNorm,
+      (v) => typeof v === 'number' && Number.isFinite(v) && v > 0,
+      'a finite number > 0',
+    ),
     validationSplit: split,
     seed: options.seed,
     shuffle: optional('shuffle', options.shuffle, (v) => typeof v === 'boolean', 'a boolean') ?? true,
-    signal: optional('signal', options.signal, (v) => typeof v === 'object' && v !== null && typeof (v as AbortSignal).aborted === 'boolean', 'an AbortSignal'),
+    signal: optional(
+      'signal',
+      options.signal,
+      (v) => typeof v === 'object' && v !== null && typeof (v as AbortSignal).aborted === 'boolean',
+      'an AbortSignal',
+    ),
     onProgress: optional('onProgress', options.onProgress, isFn, 'a function'),
     progressEvery: options.progressEvery === undefined ? null : posInt('progressEvery', options.progressEvery),
     onCheckpoint: optional('onCheckpoint', options.onCheckpoint, isFn, 'a function'),
     checkpointEvery: options.checkpointEvery === undefined ? 1 : posInt('checkpointEvery', options.checkpointEvery),
-    checkpointOnAbort: optional('checkpointOnAbort', options.checkpointOnAbort, (v) => typeof v === 'boolean', 'a boolean') ?? false,
+    checkpointOnAbort:
+      optional('checkpointOnAbort', options.checkpointOnAbort, (v) => typeof v === 'boolean', 'a boolean') ?? false,
     resumeFrom: optional('resumeFrom', options.resumeFrom, (v) => typeof v === 'object', 'a TrainingState'),
     initialState: null,
   };
@@ -502,11 +587,16 @@ function resolveStartState(model: SequenceModel, given: FitOptions['initialState
     try {
       t = toTensor(`initialState.${key}`, given[key], shape);
     } catch (e) {
-      throw new LstmConfigError(`initialState.${key}`, `shape [${shape.join(', ')}] (numLayers * numDirections, 1, hiddenSize)`, (e as Error).message);
+      throw new LstmConfigError(
+        `initialState.${key}`,
+        `shape [${shape.join(', ')}] (numLayers * numDirections, 1, hiddenSize)`,
+        (e as Error).message,
+      );
     }
     const data = t.dataSync() as Float32Array;
     t.dispose();
-    if (!data.every(Number.isFinite)) throw new LstmConfigError(`initialState.${key}`, 'finite values', 'NaN or Infinity');
+    if (!data.every(Number.isFinite))
+      throw new LstmConfigError(`initialState.${key}`, 'finite values', 'NaN or Infinity');
     return Float32Array.from(data);
   };
   return { h0: read('h0'), c0: read('c0'), shape };
@@ -521,5 +611,7 @@ function uint32(state: RngState): RngState {
 
 /** Resolves on the next macrotask turn, after pending I/O and timers (setImmediate on Node). */
 function tick(): Promise<void> {
-  return new Promise((resolve) => (typeof setImmediate === 'function' ? setImmediate(resolve) : setTimeout(resolve, 0)));
+  return new Promise((resolve) =>
+    typeof setImmediate === 'function' ? setImmediate(resolve) : setTimeout(resolve, 0),
+  );
 }

@@ -66,7 +66,7 @@ export function cellForward(
   const inputs: tf.NamedTensorMap = { xp: tensors.xp, r: tensors.r, h: tensors.h, c: tensors.c };
   if (tensors.mask) inputs.mask = tensors.mask;
   const attrs = { t, recording, ...kindAttrs(kinds) };
-  return tf.engine().runKernel(CELL_FORWARD, inputs, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
+  return tf.engine().runKernel(CELL_FORWARD, inputs, attrs) as tf.Tensor[];
 }
 
 /** Per-step backward; `prev` is null on the first backward step. Returns [dz, dcPrev, keep?]. */
@@ -84,7 +84,7 @@ export function cellBackward(
     if (prev.keep) inputs.keep = prev.keep;
   }
   const attrs = { t, ...kindAttrs(kinds) };
-  return tf.engine().runKernel(CELL_BACKWARD, inputs, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
+  return tf.engine().runKernel(CELL_BACKWARD, inputs, attrs) as tf.Tensor[];
 }
 
 function kindAttrs(kinds: CellKinds) {
@@ -339,12 +339,14 @@ function register(backendName: string, io: (b: Backendish) => Io): void {
   tf.registerKernel({
     kernelName: CELL_FORWARD,
     backendName,
-    kernelFunc: ({ inputs, backend, attrs }) => forwardKernel(io(backend as Backendish), inputs, attrs as unknown as Attrs),
+    kernelFunc: ({ inputs, backend, attrs }) =>
+      forwardKernel(io(backend as Backendish), inputs, attrs as unknown as Attrs),
   });
   tf.registerKernel({
     kernelName: CELL_BACKWARD,
     backendName,
-    kernelFunc: ({ inputs, backend, attrs }) => backwardKernel(io(backend as Backendish), inputs, attrs as unknown as Attrs),
+    kernelFunc: ({ inputs, backend, attrs }) =>
+      backwardKernel(io(backend as Backendish), inputs, attrs as unknown as Attrs),
   });
 }
 

@@ -19,14 +19,34 @@ export * from './keras-weights';
 export { SequenceModel, HEAD_WEIGHT, HEAD_BIAS } from './sequence-model';
 export type { PredictResult } from './sequence-model';
 export { computeLoss, validateTargets, oneHot } from './losses';
-export { resolveOptimizerConfig, createOptimizer, disposeOptimizer, readOptimizerSlots, writeOptimizerSlots } from './optimizers';
+export {
+  resolveOptimizerConfig,
+  createOptimizer,
+  disposeOptimizer,
+  readOptimizerSlots,
+  writeOptimizerSlots,
+} from './optimizers';
 export type { OptimizerConfig, ResolvedOptimizerConfig, OptimizerSlot, OptimizerSlots } from './optimizers';
 export { globalNorm, clipByGlobalNorm } from './clip';
 export type { ClipResult } from './clip';
 export { fit } from './fit';
 export type { FitOptions, FitProgress, FitResult } from './fit';
 export type { FitData, DataArray, NestedArray } from './dataset';
-export { restoreModel, trainingStateToJSON, trainingStateFromJSON, encodeTrainingState, decodeTrainingState } from './training-state';
-export type { TrainingState, TrainingStateJSON, StoredTensor, StoredTensorJSON, FitSettings, FitPosition, EpochRecord } from './training-state';
+export {
+  restoreModel,
+  trainingStateToJSON,
+  trainingStateFromJSON,
+  encodeTrainingState,
+  decodeTrainingState,
+} from './training-state';
+export type {
+  TrainingState,
+  TrainingStateJSON,
+  StoredTensor,
+  StoredTensorJSON,
+  FitSettings,
+  FitPosition,
+  EpochRecord,
+} from './training-state';
 export { sineForecast, addingProblem, toNestedArray } from './synthetic';
 export type { ShapedArray, SyntheticDataset, SineForecastOptions, AddingProblemOptions } from './synthetic';

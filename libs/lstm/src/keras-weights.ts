@@ -121,13 +121,21 @@ function resolveLayout(layout: WeightLayout) {
   });
 }
 
-function describeLayout(cfg: { numLayers: number; bidirectional: boolean; inputSize: number; hiddenSize: number }): string {
+function describeLayout(cfg: {
+  numLayers: number;
+  bidirectional: boolean;
+  inputSize: number;
+  hiddenSize: number;
+}): string {
   return `${cfg.numLayers}-layer ${cfg.bidirectional ? 'bidirectional' : 'unidirectional'} LSTM (input ${cfg.inputSize}, hidden ${cfg.hiddenSize})`;
 }
 
 function checkStateDict(dict: Record<string, tf.Tensor>, expected: Array<[string, number[]]>, what: string): void {
   if (dict === null || typeof dict !== 'object') {
-    throw new StateDictError('state_dict', `expected an object of tensors, got ${dict === null ? 'null' : typeof dict}`);
+    throw new StateDictError(
+      'state_dict',
+      `expected an object of tensors, got ${dict === null ? 'null' : typeof dict}`,
+    );
   }
   for (const [name, shape] of expected) {
     if (!Object.prototype.hasOwnProperty.call(dict, name)) {
@@ -145,10 +153,13 @@ function checkStateDict(dict: Record<string, tf.Tensor>, expected: Array<[string
 
 function checkTensor(entry: string, t: unknown, shape: number[]): void {
   if (!(t instanceof tf.Tensor)) {
-    throw new StateDictError(entry, `expected a float32 tensor of shape [${shape.join(', ')}], got ${t === null ? 'null' : typeof t}`);
+    throw new StateDictError(
+      entry,
+      `expected a float32 tensor of shape [${shape.join(', ')}], got ${t === null ? 'null' : typeof t}`,
+    );
   }
   if (t.isDisposed) throw new StateDictError(entry, 'expected a live tensor, got a disposed one');
-  const got: number[] = t.shape;
+  const got = t.shape as number[];
   if (got.length !== shape.length || got.some((s, i) => s !== shape[i])) {
     throw new StateDictError(entry, `expected shape [${shape.join(', ')}], got [${got.join(', ')}]`);
   }

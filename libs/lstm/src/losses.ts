@@ -35,10 +35,18 @@ const PER_POSITION = {
  */
 export function computeLoss(loss: LossName, pred: tf.Tensor, target: tf.Tensor, mask?: tf.Tensor): tf.Scalar {
   if (pred.shape.length !== target.shape.length || pred.shape.some((s, i) => s !== target.shape[i])) {
-    throw new LstmInputError('target', `shape [${pred.shape.join(', ')}] (the prediction's)`, `shape [${target.shape.join(', ')}]`);
+    throw new LstmInputError(
+      'target',
+      `shape [${pred.shape.join(', ')}] (the prediction's)`,
+      `shape [${target.shape.join(', ')}]`,
+    );
   }
   if (mask && (mask.rank !== pred.rank - 1 || mask.shape.some((s, i) => s !== pred.shape[i]))) {
-    throw new LstmInputError('mask', `shape [${pred.shape.slice(0, -1).join(', ')}]`, `shape [${mask.shape.join(', ')}]`);
+    throw new LstmInputError(
+      'mask',
+      `shape [${pred.shape.slice(0, -1).join(', ')}]`,
+      `shape [${mask.shape.join(', ')}]`,
+    );
   }
   return tf.tidy(() => {
     const last = pred.rank - 1;
@@ -56,18 +64,28 @@ export function computeLoss(loss: LossName, pred: tf.Tensor, target: tf.Tensor, 
  */
 export function validateTargets(loss: LossName, data: ArrayLike<number>, width: number, field = 'y'): void {
   for (let i = 0; i < data.length; i++) {
-    if (!Number.isFinite(data[i])) throw new LstmInputError(`${field}`, 'finite values', `${data[i]} at flat index ${i}`);
+    if (!Number.isFinite(data[i]))
+      throw new LstmInputError(`${field}`, 'finite values', `${data[i]} at flat index ${i}`);
   }
   if (loss !== 'softmaxCrossEntropy') return;
   for (let r = 0; r * width < data.length; r++) {
     let sum = 0;
     for (let k = 0; k < width; k++) {
       const v = data[r * width + k];
-      if (v < 0) throw new LstmInputError(`${field} row ${r}`, 'class probabilities >= 0 (one-hot targets for softmaxCrossEntropy)', v);
+      if (v < 0)
+        throw new LstmInputError(
+          `${field} row ${r}`,
+          'class probabilities >= 0 (one-hot targets for softmaxCrossEntropy)',
+          v,
+        );
       sum += v;
     }
     if (Math.abs(sum - 1) > 1e-3) {
-      throw new LstmInputError(`${field} row ${r}`, 'class probabilities summing to 1 (one-hot targets for softmaxCrossEntropy)', `a sum of ${sum}`);
+      throw new LstmInputError(
+        `${field} row ${r}`,
+        'class probabilities summing to 1 (one-hot targets for softmaxCrossEntropy)',
+        `a sum of ${sum}`,
+      );
     }
   }
 }
@@ -79,7 +97,8 @@ export function validateTargets(loss: LossName, data: ArrayLike<number>, width: 
 export function oneHot(labels: number[], numClasses: number): number[][];
 export function oneHot(labels: number[][], numClasses: number): number[][][];
 export function oneHot(labels: number[] | number[][], numClasses: number): number[][] | number[][][] {
-  if (!Number.isInteger(numClasses) || numClasses < 1) throw new LstmConfigError('numClasses', 'a positive integer', numClasses);
+  if (!Number.isInteger(numClasses) || numClasses < 1)
+    throw new LstmConfigError('numClasses', 'a positive integer', numClasses);
   const row = (label: number, path: string) => {
     if (!Number.isInteger(label) || label < 0 || label >= numClasses) {
       throw new LstmInputError(`labels${path}`, `a class index in 0..${numClasses - 1}`, label);

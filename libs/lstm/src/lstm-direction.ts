@@ -88,7 +88,7 @@ export function runDirection(spec: DirectionSpec, inputs: DirectionInputs): tf.T
   });
   const { x, h0, c0, wihT, whhT, bias, mask } = inputs;
   // customGrad takes positional tensors; the mask (no gradient) only when there is one.
-  return fn(...[x, h0, c0, wihT, whhT, bias, ...(mask ? [mask] : [])]) as tf.Tensor3D;
+  return fn(...[x, h0, c0, wihT, whhT, bias, ...(mask ? [mask] : [])]);
 }
 
 /** tfjs's engine keeps this private; a gradient is being recorded while gradientDepth > 0. */
@@ -123,10 +123,11 @@ function forwardLoop(
   const path = spec.path;
   // One large product for the input projection of every step; the loop adds only h W_hh^T.
   const xp = tf.reshape(tf.add(tf.matMul(tf.reshape(x, [T * B, I]), wihT), bias), [T, B, 4 * H]) as tf.Tensor3D;
-  const stepper = path === 'fused' ? fusedForwardStep(spec, xp, whhT, mask, recording) : genericForwardStep(spec, xp, whhT, mask);
+  const stepper =
+    path === 'fused' ? fusedForwardStep(spec, xp, whhT, mask, recording) : genericForwardStep(spec, xp, whhT, mask);
   // Per-step tensors by time index t (not step order): the PER_STEP[path] quantities of step t.
-  const perStep: tf.Tensor[][] = recording ? new Array(T) : [];
-  const outs: tf.Tensor[] = new Array(T);
+  const perStep: tf.Tensor[][] = recording ? new Array<tf.Tensor[]>(T) : [];
+  const outs: tf.Tensor[] = new Array<tf.Tensor>(T);
   let h: tf.Tensor = stepper.lift(h0);
   let c: tf.Tensor = stepper.lift(c0);
   for (const t of stepOrder(T, spec.reverse)) {
@@ -171,7 +172,12 @@ interface ForwardStep {
  * add, activation, mul). Every per-step tensor is 3-D [1, B, .], which _FusedMatMul takes as it is
  * (a 2-D operand would cost the op's reshapes, three more kernels per step).
  */
-function genericForwardStep(spec: DirectionSpec, xp: tf.Tensor3D, whhT: tf.Tensor2D, mask: tf.Tensor3D | null): ForwardStep {
+function genericForwardStep(
+  spec: DirectionSpec,
+  xp: tf.Tensor3D,
+  whhT: tf.Tensor2D,
+  mask: tf.Tensor3D | null,
+): ForwardStep {
   const H = spec.hiddenSize;
   const [T, B] = xp.shape;
   const xpSteps = tf.unstack(tf.reshape(xp, [T, 1, B, 4 * H]));
@@ -210,7 +216,7 @@ function fusedForwardStep(
 ): ForwardStep {
   const lift = (state: tf.Tensor2D) => state;
   const step = (t: number, h: tf.Tensor, c: tf.Tensor): StepResult => {
-    const r = tf.matMul(h as tf.Tensor2D, whhT);
+    const r = tf.matMul(h, whhT);
     const outs = cellForward(spec, t, { xp, r, h, c, mask }, recording);
     const [hN, cN] = outs;
     const out = mask ? outs[2] : hN;
@@ -273,7 +279,13 @@ interface BackwardResult {
  * step runs only: dc = dc + dhNew * K1_t; dz = [dc, dc, dhNew, dc] * P_t; dc *= f_t; and
  * dhNew_{t-1} = dz W_hh + dy_{t-1} as one fused product (6 kernels; a mask adds a few).
  */
-function genericBackward(spec: DirectionSpec, dy: tf.Tensor3D, perStep: tf.Tensor3D[], mask: tf.Tensor3D | null, whh: tf.Tensor2D): BackwardResult {
+function genericBackward(
+  spec: DirectionSpec,
+  dy: tf.Tensor3D,
+  perStep: tf.Tensor3D[],
+  mask: tf.Tensor3D | null,
+  whh: tf.Tensor2D,
+): BackwardResult {
   const [, CPrev, IFO, ZG, G, C, A] = perStep;
   const T = C.shape[0];
   // Per-step coefficients, for all steps at once ([T, B, .]).
@@ -291,7 +303,7 @@ function genericBackward(spec: DirectionSpec, dy: tf.Tensor3D, perStep: tf.Tenso
   const w = tf.reshape(whh, [1, ...whh.shape]);
   const plus = plusProduct();
   const order = stepOrder(T, spec.reverse).reverse();
-  const dzs: tf.Tensor[] = new Array(T);
+  const dzs: tf.Tensor[] = new Array<tf.Tensor>(T);
   // dh: gradient reaching h_t from later steps (and hN); dhNew adds the output's own gradient dy_t.
   let dh: tf.Tensor = dys[T];
   let dhNew: tf.Tensor = tf.add(dh, dys[order[0]]);
@@ -322,16 +334,22 @@ function genericBackward(spec: DirectionSpec, dy: tf.Tensor3D, perStep: tf.Tenso
 }
 
 /** The fused recursion: per step one library kernel for dz and dc, and the product dz W_hh. */
-function fusedBackward(spec: DirectionSpec, dy: tf.Tensor3D, perStep: tf.Tensor3D[], mask: tf.Tensor3D | null, whh: tf.Tensor2D): BackwardResult {
+function fusedBackward(
+  spec: DirectionSpec,
+  dy: tf.Tensor3D,
+  perStep: tf.Tensor3D[],
+  mask: tf.Tensor3D | null,
+  whh: tf.Tensor2D,
+): BackwardResult {
   const [, CPrev, IFO, ZG, C] = perStep;
   const T = C.shape[0];
   const saved = { dy, IFO, ZG, CPrev, C, mask };
-  const dzs: tf.Tensor[] = new Array(T);
+  const dzs: tf.Tensor[] = new Array<tf.Tensor>(T);
   let prev: { dzW: tf.Tensor; keep: tf.Tensor | null; dc: tf.Tensor } | null = null;
   for (const t of stepOrder(T, spec.reverse).reverse()) {
     const [dz, dc, keep] = cellBackward(spec, t, saved, prev);
     dzs[t] = dz;
-    prev = { dzW: tf.matMul(dz as tf.Tensor2D, whh), keep: keep ?? null, dc };
+    prev = { dzW: tf.matMul(dz, whh), keep: keep ?? null, dc };
   }
   const last = prev!;
   return { dzs, dh: last.keep ? tf.add(last.dzW, last.keep) : last.dzW, dc: last.dc };

@@ -36,15 +36,26 @@ export type ResolvedOptimizerConfig =
 
 /** Validates an optimizer config and fills its defaults. Throws `LstmConfigError` naming the field. */
 export function resolveOptimizerConfig(config: OptimizerConfig, field = 'optimizer'): ResolvedOptimizerConfig {
-  if (config === null || typeof config !== 'object') throw new LstmConfigError(field, 'an object { name, learningRate, ... }', config);
+  if (config === null || typeof config !== 'object')
+    throw new LstmConfigError(field, 'an object { name, learningRate, ... }', config);
   const name = config.name;
-  if (!OPTIMIZER_NAMES.includes(name)) throw new LstmConfigError(`${field}.name`, `one of ${OPTIMIZER_NAMES.join(', ')}`, name);
+  if (!OPTIMIZER_NAMES.includes(name))
+    throw new LstmConfigError(`${field}.name`, `one of ${OPTIMIZER_NAMES.join(', ')}`, name);
   for (const key of Object.keys(config)) {
     if (key !== 'name' && !optimizerTakes(name, key)) {
-      throw new LstmConfigError(`${field}.${key}`, `only the fields ${OPTIMIZER_FIELDS[name].join(', ')} for optimizer '${name}'`, key);
+      throw new LstmConfigError(
+        `${field}.${key}`,
+        `only the fields ${OPTIMIZER_FIELDS[name].join(', ')} for optimizer '${name}'`,
+        key,
+      );
     }
   }
-  const num = (key: keyof OptimizerConfig, dflt: number | undefined, ok: (v: number) => boolean, domain: string): number => {
+  const num = (
+    key: keyof OptimizerConfig,
+    dflt: number | undefined,
+    ok: (v: number) => boolean,
+    domain: string,
+  ): number => {
     const v = config[key] ?? dflt;
     if (typeof v !== 'number' || !Number.isFinite(v) || !ok(v)) throw new LstmConfigError(`${field}.${key}`, domain, v);
     return v;
@@ -60,7 +71,12 @@ export function resolveOptimizerConfig(config: OptimizerConfig, field = 'optimiz
     case 'sgd':
       return { name, learningRate };
     case 'momentum':
-      return { name, learningRate, momentum: num('momentum', 0.9, unit, 'a number in [0, 1)'), nesterov: flag('nesterov') };
+      return {
+        name,
+        learningRate,
+        momentum: num('momentum', 0.9, unit, 'a number in [0, 1)'),
+        nesterov: flag('nesterov'),
+      };
     case 'adam':
       return {
         name,
@@ -82,7 +98,7 @@ export function resolveOptimizerConfig(config: OptimizerConfig, field = 'optimiz
 
 /** Creates the tfjs optimizer a config describes. The caller owns it (free it with `disposeOptimizer`). */
 export function createOptimizer(config: OptimizerConfig | ResolvedOptimizerConfig): tf.Optimizer {
-  const c = resolveOptimizerConfig(config as OptimizerConfig);
+  const c = resolveOptimizerConfig(config);
   switch (c.name) {
     case 'sgd':
       return tf.train.sgd(c.learningRate);
@@ -137,7 +153,11 @@ type AdamInternals = { accBeta1?: tf.Variable; accBeta2?: tf.Variable };
  * engine name of the variable whose parameter name is `paramNames[i]`, in the order the gradients
  * were applied in.
  */
-export async function readOptimizerSlots(optimizer: tf.Optimizer, variableNames: string[], paramNames: string[]): Promise<OptimizerSlots> {
+export async function readOptimizerSlots(
+  optimizer: tf.Optimizer,
+  variableNames: string[],
+  paramNames: string[],
+): Promise<OptimizerSlots> {
   const weights = await optimizer.getWeights();
   const [iter, ...slots] = weights;
   try {
@@ -151,7 +171,11 @@ export async function readOptimizerSlots(optimizer: tf.Optimizer, variableNames:
       const cut = name.lastIndexOf('/');
       const param = toParam.get(name.slice(0, cut));
       if (param === undefined) throw new Error(`optimizer slot ${name} belongs to no parameter of this model`);
-      out.push({ name: `${param}${name.slice(cut)}`, shape: tensor.shape.slice(), data: Float32Array.from(await tensor.data()) });
+      out.push({
+        name: `${param}${name.slice(cut)}`,
+        shape: tensor.shape.slice(),
+        data: Float32Array.from(await tensor.data()),
+      });
     }
     const adam = optimizer as unknown as AdamInternals;
     if (adam.accBeta1 instanceof tf.Tensor && adam.accBeta2 instanceof tf.Tensor) {

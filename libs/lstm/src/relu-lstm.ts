@@ -274,7 +274,8 @@ function lengthMask(lengths: number[], T: number): tf.Tensor3D {
 }
 
 function checkStateDict(dict: Record<string, TensorLike>, expected: Map<string, number[]>): Record<string, tf.Tensor> {
-  if (dict === null || typeof dict !== 'object') throw new StateDictError('stateDict', `expected an object, got ${typeof dict}`);
+  if (dict === null || typeof dict !== 'object')
+    throw new StateDictError('stateDict', `expected an object, got ${typeof dict}`);
   for (const name of Object.keys(dict)) {
     if (!expected.has(name)) {
       throw new StateDictError(name, `unexpected entry; expected only ${[...expected.keys()].join(', ')}`);

@@ -33,7 +33,9 @@ tf.registerKernel({
     const rowLength = x.shape.slice(1).reduce((a, b) => a * b, 1);
     const out = wasm.makeOutput([size, ...x.shape.slice(1)], x.dtype);
     // Views after the allocation, which may grow (and so detach) the heap.
-    wasm.typedArrayFromHeap(out).set(wasm.typedArrayFromHeap(x).subarray(begin * rowLength, (begin + size) * rowLength));
+    wasm
+      .typedArrayFromHeap(out)
+      .set(wasm.typedArrayFromHeap(x).subarray(begin * rowLength, (begin + size) * rowLength));
     return out;
   },
 });
@@ -44,7 +46,9 @@ tf.registerGradient({
   gradFunc: (dy, saved, attrs) => {
     const [x] = saved;
     const { begin, size } = attrs as unknown as { begin: number; size: number };
-    const padding: Array<[number, number]> = x.shape.map((_, d) => (d === 0 ? [begin, x.shape[0] - begin - size] : [0, 0]));
+    const padding: Array<[number, number]> = x.shape.map((_, d) =>
+      d === 0 ? [begin, x.shape[0] - begin - size] : [0, 0],
+    );
     return { x: () => tf.pad(dy as tf.Tensor, padding) };
   },
 });

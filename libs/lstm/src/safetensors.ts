@@ -35,7 +35,19 @@ import { SafetensorsError } from './errors';
 
 /** Element types this module reads and writes, in the reference implementation's enum order. */
 export const SAFETENSORS_DTYPES = [
-  'BOOL', 'U8', 'I8', 'I16', 'U16', 'F16', 'BF16', 'I32', 'U32', 'F32', 'F64', 'I64', 'U64',
+  'BOOL',
+  'U8',
+  'I8',
+  'I16',
+  'U16',
+  'F16',
+  'BF16',
+  'I32',
+  'U32',
+  'F32',
+  'F64',
+  'I64',
+  'U64',
 ] as const;
 export type SafetensorsDtype = (typeof SAFETENSORS_DTYPES)[number];
 
@@ -77,13 +89,35 @@ export interface DecodedSafetensors {
 type TypedArrayCtor = { new (buffer: ArrayBuffer): SafetensorsDataTypes[SafetensorsDtype]; readonly name: string };
 
 const ARRAY_TYPES: Record<SafetensorsDtype, TypedArrayCtor> = {
-  BOOL: Uint8Array, U8: Uint8Array, I8: Int8Array, I16: Int16Array, U16: Uint16Array,
-  F16: Uint16Array, BF16: Uint16Array, I32: Int32Array, U32: Uint32Array, F32: Float32Array,
-  F64: Float64Array, I64: BigInt64Array, U64: BigUint64Array,
+  BOOL: Uint8Array,
+  U8: Uint8Array,
+  I8: Int8Array,
+  I16: Int16Array,
+  U16: Uint16Array,
+  F16: Uint16Array,
+  BF16: Uint16Array,
+  I32: Int32Array,
+  U32: Uint32Array,
+  F32: Float32Array,
+  F64: Float64Array,
+  I64: BigInt64Array,
+  U64: BigUint64Array,
 };
 
 const ITEM_SIZE: Record<SafetensorsDtype, number> = {
-  BOOL: 1, U8: 1, I8: 1, I16: 2, U16: 2, F16: 2, BF16: 2, I32: 4, U32: 4, F32: 4, F64: 8, I64: 8, U64: 8,
+  BOOL: 1,
+  U8: 1,
+  I8: 1,
+  I16: 2,
+  U16: 2,
+  F16: 2,
+  BF16: 2,
+  I32: 4,
+  U32: 4,
+  F32: 4,
+  F64: 8,
+  I64: 8,
+  U64: 8,
 };
 
 const DTYPE_RANK = new Map<string, number>(SAFETENSORS_DTYPES.map((d, i) => [d, i]));
@@ -102,10 +136,7 @@ const utf8Encoder = new TextEncoder();
  * Serialises tensors (and optional string metadata) into safetensors bytes, laid out exactly as the
  * Python package does (see the module comment). The input arrays are copied, never kept.
  */
-export function encodeSafetensors(
-  entries: Record<string, RawTensor>,
-  metadata?: Record<string, string>,
-): Uint8Array {
+export function encodeSafetensors(entries: Record<string, RawTensor>, metadata?: Record<string, string>): Uint8Array {
   const names = Object.keys(entries);
   for (const name of names) checkEntry(name, entries[name]);
   const metaKeys = metadata === undefined ? [] : checkMetadata(metadata);
@@ -122,7 +153,9 @@ export function encodeSafetensors(
   let offset = 0;
   for (const { name, t } of order) {
     const end = offset + t.data.byteLength;
-    parts.push(`${JSON.stringify(name)}:{"dtype":"${t.dtype}","shape":[${t.shape.join(',')}],"data_offsets":[${offset},${end}]}`);
+    parts.push(
+      `${JSON.stringify(name)}:{"dtype":"${t.dtype}","shape":[${t.shape.join(',')}],"data_offsets":[${offset},${end}]}`,
+    );
     offset = end;
   }
   const json = utf8Encoder.encode(`{${parts.join(',')}}`);
@@ -144,10 +177,14 @@ export function encodeSafetensors(
 
 function checkEntry(name: string, t: RawTensor): void {
   if (name === METADATA_KEY) throw new SafetensorsError(`tensor name "${METADATA_KEY}" is reserved for the metadata`);
-  if (hasLoneSurrogate(name)) throw new SafetensorsError(`tensor name ${JSON.stringify(name)} is not valid Unicode (lone surrogate)`);
-  if (t === null || typeof t !== 'object') throw new SafetensorsError(`${name}: expected {dtype, shape, data}, got ${String(t)}`);
+  if (hasLoneSurrogate(name))
+    throw new SafetensorsError(`tensor name ${JSON.stringify(name)} is not valid Unicode (lone surrogate)`);
+  if (t === null || typeof t !== 'object')
+    throw new SafetensorsError(`${name}: expected {dtype, shape, data}, got ${String(t)}`);
   if (!DTYPE_RANK.has(t.dtype)) {
-    throw new SafetensorsError(`${name}: expected dtype one of ${SAFETENSORS_DTYPES.join(', ')}, got ${JSON.stringify(t.dtype)}`);
+    throw new SafetensorsError(
+      `${name}: expected dtype one of ${SAFETENSORS_DTYPES.join(', ')}, got ${JSON.stringify(t.dtype)}`,
+    );
   }
   const ctor = ARRAY_TYPES[t.dtype];
   if (!(t.data instanceof ctor)) {
@@ -156,7 +193,9 @@ function checkEntry(name: string, t: RawTensor): void {
   }
   const numel = elementCount(name, t.shape);
   if (numel !== t.data.length) {
-    throw new SafetensorsError(`${name}: shape [${t.shape.join(', ')}] has ${numel} elements, data has ${t.data.length}`);
+    throw new SafetensorsError(
+      `${name}: shape [${t.shape.join(', ')}] has ${numel} elements, data has ${t.data.length}`,
+    );
   }
 }
 
@@ -211,7 +250,9 @@ export function decodeSafetensors(bytes: Uint8Array): DecodedSafetensors {
     throw new SafetensorsError(`header is not valid JSON: ${(e as Error).message}`);
   }
   if (header === null || typeof header !== 'object' || Array.isArray(header)) {
-    throw new SafetensorsError(`header: expected a JSON object, got ${Array.isArray(header) ? 'an array' : JSON.stringify(header)}`);
+    throw new SafetensorsError(
+      `header: expected a JSON object, got ${Array.isArray(header) ? 'an array' : JSON.stringify(header)}`,
+    );
   }
 
   const dataStart = 8 + headerLen;
@@ -246,7 +287,8 @@ export function decodeSafetensors(bytes: Uint8Array): DecodedSafetensors {
   for (const info of infos) {
     if (info.begin !== cursor) {
       const after = prev ? `after ${prev.name} [${prev.begin}, ${prev.end}]` : 'at the start of the data section';
-      const what = info.begin < cursor ? 'overlaps the previous tensor' : `leaves a gap of ${info.begin - cursor} bytes`;
+      const what =
+        info.begin < cursor ? 'overlaps the previous tensor' : `leaves a gap of ${info.begin - cursor} bytes`;
       throw new SafetensorsError(
         `${info.name}: data_offsets [${info.begin}, ${info.end}] ${what}: expected to begin at ${cursor} ${after}`,
       );
@@ -278,27 +320,40 @@ function readMetadata(value: unknown): Record<string, string> {
     throw new SafetensorsError(`${METADATA_KEY}: expected an object of strings, got ${JSON.stringify(value)}`);
   }
   for (const [k, v] of Object.entries(value)) {
-    if (typeof v !== 'string') throw new SafetensorsError(`${METADATA_KEY}.${k}: expected a string, got ${JSON.stringify(v)}`);
+    if (typeof v !== 'string')
+      throw new SafetensorsError(`${METADATA_KEY}.${k}: expected a string, got ${JSON.stringify(v)}`);
   }
   return Object.fromEntries(Object.entries(value));
 }
 
-function readInfo(name: string, value: unknown): { dtype: SafetensorsDtype; shape: number[]; begin: number; end: number } {
+function readInfo(
+  name: string,
+  value: unknown,
+): { dtype: SafetensorsDtype; shape: number[]; begin: number; end: number } {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
     throw new SafetensorsError(`${name}: expected {"dtype", "shape", "data_offsets"}, got ${JSON.stringify(value)}`);
   }
   const { dtype, shape, data_offsets: offsets } = value as Record<string, unknown>;
   if (typeof dtype !== 'string' || !DTYPE_RANK.has(dtype)) {
-    const why = typeof dtype === 'string' && KNOWN_UNSUPPORTED.has(dtype) ? ' (a safetensors dtype this reader does not support)' : '';
-    throw new SafetensorsError(`${name}: expected dtype one of ${SAFETENSORS_DTYPES.join(', ')}, got ${JSON.stringify(dtype)}${why}`);
+    const why =
+      typeof dtype === 'string' && KNOWN_UNSUPPORTED.has(dtype)
+        ? ' (a safetensors dtype this reader does not support)'
+        : '';
+    throw new SafetensorsError(
+      `${name}: expected dtype one of ${SAFETENSORS_DTYPES.join(', ')}, got ${JSON.stringify(dtype)}${why}`,
+    );
   }
   if (!Array.isArray(shape) || !shape.every(isIndex)) {
-    throw new SafetensorsError(`${name}: expected shape as an array of non-negative integers, got ${JSON.stringify(shape)}`);
+    throw new SafetensorsError(
+      `${name}: expected shape as an array of non-negative integers, got ${JSON.stringify(shape)}`,
+    );
   }
   if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every(isIndex) || offsets[0] > offsets[1]) {
-    throw new SafetensorsError(`${name}: expected data_offsets [begin, end] with 0 <= begin <= end, got ${JSON.stringify(offsets)}`);
+    throw new SafetensorsError(
+      `${name}: expected data_offsets [begin, end] with 0 <= begin <= end, got ${JSON.stringify(offsets)}`,
+    );
   }
-  return { dtype: dtype as SafetensorsDtype, shape: shape as number[], begin: offsets[0], end: offsets[1] };
+  return { dtype: dtype as SafetensorsDtype, shape: shape, begin: offsets[0], end: offsets[1] };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -323,7 +378,9 @@ export async function stateDictToSafetensors(
   }
   for (const [name, t] of Object.entries(dict)) {
     if (!(t instanceof tf.Tensor) || t.isDisposed) {
-      throw new SafetensorsError(`${name}: expected a live tf.Tensor, got ${t instanceof tf.Tensor ? 'a disposed tensor' : typeof t}`);
+      throw new SafetensorsError(
+        `${name}: expected a live tf.Tensor, got ${t instanceof tf.Tensor ? 'a disposed tensor' : typeof t}`,
+      );
     }
     if (t.dtype !== 'float32' && t.dtype !== 'int32' && t.dtype !== 'bool') {
       throw new SafetensorsError(`${name}: expected a float32, int32 or bool tensor, got ${t.dtype}`);
@@ -390,15 +447,22 @@ function toTfValues(
       return { values: raw.data, dtype: 'bool' };
     case 'I32':
       return { values: raw.data, dtype: 'int32' };
-    case 'U8': case 'I8': case 'I16': case 'U16':
+    case 'U8':
+    case 'I8':
+    case 'I16':
+    case 'U16':
       return { values: Int32Array.from(raw.data), dtype: 'int32' };
-    case 'U32': case 'I64': case 'U64': {
+    case 'U32':
+    case 'I64':
+    case 'U64': {
       const out = new Int32Array(raw.data.length);
       for (let i = 0; i < out.length; i++) {
         const x = raw.data[i];
         const big = BigInt(x);
         if (big < -2147483648n || big > 2147483647n) {
-          throw new SafetensorsError(`${name}: ${raw.dtype} element ${i} is ${x}, expected it to fit in int32 (tfjs has no 64-bit integers)`);
+          throw new SafetensorsError(
+            `${name}: ${raw.dtype} element ${i} is ${x}, expected it to fit in int32 (tfjs has no 64-bit integers)`,
+          );
         }
         out[i] = Number(big);
       }
@@ -477,12 +541,15 @@ function isIndex(v: unknown): v is number {
 
 function elementCount(name: string, shape: unknown): number {
   if (!Array.isArray(shape) || !shape.every(isIndex)) {
-    throw new SafetensorsError(`${name}: expected shape as an array of non-negative integers, got ${JSON.stringify(shape)}`);
+    throw new SafetensorsError(
+      `${name}: expected shape as an array of non-negative integers, got ${JSON.stringify(shape)}`,
+    );
   }
   let n = 1;
   for (const d of shape) {
     n *= d;
-    if (!Number.isSafeInteger(n)) throw new SafetensorsError(`${name}: shape [${shape.join(', ')}] has too many elements`);
+    if (!Number.isSafeInteger(n))
+      throw new SafetensorsError(`${name}: shape [${shape.join(', ')}] has too many elements`);
   }
   return n;
 }

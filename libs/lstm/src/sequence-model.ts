@@ -43,7 +43,10 @@ export class SequenceModel {
     const k = 1 / Math.sqrt(fanIn);
     const rng = new Rng((this.config.lstm.seed ^ HEAD_SEED_SALT) | 0);
     const id = uidCounter++;
-    for (const [name, shape] of [[HEAD_WEIGHT, [outputSize, fanIn]], [HEAD_BIAS, [outputSize]]] as const) {
+    for (const [name, shape] of [
+      [HEAD_WEIGHT, [outputSize, fanIn]],
+      [HEAD_BIAS, [outputSize]],
+    ] as const) {
       const size = shape.reduce((a: number, b: number) => a * b, 1);
       const initial = tf.tensor(rng.uniformArray(size, -k, k), [...shape], 'float32');
       this.head.set(name, tf.variable(initial, true, `${name}_${id}`));
@@ -107,7 +110,8 @@ export class SequenceModel {
    */
   loadStateDict(dict: Record<string, TensorLike>): void {
     this.assertAlive();
-    if (dict === null || typeof dict !== 'object') throw new StateDictError('stateDict', `expected an object, got ${typeof dict}`);
+    if (dict === null || typeof dict !== 'object')
+      throw new StateDictError('stateDict', `expected an object, got ${typeof dict}`);
     const lstmPart: Record<string, TensorLike> = {};
     for (const [name, value] of Object.entries(dict)) if (!this.head.has(name)) lstmPart[name] = value;
     const headTensors: Array<[tf.Variable, tf.Tensor]> = [];

@@ -105,7 +105,12 @@ export function addingProblem(options: AddingProblemOptions): SyntheticDataset {
     // Sum the stored float32 values so the target is exactly what the model sees.
     y[n] = x[(n * seqLen + first) * 2] + x[(n * seqLen + second) * 2];
   }
-  return { x: { data: x, shape: [samples, seqLen, 2] }, y: { data: y, shape: [samples, 1] }, head: 'lastStep', trivialMse: varianceOf(y) };
+  return {
+    x: { data: x, shape: [samples, seqLen, 2] },
+    y: { data: y, shape: [samples, 1] },
+    head: 'lastStep',
+    trivialMse: varianceOf(y),
+  };
 }
 
 /** Nested arrays of a shaped array (e.g. to send a dataset as JSON). */
@@ -129,17 +134,21 @@ function varianceOf(v: Float32Array): number {
 }
 
 function checkCommon(samples: unknown, seqLen: unknown, seed: unknown): void {
-  if (typeof samples !== 'number' || !Number.isInteger(samples) || samples < 1) throw new LstmConfigError('samples', 'a positive integer', samples);
-  if (typeof seqLen !== 'number' || !Number.isInteger(seqLen) || seqLen < 1) throw new LstmConfigError('seqLen', 'a positive integer', seqLen);
+  if (typeof samples !== 'number' || !Number.isInteger(samples) || samples < 1)
+    throw new LstmConfigError('samples', 'a positive integer', samples);
+  if (typeof seqLen !== 'number' || !Number.isInteger(seqLen) || seqLen < 1)
+    throw new LstmConfigError('seqLen', 'a positive integer', seqLen);
   if (typeof seed !== 'number' || !Number.isInteger(seed)) throw new LstmConfigError('seed', 'an integer', seed);
 }
 
 function positive(field: string, v: unknown): number {
-  if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) throw new LstmConfigError(field, 'a finite number > 0', v);
+  if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0)
+    throw new LstmConfigError(field, 'a finite number > 0', v);
   return v;
 }
 
 function nonNegative(field: string, v: unknown): number {
-  if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) throw new LstmConfigError(field, 'a finite number >= 0', v);
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < 0)
+    throw new LstmConfigError(field, 'a finite number >= 0', v);
   return v;
 }

@@ -2,11 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { StateDictError, describe } from './errors';
 
 /** What weight-loading functions accept for one tensor. */
-export type TensorLike =
-  | tf.Tensor
-  | { data: ArrayLike<number>; shape: number[] }
-  | number
-  | NestedNumbers;
+export type TensorLike = tf.Tensor | { data: ArrayLike<number>; shape: number[] } | number | NestedNumbers;
 export interface NestedNumbers extends Array<number | NestedNumbers> {}
 
 /**
@@ -18,7 +14,8 @@ export function toTensor(name: string, value: TensorLike, shape: number[]): tf.T
   const want = `[${shape.join(', ')}]`;
   if (value instanceof tf.Tensor) {
     if (value.isDisposed) throw new StateDictError(name, 'the tensor is disposed');
-    if (!sameShape(value.shape, shape)) throw new StateDictError(name, `expected shape ${want}, got [${value.shape.join(', ')}]`);
+    if (!sameShape(value.shape, shape))
+      throw new StateDictError(name, `expected shape ${want}, got [${value.shape.join(', ')}]`);
     return value.dtype === 'float32' ? tf.clone(value) : tf.cast(value, 'float32');
   }
   if (value !== null && typeof value === 'object' && !Array.isArray(value) && 'data' in value && 'shape' in value) {
@@ -27,18 +24,21 @@ export function toTensor(name: string, value: TensorLike, shape: number[]): tf.T
       throw new StateDictError(name, `expected shape ${want}, got ${describe(given)}`);
     }
     const size = shape.reduce((a, b) => a * b, 1);
-    if (data == null || typeof (data as ArrayLike<number>).length !== 'number' || data.length !== size) {
+    if (data == null || typeof data.length !== 'number' || data.length !== size) {
       throw new StateDictError(name, `expected ${size} values for shape ${want}, got ${describe(data)}`);
     }
-    const arr = data instanceof Float32Array ? data : Float32Array.from(data as ArrayLike<number>);
+    const arr = data instanceof Float32Array ? data : Float32Array.from(data);
     return tf.tensor(arr, shape, 'float32');
   }
   if (Array.isArray(value) || typeof value === 'number') {
     const given = nestedShape(name, value);
     if (!sameShape(given, shape)) throw new StateDictError(name, `expected shape ${want}, got [${given.join(', ')}]`);
-    return tf.tensor(value as number[], shape, 'float32');
+    return tf.tensor(value, shape, 'float32');
   }
-  throw new StateDictError(name, `expected a tensor, { data, shape } or nested number arrays of shape ${want}, got ${describe(value)}`);
+  throw new StateDictError(
+    name,
+    `expected a tensor, { data, shape } or nested number arrays of shape ${want}, got ${describe(value)}`,
+  );
 }
 
 function sameShape(a: readonly number[], b: readonly number[]): boolean {
@@ -56,11 +56,15 @@ function nestedShape(name: string, value: number | NestedNumbers): number[] {
   }
   const walk = (v: unknown, depth: number, path: string) => {
     if (depth === shape.length) {
-      if (typeof v !== 'number' || !Number.isFinite(v)) throw new StateDictError(`${name}${path}`, `expected a finite number, got ${describe(v)}`);
+      if (typeof v !== 'number' || !Number.isFinite(v))
+        throw new StateDictError(`${name}${path}`, `expected a finite number, got ${describe(v)}`);
       return;
     }
     if (!Array.isArray(v) || v.length !== shape[depth]) {
-      throw new StateDictError(`${name}${path}`, `ragged nested array: expected ${shape[depth]} entries, got ${describe(v)}`);
+      throw new StateDictError(
+        `${name}${path}`,
+        `ragged nested array: expected ${shape[depth]} entries, got ${describe(v)}`,
+      );
     }
     v.forEach((e, i) => walk(e, depth + 1, `${path}[${i}]`));
   };

@@ -102,7 +102,8 @@ export function restoreModel(state: TrainingState): SequenceModel {
 /** Reads the model's weights into plain arrays (for building a TrainingState). */
 export async function readWeights(model: SequenceModel): Promise<Record<string, StoredTensor>> {
   const out: Record<string, StoredTensor> = {};
-  for (const [name, v] of model.parameters()) out[name] = { shape: v.shape.slice(), data: Float32Array.from(await v.data()) };
+  for (const [name, v] of model.parameters())
+    out[name] = { shape: v.shape.slice(), data: Float32Array.from(await v.data()) };
   return out;
 }
 
@@ -112,7 +113,12 @@ export async function readWeights(model: SequenceModel): Promise<Record<string, 
 /** The JSON-safe form: float32 data as base64 of its little-endian bytes. */
 export interface TrainingStateJSON extends Omit<TrainingState, 'weights' | 'optimizer'> {
   weights: Record<string, StoredTensorJSON>;
-  optimizer: { config: ResolvedOptimizerConfig; iterations: number; slots: Array<{ name: string } & StoredTensorJSON>; adamAccBeta?: [number, number] };
+  optimizer: {
+    config: ResolvedOptimizerConfig;
+    iterations: number;
+    slots: Array<{ name: string } & StoredTensorJSON>;
+    adamAccBeta?: [number, number];
+  };
 }
 
 export interface StoredTensorJSON {
@@ -122,7 +128,11 @@ export interface StoredTensorJSON {
 }
 
 export function trainingStateToJSON(state: TrainingState): TrainingStateJSON {
-  const enc = (t: StoredTensor): StoredTensorJSON => ({ shape: t.shape.slice(), dtype: 'float32', base64: toBase64(t.data) });
+  const enc = (t: StoredTensor): StoredTensorJSON => ({
+    shape: t.shape.slice(),
+    dtype: 'float32',
+    base64: toBase64(t.data),
+  });
   const weights: Record<string, StoredTensorJSON> = {};
   for (const [name, t] of Object.entries(state.weights)) weights[name] = enc(t);
   return {
@@ -147,7 +157,8 @@ export function trainingStateFromJSON(json: TrainingStateJSON): TrainingState {
     return storedTensor(field, o.shape, fromBase64(`${field}.base64`, o.base64));
   };
   const weights: Record<string, StoredTensor> = {};
-  for (const [name, t] of Object.entries(expectObject('trainingState.weights', obj.weights))) weights[name] = dec(`trainingState.weights.${name}`, t);
+  for (const [name, t] of Object.entries(expectObject('trainingState.weights', obj.weights)))
+    weights[name] = dec(`trainingState.weights.${name}`, t);
   const opt = expectObject('trainingState.optimizer', obj.optimizer) as Partial<TrainingStateJSON['optimizer']>;
   if (!Array.isArray(opt.slots)) throw new LstmInputError('trainingState.optimizer.slots', 'an array', opt.slots);
   const slots = opt.slots.map((s, i) => {
@@ -155,7 +166,11 @@ export function trainingStateFromJSON(json: TrainingStateJSON): TrainingState {
     if (typeof s?.name !== 'string') throw new LstmInputError(`${field}.name`, 'a string', s?.name);
     return { name: s.name, ...dec(field, s) };
   });
-  return validated({ ...(obj as unknown as TrainingState), weights, optimizer: { ...(opt as unknown as TrainingState['optimizer']), slots } });
+  return validated({
+    ...(obj as unknown as TrainingState),
+    weights,
+    optimizer: { ...(opt as unknown as TrainingState['optimizer']), slots },
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -173,7 +188,8 @@ const SLOT_PREFIX = 'optimizer/';
 export function encodeTrainingState(state: TrainingState): Uint8Array {
   validated(state);
   const tensors: Record<string, RawTensor> = {};
-  for (const [name, t] of Object.entries(state.weights)) tensors[WEIGHT_PREFIX + name] = { dtype: 'F32', shape: t.shape, data: t.data };
+  for (const [name, t] of Object.entries(state.weights))
+    tensors[WEIGHT_PREFIX + name] = { dtype: 'F32', shape: t.shape, data: t.data };
   for (const s of state.optimizer.slots) tensors[SLOT_PREFIX + s.name] = { dtype: 'F32', shape: s.shape, data: s.data };
   const { weights: _w, optimizer, ...rest } = state;
   const meta = {
@@ -193,7 +209,8 @@ export function encodeTrainingState(state: TrainingState): Uint8Array {
 export function decodeTrainingState(bytes: Uint8Array): TrainingState {
   const { tensors, metadata } = decodeSafetensors(bytes);
   const text = metadata[META_KEY];
-  if (text === undefined) throw new LstmInputError('trainingState', `a safetensors file with metadata "${META_KEY}"`, Object.keys(metadata));
+  if (text === undefined)
+    throw new LstmInputError('trainingState', `a safetensors file with metadata "${META_KEY}"`, Object.keys(metadata));
   let meta: Record<string, unknown>;
   try {
     meta = expectObject('trainingState', JSON.parse(text));
@@ -205,18 +222,24 @@ export function decodeTrainingState(bytes: Uint8Array): TrainingState {
     const t = tensors[key];
     if (t === undefined) throw new LstmInputError(key, 'a tensor in the file', 'none');
     if (t.dtype !== 'F32') throw new LstmInputError(`${key}.dtype`, 'F32', t.dtype);
-    return { shape: t.shape.slice(), data: t.data as Float32Array };
+    return { shape: t.shape.slice(), data: t.data };
   };
   const names = meta.weights;
   if (!Array.isArray(names)) throw new LstmInputError('trainingState.weights', 'a list of parameter names', names);
   const weights: Record<string, StoredTensor> = {};
-  for (const n of names) weights[n] = take(WEIGHT_PREFIX + n);
+  for (const n of names as string[]) weights[n] = take(WEIGHT_PREFIX + n);
   const opt = expectObject('trainingState.optimizer', meta.optimizer);
-  if (!Array.isArray(opt.slots)) throw new LstmInputError('trainingState.optimizer.slots', 'a list of slot names', opt.slots);
+  if (!Array.isArray(opt.slots))
+    throw new LstmInputError('trainingState.optimizer.slots', 'a list of slot names', opt.slots);
   const slots = (opt.slots as string[]).map((n) => ({ name: n, ...take(SLOT_PREFIX + n) }));
   const expected = new Set([...names.map((n) => WEIGHT_PREFIX + n), ...slots.map((s) => SLOT_PREFIX + s.name)]);
-  for (const key of Object.keys(tensors)) if (!expected.has(key)) throw new LstmInputError(key, 'only the tensors the metadata lists', 'an extra tensor');
-  return validated({ ...(meta as unknown as TrainingState), weights, optimizer: { ...(opt as unknown as TrainingState['optimizer']), slots } });
+  for (const key of Object.keys(tensors))
+    if (!expected.has(key)) throw new LstmInputError(key, 'only the tensors the metadata lists', 'an extra tensor');
+  return validated({
+    ...(meta as unknown as TrainingState),
+    weights,
+    optimizer: { ...(opt as unknown as TrainingState['optimizer']), slots },
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -234,7 +257,11 @@ export function validated(state: TrainingState): TrainingState {
   } catch (e) {
     if (e instanceof ReluLstmError && 'field' in e) {
       const err = e as ReluLstmError & { field: string; expected: string; actual: unknown };
-      throw new LstmInputError(err.field.startsWith('trainingState') ? err.field : `trainingState.model.${err.field}`, err.expected, err.actual);
+      throw new LstmInputError(
+        err.field.startsWith('trainingState') ? err.field : `trainingState.model.${err.field}`,
+        err.expected,
+        err.actual,
+      );
     }
     throw e;
   }
@@ -247,17 +274,25 @@ export function validated(state: TrainingState): TrainingState {
   };
   nat('trainingState.optimizer.iterations', s.optimizer.iterations);
   const acc = s.optimizer.adamAccBeta;
-  if (acc !== undefined && !(Array.isArray(acc) && acc.length === 2 && acc.every((v) => typeof v === 'number' && v > 0 && v <= 1))) {
+  if (
+    acc !== undefined &&
+    !(Array.isArray(acc) && acc.length === 2 && acc.every((v) => typeof v === 'number' && v > 0 && v <= 1))
+  ) {
     throw new LstmInputError('trainingState.optimizer.adamAccBeta', 'absent or two numbers in (0, 1]', acc);
   }
-  if (!Array.isArray(s.optimizer.slots)) throw new LstmInputError('trainingState.optimizer.slots', 'an array', s.optimizer.slots);
+  if (!Array.isArray(s.optimizer.slots))
+    throw new LstmInputError('trainingState.optimizer.slots', 'an array', s.optimizer.slots);
   s.optimizer.slots.forEach((t, i) => storedTensor(`trainingState.optimizer.slots[${i}]`, t.shape, t.data));
   const st = expectObject('trainingState.settings', s.settings) as unknown as FitSettings;
   nat('trainingState.settings.batchSize', st.batchSize);
   nat('trainingState.settings.numSamples', st.numSamples);
   const p = expectObject('trainingState.progress', s.progress) as unknown as FitPosition;
-  for (const k of ['epoch', 'stepInEpoch', 'globalStep', 'epochPositions'] as const) nat(`trainingState.progress.${k}`, p[k]);
-  if (p.permutation !== null && !(Array.isArray(p.permutation) && p.permutation.every((i) => Number.isInteger(i) && i >= 0))) {
+  for (const k of ['epoch', 'stepInEpoch', 'globalStep', 'epochPositions'] as const)
+    nat(`trainingState.progress.${k}`, p[k]);
+  if (
+    p.permutation !== null &&
+    !(Array.isArray(p.permutation) && p.permutation.every((i) => Number.isInteger(i) && i >= 0))
+  ) {
     throw new LstmInputError('trainingState.progress.permutation', 'null or an array of sample indices', p.permutation);
   }
   const r = expectObject('trainingState.rng', s.rng) as unknown as TrainingState['rng'];
@@ -272,11 +307,17 @@ export function validated(state: TrainingState): TrainingState {
 }
 
 function storedTensor(field: string, shape: unknown, data: unknown): StoredTensor {
-  if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d >= 0)) throw new LstmInputError(`${field}.shape`, 'an array of sizes', shape);
+  if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d >= 0))
+    throw new LstmInputError(`${field}.shape`, 'an array of sizes', shape);
   if (!(data instanceof Float32Array)) throw new LstmInputError(`${field}.data`, 'a Float32Array', data);
-  const size = shape.reduce((a: number, b: number) => a * b, 1);
-  if (data.length !== size) throw new LstmInputError(`${field}.data`, `${size} values for shape [${shape.join(', ')}]`, `${data.length} values`);
-  return { shape, data };
+  const size = (shape as number[]).reduce((a, b) => a * b, 1);
+  if (data.length !== size)
+    throw new LstmInputError(
+      `${field}.data`,
+      `${size} values for shape [${shape.join(', ')}]`,
+      `${data.length} values`,
+    );
+  return { shape: shape as number[], data };
 }
 
 function expectObject(field: string, v: unknown): Record<string, unknown> {
@@ -287,7 +328,7 @@ function expectObject(field: string, v: unknown): Record<string, unknown> {
 /** A deep copy of the plain (non-tensor) parts. */
 function copyPlain<T extends object>(state: T): Omit<T, 'weights' | 'optimizer'> {
   const { weights: _w, optimizer: _o, ...rest } = state as T & { weights?: unknown; optimizer?: unknown };
-  return JSON.parse(JSON.stringify(rest));
+  return JSON.parse(JSON.stringify(rest)) as Omit<T, 'weights' | 'optimizer'>;
 }
 
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
@@ -303,9 +344,11 @@ function toBase64(data: Float32Array): string {
 }
 
 function fromBase64(field: string, s: string): Float32Array {
-  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(s) || s.length % 4 !== 0) throw new LstmInputError(field, 'base64 text', `${s.slice(0, 20)}...`);
+  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(s) || s.length % 4 !== 0)
+    throw new LstmInputError(field, 'base64 text', `${s.slice(0, 20)}...`);
   const buf = decodeBase64(s).buffer;
-  if (buf.byteLength % 4 !== 0) throw new LstmInputError(field, 'a whole number of float32 values', `${buf.byteLength} bytes`);
+  if (buf.byteLength % 4 !== 0)
+    throw new LstmInputError(field, 'a whole number of float32 values', `${buf.byteLength} bytes`);
   const view = new DataView(buf);
   const out = new Float32Array(buf.byteLength / 4);
   for (let i = 0; i < out.length; i++) out[i] = view.getFloat32(i * 4, true);
@@ -314,7 +357,8 @@ function fromBase64(field: string, s: string): Float32Array {
 
 // Buffer on Node, btoa/atob elsewhere (browsers, workers).
 function encodeBase64(bytes: Uint8Array): string {
-  if (typeof Buffer !== 'undefined') return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64');
+  if (typeof Buffer !== 'undefined')
+    return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64');
   let bin = '';
   for (let i = 0; i < bytes.length; i += 0x8000) bin += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
   return btoa(bin);

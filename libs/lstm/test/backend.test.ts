@@ -1,11 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import {
-  BACKEND_ENV_VAR,
-  backendInfo,
-  initBackend,
-  resolveBackendPreference,
-  type BackendName,
-} from '../src/backend';
+import { BACKEND_ENV_VAR, backendInfo, initBackend, resolveBackendPreference, type BackendName } from '../src/backend';
 import { BackendError, LstmConfigError } from '../src/errors';
 
 /** True when `pkg` is installed where this library would look for it. */
@@ -22,7 +16,15 @@ const hasTfjsNode = resolves('@tensorflow/tfjs-node-gpu') || resolves('@tensorfl
 
 /** A small computation whose result is checked, so the backend really ran it. */
 function checkArithmetic(): void {
-  const out = tf.tidy(() => tf.matMul(tf.tensor2d([[1, 2], [3, 4]]), tf.tensor2d([[5], [6]])));
+  const out = tf.tidy(() =>
+    tf.matMul(
+      tf.tensor2d([
+        [1, 2],
+        [3, 4],
+      ]),
+      tf.tensor2d([[5], [6]]),
+    ),
+  );
   expect(Array.from(out.dataSync())).toEqual([17, 39]);
   out.dispose();
 }
@@ -68,20 +70,23 @@ describe('initBackend', () => {
     expect(await initBackend('auto')).toBe(info);
   });
 
-  (hasTfjsNode ? it.skip : it)('forcing tensorflow without tfjs-node throws BackendError naming the packages', async () => {
-    await initBackend('cpu');
-    const err = await initBackend('tensorflow').then(
-      () => null,
-      (e: unknown) => e,
-    );
-    expect(err).toBeInstanceOf(BackendError);
-    expect((err as BackendError).code).toBe('backend_unavailable');
-    expect((err as Error).message).toContain('@tensorflow/tfjs-node');
-    expect((err as Error).message).toContain('@tensorflow/tfjs-node-gpu');
-    expect((err as Error).message).toContain(`npm install @tensorflow/tfjs-node@${tf.version_core}`);
-    // The failure leaves the previous backend active.
-    expect(tf.getBackend()).toBe('cpu');
-  });
+  (hasTfjsNode ? it.skip : it)(
+    'forcing tensorflow without tfjs-node throws BackendError naming the packages',
+    async () => {
+      await initBackend('cpu');
+      const err = await initBackend('tensorflow').then(
+        () => null,
+        (e: unknown) => e,
+      );
+      expect(err).toBeInstanceOf(BackendError);
+      expect((err as BackendError).code).toBe('backend_unavailable');
+      expect((err as Error).message).toContain('@tensorflow/tfjs-node');
+      expect((err as Error).message).toContain('@tensorflow/tfjs-node-gpu');
+      expect((err as Error).message).toContain(`npm install @tensorflow/tfjs-node@${tf.version_core}`);
+      // The failure leaves the previous backend active.
+      expect(tf.getBackend()).toBe('cpu');
+    },
+  );
 
   it(`honours ${BACKEND_ENV_VAR} when no preference is passed`, async () => {
     await initBackend('wasm');
@@ -106,13 +111,17 @@ describe('initBackend', () => {
 
   it('an invalid argument throws LstmConfigError naming the value', async () => {
     await expect(initBackend('gpu' as BackendName)).rejects.toThrow(LstmConfigError);
-    await expect(initBackend('gpu' as BackendName)).rejects.toThrow('preference: expected one of tensorflow, wasm, cpu, auto, got "gpu"');
+    await expect(initBackend('gpu' as BackendName)).rejects.toThrow(
+      'preference: expected one of tensorflow, wasm, cpu, auto, got "gpu"',
+    );
   });
 
   it(`an invalid ${BACKEND_ENV_VAR} throws LstmConfigError naming the variable and the value`, async () => {
     process.env[BACKEND_ENV_VAR] = 'cuda';
     await expect(initBackend()).rejects.toThrow(LstmConfigError);
-    await expect(initBackend()).rejects.toThrow(`${BACKEND_ENV_VAR}: expected one of tensorflow, wasm, cpu, auto, got "cuda"`);
+    await expect(initBackend()).rejects.toThrow(
+      `${BACKEND_ENV_VAR}: expected one of tensorflow, wasm, cpu, auto, got "cuda"`,
+    );
   });
 
   it('is idempotent and safe to call concurrently', async () => {

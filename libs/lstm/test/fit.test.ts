@@ -18,7 +18,13 @@ beforeAll(async () => {
 
 const SMALL: SequenceModelOptions = { lstm: { inputSize: 1, hiddenSize: 4, batchFirst: true, seed: 3 }, outputSize: 1 };
 const data = sineForecast({ samples: 10, seqLen: 4, seed: 2 });
-const BASE: FitOptions = { epochs: 2, batchSize: 4, optimizer: { name: 'sgd', learningRate: 0.05 }, loss: 'mse', seed: 1 };
+const BASE: FitOptions = {
+  epochs: 2,
+  batchSize: 4,
+  optimizer: { name: 'sgd', learningRate: 0.05 },
+  loss: 'mse',
+  seed: 1,
+};
 
 function weightsOf(model: SequenceModel): number[] {
   return [...model.parameters().values()].flatMap((v) => Array.from(v.dataSync()));
@@ -28,7 +34,9 @@ test('progress: every progressEvery steps within an epoch and at each epoch end,
   const model = new SequenceModel(SMALL);
   const reports: FitProgress[] = [];
   const result = await fit(model, data, {
-    ...BASE, validationSplit: 0.2, progressEvery: 1,
+    ...BASE,
+    validationSplit: 0.2,
+    progressEvery: 1,
     onProgress: async (p) => {
       await new Promise((r) => setTimeout(r, 1)); // an async callback is awaited
       reports.push(p);
@@ -36,7 +44,10 @@ test('progress: every progressEvery steps within an epoch and at each epoch end,
   });
   // 8 training samples, batches of 4: 2 steps per epoch; the last step of an epoch reports once, with valLoss.
   expect(reports.map((p) => [p.epoch, p.step, p.stepInEpoch, p.valLoss === null])).toEqual([
-    [0, 1, 1, true], [0, 2, 2, false], [1, 3, 1, true], [1, 4, 2, false],
+    [0, 1, 1, true],
+    [0, 2, 2, false],
+    [1, 3, 1, true],
+    [1, 4, 2, false],
   ]);
   for (const p of reports) {
     expect(p.stepsPerEpoch).toBe(2);
@@ -44,7 +55,12 @@ test('progress: every progressEvery steps within an epoch and at each epoch end,
   }
   expect(result).toMatchObject({ epochs: 2, steps: 4, loss: reports[3].loss, valLoss: reports[3].valLoss });
   expect(result.history.map((h) => h.epoch)).toEqual([0, 1]);
-  expect(result.history[1]).toMatchObject({ loss: reports[3].loss, valLoss: reports[3].valLoss, gradNorm: reports[3].gradNorm, steps: 2 });
+  expect(result.history[1]).toMatchObject({
+    loss: reports[3].loss,
+    valLoss: reports[3].valLoss,
+    gradNorm: reports[3].gradNorm,
+    steps: 2,
+  });
   model.dispose();
 });
 
@@ -69,7 +85,11 @@ test('abort: stops between batches with TrainingAbortedError naming epoch and st
   const model = new SequenceModel(SMALL);
   const steps: number[] = [];
   const run = fit(model, data, {
-    ...BASE, batchSize: 2, epochs: 3, progressEvery: 1, signal: controller.signal,
+    ...BASE,
+    batchSize: 2,
+    epochs: 3,
+    progressEvery: 1,
+    signal: controller.signal,
     onProgress: (p) => {
       steps.push(p.step);
       if (p.step === 3) controller.abort();
@@ -81,7 +101,14 @@ test('abort: stops between batches with TrainingAbortedError naming epoch and st
   // Same weights as a run of exactly three steps.
   const three = new SequenceModel(SMALL);
   const ctl = new AbortController();
-  await fit(three, data, { ...BASE, batchSize: 2, epochs: 1, progressEvery: 1, signal: ctl.signal, onProgress: (p) => void (p.step === 3 && ctl.abort()) }).catch(() => undefined);
+  await fit(three, data, {
+    ...BASE,
+    batchSize: 2,
+    epochs: 1,
+    progressEvery: 1,
+    signal: ctl.signal,
+    onProgress: (p) => void (p.step === 3 && ctl.abort()),
+  }).catch(() => undefined);
   expect(weightsOf(model)).toEqual(weightsOf(three));
 
   // Already aborted: nothing runs.
@@ -99,7 +126,11 @@ test('divergence: an absurd learning rate without clipping stops with Divergence
   const base = tf.memory().numTensors;
   let lastGood = null as FitProgress | null; // assigned in a callback: keep the declared type
   const err = await fit(model, data, {
-    ...BASE, epochs: 50, batchSize: 2, optimizer: { name: 'sgd', learningRate: 1e6 }, progressEvery: 1,
+    ...BASE,
+    epochs: 50,
+    batchSize: 2,
+    optimizer: { name: 'sgd', learningRate: 1e6 },
+    progressEvery: 1,
     onProgress: (p) => void (lastGood = p),
   }).catch((e) => e);
   expect(err).toBeInstanceOf(DivergenceError);
@@ -107,7 +138,7 @@ test('divergence: an absurd learning rate without clipping stops with Divergence
   expect(['loss', 'gradient']).toContain(err.quantity);
   expect(Number.isFinite(err.value)).toBe(false);
   // The failing step is the one after the last reported (step counts are 1-based there, 0-based here).
-  expect(err.step).toBe(lastGood ? lastGood!.step : 0);
+  expect(err.step).toBe(lastGood ? lastGood.step : 0);
   expect(err.epoch).toBe(Math.floor(err.step / 5));
   expect(err.message).toMatch(new RegExp(`epoch ${err.epoch}, step ${err.step}: (loss|gradient) is (NaN|Infinity)`));
   expect(tf.memory().numTensors).toBe(base);
@@ -129,7 +160,12 @@ test('clipNorm bounds every update: with clipping the absurd learning rate no lo
   const model = new SequenceModel(SMALL);
   const norms: number[] = [];
   await fit(model, data, {
-    ...BASE, epochs: 1, batchSize: 2, clipNorm: 1e-3, optimizer: { name: 'sgd', learningRate: 1 }, progressEvery: 1,
+    ...BASE,
+    epochs: 1,
+    batchSize: 2,
+    clipNorm: 1e-3,
+    optimizer: { name: 'sgd', learningRate: 1 },
+    progressEvery: 1,
     onProgress: (p) => void norms.push(p.gradNorm),
   });
   // SGD with lr 1 and clipNorm 1e-3 moves the weights by at most 1e-3 per step in global norm.
@@ -150,23 +186,108 @@ describe('bad inputs and options are refused up front, naming the field', () => 
   const x = toNestedArray(data.x) as number[][][];
   const y = toNestedArray(data.y) as number[][][];
   const cases: Array<[string, () => Promise<unknown>, RegExp, new (...a: never[]) => Error]> = [
-    ['x rank', () => fit(model, { x: [[1, 2]] as never, y }, BASE), /data\.x: expected a rank-3 nested array/, LstmInputError],
-    ['x inputSize', () => fit(model, { x: { data: new Float32Array(20), shape: [10, 1, 2] }, y }, BASE), /data\.x: expected shape \[N, T, 1\]/, LstmInputError],
-    ['x ragged', () => fit(model, { x: [[[1], [2]], [[1]]], y }, BASE), /data\.x\[1\]: expected an array of 2 entries/, LstmInputError],
-    ['x NaN', () => fit(model, { x: x.map((s, i) => (i === 3 ? [[NaN], ...s.slice(1)] : s)), y }, BASE), /data\.x: expected finite values, got "?NaN at \[3\]\[0\]\[0\]/, LstmInputError],
-    ['y shape', () => fit(model, { x, y: y.slice(1) }, BASE), /data\.y: expected shape \[10, 4, 1\] for a manyToMany head with outputSize 1, got shape \[9, 4, 1\]/, LstmInputError],
-    ['lengths count', () => fit(model, { x, y, lengths: [1, 2] }, BASE), /data\.lengths: expected 10 entries/, LstmInputError],
-    ['lengths range', () => fit(model, { x, y, lengths: Array(10).fill(5) }, BASE), /data\.lengths\[0\]: expected an integer in 1\.\.4, got 5/, LstmInputError],
-    ['epochs', () => fit(model, data, { ...BASE, epochs: 0 }), /epochs: expected a positive integer, got 0/, LstmConfigError],
-    ['batchSize', () => fit(model, data, { ...BASE, batchSize: 1.5 }), /batchSize: expected a positive integer, got 1.5/, LstmConfigError],
-    ['unknown option', () => fit(model, data, { ...BASE, learningRate: 1 } as never), /learningRate: expected one of the fit options/, LstmConfigError],
-    ['optimizer', () => fit(model, data, { ...BASE, optimizer: { name: 'adamw', learningRate: 1 } as never }), /optimizer\.name: expected one of sgd, momentum, adam, rmsprop/, LstmConfigError],
-    ['loss', () => fit(model, data, { ...BASE, loss: 'mae' as never }), /loss: expected one of mse, softmaxCrossEntropy, got "mae"/, LstmConfigError],
-    ['clipNorm', () => fit(model, data, { ...BASE, clipNorm: -1 }), /clipNorm: expected a finite number > 0, got -1/, LstmConfigError],
-    ['validationSplit', () => fit(model, data, { ...BASE, validationSplit: 1 }), /validationSplit: expected a number in \[0, 1\), got 1/, LstmConfigError],
-    ['validationSplit too large', () => fit(model, data, { ...BASE, validationSplit: 0.95 }), /validationSplit: expected a split leaving at least one of the 10 samples for training, got 0.95/, LstmConfigError],
-    ['seed', () => fit(model, data, { ...BASE, seed: undefined } as never), /seed: expected an integer, got undefined/, LstmConfigError],
-    ['cross-entropy with one output', () => fit(model, data, { ...BASE, loss: 'softmaxCrossEntropy' }), /outputSize: expected at least 2 classes with loss 'softmaxCrossEntropy', got 1/, LstmConfigError],
+    [
+      'x rank',
+      () => fit(model, { x: [[1, 2]] as never, y }, BASE),
+      /data\.x: expected a rank-3 nested array/,
+      LstmInputError,
+    ],
+    [
+      'x inputSize',
+      () => fit(model, { x: { data: new Float32Array(20), shape: [10, 1, 2] }, y }, BASE),
+      /data\.x: expected shape \[N, T, 1\]/,
+      LstmInputError,
+    ],
+    [
+      'x ragged',
+      () => fit(model, { x: [[[1], [2]], [[1]]], y }, BASE),
+      /data\.x\[1\]: expected an array of 2 entries/,
+      LstmInputError,
+    ],
+    [
+      'x NaN',
+      () => fit(model, { x: x.map((s, i) => (i === 3 ? [[NaN], ...s.slice(1)] : s)), y }, BASE),
+      /data\.x: expected finite values, got "?NaN at \[3\]\[0\]\[0\]/,
+      LstmInputError,
+    ],
+    [
+      'y shape',
+      () => fit(model, { x, y: y.slice(1) }, BASE),
+      /data\.y: expected shape \[10, 4, 1\] for a manyToMany head with outputSize 1, got shape \[9, 4, 1\]/,
+      LstmInputError,
+    ],
+    [
+      'lengths count',
+      () => fit(model, { x, y, lengths: [1, 2] }, BASE),
+      /data\.lengths: expected 10 entries/,
+      LstmInputError,
+    ],
+    [
+      'lengths range',
+      () => fit(model, { x, y, lengths: Array(10).fill(5) }, BASE),
+      /data\.lengths\[0\]: expected an integer in 1\.\.4, got 5/,
+      LstmInputError,
+    ],
+    [
+      'epochs',
+      () => fit(model, data, { ...BASE, epochs: 0 }),
+      /epochs: expected a positive integer, got 0/,
+      LstmConfigError,
+    ],
+    [
+      'batchSize',
+      () => fit(model, data, { ...BASE, batchSize: 1.5 }),
+      /batchSize: expected a positive integer, got 1.5/,
+      LstmConfigError,
+    ],
+    [
+      'unknown option',
+      () => fit(model, data, { ...BASE, learningRate: 1 } as never),
+      /learningRate: expected one of the fit options/,
+      LstmConfigError,
+    ],
+    [
+      'optimizer',
+      () => fit(model, data, { ...BASE, optimizer: { name: 'adamw', learningRate: 1 } as never }),
+      /optimizer\.name: expected one of sgd, momentum, adam, rmsprop/,
+      LstmConfigError,
+    ],
+    [
+      'loss',
+      () => fit(model, data, { ...BASE, loss: 'mae' as never }),
+      /loss: expected one of mse, softmaxCrossEntropy, got "mae"/,
+      LstmConfigError,
+    ],
+    [
+      'clipNorm',
+      () => fit(model, data, { ...BASE, clipNorm: -1 }),
+      /clipNorm: expected a finite number > 0, got -1/,
+      LstmConfigError,
+    ],
+    [
+      'validationSplit',
+      () => fit(model, data, { ...BASE, validationSplit: 1 }),
+      /validationSplit: expected a number in \[0, 1\), got 1/,
+      LstmConfigError,
+    ],
+    [
+      'validationSplit too large',
+      () => fit(model, data, { ...BASE, validationSplit: 0.95 }),
+      /validationSplit: expected a split leaving at least one of the 10 samples for training, got 0.95/,
+      LstmConfigError,
+    ],
+    [
+      'seed',
+      () => fit(model, data, { ...BASE, seed: undefined } as never),
+      /seed: expected an integer, got undefined/,
+      LstmConfigError,
+    ],
+    [
+      'cross-entropy with one output',
+      () => fit(model, data, { ...BASE, loss: 'softmaxCrossEntropy' }),
+      /outputSize: expected at least 2 classes with loss 'softmaxCrossEntropy', got 1/,
+      LstmConfigError,
+    ],
   ];
   test.each(cases)('%s', async (_name, run, message, type) => {
     const err = (await run().catch((e: unknown) => e)) as Error;
@@ -175,10 +296,20 @@ describe('bad inputs and options are refused up front, naming the field', () => 
   });
 
   test('cross-entropy targets must be probability rows (one-hot)', async () => {
-    const clf = new SequenceModel({ lstm: { inputSize: 1, hiddenSize: 2, batchFirst: true }, outputSize: 2, head: 'lastStep' });
-    const err = await fit(clf, { x, y: [...Array(10)].map(() => [1, 1]) }, { ...BASE, loss: 'softmaxCrossEntropy' }).catch((e) => e);
+    const clf = new SequenceModel({
+      lstm: { inputSize: 1, hiddenSize: 2, batchFirst: true },
+      outputSize: 2,
+      head: 'lastStep',
+    });
+    const err = await fit(
+      clf,
+      { x, y: [...Array(10)].map(() => [1, 1]) },
+      { ...BASE, loss: 'softmaxCrossEntropy' },
+    ).catch((e) => e);
     expect(err).toBeInstanceOf(LstmInputError);
-    expect(err.message).toMatch(/data\.y row 0: expected class probabilities summing to 1 \(one-hot targets for softmaxCrossEntropy\), got "?a sum of 2/);
+    expect(err.message).toMatch(
+      /data\.y row 0: expected class probabilities summing to 1 \(one-hot targets for softmaxCrossEntropy\), got "?a sum of 2/,
+    );
     clf.dispose();
   });
 });
@@ -190,7 +321,11 @@ test('many-to-many with lengths: padded steps do not count (their targets can be
   const a = new SequenceModel(SMALL);
   const b = new SequenceModel(SMALL);
   const ra = await fit(a, { ...data, lengths }, { ...BASE, validationSplit: 0.2 });
-  const rb = await fit(b, { x: data.x, y: { data: garbage, shape: data.y.shape }, lengths }, { ...BASE, validationSplit: 0.2 });
+  const rb = await fit(
+    b,
+    { x: data.x, y: { data: garbage, shape: data.y.shape }, lengths },
+    { ...BASE, validationSplit: 0.2 },
+  );
   expect(weightsOf(b)).toEqual(weightsOf(a));
   expect(rb.valLoss).toBe(ra.valLoss);
   expect(ra.valLoss!).toBeLessThan(10);
@@ -218,30 +353,61 @@ test('softmax cross-entropy on a last-step classification task: the loss falls w
   const labels = Array.from(d.y.data, (v): number => (v > 1 ? 1 : 0));
   const p1 = labels.reduce((a, b) => a + b, 0) / labels.length;
   const constantGuess = -(p1 * Math.log(p1) + (1 - p1) * Math.log(1 - p1)); // CE of predicting the class frequencies
-  const model = new SequenceModel({ lstm: { inputSize: 2, hiddenSize: 8, batchFirst: true, seed: 3 }, outputSize: 2, head: 'lastStep' });
-  const result = await fit(model, { x: d.x, y: oneHot(labels, 2) }, {
-    epochs: 25, batchSize: 16, optimizer: { name: 'adam', learningRate: 0.03 }, loss: 'softmaxCrossEntropy', seed: 2,
+  const model = new SequenceModel({
+    lstm: { inputSize: 2, hiddenSize: 8, batchFirst: true, seed: 3 },
+    outputSize: 2,
+    head: 'lastStep',
   });
+  const result = await fit(
+    model,
+    { x: d.x, y: oneHot(labels, 2) },
+    {
+      epochs: 25,
+      batchSize: 16,
+      optimizer: { name: 'adam', learningRate: 0.03 },
+      loss: 'softmaxCrossEntropy',
+      seed: 2,
+    },
+  );
   expect(result.history[0].loss).toBeGreaterThan(0.95 * constantGuess);
   expect(result.loss!).toBeLessThan(0.75 * constantGuess);
   model.dispose();
 });
 
 test('no tensor is left behind by fit, with validation, lengths, clipping, dropout and Adam', async () => {
-  const model = new SequenceModel({ lstm: { inputSize: 1, hiddenSize: 3, numLayers: 2, dropout: 0.2, bidirectional: true, seed: 1 }, outputSize: 1 });
-  const base = tf.memory().numTensors;
-  await fit(model, { ...data, lengths: [4, 3, 4, 2, 1, 4, 4, 3, 2, 4] }, {
-    ...BASE, optimizer: { name: 'adam', learningRate: 0.01 }, clipNorm: 0.5, validationSplit: 0.3, onCheckpoint: () => undefined,
+  const model = new SequenceModel({
+    lstm: { inputSize: 1, hiddenSize: 3, numLayers: 2, dropout: 0.2, bidirectional: true, seed: 1 },
+    outputSize: 1,
   });
+  const base = tf.memory().numTensors;
+  await fit(
+    model,
+    { ...data, lengths: [4, 3, 4, 2, 1, 4, 4, 3, 2, 4] },
+    {
+      ...BASE,
+      optimizer: { name: 'adam', learningRate: 0.01 },
+      clipNorm: 0.5,
+      validationSplit: 0.3,
+      onCheckpoint: () => undefined,
+    },
+  );
   expect(tf.memory().numTensors).toBe(base);
   model.dispose();
 });
 
 test('the wasm backend trains to the same weights as cpu (within float32 noise), without leaks', async () => {
   const run = async () => {
-    const model = new SequenceModel({ lstm: { inputSize: 1, hiddenSize: 4, numLayers: 2, dropout: 0.2, seed: 3 }, outputSize: 1 });
+    const model = new SequenceModel({
+      lstm: { inputSize: 1, hiddenSize: 4, numLayers: 2, dropout: 0.2, seed: 3 },
+      outputSize: 1,
+    });
     const base = tf.memory().numTensors;
-    await fit(model, data, { ...BASE, optimizer: { name: 'adam', learningRate: 0.01 }, clipNorm: 1, validationSplit: 0.2 });
+    await fit(model, data, {
+      ...BASE,
+      optimizer: { name: 'adam', learningRate: 0.01 },
+      clipNorm: 1,
+      validationSplit: 0.2,
+    });
     expect(tf.memory().numTensors).toBe(base);
     const w = weightsOf(model);
     model.dispose();
@@ -262,11 +428,22 @@ test('initialState: every sequence starts from the given state (broadcast over t
   const h0 = [[[0.5, -0.2, 0.3, 0.9]]];
   const c0 = [[[1.0, 0.4, -0.7, 2.0]]];
   // One batch holding every sample and one epoch: the reported loss is the loss before the update.
-  const opts: FitOptions = { epochs: 1, batchSize: 10, optimizer: { name: 'sgd', learningRate: 0.05 }, loss: 'mse', seed: 1 };
+  const opts: FitOptions = {
+    epochs: 1,
+    batchSize: 10,
+    optimizer: { name: 'sgd', learningRate: 0.05 },
+    loss: 'mse',
+    seed: 1,
+  };
   const expectedLoss = (model: SequenceModel, withState: boolean) =>
     tf.tidy(() => {
       const x = tf.tensor3d(data.x.data, data.x.shape as [number, number, number]);
-      const state = withState ? { h0: tf.tile(tf.tensor3d(h0), [1, 10, 1]) as tf.Tensor3D, c0: tf.tile(tf.tensor3d(c0), [1, 10, 1]) as tf.Tensor3D } : undefined;
+      const state = withState
+        ? {
+            h0: tf.tile(tf.tensor3d(h0), [1, 10, 1]) as tf.Tensor3D,
+            c0: tf.tile(tf.tensor3d(c0), [1, 10, 1]) as tf.Tensor3D,
+          }
+        : undefined;
       const { y } = model.predict(x, state);
       return tf.mean(tf.square(tf.sub(y, tf.tensor(data.y.data, data.y.shape)))).dataSync()[0];
     });
@@ -284,6 +461,8 @@ test('initialState: every sequence starts from the given state (broadcast over t
   await expect(fit(other, data, { ...opts, initialState: { h0: [[[1, 2, 3]]], c0 } })).rejects.toThrow(
     new RegExp(`initialState.h0: expected shape \\[1, 1, ${H}\\]`),
   );
-  await expect(fit(other, data, { ...opts, initialState: { h0, c0: [[[NaN, 0, 0, 0]]] } })).rejects.toThrow(LstmConfigError);
+  await expect(fit(other, data, { ...opts, initialState: { h0, c0: [[[NaN, 0, 0, 0]]] } })).rejects.toThrow(
+    LstmConfigError,
+  );
   other.dispose();
 });

@@ -22,12 +22,18 @@ const load = loadFixture;
 
 /** The top-level cases: all unidirectional ReLU-LSTMs with `keras_weights` computed in Python. */
 const KERAS_CASES = [
-  'tiny_h1.json', 'seq1_two_layer.json', 'basic.json', 'nonzero_state.json', 'two_layer.json',
-  'three_layer_state.json', 'large_inputs.json', 'batch1_deep_long.json',
+  'tiny_h1.json',
+  'seq1_two_layer.json',
+  'basic.json',
+  'nonzero_state.json',
+  'two_layer.json',
+  'three_layer_state.json',
+  'large_inputs.json',
+  'batch1_deep_long.json',
 ].map(load);
 /** more/ cases tf.layers can express (no per-sequence lengths): bidirectional, tanh, relu6, hard sigmoid. */
-const MORE_CASES = ['bidir_two_layer.json', 'tanh_is_nn_lstm.json', 'relu6_large.json', 'hard_sigmoid_gates.json'].map((f) =>
-  load(join('more', f)),
+const MORE_CASES = ['bidir_two_layer.json', 'tanh_is_nn_lstm.json', 'relu6_large.json', 'hard_sigmoid_gates.json'].map(
+  (f) => load(join('more', f)),
 );
 
 function layoutOf(f: Fixture): Required<WeightLayout> {
@@ -42,7 +48,7 @@ function layoutOf(f: Fixture): Required<WeightLayout> {
 
 function stateDictOf(f: Fixture): Record<string, tf.Tensor> {
   const out: Record<string, tf.Tensor> = {};
-  for (const [name, v] of Object.entries(f.state_dict)) out[name] = tf.tensor(v as number[], undefined, 'float32');
+  for (const [name, v] of Object.entries(f.state_dict)) out[name] = tf.tensor(v, undefined, 'float32');
   return out;
 }
 
@@ -71,7 +77,13 @@ function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
 // gates = W_ih x + b_ih + W_hh h + b_hh in order (i, f, g, o); i, f, o = sigmoid; g = relu;
 // c = f*c + i*g; h = o*relu(c). Batch-first x [B][T][I]; states [L][B][H].
 
-function plainForward(sd: Record<string, number[][] | number[]>, x: number[][][], h0: number[][][], c0: number[][][], L: number) {
+function plainForward(
+  sd: Record<string, number[][] | number[]>,
+  x: number[][][],
+  h0: number[][][],
+  c0: number[][][],
+  L: number,
+) {
   const sig = (v: number) => 1 / (1 + Math.exp(-v));
   const relu = (v: number) => Math.max(v, 0);
   const B = x.length;
@@ -88,7 +100,11 @@ function plainForward(sd: Record<string, number[][] | number[]>, x: number[][][]
         const bih = sd[`bias_ih_l${l}`] as number[];
         const bhh = sd[`bias_hh_l${l}`] as number[];
         const H = whh[0].length;
-        const z = wih.map((row, k) => row.reduce((s, w, j) => s + w * inp[j], bih[k] + bhh[k]) + whh[k].reduce((s, w, j) => s + w * h[l][b][j], 0));
+        const z = wih.map(
+          (row, k) =>
+            row.reduce((s, w, j) => s + w * inp[j], bih[k] + bhh[k]) +
+            whh[k].reduce((s, w, j) => s + w * h[l][b][j], 0),
+        );
         const next = h[l][b].map((_, j) => {
           const cj = sig(z[H + j]) * c[l][b][j] + sig(z[j]) * relu(z[2 * H + j]);
           c[l][b][j] = cj;
@@ -151,7 +167,10 @@ function buildKerasModel(s: KerasSpec): tf.LayersModel {
 function runKeras(model: tf.LayersModel, x: tf.Tensor3D, h0: tf.Tensor3D, c0: tf.Tensor3D) {
   return tf.tidy(() => {
     const n = h0.shape[0];
-    const states = Array.from({ length: n }, (_, i) => [tf.squeeze(tf.slice(h0, [i, 0, 0], [1, -1, -1]), [0]), tf.squeeze(tf.slice(c0, [i, 0, 0], [1, -1, -1]), [0])]).flat();
+    const states = Array.from({ length: n }, (_, i) => [
+      tf.squeeze(tf.slice(h0, [i, 0, 0], [1, -1, -1]), [0]),
+      tf.squeeze(tf.slice(c0, [i, 0, 0], [1, -1, -1]), [0]),
+    ]).flat();
     const [output, ...hc] = model.predict([x, ...states]) as tf.Tensor[];
     const hN = tf.stack(hc.filter((_, i) => i % 2 === 0)) as tf.Tensor3D;
     const cN = tf.stack(hc.filter((_, i) => i % 2 === 1)) as tf.Tensor3D;
@@ -172,41 +191,49 @@ function specOf(f: Fixture): KerasSpec {
 useCpuBackendWithLeakCheck();
 
 describe('toKerasWeights / fromKerasWeights against the Python fixtures', () => {
-  it.each(KERAS_CASES.map((f) => [f.name, f] as const))('%s: toKerasWeights(state_dict) equals keras_weights', (_, f) => {
-    const sd = stateDictOf(f);
-    const expected = kerasListOf(f);
-    const got = toKerasWeights(sd, layoutOf(f));
-    try {
-      expect(got.length).toBe(expected.length);
-      got.forEach((t, i) => {
-        expect(t.shape).toEqual(expected[i].shape);
-        // kernels are transposes (exact); the bias is a float32 sum of two float32 roundings.
-        expect(relErr(t.dataSync(), expected[i].dataSync())).toBeLessThan(1e-6);
-      });
-    } finally {
-      tf.dispose([...Object.values(sd), ...expected, ...got]);
-    }
-  });
-
-  it.each(KERAS_CASES.map((f) => [f.name, f] as const))('%s: fromKerasWeights(keras_weights) computes the fixture outputs', (_, f) => {
-    const weights = kerasListOf(f);
-    const sd = fromKerasWeights(weights, layoutOf(f));
-    try {
-      expect(Object.keys(sd)).toEqual(Object.keys(f.state_dict)); // PyTorch's names, in PyTorch's order
-      const plain: Record<string, number[][] | number[]> = {};
-      for (const [name, t] of Object.entries(sd)) plain[name] = t.arraySync() as number[][] | number[];
-      for (let l = 0; l < f.config.num_layers; l++) {
-        expect(plain[`weight_ih_l${l}`]).toEqual((f.state_dict[`weight_ih_l${l}`] as number[][]).map((r) => r.map(Math.fround)));
-        expect(flat(plain[`bias_hh_l${l}`])).toEqual(new Array(4 * f.config.hidden_size).fill(0));
+  it.each(KERAS_CASES.map((f) => [f.name, f] as const))(
+    '%s: toKerasWeights(state_dict) equals keras_weights',
+    (_, f) => {
+      const sd = stateDictOf(f);
+      const expected = kerasListOf(f);
+      const got = toKerasWeights(sd, layoutOf(f));
+      try {
+        expect(got.length).toBe(expected.length);
+        got.forEach((t, i) => {
+          expect(t.shape).toEqual(expected[i].shape);
+          // kernels are transposes (exact); the bias is a float32 sum of two float32 roundings.
+          expect(relErr(t.dataSync(), expected[i].dataSync())).toBeLessThan(1e-6);
+        });
+      } finally {
+        tf.dispose([...Object.values(sd), ...expected, ...got]);
       }
-      const ref = plainForward(plain, f.x, f.h0, f.c0, f.config.num_layers);
-      expect(relErr(flat(ref.output), flat(f.expected.output))).toBeLessThan(1e-5);
-      expect(relErr(flat(ref.h_n), flat(f.expected.h_n))).toBeLessThan(1e-5);
-      expect(relErr(flat(ref.c_n), flat(f.expected.c_n))).toBeLessThan(1e-5);
-    } finally {
-      tf.dispose([...weights, ...Object.values(sd)]);
-    }
-  });
+    },
+  );
+
+  it.each(KERAS_CASES.map((f) => [f.name, f] as const))(
+    '%s: fromKerasWeights(keras_weights) computes the fixture outputs',
+    (_, f) => {
+      const weights = kerasListOf(f);
+      const sd = fromKerasWeights(weights, layoutOf(f));
+      try {
+        expect(Object.keys(sd)).toEqual(Object.keys(f.state_dict)); // PyTorch's names, in PyTorch's order
+        const plain: Record<string, number[][] | number[]> = {};
+        for (const [name, t] of Object.entries(sd)) plain[name] = t.arraySync() as number[][] | number[];
+        for (let l = 0; l < f.config.num_layers; l++) {
+          expect(plain[`weight_ih_l${l}`]).toEqual(
+            (f.state_dict[`weight_ih_l${l}`] as number[][]).map((r) => r.map(Math.fround)),
+          );
+          expect(flat(plain[`bias_hh_l${l}`])).toEqual(new Array(4 * f.config.hidden_size).fill(0));
+        }
+        const ref = plainForward(plain, f.x, f.h0, f.c0, f.config.num_layers);
+        expect(relErr(flat(ref.output), flat(f.expected.output))).toBeLessThan(1e-5);
+        expect(relErr(flat(ref.h_n), flat(f.expected.h_n))).toBeLessThan(1e-5);
+        expect(relErr(flat(ref.c_n), flat(f.expected.c_n))).toBeLessThan(1e-5);
+      } finally {
+        tf.dispose([...weights, ...Object.values(sd)]);
+      }
+    },
+  );
 
   it('round-trips: toKerasWeights(fromKerasWeights(w)) = w, bidirectional and without bias too', () => {
     const layouts: WeightLayout[] = [
@@ -228,15 +255,30 @@ describe('kerasWeightSpecs', () => {
   it('lists [kernel, recurrent_kernel, bias] per layer, forward before backward, with tf.layers shapes', () => {
     const specs = kerasWeightSpecs({ inputSize: 3, hiddenSize: 2, numLayers: 2, bidirectional: true });
     expect(specs.map((s) => `${s.layer}${s.reverse ? 'b' : 'f'}:${s.role}:${s.shape.join('x')}`)).toEqual([
-      '0f:kernel:3x8', '0f:recurrent_kernel:2x8', '0f:bias:8',
-      '0b:kernel:3x8', '0b:recurrent_kernel:2x8', '0b:bias:8',
-      '1f:kernel:4x8', '1f:recurrent_kernel:2x8', '1f:bias:8',
-      '1b:kernel:4x8', '1b:recurrent_kernel:2x8', '1b:bias:8',
+      '0f:kernel:3x8',
+      '0f:recurrent_kernel:2x8',
+      '0f:bias:8',
+      '0b:kernel:3x8',
+      '0b:recurrent_kernel:2x8',
+      '0b:bias:8',
+      '1f:kernel:4x8',
+      '1f:recurrent_kernel:2x8',
+      '1f:bias:8',
+      '1b:kernel:4x8',
+      '1b:recurrent_kernel:2x8',
+      '1b:bias:8',
     ]);
   });
 
   it('matches the order and shapes of a tf.layers model built from the same layout', () => {
-    const spec: KerasSpec = { inputSize: 3, hiddenSize: 2, numLayers: 2, bidirectional: true, activation: 'relu', recurrentActivation: 'sigmoid' };
+    const spec: KerasSpec = {
+      inputSize: 3,
+      hiddenSize: 2,
+      numLayers: 2,
+      bidirectional: true,
+      activation: 'relu',
+      recurrentActivation: 'sigmoid',
+    };
     const model = buildKerasModel(spec);
     try {
       const names = model.weights.map((w) => w.originalName);
@@ -278,9 +320,39 @@ describe('tf.layers LSTM with converted weights reproduces the PyTorch fixtures'
 
 describe('ReluLstm and tf.layers agree through the conversion, both ways', () => {
   const configs: Array<[string, KerasSpec]> = [
-    ['1 layer', { inputSize: 3, hiddenSize: 5, numLayers: 1, bidirectional: false, activation: 'relu', recurrentActivation: 'sigmoid' }],
-    ['2 layers', { inputSize: 4, hiddenSize: 6, numLayers: 2, bidirectional: false, activation: 'relu', recurrentActivation: 'sigmoid' }],
-    ['2 bidirectional layers', { inputSize: 2, hiddenSize: 3, numLayers: 2, bidirectional: true, activation: 'relu', recurrentActivation: 'sigmoid' }],
+    [
+      '1 layer',
+      {
+        inputSize: 3,
+        hiddenSize: 5,
+        numLayers: 1,
+        bidirectional: false,
+        activation: 'relu',
+        recurrentActivation: 'sigmoid',
+      },
+    ],
+    [
+      '2 layers',
+      {
+        inputSize: 4,
+        hiddenSize: 6,
+        numLayers: 2,
+        bidirectional: false,
+        activation: 'relu',
+        recurrentActivation: 'sigmoid',
+      },
+    ],
+    [
+      '2 bidirectional layers',
+      {
+        inputSize: 2,
+        hiddenSize: 3,
+        numLayers: 2,
+        bidirectional: true,
+        activation: 'relu',
+        recurrentActivation: 'sigmoid',
+      },
+    ],
   ];
   const B = 3;
   const T = 7;
@@ -292,7 +364,10 @@ describe('ReluLstm and tf.layers agree through the conversion, both ways', () =>
     const c0 = tf.randomNormal([n, B, s.hiddenSize], 0, 0.5, 'float32', seed + 2) as tf.Tensor3D;
     const zeros = tf.zeros([n, B, s.hiddenSize]) as tf.Tensor3D;
     try {
-      for (const [h, c] of [[zeros, zeros], [h0, c0]]) {
+      for (const [h, c] of [
+        [zeros, zeros],
+        [h0, c0],
+      ]) {
         const ours = lstm.forward(x, { h0: h, c0: c });
         const theirs = runKeras(model, x, h, c);
         expect(ours.output.shape).toEqual(theirs.output.shape);
@@ -350,7 +425,12 @@ describe('errors', () => {
   const layout: WeightLayout = { inputSize: 3, hiddenSize: 2, numLayers: 2 };
 
   function goodStateDict(): Record<string, tf.Tensor> {
-    return tf.tidy(() => fromKerasWeights(kerasWeightSpecs(layout).map((s) => tf.zeros(s.shape)), layout));
+    return tf.tidy(() =>
+      fromKerasWeights(
+        kerasWeightSpecs(layout).map((s) => tf.zeros(s.shape)),
+        layout,
+      ),
+    );
   }
 
   function expectStateDictError(fn: () => unknown, entry: string, ...fragments: string[]) {
@@ -376,30 +456,56 @@ describe('errors', () => {
   it('toKerasWeights: an extra entry', () => {
     const sd = goodStateDict();
     const extra = tf.zeros([8, 3]);
-    expectStateDictError(() => toKerasWeights({ ...sd, weight_ih_l2: extra }, layout), 'weight_ih_l2', 'unexpected entry', '2-layer unidirectional');
+    expectStateDictError(
+      () => toKerasWeights({ ...sd, weight_ih_l2: extra }, layout),
+      'weight_ih_l2',
+      'unexpected entry',
+      '2-layer unidirectional',
+    );
     tf.dispose([...Object.values(sd), extra]);
   });
 
   it('toKerasWeights: a misshapen entry, a wrong dtype, a disposed tensor, not a tensor', () => {
     const sd = goodStateDict();
     const bad = tf.zeros([8, 3]);
-    expectStateDictError(() => toKerasWeights({ ...sd, weight_ih_l1: bad }, layout), 'weight_ih_l1', 'expected shape [8, 2], got [8, 3]');
+    expectStateDictError(
+      () => toKerasWeights({ ...sd, weight_ih_l1: bad }, layout),
+      'weight_ih_l1',
+      'expected shape [8, 2], got [8, 3]',
+    );
     const ints = tf.zeros([8], 'int32');
-    expectStateDictError(() => toKerasWeights({ ...sd, bias_ih_l0: ints }, layout), 'bias_ih_l0', 'expected dtype float32, got int32');
+    expectStateDictError(
+      () => toKerasWeights({ ...sd, bias_ih_l0: ints }, layout),
+      'bias_ih_l0',
+      'expected dtype float32, got int32',
+    );
     const gone = tf.zeros([8]);
     gone.dispose();
     expectStateDictError(() => toKerasWeights({ ...sd, bias_ih_l0: gone }, layout), 'bias_ih_l0', 'disposed');
-    expectStateDictError(() => toKerasWeights({ ...sd, bias_ih_l0: [1, 2] as unknown as tf.Tensor }, layout), 'bias_ih_l0', 'expected a float32 tensor of shape [8], got object');
+    expectStateDictError(
+      () => toKerasWeights({ ...sd, bias_ih_l0: [1, 2] as unknown as tf.Tensor }, layout),
+      'bias_ih_l0',
+      'expected a float32 tensor of shape [8], got object',
+    );
     tf.dispose([...Object.values(sd), bad, ints]);
   });
 
   it('fromKerasWeights: a wrong count and a misshapen weight', () => {
     const w = kerasWeightSpecs(layout).map((s) => tf.zeros(s.shape));
-    expectStateDictError(() => fromKerasWeights(w.slice(0, 5), layout), 'keras_weights', 'expected 6 tensors', 'got 5 tensors');
+    expectStateDictError(
+      () => fromKerasWeights(w.slice(0, 5), layout),
+      'keras_weights',
+      'expected 6 tensors',
+      'got 5 tensors',
+    );
     const bad = tf.zeros([3, 8]);
     const swapped = [...w];
     swapped[3] = bad; // layer 1's kernel reads layer 0's output: [H, 4H] = [2, 8]
-    expectStateDictError(() => fromKerasWeights(swapped, layout), 'keras_weights[3] (layer 1 forward kernel)', 'expected shape [2, 8], got [3, 8]');
+    expectStateDictError(
+      () => fromKerasWeights(swapped, layout),
+      'keras_weights[3] (layer 1 forward kernel)',
+      'expected shape [2, 8], got [3, 8]',
+    );
     tf.dispose([...w, bad]);
   });
 

@@ -23,7 +23,10 @@ async function kernelsOf(task: Task, seq: number): Promise<string[]> {
       if (task === 'forward') {
         tf.dispose(tf.tidy(() => lstm.forward(x, undefined, { checkFinite: false }).output));
       } else {
-        const { value, grads } = tf.variableGrads(() => tf.sum(lstm.forward(x, undefined, { checkFinite: false }).output) as tf.Scalar, vars);
+        const { value, grads } = tf.variableGrads(
+          () => tf.sum(lstm.forward(x, undefined, { checkFinite: false }).output) as tf.Scalar,
+          vars,
+        );
         tf.dispose([value, ...Object.values(grads)]);
       }
     });
@@ -92,7 +95,10 @@ describe.each(['cpu', 'wasm'])('fused loop on %s', (backend) => {
     const vars = [...lstm.parameters().values()];
     const once = (lengths?: number[]) => {
       tf.dispose(tf.tidy(() => lstm.forward(x, undefined, { lengths }).output));
-      const { value, grads } = tf.variableGrads(() => tf.sum(lstm.forward(x, undefined, { lengths }).output) as tf.Scalar, vars);
+      const { value, grads } = tf.variableGrads(
+        () => tf.sum(lstm.forward(x, undefined, { lengths }).output) as tf.Scalar,
+        vars,
+      );
       tf.dispose([value, ...Object.values(grads)]);
     };
     try {
@@ -132,10 +138,16 @@ describe('sliceRows on wasm (library kernel)', () => {
     await tf.ready();
   });
 
-  it('gives tf.slice\'s rows and gradient', async () => {
+  it("gives tf.slice's rows and gradient", async () => {
     const before = tf.memory().numTensors;
-    const x = tf.tensor3d(Array.from({ length: 24 }, (_, i) => i), [4, 3, 2]);
-    const w = tf.tensor3d(Array.from({ length: 12 }, (_, i) => i * 0.5 - 2), [2, 3, 2]);
+    const x = tf.tensor3d(
+      Array.from({ length: 24 }, (_, i) => i),
+      [4, 3, 2],
+    );
+    const w = tf.tensor3d(
+      Array.from({ length: 12 }, (_, i) => i * 0.5 - 2),
+      [2, 3, 2],
+    );
     const profile = await tf.profile(() => tf.dispose(sliceRows(x, 1, 2)));
     expect(profile.kernels.map((k) => k.name)).toEqual([ROWS_KERNEL]);
     const ours = sliceRows(x, 1, 2);

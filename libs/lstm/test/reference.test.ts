@@ -23,7 +23,11 @@ function run(fx: Fixture) {
   const Rc = tf.tensor3d(fx.loss_weights.Rc);
   const lengths = fx.config.lengths ?? undefined;
   const lossOf = (xx: tf.Tensor, hh: tf.Tensor, cc: tf.Tensor) => {
-    const { output, hN, cN } = lstm.forward(xx as tf.Tensor3D, { h0: hh as tf.Tensor3D, c0: cc as tf.Tensor3D }, { lengths });
+    const { output, hN, cN } = lstm.forward(
+      xx as tf.Tensor3D,
+      { h0: hh as tf.Tensor3D, c0: cc as tf.Tensor3D },
+      { lengths },
+    );
     return tf.addN([tf.sum(tf.mul(output, R)), tf.sum(tf.mul(hN, Rh)), tf.sum(tf.mul(cN, Rc))]) as tf.Scalar;
   };
   const fwd = lstm.forward(x, { h0, c0 }, { lengths });
@@ -46,7 +50,7 @@ function run(fx: Fixture) {
   return { errors, gradErrors, lossErr };
 }
 
-describe.each(['cpu', 'wasm'])('reference fixtures on %s (the library\'s fused step kernels)', (backend) => {
+describe.each(['cpu', 'wasm'])("reference fixtures on %s (the library's fused step kernels)", (backend) => {
   beforeAll(async () => {
     await tf.setBackend(backend);
     await tf.ready();
@@ -95,7 +99,11 @@ describe('the tolerance tells plausible wrong implementations apart', () => {
       const lstm = new ReluLstm({ ...fixtureOptions(fx), activation: 'tanh' });
       lstm.loadStateDict(fx.state_dict);
       const err = tf.tidy(() => {
-        const out = lstm.forward(tf.tensor3d(fx.x), { h0: tf.tensor3d(fx.h0), c0: tf.tensor3d(fx.c0) }, { lengths: fx.config.lengths ?? undefined });
+        const out = lstm.forward(
+          tf.tensor3d(fx.x),
+          { h0: tf.tensor3d(fx.h0), c0: tf.tensor3d(fx.c0) },
+          { lengths: fx.config.lengths ?? undefined },
+        );
         return relErr(out.output, fx.expected.output);
       });
       expect(err).toBeGreaterThan(1e-3);

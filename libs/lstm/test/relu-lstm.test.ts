@@ -24,7 +24,10 @@ describe('ReluLstm', () => {
     tf.tidy(() => {
       const x = randn([5, 2, 3], 1);
       // Change only step 2; steps 0-1 must be unchanged, step 3 (and later) must move.
-      const bump = tf.concat([tf.zeros([2, 2, 3]), tf.onesLike(tf.slice(x, [2, 0, 0], [1, 2, 3])), tf.zeros([2, 2, 3])], 0);
+      const bump = tf.concat(
+        [tf.zeros([2, 2, 3]), tf.onesLike(tf.slice(x, [2, 0, 0], [1, 2, 3])), tf.zeros([2, 2, 3])],
+        0,
+      );
       const a = lstm.forward(x as tf.Tensor3D).output;
       const b = lstm.forward(tf.add(x, bump) as tf.Tensor3D).output;
       const diffPerStep = tf.max(tf.abs(tf.sub(a, b)), [1, 2]).arraySync() as number[];
@@ -171,7 +174,9 @@ describe('ReluLstm', () => {
 
     it('rejects a wrong rank', () => {
       const x = tf.zeros([2, 3]);
-      expect(() => lstm.forward(x as unknown as tf.Tensor3D)).toThrow(/x: expected rank 3 \[seq, batch, inputSize\], got rank 2 shape \[2,3\]/);
+      expect(() => lstm.forward(x as unknown as tf.Tensor3D)).toThrow(
+        /x: expected rank 3 \[seq, batch, inputSize\], got rank 2 shape \[2,3\]/,
+      );
       x.dispose();
     });
     it('rejects a wrong input size', () => {
@@ -198,7 +203,9 @@ describe('ReluLstm', () => {
     });
     it('rejects bad lengths', () => {
       const x = tf.zeros([2, 2, 3]) as tf.Tensor3D;
-      expect(() => lstm.forward(x, undefined, { lengths: [2, 3] })).toThrow(/lengths\[1\]: expected an integer in 1..2, got 3/);
+      expect(() => lstm.forward(x, undefined, { lengths: [2, 3] })).toThrow(
+        /lengths\[1\]: expected an integer in 1..2, got 3/,
+      );
       expect(() => lstm.forward(x, undefined, { lengths: [2] })).toThrow(/lengths: expected 2 lengths/);
       x.dispose();
     });
@@ -206,8 +213,12 @@ describe('ReluLstm', () => {
       expect(() => new ReluLstm({ inputSize: 1, hiddenSize: 2, activation: 'gelu' as never })).toThrow(
         /activation: expected one of relu, tanh, relu6, clippedRelu, linear, got "gelu"/,
       );
-      expect(() => new ReluLstm({ inputSize: 1, hiddenSize: 2, recurrentActivation: 'relu' as never })).toThrow(LstmConfigError);
-      expect(() => new ReluLstm({ inputSize: 0, hiddenSize: 2 })).toThrow(/inputSize: expected a positive integer, got 0/);
+      expect(() => new ReluLstm({ inputSize: 1, hiddenSize: 2, recurrentActivation: 'relu' as never })).toThrow(
+        LstmConfigError,
+      );
+      expect(() => new ReluLstm({ inputSize: 0, hiddenSize: 2 })).toThrow(
+        /inputSize: expected a positive integer, got 0/,
+      );
       expect(() => new ReluLstm({ inputSize: 1, hiddenSize: 2, dropout: 1 })).toThrow(/dropout/);
       expect(() => new ReluLstm({ inputSize: 1, hiddenSize: 2, activation: 'clippedRelu' })).toThrow(/cellClip/);
       expect(() => new ReluLstm({ inputSize: 1, hiddenSize: 2, hidenSize: 3 } as never)).toThrow(/hidenSize/);
@@ -226,7 +237,8 @@ describe('ReluLstm', () => {
         bias_hh_l0: { data: Array.from(sd.bias_hh_l0.dataSync()), shape: [12] },
       };
       dst.loadStateDict(mixed);
-      for (const [name, v] of dst.parameters()) expect(Array.from(v.dataSync())).toEqual(Array.from(sd[name].dataSync()));
+      for (const [name, v] of dst.parameters())
+        expect(Array.from(v.dataSync())).toEqual(Array.from(sd[name].dataSync()));
       tf.dispose(Object.values(sd));
       src.dispose();
       dst.dispose();
@@ -240,7 +252,9 @@ describe('ReluLstm', () => {
       expect(() => m.loadStateDict({ ...sd, weight_ih_l1: sd.weight_ih_l0 })).toThrow(/weight_ih_l1: unexpected entry/);
       const wrong = tf.zeros([12, 3]);
       expect(() => m.loadStateDict({ ...sd, weight_ih_l0: wrong })).toThrow(StateDictError);
-      expect(() => m.loadStateDict({ ...sd, weight_ih_l0: wrong })).toThrow(/weight_ih_l0: expected shape \[12, 2\], got \[12, 3\]/);
+      expect(() => m.loadStateDict({ ...sd, weight_ih_l0: wrong })).toThrow(
+        /weight_ih_l0: expected shape \[12, 2\], got \[12, 3\]/,
+      );
       expect(() => m.loadStateDict({ ...sd, bias_ih_l0: [[1, 2], [3]] as never })).toThrow(/bias_ih_l0\[1\]: ragged/);
       expect(Array.from(m.parameters().get('weight_ih_l0')!.dataSync())).toEqual(before);
       tf.dispose([...Object.values(sd), wrong, bias_hh_l0]);

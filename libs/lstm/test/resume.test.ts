@@ -13,7 +13,12 @@ import type { SequenceModelOptions } from '../src/config';
 import { SequenceModel } from '../src/sequence-model';
 import { sineForecast } from '../src/synthetic';
 import {
-  TrainingState, decodeTrainingState, encodeTrainingState, restoreModel, trainingStateFromJSON, trainingStateToJSON,
+  TrainingState,
+  decodeTrainingState,
+  encodeTrainingState,
+  restoreModel,
+  trainingStateFromJSON,
+  trainingStateToJSON,
 } from '../src/training-state';
 
 beforeAll(async () => {
@@ -26,8 +31,13 @@ const MODEL: SequenceModelOptions = {
 };
 const data = sineForecast({ samples: 14, seqLen: 5, seed: 9 }); // 11 train (3 batches of 4, 4, 3) + 3 validation
 const OPTIONS: FitOptions = {
-  epochs: 4, batchSize: 4, optimizer: { name: 'adam', learningRate: 0.02 }, loss: 'mse', seed: 5,
-  validationSplit: 0.2, clipNorm: 1,
+  epochs: 4,
+  batchSize: 4,
+  optimizer: { name: 'adam', learningRate: 0.02 },
+  loss: 'mse',
+  seed: 5,
+  validationSplit: 0.2,
+  clipNorm: 1,
 };
 
 function weightsOf(model: SequenceModel): Record<string, number[]> {
@@ -113,7 +123,10 @@ test('momentum and RMSProp (with momentum) slots resume exactly too', async () =
     { name: 'momentum' as const, learningRate: 0.05, nesterov: true },
     { name: 'rmsprop' as const, learningRate: 0.01, momentum: 0.5 },
   ]) {
-    const small: SequenceModelOptions = { lstm: { inputSize: 1, hiddenSize: 3, batchFirst: true, seed: 3 }, outputSize: 1 };
+    const small: SequenceModelOptions = {
+      lstm: { inputSize: 1, hiddenSize: 3, batchFirst: true, seed: 3 },
+      outputSize: 1,
+    };
     const opts: FitOptions = { epochs: 2, batchSize: 6, optimizer, loss: 'mse', seed: 1 };
     const a = new SequenceModel(small);
     await fit(a, data, opts);
@@ -149,7 +162,9 @@ describe('TrainingState serialisation', () => {
       expect(s.optimizer.config).toEqual(state.optimizer.config);
       expect(s.optimizer.adamAccBeta).toEqual(state.optimizer.adamAccBeta);
       expect(s.optimizer.slots.map((x) => x.name)).toEqual(state.optimizer.slots.map((x) => x.name));
-      s.optimizer.slots.forEach((x, i) => expect(Array.from(x.data)).toEqual(Array.from(state.optimizer.slots[i].data)));
+      s.optimizer.slots.forEach((x, i) =>
+        expect(Array.from(x.data)).toEqual(Array.from(state.optimizer.slots[i].data)),
+      );
       for (const [name, t] of Object.entries(state.weights)) {
         expect(s.weights[name].shape).toEqual(t.shape);
         expect(Array.from(s.weights[name].data)).toEqual(Array.from(t.data));
@@ -161,7 +176,7 @@ describe('TrainingState serialisation', () => {
     expect(JSON.parse(file.metadata['relu_lstm.training_state']).format).toBe('relu-lstm/training-state');
   });
 
-  test('save and load leave no tensor behind', async () => {
+  test('save and load leave no tensor behind', () => {
     const base = tf.memory().numTensors;
     const model = restoreModel(decodeTrainingState(encodeTrainingState(state)));
     model.dispose();
@@ -170,10 +185,18 @@ describe('TrainingState serialisation', () => {
 
   test('malformed states are refused with the field named', () => {
     const json = trainingStateToJSON(state);
-    expect(() => trainingStateFromJSON({ ...json, version: 2 as never })).toThrow(/trainingState\.version: expected 1, got 2/);
-    expect(() => trainingStateFromJSON({ ...json, weights: { ...json.weights, 'head.bias': { ...json.weights['head.bias'], base64: 'AAAA' } } }))
-      .toThrow(/trainingState\.weights\.head\.bias\.data: expected 1 values for shape \[1\], got 1 values|head\.bias/);
-    expect(() => trainingStateFromJSON({ ...json, rng: { ...json.rng, shuffle: [1, 2] as never } })).toThrow(/trainingState\.rng\.shuffle: expected four 32-bit integers/);
+    expect(() => trainingStateFromJSON({ ...json, version: 2 as never })).toThrow(
+      /trainingState\.version: expected 1, got 2/,
+    );
+    expect(() =>
+      trainingStateFromJSON({
+        ...json,
+        weights: { ...json.weights, 'head.bias': { ...json.weights['head.bias'], base64: 'AAAA' } },
+      }),
+    ).toThrow(/trainingState\.weights\.head\.bias\.data: expected 1 values for shape \[1\], got 1 values|head\.bias/);
+    expect(() => trainingStateFromJSON({ ...json, rng: { ...json.rng, shuffle: [1, 2] as never } })).toThrow(
+      /trainingState\.rng\.shuffle: expected four 32-bit integers/,
+    );
     expect(() => trainingStateFromJSON({ ...json, model: { ...json.model, outputSize: 0 } })).toThrow(LstmInputError);
     expect(() => decodeTrainingState(new Uint8Array([1, 2, 3]))).toThrow(SafetensorsError);
     const bytes = encodeTrainingState(state);
@@ -182,13 +205,19 @@ describe('TrainingState serialisation', () => {
 
   test('resuming with changed settings, data or model is refused with the field named', async () => {
     const model = restoreModel(state);
-    await expect(fit(model, data, { ...OPTIONS, batchSize: 5, resumeFrom: state })).rejects.toThrow(/batchSize: expected 4, as in the checkpoint resumed from, got 5/);
+    await expect(fit(model, data, { ...OPTIONS, batchSize: 5, resumeFrom: state })).rejects.toThrow(
+      /batchSize: expected 4, as in the checkpoint resumed from, got 5/,
+    );
     await expect(fit(model, data, { ...OPTIONS, seed: 6, resumeFrom: state })).rejects.toThrow(LstmConfigError);
-    await expect(fit(model, data, { ...OPTIONS, optimizer: { name: 'adam', learningRate: 0.5 }, resumeFrom: state })).rejects.toThrow(/optimizer: expected/);
+    await expect(
+      fit(model, data, { ...OPTIONS, optimizer: { name: 'adam', learningRate: 0.5 }, resumeFrom: state }),
+    ).rejects.toThrow(/optimizer: expected/);
     const fewer = sineForecast({ samples: 13, seqLen: 5, seed: 9 });
     await expect(fit(model, fewer, { ...OPTIONS, resumeFrom: state })).rejects.toThrow(/data: expected 14 samples/);
     const other = new SequenceModel({ ...MODEL, lstm: { ...MODEL.lstm, hiddenSize: 5 } });
-    await expect(fit(other, data, { ...OPTIONS, resumeFrom: state })).rejects.toThrow(/model: expected a model with the checkpoint's config/);
+    await expect(fit(other, data, { ...OPTIONS, resumeFrom: state })).rejects.toThrow(
+      /model: expected a model with the checkpoint's config/,
+    );
     other.dispose();
     model.dispose();
   });

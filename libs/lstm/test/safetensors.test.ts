@@ -56,19 +56,32 @@ function rawFromRef(t: RefTensor): RawTensor {
   const nums = () => t.values.map(Number);
   const bigs = () => t.values.map((v) => BigInt(v));
   switch (dtype) {
-    case 'BOOL': return { dtype, shape, data: Uint8Array.from(nums()) };
-    case 'U8': return { dtype, shape, data: Uint8Array.from(nums()) };
-    case 'I8': return { dtype, shape, data: Int8Array.from(nums()) };
-    case 'I16': return { dtype, shape, data: Int16Array.from(nums()) };
-    case 'U16': return { dtype, shape, data: Uint16Array.from(nums()) };
-    case 'F16': return { dtype, shape, data: Uint16Array.from(nums()) };
-    case 'BF16': return { dtype, shape, data: Uint16Array.from(nums()) };
-    case 'I32': return { dtype, shape, data: Int32Array.from(nums()) };
-    case 'U32': return { dtype, shape, data: Uint32Array.from(nums()) };
-    case 'F32': return { dtype, shape, data: Float32Array.from(nums()) };
-    case 'F64': return { dtype, shape, data: Float64Array.from(nums()) };
-    case 'I64': return { dtype, shape, data: BigInt64Array.from(bigs()) };
-    case 'U64': return { dtype, shape, data: BigUint64Array.from(bigs()) };
+    case 'BOOL':
+      return { dtype, shape, data: Uint8Array.from(nums()) };
+    case 'U8':
+      return { dtype, shape, data: Uint8Array.from(nums()) };
+    case 'I8':
+      return { dtype, shape, data: Int8Array.from(nums()) };
+    case 'I16':
+      return { dtype, shape, data: Int16Array.from(nums()) };
+    case 'U16':
+      return { dtype, shape, data: Uint16Array.from(nums()) };
+    case 'F16':
+      return { dtype, shape, data: Uint16Array.from(nums()) };
+    case 'BF16':
+      return { dtype, shape, data: Uint16Array.from(nums()) };
+    case 'I32':
+      return { dtype, shape, data: Int32Array.from(nums()) };
+    case 'U32':
+      return { dtype, shape, data: Uint32Array.from(nums()) };
+    case 'F32':
+      return { dtype, shape, data: Float32Array.from(nums()) };
+    case 'F64':
+      return { dtype, shape, data: Float64Array.from(nums()) };
+    case 'I64':
+      return { dtype, shape, data: BigInt64Array.from(bigs()) };
+    case 'U64':
+      return { dtype, shape, data: BigUint64Array.from(bigs()) };
   }
 }
 
@@ -240,7 +253,14 @@ describe('reference files from make_reference.py', () => {
 describe('state dicts', () => {
   it('round-trips float32, int32 and bool tensors with metadata', async () => {
     const dict = {
-      w: tf.tensor([[1.5, -2], [3.25, 1e-30]], [2, 2], 'float32'),
+      w: tf.tensor(
+        [
+          [1.5, -2],
+          [3.25, 1e-30],
+        ],
+        [2, 2],
+        'float32',
+      ),
       n: tf.tensor([7, -8, 2147483647], [3], 'int32'),
       m: tf.tensor([true, false], [2], 'bool'),
       s: tf.scalar(0.5),
@@ -276,34 +296,46 @@ describe('state dicts', () => {
     }
   });
 
-  it.each(['F64', 'F16', 'BF16'] as const)('writes float32 tensors as %s on request and reads them back as float32', async (floatDtype) => {
-    const values = [1, -2.5, 0.1, 1 / 3, 300];
-    const w = tf.tensor1d(values);
-    try {
-      const bytes = await stateDictToSafetensors({ w }, undefined, { floatDtype });
-      expect(decodeSafetensors(bytes).tensors.w.dtype).toBe(floatDtype);
-      const { stateDict } = safetensorsToStateDict(bytes);
-      const round = floatDtype === 'F64' ? Math.fround
-        : floatDtype === 'F16' ? (x: number) => float16BitsToFloat32(float32ToFloat16Bits(x))
-        : (x: number) => bfloat16BitsToFloat32(float32ToBfloat16Bits(x));
-      expect(stateDict.w.dtype).toBe('float32');
-      expect(Array.from(stateDict.w.dataSync())).toEqual(values.map((v) => Math.fround(round(v))));
-      tf.dispose(Object.values(stateDict));
-    } finally {
-      w.dispose();
-    }
-  });
+  it.each(['F64', 'F16', 'BF16'] as const)(
+    'writes float32 tensors as %s on request and reads them back as float32',
+    async (floatDtype) => {
+      const values = [1, -2.5, 0.1, 1 / 3, 300];
+      const w = tf.tensor1d(values);
+      try {
+        const bytes = await stateDictToSafetensors({ w }, undefined, { floatDtype });
+        expect(decodeSafetensors(bytes).tensors.w.dtype).toBe(floatDtype);
+        const { stateDict } = safetensorsToStateDict(bytes);
+        const round =
+          floatDtype === 'F64'
+            ? Math.fround
+            : floatDtype === 'F16'
+              ? (x: number) => float16BitsToFloat32(float32ToFloat16Bits(x))
+              : (x: number) => bfloat16BitsToFloat32(float32ToBfloat16Bits(x));
+        expect(stateDict.w.dtype).toBe('float32');
+        expect(Array.from(stateDict.w.dataSync())).toEqual(values.map((v) => Math.fround(round(v))));
+        tf.dispose(Object.values(stateDict));
+      } finally {
+        w.dispose();
+      }
+    },
+  );
 
   it('converts the mixed reference file: floats to float32, small integers to int32, BOOL to bool', () => {
     const bytes = readFixture('mixed_dtypes.safetensors');
     const { tensors, metadata } = decodeSafetensors(bytes);
     // 64-bit integers beyond int32 cannot become tfjs tensors: the whole call refuses, creating nothing.
-    expectSafetensorsError(() => safetensorsToStateDict(bytes), 'u64: U64 element 0 is 18446744073709551615', 'fit in int32');
+    expectSafetensorsError(
+      () => safetensorsToStateDict(bytes),
+      'u64: U64 element 0 is 18446744073709551615',
+      'fit in int32',
+    );
     const keep = Object.fromEntries(Object.entries(tensors).filter(([n]) => !['i64', 'u64', 'u32'].includes(n)));
     const { stateDict } = safetensorsToStateDict(encodeSafetensors(keep, metadata));
     try {
       expect(stateDict['f64'].dtype).toBe('float32');
-      expect(Array.from(stateDict['f64'].dataSync())).toEqual(Array.from(tensors['f64'].data as Float64Array, Math.fround));
+      expect(Array.from(stateDict['f64'].dataSync())).toEqual(
+        Array.from(tensors['f64'].data as Float64Array, Math.fround),
+      );
       expect(Array.from(stateDict['f16'].dataSync())).toEqual([1, -2.5, 65504, 2 ** -24, 0.0999755859375]);
       expect(Array.from(stateDict['bf16'].dataSync())).toEqual([1, -5, bfloat16BitsToFloat32(1)]);
       expect(stateDict['i8'].dtype).toBe('int32');
@@ -315,7 +347,9 @@ describe('state dicts', () => {
     } finally {
       tf.dispose(Object.values(stateDict));
     }
-    const inRange = encodeSafetensors({ big: { dtype: 'I64', shape: [2], data: BigInt64Array.from([-5n, 2147483647n]) } });
+    const inRange = encodeSafetensors({
+      big: { dtype: 'I64', shape: [2], data: BigInt64Array.from([-5n, 2147483647n]) },
+    });
     const { stateDict: ints } = safetensorsToStateDict(inRange);
     expect(Array.from(ints.big.dataSync())).toEqual([-5, 2147483647]);
     tf.dispose(ints.big);
@@ -326,7 +360,9 @@ describe('state dicts', () => {
     t.dispose();
     await expect(stateDictToSafetensors({ t })).rejects.toThrow(SafetensorsError);
     const c = tf.complex([1], [2]);
-    await expect(stateDictToSafetensors({ c })).rejects.toThrow(/c: expected a float32, int32 or bool tensor, got complex64/);
+    await expect(stateDictToSafetensors({ c })).rejects.toThrow(
+      /c: expected a float32, int32 or bool tensor, got complex64/,
+    );
     c.dispose();
     const w = tf.scalar(1);
     await expect(stateDictToSafetensors({ w }, undefined, { floatDtype: 'F8' as 'F16' })).rejects.toThrow(/floatDtype/);
@@ -337,13 +373,19 @@ describe('state dicts', () => {
 describe('half precision', () => {
   const num = (v: number | string) => (typeof v === 'string' ? Number(v) : v);
 
-  it.each(reference.rounding.f16.map(([x, bits]) => [num(x), bits]))('float32ToFloat16Bits(%p) = %p as torch .half()', (x, bits) => {
-    expect(float32ToFloat16Bits(x)).toBe(bits);
-  });
+  it.each(reference.rounding.f16.map(([x, bits]) => [num(x), bits]))(
+    'float32ToFloat16Bits(%p) = %p as torch .half()',
+    (x, bits) => {
+      expect(float32ToFloat16Bits(x)).toBe(bits);
+    },
+  );
 
-  it.each(reference.rounding.bf16.map(([x, bits]) => [num(x), bits]))('float32ToBfloat16Bits(%p) = %p as torch .bfloat16()', (x, bits) => {
-    expect(float32ToBfloat16Bits(x)).toBe(bits);
-  });
+  it.each(reference.rounding.bf16.map(([x, bits]) => [num(x), bits]))(
+    'float32ToBfloat16Bits(%p) = %p as torch .bfloat16()',
+    (x, bits) => {
+      expect(float32ToBfloat16Bits(x)).toBe(bits);
+    },
+  );
 
   it('every non-NaN 16-bit pattern survives widening then narrowing, for both formats', () => {
     for (let b = 0; b < 0x10000; b++) {
@@ -369,7 +411,11 @@ describe('malformed files throw SafetensorsError naming what was expected and fo
   });
 
   it('a header length past the end of the buffer', () => {
-    expectSafetensorsError(() => decodeSafetensors(latin1('<\0\0\0\0\0\0\0{}')), 'header length 60', 'expected at least 68 bytes, got 10');
+    expectSafetensorsError(
+      () => decodeSafetensors(latin1('<\0\0\0\0\0\0\0{}')),
+      'header length 60',
+      'expected at least 68 bytes, got 10',
+    );
   });
 
   it('a header length above the 100 MB limit (tensor.rs, test_header_too_large)', () => {
@@ -390,20 +436,37 @@ describe('malformed files throw SafetensorsError naming what was expected and fo
   });
 
   it('an entry that is not an object', () => {
-    expectSafetensorsError(() => decodeSafetensors(build({ w: [1, 2] }, 0)), 'w: expected {"dtype", "shape", "data_offsets"}', 'got [1,2]');
+    expectSafetensorsError(
+      () => decodeSafetensors(build({ w: [1, 2] }, 0)),
+      'w: expected {"dtype", "shape", "data_offsets"}',
+      'got [1,2]',
+    );
   });
 
   it('an unknown dtype, and one the format has but this reader does not', () => {
-    expectSafetensorsError(() => decodeSafetensors(build({ w: { ...good.w, dtype: 'F33' } }, 8)), 'w: expected dtype one of', 'got "F33"');
-    expectSafetensorsError(() => decodeSafetensors(build({ w: { ...good.w, dtype: 'F8_E4M3' } }, 8)), 'got "F8_E4M3"', 'does not support');
-    expectSafetensorsError(() => decodeSafetensors(build({ w: { shape: [2], data_offsets: [0, 8] } }, 8)), 'w: expected dtype', 'got undefined');
+    expectSafetensorsError(
+      () => decodeSafetensors(build({ w: { ...good.w, dtype: 'F33' } }, 8)),
+      'w: expected dtype one of',
+      'got "F33"',
+    );
+    expectSafetensorsError(
+      () => decodeSafetensors(build({ w: { ...good.w, dtype: 'F8_E4M3' } }, 8)),
+      'got "F8_E4M3"',
+      'does not support',
+    );
+    expectSafetensorsError(
+      () => decodeSafetensors(build({ w: { shape: [2], data_offsets: [0, 8] } }, 8)),
+      'w: expected dtype',
+      'got undefined',
+    );
   });
 
   it('a bad shape', () => {
     for (const shape of [[-1], [1.5], '2', [2, null]]) {
       expectSafetensorsError(
         () => decodeSafetensors(build({ w: { ...good.w, shape } }, 8)),
-        'w: expected shape as an array of non-negative integers', `got ${JSON.stringify(shape)}`,
+        'w: expected shape as an array of non-negative integers',
+        `got ${JSON.stringify(shape)}`,
       );
     }
   });
@@ -412,47 +475,91 @@ describe('malformed files throw SafetensorsError naming what was expected and fo
     for (const offsets of [[0], [0, 8, 9], [8, 0], [-1, 7], [0, '8']]) {
       expectSafetensorsError(
         () => decodeSafetensors(build({ w: { ...good.w, data_offsets: offsets } }, 8)),
-        'w: expected data_offsets [begin, end]', `got ${JSON.stringify(offsets)}`,
+        'w: expected data_offsets [begin, end]',
+        `got ${JSON.stringify(offsets)}`,
       );
     }
   });
 
   it('offsets past the end of the data (tensor.rs, test_metadata_incomplete_buffer: missing bytes)', () => {
-    expectSafetensorsError(() => decodeSafetensors(build(good, 6)), 'w: data_offsets [0, 8] run past the data section', 'expected end <= 6, got 8');
+    expectSafetensorsError(
+      () => decodeSafetensors(build(good, 6)),
+      'w: data_offsets [0, 8] run past the data section',
+      'expected end <= 6, got 8',
+    );
   });
 
   it('shape times element size different from the byte range (tensor.rs, test_invalid_info)', () => {
     const header = { w: { dtype: 'I32', shape: [2, 2], data_offsets: [0, 4] } };
-    expectSafetensorsError(() => decodeSafetensors(build(header, 4)), 'w: shape [2, 2] of I32 needs 16 bytes', 'hold 4');
+    expectSafetensorsError(
+      () => decodeSafetensors(build(header, 4)),
+      'w: shape [2, 2] of I32 needs 16 bytes',
+      'hold 4',
+    );
   });
 
   it('a shape whose element count overflows (tensor.rs, test_validation_overflow)', () => {
     const header = '{"test":{"dtype":"I32","shape":[2,9007199254740991],"data_offsets":[0,16]}}';
-    expectSafetensorsError(() => decodeSafetensors(build(header, 16)), 'test: shape [2, 9007199254740991] has too many elements');
+    expectSafetensorsError(
+      () => decodeSafetensors(build(header, 16)),
+      'test: shape [2, 9007199254740991] has too many elements',
+    );
   });
 
   it('overlapping tensors', () => {
-    const header = { a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, b: { dtype: 'F32', shape: [2], data_offsets: [4, 12] } };
-    expectSafetensorsError(() => decodeSafetensors(build(header, 12)), 'b: data_offsets [4, 12] overlaps the previous tensor', 'expected to begin at 8 after a [0, 8]');
+    const header = {
+      a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] },
+      b: { dtype: 'F32', shape: [2], data_offsets: [4, 12] },
+    };
+    expectSafetensorsError(
+      () => decodeSafetensors(build(header, 12)),
+      'b: data_offsets [4, 12] overlaps the previous tensor',
+      'expected to begin at 8 after a [0, 8]',
+    );
     // Two tensors claiming the same bytes (tensor.rs, test_json_attack).
-    const same = { a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, b: { dtype: 'F32', shape: [2], data_offsets: [0, 8] } };
+    const same = {
+      a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] },
+      b: { dtype: 'F32', shape: [2], data_offsets: [0, 8] },
+    };
     expectSafetensorsError(() => decodeSafetensors(build(same, 8)), 'overlaps the previous tensor');
   });
 
   it('a gap between tensors, or before the first', () => {
-    const header = { a: { dtype: 'F32', shape: [1], data_offsets: [0, 4] }, b: { dtype: 'F32', shape: [1], data_offsets: [8, 12] } };
-    expectSafetensorsError(() => decodeSafetensors(build(header, 12)), 'b: data_offsets [8, 12] leaves a gap of 4 bytes', 'expected to begin at 4 after a [0, 4]');
+    const header = {
+      a: { dtype: 'F32', shape: [1], data_offsets: [0, 4] },
+      b: { dtype: 'F32', shape: [1], data_offsets: [8, 12] },
+    };
+    expectSafetensorsError(
+      () => decodeSafetensors(build(header, 12)),
+      'b: data_offsets [8, 12] leaves a gap of 4 bytes',
+      'expected to begin at 4 after a [0, 4]',
+    );
     const late = { a: { dtype: 'F32', shape: [1], data_offsets: [4, 8] } };
-    expectSafetensorsError(() => decodeSafetensors(build(late, 8)), 'a: data_offsets [4, 8] leaves a gap of 4 bytes', 'at the start of the data section');
+    expectSafetensorsError(
+      () => decodeSafetensors(build(late, 8)),
+      'a: data_offsets [4, 8] leaves a gap of 4 bytes',
+      'at the start of the data section',
+    );
   });
 
   it('bytes after the last tensor (tensor.rs, test_metadata_incomplete_buffer: polyglot file)', () => {
-    expectSafetensorsError(() => decodeSafetensors(build(good, 12)), 'data section: expected 8 bytes', 'got 12', '4 bytes are not covered');
+    expectSafetensorsError(
+      () => decodeSafetensors(build(good, 12)),
+      'data section: expected 8 bytes',
+      'got 12',
+      '4 bytes are not covered',
+    );
   });
 
   it('metadata that is not an object of strings', () => {
-    expectSafetensorsError(() => decodeSafetensors(build({ __metadata__: ['x'] }, 0)), '__metadata__: expected an object of strings');
-    expectSafetensorsError(() => decodeSafetensors(build({ __metadata__: { epoch: 3 } }, 0)), '__metadata__.epoch: expected a string, got 3');
+    expectSafetensorsError(
+      () => decodeSafetensors(build({ __metadata__: ['x'] }, 0)),
+      '__metadata__: expected an object of strings',
+    );
+    expectSafetensorsError(
+      () => decodeSafetensors(build({ __metadata__: { epoch: 3 } }, 0)),
+      '__metadata__.epoch: expected a string, got 3',
+    );
   });
 
   it('input that is not a Uint8Array', () => {
@@ -470,11 +577,27 @@ describe('malformed files throw SafetensorsError naming what was expected and fo
 describe('encoder input checks', () => {
   it('refuses data of the wrong array type or length, unknown dtypes, bad shapes', () => {
     const enc = (t: unknown) => () => encodeSafetensors({ w: t as RawTensor });
-    expectSafetensorsError(enc({ dtype: 'F32', shape: [2], data: new Float64Array(2) }), 'w: dtype F32 expects data as Float32Array, got Float64Array');
-    expectSafetensorsError(enc({ dtype: 'I64', shape: [1], data: [1] }), 'w: dtype I64 expects data as BigInt64Array, got object');
-    expectSafetensorsError(enc({ dtype: 'F32', shape: [2, 2], data: new Float32Array(3) }), 'w: shape [2, 2] has 4 elements, data has 3');
-    expectSafetensorsError(enc({ dtype: 'F8_E4M3', shape: [1], data: new Uint8Array(1) }), 'w: expected dtype one of', 'got "F8_E4M3"');
-    expectSafetensorsError(enc({ dtype: 'F32', shape: [-2], data: new Float32Array(2) }), 'w: expected shape as an array of non-negative integers');
+    expectSafetensorsError(
+      enc({ dtype: 'F32', shape: [2], data: new Float64Array(2) }),
+      'w: dtype F32 expects data as Float32Array, got Float64Array',
+    );
+    expectSafetensorsError(
+      enc({ dtype: 'I64', shape: [1], data: [1] }),
+      'w: dtype I64 expects data as BigInt64Array, got object',
+    );
+    expectSafetensorsError(
+      enc({ dtype: 'F32', shape: [2, 2], data: new Float32Array(3) }),
+      'w: shape [2, 2] has 4 elements, data has 3',
+    );
+    expectSafetensorsError(
+      enc({ dtype: 'F8_E4M3', shape: [1], data: new Uint8Array(1) }),
+      'w: expected dtype one of',
+      'got "F8_E4M3"',
+    );
+    expectSafetensorsError(
+      enc({ dtype: 'F32', shape: [-2], data: new Float32Array(2) }),
+      'w: expected shape as an array of non-negative integers',
+    );
     expectSafetensorsError(enc(null), 'w: expected {dtype, shape, data}');
   });
 
@@ -483,7 +606,10 @@ describe('encoder input checks', () => {
     expectSafetensorsError(() => encodeSafetensors({ __metadata__: t }), 'reserved');
     expectSafetensorsError(() => encodeSafetensors({ ['a\ud800']: t }), 'lone surrogate');
     expectSafetensorsError(() => encodeSafetensors({ t }, { k: 'x\udc00' }), '__metadata__.k', 'lone surrogate');
-    expectSafetensorsError(() => encodeSafetensors({ t }, { k: 1 as unknown as string }), '__metadata__.k: expected a string, got number');
+    expectSafetensorsError(
+      () => encodeSafetensors({ t }, { k: 1 as unknown as string }),
+      '__metadata__.k: expected a string, got number',
+    );
   });
 
   it('writes metadata keys in sorted order and omits an empty metadata block', () => {

@@ -28,7 +28,9 @@ describe('sineForecast', () => {
 
   test('rejects bad options with the field named', () => {
     expect(() => sineForecast({ samples: 0, seqLen: 5, seed: 1 })).toThrow(LstmConfigError);
-    expect(() => sineForecast({ samples: 0, seqLen: 5, seed: 1 })).toThrow(/samples: expected a positive integer, got 0/);
+    expect(() => sineForecast({ samples: 0, seqLen: 5, seed: 1 })).toThrow(
+      /samples: expected a positive integer, got 0/,
+    );
     expect(() => sineForecast({ samples: 2, seqLen: 5, seed: 1.5 })).toThrow(/seed/);
     expect(() => sineForecast({ samples: 2, seqLen: 5, seed: 1, noise: -1 })).toThrow(/noise/);
     expect(() => sineForecast({ samples: 2, seqLen: 5, seed: 1, minPeriod: 10, maxPeriod: 5 })).toThrow(/maxPeriod/);
@@ -67,12 +69,20 @@ describe('addingProblem', () => {
     const d = addingProblem({ samples: 4000, seqLen: 4, seed: 11 });
     expect(d.trivialMse).toBeGreaterThan(0.15);
     expect(d.trivialMse).toBeLessThan(0.183);
-    expect(Array.from(addingProblem({ samples: 3, seqLen: 4, seed: 11 }).x.data)).toEqual(Array.from(d.x.data.subarray(0, 24)));
+    expect(Array.from(addingProblem({ samples: 3, seqLen: 4, seed: 11 }).x.data)).toEqual(
+      Array.from(d.x.data.subarray(0, 24)),
+    );
     expect(() => addingProblem({ samples: 3, seqLen: 1, seed: 1 })).toThrow(/seqLen: expected an integer >= 2/);
   });
 });
 
 test('toNestedArray mirrors the shape', () => {
   const nested = toNestedArray({ data: Float32Array.from([1, 2, 3, 4, 5, 6]), shape: [1, 3, 2] });
-  expect(nested).toEqual([[[1, 2], [3, 4], [5, 6]]]);
+  expect(nested).toEqual([
+    [
+      [1, 2],
+      [3, 4],
+      [5, 6],
+    ],
+  ]);
 });

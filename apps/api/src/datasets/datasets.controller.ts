@@ -1,6 +1,7 @@
 /**
  * POST /v1/datasets (JSON `{ x, y, lengths?, description? }` or CSV, see csv.ts) and
- * GET /v1/datasets/:id. The arrays go to the dataset store (DATASET_DIR), the metadata to Redis.
+ * GET /v1/datasets/:id. The body is parsed as a stream (stream-parse.ts, csv.ts) straight into the
+ * dataset store (DATASET_DIR), at most MAX_DATASET_UPLOADS at once; the metadata goes to Redis.
  */
 import { randomUUID } from 'node:crypto';
 import { Controller, Get, HttpCode, Inject, Param, Post, Req } from '@nestjs/common';
@@ -18,8 +19,12 @@ import {
 } from '@relu-lstm/jobs';
 import { ApiError } from '../http/errors';
 import { tenantOf } from '../http/tenant';
-import { CONTRACT, DATASET_STORE, KEYS, REDIS } from '../infra/tokens';
-import { parseDatasetCsv } from './csv';
+import type { ApiConfig } from '../config';
+import { CONFIG, CONTRACT, DATASET_STORE, KEYS, REDIS } from '../infra/tokens';
+import { parseCsvUpload } from './csv';
+import { JsonSyntaxError } from './json-tokens';
+import { parseJsonUpload, type DatasetSummary, type ParsedUpload } from './stream-parse';
+import { bodyText, UploadSlots } from './upload';
 
 function view(meta: DatasetMeta): DatasetView {
   const { tenant: _t, ...rest } = meta;
@@ -28,60 +33,100 @@ function view(meta: DatasetMeta): DatasetView {
 
 @Controller('v1/datasets')
 export class DatasetsController {
+  private readonly slots: UploadSlots;
+
   constructor(
+    @Inject(CONFIG) private readonly config: ApiConfig,
     @Inject(REDIS) private readonly redis: Redis,
     @Inject(KEYS) private readonly keys: RedisKeys,
     @Inject(CONTRACT) private readonly contract: JobContract,
     @Inject(DATASET_STORE) private readonly store: DatasetStore,
-  ) {}
+  ) {
+    this.slots = new UploadSlots(config.maxDatasetUploads);
+  }
 
   @Post()
   @HttpCode(201)
   async create(@Req() req: Request): Promise<DatasetView> {
     const tenant = tenantOf(req);
-    let input: unknown;
-    let format: 'json' | 'csv';
-    if (req.is('application/json')) {
-      input = req.body;
-      format = 'json';
-    } else if (req.is('text/csv')) {
-      if (typeof req.body !== 'string') throw ApiError.invalid([{ path: '', code: 'invalid_csv', message: 'empty upload', expected: 'CSV text', received: 'nothing' }]);
-      const csv = parseDatasetCsv(req.body);
-      if (!csv.ok) throw ApiError.invalid(csv.issues, 'the CSV is invalid; see issues');
-      const description = typeof req.query.description === 'string' ? req.query.description : undefined;
-      input = description === undefined ? csv.value : { ...csv.value, description };
-      format = 'csv';
-    } else {
-      throw new ApiError(415, 'unsupported_media_type', 'send a dataset as application/json or text/csv');
-    }
-    const parsed = validate(this.contract.DatasetInput, input);
-    if (!parsed.ok) throw ApiError.invalid(parsed.issues);
-    const d = parsed.value;
-    const id = randomUUID();
-    const { bytes } = await this.store.put(id, d);
-    const yShape = Array.isArray(d.y[0]?.[0]) ? [d.y.length, d.x[0].length, (d.y[0][0] as unknown as number[]).length] : [d.y.length, (d.y[0] as number[]).length];
-    const meta: DatasetMeta = DatasetMetaSchema.parse({
-      id,
-      tenant,
-      samples: d.x.length,
-      seqLen: d.x[0].length,
-      inputSize: d.x[0][0].length,
-      targetShape: yShape,
-      hasLengths: d.lengths !== undefined,
-      format,
-      bytes,
-      ...(d.description !== undefined ? { description: d.description } : {}),
-      createdAt: Date.now(),
-    });
+    const format = req.is('application/json') ? 'json' : req.is('text/csv') ? 'csv' : null;
+    let release: () => void;
     try {
-      const res = await this.redis.multi().set(this.keys.dataset(id), JSON.stringify(meta)).zadd(this.keys.datasetIndex(tenant), meta.createdAt, id).exec();
-      const failed = res?.find(([err]) => err);
-      if (!res || failed) throw failed?.[0] ?? new Error('MULTI aborted');
+      if (!format) throw new ApiError(415, 'unsupported_media_type', 'send a dataset as application/json or text/csv');
+      release = this.slots.acquire();
     } catch (e) {
-      await this.store.remove(id).catch(() => undefined);
+      // Refused unread: the body is drained and dropped, so the client (still sending) gets the answer.
+      req.resume();
       throw e;
     }
-    return view(meta);
+    try {
+      const id = randomUUID();
+      const parsed = await this.storeUpload(id, format, req);
+      const { description } = parsed;
+      const meta: DatasetMeta = DatasetMetaSchema.parse({
+        id,
+        tenant,
+        samples: parsed.samples,
+        seqLen: parsed.seqLen,
+        inputSize: parsed.inputSize,
+        targetShape: parsed.targetShape,
+        hasLengths: parsed.hasLengths,
+        format,
+        bytes: parsed.bytes,
+        ...(description !== undefined ? { description } : {}),
+        createdAt: Date.now(),
+      });
+      try {
+        const res = await this.redis
+          .multi()
+          .set(this.keys.dataset(id), JSON.stringify(meta))
+          .zadd(this.keys.datasetIndex(tenant), meta.createdAt, id)
+          .exec();
+        const failed = res?.find(([err]) => err);
+        if (!res || failed) throw failed?.[0] ?? new Error('MULTI aborted');
+      } catch (e) {
+        await this.store.remove(id).catch(() => undefined);
+        throw e;
+      }
+      return view(meta);
+    } finally {
+      release();
+    }
+  }
+
+  /** The one place an upload reaches the store: parsed as a stream into its writer, committed if valid. */
+  private async storeUpload(
+    id: string,
+    format: 'json' | 'csv',
+    req: Request,
+  ): Promise<DatasetSummary & { bytes: number }> {
+    const writer = await this.store.writer(id);
+    let parsed: ParsedUpload;
+    try {
+      const text = bodyText(req, this.config.datasetBodyLimit);
+      parsed =
+        format === 'json'
+          ? await parseJsonUpload(text, this.contract, writer)
+          : await parseCsvUpload(text, this.contract, writer);
+    } catch (e) {
+      await writer.abort();
+      if (e instanceof JsonSyntaxError)
+        throw new ApiError(400, 'invalid_json', `the body is not valid JSON: ${e.message}`);
+      throw e;
+    }
+    if (!parsed.ok) {
+      await writer.abort();
+      throw ApiError.invalid(parsed.issues, format === 'csv' ? 'the CSV is invalid; see issues' : undefined);
+    }
+    // A CSV body has no room for the description: it comes as a query parameter.
+    const query = format === 'csv' && typeof req.query.description === 'string' ? req.query.description : undefined;
+    const description = validate(this.contract.DatasetInput.shape.description, query);
+    if (!description.ok) {
+      await writer.abort();
+      throw ApiError.invalid(description.issues.map((i) => ({ ...i, path: 'description' })));
+    }
+    const { bytes } = await writer.commit();
+    return { ...parsed.value, ...(query !== undefined ? { description: query } : {}), bytes };
   }
 
   @Get(':id')

@@ -45,17 +45,25 @@ function parseJson(text: string, source: string): ApiKeyEntry[] {
   if (!Array.isArray(v)) throw new Error(`${source}: expected a JSON array of { tenant, sha256 }`);
   return v.map((o, i) => {
     const r = o as { tenant?: unknown; sha256?: unknown };
-    return entry(typeof r?.tenant === 'string' ? r.tenant : '', typeof r?.sha256 === 'string' ? r.sha256 : '', `${source} entry ${i + 1}`);
+    return entry(
+      typeof r?.tenant === 'string' ? r.tenant : '',
+      typeof r?.sha256 === 'string' ? r.sha256 : '',
+      `${source} entry ${i + 1}`,
+    );
   });
 }
 
 function entry(tenant: string, hash: string, where: string): ApiKeyEntry {
   if (!SAFE_ID.test(tenant)) {
-    throw new Error(`${where}: expected <tenant>:<sha256 hex of the key> with a tenant of letters, digits, '.', '-', '_', got a tenant of ${tenant.length} characters`);
+    throw new Error(
+      `${where}: expected <tenant>:<sha256 hex of the key> with a tenant of letters, digits, '.', '-', '_', got a tenant of ${tenant.length} characters`,
+    );
   }
   if (!HEX64.test(hash)) {
     // A plain key here would be a secret at rest: refuse it without printing it.
-    throw new Error(`${where} (tenant ${tenant}): expected the 64-hex-digit SHA-256 of the key, got ${hash.length} characters; configure hashes, never keys`);
+    throw new Error(
+      `${where} (tenant ${tenant}): expected the 64-hex-digit SHA-256 of the key, got ${hash.length} characters; configure hashes, never keys`,
+    );
   }
   return { tenant, digest: Buffer.from(hash, 'hex') };
 }
@@ -66,7 +74,8 @@ export function checkDistinct(entries: ApiKeyEntry[]): void {
   for (const e of entries) {
     const hex = e.digest.toString('hex');
     const other = seen.get(hex);
-    if (other !== undefined && other !== e.tenant) throw new Error(`API keys: one key hash is configured for both tenant ${other} and tenant ${e.tenant}`);
+    if (other !== undefined && other !== e.tenant)
+      throw new Error(`API keys: one key hash is configured for both tenant ${other} and tenant ${e.tenant}`);
     seen.set(hex, e.tenant);
   }
 }

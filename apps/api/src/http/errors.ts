@@ -50,11 +50,19 @@ export function isRedisUnavailable(e: unknown): boolean {
   return (
     err?.name === 'MaxRetriesPerRequestError' ||
     err?.code === 'ECONNREFUSED' ||
-    /enableOfflineQueue|Connection is closed|Stream isn't writeable|ECONNREFUSED|ECONNRESET|ETIMEDOUT|Redis is down/i.test(msg)
+    /enableOfflineQueue|Connection is closed|Stream isn't writeable|ECONNREFUSED|ECONNRESET|ETIMEDOUT|Redis is down/i.test(
+      msg,
+    )
   );
 }
 
-export function sendError(res: Response, status: number, code: ApiErrorCode, message: string, issues?: ValidationIssue[]): void {
+export function sendError(
+  res: Response,
+  status: number,
+  code: ApiErrorCode,
+  message: string,
+  issues?: ValidationIssue[],
+): void {
   if (res.headersSent) {
     res.end();
     return;
@@ -100,11 +108,17 @@ export function guardedParser(parser: RequestHandler, limitBytes: number): Reque
       if (e.type === 'entity.too.large' || e.status === 413) {
         return sendError(res, 413, 'payload_too_large', `the body is over the limit of ${limitBytes} bytes`);
       }
-      if (e.type === 'entity.parse.failed') return sendError(res, 400, 'invalid_json', `the body is not valid JSON: ${e.message}`);
+      if (e.type === 'entity.parse.failed')
+        return sendError(res, 400, 'invalid_json', `the body is not valid JSON: ${e.message}`);
       if (e.type === 'charset.unsupported' || e.type === 'encoding.unsupported' || e.status === 415) {
         return sendError(res, 415, 'unsupported_media_type', e.message ?? 'unsupported encoding');
       }
-      return sendError(res, e.status && e.status < 500 ? e.status : 400, 'invalid_request', e.message ?? 'bad request body');
+      return sendError(
+        res,
+        e.status && e.status < 500 ? e.status : 400,
+        'invalid_request',
+        e.message ?? 'bad request body',
+      );
     });
   };
 }

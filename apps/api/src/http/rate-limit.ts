@@ -68,7 +68,8 @@ export class RateLimiter {
       const [allowed, wait] = await this.redis.takeToken(key, limit.rps, limit.burst);
       return { allowed: allowed === 1, retryAfterMs: wait };
     } catch (e) {
-      if (Date.now() - this.lastWarned > 10_000) this.log.warn(`rate limiter unavailable, letting requests through: ${(e as Error).message}`);
+      if (Date.now() - this.lastWarned > 10_000)
+        this.log.warn(`rate limiter unavailable, letting requests through: ${(e as Error).message}`);
       this.lastWarned = Date.now();
       return { allowed: true, retryAfterMs: 0 };
     }

@@ -20,7 +20,10 @@ export function identityOf(req: Request): Identity | undefined {
 /** The tenant a request acts for. */
 export function tenantOf(req: Request): string {
   const id = identityOf(req);
-  if (id?.kind !== 'tenant') throw new ApiError(401, 'unauthorized', 'this route needs Authorization: Bearer <API key of a tenant>', undefined, { 'WWW-Authenticate': 'Bearer' });
+  if (id?.kind !== 'tenant')
+    throw new ApiError(401, 'unauthorized', 'this route needs Authorization: Bearer <API key of a tenant>', undefined, {
+      'WWW-Authenticate': 'Bearer',
+    });
   return id.tenant;
 }
 

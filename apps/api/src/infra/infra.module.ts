@@ -45,7 +45,9 @@ export class InfraModule implements OnApplicationShutdown {
         provide: EVENT_STREAM,
         inject: [REDIS, KEYS],
         useFactory: (redis: Redis, keys: RedisKeys) =>
-          new RedisJobEventStream(redis, keys, DEFAULT_STREAM_MAXLEN, { idleBlockingConnections: IDLE_BLOCKING_CONNECTIONS }),
+          new RedisJobEventStream(redis, keys, DEFAULT_STREAM_MAXLEN, {
+            idleBlockingConnections: IDLE_BLOCKING_CONNECTIONS,
+          }),
       },
       { provide: ARTIFACT_STORE, useValue: openArtifactStore(config.artifactDir) },
       { provide: DATASET_STORE, useValue: openDatasetStore(config.datasetDir) },
@@ -57,7 +59,12 @@ export class InfraModule implements OnApplicationShutdown {
         BullModule.forRoot({
           prefix: config.queuePrefix,
           // A producer: fail fast while Redis is down instead of queueing commands.
-          connection: { url: config.redisUrl, enableOfflineQueue: false, maxRetriesPerRequest: 1, connectionName: `${config.queuePrefix}:api-queues` },
+          connection: {
+            url: config.redisUrl,
+            enableOfflineQueue: false,
+            maxRetriesPerRequest: 1,
+            connectionName: `${config.queuePrefix}:api-queues`,
+          },
         }),
         BullModule.registerQueue(...QUEUE_NAMES.map((name) => ({ name }))),
       ],

@@ -4,10 +4,36 @@
  */
 import { InjectQueue } from '@nestjs/bullmq';
 import { Injectable, Logger } from '@nestjs/common';
-import type { Job, Queue } from 'bullmq';
-import { QUEUE_NAMES, type JobData, type JobQueue, type QueueName, type TrainResult, type InferResult } from '@relu-lstm/jobs';
+import { Job, type Queue } from 'bullmq';
+import { QUEUE_NAMES, type JobData, type JobQueue, type QueueName } from '@relu-lstm/jobs';
 
-export type RunnerJob = Job<JobData, TrainResult | InferResult, string>;
+/** BullMQ's record of a job as the api reads it: never the payload, only its size. */
+export interface QueuedJob {
+  state: string;
+  processedOn: number | null;
+  finishedOn: number | null;
+  attemptsStarted: number;
+  attemptsMade: number;
+  maxAttempts: number;
+  progress: unknown;
+  returnvalue: unknown;
+  failedReason: string | undefined;
+  /** Bytes of the stored payload (BullMQ's `data` field). */
+  payloadBytes: number;
+}
+
+/** The fields of BullMQ's job hash behind `QueuedJob` (`ats`/`atm`: attempts started/made). */
+const RECORD_FIELDS = [
+  'opts',
+  'progress',
+  'returnvalue',
+  'failedReason',
+  'processedOn',
+  'finishedOn',
+  'ats',
+  'atm',
+  'attemptsMade',
+] as const;
 
 /** BullMQ states in which a job has not started and can simply be removed. */
 const NOT_STARTED = new Set(['waiting', 'delayed', 'prioritized', 'waiting-children', 'paused', 'wait']);
@@ -45,12 +71,41 @@ export class JobQueues {
     return q;
   }
 
-  async getJob(queue: QueueName, id: string): Promise<{ job: RunnerJob; state: string } | null> {
-    const job = (await this.get(queue).getJob(id)) as RunnerJob | undefined;
-    if (!job) return null;
-    const state = await job.getState();
+  /**
+   * A job's state and record without its payload: the hash fields a view needs, and the payload's
+   * size (HSTRLEN). A status read costs the same for a 10 MB inline payload as for a tiny one.
+   */
+  async getJob(queue: QueueName, id: string): Promise<QueuedJob | null> {
+    const q = this.get(queue);
+    const client = await q.backend.client;
+    const key = q.backend.toKey(id);
+    const res = await client
+      .multi()
+      .runCommand('hmget', [key, ...RECORD_FIELDS])
+      .runCommand('hstrlen', [key, 'data'])
+      .exec();
+    const failed = res?.find(([err]: [Error | null, unknown]) => err);
+    if (!res || failed) throw failed?.[0] ?? new Error('MULTI aborted');
+    const raw = Object.fromEntries(RECORD_FIELDS.map((f, i) => [f, (res[0][1] as Array<string | null>)[i]])) as Record<
+      (typeof RECORD_FIELDS)[number],
+      string | null
+    >;
+    if (raw.opts === null) return null;
+    const state = await q.getJobState(id);
     if (state === 'unknown') return null;
-    return { job, state };
+    const int = (v: string | null) => (v ? parseInt(v, 10) : null);
+    return {
+      state,
+      processedOn: int(raw.processedOn),
+      finishedOn: int(raw.finishedOn),
+      attemptsStarted: int(raw.ats) ?? 0,
+      attemptsMade: int(raw.attemptsMade ?? raw.atm) ?? 0,
+      maxAttempts: (Job.optsFromJSON(raw.opts) as { attempts?: number }).attempts ?? 1,
+      progress: raw.progress === null ? 0 : JSON.parse(raw.progress),
+      returnvalue: raw.returnvalue === null ? null : JSON.parse(raw.returnvalue),
+      failedReason: raw.failedReason ?? undefined,
+      payloadBytes: res[1][1] as number,
+    };
   }
 
   isNotStarted(state: string): boolean {
@@ -59,8 +114,8 @@ export class JobQueues {
 
   /** Removes a job that has not started; false when it is locked (a worker took it meanwhile). */
   async removeIfNotStarted(queue: QueueName, id: string): Promise<boolean> {
-    const found = await this.getJob(queue, id);
-    if (!found || !this.isNotStarted(found.state)) return false;
+    const state = await this.get(queue).getJobState(id);
+    if (!this.isNotStarted(state)) return false;
     return (await this.get(queue).remove(id)) === 1;
   }
 }

@@ -9,11 +9,24 @@
  * in that state the feed makes up the terminal event from BullMQ's record (without a stream id).
  */
 import { Inject, Injectable, type BeforeApplicationShutdown } from '@nestjs/common';
-import { isTerminal, isTerminalEvent, type JobEventStream, type JobMeta, type JobView, type StoredEvent } from '@relu-lstm/jobs';
+import {
+  isTerminal,
+  isTerminalEvent,
+  type JobEventStream,
+  type JobMeta,
+  type JobView,
+  type StoredEvent,
+} from '@relu-lstm/jobs';
 import type { ApiConfig } from '../config';
 import { ApiError } from '../http/errors';
 import { CONFIG, EVENT_STREAM } from '../infra/tokens';
 import { JobRecords } from './job-records';
+
+/**
+ * Events read per round trip for a follower. A follower waiting for its client to drain (SSE
+ * backpressure) holds one batch decoded: 100 events of ~200 bytes keeps that small.
+ */
+const FOLLOW_BATCH = 100;
 
 export interface FeedItem {
   /** Stream entry id; absent for a terminal event made up from BullMQ's record. */
@@ -44,7 +57,9 @@ export class EventFeed implements BeforeApplicationShutdown {
   /** Throws 503 when too many followers are open, 429 when the tenant has its share open. */
   reserve(tenant: string): AbortController {
     if (this.active.size >= this.config.maxStreams) {
-      throw new ApiError(503, 'unavailable', 'too many event streams open; retry later', undefined, { 'Retry-After': '5' });
+      throw new ApiError(503, 'unavailable', 'too many event streams open; retry later', undefined, {
+        'Retry-After': '5',
+      });
     }
     const open = this.perTenant.get(tenant) ?? 0;
     if (open >= this.config.maxStreamsPerTenant) {
@@ -75,9 +90,15 @@ export class EventFeed implements BeforeApplicationShutdown {
    * Delivers every event after `after` until the terminal state event (returned), or until the signal
    * aborts (returns null).
    */
-  async follow(meta: JobMeta, after: string | undefined, quietMs: number, signal: AbortSignal, h: FeedHandlers): Promise<FeedItem | null> {
+  async follow(
+    meta: JobMeta,
+    after: string | undefined,
+    quietMs: number,
+    signal: AbortSignal,
+    h: FeedHandlers,
+  ): Promise<FeedItem | null> {
     let finishedChecks = 0;
-    for await (const batch of this.events.follow(meta.id, { after, blockMs: quietMs, signal })) {
+    for await (const batch of this.events.follow(meta.id, { after, blockMs: quietMs, signal, count: FOLLOW_BATCH })) {
       const terminal = batch.findIndex((e) => isTerminalEvent(e.event));
       if (terminal >= 0) {
         await h.onEvents(batch.slice(0, terminal + 1));
@@ -93,9 +114,20 @@ export class EventFeed implements BeforeApplicationShutdown {
       if (this.recordsFinished(view.state)) {
         if (++finishedChecks >= 2) {
           const made: FeedItem = {
-            event: view.state === 'completed'
-              ? { type: 'state', at: view.finishedAt ?? Date.now(), state: 'completed', ...(view.result ? { result: view.result as never } : {}) }
-              : { type: 'state', at: view.finishedAt ?? Date.now(), state: view.state, ...(view.error ? { error: view.error } : {}) },
+            event:
+              view.state === 'completed'
+                ? {
+                    type: 'state',
+                    at: view.finishedAt ?? Date.now(),
+                    state: 'completed',
+                    ...(view.result ? { result: view.result as never } : {}),
+                  }
+                : {
+                    type: 'state',
+                    at: view.finishedAt ?? Date.now(),
+                    state: view.state,
+                    ...(view.error ? { error: view.error } : {}),
+                  },
           };
           await h.onEvents([made]);
           return made;
@@ -119,9 +151,13 @@ export class EventFeed implements BeforeApplicationShutdown {
   async waitFor(meta: JobMeta, timeoutMs: number, slot: AbortController): Promise<WaitOutcome> {
     const timer = setTimeout(() => slot.abort(), timeoutMs);
     try {
-      for await (const batch of this.events.follow(meta.id, { blockMs: Math.min(1000, Math.max(50, timeoutMs)), signal: slot.signal })) {
+      for await (const batch of this.events.follow(meta.id, {
+        blockMs: Math.min(1000, Math.max(50, timeoutMs)),
+        signal: slot.signal,
+      })) {
         const terminal = batch.find((e) => isTerminalEvent(e.event))?.event;
-        if (terminal?.type === 'state') return { state: terminal.state, result: terminal.result ?? null, error: terminal.error ?? null };
+        if (terminal?.type === 'state')
+          return { state: terminal.state, result: terminal.result ?? null, error: terminal.error ?? null };
         if (batch.length === 0) {
           const view = await this.records.view(meta);
           if (isTerminal(view.state)) return view;

@@ -1,7 +1,7 @@
 /**
  * Reading a job back: its meta, and its public view assembled from BullMQ (state, attempts,
- * progress, result, error), the cancel flag and, when BullMQ no longer has it, the job's own event
- * stream.
+ * progress, result, error, the payload's size but never the payload), the cancel flag and, when
+ * BullMQ no longer has it, the job's own event stream.
  */
 import { Inject, Injectable } from '@nestjs/common';
 import type { Redis } from 'ioredis';
@@ -104,24 +104,29 @@ export class JobRecords {
       this.queues.getJob(meta.queue as QueueName, meta.id),
       this.redis.exists(this.keys.cancel(meta.id)),
     ]);
-    const base = { id: meta.id, type: meta.type, queue: meta.queue, device: meta.device, createdAt: meta.createdAt, links: linksOf(meta.id) };
+    const base = {
+      id: meta.id,
+      type: meta.type,
+      queue: meta.queue,
+      device: meta.device,
+      createdAt: meta.createdAt,
+      links: linksOf(meta.id),
+    };
     if (found) {
-      const { job, state: bullState } = found;
-      const state = publicState(bullState, job.failedReason);
-      const progress = ProgressEventSchema.safeParse(job.progress);
-      const attemptsStarted = (job as unknown as { attemptsStarted?: number }).attemptsStarted;
+      const state = publicState(found.state, found.failedReason);
+      const progress = ProgressEventSchema.safeParse(found.progress);
       return {
         ...base,
         state,
-        startedAt: job.processedOn ?? null,
-        finishedAt: isTerminal(state) ? (job.finishedOn ?? null) : null,
-        attempts: attemptsStarted ?? job.attemptsMade,
-        maxAttempts: job.opts.attempts ?? 1,
-        // Kept on a job that finished before its cancel reached it: the record shows both facts.
-        cancelRequested: cancelRaw === 1 && state !== 'cancelled',
+        startedAt: found.processedOn,
+        finishedAt: isTerminal(state) ? found.finishedOn : null,
+        attempts: found.attemptsStarted || found.attemptsMade,
+        maxAttempts: found.maxAttempts,
+        cancelRequested: cancelRaw === 1 && !isTerminal(state),
         progress: progress.success ? progress.data : null,
-        result: state === 'completed' ? (job.returnvalue ?? null) : null,
-        error: state === 'failed' || state === 'cancelled' ? decodeJobError(job.failedReason) : null,
+        result: state === 'completed' ? (found.returnvalue ?? null) : null,
+        error: state === 'failed' || state === 'cancelled' ? decodeJobError(found.failedReason) : null,
+        payloadBytes: found.payloadBytes,
       };
     }
     // BullMQ no longer has it (cancelled while queued, or past retention): the stream tells.
@@ -137,7 +142,10 @@ export class JobRecords {
       cancelRequested: false,
       progress: metric,
       result: last?.result ?? null,
-      error: last?.error ?? (last ? null : { code: 'not_found', message: 'the queue record of this job is gone', retryable: false }),
+      error:
+        last?.error ??
+        (last ? null : { code: 'not_found', message: 'the queue record of this job is gone', retryable: false }),
+      payloadBytes: null,
     };
   }
 }

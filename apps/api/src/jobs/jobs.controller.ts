@@ -21,8 +21,9 @@ import type { ApiConfig } from '../config';
 import { ApiError } from '../http/errors';
 import { tenantOf } from '../http/tenant';
 import { ARTIFACT_STORE, CONFIG } from '../infra/tokens';
-import { EventFeed, type FeedItem } from './event-feed';
+import { EventFeed } from './event-feed';
 import { JobsService } from './jobs.service';
+import { SseWriter, StalledClientError } from './sse-writer';
 
 function requireJson(req: Request): void {
   if (!req.is('application/json')) {
@@ -33,7 +34,15 @@ function requireJson(req: Request): void {
 function parseWait(v: unknown): boolean {
   if (v === undefined || v === 'false' || v === '0') return false;
   if (v === 'true' || v === '1' || v === '') return true;
-  throw ApiError.invalid([{ path: 'wait', code: 'invalid_value', message: 'invalid query parameter', expected: 'true or false', received: JSON.stringify(v) }]);
+  throw ApiError.invalid([
+    {
+      path: 'wait',
+      code: 'invalid_value',
+      message: 'invalid query parameter',
+      expected: 'true or false',
+      received: JSON.stringify(v),
+    },
+  ]);
 }
 
 const CONTENT_TYPES: Record<string, string> = {
@@ -53,7 +62,11 @@ export class JobsController {
 
   @Post('train')
   @HttpCode(202)
-  async train(@Req() req: Request, @Res({ passthrough: true }) res: Response, @Headers(IDEMPOTENCY_HEADER) key?: string): Promise<SubmitResponse> {
+  async train(
+    @Req() req: Request,
+    @Res({ passthrough: true }) res: Response,
+    @Headers(IDEMPOTENCY_HEADER) key?: string,
+  ): Promise<SubmitResponse> {
     requireJson(req);
     const r = await this.jobs.submit('train', req.body, tenantOf(req), key);
     if (r.replayed) res.setHeader('Idempotent-Replayed', 'true');
@@ -102,7 +115,11 @@ export class JobsController {
   }
 
   @Delete(':id')
-  async cancel(@Req() req: Request, @Param('id') id: string, @Res({ passthrough: true }) res: Response): Promise<CancelResponse> {
+  async cancel(
+    @Req() req: Request,
+    @Param('id') id: string,
+    @Res({ passthrough: true }) res: Response,
+  ): Promise<CancelResponse> {
     const r = await this.jobs.cancel(id, tenantOf(req));
     res.status(r.status);
     return r.body;
@@ -111,14 +128,23 @@ export class JobsController {
   /**
    * Server-Sent Events: every event of the job's stream from the start (or after `Last-Event-ID`),
    * then live ones, ending after the terminal state event. `id:` is the stream entry id,
-   * `event:` the event type (`state`, `metric`, `log`), `data:` the event JSON.
+   * `event:` the event type (`state`, `metric`, `log`), `data:` the event JSON. Reading Redis waits
+   * while the client's unsent buffer is full (SSE_MAX_BUFFER_BYTES); SSE_STALL_MS full, it is closed.
    */
   @Get(':id/events')
   async events(@Req() req: Request, @Res() res: Response, @Param('id') id: string): Promise<void> {
     const meta = await this.jobs.meta(id, tenantOf(req));
     const lastId = req.header('last-event-id') ?? (typeof req.query.after === 'string' ? req.query.after : undefined);
     if (lastId !== undefined && !isStreamId(lastId)) {
-      throw ApiError.invalid([{ path: 'Last-Event-ID', code: 'invalid_format', message: 'not an event id of this stream', expected: '<ms>-<seq>', received: JSON.stringify(lastId) }]);
+      throw ApiError.invalid([
+        {
+          path: 'Last-Event-ID',
+          code: 'invalid_format',
+          message: 'not an event id of this stream',
+          expected: '<ms>-<seq>',
+          received: JSON.stringify(lastId),
+        },
+      ]);
     }
     const ac = this.feed.reserve(meta.tenant);
     res.on('close', () => ac.abort());
@@ -129,20 +155,18 @@ export class JobsController {
       'X-Accel-Buffering': 'no',
     });
     res.write('retry: 2000\n\n');
-    const write = (items: FeedItem[]) => {
-      for (const { id: eid, event } of items) {
-        res.write(`${eid ? `id: ${eid}\n` : ''}event: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`);
-      }
-    };
+    const out = new SseWriter(res, { maxBufferBytes: this.config.sseMaxBufferBytes, stallMs: this.config.sseStallMs });
     try {
       await this.feed.follow(meta, lastId, this.config.sseKeepAliveMs, ac.signal, {
-        onEvents: write,
-        onQuiet: () => {
-          res.write(': keep-alive\n\n');
-        },
+        onEvents: (items) => out.events(items),
+        onQuiet: () => out.comment('keep-alive'),
       });
     } catch (e) {
-      if (!ac.signal.aborted) res.write(`event: error\ndata: ${JSON.stringify({ code: 'unavailable', message: 'the event stream broke; reconnect with Last-Event-ID' })}\n\n`);
+      if (e instanceof StalledClientError) return;
+      if (!ac.signal.aborted)
+        res.write(
+          `event: error\ndata: ${JSON.stringify({ code: 'unavailable', message: 'the event stream broke; reconnect with Last-Event-ID' })}\n\n`,
+        );
       if (!(e instanceof Error && /Connection is closed/.test(e.message))) throw e;
     } finally {
       this.feed.release(ac);
@@ -154,14 +178,30 @@ export class JobsController {
   async listArtifacts(@Req() req: Request, @Param('id') id: string): Promise<ArtifactList> {
     await this.jobs.meta(id, tenantOf(req));
     const items = await this.artifacts.list(id);
-    return { jobId: id, items: items.map((a) => ({ ...a, url: `/v1/jobs/${id}/artifacts/${encodeURIComponent(a.name)}` })) };
+    return {
+      jobId: id,
+      items: items.map((a) => ({ ...a, url: `/v1/jobs/${id}/artifacts/${encodeURIComponent(a.name)}` })),
+    };
   }
 
   @Get(':id/artifacts/:name')
-  async artifact(@Req() req: Request, @Res() res: Response, @Param('id') id: string, @Param('name') name: string): Promise<void> {
+  async artifact(
+    @Req() req: Request,
+    @Res() res: Response,
+    @Param('id') id: string,
+    @Param('name') name: string,
+  ): Promise<void> {
     await this.jobs.meta(id, tenantOf(req));
     if (!isValidArtifactName(name)) {
-      throw ApiError.invalid([{ path: 'name', code: 'invalid_format', message: 'not an artifact name', expected: 'one file name of letters, digits, ".", "-", "_"', received: JSON.stringify(name) }]);
+      throw ApiError.invalid([
+        {
+          path: 'name',
+          code: 'invalid_format',
+          message: 'not an artifact name',
+          expected: 'one file name of letters, digits, ".", "-", "_"',
+          received: JSON.stringify(name),
+        },
+      ]);
     }
     let opened;
     try {

@@ -67,7 +67,8 @@ return 1`;
 /** A key younger than this whose job has no meta yet belongs to a request still in flight. */
 const IDEMPOTENCY_IN_FLIGHT_SEC = 60;
 
-const inFlight = () => new ApiError(409, 'conflict', 'a request with this Idempotency-Key is still being processed; retry shortly');
+const inFlight = () =>
+  new ApiError(409, 'conflict', 'a request with this Idempotency-Key is still being processed; retry shortly');
 
 /** Idempotency keys: printable ASCII, 1..255 characters. */
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
@@ -128,10 +129,20 @@ export class JobsService {
     const id = randomUUID();
     if (idempotencyKey !== undefined) {
       if (!IDEMPOTENCY_KEY.test(idempotencyKey)) {
-        throw ApiError.invalid([{ path: 'Idempotency-Key', code: 'invalid_format', message: 'invalid header', expected: '1 to 255 printable ASCII characters', received: `${idempotencyKey.length} characters` }]);
+        throw ApiError.invalid([
+          {
+            path: 'Idempotency-Key',
+            code: 'invalid_format',
+            message: 'invalid header',
+            expected: '1 to 255 printable ASCII characters',
+            received: `${idempotencyKey.length} characters`,
+          },
+        ]);
       }
       idemKey = this.keys.idempotency(tenant, idempotencyKey);
-      const bodyHash = createHash('sha256').update(`${type}\n${canonicalJson(payload)}`).digest('hex');
+      const bodyHash = createHash('sha256')
+        .update(`${type}\n${canonicalJson(payload)}`)
+        .digest('hex');
       const record = JSON.stringify({ id, type, bodyHash });
       const set = await this.redis.set(idemKey, record, 'EX', IDEMPOTENCY_TTL_SEC, 'NX');
       if (set !== 'OK') {
@@ -139,7 +150,11 @@ export class JobsService {
         const prev = IdempotencyRecord.safeParse(JSON.parse(prevRaw ?? 'null'));
         if (prev.success) {
           if (prev.data.bodyHash !== bodyHash || prev.data.type !== type) {
-            throw new ApiError(422, 'idempotency_key_reused', 'this Idempotency-Key was used with a different request body or route');
+            throw new ApiError(
+              422,
+              'idempotency_key_reused',
+              'this Idempotency-Key was used with a different request body or route',
+            );
           }
           const meta = await this.records.meta(prev.data.id, tenant);
           if (meta) {
@@ -152,13 +167,18 @@ export class JobsService {
         }
         // Expired between SET and GET, or its job is gone: take the key now, unless a concurrent
         // retry took it since the GET (a plain SET let both submit, two jobs for one key).
-        if ((await this.redis.eval(RETAKE_IDEMPOTENCY_KEY, 1, idemKey, prevRaw ?? '', record, IDEMPOTENCY_TTL_SEC)) !== 1) throw inFlight();
+        if (
+          (await this.redis.eval(RETAKE_IDEMPOTENCY_KEY, 1, idemKey, prevRaw ?? '', record, IDEMPOTENCY_TTL_SEC)) !== 1
+        )
+          throw inFlight();
       }
     }
 
     const plan = planJob(type, payload, { limits: this.contract.limits, tenant, id, policy: this.config.jobPolicy });
     try {
-      await this.quota.admit(tenant, (quota) => produceJob({ redis: this.redis, keys: this.keys, queue: (q: QueueName) => this.queues.queue(q) }, plan, quota));
+      await this.quota.admit(tenant, (quota) =>
+        produceJob({ redis: this.redis, keys: this.keys, queue: (q: QueueName) => this.queues.queue(q) }, plan, quota),
+      );
     } catch (e) {
       if (idemKey) await this.redis.del(idemKey).catch(() => undefined);
       throw e;
@@ -182,34 +202,76 @@ export class JobsService {
   };
 
   /** The job's estimated engine memory against LIMIT_MAX_JOB_MEMORY_MB (cost.ts). */
-  private async costIssue<T extends JobType>(type: T, payload: PayloadOf<T>, tenant: string): Promise<ValidationIssue | null> {
+  private async costIssue<T extends JobType>(
+    type: T,
+    payload: PayloadOf<T>,
+    tenant: string,
+  ): Promise<ValidationIssue | null> {
     const job = await this.costedJobs[type](payload, tenant);
     return job && jobCostIssue(job, this.contract.limits.maxJobMemoryMb);
   }
 
-  private async datasetIssues(datasetId: string, tenant: string, model: ModelSpec, validationSplit: number): Promise<ValidationIssue[]> {
+  private async datasetIssues(
+    datasetId: string,
+    tenant: string,
+    model: ModelSpec,
+    validationSplit: number,
+  ): Promise<ValidationIssue[]> {
     const path = 'data.datasetId';
     const raw = await this.redis.get(this.keys.dataset(datasetId));
     const meta = raw ? DatasetMetaSchema.safeParse(JSON.parse(raw)) : null;
     if (!meta?.success || meta.data.tenant !== tenant) {
-      return [{ path, code: 'not_found', message: `dataset ${datasetId} does not exist`, expected: 'the id of an uploaded dataset', received: JSON.stringify(datasetId) }];
+      return [
+        {
+          path,
+          code: 'not_found',
+          message: `dataset ${datasetId} does not exist`,
+          expected: 'the id of an uploaded dataset',
+          received: JSON.stringify(datasetId),
+        },
+      ];
     }
     const d = meta.data;
     const issues: ValidationIssue[] = [];
     if (d.inputSize !== model.inputSize) {
-      issues.push({ path: 'model.inputSize', code: 'custom', message: `the dataset has ${d.inputSize} input features`, expected: String(d.inputSize), received: String(model.inputSize) });
+      issues.push({
+        path: 'model.inputSize',
+        code: 'custom',
+        message: `the dataset has ${d.inputSize} input features`,
+        expected: String(d.inputSize),
+        received: String(model.inputSize),
+      });
     }
     const perStep = d.targetShape.length === 3;
     const o = d.targetShape[d.targetShape.length - 1];
     if (o !== model.outputSize) {
-      issues.push({ path: 'model.outputSize', code: 'custom', message: `the dataset's targets have ${o} values`, expected: String(o), received: String(model.outputSize) });
+      issues.push({
+        path: 'model.outputSize',
+        code: 'custom',
+        message: `the dataset's targets have ${o} values`,
+        expected: String(o),
+        received: String(model.outputSize),
+      });
     }
     if (perStep !== (model.head === 'manyToMany')) {
       const want = perStep ? 'manyToMany' : 'lastStep';
-      issues.push({ path: 'model.head', code: 'custom', message: `the dataset has ${perStep ? 'per-step targets [N,T,O]' : 'one target per sequence [N,O]'}`, expected: `'${want}'`, received: `'${model.head}'` });
+      issues.push({
+        path: 'model.head',
+        code: 'custom',
+        message: `the dataset has ${perStep ? 'per-step targets [N,T,O]' : 'one target per sequence [N,O]'}`,
+        expected: `'${want}'`,
+        received: `'${model.head}'`,
+      });
     }
     const split = validationSplitProblem(validationSplit, d.samples);
-    if (split) issues.push({ path: 'training.validationSplit', code: 'custom', message: `the dataset has ${d.samples} samples`, expected: split, received: String(validationSplit) });
+    if (split)
+      issues.push({
+        path: 'training.validationSplit',
+        code: 'custom',
+        message: `the dataset has ${d.samples} samples`,
+        expected: split,
+        received: String(validationSplit),
+      });
     return issues;
   }
 
@@ -218,10 +280,22 @@ export class JobsService {
    * `config.json` present. Returns the issues, else the job's config (null if unreadable: the
    * worker reports it then).
    */
-  private async trainedModel(jobId: string, path: string, tenant: string): Promise<{ issues: ValidationIssue[]; cfg: ConfigArtifact | null }> {
+  private async trainedModel(
+    jobId: string,
+    path: string,
+    tenant: string,
+  ): Promise<{ issues: ValidationIssue[]; cfg: ConfigArtifact | null }> {
     const meta = await this.records.meta(jobId, tenant);
     const notUsable = (message: string) => ({
-      issues: [{ path, code: 'not_found', message, expected: 'the id of a completed train job', received: JSON.stringify(jobId) }],
+      issues: [
+        {
+          path,
+          code: 'not_found',
+          message,
+          expected: 'the id of a completed train job',
+          received: JSON.stringify(jobId),
+        },
+      ],
       cfg: null,
     });
     if (!meta) return notUsable(`job ${jobId} does not exist`);
@@ -246,7 +320,8 @@ export class JobsService {
 
   private async checkTrainRefs(p: PayloadOf<'train'>, tenant: string): Promise<ValidationIssue[]> {
     const issues: ValidationIssue[] = [];
-    if (p.data.datasetId) issues.push(...(await this.datasetIssues(p.data.datasetId, tenant, p.model, p.training.validationSplit)));
+    if (p.data.datasetId)
+      issues.push(...(await this.datasetIssues(p.data.datasetId, tenant, p.model, p.training.validationSplit)));
     if (p.fromJob) {
       const from = await this.trainedModel(p.fromJob, 'fromJob', tenant);
       issues.push(...from.issues);
@@ -254,7 +329,13 @@ export class JobsService {
       const cfg = from.cfg;
       if (cfg) {
         for (const f of architectureMismatches(p.model, cfg.model)) {
-          issues.push({ path: `model.${f}`, code: 'custom', message: `must match the model of job ${p.fromJob}`, expected: JSON.stringify(cfg.model[f]), received: JSON.stringify(p.model[f]) });
+          issues.push({
+            path: `model.${f}`,
+            code: 'custom',
+            message: `must match the model of job ${p.fromJob}`,
+            expected: JSON.stringify(cfg.model[f]),
+            received: JSON.stringify(p.model[f]),
+          });
         }
       }
     }
@@ -268,7 +349,15 @@ export class JobsService {
     // The input width must match the trained model's.
     const width = p.inputs[0]?.[0]?.length;
     if (cfg && width !== undefined && width !== cfg.model.inputSize) {
-      return [{ path: 'inputs', code: 'custom', message: `the model of job ${p.modelJobId} reads ${cfg.model.inputSize} features per step`, expected: `shape [B, T, ${cfg.model.inputSize}]`, received: `${width} features per step` }];
+      return [
+        {
+          path: 'inputs',
+          code: 'custom',
+          message: `the model of job ${p.modelJobId} reads ${cfg.model.inputSize} features per step`,
+          expected: `shape [B, T, ${cfg.model.inputSize}]`,
+          received: `${width} features per step`,
+        },
+      ];
     }
     return [];
   }
@@ -286,7 +375,16 @@ export class JobsService {
     let after: { score: number; id: string } | null = null;
     if (cursor) {
       const m = /^(\d+):([A-Za-z0-9._-]+)$/.exec(Buffer.from(cursor, 'base64url').toString('utf8'));
-      if (!m) throw ApiError.invalid([{ path: 'cursor', code: 'invalid_format', message: 'not a cursor from this api', expected: 'the nextCursor of a previous page', received: JSON.stringify(cursor) }]);
+      if (!m)
+        throw ApiError.invalid([
+          {
+            path: 'cursor',
+            code: 'invalid_format',
+            message: 'not a cursor from this api',
+            expected: 'the nextCursor of a previous page',
+            received: JSON.stringify(cursor),
+          },
+        ]);
       after = { score: Number(m[1]), id: m[2] };
       maxScore = m[1];
     }
@@ -307,8 +405,11 @@ export class JobsService {
         if (!(after && e.score === after.score && e.id >= after.id)) entries.push(e);
       }
       // One MGET for the chunk's metas and its views in parallel, instead of round trips per job.
-      const metas = await this.records.metas(entries.map((e) => e.id), tenant);
-      const views = await Promise.all(metas.map((m) => (m ? this.records.view(m) : null)));
+      const metas = await this.records.metas(
+        entries.map((e) => e.id),
+        tenant,
+      );
+      const views = await Promise.all(metas.map((m) => (m ? this.records.view(m) : Promise.resolve(null))));
       for (let i = 0; i < entries.length; i++) {
         // A candidate beyond a full page: there is more.
         if (items.length >= limit) return { items, nextCursor: last && cursorOf(last) };

@@ -21,7 +21,10 @@ export async function loadTrainingData(payload: TrainPayload, datasets: DatasetS
   if (d.synthetic) {
     const s = d.synthetic;
     const seed = s.seed ?? payload.training.seed;
-    const set = s.kind === 'sine' ? sineForecast({ samples: s.samples, seqLen: s.seqLen, seed }) : addingProblem({ samples: s.samples, seqLen: s.seqLen, seed });
+    const set =
+      s.kind === 'sine'
+        ? sineForecast({ samples: s.samples, seqLen: s.seqLen, seed })
+        : addingProblem({ samples: s.samples, seqLen: s.seqLen, seed });
     return {
       data: { x: set.x, y: set.y },
       samples: s.samples,
@@ -44,7 +47,8 @@ export async function loadTrainingData(payload: TrainPayload, datasets: DatasetS
     set = await datasets.get(id);
   } catch (e) {
     // A stored file that is not JSON is bad data, not a passing fault: retrying cannot fix it.
-    if (e instanceof SyntaxError) throw new PayloadError(`data.datasetId: dataset ${id} is not readable JSON (${e.message})`, 'data.datasetId');
+    if (e instanceof SyntaxError)
+      throw new PayloadError(`data.datasetId: dataset ${id} is not readable JSON (${e.message})`, 'data.datasetId');
     throw e;
   }
   return {

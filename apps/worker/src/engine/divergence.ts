@@ -25,7 +25,8 @@ export function rollbackTarget(state: TrainingState, learningRate: number): Trai
 
 /** The job error once the retries are used up: `diverged`, with where it happened. */
 export function divergenceFailure(e: DivergenceError, rollbacks: number, learningRate: number): JobErrorInput {
-  const after = rollbacks > 0 ? ` (after ${rollbacks} rollback${rollbacks === 1 ? '' : 's'}, learning rate ${learningRate})` : '';
+  const after =
+    rollbacks > 0 ? ` (after ${rollbacks} rollback${rollbacks === 1 ? '' : 's'}, learning rate ${learningRate})` : '';
   return {
     code: 'diverged',
     message: `${e.message}${after}`,

@@ -8,7 +8,15 @@ import * as path from 'node:path';
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import { WORKER_CONFIG, type WorkerConfig } from '../config';
 import { EngineOutOfMemoryError, engineHeapFlags, exitedOfHeapLimit, watchResidentSet } from './memory-watchdog';
-import { isTerminal, type BackendSummary, type FromEngine, type RunMessage, type RunRequest, type TerminalMessage, type ToEngine } from './protocol';
+import {
+  isTerminal,
+  type BackendSummary,
+  type FromEngine,
+  type RunMessage,
+  type RunRequest,
+  type TerminalMessage,
+  type ToEngine,
+} from './protocol';
 
 export class EngineCrashedError extends Error {
   constructor(readonly exit: string) {
@@ -60,7 +68,8 @@ export class EngineClient {
   /** Forks the engine if none is running and waits for its backend. */
   start(): Promise<BackendSummary> {
     if (this.closing) return Promise.reject(new EngineStartError('the worker is shutting down'));
-    if (this.child !== null && this.starting === null && this.backendInfo !== null) return Promise.resolve(this.backendInfo);
+    if (this.child !== null && this.starting === null && this.backendInfo !== null)
+      return Promise.resolve(this.backendInfo);
     this.starting ??= this.spawn().finally(() => {
       this.starting = null;
     });
@@ -72,7 +81,10 @@ export class EngineClient {
       const child = fork(path.join(__dirname, 'main.js'), [], {
         serialization: 'advanced',
         stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-        execArgv: [...process.execArgv.filter((a) => !a.startsWith('--inspect') && !a.startsWith('--max-old-space-size')), ...engineHeapFlags(this.config.memory.maxJobMb)],
+        execArgv: [
+          ...process.execArgv.filter((a) => !a.startsWith('--inspect') && !a.startsWith('--max-old-space-size')),
+          ...engineHeapFlags(this.config.memory.maxJobMb),
+        ],
       });
       this.child = child;
       let outOfMemory: EngineOutOfMemoryError | null = null;
@@ -90,14 +102,20 @@ export class EngineClient {
       const timer = setTimeout(() => {
         if (ready) return;
         child.kill('SIGKILL');
-        reject(new EngineStartError(`the engine did not initialise its backend within ${this.config.engineStartTimeoutMs} ms`));
+        reject(
+          new EngineStartError(
+            `the engine did not initialise its backend within ${this.config.engineStartTimeoutMs} ms`,
+          ),
+        );
       }, this.config.engineStartTimeoutMs);
       child.on('message', (m: FromEngine) => {
         if (m.kind === 'ready') {
           ready = true;
           clearTimeout(timer);
           this.backendInfo = m.backend;
-          this.log.log(`engine pid ${m.pid} ready: backend ${m.backend.backend}${m.backend.gpu ? ' (GPU)' : ''}, ${m.backend.device}`);
+          this.log.log(
+            `engine pid ${m.pid} ready: backend ${m.backend.backend}${m.backend.gpu ? ' (GPU)' : ''}, ${m.backend.device}`,
+          );
           if (m.skipped.length) this.log.log(`backend 'auto' passed over: ${m.skipped.join('; ')}`);
           resolve(m.backend);
         } else if (m.kind === 'fatal') {
@@ -111,7 +129,8 @@ export class EngineClient {
       child.on('exit', (code, signal) => {
         clearTimeout(timer);
         unwatch();
-        if (!outOfMemory && exitedOfHeapLimit(signal, code)) outOfMemory = new EngineOutOfMemoryError('V8 heap', this.config.memory.maxJobMb, null);
+        if (!outOfMemory && exitedOfHeapLimit(signal, code))
+          outOfMemory = new EngineOutOfMemoryError('V8 heap', this.config.memory.maxJobMb, null);
         if (this.child === child) this.child = null;
         const how = signal ?? `code ${code}`;
         if (!ready) reject(new EngineStartError(`the engine exited (${how}) before it was ready`));
@@ -122,7 +141,15 @@ export class EngineClient {
           run.reject(outOfMemory ?? new EngineCrashedError(how));
         }
       });
-      this.post({ kind: 'init', init: { artifactDir: this.config.artifactDir, datasetDir: this.config.datasetDir, backend: this.config.backend, modelCacheSize: this.config.modelCacheSize } });
+      this.post({
+        kind: 'init',
+        init: {
+          artifactDir: this.config.artifactDir,
+          datasetDir: this.config.datasetDir,
+          backend: this.config.backend,
+          modelCacheSize: this.config.modelCacheSize,
+        },
+      });
     });
   }
 

@@ -9,7 +9,8 @@ import type { JobErrorInput } from '@relu-lstm/jobs';
 const INVALID_PAYLOAD_CODES = new Set(['invalid_config', 'invalid_input', 'invalid_state_dict', 'invalid_safetensors']);
 
 /** RangeErrors of an allocation past what the engine may hold (typed array, string, wasm memory). */
-const OUT_OF_MEMORY = /Array buffer allocation failed|Invalid (?:string|array|typed array) length|Maximum memory size exceeded|Out of memory|could not allocate/i;
+const OUT_OF_MEMORY =
+  /Array buffer allocation failed|Invalid (?:string|array|typed array) length|Maximum memory size exceeded|Out of memory|could not allocate/i;
 
 /** A problem with the payload found by the engine itself (e.g. a fromJob model of another shape). */
 export class PayloadError extends Error {
@@ -24,18 +25,34 @@ export class PayloadError extends Error {
 
 export function toJobError(e: unknown): JobErrorInput {
   if (e instanceof DivergenceError) {
-    return { code: 'diverged', message: e.message, retryable: false, details: { epoch: e.epoch, step: e.step, quantity: e.quantity, value: String(e.value) } };
+    return {
+      code: 'diverged',
+      message: e.message,
+      retryable: false,
+      details: { epoch: e.epoch, step: e.step, quantity: e.quantity, value: String(e.value) },
+    };
   }
   if (e instanceof TrainingAbortedError) {
     return { code: 'cancelled', message: e.message, retryable: false, details: { epoch: e.epoch, step: e.step } };
   }
   if (e instanceof PayloadError) {
-    return { code: 'invalid_payload', message: e.message, retryable: false, ...(e.field ? { details: { field: e.field } } : {}) };
+    return {
+      code: 'invalid_payload',
+      message: e.message,
+      retryable: false,
+      ...(e.field ? { details: { field: e.field } } : {}),
+    };
   }
   if (e instanceof ReluLstmError) {
     if (INVALID_PAYLOAD_CODES.has(e.code)) {
-      const field = (e as ReluLstmError & { field?: unknown; entry?: unknown }).field ?? (e as { entry?: unknown }).entry;
-      return { code: 'invalid_payload', message: e.message, retryable: false, ...(typeof field === 'string' ? { details: { field } } : {}) };
+      const field =
+        (e as ReluLstmError & { field?: unknown; entry?: unknown }).field ?? (e as { entry?: unknown }).entry;
+      return {
+        code: 'invalid_payload',
+        message: e.message,
+        retryable: false,
+        ...(typeof field === 'string' ? { details: { field } } : {}),
+      };
     }
     if (e.code === 'backend_unavailable') return { code: 'backend_unavailable', message: e.message, retryable: true };
   }
@@ -44,7 +61,12 @@ export function toJobError(e: unknown): JobErrorInput {
   }
   const message = e instanceof Error ? `${e.name}: ${e.message}` : String(e);
   if (e instanceof RangeError && OUT_OF_MEMORY.test(e.message)) {
-    return { code: 'resource_exhausted', message: `the engine could not allocate memory for the job: ${message}`, retryable: false, details: { what: 'allocation' } };
+    return {
+      code: 'resource_exhausted',
+      message: `the engine could not allocate memory for the job: ${message}`,
+      retryable: false,
+      details: { what: 'allocation' },
+    };
   }
   return { code: 'internal', message, retryable: true };
 }

@@ -46,7 +46,10 @@ export async function runInfer(req: InferRequest, ctx: EngineContext, cache: Mod
     // `[L*D, B or 1, H]`; the LSTM broadcasts a batch-1 state itself.
     let state: { h0: tf.Tensor3D; c0: tf.Tensor3D } | undefined;
     if (p.initialState) {
-      state = { h0: tf.tensor3d(p.initialState.h0, undefined, 'float32'), c0: tf.tensor3d(p.initialState.c0, undefined, 'float32') };
+      state = {
+        h0: tf.tensor3d(p.initialState.h0, undefined, 'float32'),
+        c0: tf.tensor3d(p.initialState.c0, undefined, 'float32'),
+      };
       tensors.push(state.h0, state.c0);
     }
     const out = model.predict(x, state, p.lengths ? { lengths: p.lengths } : {});

@@ -35,7 +35,10 @@ interface CurrentRun {
 }
 
 interface EngineEntry<T extends JobType> {
-  run: (req: RunRequests[T], engine: { ctx: EngineContext; cache: ModelCache; run: CurrentRun }) => Promise<TerminalMessage>;
+  run: (
+    req: RunRequests[T],
+    engine: { ctx: EngineContext; cache: ModelCache; run: CurrentRun },
+  ) => Promise<TerminalMessage>;
   /** Whether tensors left after a run are expected (models cached for later runs), not a leak. */
   keepsTensors: boolean;
 }
@@ -43,7 +46,8 @@ interface EngineEntry<T extends JobType> {
 /** How the engine runs each job type (a mapped type, so each entry's request type follows its key). */
 const ENTRIES: { [T in JobType]: EngineEntry<T> } = {
   train: {
-    run: (req, { ctx, run }) => runTrain(req, ctx, { signal: run.abort.signal, checkpointOnStop: () => run.checkpoint }),
+    run: (req, { ctx, run }) =>
+      runTrain(req, ctx, { signal: run.abort.signal, checkpointOnStop: () => run.checkpoint }),
     keepsTensors: false,
   },
   infer: { run: (req, { ctx, cache }) => runInfer(req, ctx, cache), keepsTensors: true },
@@ -76,11 +80,19 @@ async function init(cfg: EngineInit): Promise<void> {
 
 async function run(req: RunRequest): Promise<void> {
   if (ctx === null || cache === null) {
-    await send({ kind: 'failed', runId: req.runId, error: { code: 'internal', message: 'engine not initialised', retryable: true } });
+    await send({
+      kind: 'failed',
+      runId: req.runId,
+      error: { code: 'internal', message: 'engine not initialised', retryable: true },
+    });
     return;
   }
   if (current !== null) {
-    await send({ kind: 'failed', runId: req.runId, error: { code: 'internal', message: `engine busy with run ${current.runId}`, retryable: true } });
+    await send({
+      kind: 'failed',
+      runId: req.runId,
+      error: { code: 'internal', message: `engine busy with run ${current.runId}`, retryable: true },
+    });
     return;
   }
   const run = { runId: req.runId, abort: new AbortController(), checkpoint: false };
@@ -98,7 +110,13 @@ async function run(req: RunRequest): Promise<void> {
   // Anything left over by a run that caches nothing is a leak worth a line.
   const leaked = tf.memory().numTensors - before;
   if (!entry.keepsTensors && leaked !== 0) {
-    await send({ kind: 'log', runId: req.runId, level: 'warning', code: 'tensor_leak', message: `${leaked} tensors left after the run` }).catch(() => undefined);
+    await send({
+      kind: 'log',
+      runId: req.runId,
+      level: 'warning',
+      code: 'tensor_leak',
+      message: `${leaked} tensors left after the run`,
+    }).catch(() => undefined);
   }
   await send(result);
 }

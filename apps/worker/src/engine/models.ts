@@ -32,9 +32,14 @@ export async function readStoredModel(artifacts: ArtifactStore, jobId: string, f
   const { stateDict, metadata } = safetensorsToStateDict(ownBytes(await artifacts.get(jobId, ARTIFACTS.model)));
   try {
     const raw = metadata[MODEL_METADATA_KEY];
-    if (raw === undefined) throw new PayloadError(`${field}: ${ARTIFACTS.model} of job ${jobId} has no "${MODEL_METADATA_KEY}" metadata`, field);
+    if (raw === undefined)
+      throw new PayloadError(
+        `${field}: ${ARTIFACTS.model} of job ${jobId} has no "${MODEL_METADATA_KEY}" metadata`,
+        field,
+      );
     const parsed = ModelArtifactConfigSchema.safeParse(JSON.parse(raw));
-    if (!parsed.success) throw new PayloadError(`${field}: ${ARTIFACTS.model} of job ${jobId} has an unreadable config`, field);
+    if (!parsed.success)
+      throw new PayloadError(`${field}: ${ARTIFACTS.model} of job ${jobId} has an unreadable config`, field);
     return { config: parsed.data, stateDict };
   } catch (e) {
     tf.dispose(Object.values(stateDict));
@@ -55,7 +60,10 @@ export function ownBytes(buf: Uint8Array): Uint8Array {
 export function checkSameArchitecture(want: ModelSpec, stored: ModelArtifactConfig, field: string): void {
   const k = architectureMismatches(want, stored.model)[0];
   if (k !== undefined) {
-    throw new PayloadError(`${field}: the model of job ${stored.jobId} has ${k} ${JSON.stringify(stored.model[k])}, the payload ${JSON.stringify(want[k])}`, `model.${k}`);
+    throw new PayloadError(
+      `${field}: the model of job ${stored.jobId} has ${k} ${JSON.stringify(stored.model[k])}, the payload ${JSON.stringify(want[k])}`,
+      `model.${k}`,
+    );
   }
 }
 

@@ -17,7 +17,14 @@
  * fenced by the job's lock in one place. The engine exits when the IPC channel closes (the parent
  * died), so a SIGKILLed worker never leaves a trainer behind.
  */
-import type { DivergenceRollback, InferPayload, JobErrorInput, JobType, ProgressEvent, TrainPayload } from '@relu-lstm/jobs';
+import type {
+  DivergenceRollback,
+  InferPayload,
+  JobErrorInput,
+  JobType,
+  ProgressEvent,
+  TrainPayload,
+} from '@relu-lstm/jobs';
 import type { InferOutputs } from './result-spill';
 
 /** What the engine runs on (the library's `BackendInfo`, minus the `skipped` list). */
@@ -116,7 +123,14 @@ export type FromEngine =
   | { kind: 'checkpoint'; runId: string; epoch: number; step: number; stepInEpoch: number; bytes: Uint8Array }
   /** The run diverged and went back to `rollback.to` with a smaller learning rate; metric points past `to.step` are void. */
   | { kind: 'rollback'; runId: string; rollback: DivergenceRollback }
-  | { kind: 'log'; runId: string; level: 'info' | 'warning' | 'error'; message: string; code?: string; data?: Record<string, unknown> }
+  | {
+      kind: 'log';
+      runId: string;
+      level: 'info' | 'warning' | 'error';
+      message: string;
+      code?: string;
+      data?: Record<string, unknown>;
+    }
   | { kind: 'trained'; runId: string; summary: TrainSummary; files: TrainFiles }
   /** `outputs`: inline, or the bytes of the artifact when too many for the result (result-spill.ts). */
   | { kind: 'inferred'; runId: string; result: { outputs: InferOutputs; hN: number[][][]; cN: number[][][] } }

@@ -388,11 +388,20 @@ function finiteOrNull(v: number | null | undefined): number | null {
 }
 
 /** `state.json`: the trained model's (h_n, c_n) after reading the payload's stateInput, or the first batch. */
-async function finalState(model: SequenceModel, req: TrainRequest, loaded: LoadedData, start: StartState | null): Promise<StateArtifact> {
+async function finalState(
+  model: SequenceModel,
+  req: TrainRequest,
+  loaded: LoadedData,
+  start: StartState | null,
+): Promise<StateArtifact> {
   const p = req.payload;
   const given = p.stateInput;
   const inputs = given ? given.inputs : firstSamples(loaded.data.x, p.training.batchSize);
-  const lengths = given ? given.lengths : loaded.data.lengths ? Array.from(loaded.data.lengths as ArrayLike<number>).slice(0, inputs.length) : undefined;
+  const lengths = given
+    ? given.lengths
+    : loaded.data.lengths
+      ? Array.from(loaded.data.lengths as ArrayLike<number>).slice(0, inputs.length)
+      : undefined;
   const B = inputs.length;
   const T = inputs[0].length;
   const I = inputs[0][0].length;
@@ -415,7 +424,7 @@ async function finalState(model: SequenceModel, req: TrainRequest, loaded: Loade
       input: {
         source: given ? 'stateInput' : 'firstBatch',
         description: given
-          ? given.description ?? `the job's stateInput: ${B} sequences of ${T} steps`
+          ? (given.description ?? `the job's stateInput: ${B} sequences of ${T} steps`)
           : `the first ${B} samples of the training data (unshuffled) of ${loaded.description}`,
         shape: [B, T, I],
         lengths: lengths ? [...lengths] : null,
@@ -444,9 +453,14 @@ interface StartState {
 async function fromJobState(artifacts: ArtifactStore, jobId: string): Promise<StartState> {
   let parsed: StateArtifact;
   try {
-    parsed = StateArtifactSchema.parse(JSON.parse(Buffer.from(await artifacts.get(jobId, ARTIFACTS.state)).toString('utf8')));
+    parsed = StateArtifactSchema.parse(
+      JSON.parse(Buffer.from(await artifacts.get(jobId, ARTIFACTS.state)).toString('utf8')),
+    );
   } catch (e) {
-    throw new PayloadError(`fromJob: ${ARTIFACTS.state} of job ${jobId} is missing or unreadable (${(e as Error).message})`, 'fromJob');
+    throw new PayloadError(
+      `fromJob: ${ARTIFACTS.state} of job ${jobId} is missing or unreadable (${(e as Error).message})`,
+      'fromJob',
+    );
   }
   const row0 = (t: number[][][]) => t.map((layer) => [layer[0]]);
   return { source: 'fromJob', h0: row0(parsed.h_n), c0: row0(parsed.c_n) };

@@ -52,7 +52,9 @@ export class CheckpointStore {
     }
     let metrics: ProgressEvent[] = [];
     try {
-      const r = z.array(ProgressEventSchema).safeParse(safeJson((await this.artifacts.get(jobId, CHECKPOINT_METRICS_ARTIFACT)).toString('utf8')));
+      const r = z
+        .array(ProgressEventSchema)
+        .safeParse(safeJson((await this.artifacts.get(jobId, CHECKPOINT_METRICS_ARTIFACT)).toString('utf8')));
       if (r.success) metrics = r.data;
     } catch {
       // no metrics saved with it: metrics.csv starts at the resume
@@ -70,8 +72,21 @@ export class CheckpointStore {
     const fence = () => this.fencing.holds(holder.job, holder.token);
     await this.artifacts.put(jobId, CHECKPOINT_METRICS_ARTIFACT, JSON.stringify(metrics), { fence });
     await this.artifacts.put(jobId, CHECKPOINT_ARTIFACT, bytes, { fence });
-    const pointer: CheckpointPointer = { name: CHECKPOINT_ARTIFACT, epoch: at.epoch, step: at.step, attempt: at.attempt, at: Date.now() };
-    if (!(await this.fencing.setIfHolder(holder.job, holder.token, this.redis.keys.checkpoint(jobId), JSON.stringify(pointer)))) {
+    const pointer: CheckpointPointer = {
+      name: CHECKPOINT_ARTIFACT,
+      epoch: at.epoch,
+      step: at.step,
+      attempt: at.attempt,
+      at: Date.now(),
+    };
+    if (
+      !(await this.fencing.setIfHolder(
+        holder.job,
+        holder.token,
+        this.redis.keys.checkpoint(jobId),
+        JSON.stringify(pointer),
+      ))
+    ) {
       throw new FencedWriteError(jobId, 'checkpoint pointer');
     }
     return pointer;

@@ -20,7 +20,13 @@
  * this attempt's (the process was paused past it and another worker took the job) stops the run
  * with `lost`, and every write of the attempt is refused by the fence (fencing.ts).
  */
-import { Inject, Injectable, Logger, type BeforeApplicationShutdown, type OnApplicationBootstrap } from '@nestjs/common';
+import {
+  Inject,
+  Injectable,
+  Logger,
+  type BeforeApplicationShutdown,
+  type OnApplicationBootstrap,
+} from '@nestjs/common';
 import { DelayedError, WaitingError, Worker, type Job } from 'bullmq';
 import { queuesForWorker, validateJobData, type JobResult, type JobType, type QueueName } from '@relu-lstm/jobs';
 import { WORKER_CONFIG, type WorkerConfig } from '../config';
@@ -105,11 +111,20 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
       worker.on('completed', (job, result) => this.track(this.onCompleted(job, result)));
       worker.on('failed', (job, err) => this.track(this.onFailed(job, err)));
       worker.on('stalled', (jobId) =>
-        this.track(this.events.info(jobId, 'stalled', `the job's lock lapsed; moved back to ${queue} by worker ${this.config.workerId}'s stalled check`, undefined, 'warning')),
+        this.track(
+          this.events.info(
+            jobId,
+            'stalled',
+            `the job's lock lapsed; moved back to ${queue} by worker ${this.config.workerId}'s stalled check`,
+            undefined,
+            'warning',
+          ),
+        ),
       );
       this.workers.set(queue, worker);
     }
-    for (const w of this.workers.values()) void w.run().catch((e) => this.log.error(`worker run: ${(e as Error).message}`));
+    for (const w of this.workers.values())
+      void w.run().catch((e) => this.log.error(`worker run: ${(e as Error).message}`));
     await Promise.all([...this.workers.values()].map((w) => w.waitUntilReady()));
     const lock = this.config.lock;
     this.log.log(
@@ -130,10 +145,16 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
     const stop = new StopRequest();
     // Fresh for a quarter of the lock's life: BullMQ renews it every half, so a confirmed lock has
     // at least that long left.
-    const lock = new LockWatch(() => this.fencing.holds(job, token), this.config.lock.durationMs / 4, () => {
-      this.log.warn(`job ${job.id}: lost its lock (it is no longer this attempt's); stopping the run, writing nothing`);
-      stop.request('lost');
-    });
+    const lock = new LockWatch(
+      () => this.fencing.holds(job, token),
+      this.config.lock.durationMs / 4,
+      () => {
+        this.log.warn(
+          `job ${job.id}: lost its lock (it is no longer this attempt's); stopping the run, writing nothing`,
+        );
+        stop.request('lost');
+      },
+    );
     this.running = { job, queue, stop, lock };
     this.pauseOthers(queue);
     let poll: NodeJS.Timeout | null = null;
@@ -142,14 +163,26 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
       const jobId = job.id!;
       const parsed = validateJobData(job.data);
       if (!parsed.ok) {
-        const first = parsed.issues.slice(0, 3).map((i) => `${i.path || '(data)'}: ${i.message}`).join('; ');
-        throw jobFailure({ code: 'invalid_payload', message: `job data does not match the schema: ${first}`, details: { issues: parsed.issues } });
+        const first = parsed.issues
+          .slice(0, 3)
+          .map((i) => `${i.path || '(data)'}: ${i.message}`)
+          .join('; ');
+        throw jobFailure({
+          code: 'invalid_payload',
+          message: `job data does not match the schema: ${first}`,
+          details: { issues: parsed.issues },
+        });
       }
       const data = parsed.value;
       if (job.name !== data.type) {
-        throw jobFailure({ code: 'invalid_payload', message: `job name '${job.name}' differs from data.type '${data.type}'`, details: { field: 'type' } });
+        throw jobFailure({
+          code: 'invalid_payload',
+          message: `job name '${job.name}' differs from data.type '${data.type}'`,
+          details: { field: 'type' },
+        });
       }
-      if (await this.cancelRequested(jobId)) throw jobFailure({ code: 'cancelled', message: 'cancelled before it started' });
+      if (await this.cancelRequested(jobId))
+        throw jobFailure({ code: 'cancelled', message: 'cancelled before it started' });
       const refusal = budgetRefusal(data, this.config.memory.maxJobMb);
       if (refusal) throw jobFailure(refusal);
       poll = setInterval(() => {
@@ -166,7 +199,17 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
       }, timeoutMs);
       const attempt = job.attemptsMade + 1;
       await this.events.state(jobId, 'running', { attempt, workerId: this.config.workerId });
-      const ctx = { job, token, jobId, tenant: data.tenant, payload: data.payload, attempt, stop, timeoutMs, lock } as JobContext;
+      const ctx = {
+        job,
+        token,
+        jobId,
+        tenant: data.tenant,
+        payload: data.payload,
+        attempt,
+        stop,
+        timeoutMs,
+        lock,
+      } as JobContext;
       return await this.handlers.get(data.type)!.run(ctx);
     } finally {
       if (poll) clearInterval(poll);
@@ -187,7 +230,7 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
 
   private resumeOthers(): void {
     const others = [...this.workers.values()];
-    this.pausing = this.pausing.then(() => Promise.all(others.map((w) => (w.isPaused() ? w.resume() : undefined))));
+    this.pausing = this.pausing.then(() => Promise.all(others.filter((w) => w.isPaused()).map((w) => w.resume())));
   }
 
   private async onCompleted(job: AnyJob, result: JobResult): Promise<void> {
@@ -205,7 +248,13 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
     const error = jobErrorOf(err);
     const final = err.name === 'UnrecoverableError' || Boolean(job.finishedOn);
     if (!final) {
-      await this.events.info(job.id, 'attempt_failed', `attempt ${job.attemptsMade} failed, will retry: ${error.message}`, { error, attemptsMade: job.attemptsMade }, 'warning');
+      await this.events.info(
+        job.id,
+        'attempt_failed',
+        `attempt ${job.attemptsMade} failed, will retry: ${error.message}`,
+        { error, attemptsMade: job.attemptsMade },
+        'warning',
+      );
       return;
     }
     try {
@@ -228,14 +277,23 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
    */
   async beforeApplicationShutdown(signal?: string): Promise<void> {
     this.stopping = true;
-    this.log.log(`shutting down${signal ? ` on ${signal}` : ''}${this.running ? `; stopping job ${this.running.job.id}` : ''}`);
+    this.log.log(
+      `shutting down${signal ? ` on ${signal}` : ''}${this.running ? `; stopping job ${this.running.job.id}` : ''}`,
+    );
     const workers = [...this.workers.values()];
     for (const w of workers) void w.pause(true).catch(() => undefined);
     this.running?.stop.request('shutdown');
-    const closing = Promise.all(workers.map((w) => w.close().catch((e) => this.log.warn(`close: ${(e as Error).message}`))));
-    const graceful = await Promise.race([closing.then(() => true), sleep(this.config.shutdownGraceMs).then(() => false)]);
+    const closing = Promise.all(
+      workers.map((w) => w.close().catch((e) => this.log.warn(`close: ${(e as Error).message}`))),
+    );
+    const graceful = await Promise.race([
+      closing.then(() => true),
+      sleep(this.config.shutdownGraceMs).then(() => false),
+    ]);
     if (!graceful) {
-      this.log.warn(`job ${this.currentJobId} did not stop within ${this.config.shutdownGraceMs} ms; killing the engine`);
+      this.log.warn(
+        `job ${this.currentJobId} did not stop within ${this.config.shutdownGraceMs} ms; killing the engine`,
+      );
       this.engine.kill();
       await Promise.race([closing, sleep(5000)]);
       await Promise.race([Promise.all(workers.map((w) => w.close(true).catch(() => undefined))), sleep(5000)]);

@@ -32,20 +32,31 @@ export class InferHandler implements JobHandler<'infer'> {
     });
     let outcome;
     try {
-      outcome = await this.engine.run({ kind: 'infer', runId, jobId: ctx.jobId, payload: ctx.payload }, () => undefined);
+      outcome = await this.engine.run(
+        { kind: 'infer', runId, jobId: ctx.jobId, payload: ctx.payload },
+        () => undefined,
+      );
     } catch (e) {
       if (ctx.stop.reason === 'timeout') {
-        throw jobFailure({ code: 'timeout', message: `ran longer than its limit of ${ctx.timeoutMs} ms (JOB_TIMEOUT_INFER_MS); the engine was stopped`, details: { limitMs: ctx.timeoutMs } });
+        throw jobFailure({
+          code: 'timeout',
+          message: `ran longer than its limit of ${ctx.timeoutMs} ms (JOB_TIMEOUT_INFER_MS); the engine was stopped`,
+          details: { limitMs: ctx.timeoutMs },
+        });
       }
-      if (ctx.stop.reason === 'cancel') throw jobFailure({ code: 'cancelled', message: 'cancelled while running; the engine was stopped' });
+      if (ctx.stop.reason === 'cancel')
+        throw jobFailure({ code: 'cancelled', message: 'cancelled while running; the engine was stopped' });
       throw jobFailure(engineRunFailure(e));
     }
     if (outcome.kind === 'failed') throw jobFailure(outcome.error);
-    if (outcome.kind !== 'inferred') throw jobFailure({ code: 'internal', message: `unexpected engine reply '${outcome.kind}' to an infer request` });
+    if (outcome.kind !== 'inferred')
+      throw jobFailure({ code: 'internal', message: `unexpected engine reply '${outcome.kind}' to an infer request` });
     const backend = this.engine.backend!;
     const { outputs, hN, cN } = outcome.result;
     const result = InferResultSchema.parse({
-      ...('inline' in outputs ? { outputs: outputs.inline } : { outputsArtifact: spilledLink(ctx.jobId, outputs.spilled) }),
+      ...('inline' in outputs
+        ? { outputs: outputs.inline }
+        : { outputsArtifact: spilledLink(ctx.jobId, outputs.spilled) }),
       hN,
       cN,
       backend: backend.backend,
@@ -53,6 +64,8 @@ export class InferHandler implements JobHandler<'infer'> {
       elapsedMs: Math.round(performance.now() - started),
     });
     if ('inline' in outputs) return result;
-    return this.publisher.publish(ctx, [[outputs.spilled.name, outputs.spilled.bytes]], result, (u) => InferResultSchema.parse(u));
+    return this.publisher.publish(ctx, [[outputs.spilled.name, outputs.spilled.bytes]], result, (u) =>
+      InferResultSchema.parse(u),
+    );
   }
 }

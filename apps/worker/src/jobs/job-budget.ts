@@ -8,7 +8,10 @@ import {
   overBudget,
   estimateJobCost,
   unknownJobType,
-  type CostedJob, type JobData, type JobErrorInput } from '@relu-lstm/jobs';
+  type CostedJob,
+  type JobData,
+  type JobErrorInput,
+} from '@relu-lstm/jobs';
 import { EngineOutOfMemoryError } from '../engine/memory-watchdog';
 
 /** The job as the estimate can see it here: an infer job naming a trained model is sized by the watchdog alone. */

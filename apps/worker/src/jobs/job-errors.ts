@@ -4,7 +4,13 @@
  * `UnrecoverableError` (no retry), the others as plain errors (BullMQ retries with backoff).
  */
 import { UnrecoverableError } from 'bullmq';
-import { PERMANENT_ERROR_CODES, decodeJobError, encodeJobError, type JobError, type JobErrorInput } from '@relu-lstm/jobs';
+import {
+  PERMANENT_ERROR_CODES,
+  decodeJobError,
+  encodeJobError,
+  type JobError,
+  type JobErrorInput,
+} from '@relu-lstm/jobs';
 
 export function isPermanent(code: JobErrorInput['code']): boolean {
   return PERMANENT_ERROR_CODES.includes(code);

@@ -24,7 +24,13 @@ export class JobEvents {
     return this.append(jobId, { type: 'state', at: Date.now(), state, ...extra });
   }
 
-  info(jobId: string, code: string, message: string, data?: Record<string, unknown>, level: LogEvent['level'] = 'info'): Promise<void> {
+  info(
+    jobId: string,
+    code: string,
+    message: string,
+    data?: Record<string, unknown>,
+    level: LogEvent['level'] = 'info',
+  ): Promise<void> {
     return this.append(jobId, { type: 'log', at: Date.now(), level, code, message, ...(data ? { data } : {}) });
   }
 }

@@ -55,7 +55,13 @@ export function lockKeyOf(job: LockedJob): string {
 }
 
 /** `SET key value` in the same step as checking that `token` holds the lock; false if it does not. */
-export async function setIfHolder(redis: Redis, lockKey: string, token: string, key: string, value: string): Promise<boolean> {
+export async function setIfHolder(
+  redis: Redis,
+  lockKey: string,
+  token: string,
+  key: string,
+  value: string,
+): Promise<boolean> {
   return (await redis.eval(SET_IF_HOLDER, 2, lockKey, key, token, value)) === 1;
 }
 
@@ -63,8 +69,23 @@ export async function setIfHolder(redis: Redis, lockKey: string, token: string, 
  * Records `mine` under `publishedKey` if `token` holds the lock and no set was chosen yet; returns
  * the chosen set (ours or an earlier one), or null when the lock is not ours (write nothing).
  */
-export async function choosePublication(redis: Redis, lockKey: string, publishedKey: string, token: string, mine: Publication, ttlMs = PUBLICATION_TTL_MS): Promise<Publication | null> {
-  const raw = (await redis.eval(CHOOSE_PUBLICATION, 2, lockKey, publishedKey, token, JSON.stringify(mine), String(ttlMs))) as string | null;
+export async function choosePublication(
+  redis: Redis,
+  lockKey: string,
+  publishedKey: string,
+  token: string,
+  mine: Publication,
+  ttlMs = PUBLICATION_TTL_MS,
+): Promise<Publication | null> {
+  const raw = (await redis.eval(
+    CHOOSE_PUBLICATION,
+    2,
+    lockKey,
+    publishedKey,
+    token,
+    JSON.stringify(mine),
+    String(ttlMs),
+  )) as string | null;
   return raw === null ? null : PublicationSchema.parse(JSON.parse(raw));
 }
 

@@ -36,7 +36,12 @@ export class ArtifactPublisher {
    * Publishes `files` (name -> content, in the order given) with `result`, or the set an earlier
    * attempt chose; returns the chosen set's result, checked by `parse`.
    */
-  async publish<R>(ctx: Pick<JobContext, 'job' | 'jobId' | 'token' | 'attempt'>, files: ReadonlyArray<readonly [string, string | Uint8Array]>, result: R, parse: (u: unknown) => R): Promise<R> {
+  async publish<R>(
+    ctx: Pick<JobContext, 'job' | 'jobId' | 'token' | 'attempt'>,
+    files: ReadonlyArray<readonly [string, string | Uint8Array]>,
+    result: R,
+    parse: (u: unknown) => R,
+  ): Promise<R> {
     const { job, jobId, token } = ctx;
     const stage = stageIdOf(token);
     try {
@@ -45,7 +50,14 @@ export class ArtifactPublisher {
       await this.artifacts.discardStaged(jobId, stage).catch(() => undefined);
       throw e;
     }
-    const mine: Publication = { stage, names: files.map(([n]) => n), attempt: ctx.attempt, workerId: this.config.workerId, at: Date.now(), result };
+    const mine: Publication = {
+      stage,
+      names: files.map(([n]) => n),
+      attempt: ctx.attempt,
+      workerId: this.config.workerId,
+      at: Date.now(),
+      result,
+    };
     const chosen = await this.fencing.choosePublication(job, token, mine);
     if (chosen === null) {
       await this.artifacts.discardStaged(jobId, stage).catch(() => undefined);
@@ -54,10 +66,15 @@ export class ArtifactPublisher {
     }
     if (chosen.stage !== stage) {
       await this.artifacts.discardStaged(jobId, stage).catch(() => undefined);
-      await this.events.info(jobId, 'published_earlier', `attempt ${chosen.attempt} (worker ${chosen.workerId}) had chosen its artifact set already; publishing that one`, {
-        attempt: chosen.attempt,
-        workerId: chosen.workerId,
-      });
+      await this.events.info(
+        jobId,
+        'published_earlier',
+        `attempt ${chosen.attempt} (worker ${chosen.workerId}) had chosen its artifact set already; publishing that one`,
+        {
+          attempt: chosen.attempt,
+          workerId: chosen.workerId,
+        },
+      );
     }
     await this.artifacts.publishStaged(jobId, chosen.stage, chosen.names);
     await this.checkpoints.remove(jobId);

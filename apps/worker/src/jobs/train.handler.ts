@@ -10,7 +10,15 @@ import * as os from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import { WaitingError } from 'bullmq';
-import { ARTIFACTS, DIVERGENCE_ROLLBACK, FencedWriteError, TrainResultSchema, type DivergenceRollback, type ProgressEvent, type TrainResult } from '@relu-lstm/jobs';
+import {
+  ARTIFACTS,
+  DIVERGENCE_ROLLBACK,
+  FencedWriteError,
+  TrainResultSchema,
+  type DivergenceRollback,
+  type ProgressEvent,
+  type TrainResult,
+} from '@relu-lstm/jobs';
 import { WORKER_CONFIG, type WorkerConfig } from '../config';
 import { EngineClient } from '../engine/engine-client';
 import type { RunMessage, TerminalMessage, TrainRequest } from '../engine/protocol';
@@ -49,7 +57,11 @@ export class TrainHandler implements JobHandler<'train'> {
   async run(ctx: JobContext<'train'>): Promise<TrainResult> {
     const from = await this.resumePoint(ctx.jobId);
     const runId = `${ctx.jobId}:${ctx.attempt}:${randomBytes(4).toString('hex')}`;
-    const messages = new TrainMessages(ctx, from.metrics, { events: this.events, checkpoints: this.checkpoints, log: this.log });
+    const messages = new TrainMessages(ctx, from.metrics, {
+      events: this.events,
+      checkpoints: this.checkpoints,
+      log: this.log,
+    });
     this.stopEngineOnRequest(ctx, runId);
     const outcome = await this.runInEngine(ctx, this.trainRequest(ctx, runId, from), messages);
     switch (outcome.kind) {
@@ -89,14 +101,19 @@ export class TrainHandler implements JobHandler<'train'> {
     ctx.stop.onStop((reason) => {
       this.engine.stop(runId, reason === 'shutdown' || reason === 'timeout');
       // A run that does not reach a batch boundary in time (one huge batch, a hung backend) is killed.
-      if (reason === 'timeout' || reason === 'lost') setTimeout(() => this.engine.killRun(runId), this.config.shutdownGraceMs).unref();
+      if (reason === 'timeout' || reason === 'lost')
+        setTimeout(() => this.engine.killRun(runId), this.config.shutdownGraceMs).unref();
       // A cancel is immediate: a run still building its model, loading data or in a long batch is killed.
       if (reason === 'cancel') setTimeout(() => this.engine.killRun(runId), this.config.cancelKillMs).unref();
     });
   }
 
   /** The engine's terminal message, once every side effect of the run's messages is done. */
-  private async runInEngine(ctx: JobContext<'train'>, request: TrainRequest, messages: TrainMessages): Promise<TerminalMessage> {
+  private async runInEngine(
+    ctx: JobContext<'train'>,
+    request: TrainRequest,
+    messages: TrainMessages,
+  ): Promise<TerminalMessage> {
     let outcome: TerminalMessage;
     try {
       outcome = await this.engine.run(request, (m) => messages.handle(m));
@@ -110,15 +127,26 @@ export class TrainHandler implements JobHandler<'train'> {
   }
 
   private async engineDied(ctx: JobContext<'train'>, e: Error): Promise<never> {
-    if (ctx.stop.reason === 'shutdown') return this.release(ctx, `released: the worker is shutting down (${e.message})`, {});
-    if (ctx.stop.reason === 'cancel') throw await this.cancelled(ctx, `cancelled; the engine did not stop within ${this.config.cancelKillMs} ms (CANCEL_KILL_MS) and was killed`, {});
-    if (ctx.stop.reason === 'timeout') throw this.timedOut(ctx, `the engine did not stop within ${this.config.shutdownGraceMs} ms and was killed`, {});
+    if (ctx.stop.reason === 'shutdown')
+      return this.release(ctx, `released: the worker is shutting down (${e.message})`, {});
+    if (ctx.stop.reason === 'cancel')
+      throw await this.cancelled(
+        ctx,
+        `cancelled; the engine did not stop within ${this.config.cancelKillMs} ms (CANCEL_KILL_MS) and was killed`,
+        {},
+      );
+    if (ctx.stop.reason === 'timeout')
+      throw this.timedOut(ctx, `the engine did not stop within ${this.config.shutdownGraceMs} ms and was killed`, {});
     if (ctx.stop.reason === 'lost') throw new LostLockError(ctx.jobId, 'the run was stopped');
     throw jobFailure(engineRunFailure(e));
   }
 
   /** Writes the four artifacts and returns the result; once per job, by the holder of its lock (publish.ts). */
-  private async publishTrained(ctx: JobContext<'train'>, outcome: Extract<TerminalMessage, { kind: 'trained' }>, messages: TrainMessages): Promise<TrainResult> {
+  private async publishTrained(
+    ctx: JobContext<'train'>,
+    outcome: Extract<TerminalMessage, { kind: 'trained' }>,
+    messages: TrainMessages,
+  ): Promise<TrainResult> {
     const { summary, files } = outcome;
     const backend = this.engine.backend!;
     const result = TrainResultSchema.parse({
@@ -167,10 +195,14 @@ export class TrainHandler implements JobHandler<'train'> {
   }
 
   /** The run stopped on request: released (shutdown), timed out, lost or cancelled. */
-  private async stopped(ctx: JobContext<'train'>, outcome: Extract<TerminalMessage, { kind: 'stopped' }>): Promise<never> {
+  private async stopped(
+    ctx: JobContext<'train'>,
+    outcome: Extract<TerminalMessage, { kind: 'stopped' }>,
+  ): Promise<never> {
     const at = { epoch: outcome.epoch, step: outcome.step };
     // On shutdown the engine sent a checkpoint of the step it stopped at just before this message.
-    if (ctx.stop.reason === 'shutdown') return this.release(ctx, `released at epoch ${at.epoch}, step ${at.step}: the worker is shutting down`, at);
+    if (ctx.stop.reason === 'shutdown')
+      return this.release(ctx, `released at epoch ${at.epoch}, step ${at.step}: the worker is shutting down`, at);
     if (ctx.stop.reason === 'timeout') throw this.timedOut(ctx, `stopped at epoch ${at.epoch}, step ${at.step}`, at);
     if (ctx.stop.reason === 'lost') throw new LostLockError(ctx.jobId, `the run was stopped at step ${at.step}`);
     throw await this.cancelled(ctx, `cancelled at epoch ${at.epoch}, step ${at.step}`, at);
@@ -195,7 +227,11 @@ export class TrainHandler implements JobHandler<'train'> {
 
   /** Over its wall-clock limit: fails for good (`timeout`), keeping the checkpoint of where it stopped. */
   private timedOut(ctx: JobContext<'train'>, how: string, details: Record<string, unknown>): Error {
-    return jobFailure({ code: 'timeout', message: `ran longer than its limit of ${ctx.timeoutMs} ms (JOB_TIMEOUT_TRAIN_MS): ${how}; its checkpoint is kept`, details: { ...details, limitMs: ctx.timeoutMs } });
+    return jobFailure({
+      code: 'timeout',
+      message: `ran longer than its limit of ${ctx.timeoutMs} ms (JOB_TIMEOUT_TRAIN_MS): ${how}; its checkpoint is kept`,
+      details: { ...details, limitMs: ctx.timeoutMs },
+    });
   }
 }
 
@@ -224,7 +260,9 @@ class TrainMessages {
       case 'rollback':
         return this.rollback(m.rollback);
       case 'log':
-        return this.then('log event', () => this.deps.events.info(this.ctx.jobId, m.code ?? 'engine', m.message, m.data, m.level));
+        return this.then('log event', () =>
+          this.deps.events.info(this.ctx.jobId, m.code ?? 'engine', m.message, m.data, m.level),
+        );
     }
   }
 
@@ -235,10 +273,12 @@ class TrainMessages {
 
   private then(what: string, fn: () => Promise<unknown>): void {
     // A worker that lost the lock (paused past it) drops what its engine still sends.
-    this.chain = this.chain.then(async () => ((await this.ctx.lock.held()) ? fn() : undefined)).then(
-      () => undefined,
-      (e) => this.deps.log.warn(`job ${this.ctx.jobId}: ${what} failed: ${(e as Error).message}`),
-    );
+    this.chain = this.chain
+      .then(async () => ((await this.ctx.lock.held()) ? fn() : undefined))
+      .then(
+        () => undefined,
+        (e) => this.deps.log.warn(`job ${this.ctx.jobId}: ${what} failed: ${(e as Error).message}`),
+      );
   }
 
   private started(m: Extract<RunMessage, { kind: 'started' }>): void {
@@ -252,13 +292,23 @@ class TrainMessages {
     this.metrics = this.metrics.filter((p) => p.step <= from.step);
     const batch = from.stepInEpoch ? ` at its batch ${from.stepInEpoch}` : '';
     this.then('resumed event', () =>
-      this.deps.events.info(this.ctx.jobId, 'resumed', `resumed from the checkpoint at step ${from.step}: continuing with epoch ${from.epoch}${batch} (attempt ${attempt})`, { ...from, attempt }),
+      this.deps.events.info(
+        this.ctx.jobId,
+        'resumed',
+        `resumed from the checkpoint at step ${from.step}: continuing with epoch ${from.epoch}${batch} (attempt ${attempt})`,
+        { ...from, attempt },
+      ),
     );
   }
 
   private progress(point: ProgressEvent): void {
     this.metrics.push(point);
-    this.then('progress', () => Promise.all([this.ctx.job.updateProgress(point), this.deps.events.append(this.ctx.jobId, { type: 'metric', at: Date.now(), ...point })]));
+    this.then('progress', () =>
+      Promise.all([
+        this.ctx.job.updateProgress(point),
+        this.deps.events.append(this.ctx.jobId, { type: 'metric', at: Date.now(), ...point }),
+      ]),
+    );
   }
 
   private checkpoint(m: Extract<RunMessage, { kind: 'checkpoint' }>): void {
@@ -267,12 +317,23 @@ class TrainMessages {
     const batch = m.stepInEpoch ? ` at its batch ${m.stepInEpoch}` : '';
     this.then('checkpoint', async () => {
       try {
-        await this.deps.checkpoints.save(ctx.jobId, m.bytes, upTo, { epoch: m.epoch, step: m.step, attempt: ctx.attempt }, ctx);
+        await this.deps.checkpoints.save(
+          ctx.jobId,
+          m.bytes,
+          upTo,
+          { epoch: m.epoch, step: m.step, attempt: ctx.attempt },
+          ctx,
+        );
       } catch (e) {
         if (e instanceof FencedWriteError) ctx.stop.request('lost');
         throw e;
       }
-      await this.deps.events.info(ctx.jobId, 'checkpoint', `checkpoint at step ${m.step}: a resume continues with epoch ${m.epoch}${batch}`, { epoch: m.epoch, step: m.step, stepInEpoch: m.stepInEpoch });
+      await this.deps.events.info(
+        ctx.jobId,
+        'checkpoint',
+        `checkpoint at step ${m.step}: a resume continues with epoch ${m.epoch}${batch}`,
+        { epoch: m.epoch, step: m.step, stepInEpoch: m.stepInEpoch },
+      );
     });
   }
 
@@ -280,6 +341,8 @@ class TrainMessages {
   private rollback(r: DivergenceRollback): void {
     this.metrics = this.metrics.filter((p) => p.step <= r.to.step);
     const message = `training diverged at epoch ${r.epoch}, step ${r.step} (${r.quantity} ${r.value}): rolled back to step ${r.to.step} (${r.to.source}) with learning rate ${r.learningRate} (rollback ${r.retry} of ${r.retries})`;
-    this.then('rollback event', () => this.deps.events.info(this.ctx.jobId, DIVERGENCE_ROLLBACK, message, { ...r }, 'warning'));
+    this.then('rollback event', () =>
+      this.deps.events.info(this.ctx.jobId, DIVERGENCE_ROLLBACK, message, { ...r }, 'warning'),
+    );
   }
 }

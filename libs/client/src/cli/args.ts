@@ -101,14 +101,18 @@ export function parseCliArgs(argv: readonly string[], env: Record<string, string
   const common = { url, apiKey: v['api-key'] ?? (env[API_KEY_ENV] || null), json: v.json ?? false };
   const [name, ...args] = positionals;
   if (v.help || name === undefined || name === 'help') return { ...common, command: { name: 'help' } };
-  if (!(name in COMMANDS)) throw new UsageError(`unknown command ${JSON.stringify(name)}; commands: ${Object.keys(COMMANDS).join(', ')}`);
+  if (!(name in COMMANDS))
+    throw new UsageError(`unknown command ${JSON.stringify(name)}; commands: ${Object.keys(COMMANDS).join(', ')}`);
   const spec = COMMANDS[name as keyof typeof COMMANDS];
   for (const key of Object.keys(v) as OptionName[]) {
-    if (!GLOBAL.includes(key) && !spec.options.includes(key)) throw new UsageError(`--${key} is not an option of '${name}'`);
+    if (!GLOBAL.includes(key) && !spec.options.includes(key))
+      throw new UsageError(`--${key} is not an option of '${name}'`);
   }
   if (args.length !== spec.args.length) {
     const want = spec.args.length ? spec.args.map((a) => `<${a}>`).join(' ') : 'no arguments';
-    throw new UsageError(`'${name}' takes ${want}, got ${args.length ? args.map((a) => JSON.stringify(a)).join(' ') : 'none'}`);
+    throw new UsageError(
+      `'${name}' takes ${want}, got ${args.length ? args.map((a) => JSON.stringify(a)).join(' ') : 'none'}`,
+    );
   }
   const id = args[0];
   switch (name) {
@@ -120,7 +124,14 @@ export function parseCliArgs(argv: readonly string[], env: Record<string, string
       if (v.wait && as === 'train') throw new UsageError('--wait is for infer jobs');
       return {
         ...common,
-        command: { name, spec: id, as, watch: v.watch ?? false, wait: v.wait ?? false, idempotencyKey: v['idempotency-key'] ?? null },
+        command: {
+          name,
+          spec: id,
+          as,
+          watch: v.watch ?? false,
+          wait: v.wait ?? false,
+          idempotencyKey: v['idempotency-key'] ?? null,
+        },
       };
     }
     case 'list': {
@@ -130,7 +141,8 @@ export function parseCliArgs(argv: readonly string[], env: Record<string, string
       let limit: number | null = null;
       if (v.limit !== undefined) {
         limit = Number(v.limit);
-        if (!/^\d+$/.test(v.limit) || limit < 1) throw new UsageError(`--limit: expected a positive integer, got ${JSON.stringify(v.limit)}`);
+        if (!/^\d+$/.test(v.limit) || limit < 1)
+          throw new UsageError(`--limit: expected a positive integer, got ${JSON.stringify(v.limit)}`);
       }
       return { ...common, command: { name, state: (v.state as JobState | undefined) ?? null, limit } };
     }
@@ -151,14 +163,19 @@ const SPEC_SHAPES = { train: 'training', infer: 'inputs' } satisfies Record<JobT
  * top-level `"type": "train" | "infer"` (removed from the payload), else the shape: a `training`
  * object means train, an `inputs` array means infer.
  */
-export function specToSubmission(spec: unknown, forced: JobType | null): { type: JobType; payload: Record<string, unknown> } {
-  if (spec === null || typeof spec !== 'object' || Array.isArray(spec)) throw new UsageError('the spec must be a JSON object');
+export function specToSubmission(
+  spec: unknown,
+  forced: JobType | null,
+): { type: JobType; payload: Record<string, unknown> } {
+  if (spec === null || typeof spec !== 'object' || Array.isArray(spec))
+    throw new UsageError('the spec must be a JSON object');
   const { type, ...rest } = spec as Record<string, unknown>;
   const names = JOB_TYPES.map((t) => JSON.stringify(t));
   if (type !== undefined && !JOB_TYPES.some((t) => t === type)) {
     throw new UsageError(`the spec's "type" must be ${names.join(' or ')}, got ${JSON.stringify(type)}`);
   }
-  if (forced && type !== undefined && forced !== type) throw new UsageError(`--${forced} contradicts the spec's "type": "${String(type)}"`);
+  if (forced && type !== undefined && forced !== type)
+    throw new UsageError(`--${forced} contradicts the spec's "type": ${JSON.stringify(type)}`);
   const byShape = JOB_TYPES.find((t) => SPEC_SHAPES[t] in rest) ?? null;
   const chosen = forced ?? (type as JobType | undefined) ?? byShape;
   if (!chosen) {
@@ -167,4 +184,3 @@ export function specToSubmission(spec: unknown, forced: JobType | null): { type:
   }
   return { type: chosen, payload: rest };
 }
-

@@ -4,7 +4,14 @@
  */
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { unknownJobType, type InferPayloadInput, type InferResult, type JobView, type TrainPayloadInput, type TrainResult } from '@relu-lstm/jobs';
+import {
+  unknownJobType,
+  type InferPayloadInput,
+  type InferResult,
+  type JobView,
+  type TrainPayloadInput,
+  type TrainResult,
+} from '@relu-lstm/jobs';
 import { JobFailedError, PayloadValidationError, RunnerApiError, RunnerConnectionError } from '../errors';
 import { RunnerClient, type FetchLike } from '../runner-client';
 import { parseCliArgs, specToSubmission, UsageError, USAGE, type CliArgs } from './args';
@@ -55,13 +62,18 @@ async function dispatch(args: CliArgs, client: RunnerClient, io: CliIo): Promise
     case 'submit': {
       const { type, payload } = specToSubmission(await readSpec(c.spec, io), c.as);
       if (type === 'train') {
-        const sub = await client.submitTrain(payload as TrainPayloadInput, { idempotencyKey: c.idempotencyKey ?? undefined });
+        const sub = await client.submitTrain(payload as TrainPayloadInput, {
+          idempotencyKey: c.idempotencyKey ?? undefined,
+        });
         if (!c.watch) return json ? (printJson(sub), 0) : (out(`${sub.id} ${sub.state}`), 0);
         if (!json) io.stderr.write(`submitted train job ${sub.id}\n`);
         return watch(client, sub.id, planFromPayload(payload), io, json);
       }
       if (type !== 'infer') return unknownJobType(type);
-      const sub = await client.submitInfer(payload as InferPayloadInput, { idempotencyKey: c.idempotencyKey ?? undefined, wait: c.wait });
+      const sub = await client.submitInfer(payload as InferPayloadInput, {
+        idempotencyKey: c.idempotencyKey ?? undefined,
+        wait: c.wait,
+      });
       if ('result' in sub && (sub.state === 'completed' || sub.state === 'failed' || sub.state === 'cancelled')) {
         if (json) printJson(sub);
         else if (sub.state === 'completed' && sub.result) out(`${sub.id} completed: ${inferSummary(sub.result)}`);
@@ -84,7 +96,10 @@ async function dispatch(args: CliArgs, client: RunnerClient, io: CliIo): Promise
       const page = await client.list({ state: c.state ?? undefined, limit: c.limit ?? undefined });
       if (json) printJson(page);
       else {
-        for (const j of page.items) out(`${j.id}  ${j.type.padEnd(5)}  ${j.state.padEnd(9)}  ${j.device.padEnd(3)}  ${new Date(j.createdAt).toISOString()}`);
+        for (const j of page.items)
+          out(
+            `${j.id}  ${j.type.padEnd(5)}  ${j.state.padEnd(9)}  ${j.device.padEnd(3)}  ${new Date(j.createdAt).toISOString()}`,
+          );
         if (page.nextCursor) out(`(more: --json shows the cursor)`);
       }
       return 0;
@@ -99,7 +114,9 @@ async function dispatch(args: CliArgs, client: RunnerClient, io: CliIo): Promise
       if (c.out === null) {
         const list = await client.listArtifacts(c.id);
         if (json) printJson(list);
-        else for (const a of list.items) out(`${a.name.padEnd(28)} ${String(a.size).padStart(12)}  ${new Date(a.modifiedAt).toISOString()}`);
+        else
+          for (const a of list.items)
+            out(`${a.name.padEnd(28)} ${String(a.size).padStart(12)}  ${new Date(a.modifiedAt).toISOString()}`);
         return 0;
       }
       const dir = resolve(io.cwd ?? process.cwd(), c.out);
@@ -114,7 +131,9 @@ async function dispatch(args: CliArgs, client: RunnerClient, io: CliIo): Promise
       else if (workers.length === 0) out('no live workers');
       else
         for (const w of workers) {
-          out(`${w.id}  ${w.backend}${w.gpu ? '+gpu' : ''}  ${w.device}  ${w.host}:${w.pid}  queues ${w.queues.join(',')}  ${w.currentJobId ? `running ${w.currentJobId}` : 'idle'}`);
+          out(
+            `${w.id}  ${w.backend}${w.gpu ? '+gpu' : ''}  ${w.device}  ${w.host}:${w.pid}  queues ${w.queues.join(',')}  ${w.currentJobId ? `running ${w.currentJobId}` : 'idle'}`,
+          );
         }
       return 0;
     }
@@ -139,7 +158,9 @@ async function watch(client: RunnerClient, id: string, plan: ProgressPlan, io: C
       }
       if (event.type === 'state' && (event.state === 'failed' || event.state === 'cancelled')) {
         printer.finish();
-        io.stderr.write(`job ${id} ${event.state}${event.error ? `: ${event.error.code}: ${event.error.message}` : ''}\n`);
+        io.stderr.write(
+          `job ${id} ${event.state}${event.error ? `: ${event.error.code}: ${event.error.message}` : ''}\n`,
+        );
         return 1;
       }
       printer.event(event);
@@ -179,7 +200,9 @@ function inferSummary(r: InferResult): string {
     for (let x: unknown = a; Array.isArray(x); x = x[0]) dims.push(x.length);
     return `[${dims.join(', ')}]`;
   };
-  const outputs = r.outputs ? shape(r.outputs) : `${JSON.stringify(r.outputsArtifact?.shape)} in ${r.outputsArtifact?.url}`;
+  const outputs = r.outputs
+    ? shape(r.outputs)
+    : `${JSON.stringify(r.outputsArtifact?.shape)} in ${r.outputsArtifact?.url}`;
   return `outputs ${outputs}, hN ${shape(r.hN)}, cN ${shape(r.cN)} on ${r.backend}${r.gpu ? '+gpu' : ''} in ${duration(r.elapsedMs)}`;
 }
 
@@ -192,11 +215,17 @@ function resultSummary(r: unknown): string {
 }
 
 function statusText(v: JobView): string {
-  const lines = [`${v.id}  ${v.type}  ${v.state}${v.cancelRequested && v.state === 'running' ? ' (cancel requested)' : ''}`];
-  lines.push(`  queue ${v.queue}, attempts ${v.attempts}/${v.maxAttempts}, created ${new Date(v.createdAt).toISOString()}`);
+  const lines = [
+    `${v.id}  ${v.type}  ${v.state}${v.cancelRequested && v.state === 'running' ? ' (cancel requested)' : ''}`,
+  ];
+  lines.push(
+    `  queue ${v.queue}, attempts ${v.attempts}/${v.maxAttempts}, created ${new Date(v.createdAt).toISOString()}`,
+  );
   if (v.progress) {
     const p = v.progress;
-    lines.push(`  last: epoch ${p.epoch + 1} step ${p.step} loss ${num(p.loss)}${p.valLoss !== null ? ` val ${num(p.valLoss)}` : ''}`);
+    lines.push(
+      `  last: epoch ${p.epoch + 1} step ${p.step} loss ${num(p.loss)}${p.valLoss !== null ? ` val ${num(p.valLoss)}` : ''}`,
+    );
   }
   if (v.state === 'completed' && v.result) lines.push(`  result: ${resultSummary(v.result)}`);
   if (v.error) lines.push(`  error: ${v.error.code}: ${v.error.message}`);

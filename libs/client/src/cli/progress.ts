@@ -18,8 +18,10 @@ export function planFromPayload(payload: unknown): ProgressPlan {
   const p = payload as Partial<TrainPayloadInput> | undefined;
   const epochs = typeof p?.training?.epochs === 'number' ? p.training.epochs : null;
   const batch = p?.training?.batchSize;
-  const samples = p?.data?.synthetic?.samples ?? (Array.isArray(p?.data?.inline?.x) ? p.data.inline.x.length : undefined);
-  if (epochs === null || typeof batch !== 'number' || batch < 1 || typeof samples !== 'number') return { epochs, stepsPerEpoch: null };
+  const samples =
+    p?.data?.synthetic?.samples ?? (Array.isArray(p?.data?.inline?.x) ? p.data.inline.x.length : undefined);
+  if (epochs === null || typeof batch !== 'number' || batch < 1 || typeof samples !== 'number')
+    return { epochs, stepsPerEpoch: null };
   const train = splitSamples(samples, p?.training?.validationSplit ?? 0).train;
   return { epochs, stepsPerEpoch: Math.max(1, Math.ceil(train / batch)) };
 }
@@ -27,7 +29,9 @@ export function planFromPayload(payload: unknown): ProgressPlan {
 /** Fraction done in [0, 1], or null when it cannot be told. */
 export function fractionDone(m: Pick<MetricEvent, 'epoch' | 'step' | 'epochEnd'>, plan: ProgressPlan): number | null {
   if (!plan.epochs) return null;
-  const f = plan.stepsPerEpoch ? m.step / (plan.epochs * plan.stepsPerEpoch) : (m.epoch + (m.epochEnd ? 1 : 0)) / plan.epochs;
+  const f = plan.stepsPerEpoch
+    ? m.step / (plan.epochs * plan.stepsPerEpoch)
+    : (m.epoch + (m.epochEnd ? 1 : 0)) / plan.epochs;
   return Math.min(1, Math.max(0, f));
 }
 
@@ -56,7 +60,11 @@ export function duration(ms: number): string {
 
 /** `epoch 2/3 step 40 loss 0.0123 val 0.015 |g| 0.52 1200 samples/s 3.4s` (epoch 1-based for people). */
 export function metricText(m: MetricEvent, plan: ProgressPlan): string {
-  const parts = [`epoch ${m.epoch + 1}${plan.epochs ? `/${plan.epochs}` : ''}`, `step ${m.step}`, `loss ${num(m.loss)}`];
+  const parts = [
+    `epoch ${m.epoch + 1}${plan.epochs ? `/${plan.epochs}` : ''}`,
+    `step ${m.step}`,
+    `loss ${num(m.loss)}`,
+  ];
   if (m.valLoss !== null) parts.push(`val ${num(m.valLoss)}`);
   if (m.gradNorm !== null) parts.push(`|g| ${num(m.gradNorm)}`);
   parts.push(`${num(Math.round(m.samplesPerSec))} samples/s`, duration(m.elapsedMs));

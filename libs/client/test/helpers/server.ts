@@ -37,14 +37,23 @@ export async function startServer(): Promise<TestServer> {
   const routes = new Map<string, Handler>();
   const requests: Recorded[] = [];
   const sockets = new Set<Socket>();
-  const server = createServer(async (req, res) => {
+  const server = createServer((req, res) => void serve(req, res));
+  async function serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
     const u = new URL(req.url ?? '/', 'http://x');
-    const rec: Recorded = { method: req.method ?? 'GET', path: u.pathname, query: u.searchParams, headers: req.headers, body: Buffer.concat(chunks).toString('utf8') };
+    const rec: Recorded = {
+      method: req.method ?? 'GET',
+      path: u.pathname,
+      query: u.searchParams,
+      headers: req.headers,
+      body: Buffer.concat(chunks).toString('utf8'),
+    };
     requests.push(rec);
     const exact = routes.get(`${rec.method} ${rec.path}`);
-    const prefix = [...routes.entries()].find(([k]) => k.endsWith('/*') && `${rec.method} ${rec.path}`.startsWith(k.slice(0, -1)));
+    const prefix = [...routes.entries()].find(
+      ([k]) => k.endsWith('/*') && `${rec.method} ${rec.path}`.startsWith(k.slice(0, -1)),
+    );
     const handler = exact ?? prefix?.[1];
     if (!handler) return apiError(res, 404, 'not_found', `no route ${rec.method} ${rec.path}`);
     try {
@@ -53,7 +62,7 @@ export async function startServer(): Promise<TestServer> {
       if (!res.headersSent) apiError(res, 500, 'internal', String(e));
       else res.destroy();
     }
-  });
+  }
   server.on('connection', (s) => {
     sockets.add(s);
     s.on('close', () => sockets.delete(s));

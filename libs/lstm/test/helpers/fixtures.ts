@@ -40,8 +40,14 @@ export function loadFixture(file: string): Fixture {
 
 export function loadFixtures(): Fixture[] {
   const files = [
-    ...fs.readdirSync(DIR).filter((f) => f.endsWith('.json') && f !== 'index.json').map((f) => path.join(DIR, f)),
-    ...fs.readdirSync(path.join(DIR, 'more')).filter((f) => f.endsWith('.json') && f !== 'index_ext.json').map((f) => path.join(DIR, 'more', f)),
+    ...fs
+      .readdirSync(DIR)
+      .filter((f) => f.endsWith('.json') && f !== 'index.json')
+      .map((f) => path.join(DIR, f)),
+    ...fs
+      .readdirSync(path.join(DIR, 'more'))
+      .filter((f) => f.endsWith('.json') && f !== 'index_ext.json')
+      .map((f) => path.join(DIR, 'more', f)),
   ];
   return files.map((f) => ({ ...JSON.parse(fs.readFileSync(f, 'utf8')), file: path.relative(DIR, f) }));
 }
