@@ -1,5 +1,6 @@
 /**
- * Starts s3rver (the same options as its command line: --directory, --address, --port, --silent)
+ * Starts s3rver (the same options as its command line: --directory, --address, --port, --silent;
+ * --bucket NAME creates a bucket)
  * with one S3 guarantee it lacks and the S3 stores rely on: S3 replaces an object whole, so a
  * reader gets the old or the new version, never a mix. s3rver writes an object's file in place
  * (and its size and metadata beside it), so here the operations on one key take turns: a GET holds
@@ -66,6 +67,7 @@ new S3rver({
   address: arg('--address'),
   port: Number(arg('--port') ?? 0),
   silent: process.argv.includes('--silent'),
+  configureBuckets: arg('--bucket') ? [{ name: arg('--bucket'), configs: [] }] : [],
 })
   .run()
   .then(({ address, port }) => console.log('S3rver listening on %s:%d', address, port))
