@@ -113,21 +113,17 @@ export class FileDatasetStore implements DatasetStore {
   }
 }
 
-/** One JSON array text per field, written to its own part file as rows come. */
-class JsonFieldPart {
-  readonly stream: WriteStream;
+/** What goes before field `f`, the `i`-th, in the stored `{"x":…,"y":…,"lengths":…}`. */
+export const jsonFieldHead = (i: number, f: DatasetField): string => `${i === 0 ? '{' : ','}"${f}":`;
+
+/**
+ * The JSON array text of one field, built from its innermost rows as they come (see
+ * `DatasetWriter.append`); `take` hands over what was built since the last take.
+ */
+export class JsonArrayText {
   private buf = '';
   private last: readonly number[] | null = null;
   private rowHasValues = false;
-  bytes = 0;
-
-  /** A write error, reported by the next flush (a stream destroyed by `abort` may still report one). */
-  private failed: Error | null = null;
-
-  constructor(readonly file: string) {
-    this.stream = createWriteStream(file);
-    this.stream.on('error', (e) => (this.failed ??= e));
-  }
 
   append(index: readonly number[], values: readonly number[] | Float64Array): void {
     const prev = this.last;
@@ -148,6 +144,36 @@ class JsonFieldPart {
     this.rowHasValues = true;
   }
 
+  /** Closes the open brackets (`[]` for a field without rows). */
+  end(): void {
+    this.buf += this.last === null ? '[]' : ']'.repeat(this.last.length + 1);
+  }
+
+  take(): string {
+    const text = this.buf;
+    this.buf = '';
+    return text;
+  }
+}
+
+/** One JSON array text per field, written to its own part file as rows come. */
+class JsonFieldPart {
+  readonly stream: WriteStream;
+  private readonly text = new JsonArrayText();
+  bytes = 0;
+
+  /** A write error, reported by the next flush (a stream destroyed by `abort` may still report one). */
+  private failed: Error | null = null;
+
+  constructor(readonly file: string) {
+    this.stream = createWriteStream(file);
+    this.stream.on('error', (e) => (this.failed ??= e));
+  }
+
+  append(index: readonly number[], values: readonly number[] | Float64Array): void {
+    this.text.append(index, values);
+  }
+
   /** Throws the write error the stream reported, if any. */
   private check(): void {
     if (this.failed) throw this.failed;
@@ -155,9 +181,8 @@ class JsonFieldPart {
 
   async flush(): Promise<void> {
     this.check();
-    if (!this.buf) return;
-    const text = this.buf;
-    this.buf = '';
+    const text = this.text.take();
+    if (!text) return;
     this.bytes += Buffer.byteLength(text);
     if (!this.stream.write(text)) {
       await new Promise<void>((resolve) => {
@@ -172,7 +197,7 @@ class JsonFieldPart {
   }
 
   async close(): Promise<void> {
-    this.buf += this.last === null ? '[]' : ']'.repeat(this.last.length + 1);
+    this.text.end();
     await this.flush();
     await new Promise<void>((resolve, reject) => this.stream.end((e?: Error | null) => (e ? reject(e) : resolve())));
   }
@@ -208,7 +233,7 @@ class FileDatasetWriter implements DatasetWriter {
     let bytes = 0;
     try {
       for (const [i, f] of fields.entries()) {
-        const head = `${i === 0 ? '{' : ','}"${f}":`;
+        const head = jsonFieldHead(i, f);
         out.write(head);
         bytes += head.length + this.part(f).bytes;
         await pipeline(createReadStream(this.part(f).file), out, { end: false });

@@ -110,21 +110,44 @@ export function nonEmpty(raw: string): string {
   return raw;
 }
 
-export function redisUrl(raw: string): string {
-  let protocol = '';
-  try {
-    protocol = new URL(raw).protocol;
-  } catch {
-    // not a URL: refused below
-  }
-  if (protocol !== 'redis:' && protocol !== 'rediss:') throw new Error('expected a redis:// or rediss:// URL');
-  return raw;
+/** A URL whose protocol is one of `protocols` (`'redis:'`), else `expected …`. */
+function urlOf(protocols: readonly string[], expected: string): (raw: string) => string {
+  return (raw) => {
+    let protocol = '';
+    try {
+      protocol = new URL(raw).protocol;
+    } catch {
+      // not a URL: refused below
+    }
+    if (!protocols.includes(protocol)) throw new Error(`expected ${expected}`);
+    return raw;
+  };
 }
+
+export const redisUrl = urlOf(['redis:', 'rediss:'], 'a redis:// or rediss:// URL');
+export const httpUrl = urlOf(['http:', 'https:'], 'an http:// or https:// URL');
+
+/**
+ * The S3 connection of an `s3://bucket/prefix` store (`ARTIFACT_DIR`, `DATASET_DIR`): checked at start
+ * with `COMMON_ENV`, read where such a store is opened. Without the keys the SDK's default chain
+ * applies (instance roles, profiles).
+ */
+export const S3_ENV = {
+  AWS_REGION: envVar({ description: 'S3 region', default: 'us-east-1', parse: nonEmpty }),
+  AWS_ACCESS_KEY_ID: optional({ description: 'S3 access key id', parse: nonEmpty }),
+  AWS_SECRET_ACCESS_KEY: optional({ description: 'S3 secret access key', parse: nonEmpty, secret: true }),
+  S3_ENDPOINT: optional({ description: 'a non-AWS S3 server (MinIO, Garage, s3rver): its URL', parse: httpUrl }),
+  S3_FORCE_PATH_STYLE: envVar({
+    description: 'true: bucket in the path (most non-AWS servers), false: in the host name',
+    default: 'false',
+    parse: (raw) => oneOf(['true', 'false'])(raw) === 'true',
+  }),
+};
 
 export const LOG_LEVELS = ['error', 'warn', 'log', 'debug', 'verbose'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
-/** What the api and the worker must agree on: where Redis is, the key prefix, the shared directories. */
+/** What the api and the worker must agree on: where Redis is, the key prefix, the shared stores. */
 export const COMMON_ENV = {
   REDIS_URL: envVar({
     description: 'Redis, password in the URL',
@@ -138,16 +161,17 @@ export const COMMON_ENV = {
     parse: matching(QUEUE_PREFIX_PATTERN, `one key segment (${QUEUE_PREFIX_PATTERN.source})`),
   }),
   ARTIFACT_DIR: envVar({
-    description: 'artifact store root, shared by the api and the workers',
+    description: 'artifact store (a directory or s3://bucket/prefix), shared by the api and the workers',
     default: './data/artifacts',
-    parse: storeLocation,
+    parse: (raw) => storeLocation(raw),
   }),
   DATASET_DIR: envVar({
-    description: 'dataset store root, shared by the api and the workers',
+    description: 'dataset store (a directory or s3://bucket/prefix), shared by the api and the workers',
     default: './data/datasets',
-    parse: storeLocation,
+    parse: (raw) => storeLocation(raw),
   }),
   LOG_LEVEL: envVar({ description: 'the lowest level logged', default: 'log', parse: oneOf(LOG_LEVELS) }),
+  ...S3_ENV,
 };
 
 /** Read by the worker (and by `npm start`, to choose how many workers to start). */

@@ -1,21 +1,25 @@
 /**
  * The one way to open the artifact and dataset stores: from a location (`ARTIFACT_DIR`,
- * `DATASET_DIR`) whose scheme picks the implementation. Today a directory, given as a path or a
- * `file:` URL; another scheme (`s3://bucket/prefix`) is one entry in `STORE_OPENERS`.
+ * `DATASET_DIR`) whose scheme picks the implementation: a directory, given as a path or a `file:`
+ * URL, or an S3 bucket, `s3://bucket/prefix` (connection settings: `S3_ENV`, read when opened).
  */
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ArtifactStore } from './artifacts';
 import { FileDatasetStore, type DatasetStore } from './datasets';
 import { FileArtifactStore } from './file-artifact-store';
+import { S3ArtifactStore, S3DatasetStore, normalizeS3Location, s3ClientFromEnv } from './s3-store';
 
-export type StoreScheme = 'file';
+export type StoreScheme = 'file' | 's3';
+
+/** The environment a store's connection settings are read from (`S3_ENV`). */
+export type StoreEnv = Readonly<Record<string, string | undefined>>;
 
 interface StoreOpeners {
   /** The location written back in a normal form (a `file:` location: its absolute path). */
   normalize(location: string): string;
-  artifacts(location: string): ArtifactStore;
-  datasets(location: string): DatasetStore;
+  artifacts(location: string, env: StoreEnv): ArtifactStore;
+  datasets(location: string, env: StoreEnv): DatasetStore;
 }
 
 const STORE_OPENERS = {
@@ -23,6 +27,11 @@ const STORE_OPENERS = {
     normalize: (location) => (location.startsWith('file:') ? fileURLToPath(location) : resolve(location)),
     artifacts: (location) => new FileArtifactStore(location),
     datasets: (location) => new FileDatasetStore(location),
+  },
+  s3: {
+    normalize: normalizeS3Location,
+    artifacts: (location, env) => new S3ArtifactStore(s3ClientFromEnv(env), location),
+    datasets: (location, env) => new S3DatasetStore(s3ClientFromEnv(env), location),
   },
 } satisfies Record<StoreScheme, StoreOpeners>;
 
@@ -58,13 +67,13 @@ function opener(what: string, location: string): { scheme: StoreOpeners; locatio
 }
 
 /** The artifact store at `location` (a path, or a URL of a scheme in `STORE_OPENERS`). */
-export function openArtifactStore(location: string): ArtifactStore {
+export function openArtifactStore(location: string, env: StoreEnv = process.env): ArtifactStore {
   const o = opener('artifact store', location);
-  return o.scheme.artifacts(o.location);
+  return o.scheme.artifacts(o.location, env);
 }
 
 /** The dataset store at `location` (a path, or a URL of a scheme in `STORE_OPENERS`). */
-export function openDatasetStore(location: string): DatasetStore {
+export function openDatasetStore(location: string, env: StoreEnv = process.env): DatasetStore {
   const o = opener('dataset store', location);
-  return o.scheme.datasets(o.location);
+  return o.scheme.datasets(o.location, env);
 }

@@ -128,7 +128,9 @@ export function describeArtifactStoreContract(name: string, makeStore: () => Pro
       for (const n of names) await store.stage(job, 'chosen', n, `bytes of ${n}`);
       const publish = () => store.publishStaged(job, 'chosen', names);
       const moved = await Promise.all([publish(), publish()]);
-      expect(moved[0] + moved[1]).toBe(names.length);
+      // Without an atomic move (S3) both may copy a file; each copy holds the stage's bytes.
+      expect(moved[0] + moved[1]).toBeGreaterThanOrEqual(names.length);
+      expect(moved[0] + moved[1]).toBeLessThanOrEqual(2 * names.length);
       for (const n of names) expect(text(await store.get(job, n))).toBe(`bytes of ${n}`);
       expect(await c.raw.objects(job)).toBe(names.length);
     });

@@ -69,9 +69,9 @@ describe('store locations', () => {
     expect(await openArtifactStore(dir).exists(job, 'config.json')).toBe(true);
     expect(storeLocation(pathToFileURL(dir).href)).toBe(dir);
     expect(storeLocation('data/artifacts')).toBe(join(process.cwd(), 'data/artifacts'));
-    expect(() => storeLocation('ftp://host/x')).toThrow(/^expected a directory path or a URL with scheme file:$/);
+    expect(() => storeLocation('ftp://host/x')).toThrow(/^expected a directory path or a URL with scheme file:, s3:$/);
     expect(() => openDatasetStore('gopher://x')).toThrow(
-      /dataset store: expected a directory path or a URL with scheme file:, got "gopher:\/\/x"/,
+      /dataset store: expected a directory path or a URL with scheme file:, s3:, got "gopher:\/\/x"/,
     );
   });
 });
