@@ -5,10 +5,12 @@
  * upload need not be held in memory); the worker reads a `data.datasetId` with `get`.
  */
 import { randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
+import { once } from 'node:events';
+import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { pipeline } from 'node:stream/promises';
+import type { Writable } from 'node:stream';
+import { finished, pipeline } from 'node:stream/promises';
 import { assertSafeId } from './keys';
 import type { DatasetInput } from './payloads';
 
@@ -156,25 +158,30 @@ export class JsonArrayText {
   }
 }
 
-/** One JSON array text per field, written to its own part file as rows come. */
-class JsonFieldPart {
-  readonly stream: WriteStream;
+/**
+ * One field's JSON array text, written to a sink as rows come: a part file, or the body of an
+ * object-store upload. `finished` settles when the sink has stored everything (or failed).
+ */
+export class JsonFieldPart {
   private readonly text = new JsonArrayText();
   bytes = 0;
 
-  /** A write error, reported by the next flush (a stream destroyed by `abort` may still report one). */
+  /** A write error, reported by the next flush (a sink destroyed by `abort` may still report one). */
   private failed: Error | null = null;
 
-  constructor(readonly file: string) {
-    this.stream = createWriteStream(file);
-    this.stream.on('error', (e) => (this.failed ??= e));
+  constructor(
+    private readonly sink: Writable,
+    private readonly finished: Promise<unknown>,
+  ) {
+    sink.on('error', (e) => (this.failed ??= e));
+    finished.catch((e: Error) => (this.failed ??= e));
   }
 
   append(index: readonly number[], values: readonly number[] | Float64Array): void {
     this.text.append(index, values);
   }
 
-  /** Throws the write error the stream reported, if any. */
+  /** Throws the write error the sink reported, if any. */
   private check(): void {
     if (this.failed) throw this.failed;
   }
@@ -184,23 +191,28 @@ class JsonFieldPart {
     const text = this.text.take();
     if (!text) return;
     this.bytes += Buffer.byteLength(text);
-    if (!this.stream.write(text)) {
-      await new Promise<void>((resolve) => {
-        const done = () => {
-          this.stream.off('drain', done).off('close', done);
-          resolve();
-        };
-        this.stream.on('drain', done).on('close', done);
-      });
-    }
+    // Waits while the sink is full (or until it failed).
+    if (!this.sink.write(text)) await Promise.race([once(this.sink, 'drain'), this.finished.catch(() => undefined)]);
     this.check();
   }
 
   async close(): Promise<void> {
     this.text.end();
     await this.flush();
-    await new Promise<void>((resolve, reject) => this.stream.end((e?: Error | null) => (e ? reject(e) : resolve())));
+    this.sink.end();
+    await this.finished;
   }
+
+  async abort(): Promise<void> {
+    this.sink.destroy(new Error('dataset write aborted'));
+    await this.finished.catch(() => undefined);
+  }
+}
+
+/** A field part in a file of its own. */
+function filePart(file: string): JsonFieldPart {
+  const stream = createWriteStream(file);
+  return new JsonFieldPart(stream, finished(stream));
 }
 
 /** Writes `{"x":...,"y":...,"lengths":...}` from the field parts into a temporary file, then renames it. */
@@ -212,9 +224,13 @@ class FileDatasetWriter implements DatasetWriter {
     private readonly tmp: string,
   ) {}
 
+  private file(field: DatasetField): string {
+    return `${this.tmp}.${field}.part`;
+  }
+
   private part(field: DatasetField): JsonFieldPart {
     let p = this.parts.get(field);
-    if (!p) this.parts.set(field, (p = new JsonFieldPart(`${this.tmp}.${field}.part`)));
+    if (!p) this.parts.set(field, (p = filePart(this.file(field))));
     return p;
   }
 
@@ -236,7 +252,7 @@ class FileDatasetWriter implements DatasetWriter {
         const head = jsonFieldHead(i, f);
         out.write(head);
         bytes += head.length + this.part(f).bytes;
-        await pipeline(createReadStream(this.part(f).file), out, { end: false });
+        await pipeline(createReadStream(this.file(f)), out, { end: false });
       }
       await new Promise<void>((resolve, reject) => out.end('}', (e?: Error | null) => (e ? reject(e) : resolve())));
       await rename(`${this.tmp}.json`, this.final);
@@ -250,13 +266,13 @@ class FileDatasetWriter implements DatasetWriter {
   }
 
   async abort(): Promise<void> {
-    for (const p of this.parts.values()) p.stream.destroy();
+    for (const p of this.parts.values()) await p.abort();
     await this.removeParts();
     await rm(`${this.tmp}.json`, { force: true });
   }
 
   private async removeParts(): Promise<void> {
-    await Promise.all([...this.parts.values()].map((p) => rm(p.file, { force: true })));
+    await Promise.all([...this.parts.keys()].map((f) => rm(this.file(f), { force: true })));
   }
 }
 

@@ -9,7 +9,6 @@
  * another publisher of the same stage). Not exported from the package: open stores with stores.ts.
  */
 import { randomBytes } from 'node:crypto';
-import { once } from 'node:events';
 import { PassThrough, type Readable } from 'node:stream';
 import {
   CopyObjectCommand,
@@ -35,7 +34,7 @@ import {
 } from './artifacts';
 import {
   DatasetNotFoundError,
-  JsonArrayText,
+  JsonFieldPart,
   jsonFieldHead,
   putThroughWriter,
   type DatasetField,
@@ -441,52 +440,13 @@ interface DatasetManifest {
 }
 
 /** One field's JSON text streamed into its own upload. */
-class S3FieldPart {
-  private readonly text = new JsonArrayText();
-  private readonly body = new PassThrough();
-  private readonly uploaded: Promise<unknown>;
-  private failed: Error | null = null;
-  bytes = 0;
-
-  constructor(s3: S3Objects, what: string, key: string) {
-    this.uploaded = s3.upload(what, key, this.body);
-    this.uploaded.catch((e: Error) => (this.failed ??= e));
-  }
-
-  append(index: readonly number[], values: readonly number[] | Float64Array): void {
-    this.text.append(index, values);
-  }
-
-  /** Throws the upload's error, if it failed. */
-  private check(): void {
-    if (this.failed) throw this.failed;
-  }
-
-  async flush(): Promise<void> {
-    this.check();
-    const text = this.text.take();
-    if (!text) return;
-    this.bytes += Buffer.byteLength(text);
-    // Waits while the upload's parts in flight are full (or until it failed).
-    if (!this.body.write(text)) await Promise.race([once(this.body, 'drain'), this.uploaded.catch(() => undefined)]);
-    this.check();
-  }
-
-  async close(): Promise<void> {
-    this.text.end();
-    await this.flush();
-    this.body.end();
-    await this.uploaded;
-  }
-
-  async abort(): Promise<void> {
-    this.body.destroy(new Error('dataset write aborted'));
-    await this.uploaded.catch(() => undefined);
-  }
+function s3Part(s3: S3Objects, what: string, key: string): JsonFieldPart {
+  const body = new PassThrough();
+  return new JsonFieldPart(body, s3.upload(what, key, body));
 }
 
 class S3DatasetWriter implements DatasetWriter {
-  private readonly parts = new Map<DatasetField, S3FieldPart>();
+  private readonly parts = new Map<DatasetField, JsonFieldPart>();
   private readonly partsPrefix: string;
 
   constructor(
@@ -501,10 +461,10 @@ class S3DatasetWriter implements DatasetWriter {
     this.partsPrefix = `.parts/${o.id}.${randomBytes(6).toString('hex')}`;
   }
 
-  private part(field: DatasetField): S3FieldPart {
+  private part(field: DatasetField): JsonFieldPart {
     let p = this.parts.get(field);
     if (!p) {
-      p = new S3FieldPart(this.o.s3, `dataset ${this.o.id}`, this.o.s3.key(`${this.partsPrefix}/${field}`));
+      p = s3Part(this.o.s3, `dataset ${this.o.id}`, this.o.s3.key(`${this.partsPrefix}/${field}`));
       this.parts.set(field, p);
     }
     return p;
