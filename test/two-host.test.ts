@@ -4,10 +4,11 @@
  * S3 server (s3rver, libs/jobs/test/s3-server.ts); ARTIFACT_DIR and DATASET_DIR are s3:// URLs.
  * The canonical train job survives a SIGKILL of the worker holding it (the other resumes from the
  * checkpoint in the bucket), its model serves an inference, an uploaded dataset trains, artifacts
- * download through the api byte for byte, and no process wrote a file of its own. Then the store
- * goes away: the api answers 503 `unavailable` with Retry-After, and so it does for wrong keys.
+ * download through the api byte for byte (a 128 MiB one with the api's peak RSS growing by less than
+ * half of it), and no process wrote a file of its own. Then the store goes away: the api answers
+ * 503 `unavailable` with Retry-After, and so it does for wrong keys.
  */
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,6 +17,7 @@ import { decodeTrainingState } from '@relu-lstm/lstm';
 import {
   CANONICAL_TRAIN_EXAMPLE,
   CHECKPOINT_ARTIFACT,
+  openArtifactStore,
   TrainResultSchema,
   type JobEvent,
   type LogEvent,
@@ -147,6 +149,30 @@ test('a dataset uploaded through the api trains on a worker; its artifacts downl
     const downloaded = await client.downloadArtifact(id, name);
     expect(Buffer.compare(Buffer.from(downloaded), await storedObject(`artifacts/${id}/${name}`))).toBe(0);
   }
+});
+
+/** A `/proc/<pid>/status` field in MiB (`VmRSS`, `VmHWM`). */
+function statusMiB(pid: number, field: string): number {
+  const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  if (!m) throw new Error(`no ${field} in /proc/${pid}/status`);
+  return Number(m[1]) / 1024;
+}
+
+test('a 128 MiB artifact streams from S3 through the api: its peak RSS grows by less than half the object', async () => {
+  const mib = 128;
+  const data = Buffer.alloc(mib * 2 ** 20, 3);
+  await openArtifactStore(env.ARTIFACT_DIR, env).put(trainedId, 'large.bin', data);
+  const pid = api.child.pid!;
+  const before = statusMiB(pid, 'VmRSS');
+  writeFileSync(`/proc/${pid}/clear_refs`, '5'); // VmHWM from here on
+  const res = await fetch(`${api.url}/v1/jobs/${trainedId}/artifacts/large.bin`);
+  expect(res.status).toBe(200);
+  let bytes = 0;
+  for await (const chunk of res.body!) bytes += (chunk as Uint8Array).length;
+  expect(bytes).toBe(data.length);
+  const growth = statusMiB(pid, 'VmHWM') - before;
+  expect(growth).toBeLessThan(mib / 2);
+  console.log(`api peak RSS growth while streaming ${mib} MiB from S3: ${growth.toFixed(1)} MiB`);
 });
 
 test('no process wrote a file of its own: every working directory is empty, the stores are s3:// URLs', () => {
