@@ -8,15 +8,13 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { RunnerClient } from '@relu-lstm/client';
 import { openArtifactStore } from '@relu-lstm/jobs';
 import { intArg } from './runner/args';
 import { tinyInferPayload } from './runner/payload';
 import { table } from './runner/report';
-import { startS3rver } from './runner/s3rver';
+import { withS3rver } from './runner/s3rver';
 import { startStack } from './runner/stack';
 
 const BUCKET = 'relu-lstm-bench';
@@ -95,9 +93,7 @@ async function measure(o: { location: string; env: Record<string, string>; data:
 async function main(): Promise<void> {
   const at = process.argv.indexOf('--mib');
   const mib = at < 0 ? 256 : intArg('--mib', process.argv[at + 1], 1);
-  const dir = await mkdtemp(join(tmpdir(), 'download-bench-'));
-  const s3rver = await startS3rver(join(dir, 's3'), BUCKET);
-  try {
+  await withS3rver(BUCKET, async (s3rver, dir) => {
     const data = Buffer.alloc(mib * MIB, 7);
     const stores: Array<[string, string, Record<string, string>]> = [
       ['file', join(dir, 'files'), {}],
@@ -111,10 +107,7 @@ async function main(): Promise<void> {
     console.log(
       table([['store', 'MiB', 'download MiB/s', 'api RSS before MiB', 'api peak RSS growth MiB', 'from'], ...rows]),
     );
-  } finally {
-    s3rver.stop();
-    await rm(dir, { recursive: true, force: true });
-  }
+  });
 }
 
 main().catch((e) => {

@@ -5,13 +5,11 @@
  * `--mib N` sets the size (default 256).
  */
 import { randomUUID } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openArtifactStore, type ArtifactStore } from '@relu-lstm/jobs';
 import { intArg } from './runner/args';
 import { table } from './runner/report';
-import { startS3rver } from './runner/s3rver';
+import { withS3rver } from './runner/s3rver';
 
 const BUCKET = 'relu-lstm-bench';
 
@@ -42,9 +40,7 @@ async function measure(store: ArtifactStore, data: Buffer): Promise<{ up: number
 async function main(): Promise<void> {
   const at = process.argv.indexOf('--mib');
   const mib = at < 0 ? 256 : intArg('--mib', process.argv[at + 1], 1);
-  const dir = await mkdtemp(join(tmpdir(), 'store-bench-'));
-  const s3rver = await startS3rver(join(dir, 's3'), BUCKET);
-  try {
+  await withS3rver(BUCKET, async (s3rver, dir) => {
     const data = Buffer.alloc(mib * 2 ** 20, 7);
     const rows: string[][] = [];
     const stores: Array<[string, ArtifactStore]> = [
@@ -56,10 +52,7 @@ async function main(): Promise<void> {
       rows.push([name, `${mib}`, (mib / r.up).toFixed(0), (mib / r.down).toFixed(0), r.rss.toFixed(1)]);
     }
     console.log(table([['store', 'MiB', 'put MiB/s', 'streamed get MiB/s', 'get RSS growth MiB'], ...rows]));
-  } finally {
-    s3rver.stop();
-    await rm(dir, { recursive: true, force: true });
-  }
+  });
 }
 
 main().catch((e) => {

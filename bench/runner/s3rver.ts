@@ -3,6 +3,8 @@
  * `dir`, through the tests' launcher script (libs/jobs/test/s3rver-atomic.js), with `bucket` created.
  */
 import { spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { REPO_ROOT } from './stack';
 
@@ -39,4 +41,16 @@ export async function startS3rver(dir: string, bucket: string): Promise<S3rver> 
     },
     stop: () => child.kill(),
   };
+}
+
+/** Runs `fn` with an s3rver over a new temporary directory `dir` (its `files/` is free for a file store); removes both after. */
+export async function withS3rver<T>(bucket: string, fn: (s3rver: S3rver, dir: string) => Promise<T>): Promise<T> {
+  const dir = await mkdtemp(join(tmpdir(), 'bench-s3-'));
+  const s3rver = await startS3rver(join(dir, 's3'), bucket);
+  try {
+    return await fn(s3rver, dir);
+  } finally {
+    s3rver.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
 }
