@@ -4,7 +4,7 @@
  * S3 server (s3rver, libs/jobs/test/s3-server.ts); ARTIFACT_DIR and DATASET_DIR are s3:// URLs.
  * The canonical train job survives a SIGKILL of the worker holding it (the other resumes from the
  * checkpoint in the bucket), its model serves an inference, an uploaded dataset trains, artifacts
- * download through the api byte for byte (a 128 MiB one with the api's peak RSS growing by less than
+ * download through the api byte for byte (a 192 MiB one with the api's peak RSS growing by less than
  * half of it), and no process wrote a file of its own. Then the store goes away: the api answers
  * 503 `unavailable` with Retry-After, and so it does for wrong keys.
  */
@@ -158,8 +158,8 @@ function statusMiB(pid: number, field: string): number {
   return Number(m[1]) / 1024;
 }
 
-test('a 128 MiB artifact streams from S3 through the api: its peak RSS grows by less than half the object', async () => {
-  const mib = 128;
+test('a 192 MiB artifact streams from S3 through the api: its peak RSS grows by less than half the object', async () => {
+  const mib = 192;
   const data = Buffer.alloc(mib * 2 ** 20, 3);
   await openArtifactStore(env.ARTIFACT_DIR, env).put(trainedId, 'large.bin', data);
   const pid = api.child.pid!;
