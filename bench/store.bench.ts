@@ -4,37 +4,14 @@
  * directory), side by side in one process: MiB/s each way and how much the download grew the RSS.
  * `--mib N` sets the size (default 256).
  */
-import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { openArtifactStore, type ArtifactStore } from '@relu-lstm/jobs';
 import { intArg } from './runner/args';
 import { table } from './runner/report';
+import { withS3rver } from './runner/s3rver';
 
-const S3RVER = resolve(__dirname, '..', '..', 'libs', 'jobs', 'test', 's3rver-atomic.js');
 const BUCKET = 'relu-lstm-bench';
-
-async function startS3rver(dir: string): Promise<{ endpoint: string; stop: () => void }> {
-  const child = spawn(
-    process.execPath,
-    [S3RVER, '--directory', dir, '--address', '127.0.0.1', '--port', '0', '--bucket', BUCKET],
-    {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    },
-  );
-  const port = await new Promise<number>((done, fail) => {
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = /listening on [^\s]*:(\d+)/.exec(out);
-      if (m) done(Number(m[1]));
-    });
-    child.once('exit', (code) => fail(new Error(`s3rver exited with ${code}`)));
-  });
-  return { endpoint: `http://127.0.0.1:${port}`, stop: () => child.kill() };
-}
 
 /** Seconds to put `data`, seconds to stream it back, and the peak RSS growth while streaming (MiB). */
 async function measure(store: ArtifactStore, data: Buffer): Promise<{ up: number; down: number; rss: number }> {
@@ -63,31 +40,19 @@ async function measure(store: ArtifactStore, data: Buffer): Promise<{ up: number
 async function main(): Promise<void> {
   const at = process.argv.indexOf('--mib');
   const mib = at < 0 ? 256 : intArg('--mib', process.argv[at + 1], 1);
-  const dir = await mkdtemp(join(tmpdir(), 'store-bench-'));
-  const s3rver = await startS3rver(join(dir, 's3'));
-  const env = {
-    AWS_ACCESS_KEY_ID: 'S3RVER',
-    AWS_SECRET_ACCESS_KEY: 'S3RVER',
-    AWS_REGION: 'us-east-1',
-    S3_ENDPOINT: s3rver.endpoint,
-    S3_FORCE_PATH_STYLE: 'true',
-  };
-  try {
+  await withS3rver(BUCKET, async (s3rver, dir) => {
     const data = Buffer.alloc(mib * 2 ** 20, 7);
     const rows: string[][] = [];
     const stores: Array<[string, ArtifactStore]> = [
       ['file', openArtifactStore(join(dir, 'files'))],
-      ['s3 (s3rver)', openArtifactStore(`s3://${BUCKET}/bench`, env)],
+      ['s3 (s3rver)', openArtifactStore(`s3://${BUCKET}/bench`, s3rver.env)],
     ];
     for (const [name, store] of stores) {
       const r = await measure(store, data);
       rows.push([name, `${mib}`, (mib / r.up).toFixed(0), (mib / r.down).toFixed(0), r.rss.toFixed(1)]);
     }
     console.log(table([['store', 'MiB', 'put MiB/s', 'streamed get MiB/s', 'get RSS growth MiB'], ...rows]));
-  } finally {
-    s3rver.stop();
-    await rm(dir, { recursive: true, force: true });
-  }
+  });
 }
 
 main().catch((e) => {

@@ -29,13 +29,15 @@ export interface ApiProcess {
   stop(): Promise<number | string | null>;
 }
 
-export async function startApi(env: Record<string, string> = {}): Promise<ApiProcess> {
+/** `cwd`: the process's working directory (default: the test's). */
+export async function startApi(env: Record<string, string> = {}, options: { cwd?: string } = {}): Promise<ApiProcess> {
   if (!existsSync(MAIN)) throw new Error(`${MAIN} is missing: run \`npm run build\` first (npm test does)`);
   const prefix = env.QUEUE_PREFIX ?? `test-${randomUUID()}`;
   const dir = await mkdtemp(join(tmpdir(), 'api-test-'));
   const artifactDir = join(dir, 'artifacts');
   const datasetDir = join(dir, 'datasets');
   const child = spawn(process.execPath, [MAIN], {
+    cwd: options.cwd,
     env: {
       PATH: process.env.PATH ?? '',
       NO_COLOR: '1',

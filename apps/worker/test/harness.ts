@@ -39,6 +39,10 @@ export interface WorkerProcess {
   exited: Promise<number | string>;
 }
 
+export interface WorkerStartOptions {
+  cwd?: string;
+}
+
 export class Harness {
   readonly prefix = `wt-${randomBytes(5).toString('hex')}`;
   readonly dir = mkdtempSync(path.join(os.tmpdir(), 'relu-lstm-worker-test-'));
@@ -89,8 +93,10 @@ export class Harness {
     return plan.id;
   }
 
-  startWorker(env: Record<string, string> = {}): WorkerProcess {
+  /** `cwd`: the process's working directory (default: the test's). */
+  startWorker(env: Record<string, string> = {}, options: WorkerStartOptions = {}): WorkerProcess {
     const proc = spawn(process.execPath, [WORKER_MAIN], {
+      cwd: options.cwd,
       env: {
         PATH: process.env.PATH ?? '',
         HOME: process.env.HOME ?? '',
@@ -118,8 +124,12 @@ export class Harness {
   }
 
   /** Starts a worker and waits until its BullMQ workers are consuming. */
-  async startReadyWorker(env: Record<string, string> = {}, timeoutMs = 60_000): Promise<WorkerProcess> {
-    const w = this.startWorker(env);
+  async startReadyWorker(
+    env: Record<string, string> = {},
+    options: WorkerStartOptions & { timeoutMs?: number } = {},
+  ): Promise<WorkerProcess> {
+    const timeoutMs = options.timeoutMs ?? 60_000;
+    const w = this.startWorker(env, options);
     await waitFor(
       () => /consuming/.test(w.output()),
       timeoutMs,

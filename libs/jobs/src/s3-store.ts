@@ -6,7 +6,8 @@
  * rename: a fenced `put` uploads to a hidden `.<name>.<random>.tmp` key, asks the fence, then copies
  * it into place; a stage is `.stage-<id>/` under the job, published by copying each file into place
  * and deleting the stage only after all copies (a file whose stage copy is gone was published by
- * another publisher of the same stage). Not exported from the package: open stores with stores.ts.
+ * another publisher of the same stage). Not exported from the package: open stores with stores.ts
+ * (which re-exports `ObjectStoreError`).
  */
 import { randomBytes } from 'node:crypto';
 import { PassThrough, type Readable } from 'node:stream';
@@ -102,8 +103,11 @@ export function s3ClientFromEnv(env: Readonly<Record<string, string | undefined>
 /** An S3 failure that is not a missing object: the bucket, the credentials, the server. */
 export class ObjectStoreError extends Error {
   readonly code = 'store_unavailable';
-  constructor(message: string, options: { cause: unknown }) {
+  /** The bucket that failed (what an operator checks). */
+  readonly bucket: string;
+  constructor(message: string, options: { cause: unknown; bucket: string }) {
     super(message, options);
+    this.bucket = options.bucket;
     this.name = 'ObjectStoreError';
   }
 }
@@ -131,14 +135,14 @@ function storeError(what: string, bucket: string, e: unknown): Error {
   const status = err?.$metadata?.httpStatusCode;
   const detail = `${err?.name ?? 'Error'}: ${err?.message ?? String(e)}`;
   if (err?.name === 'NoSuchBucket')
-    return new ObjectStoreError(`${what}: S3 bucket "${bucket}" does not exist`, { cause: e });
+    return new ObjectStoreError(`${what}: S3 bucket "${bucket}" does not exist`, { cause: e, bucket });
   if (CREDENTIAL_ERRORS.has(err?.name ?? '') || status === 403) {
     return new ObjectStoreError(
       `${what}: S3 refused access to bucket "${bucket}" (${detail}); check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY`,
-      { cause: e },
+      { cause: e, bucket },
     );
   }
-  return new ObjectStoreError(`${what}: S3 bucket "${bucket}" failed (${detail})`, { cause: e });
+  return new ObjectStoreError(`${what}: S3 bucket "${bucket}" failed (${detail})`, { cause: e, bucket });
 }
 
 /** Keys and the calls every S3 store makes, errors translated by `storeError`. */

@@ -10,6 +10,9 @@ import { FileDatasetStore, type DatasetStore } from './datasets';
 import { FileArtifactStore } from './file-artifact-store';
 import { S3ArtifactStore, S3DatasetStore, normalizeS3Location, s3ClientFromEnv } from './s3-store';
 
+/** What an S3 store throws when the bucket, the credentials or the server fail (not a missing object). */
+export { ObjectStoreError } from './s3-store';
+
 export type StoreScheme = 'file' | 's3';
 
 /** The environment a store's connection settings are read from (`S3_ENV`). */

@@ -4,7 +4,7 @@
  */
 import { ArgumentsHost, Catch, HttpException, Logger, type ExceptionFilter } from '@nestjs/common';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
-import type { ApiErrorCode, ErrorBody, ValidationIssue } from '@relu-lstm/jobs';
+import { ObjectStoreError, type ApiErrorCode, type ErrorBody, type ValidationIssue } from '@relu-lstm/jobs';
 
 export class ApiError extends Error {
   constructor(
@@ -30,6 +30,9 @@ export class ApiError extends Error {
 function body(code: ApiErrorCode, message: string, issues?: ValidationIssue[]): ErrorBody {
   return { error: issues ? { code, message, issues } : { code, message } };
 }
+
+/** Seconds a client waits before retrying a request the object store failed. */
+const STORE_RETRY_AFTER_S = 10;
 
 const STATUS_CODES: Record<number, ApiErrorCode> = {
   400: 'invalid_request',
@@ -86,6 +89,18 @@ export class ErrorFilter implements ExceptionFilter {
       const code = STATUS_CODES[status] ?? (status >= 500 ? 'internal' : 'invalid_request');
       const message = status === 404 ? `no route ${req.method} ${req.path}` : e.message;
       return sendError(res, status, code, message);
+    }
+    if (e instanceof ObjectStoreError) {
+      // The details (credentials to check) are for the operator's log, not for the client. Before
+      // the Redis check, whose message patterns (ECONNREFUSED) an S3 failure's message may contain.
+      this.log.warn(`${req.method} ${req.path}: ${e.message}`);
+      res.setHeader('Retry-After', String(STORE_RETRY_AFTER_S));
+      return sendError(
+        res,
+        503,
+        'unavailable',
+        `the object store (S3 bucket "${e.bucket}") is unavailable or refused access; retry later`,
+      );
     }
     if (isRedisUnavailable(e)) {
       this.log.warn(`${req.method} ${req.path}: redis unavailable: ${(e as Error).message}`);
