@@ -19,8 +19,8 @@ describe('loadConfig', () => {
     });
     expect(c.artifactDir).toBe(join(process.cwd(), 'data', 'artifacts'));
     expect(loadConfig({ DATASET_DIR: 'file:///tmp/d' }).datasetDir).toBe('/tmp/d');
-    expect(() => loadConfig({ ARTIFACT_DIR: 's3://bucket/x' })).toThrow(
-      /ARTIFACT_DIR: expected a directory path or a URL with scheme file:/,
+    expect(() => loadConfig({ ARTIFACT_DIR: 'ftp://host/x' })).toThrow(
+      /ARTIFACT_DIR: expected a directory path or a URL with scheme file:, s3:/,
     );
   });
 
