@@ -10,6 +10,7 @@ import type { Redis } from 'ioredis';
 import {
   DatasetMetaSchema,
   isTerminal,
+  removeDatasetRecords,
   SAFE_ID,
   validate,
   type DatasetList,
@@ -43,16 +44,6 @@ redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
 redis.call('INCRBY', KEYS[3], ARGV[4])
 redis.call('ZADD', KEYS[4], ARGV[2], ARGV[3])
 return {1}
-`;
-
-// KEYS: meta, index, bytes, jobs, use. ARGV: id, bytes. Refuses (0) if a job entered the set since the check.
-const REMOVE = `
-if redis.call('ZCARD', KEYS[4]) > 0 then return 0 end
-redis.call('DEL', KEYS[1], KEYS[4])
-redis.call('ZREM', KEYS[2], ARGV[1])
-redis.call('DECRBY', KEYS[3], ARGV[2])
-redis.call('ZREM', KEYS[5], ARGV[1])
-return 1
 `;
 
 // KEYS: meta, jobs, use. ARGV: job id, now, dataset id. 0: the dataset is gone.
@@ -172,30 +163,21 @@ export class DatasetCatalog {
     return live.map((e) => e.id);
   }
 
-  /** Removes the dataset's record (the caller removes the arrays): 404 if not theirs, 409 naming live jobs. */
+  /** Removes the dataset's records (the caller removes the arrays): 404 if not theirs, 409 naming live jobs. */
   async remove(id: string, tenant: string): Promise<void> {
     const meta = await this.meta(id, tenant);
     if (!meta) throw ApiError.notFound(`dataset ${id}`);
-    const live = await this.liveJobs(id, tenant);
-    const removed =
-      live.length === 0 &&
-      (await this.redis.eval(
-        REMOVE,
-        5,
-        this.keys.dataset(id),
-        this.keys.datasetIndex(tenant),
-        this.keys.datasetBytes(tenant),
-        this.keys.datasetJobs(id),
-        this.keys.datasetUse(),
-        id,
-        meta.bytes,
-      )) === 1;
-    if (removed) return;
-    const names = live.length ? live : await this.liveJobs(id, tenant);
+    let live = await this.liveJobs(id, tenant);
+    if (live.length === 0) {
+      if (await removeDatasetRecords(this.redis, this.keys, meta)) return;
+      // A submission entered the set since the check, or a concurrent delete removed it.
+      live = await this.liveJobs(id, tenant);
+      if (live.length === 0) throw ApiError.notFound(`dataset ${id}`);
+    }
     throw new ApiError(
       409,
       'conflict',
-      `dataset ${id} is used by queued or running jobs: ${names.join(', ') || '(a submission in flight)'}; cancel them or wait for them to end`,
+      `dataset ${id} is used by queued or running jobs: ${live.join(', ')}; cancel them or wait for them to end`,
     );
   }
 
