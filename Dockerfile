@@ -8,7 +8,11 @@
 #   docker build -t relu-lstm-runner:cpu .
 #   docker run --rm relu-lstm-runner:cpu node apps/worker/dist/main.js    # (needs REDIS_URL)
 
-ARG NODE_IMAGE=node:20-bookworm-slim
+# Node 22 (maintenance LTS until 2027-04-30): Node 20 reached its end of life in April 2026, and the
+# GPU image cannot go past 22 (Dockerfile.gpu: tfjs-node 4.22.0 calls util.isNullOrUndefined, which
+# Node 23 removed), so both images run the same Node line. Move both on when a tfjs-node release
+# with the fix (tensorflow/tfjs#8425, merged, unreleased) is out, before Node 22's end of life.
+ARG NODE_IMAGE=node:22-bookworm-slim
 
 FROM ${NODE_IMAGE} AS build
 WORKDIR /app

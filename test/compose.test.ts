@@ -1,7 +1,7 @@
 /**
- * docker-compose.yml and the Dockerfiles, checked without a Docker engine: the compose file parses
- * (YAML merge keys on, as Compose reads it) and has the services, Redis settings, GPU reservation,
- * shared volume and scaling properties the issue asks for; its variables resolve to a coherent
+ * docker-compose.yml, compose.worker-host.yml and the Dockerfiles, checked without a Docker engine:
+ * the compose files parse (YAML merge keys on, as Compose reads them) and have the services, Redis
+ * and S3 settings, GPU pinning, store and scaling properties the issues ask for; its variables resolve to a coherent
  * set-up; the Dockerfiles install, build and run what the compose file starts; and the worker health
  * check, a script inside the compose file, is run for real against Redis.
  */
@@ -14,6 +14,7 @@ import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
 import { parse } from 'yaml';
 import { loadConfig } from '../apps/api/src/config';
+import { loadWorkerConfig } from '../apps/worker/src/config';
 import { apiVariables, workerVariables } from './config-vars';
 
 const ROOT = join(__dirname, '..');
@@ -31,6 +32,7 @@ interface Service {
   healthcheck?: { test: string[]; start_period?: string };
   depends_on?: Record<string, { condition: string }>;
   deploy?: { replicas?: number | string; resources?: { reservations?: { devices?: Array<Record<string, unknown>> } } };
+  entrypoint?: string[];
   init?: boolean;
 }
 interface Compose {
@@ -40,12 +42,21 @@ interface Compose {
 }
 
 const compose = parse(read('docker-compose.yml'), { merge: true }) as Compose;
+const workerHost = parse(read('compose.worker-host.yml'), { merge: true }) as Compose;
 const { services } = compose;
-const workers = ['worker', 'worker-gpu'];
+const gpuWorkers = ['worker-gpu-0', 'worker-gpu-1'];
+const workers = ['worker', ...gpuWorkers];
 const appServices = ['api', ...workers];
+/** Everything the GPU runtime reads besides the worker's configuration. */
+const GPU_RUNTIME = ['TF_FORCE_GPU_ALLOW_GROWTH', 'CUDA_CACHE_PATH', 'CUDA_CACHE_MAXSIZE'];
 
 /** Variables `docker compose up` needs, as an operator's `.env` would set them. */
-const SETUP = { REDIS_PASSWORD: 's3cret-pw', API_KEYS: `acme:${'ab'.repeat(32)}` };
+const SETUP = {
+  REDIS_PASSWORD: 's3cret-pw',
+  API_KEYS: `acme:${'ab'.repeat(32)}`,
+  AWS_ACCESS_KEY_ID: 'runner-key',
+  AWS_SECRET_ACCESS_KEY: 'runner-secret',
+};
 
 /**
  * Compose-style interpolation: `${VAR:-default}` -> the value or default, `${VAR:?message}` -> the
@@ -61,6 +72,46 @@ function interpolate(s: string, env: Record<string, string> = SETUP): string {
   });
 }
 
+/** A service's environment as the container gets it (pass-through variables unset). */
+function envOf(service: Service, e: Record<string, string> = SETUP): Record<string, string> {
+  return Object.fromEntries(
+    Object.entries(service.environment ?? {})
+      .filter(([, v]) => v !== null)
+      .map(([k, v]) => [k, interpolate(v!, e)]),
+  );
+}
+
+/** The variables a compose file takes from the shell or .env that its header does not describe. */
+function undescribedVariables(file: string, apps: Service[]): string[] {
+  const text = read(file);
+  const header = text.slice(0, text.search(/^[^#\n]/m));
+  const fromShell = new Set([
+    ...[...text.matchAll(/\$\{([A-Z][A-Z0-9_]*)/g)].map((m) => m[1]),
+    ...apps.flatMap((s) =>
+      Object.entries(s.environment!)
+        .filter(([, v]) => v === null)
+        .map(([k]) => k),
+    ),
+  ]);
+  expect(fromShell.size).toBeGreaterThan(8);
+  return [...fromShell].filter((v) => !new RegExp(`^#.*\\b${v}\\b`, 'm').test(header));
+}
+
+/** GPU services are `worker-gpu-<N>`, each reserving exactly NVIDIA device N. */
+function expectPinnedGpus(all: Record<string, Service>): void {
+  const gpu = Object.keys(all).filter((n) => n.startsWith('worker-gpu'));
+  expect(gpu.sort()).toEqual(gpuWorkers);
+  for (const name of gpu) {
+    const index = /^worker-gpu-(\d+)$/.exec(name)![1];
+    expect(all[name].deploy?.resources?.reservations?.devices).toEqual([
+      { driver: 'nvidia', device_ids: [index], capabilities: ['gpu'] },
+    ]);
+    expect(all[name].deploy?.replicas).toBeUndefined(); // a replica would share the device
+    // Inside the container the one GPU is device 0: a CUDA_VISIBLE_DEVICES of the host's index would hide it.
+    expect(all[name].environment).not.toHaveProperty('CUDA_VISIBLE_DEVICES');
+  }
+}
+
 /** Where a named volume is mounted in a service. */
 function mountOf(service: Service, volume: string): string | undefined {
   return service.volumes?.map((v) => v.split(':')).find(([src]) => src === volume)?.[1];
@@ -68,13 +119,13 @@ function mountOf(service: Service, volume: string): string | undefined {
 
 describe('docker-compose.yml', () => {
   test('services and top-level keys (no obsolete `version`)', () => {
-    expect(Object.keys(services).sort()).toEqual(['api', 'redis', 'worker', 'worker-gpu']);
+    expect(Object.keys(services).sort()).toEqual(['api', 'redis', 's3', 's3-init', ...workers].sort());
     expect(compose.version).toBeUndefined();
     for (const key of Object.keys(compose))
       expect(['services', 'volumes'].includes(key) || key.startsWith('x-')).toBe(true);
   });
 
-  test('redis: redis 7, AOF fsync every second, noeviction, a required password, no host port, a volume, a health check', () => {
+  test('redis: redis 7, AOF fsync every second, noeviction, a required password, loopback port by default, a volume, a health check', () => {
     const r = services.redis;
     expect(r.image).toMatch(/^redis:7(\b|$)/);
     const cmd = r.command!;
@@ -89,7 +140,9 @@ describe('docker-compose.yml', () => {
     expect(arg('--requirepass')).toMatch(/^\$\{REDIS_PASSWORD:\?[^}]+\}$/);
     expect(() => interpolate(arg('--requirepass'), {})).toThrow(/REDIS_PASSWORD/);
     expect(interpolate(arg('--requirepass'))).toBe(SETUP.REDIS_PASSWORD);
-    expect(r.ports).toBeUndefined();
+    // Published for workers on other machines, on this host's loopback unless REDIS_BIND says otherwise.
+    expect(r.ports?.map((p) => interpolate(p))).toEqual(['127.0.0.1:6379:6379']);
+    expect(interpolate(r.ports![0], { REDIS_BIND: '10.0.0.1' })).toBe('10.0.0.1:6379:6379');
     expect(r.volumes?.some((v) => v.endsWith(':/data'))).toBe(true);
     expect(r.environment?.REDISCLI_AUTH).toBe(arg('--requirepass')); // the health check authenticates
     expect(r.healthcheck?.test.join(' ')).toMatch(/redis-cli ping/);
@@ -110,6 +163,7 @@ describe('docker-compose.yml', () => {
       }
       expect(() => interpolate(env.REDIS_URL!, {})).toThrow(/REDIS_PASSWORD/);
       expect(services[name].depends_on?.redis.condition).toBe('service_healthy');
+      expect(services[name].depends_on?.['s3-init'].condition).toBe('service_completed_successfully');
       expect(services[name].init).toBe(true); // signals reach node, zombies are reaped
     }
   });
@@ -130,12 +184,7 @@ describe('docker-compose.yml', () => {
   });
 
   test("the api's own configuration check accepts the compose environment with keys, and refuses it without", () => {
-    const env = (e: Record<string, string>) =>
-      Object.fromEntries(
-        Object.entries(services.api.environment!)
-          .filter(([, v]) => v !== null)
-          .map(([k, v]) => [k, interpolate(v!, e)]),
-      );
+    const env = (e: Record<string, string>) => envOf(services.api, e);
     const config = loadConfig(env(SETUP));
     expect([config.host, config.apiKeys.map((k) => k.tenant)]).toEqual(['0.0.0.0', ['acme']]);
     expect(new URL(config.redisUrl).password).toBe(SETUP.REDIS_PASSWORD);
@@ -145,11 +194,10 @@ describe('docker-compose.yml', () => {
   });
 
   test("every variable set in an app service is one its configuration reads (or the GPU runtime's)", () => {
-    const gpuRuntime = ['TF_FORCE_GPU_ALLOW_GROWTH', 'CUDA_CACHE_PATH', 'CUDA_CACHE_MAXSIZE'];
     const reads: Record<string, string[]> = {
       api: apiVariables(),
       worker: workerVariables(),
-      'worker-gpu': [...workerVariables(), ...gpuRuntime],
+      ...Object.fromEntries(gpuWorkers.map((n) => [n, [...workerVariables(), ...GPU_RUNTIME]])),
     };
     for (const name of appServices) {
       const unknown = Object.keys(services[name].environment!).filter((v) => !reads[name].includes(v));
@@ -158,25 +206,18 @@ describe('docker-compose.yml', () => {
   });
 
   test('every variable the compose file takes from the shell or .env is described in its header', () => {
-    const text = read('docker-compose.yml');
-    const header = text.slice(0, text.search(/^[^#\n]/m));
-    const fromShell = new Set([
-      ...[...text.matchAll(/\$\{([A-Z][A-Z0-9_]*)/g)].map((m) => m[1]),
-      ...appServices.flatMap((n) =>
-        Object.entries(services[n].environment!)
-          .filter(([, v]) => v === null)
-          .map(([k]) => k),
+    expect(
+      undescribedVariables(
+        'docker-compose.yml',
+        appServices.map((n) => services[n]),
       ),
-    ]);
-    expect(fromShell.size).toBeGreaterThan(8);
-    const undescribed = [...fromShell].filter((v) => !new RegExp(`^#.*\\b${v}\\b`, 'm').test(header));
-    expect(undescribed).toEqual([]);
+    ).toEqual([]);
   });
 
-  test('workers scale: no container_name, no ports, anywhere but the api', () => {
+  test('workers scale: no container_name anywhere, ports only on the api, Redis and the S3 server', () => {
     for (const [name, s] of Object.entries(services)) {
       expect(s.container_name).toBeUndefined();
-      if (name !== 'api') expect(s.ports).toBeUndefined();
+      if (!['api', 'redis', 's3'].includes(name)) expect(s.ports).toBeUndefined();
     }
     for (const name of workers) expect(services[name].command).toEqual(['node', 'apps/worker/dist/main.js']);
   });
@@ -185,7 +226,7 @@ describe('docker-compose.yml', () => {
     const replicas = String(services.worker.deploy?.replicas);
     expect(interpolate(replicas)).toBe('2');
     expect(interpolate(replicas, { CPU_WORKERS: '8' })).toBe('8');
-    expect(services['worker-gpu'].deploy?.replicas).toBeUndefined(); // one per host's GPUs: scaled by hand
+    for (const g of gpuWorkers) expect(services[g].deploy?.replicas).toBeUndefined(); // one service per GPU
   });
 
   test('CPU worker: wasm backend on the cpu and any queues, same image as the api', () => {
@@ -197,36 +238,79 @@ describe('docker-compose.yml', () => {
     expect(w.build).toEqual({ context: '.', dockerfile: 'Dockerfile' });
   });
 
-  test('GPU worker: profile gpu, Dockerfile.gpu, NVIDIA reservation, TF and CUDA cache settings on a volume', () => {
-    const g = services['worker-gpu'];
-    expect(g.profiles).toEqual(['gpu']);
-    expect(g.build).toEqual({ context: '.', dockerfile: 'Dockerfile.gpu' });
-    expect(g.image).not.toBe(services.worker.image);
-    expect(g.deploy?.resources?.reservations?.devices).toEqual([
-      { driver: 'nvidia', count: 'all', capabilities: ['gpu'] },
-    ]);
-    expect(g.environment).toMatchObject({
-      RELU_LSTM_BACKEND: 'tensorflow',
-      WORKER_QUEUES: 'gpu,any',
-      TF_FORCE_GPU_ALLOW_GROWTH: 'true',
-    });
-    const cachePath = g.environment!.CUDA_CACHE_PATH!;
-    const cacheVolume = g.volumes!.map((v) => v.split(':')).find(([, target]) => target === cachePath)?.[0];
-    expect(cacheVolume).toBeDefined();
-    expect(compose.volumes).toHaveProperty(cacheVolume!);
-    expect(Number(g.environment!.ENGINE_START_TIMEOUT_MS)).toBeGreaterThanOrEqual(300_000);
-    expect(g.healthcheck?.start_period).toBe('1800s'); // the first start JIT-compiles kernels
-    expect(g.healthcheck?.test).toEqual(services.worker.healthcheck?.test);
+  test('GPU workers: one service per GPU, pinned by device_ids; profile gpu, Dockerfile.gpu, TF and CUDA cache settings on a volume', () => {
+    expectPinnedGpus(services);
+    for (const name of gpuWorkers) {
+      const g = services[name];
+      expect(g.profiles).toEqual(['gpu']);
+      expect(g.build).toEqual({ context: '.', dockerfile: 'Dockerfile.gpu' });
+      expect(g.image).not.toBe(services.worker.image);
+      expect(g.environment).toMatchObject({
+        RELU_LSTM_BACKEND: 'tensorflow',
+        WORKER_QUEUES: 'gpu,any',
+        TF_FORCE_GPU_ALLOW_GROWTH: 'true',
+      });
+      const cachePath = g.environment!.CUDA_CACHE_PATH!;
+      const cacheVolume = g.volumes!.map((v) => v.split(':')).find(([, target]) => target === cachePath)?.[0];
+      expect(cacheVolume).toBeDefined();
+      expect(compose.volumes).toHaveProperty(cacheVolume!);
+      expect(Number(g.environment!.ENGINE_START_TIMEOUT_MS)).toBeGreaterThanOrEqual(300_000);
+      expect(g.healthcheck?.start_period).toBe('1800s'); // the first start JIT-compiles kernels
+      expect(g.healthcheck?.test).toEqual(services.worker.healthcheck?.test);
+    }
+    // Everything but the device is one definition.
+    const { deploy: _a, ...first } = services['worker-gpu-0'];
+    const { deploy: _b, ...second } = services['worker-gpu-1'];
+    expect(second).toEqual(first);
   });
 
-  test('one shared data volume in the api and every worker, with ARTIFACT_DIR and DATASET_DIR under it', () => {
-    const mounts = appServices.map((n) => mountOf(services[n], 'data'));
-    expect(new Set(mounts)).toEqual(new Set(['/data']));
-    expect(compose.volumes).toHaveProperty('data');
+  test('the S3 server: SeaweedFS with the one identity of the AWS_* variables (required), a volume, loopback port by default', () => {
+    const s3 = services.s3;
+    expect(interpolate(s3.image!)).toMatch(/^chrislusf\/seaweedfs:/);
+    const script = s3.command!.join(' ');
+    expect(script).toMatch(/weed server .*-s3 .*-s3\.port=8333 .*-s3\.config=\/tmp\/s3\.json/);
+    expect(script).toContain('"$$S3_ACCESS_KEY" "$$S3_SECRET_KEY"'); // Compose leaves `$` for the shell
+    expect(envOf(s3)).toEqual({ S3_ACCESS_KEY: 'runner-key', S3_SECRET_KEY: 'runner-secret' });
+    expect(() => envOf(s3, { ...SETUP, AWS_SECRET_ACCESS_KEY: '' })).toThrow(/AWS_SECRET_ACCESS_KEY/);
+    expect(mountOf(s3, 's3-data')).toBe('/data');
+    expect(s3.ports?.map((p) => interpolate(p))).toEqual(['127.0.0.1:8333:8333']);
+    expect(interpolate(s3.ports![0], { S3_BIND: '10.0.0.1' })).toBe('10.0.0.1:8333:8333');
+  });
+
+  test('s3-init creates the bucket the stores name, with the app image and environment', () => {
+    const init = services['s3-init'];
+    expect([init.image, init.build]).toEqual([services.api.image, services.api.build]);
+    // The shared part of the app services' environment (x-app-env), nothing else.
+    expect(Object.keys(init.environment!)).toEqual(
+      expect.arrayContaining(['ARTIFACT_DIR', 'S3_ENDPOINT', 'AWS_REGION']),
+    );
+    for (const [k, v] of Object.entries(init.environment!))
+      expect([k, services.worker.environment![k]]).toEqual([k, v]);
+    expect(init.command!.join(' ')).toMatch(/CreateBucketCommand\(\{ Bucket: bucket \}\)/);
+    expect(init.command!.join(' ')).toContain('new URL(process.env.ARTIFACT_DIR).host');
+    expect(init.depends_on?.s3.condition).toBe('service_started');
+  });
+
+  test('every app service uses the S3 server, through the shared variables, and mounts no shared directory', () => {
+    const s3 = envOf(services.s3);
     for (const n of appServices) {
-      expect(services[n].environment!.ARTIFACT_DIR).toMatch(/^\/data\//);
-      expect(services[n].environment!.DATASET_DIR).toMatch(/^\/data\//);
+      const env = envOf(services[n]);
+      expect(env).toMatchObject({
+        ARTIFACT_DIR: 's3://relu-lstm/artifacts',
+        DATASET_DIR: 's3://relu-lstm/datasets',
+        S3_ENDPOINT: 'http://s3:8333',
+        S3_FORCE_PATH_STYLE: 'true',
+        AWS_ACCESS_KEY_ID: s3.S3_ACCESS_KEY,
+        AWS_SECRET_ACCESS_KEY: s3.S3_SECRET_KEY,
+      });
+      expect(interpolate(services[n].environment!.ARTIFACT_DIR!, { ...SETUP, S3_BUCKET: 'b' })).toBe(
+        's3://b/artifacts',
+      );
+      expect(services[n].volumes?.filter((v) => !v.startsWith('cuda-cache:')) ?? []).toEqual([]);
     }
+    // Both configurations accept what compose gives them.
+    expect(loadConfig(envOf(services.api)).artifactDir).toBe('s3://relu-lstm/artifacts');
+    for (const n of workers) expect(loadWorkerConfig(envOf(services[n])).datasetDir).toBe('s3://relu-lstm/datasets');
   });
 
   test('every named volume used is declared, every declared one used', () => {
@@ -237,6 +321,68 @@ describe('docker-compose.yml', () => {
         .filter((src) => !src.startsWith('.') && !src.startsWith('/')),
     );
     expect([...used].sort()).toEqual(Object.keys(compose.volumes).sort());
+  });
+});
+
+describe('compose.worker-host.yml', () => {
+  const hostServices = workerHost.services;
+  const ON = { ...SETUP, MAIN_HOST: '10.0.0.1' };
+  const WORKER_ONLY = { MAIN_HOST: 'x', REDIS_PASSWORD: 'x', AWS_ACCESS_KEY_ID: 'x', AWS_SECRET_ACCESS_KEY: 'x' };
+
+  test('workers only (CPU and one per GPU), as defined in docker-compose.yml but for where Redis and S3 are', () => {
+    expect(Object.keys(hostServices).sort()).toEqual([...workers].sort());
+    expectPinnedGpus(hostServices);
+    for (const n of workers) {
+      const { environment: hostEnv, depends_on: dep, ...here } = hostServices[n];
+      const { environment: mainEnv, depends_on: _d, volumes: _v, ...there } = services[n];
+      expect(dep).toBeUndefined(); // nothing here to wait for
+      const { volumes: hostVolumes, ...hereRest } = here;
+      expect(hereRest).toEqual(there);
+      expect(hostVolumes ?? []).toEqual(services[n].volumes ?? []);
+      // The same variables, the same values, except those that say where the first machine is.
+      const where = ['REDIS_URL', 'S3_ENDPOINT'];
+      expect(Object.keys(hostEnv!).sort()).toEqual(Object.keys(mainEnv!).sort());
+      const [h, m] = [envOf(hostServices[n], ON), envOf(services[n], ON)];
+      for (const k of Object.keys(h).filter((k) => !where.includes(k))) expect([k, h[k]]).toEqual([k, m[k]]);
+    }
+    expect(Object.keys(workerHost.volumes)).toEqual(['cuda-cache']);
+  });
+
+  test("its workers reach the first machine's Redis and S3 server with its credentials, all required", () => {
+    for (const n of workers) {
+      const env = envOf(hostServices[n], ON);
+      const redis = new URL(env.REDIS_URL);
+      expect([redis.protocol, redis.hostname, redis.port, redis.password]).toEqual([
+        'redis:',
+        '10.0.0.1',
+        '6379',
+        SETUP.REDIS_PASSWORD,
+      ]);
+      expect(env).toMatchObject({
+        S3_ENDPOINT: 'http://10.0.0.1:8333',
+        ARTIFACT_DIR: 's3://relu-lstm/artifacts',
+        DATASET_DIR: 's3://relu-lstm/datasets',
+        AWS_ACCESS_KEY_ID: SETUP.AWS_ACCESS_KEY_ID,
+        AWS_SECRET_ACCESS_KEY: SETUP.AWS_SECRET_ACCESS_KEY,
+      });
+      for (const required of Object.keys(WORKER_ONLY))
+        expect(() => envOf(hostServices[n], { ...ON, [required]: '' })).toThrow(new RegExp(required));
+      const config = loadWorkerConfig(env);
+      expect([config.redisUrl, config.artifactDir]).toEqual([env.REDIS_URL, 's3://relu-lstm/artifacts']);
+      const unknown = Object.keys(hostServices[n].environment!).filter(
+        (v) => ![...workerVariables(), ...GPU_RUNTIME].includes(v),
+      );
+      expect(unknown).toEqual([]);
+    }
+  });
+
+  test('every variable it takes from the shell or .env is described in its header', () => {
+    expect(
+      undescribedVariables(
+        'compose.worker-host.yml',
+        workers.map((n) => hostServices[n]),
+      ),
+    ).toEqual([]);
   });
 });
 
@@ -256,8 +402,10 @@ describe('Dockerfiles', () => {
     expect(ignored).toEqual(expect.arrayContaining(['**/node_modules', '**/dist', '.git']));
   });
 
-  test('CPU image: node:20-bookworm-slim, npm ci and npm run build, a non-root user', () => {
-    expect(argDefault(cpu, 'NODE_IMAGE')).toBe('node:20-bookworm-slim');
+  test('CPU image: node:22-bookworm-slim, npm ci and npm run build, a non-root user', () => {
+    // Node 20 is past its end of life; 22 is the newest line the GPU image's tfjs-node runs on (Dockerfile.gpu).
+    expect(argDefault(cpu, 'NODE_IMAGE')).toBe('node:22-bookworm-slim');
+    expect(argDefault(cpu, 'NODE_IMAGE')).toBe(argDefault(gpu, 'NODE_IMAGE'));
     expect(cpu).toMatch(/^FROM \$\{NODE_IMAGE\} AS build$/m);
     expect(finalStage(cpu)).toMatch(/^FROM \$\{NODE_IMAGE\} AS runtime$/m);
     expect(cpu).toMatch(/^RUN npm ci\b/m);
@@ -267,9 +415,9 @@ describe('Dockerfiles', () => {
     expect(finalStage(cpu)).toMatch(/^CMD \["node", "apps\/api\/dist\/main\.js"\]$/m);
   });
 
-  test('GPU image: CUDA 11.x runtime with cuDNN 8, Node 20, tfjs-node-gpu 4.22.0 with its install script checked, TF/CUDA env, non-root', () => {
+  test('GPU image: CUDA 11.x runtime with cuDNN 8, Node 22, tfjs-node-gpu 4.22.0 with its install script checked, TF/CUDA env, non-root', () => {
     expect(argDefault(gpu, 'CUDA_IMAGE')).toMatch(/^nvidia\/cuda:11\.\d+\.\d+-cudnn8-runtime-ubuntu\d+\.\d+$/);
-    expect(argDefault(gpu, 'NODE_IMAGE')).toBe('node:20-bookworm-slim');
+    expect(argDefault(gpu, 'NODE_IMAGE')).toBe('node:22-bookworm-slim');
     expect(finalStage(gpu)).toMatch(/^FROM \$\{CUDA_IMAGE\} AS runtime$/m);
     expect(gpu).toMatch(/^FROM \$\{NODE_IMAGE\} AS node$/m);
     expect(gpu).toMatch(/^FROM \$\{CUDA_IMAGE\} AS build$/m); // native addons built on the runtime's base

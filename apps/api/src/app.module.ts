@@ -1,6 +1,7 @@
 import { Module, type DynamicModule } from '@nestjs/common';
 import { AdminController } from './admin.controller';
 import type { ApiConfig } from './config';
+import { DatasetCatalog } from './datasets/catalog';
 import { DatasetsController } from './datasets/datasets.controller';
 import { DocsController } from './docs/docs.controller';
 import { KeyRing } from './http/api-keys';
@@ -25,6 +26,7 @@ export class AppModule {
         JobsService,
         EventFeed,
         JobQuota,
+        DatasetCatalog,
         { provide: KEY_RING, useValue: new KeyRing(config.apiKeys, config.adminKeyHash) },
       ],
     };

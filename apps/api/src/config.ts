@@ -156,6 +156,17 @@ export const API_ENV = {
     max: 1000,
     default: 2,
   }),
+  MAX_DATASETS_PER_TENANT: intVar({
+    description: 'datasets a tenant may keep; past it, uploads get 429 until one is deleted; 0: no bound',
+    min: 0,
+    max: 10_000_000,
+    default: 1000,
+  }),
+  MAX_DATASET_BYTES_PER_TENANT: envVar({
+    description: "stored bytes of a tenant's datasets together; an upload that would pass it gets 413",
+    default: '10gb',
+    parse: byteSize,
+  }),
   HEALTH_PROBE_MS: intVar({
     description: 'how often the background probe PINGs Redis for /health and /ready',
     min: 50,
@@ -205,6 +216,9 @@ export interface ApiConfig {
   /** 0: no quota. */
   maxLiveJobsPerTenant: number;
   maxDatasetUploads: number;
+  /** 0: no bound. */
+  maxDatasetsPerTenant: number;
+  maxDatasetBytesPerTenant: number;
   healthProbeMs: number;
   redisStaleMs: number;
   sseMaxBufferBytes: number;
@@ -266,6 +280,8 @@ export function loadConfig(
     },
     maxLiveJobsPerTenant: e.MAX_QUEUED_JOBS_PER_TENANT,
     maxDatasetUploads: e.MAX_DATASET_UPLOADS,
+    maxDatasetsPerTenant: e.MAX_DATASETS_PER_TENANT,
+    maxDatasetBytesPerTenant: e.MAX_DATASET_BYTES_PER_TENANT,
     healthProbeMs: e.HEALTH_PROBE_MS,
     redisStaleMs: e.REDIS_STALE_MS,
     sseMaxBufferBytes: e.SSE_MAX_BUFFER_BYTES,

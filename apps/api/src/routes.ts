@@ -24,6 +24,7 @@ export type SchemaName =
   | 'CancelResponse'
   | 'ArtifactList'
   | 'DatasetView'
+  | 'DatasetList'
   | 'WorkerList'
   | 'Health'
   | 'Readiness'
@@ -95,7 +96,7 @@ export const ACCESS_RESPONSES: Record<RouteAccess, Record<number, RouteResponse>
   tenant: {
     401: error('No valid key: `Authorization: Bearer <key>` (WWW-Authenticate: Bearer).'),
     429: error(
-      "Rate limit (Retry-After: seconds) or, on the submit routes, the tenant's job quota (`quota_exceeded`).",
+      "Rate limit (Retry-After: seconds) or, on the submit and upload routes, the tenant's job or dataset quota (`quota_exceeded`).",
     ),
   },
   admin: {
@@ -112,6 +113,12 @@ const IDEMPOTENCY: RouteParameter = {
     'Repeat a submission safely: the same key with the same body returns the first job (header Idempotent-Replayed: true); with a different body, 422. Remembered 24 h.',
   schema: { type: 'string', maxLength: 255 },
 };
+
+/** The listings' paging (http/cursor.ts). */
+const PAGE_PARAMETERS: RouteParameter[] = [
+  { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 100, default: 20 } },
+  { name: 'cursor', in: 'query', description: 'nextCursor of the previous page', schema: { type: 'string' } },
+];
 
 export const ROUTES: readonly RouteSpec[] = [
   {
@@ -174,11 +181,7 @@ export const ROUTES: readonly RouteSpec[] = [
     path: '/v1/jobs',
     access: 'tenant',
     summary: 'List jobs, newest first',
-    parameters: [
-      { name: 'state', in: 'query', schema: { type: 'string', enum: [...JOB_STATES] } },
-      { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 100, default: 20 } },
-      { name: 'cursor', in: 'query', description: 'nextCursor of the previous page', schema: { type: 'string' } },
-    ],
+    parameters: [{ name: 'state', in: 'query', schema: { type: 'string', enum: [...JOB_STATES] } }, ...PAGE_PARAMETERS],
     responses: { 200: ok('A page', 'JobList'), 400: BAD_REQUEST },
   },
   {
@@ -252,10 +255,20 @@ export const ROUTES: readonly RouteSpec[] = [
     responses: {
       201: ok('Stored', 'DatasetView'),
       400: BAD_REQUEST,
-      413: TOO_LARGE,
+      413: error(
+        'The body is over DATASET_BODY_LIMIT, or the dataset would take the tenant past MAX_DATASET_BYTES_PER_TENANT.',
+      ),
       415: error('Neither JSON nor CSV.'),
       503: error('Too many uploads at once in this api process (MAX_DATASET_UPLOADS); Retry-After: seconds.'),
     },
+  },
+  {
+    method: 'GET',
+    path: '/v1/datasets',
+    access: 'tenant',
+    summary: "The tenant's datasets, newest first",
+    parameters: PAGE_PARAMETERS,
+    responses: { 200: ok('A page', 'DatasetList'), 400: BAD_REQUEST },
   },
   {
     method: 'GET',
@@ -264,6 +277,18 @@ export const ROUTES: readonly RouteSpec[] = [
     owns: 'dataset',
     summary: 'A dataset',
     responses: { 200: ok('The dataset', 'DatasetView'), 404: error('No such dataset.') },
+  },
+  {
+    method: 'DELETE',
+    path: '/v1/datasets/:id',
+    access: 'tenant',
+    owns: 'dataset',
+    summary: 'Delete a dataset (its arrays and its record)',
+    responses: {
+      204: { description: 'Deleted' },
+      404: error('No such dataset.'),
+      409: error('Queued or running jobs use it; the message names them.'),
+    },
   },
   {
     method: 'GET',

@@ -219,6 +219,13 @@ describe.each(ROUTES.map((r) => [`${r.method} ${r.path}`, r] as const))('%s', (_
       expect(s.events[0]?.data).toMatchObject({ type: 'state', state: 'queued' });
       return;
     }
+    if (route.method === 'DELETE' && route.owns === 'dataset') {
+      // A dataset of its own: the walk's dataset stays for the routes and tests after this one.
+      const ds = await http(api.url, 'POST', '/v1/datasets', { body: DATASET, headers: alpha });
+      expect((await call(route, { job: own.job, dataset: ds.json.id }, alpha)).status).toBe(204);
+      expect((await http(api.url, 'GET', `/v1/datasets/${ds.json.id}`, { headers: alpha })).status).toBe(404);
+      return;
+    }
     const r = await call(route, { job: own.job, dataset: own.dataset }, alpha);
     expect([r.status, r.text.slice(0, 300)]).toEqual([r.status < 300 ? r.status : 200, expect.any(String)]);
     if (route.path === '/v1/jobs/:id/artifacts/:name') expect([...Buffer.from(r.text, 'latin1')]).toEqual([1, 2, 3]);
@@ -235,6 +242,11 @@ describe('tenants apart, beyond the walk', () => {
     const betaList = await http(api.url, 'GET', '/v1/jobs?limit=100', { headers: beta });
     expect(betaList.json.items.length).toBeGreaterThan(0); // beta's own, from the walk
     expect(betaList.text).not.toContain(own.job);
+    const alphaSets = await http(api.url, 'GET', '/v1/datasets?limit=100', { headers: bearer(KEY.alpha) });
+    expect(alphaSets.json.items.map((d: { id: string }) => d.id)).toContain(own.dataset);
+    const betaSets = await http(api.url, 'GET', '/v1/datasets?limit=100', { headers: beta });
+    expect(betaSets.status).toBe(200);
+    expect(betaSets.text).not.toContain(own.dataset);
 
     // A train payload naming alpha's dataset or alpha's job: "does not exist", as for made-up ids.
     const missing = randomUUID();

@@ -3,7 +3,7 @@
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
@@ -262,6 +262,92 @@ describe('datasets', () => {
       headers: { 'content-type': 'application/xml' },
     });
     expect(xml.status).toBe(415);
+  });
+});
+
+describe('managed datasets: listing, deleting, the per-tenant quota', () => {
+  let quoted: ApiProcess;
+  const small = { x: [[[1], [2]]], y: [[1]] };
+  const on = (method: 'GET' | 'POST' | 'DELETE', path: string, body?: unknown) =>
+    http(quoted.url, method, path, { body });
+  const upload = (body: unknown = small) => on('POST', '/v1/datasets', body);
+
+  beforeAll(async () => {
+    quoted = await startApi({ MAX_DATASETS_PER_TENANT: '3', MAX_DATASET_BYTES_PER_TENANT: '1kb' });
+  });
+  afterAll(async () => {
+    const code = await quoted?.stop();
+    if (redis) await dropPrefix(redis, quoted.prefix);
+    expect(code).toBe(0);
+  });
+
+  test('listed newest first in pages; over a bound: 413 (bytes) or 429 (count) naming it; delete frees room', async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < 2; i++) {
+      const r = await upload();
+      expect(r.status).toBe(201);
+      ids.push(r.json.id);
+    }
+    // Over the byte bound: refused after reading, nothing kept, nothing counted.
+    const big = { x: Array.from({ length: 100 }, (_, n) => [[n + 0.25], [n + 0.5]]), y: Array(100).fill([1]) };
+    const tooBig = await upload(big);
+    expect([tooBig.status, tooBig.json.error.code]).toEqual([413, 'payload_too_large']);
+    expect(tooBig.json.error.message).toMatch(/MAX_DATASET_BYTES_PER_TENANT \(1024 bytes\)/);
+    const used = (await Promise.all(ids.map((id) => on('GET', `/v1/datasets/${id}`)))).reduce(
+      (n, d) => n + d.json.bytes,
+      0,
+    );
+    expect(tooBig.json.error.message).toMatch(new RegExp(`datasets hold ${used} bytes; \\d+ more would pass`));
+    const third = await upload();
+    expect(third.status).toBe(201);
+    ids.push(third.json.id);
+    const full = await upload();
+    expect([full.status, full.json.error.code]).toEqual([429, 'quota_exceeded']);
+    expect(full.json.error.message).toContain('has 3 datasets, the most MAX_DATASETS_PER_TENANT (3) allows');
+    expect((await readdir(quoted.datasetDir)).sort()).toEqual(ids.map((id) => `${id}.json`).sort());
+
+    const first = await on('GET', '/v1/datasets?limit=2');
+    expect(first.status).toBe(200);
+    expect(first.json.items.map((d: { id: string }) => d.id)).toEqual([ids[2], ids[1]]);
+    expect(first.json.items[0]).toEqual(third.json);
+    const rest = await on('GET', `/v1/datasets?limit=2&cursor=${first.json.nextCursor}`);
+    expect([rest.json.items.map((d: { id: string }) => d.id), rest.json.nextCursor]).toEqual([[ids[0]], null]);
+    const badCursor = await on('GET', '/v1/datasets?cursor=nope');
+    expect([badCursor.status, badCursor.json.error.issues[0].path]).toEqual([400, 'cursor']);
+
+    const del = await on('DELETE', `/v1/datasets/${ids[1]}`);
+    expect([del.status, del.text]).toEqual([204, '']);
+    expect((await on('GET', `/v1/datasets/${ids[1]}`)).status).toBe(404);
+    expect((await on('DELETE', `/v1/datasets/${ids[1]}`)).status).toBe(404);
+    expect((await on('DELETE', `/v1/datasets/${randomUUID()}`)).status).toBe(404);
+    expect(existsSync(join(quoted.datasetDir, `${ids[1]}.json`))).toBe(false);
+    expect((await on('GET', '/v1/datasets')).json.items.map((d: { id: string }) => d.id)).toEqual([ids[2], ids[0]]);
+    expect((await upload()).status).toBe(201);
+  });
+
+  test('DELETE is refused with 409 naming the queued job that uses the dataset, until the job ends', async () => {
+    for (const d of (await on('GET', '/v1/datasets?limit=100')).json.items) await on('DELETE', `/v1/datasets/${d.id}`);
+    const ds = await upload();
+    expect(ds.status).toBe(201);
+    const train = canonical();
+    train.model = { inputSize: 1, hiddenSize: 4, outputSize: 1, head: 'lastStep' };
+    train.data = { datasetId: ds.json.id };
+    train.device = 'gpu'; // no worker here: it stays queued
+    const job = await on('POST', '/v1/jobs/train', train);
+    expect(job.status).toBe(202);
+
+    const refused = await on('DELETE', `/v1/datasets/${ds.json.id}`);
+    expect([refused.status, refused.json.error.code]).toEqual([409, 'conflict']);
+    expect(refused.json.error.message).toContain(job.json.id);
+    expect((await on('GET', `/v1/datasets/${ds.json.id}`)).status).toBe(200);
+    expect(existsSync(join(quoted.datasetDir, `${ds.json.id}.json`))).toBe(true);
+
+    expect((await on('DELETE', `/v1/jobs/${job.json.id}`)).json.state).toBe('cancelled');
+    expect((await on('DELETE', `/v1/datasets/${ds.json.id}`)).status).toBe(204);
+    expect(existsSync(join(quoted.datasetDir, `${ds.json.id}.json`))).toBe(false);
+    // A job naming the deleted dataset is refused as for one that never existed.
+    const late = await on('POST', '/v1/jobs/train', train);
+    expect([late.status, late.json.error.issues[0].path]).toEqual([400, 'data.datasetId']);
   });
 });
 

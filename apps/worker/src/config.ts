@@ -170,6 +170,13 @@ export const WORKER_ENV = {
     max: 86_400_000,
     default: 60_000,
   }),
+  DATASET_KEEP_UNUSED_SEC: intVar({
+    description:
+      'the retention sweeper removes datasets no job has named for this long (upload or last submission); 0: kept forever',
+    min: 0,
+    max: 10 * 365 * 86400,
+    default: 0,
+  }),
 };
 
 export interface WorkerConfig {
@@ -198,6 +205,8 @@ export interface WorkerConfig {
   readonly cancelKillMs: number;
   readonly divergedLossFactor: number;
   readonly retentionSweepMs: number;
+  /** 0: datasets are kept. */
+  readonly datasetKeepUnusedSec: number;
   readonly logLevel: LogLevel;
 }
 
@@ -248,6 +257,7 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerCo
     cancelKillMs: e.CANCEL_KILL_MS,
     divergedLossFactor: e.DIVERGED_LOSS_FACTOR,
     retentionSweepMs: e.RETENTION_SWEEP_MS,
+    datasetKeepUnusedSec: e.DATASET_KEEP_UNUSED_SEC,
     logLevel: e.LOG_LEVEL,
   });
 }

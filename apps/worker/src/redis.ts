@@ -9,8 +9,10 @@ import { Redis } from 'ioredis';
 import {
   RedisJobEventStream,
   openArtifactStore,
+  openDatasetStore,
   redisKeys,
   type ArtifactStore,
+  type DatasetStore,
   type JobEventStream,
   type RedisKeys,
 } from '@relu-lstm/jobs';
@@ -57,4 +59,11 @@ export const ARTIFACT_STORE = Symbol('ARTIFACT_STORE');
 
 export function artifactStoreFactory(config: WorkerConfig): ArtifactStore {
   return openArtifactStore(config.artifactDir);
+}
+
+/** Injection token of the worker's `DatasetStore` (the retention sweep removes unused datasets). */
+export const DATASET_STORE = Symbol('DATASET_STORE');
+
+export function datasetStoreFactory(config: WorkerConfig): DatasetStore {
+  return openDatasetStore(config.datasetDir);
 }

@@ -23,12 +23,13 @@ import {
   sweepRetention,
   tryLock,
   type ArtifactStore,
+  type DatasetStore,
   type KeepOption,
   type QueueName,
   type RetentionSweepReport,
 } from '@relu-lstm/jobs';
 import { WORKER_CONFIG, type WorkerConfig } from './config';
-import { ARTIFACT_STORE, RedisService } from './redis';
+import { ARTIFACT_STORE, DATASET_STORE, RedisService } from './redis';
 
 @Injectable()
 export class RetentionService implements OnApplicationBootstrap, BeforeApplicationShutdown {
@@ -40,6 +41,7 @@ export class RetentionService implements OnApplicationBootstrap, BeforeApplicati
   constructor(
     @Inject(WORKER_CONFIG) private readonly config: WorkerConfig,
     @Inject(ARTIFACT_STORE) private readonly artifacts: ArtifactStore,
+    @Inject(DATASET_STORE) private readonly datasets: DatasetStore,
     private readonly redis: RedisService,
   ) {}
 
@@ -78,8 +80,9 @@ export class RetentionService implements OnApplicationBootstrap, BeforeApplicati
       removeQueueJob: (queue, id) => this.removeQueueJob(queue, id),
       artifacts: this.artifacts,
       orphanGraceMs: this.config.retentionSweepMs,
+      datasets: { store: this.datasets, keepUnusedMs: this.config.datasetKeepUnusedSec * 1000 },
     });
-    const removed = report.expired + report.trimmed + report.strayKeys + report.orphanArtifacts;
+    const removed = report.expired + report.trimmed + report.strayKeys + report.orphanArtifacts + report.unusedDatasets;
     if (removed > 0) this.log.log(`retention sweep: ${JSON.stringify(report)}`);
     return report;
   }

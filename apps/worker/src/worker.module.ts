@@ -12,7 +12,7 @@ import { JobEvents } from './jobs/job-events';
 import { JOB_HANDLERS, type JobHandler } from './jobs/job-handler';
 import { HANDLER_CLASSES } from './jobs/job-types';
 import { ArtifactPublisher } from './jobs/publish';
-import { ARTIFACT_STORE, RedisService, artifactStoreFactory } from './redis';
+import { ARTIFACT_STORE, DATASET_STORE, RedisService, artifactStoreFactory, datasetStoreFactory } from './redis';
 import { RetentionService } from './retention.service';
 
 @Module({})
@@ -24,6 +24,7 @@ export class WorkerModule {
       providers: [
         { provide: WORKER_CONFIG, useValue: config },
         { provide: ARTIFACT_STORE, useFactory: artifactStoreFactory, inject: [WORKER_CONFIG] },
+        { provide: DATASET_STORE, useFactory: datasetStoreFactory, inject: [WORKER_CONFIG] },
         RedisService,
         EngineClient,
         JobEvents,

@@ -91,6 +91,13 @@ export type ArtifactList = z.infer<typeof ArtifactListSchema>;
 export const DatasetViewSchema = DatasetMetaSchema.omit({ tenant: true });
 export type DatasetView = z.infer<typeof DatasetViewSchema>;
 
+/** GET /v1/datasets: the tenant's datasets, newest first, paged as `JobList`. */
+export const DatasetListSchema = z.strictObject({
+  items: z.array(DatasetViewSchema),
+  nextCursor: z.string().nullable(),
+});
+export type DatasetList = z.infer<typeof DatasetListSchema>;
+
 export const WorkerListSchema = z.strictObject({
   items: z.array(WorkerHeartbeatSchema),
 });

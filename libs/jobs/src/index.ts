@@ -14,6 +14,7 @@ export * from './validation';
 export * from './http';
 export * from './artifacts';
 export * from './datasets';
+export * from './dataset-records';
 export * from './stores';
 export * from './event-stream';
 export * from './worker-contract';

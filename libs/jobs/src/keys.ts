@@ -1,7 +1,7 @@
 /**
  * Every Redis key the runner uses besides BullMQ's own, in one place. All live under the
  * queue prefix, next to BullMQ's `<prefix>:<queue>:...` keys; the second segments used here (`job`,
- * `jobs`, `idem`, `dataset`, `datasets`, `live`, `rate`, `worker`, `workers`, `retention`) are never
+ * `jobs`, `idem`, `dataset`, `datasets`, `dataset-use`, `live`, `rate`, `worker`, `workers`, `retention`) are never
  * queue names.
  *
  * | key                                   | type   | written by          | holds                                  |
@@ -14,7 +14,10 @@
  * | `<p>:jobs:<tenant>`                   | zset   | producer            | job ids by creation time (listing)     |
  * | `<p>:idem:<tenant>:<sha256(key)>`     | string | api                 | `{ id, type, bodyHash }`, TTL 24 h     |
  * | `<p>:dataset:<id>`                    | string | api                 | `DatasetMeta` JSON                     |
+ * | `<p>:dataset:<id>:jobs`               | zset   | api (submit)        | ids of jobs naming it, by submit time  |
  * | `<p>:datasets:<tenant>`               | zset   | api                 | dataset ids by creation time           |
+ * | `<p>:datasets:<tenant>:bytes`         | string | api                 | bytes of the tenant's datasets (quota) |
+ * | `<p>:dataset-use`                     | zset   | api, worker         | dataset ids by last upload or use      |
  * | `<p>:live:<tenant>`                   | set    | api (submit)        | ids of jobs counted against the quota  |
  * | `<p>:live:<tenant>:pruned`            | string | api (submit)        | marker, PX 1 s: last quota recount     |
  * | `<p>:rate:<kind>:<subject>`           | hash   | api (every request) | token bucket `{ t, ts }` of a tenant/IP |
@@ -45,6 +48,12 @@ export interface RedisKeys {
   idempotency(tenant: string, key: string): string;
   dataset(id: string): string;
   datasetIndex(tenant: string): string;
+  /** Jobs submitted naming the dataset (DELETE refuses while one is live). */
+  datasetJobs(id: string): string;
+  /** The stored bytes of the tenant's datasets, for its quota. */
+  datasetBytes(tenant: string): string;
+  /** Every dataset by the time of its upload or last use, for the worker's retention sweep. */
+  datasetUse(): string;
   /** The tenant's queued or running jobs (submitted through the api), for its quota. */
   liveJobs(tenant: string): string;
   /** Marker set when the tenant's live set was last recounted (limits recounts to one a second). */
@@ -75,6 +84,9 @@ export function redisKeys(prefix: string): RedisKeys {
     idempotency: (t, key) => `${prefix}:idem:${id('tenant', t)}:${createHash('sha256').update(key).digest('hex')}`,
     dataset: (d) => `${prefix}:dataset:${id('dataset id', d)}`,
     datasetIndex: (t) => `${prefix}:datasets:${id('tenant', t)}`,
+    datasetJobs: (d) => `${prefix}:dataset:${id('dataset id', d)}:jobs`,
+    datasetBytes: (t) => `${prefix}:datasets:${id('tenant', t)}:bytes`,
+    datasetUse: () => `${prefix}:dataset-use`,
     liveJobs: (t) => `${prefix}:live:${id('tenant', t)}`,
     liveJobsPruned: (t) => `${prefix}:live:${id('tenant', t)}:pruned`,
     rateLimit: (kind, s) =>

@@ -7,12 +7,17 @@
  *     second, where BullMQ's own age trim is lazy: it runs when a later job finishes);
  *   - a periodic `sweepRetention` (one runner at a time, `tryLock`) removes what is left of jobs
  *     whose meta is gone (tenant index entry, stray keys, the job's artifacts, BullMQ's record)
- *     and the records of finished jobs BullMQ has trimmed by count.
+ *     and the records of finished jobs BullMQ has trimmed by count;
+ *   - with `datasets` given (DATASET_KEEP_UNUSED_SEC > 0), the same pass removes the datasets no
+ *     job has named for that long (upload or submission: `keys.datasetUse()`) and no live job names.
  *
  * Idempotency keys carry their own TTL (24 h) and are not touched here.
  */
 import type { Redis } from 'ioredis';
 import type { ArtifactStore, StoredJob } from './artifacts';
+import { removeDatasetRecords } from './dataset-records';
+import type { DatasetStore } from './datasets';
+import { DatasetMetaSchema } from './events';
 import { SAFE_ID, type RedisKeys } from './keys';
 import { QUEUE_NAMES, type QueueName } from './queues';
 
@@ -68,6 +73,8 @@ export interface RetentionSweepDeps {
   artifacts: Pick<ArtifactStore, 'jobs' | 'remove'>;
   /** A job's artifacts without a meta are removed only when they have not changed for this long. */
   orphanGraceMs: number;
+  /** Datasets unused for `keepUnusedMs` are removed from the Redis records and from `store`; absent: kept. */
+  datasets?: { store: Pick<DatasetStore, 'remove'>; keepUnusedMs: number };
   now?: () => number;
   /** Index entries read per round trip. Default 500. */
   batch?: number;
@@ -84,6 +91,8 @@ export interface RetentionSweepReport {
   strayKeys: number;
   /** Jobs' artifacts without a meta, removed. */
   orphanArtifacts: number;
+  /** Datasets unused past DATASET_KEEP_UNUSED_SEC, removed. */
+  unusedDatasets: number;
 }
 
 const PER_JOB_KEY = /^(.*):job:([A-Za-z0-9][A-Za-z0-9._-]{0,127}):(events|cancel|checkpoint|published)$/;
@@ -119,12 +128,13 @@ export async function sweepRetention(deps: RetentionSweepDeps): Promise<Retentio
     deps,
     now: deps.now ?? Date.now,
     batch: deps.batch ?? 500,
-    report: { scanned: 0, expired: 0, trimmed: 0, strayKeys: 0, orphanArtifacts: 0 },
+    report: { scanned: 0, expired: 0, trimmed: 0, strayKeys: 0, orphanArtifacts: 0, unusedDatasets: 0 },
     removed: new Set<string>(),
   };
   await sweepTenantIndexes(sweep);
   await sweepStrayKeys(sweep);
   await sweepOrphanArtifacts(sweep);
+  if (deps.datasets && deps.datasets.keepUnusedMs > 0) await sweepUnusedDatasets(sweep, deps.datasets);
   return sweep.report;
 }
 
@@ -236,6 +246,59 @@ async function sweepOrphanArtifacts(sweep: Sweep): Promise<void> {
       }
     }
   }
+}
+
+/** A job id in a dataset's set with no meta yet is taken for a submission in flight for this long. */
+const SUBMIT_IN_FLIGHT_MS = 60_000;
+
+/**
+ * Step 4. Datasets last used before the keep time: removed unless a job that names them may still
+ * run (its meta without a TTL: the worker sets one when a job ends), which counts as a use now.
+ */
+async function sweepUnusedDatasets(sweep: Sweep, d: NonNullable<RetentionSweepDeps['datasets']>): Promise<void> {
+  const { redis, keys } = sweep.deps;
+  const cutoff = sweep.now() - d.keepUnusedMs;
+  const ids = await redis.zrangebyscore(keys.datasetUse(), '-inf', cutoff, 'LIMIT', 0, sweep.batch);
+  for (const id of ids) {
+    if (!SAFE_ID.test(id)) {
+      await redis.zrem(keys.datasetUse(), id);
+      continue;
+    }
+    if (await datasetInUse(sweep, id)) {
+      await redis.zadd(keys.datasetUse(), sweep.now(), id);
+      continue;
+    }
+    const raw = await redis.get(keys.dataset(id));
+    const meta = raw ? DatasetMetaSchema.safeParse(JSON.parse(raw)) : null;
+    if (!meta?.success) {
+      await redis.zrem(keys.datasetUse(), id);
+      continue;
+    }
+    if (await removeDatasetRecords(redis, keys, meta.data)) {
+      await d.store.remove(id);
+      sweep.report.unusedDatasets++;
+    }
+  }
+}
+
+/** Whether a job naming the dataset may still run; the entries of jobs that ended leave its set. */
+async function datasetInUse(sweep: Sweep, id: string): Promise<boolean> {
+  const { redis, keys } = sweep.deps;
+  const raw = await redis.zrangebyscore(keys.datasetJobs(id), '-inf', '+inf', 'WITHSCORES');
+  if (raw.length === 0) return false;
+  const p = redis.pipeline();
+  for (let i = 0; i < raw.length; i += 2) p.pttl(keys.jobMeta(raw[i]));
+  const ttls = ((await p.exec()) ?? []).map(([, v]) => v as number);
+  const ended: string[] = [];
+  let live = false;
+  for (let i = 0; i < raw.length; i += 2) {
+    const pttl = ttls[i / 2];
+    const inFlight = pttl === -2 && Number(raw[i + 1]) > sweep.now() - SUBMIT_IN_FLIGHT_MS;
+    if (pttl === -1 || inFlight) live = true;
+    else ended.push(raw[i]);
+  }
+  if (ended.length) await redis.zrem(keys.datasetJobs(id), ...ended);
+  return live;
 }
 
 async function* inChunks(jobs: AsyncIterable<StoredJob>, size: number): AsyncIterable<StoredJob[]> {

@@ -16,8 +16,10 @@ import {
   redisKeys,
   sweepRetention,
   openArtifactStore,
+  openDatasetStore,
   tryLock,
   type ArtifactStore,
+  type DatasetMeta,
   type QueueName,
 } from '@relu-lstm/jobs';
 
@@ -142,7 +144,7 @@ test('one sweep: expired, trimmed, cancelled-before-start, running, stray keys a
     orphanGraceMs: 60_000,
     batch: 2,
   });
-  expect(report).toEqual({ scanned: 5, expired: 1, trimmed: 1, strayKeys: 1, orphanArtifacts: 1 });
+  expect(report).toEqual({ scanned: 5, expired: 1, trimmed: 1, strayKeys: 1, orphanArtifacts: 1, unusedDatasets: 0 });
   expect((await redis.zrange(index, '0', '-1')).sort()).toEqual([cancelledQueued, running, kept].sort());
   expect(
     await redis.exists(
@@ -179,4 +181,70 @@ test('a sweep drops index entries that are not job ids along with dead jobs of t
   expect(await redis.zrange(index, '0', '-1')).toEqual([alive]);
   expect(await redis.exists(keys.events(dead))).toBe(0);
   expect(await stored([dead, alive])).toEqual([alive]);
+});
+
+test('datasets unused past the keep time go, unless a job that may still run names them; keep 0 keeps all', async () => {
+  const datasets = openDatasetStore(join(dir, 'datasets'));
+  const now = Date.now();
+  const day = 86_400_000;
+  const tenant = 'acme';
+  /** A dataset as the api records it: arrays, meta, tenant index and bytes, last use. */
+  async function upload(lastUse: number): Promise<string> {
+    const id = randomUUID();
+    const { bytes } = await datasets.put(id, { x: [[[1], [2]]], y: [[1]] });
+    const meta: DatasetMeta = {
+      id,
+      tenant,
+      samples: 1,
+      seqLen: 2,
+      inputSize: 1,
+      targetShape: [1, 1],
+      hasLengths: false,
+      format: 'json',
+      bytes,
+      createdAt: lastUse,
+    };
+    await redis
+      .multi()
+      .set(keys.dataset(id), JSON.stringify(meta))
+      .zadd(keys.datasetIndex(tenant), lastUse, id)
+      .incrby(keys.datasetBytes(tenant), bytes)
+      .zadd(keys.datasetUse(), lastUse, id)
+      .exec();
+    return id;
+  }
+  const unused = await upload(now - 3 * day);
+  const recent = await upload(now - day / 2);
+  const usedByLive = await upload(now - 3 * day);
+  const usedByEnded = await upload(now - 3 * day);
+  // A queued job (meta without TTL) names usedByLive; a finished one (meta with its TTL) usedByEnded.
+  const [live, ended] = [randomUUID(), randomUUID()];
+  await redis.set(keys.jobMeta(live), '{}');
+  await redis.set(keys.jobMeta(ended), '{}', 'EX', 3600);
+  await redis.zadd(keys.datasetJobs(usedByLive), now - 3 * day, live);
+  await redis.zadd(keys.datasetJobs(usedByEnded), now - 3 * day, ended);
+  const bytesBefore = Number(await redis.get(keys.datasetBytes(tenant)));
+  const sweep = (keepUnusedMs: number) =>
+    sweepRetention({
+      redis,
+      keys,
+      removeQueueJob: () => Promise.resolve(),
+      artifacts,
+      orphanGraceMs: day,
+      datasets: { store: datasets, keepUnusedMs },
+    });
+
+  expect((await sweep(0)).unusedDatasets).toBe(0);
+  const report = await sweep(day);
+  expect(report.unusedDatasets).toBe(2);
+  const all = [unused, recent, usedByLive, usedByEnded];
+  const exists = await Promise.all(all.map((id) => datasets.exists(id)));
+  expect(exists).toEqual([false, true, true, false]);
+  expect((await redis.zrange(keys.datasetIndex(tenant), '0', '-1')).sort()).toEqual([recent, usedByLive].sort());
+  expect(await redis.exists(keys.dataset(unused), keys.dataset(usedByEnded), keys.datasetJobs(usedByEnded))).toBe(0);
+  // Four sets of equal size, two removed: half the bytes stay counted against the tenant's quota.
+  expect(Number(await redis.get(keys.datasetBytes(tenant)))).toBe(bytesBefore / 2);
+  // The live job's dataset counts as used now: not looked at again for another keep time.
+  expect(Number(await redis.zscore(keys.datasetUse(), usedByLive))).toBeGreaterThanOrEqual(now);
+  expect(await redis.zrange(keys.datasetJobs(usedByLive), '0', '-1')).toEqual([live]);
 });

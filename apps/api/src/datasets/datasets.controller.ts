@@ -1,35 +1,29 @@
 /**
- * POST /v1/datasets (JSON `{ x, y, lengths?, description? }` or CSV, see csv.ts) and
- * GET /v1/datasets/:id. The body is parsed as a stream (stream-parse.ts, csv.ts) straight into the
+ * POST /v1/datasets (JSON `{ x, y, lengths?, description? }` or CSV, see csv.ts), GET /v1/datasets,
+ * GET and DELETE /v1/datasets/:id (the Redis side in catalog.ts). The body is parsed as a stream (stream-parse.ts, csv.ts) straight into the
  * dataset store (DATASET_DIR), at most MAX_DATASET_UPLOADS at once; the metadata goes to Redis.
  */
 import { randomUUID } from 'node:crypto';
-import { Controller, Get, HttpCode, Inject, Param, Post, Req } from '@nestjs/common';
+import { Controller, Delete, Get, HttpCode, Inject, Param, Post, Query, Req } from '@nestjs/common';
 import type { Request } from 'express';
-import type { Redis } from 'ioredis';
 import {
   DatasetMetaSchema,
-  SAFE_ID,
   validate,
+  type DatasetList,
   type DatasetMeta,
   type DatasetStore,
   type DatasetView,
   type JobContract,
-  type RedisKeys,
 } from '@relu-lstm/jobs';
 import { ApiError } from '../http/errors';
 import { tenantOf } from '../http/tenant';
 import type { ApiConfig } from '../config';
-import { CONFIG, CONTRACT, DATASET_STORE, KEYS, REDIS } from '../infra/tokens';
+import { CONFIG, CONTRACT, DATASET_STORE } from '../infra/tokens';
+import { DatasetCatalog, datasetView } from './catalog';
 import { parseCsvUpload } from './csv';
 import { JsonSyntaxError } from './json-tokens';
 import { parseJsonUpload, type DatasetSummary, type ParsedUpload } from './stream-parse';
 import { bodyText, UploadSlots } from './upload';
-
-function view(meta: DatasetMeta): DatasetView {
-  const { tenant: _t, ...rest } = meta;
-  return rest;
-}
 
 @Controller('v1/datasets')
 export class DatasetsController {
@@ -37,10 +31,9 @@ export class DatasetsController {
 
   constructor(
     @Inject(CONFIG) private readonly config: ApiConfig,
-    @Inject(REDIS) private readonly redis: Redis,
-    @Inject(KEYS) private readonly keys: RedisKeys,
     @Inject(CONTRACT) private readonly contract: JobContract,
     @Inject(DATASET_STORE) private readonly store: DatasetStore,
+    private readonly catalog: DatasetCatalog,
   ) {
     this.slots = new UploadSlots(config.maxDatasetUploads);
   }
@@ -53,6 +46,7 @@ export class DatasetsController {
     let release: () => void;
     try {
       if (!format) throw new ApiError(415, 'unsupported_media_type', 'send a dataset as application/json or text/csv');
+      await this.catalog.checkRoom(tenant);
       release = this.slots.acquire();
     } catch (e) {
       // Refused unread: the body is drained and dropped, so the client (still sending) gets the answer.
@@ -77,18 +71,12 @@ export class DatasetsController {
         createdAt: Date.now(),
       });
       try {
-        const res = await this.redis
-          .multi()
-          .set(this.keys.dataset(id), JSON.stringify(meta))
-          .zadd(this.keys.datasetIndex(tenant), meta.createdAt, id)
-          .exec();
-        const failed = res?.find(([err]) => err);
-        if (!res || failed) throw failed?.[0] ?? new Error('MULTI aborted');
+        await this.catalog.record(meta);
       } catch (e) {
         await this.store.remove(id).catch(() => undefined);
         throw e;
       }
-      return view(meta);
+      return datasetView(meta);
     } finally {
       release();
     }
@@ -129,11 +117,23 @@ export class DatasetsController {
     return { ...parsed.value, ...(query !== undefined ? { description: query } : {}), bytes };
   }
 
+  @Get()
+  list(@Req() req: Request, @Query() query: Record<string, unknown>): Promise<DatasetList> {
+    return this.catalog.list(query, tenantOf(req));
+  }
+
   @Get(':id')
   async get(@Req() req: Request, @Param('id') id: string): Promise<DatasetView> {
-    const raw = SAFE_ID.test(id) ? await this.redis.get(this.keys.dataset(id)) : null;
-    const meta = raw ? DatasetMetaSchema.safeParse(JSON.parse(raw)) : null;
-    if (!meta?.success || meta.data.tenant !== tenantOf(req)) throw ApiError.notFound(`dataset ${id}`);
-    return view(meta.data);
+    const meta = await this.catalog.meta(id, tenantOf(req));
+    if (!meta) throw ApiError.notFound(`dataset ${id}`);
+    return datasetView(meta);
+  }
+
+  /** 204; 404 if not the tenant's; 409 naming the queued or running jobs that use it. */
+  @Delete(':id')
+  @HttpCode(204)
+  async remove(@Req() req: Request, @Param('id') id: string): Promise<void> {
+    await this.catalog.remove(id, tenantOf(req));
+    await this.store.remove(id);
   }
 }

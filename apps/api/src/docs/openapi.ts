@@ -8,6 +8,7 @@ import { z } from 'zod';
 import {
   ArtifactListSchema,
   CancelResponseSchema,
+  DatasetListSchema,
   DatasetViewSchema,
   ErrorBodySchema,
   HealthSchema,
@@ -87,6 +88,7 @@ export function buildOpenApi(contract: JobContract, version: string): Record<str
     CancelResponse: jsonSchema(CancelResponseSchema, 'output'),
     ArtifactList: jsonSchema(ArtifactListSchema, 'output'),
     DatasetView: jsonSchema(DatasetViewSchema, 'output'),
+    DatasetList: jsonSchema(DatasetListSchema, 'output'),
     WorkerList: jsonSchema(WorkerListSchema, 'output'),
     Health: jsonSchema(HealthSchema, 'output'),
     Readiness: jsonSchema(ReadinessSchema, 'output'),

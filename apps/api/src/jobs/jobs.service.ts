@@ -47,6 +47,8 @@ import { JobQueues } from '../infra/job-queues';
 import { ARTIFACT_STORE, CONFIG, CONTRACT, EVENT_STREAM, KEYS, REDIS } from '../infra/tokens';
 import { JobRecords, linksOf } from './job-records';
 import { JobQuota } from './quota';
+import { cursorOf, PageQuerySchema, parseCursor, servedBefore } from '../http/cursor';
+import { DatasetCatalog } from '../datasets/catalog';
 
 export interface Submitted {
   /** True when an Idempotency-Key repeat returned the job of the first request. */
@@ -87,11 +89,15 @@ function canonicalJson(v: unknown): string {
   return JSON.stringify(v);
 }
 
-export const ListQuerySchema = z.strictObject({
-  state: z.enum(JOB_STATES).optional(),
-  limit: z.coerce.number().int().min(1).max(100).default(20),
-  cursor: z.string().max(200).optional(),
+const datasetGone = (datasetId: string): ValidationIssue => ({
+  path: 'data.datasetId',
+  code: 'not_found',
+  message: `dataset ${datasetId} does not exist`,
+  expected: 'the id of an uploaded dataset',
+  received: JSON.stringify(datasetId),
 });
+
+export const ListQuerySchema = PageQuerySchema.extend({ state: z.enum(JOB_STATES).optional() });
 
 /** Most index entries one list request looks at when filtering by state. */
 const MAX_SCANNED = 1000;
@@ -108,7 +114,14 @@ export class JobsService {
     private readonly queues: JobQueues,
     private readonly records: JobRecords,
     private readonly quota: JobQuota,
+    private readonly datasets: DatasetCatalog,
   ) {}
+
+  /** The uploaded dataset each job type's payload names, if any (DELETE /v1/datasets/:id waits for its jobs). */
+  private readonly datasetOf: { [T in JobType]: (p: PayloadOf<T>) => string | undefined } = {
+    train: (p) => p.data.datasetId,
+    infer: () => undefined,
+  };
 
   /** What each job type's payload refers to (datasets, earlier jobs) that must exist for the tenant. */
   private readonly refChecks: { [T in JobType]: (p: PayloadOf<T>, tenant: string) => Promise<ValidationIssue[]> } = {
@@ -175,12 +188,17 @@ export class JobsService {
     }
 
     const plan = planJob(type, payload, { limits: this.contract.limits, tenant, id, policy: this.config.jobPolicy });
+    const datasetId = this.datasetOf[type](payload);
     try {
+      if (datasetId && !(await this.datasets.reference(datasetId, plan.id))) {
+        throw ApiError.invalid([datasetGone(datasetId)]);
+      }
       await this.quota.admit(tenant, (quota) =>
         produceJob({ redis: this.redis, keys: this.keys, queue: (q: QueueName) => this.queues.queue(q) }, plan, quota),
       );
     } catch (e) {
       if (idemKey) await this.redis.del(idemKey).catch(() => undefined);
+      if (datasetId) await this.datasets.unreference(datasetId, plan.id).catch(() => undefined);
       throw e;
     }
     return { replayed: false, body: { id: plan.id, state: 'queued', links: linksOf(plan.id) }, meta: plan.meta };
@@ -217,20 +235,9 @@ export class JobsService {
     model: ModelSpec,
     validationSplit: number,
   ): Promise<ValidationIssue[]> {
-    const path = 'data.datasetId';
     const raw = await this.redis.get(this.keys.dataset(datasetId));
     const meta = raw ? DatasetMetaSchema.safeParse(JSON.parse(raw)) : null;
-    if (!meta?.success || meta.data.tenant !== tenant) {
-      return [
-        {
-          path,
-          code: 'not_found',
-          message: `dataset ${datasetId} does not exist`,
-          expected: 'the id of an uploaded dataset',
-          received: JSON.stringify(datasetId),
-        },
-      ];
-    }
+    if (!meta?.success || meta.data.tenant !== tenant) return [datasetGone(datasetId)];
     const d = meta.data;
     const issues: ValidationIssue[] = [];
     if (d.inputSize !== model.inputSize) {
@@ -371,26 +378,10 @@ export class JobsService {
     const q = validate(ListQuerySchema, query);
     if (!q.ok) throw ApiError.invalid(q.issues);
     const { state, limit, cursor } = q.value;
-    let maxScore = '+inf';
-    let after: { score: number; id: string } | null = null;
-    if (cursor) {
-      const m = /^(\d+):([A-Za-z0-9._-]+)$/.exec(Buffer.from(cursor, 'base64url').toString('utf8'));
-      if (!m)
-        throw ApiError.invalid([
-          {
-            path: 'cursor',
-            code: 'invalid_format',
-            message: 'not a cursor from this api',
-            expected: 'the nextCursor of a previous page',
-            received: JSON.stringify(cursor),
-          },
-        ]);
-      after = { score: Number(m[1]), id: m[2] };
-      maxScore = m[1];
-    }
+    const after = cursor ? parseCursor(cursor) : null;
+    const maxScore = after ? String(after.score) : '+inf';
     const index = this.keys.jobIndex(tenant);
     const items: JobView[] = [];
-    const cursorOf = (e: { score: number; id: string }) => Buffer.from(`${e.score}:${e.id}`).toString('base64url');
     let last: { score: number; id: string } | null = null;
     let scanned = 0;
     let offset = 0;
@@ -401,8 +392,7 @@ export class JobsService {
       const entries: Array<{ score: number; id: string }> = [];
       for (let i = 0; i < raw.length; i += 2) {
         const e = { id: raw[i], score: Number(raw[i + 1]) };
-        // Members with the cursor's score come in descending id order: skip up to the cursor.
-        if (!(after && e.score === after.score && e.id >= after.id)) entries.push(e);
+        if (!servedBefore(e, after)) entries.push(e);
       }
       // One MGET for the chunk's metas and its views in parallel, instead of round trips per job.
       const metas = await this.records.metas(
