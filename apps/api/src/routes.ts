@@ -90,6 +90,7 @@ const TOO_LARGE = error('The body is over the configured limit.');
 const NOT_FOUND = error('No such job (or not yours).');
 const UNAVAILABLE = error('Redis is unreachable, or too many streams are open.');
 const REUSED_KEY = error('Idempotency-Key reused with another body.');
+const STORE_UNAVAILABLE = error('The artifact store is down or refused access (Retry-After: seconds).');
 /** The answers every route of an access rule may give besides its own (http/access.ts gives them). */
 export const ACCESS_RESPONSES: Record<RouteAccess, Record<number, RouteResponse>> = {
   public: {},
@@ -228,7 +229,7 @@ export const ROUTES: readonly RouteSpec[] = [
     access: 'tenant',
     owns: 'job',
     summary: "The job's artifacts",
-    responses: { 200: ok('Artifacts', 'ArtifactList'), 404: NOT_FOUND },
+    responses: { 200: ok('Artifacts', 'ArtifactList'), 404: NOT_FOUND, 503: STORE_UNAVAILABLE },
   },
   {
     method: 'GET',
@@ -240,6 +241,7 @@ export const ROUTES: readonly RouteSpec[] = [
       200: { description: 'The file', content: [{ type: 'application/octet-stream' }] },
       400: BAD_REQUEST,
       404: NOT_FOUND,
+      503: STORE_UNAVAILABLE,
     },
   },
   {
