@@ -11,7 +11,7 @@ import {
   ARTIFACTS,
   ConfigArtifactSchema,
   architectureMismatches,
-  DatasetMetaSchema,
+  type DatasetMeta,
   IDEMPOTENCY_TTL_SEC,
   JOB_STATES,
   expireJobRecords,
@@ -99,6 +99,12 @@ const datasetGone = (datasetId: string): ValidationIssue => ({
 
 export const ListQuerySchema = PageQuerySchema.extend({ state: z.enum(JOB_STATES).optional() });
 
+/** The issues of what a payload refers to, and the job as the cost estimate sees it (null: cannot be sized). */
+interface RefCheck {
+  issues: ValidationIssue[];
+  costed: CostedJob | null;
+}
+
 /** Most index entries one list request looks at when filtering by state. */
 const MAX_SCANNED = 1000;
 
@@ -123,8 +129,11 @@ export class JobsService {
     infer: () => undefined,
   };
 
-  /** What each job type's payload refers to (datasets, earlier jobs) that must exist for the tenant. */
-  private readonly refChecks: { [T in JobType]: (p: PayloadOf<T>, tenant: string) => Promise<ValidationIssue[]> } = {
+  /**
+   * What each job type's payload refers to (datasets, earlier jobs) that must exist for the tenant,
+   * read once: the issues, and the job as the cost estimate sees it (with the dataset or model named).
+   */
+  private readonly refChecks: { [T in JobType]: (p: PayloadOf<T>, tenant: string) => Promise<RefCheck> } = {
     train: (p, tenant) => this.checkTrainRefs(p, tenant),
     infer: (p, tenant) => this.checkInferRefs(p, tenant),
   };
@@ -133,9 +142,10 @@ export class JobsService {
     const parsed = validate(payloadSchema(type, this.contract), body);
     if (!parsed.ok) throw ApiError.invalid(parsed.issues);
     const payload = parsed.value as PayloadOf<T>;
-    const refIssues = await this.refChecks[type](payload, tenant);
-    if (refIssues.length) throw ApiError.invalid(refIssues);
-    const costIssue = await this.costIssue(type, payload, tenant);
+    const refs = await this.refChecks[type](payload, tenant);
+    if (refs.issues.length) throw ApiError.invalid(refs.issues);
+    // The job's estimated engine memory against LIMIT_MAX_JOB_MEMORY_MB (cost.ts).
+    const costIssue = refs.costed && jobCostIssue(refs.costed, this.contract.limits.maxJobMemoryMb);
     if (costIssue) throw ApiError.invalid([costIssue]);
 
     let idemKey: string | null = null;
@@ -204,41 +214,13 @@ export class JobsService {
     return { replayed: false, body: { id: plan.id, state: 'queued', links: linksOf(plan.id) }, meta: plan.meta };
   }
 
-  /** What the cost estimate of each job type needs besides the payload: the dataset or model it names. */
-  private readonly costedJobs: { [T in JobType]: (p: PayloadOf<T>, tenant: string) => Promise<CostedJob | null> } = {
-    train: async (p) => {
-      const raw = p.data.datasetId ? await this.redis.get(this.keys.dataset(p.data.datasetId)) : null;
-      const meta = raw ? DatasetMetaSchema.safeParse(JSON.parse(raw)) : null;
-      return { type: 'train', payload: p, dataset: meta?.success ? meta.data : undefined };
-    },
-    infer: async (p, tenant) => {
-      const model =
-        p.model?.config ??
-        (p.modelJobId ? (await this.trainedModel(p.modelJobId, 'modelJobId', tenant)).cfg?.model : undefined);
-      return model ? { type: 'infer', payload: p, model } : null;
-    },
-  };
-
-  /** The job's estimated engine memory against LIMIT_MAX_JOB_MEMORY_MB (cost.ts). */
-  private async costIssue<T extends JobType>(
-    type: T,
-    payload: PayloadOf<T>,
-    tenant: string,
-  ): Promise<ValidationIssue | null> {
-    const job = await this.costedJobs[type](payload, tenant);
-    return job && jobCostIssue(job, this.contract.limits.maxJobMemoryMb);
-  }
-
-  private async datasetIssues(
+  private datasetIssues(
     datasetId: string,
-    tenant: string,
+    d: DatasetMeta | null,
     model: ModelSpec,
     validationSplit: number,
-  ): Promise<ValidationIssue[]> {
-    const raw = await this.redis.get(this.keys.dataset(datasetId));
-    const meta = raw ? DatasetMetaSchema.safeParse(JSON.parse(raw)) : null;
-    if (!meta?.success || meta.data.tenant !== tenant) return [datasetGone(datasetId)];
-    const d = meta.data;
+  ): ValidationIssue[] {
+    if (!d) return [datasetGone(datasetId)];
     const issues: ValidationIssue[] = [];
     if (d.inputSize !== model.inputSize) {
       issues.push({
@@ -325,10 +307,11 @@ export class JobsService {
     return { issues: [], cfg };
   }
 
-  private async checkTrainRefs(p: PayloadOf<'train'>, tenant: string): Promise<ValidationIssue[]> {
+  private async checkTrainRefs(p: PayloadOf<'train'>, tenant: string): Promise<RefCheck> {
     const issues: ValidationIssue[] = [];
-    if (p.data.datasetId)
-      issues.push(...(await this.datasetIssues(p.data.datasetId, tenant, p.model, p.training.validationSplit)));
+    const datasetId = p.data.datasetId;
+    const dataset = datasetId ? await this.datasets.meta(datasetId, tenant) : null;
+    if (datasetId) issues.push(...this.datasetIssues(datasetId, dataset, p.model, p.training.validationSplit));
     if (p.fromJob) {
       const from = await this.trainedModel(p.fromJob, 'fromJob', tenant);
       issues.push(...from.issues);
@@ -346,27 +329,29 @@ export class JobsService {
         }
       }
     }
-    return issues;
+    return { issues, costed: { type: 'train', payload: p, dataset: dataset ?? undefined } };
   }
 
-  private async checkInferRefs(p: PayloadOf<'infer'>, tenant: string): Promise<ValidationIssue[]> {
-    if (!p.modelJobId) return [];
+  private async checkInferRefs(p: PayloadOf<'infer'>, tenant: string): Promise<RefCheck> {
+    if (!p.modelJobId) {
+      const model = p.model?.config;
+      return { issues: [], costed: model ? { type: 'infer', payload: p, model } : null };
+    }
     const { issues, cfg } = await this.trainedModel(p.modelJobId, 'modelJobId', tenant);
-    if (issues.length) return issues;
+    if (issues.length) return { issues, costed: null };
     // The input width must match the trained model's.
     const width = p.inputs[0]?.[0]?.length;
     if (cfg && width !== undefined && width !== cfg.model.inputSize) {
-      return [
-        {
-          path: 'inputs',
-          code: 'custom',
-          message: `the model of job ${p.modelJobId} reads ${cfg.model.inputSize} features per step`,
-          expected: `shape [B, T, ${cfg.model.inputSize}]`,
-          received: `${width} features per step`,
-        },
-      ];
+      const issue: ValidationIssue = {
+        path: 'inputs',
+        code: 'custom',
+        message: `the model of job ${p.modelJobId} reads ${cfg.model.inputSize} features per step`,
+        expected: `shape [B, T, ${cfg.model.inputSize}]`,
+        received: `${width} features per step`,
+      };
+      return { issues: [issue], costed: null };
     }
-    return [];
+    return { issues: [], costed: cfg ? { type: 'infer', payload: p, model: cfg.model } : null };
   }
 
   async get(id: string, tenant: string): Promise<JobView> {
