@@ -27,6 +27,14 @@ export default tseslint.config(
     },
   },
   {
+    // The dashboard runs in the browser: its own project (DOM types) and globals.
+    files: ['apps/api/ui/**/*.ts'],
+    languageOptions: {
+      globals: { ...globals.browser },
+      parserOptions: { project: './apps/api/ui/tsconfig.json', tsconfigRootDir: import.meta.dirname },
+    },
+  },
+  {
     // Tests read HTTP bodies and Redis records as parsed JSON and assert on them; typing every body
     // would add casts, not safety. The promise rules still apply there.
     files: ['**/test/**/*.ts'],

@@ -1,5 +1,6 @@
 import { Module, type DynamicModule } from '@nestjs/common';
 import { AdminController } from './admin.controller';
+import { DashboardController } from './dashboard.controller';
 import type { ApiConfig } from './config';
 import { DatasetCatalog } from './datasets/catalog';
 import { DatasetsController } from './datasets/datasets.controller';
@@ -20,7 +21,14 @@ export class AppModule {
     return {
       module: AppModule,
       imports: [InfraModule.forRoot(config)],
-      controllers: [JobsController, DatasetsController, SystemController, DocsController, AdminController],
+      controllers: [
+        JobsController,
+        DatasetsController,
+        SystemController,
+        DocsController,
+        AdminController,
+        DashboardController,
+      ],
       providers: [
         JobRecords,
         JobsService,

@@ -36,7 +36,14 @@ export type SchemaName =
   | 'JobError'
   | 'AdminOverview';
 
-export type MediaType = 'application/json' | 'text/csv' | 'text/event-stream' | 'application/octet-stream';
+export type MediaType =
+  | 'application/json'
+  | 'text/csv'
+  | 'text/event-stream'
+  | 'application/octet-stream'
+  | 'text/html'
+  | 'text/javascript'
+  | 'text/css';
 
 /** A body: its media type and schema (`string`: free text; none: opaque bytes). */
 export interface Content {
@@ -106,6 +113,19 @@ export const ACCESS_RESPONSES: Record<RouteAccess, Record<number, RouteResponse>
     429: error('Rate limit (Retry-After: seconds).'),
   },
 };
+
+/** A file of the dashboard (dashboard.controller.ts): public, since the page holds no data; its API calls carry the key. */
+const dashboardFile = (path: string, type: MediaType, summary: string): RouteSpec => ({
+  method: 'GET',
+  path,
+  access: 'public',
+  summary,
+  responses: {
+    200: { description: summary, content: [{ type, schema: 'string' }] },
+    304: { description: 'Not modified (If-None-Match matched the ETag)' },
+    404: error('The dashboard is not built (npm run build builds it).'),
+  },
+});
 
 const IDEMPOTENCY: RouteParameter = {
   name: IDEMPOTENCY_HEADER,
@@ -299,6 +319,9 @@ export const ROUTES: readonly RouteSpec[] = [
     summary: 'Live workers (from their heartbeats)',
     responses: { 200: ok('Workers', 'WorkerList') },
   },
+  dashboardFile('/ui', 'text/html', 'The web dashboard (jobs, one job with live charts, workers, submit form)'),
+  dashboardFile('/ui/app.js', 'text/javascript', "The dashboard's script (uPlot bundled)"),
+  dashboardFile('/ui/app.css', 'text/css', "The dashboard's styles"),
   { method: 'GET', path: '/docs', access: 'tenant', summary: 'This document', responses: { 200: ok('OpenAPI 3.1') } },
   {
     method: 'GET',

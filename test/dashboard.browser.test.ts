@@ -1,0 +1,222 @@
+/**
+ * The dashboard in a real browser: Debian's Chromium driven by playwright-core against the compiled
+ * api and a compiled worker (real Redis, unique prefix). The canonical job is submitted from the form
+ * and watched training; a second job is cancelled from its page; a reload replays the curve; the
+ * jobs list filters; an api error is shown as the api words it; with keys the page asks for one and
+ * sends it as a bearer token, never in a URL. Screenshots of the job page and the jobs list go to
+ * docs/img (the README shows them). Without Chromium it prints one SKIPPED line, except under CI=true.
+ */
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { RunnerClient } from '@relu-lstm/client';
+import { startApi, type ApiProcess } from '../apps/api/test/harness';
+import { Harness } from '../apps/worker/test/harness';
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const IMG_DIR = join(__dirname, '..', 'docs', 'img');
+const runs = existsSync(CHROMIUM) || process.env.CI === 'true';
+if (!runs) process.stdout.write(`SKIPPED dashboard browser test: no Chromium at ${CHROMIUM} (set CHROMIUM_PATH)\n`);
+const suite = runs ? describe : describe.skip;
+
+jest.setTimeout(90_000);
+
+/** What the page showed over time: the loss chart's point count and the state badge, at each change. */
+interface Seen {
+  t: number;
+  points: number;
+  state: string | null;
+}
+
+/** Installed before the page's own script: records every change of the chart's points and the badge. */
+function recordChanges(): void {
+  const w = window as unknown as { __seen: Seen[] };
+  w.__seen = [];
+  const note = () => {
+    const chart = document.getElementById('chart-loss');
+    const badge = document.getElementById('job-state');
+    w.__seen.push({ t: Date.now(), points: Number(chart?.dataset.points ?? 0), state: badge?.dataset.state ?? null });
+  };
+  new MutationObserver(note).observe(document, {
+    subtree: true,
+    childList: true,
+    attributes: true,
+    attributeFilter: ['data-points', 'data-state'],
+  });
+}
+
+const points = (page: Page) =>
+  page.$eval('#chart-loss', (el) => Number((el as HTMLElement).dataset.points)).catch(() => 0);
+
+async function submitFromForm(page: Page, url: string, edits: Record<string, string> = {}): Promise<string> {
+  await page.goto(`${url}/ui#/submit`);
+  await page.waitForSelector('#submit-form');
+  for (const [name, value] of Object.entries(edits)) await page.fill(`[name="${name}"]`, value);
+  await page.click('#submit-form button[type=submit]');
+  await page.waitForURL(/#\/jobs\/[0-9a-f-]{36}$/);
+  return page.url().split('/').pop()!;
+}
+
+suite('dashboard in Chromium', () => {
+  let api: ApiProcess;
+  let harness: Harness;
+  let browser: Browser;
+  let context: BrowserContext;
+  let page: Page;
+  const pageErrors: string[] = [];
+  let trainId: string;
+
+  beforeAll(async () => {
+    harness = new Harness();
+    [api, browser] = await Promise.all([
+      startApi({ QUEUE_PREFIX: harness.prefix, ARTIFACT_DIR: harness.artifactDir, DATASET_DIR: harness.datasetDir }),
+      chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] }),
+      harness.startReadyWorker(),
+    ] as const);
+    context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    await context.addInitScript(recordChanges);
+    page = await context.newPage();
+    // Console errors include CSP violations: the page must work under the api's headers.
+    page.on('console', (m) => m.type() === 'error' && pageErrors.push(m.text()));
+    page.on('pageerror', (e) => pageErrors.push(e.message));
+    mkdirSync(IMG_DIR, { recursive: true });
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    await api?.stop();
+    await harness?.close();
+  });
+
+  test('the canonical job from the form: the chart gains points while it trains, then it completes with its artifacts', async () => {
+    const submittedAt = Date.now();
+    trainId = await submitFromForm(page, api.url);
+    await page.waitForFunction(() => Number(document.getElementById('chart-loss')?.dataset.points) > 0);
+    process.stdout.write(`dashboard: submit to first chart point ${Date.now() - submittedAt} ms\n`);
+    await page.waitForSelector('#job-state[data-state="completed"]', { timeout: 60_000 });
+
+    const metrics: number[] = [];
+    for await (const e of new RunnerClient({ baseUrl: api.url }).events(trainId)) {
+      if (e.event.type === 'metric') metrics.push(e.event.step);
+    }
+    const seen = await page.evaluate(() => (window as unknown as { __seen: Seen[] }).__seen);
+    const beforeEnd = seen.filter((s) => s.state !== 'completed').map((s) => s.points);
+    // Drawn as the events came: several counts before the end, growing to one point per metric event.
+    expect(new Set(beforeEnd.filter((n) => n > 0)).size).toBeGreaterThanOrEqual(2);
+    expect(beforeEnd).toEqual([...beforeEnd].sort((a, b) => a - b));
+    await page.waitForFunction(
+      (n) => Number(document.getElementById('chart-loss')?.dataset.points) === n,
+      metrics.length,
+    );
+    for (const id of ['#chart-grad', '#chart-lr', '#chart-speed']) {
+      expect(await page.$eval(id, (el) => Number((el as HTMLElement).dataset.points))).toBe(metrics.length);
+    }
+
+    await page.waitForSelector('#artifacts tr[data-name="model.safetensors"]');
+    const names = await page.$$eval('#artifacts tr', (rows) => rows.map((r) => (r as HTMLElement).dataset.name));
+    expect(names.sort()).toEqual(['config.json', 'metrics.csv', 'model.safetensors', 'state.json']);
+    const [download] = await Promise.all([
+      page.waitForEvent('download'),
+      page.click('#artifacts tr[data-name="state.json"] button'),
+    ]);
+    expect(download.suggestedFilename()).toBe('state.json');
+    const stateJson = JSON.parse(readFileSync(await download.path(), 'utf8')) as { shapes: { h_n: number[] } };
+    expect(stateJson.shapes.h_n).toEqual([1, expect.any(Number), 16]);
+
+    const timeline = await page.$$eval('#timeline li', (lis) => lis.map((li) => (li as HTMLElement).dataset.kind));
+    expect(timeline).toEqual(expect.arrayContaining(['queued', 'running', 'checkpoint', 'completed']));
+    expect(await page.textContent('#timeline')).toContain('attempt 1');
+    expect(await page.textContent('#result')).toContain('model.safetensors');
+    await page.screenshot({ path: join(IMG_DIR, 'dashboard-job.png'), fullPage: true });
+  });
+
+  test('a reload replays the whole curve from the event stream', async () => {
+    const before = await points(page);
+    await page.reload();
+    await page.waitForSelector('#job-state[data-state="completed"]');
+    await page.waitForFunction((n) => Number(document.getElementById('chart-loss')?.dataset.points) === n, before);
+    expect(before).toBeGreaterThan(0);
+  });
+
+  test('a long job is cancelled from its page while its curve grows', async () => {
+    const id = await submitFromForm(page, api.url, { 'training.epochs': '2000' });
+    await page.waitForSelector('#job-state[data-state="running"]');
+    await page.waitForFunction(() => Number(document.getElementById('chart-loss')?.dataset.points) >= 3);
+    await page.click('#cancel');
+    await page.waitForSelector('#job-state[data-state="cancelled"]', { timeout: 30_000 });
+    expect(await page.isDisabled('#cancel')).toBe(true);
+    expect(await page.$$eval('#timeline li[data-kind="cancelled"]', (l) => l.length)).toBe(1);
+    expect((await new RunnerClient({ baseUrl: api.url }).get(id)).state).toBe('cancelled');
+  });
+
+  test('the jobs list shows both, filters by state, and the workers page shows the worker', async () => {
+    await page.goto(`${api.url}/ui#/jobs`);
+    await page.waitForSelector(`#jobs tr[data-id="${trainId}"][data-state="completed"]`);
+    await page.waitForSelector('#jobs tr[data-state="cancelled"]');
+    await page.screenshot({ path: join(IMG_DIR, 'dashboard-jobs.png'), fullPage: true });
+    await page.selectOption('select[name="state"]', 'cancelled');
+    await page.waitForFunction(() => !document.querySelector('#jobs tr[data-state="completed"]'));
+    expect(await page.$$eval('#jobs tbody tr', (rows) => rows.map((r) => (r as HTMLElement).dataset.state))).toEqual([
+      'cancelled',
+    ]);
+    await page.goto(`${api.url}/ui#/workers`);
+    await page.waitForSelector('#workers tbody tr[data-id]');
+    expect(await page.textContent('#workers tbody')).toMatch(/tensorflow|wasm|cpu/);
+  });
+
+  test("a refused submission shows the api's words and marks the field", async () => {
+    await page.goto(`${api.url}/ui#/submit`);
+    await page.waitForSelector('#submit-form');
+    await page.fill('[name="model.hiddenSize"]', '0');
+    await page.click('#submit-form button[type=submit]');
+    await page.waitForSelector('#error:not([hidden])');
+    const text = await page.textContent('#error');
+    expect(text).toContain('400 invalid_request');
+    expect(text).toContain('model.hiddenSize');
+    expect(await page.$$eval('label.invalid [name]', (l) => l.map((e) => e.getAttribute('name')))).toEqual([
+      'model.hiddenSize',
+    ]);
+    pageErrors.splice(0, pageErrors.length, ...pageErrors.filter((e) => !/status of 400/.test(e)));
+    expect(pageErrors).toEqual([]);
+  });
+});
+
+suite('dashboard in Chromium, with API keys', () => {
+  const key = randomBytes(24).toString('base64url');
+  let api: ApiProcess;
+  let browser: Browser;
+
+  beforeAll(async () => {
+    const hash = createHash('sha256').update(key).digest('hex');
+    [api, browser] = await Promise.all([
+      startApi({ API_KEYS: `acme:${hash}` }),
+      chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] }),
+    ] as const);
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    await api?.stop();
+  });
+
+  test('asks for a key once, sends it as a bearer token and never in a URL', async () => {
+    const page = await browser.newPage();
+    const requests: { url: string; auth?: string }[] = [];
+    page.on('request', (r) => requests.push({ url: r.url(), auth: r.headers().authorization }));
+    await page.goto(`${api.url}/ui`);
+    await page.waitForSelector('#key-form');
+    expect(await page.textContent('#key-form')).toContain('401 unauthorized: missing Authorization: Bearer <API key>');
+    await page.fill('#key-form [name="key"]', key);
+    await page.click('#key-form button[type=submit]');
+    await page.waitForSelector('#jobs tbody td.empty');
+    await page.goto(`${api.url}/ui#/workers`); // another page: no second prompt
+    await page.waitForSelector('#workers tbody td.empty');
+    expect(await page.$('#key-form')).toBeNull();
+    const apiCalls = requests.filter((r) => new URL(r.url).pathname.startsWith('/v1/'));
+    expect(apiCalls.filter((r) => r.auth === `Bearer ${key}`).length).toBeGreaterThanOrEqual(2);
+    expect(requests.filter((r) => r.url.includes(key))).toEqual([]);
+    // The page's own files need no key.
+    expect(requests.filter((r) => /\/ui\/app\.(js|css)/.test(r.url)).every((r) => r.auth === undefined)).toBe(true);
+  });
+});
