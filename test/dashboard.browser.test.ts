@@ -29,16 +29,27 @@ interface Seen {
   state: string | null;
 }
 
-/** Installed before the page's own script: records every change of the chart's points and the badge. */
+/** The page's globals these tests use, declared here: the file compiles without the DOM types. */
+declare const document: {
+  getElementById(id: string): { dataset: Record<string, string | undefined> } | null;
+};
+declare const window: { __seen: Seen[] };
+declare const MutationObserver: new (callback: () => void) => {
+  observe(target: unknown, options: Record<string, unknown>): void;
+};
+
+/** Run in the page before its own script: records each change of the loss chart's points and of the badge. */
 function recordChanges(): void {
-  const w = window as unknown as { __seen: Seen[] };
-  w.__seen = [];
-  const note = () => {
+  window.__seen = [];
+  new MutationObserver(() => {
     const chart = document.getElementById('chart-loss');
     const badge = document.getElementById('job-state');
-    w.__seen.push({ t: Date.now(), points: Number(chart?.dataset.points ?? 0), state: badge?.dataset.state ?? null });
-  };
-  new MutationObserver(note).observe(document, {
+    window.__seen.push({
+      t: Date.now(),
+      points: Number(chart?.dataset.points ?? 0),
+      state: badge?.dataset.state ?? null,
+    });
+  }).observe(document, {
     subtree: true,
     childList: true,
     attributes: true,
@@ -46,8 +57,20 @@ function recordChanges(): void {
   });
 }
 
-const points = (page: Page) =>
-  page.$eval('#chart-loss', (el) => Number((el as HTMLElement).dataset.points)).catch(() => 0);
+/** The point count of a chart (each chart element carries it as `data-points`). */
+const pointsOf = async (page: Page, chart = '#chart-loss') => Number(await page.getAttribute(chart, 'data-points'));
+
+/** Waits until the loss chart has `exactly` points, or at least `atLeast`. */
+const waitForPoints = (page: Page, want: { atLeast?: number; exactly?: number }) =>
+  page.waitForFunction(({ atLeast, exactly }) => {
+    const n = Number(document.getElementById('chart-loss')?.dataset.points ?? 0);
+    return exactly === undefined ? n >= (atLeast ?? 1) : n === exactly;
+  }, want);
+
+/** The values of `attribute` on every element matching `selector`. */
+async function attributes(page: Page, selector: string, attribute: string): Promise<(string | null)[]> {
+  return Promise.all((await page.locator(selector).all()).map((l) => l.getAttribute(attribute)));
+}
 
 async function submitFromForm(page: Page, url: string, edits: Record<string, string> = {}): Promise<string> {
   await page.goto(`${url}/ui#/submit`);
@@ -92,7 +115,7 @@ suite('dashboard in Chromium', () => {
   test('the canonical job from the form: the chart gains points while it trains, then it completes with its artifacts', async () => {
     const submittedAt = Date.now();
     trainId = await submitFromForm(page, api.url);
-    await page.waitForFunction(() => Number(document.getElementById('chart-loss')?.dataset.points) > 0);
+    await waitForPoints(page, { atLeast: 1 });
     process.stdout.write(`dashboard: submit to first chart point ${Date.now() - submittedAt} ms\n`);
     await page.waitForSelector('#job-state[data-state="completed"]', { timeout: 60_000 });
 
@@ -100,21 +123,18 @@ suite('dashboard in Chromium', () => {
     for await (const e of new RunnerClient({ baseUrl: api.url }).events(trainId)) {
       if (e.event.type === 'metric') metrics.push(e.event.step);
     }
-    const seen = await page.evaluate(() => (window as unknown as { __seen: Seen[] }).__seen);
+    const seen = await page.evaluate(() => window.__seen);
     const beforeEnd = seen.filter((s) => s.state !== 'completed').map((s) => s.points);
     // Drawn as the events came: several counts before the end, growing to one point per metric event.
     expect(new Set(beforeEnd.filter((n) => n > 0)).size).toBeGreaterThanOrEqual(2);
     expect(beforeEnd).toEqual([...beforeEnd].sort((a, b) => a - b));
-    await page.waitForFunction(
-      (n) => Number(document.getElementById('chart-loss')?.dataset.points) === n,
-      metrics.length,
-    );
+    await waitForPoints(page, { exactly: metrics.length });
     for (const id of ['#chart-grad', '#chart-lr', '#chart-speed']) {
-      expect(await page.$eval(id, (el) => Number((el as HTMLElement).dataset.points))).toBe(metrics.length);
+      expect(await pointsOf(page, id)).toBe(metrics.length);
     }
 
     await page.waitForSelector('#artifacts tr[data-name="model.safetensors"]');
-    const names = await page.$$eval('#artifacts tr', (rows) => rows.map((r) => (r as HTMLElement).dataset.name));
+    const names = await attributes(page, '#artifacts tr', 'data-name');
     expect(names.sort()).toEqual(['config.json', 'metrics.csv', 'model.safetensors', 'state.json']);
     const [download] = await Promise.all([
       page.waitForEvent('download'),
@@ -124,29 +144,31 @@ suite('dashboard in Chromium', () => {
     const stateJson = JSON.parse(readFileSync(await download.path(), 'utf8')) as { shapes: { h_n: number[] } };
     expect(stateJson.shapes.h_n).toEqual([1, expect.any(Number), 16]);
 
-    const timeline = await page.$$eval('#timeline li', (lis) => lis.map((li) => (li as HTMLElement).dataset.kind));
+    const timeline = await attributes(page, '#timeline li', 'data-kind');
     expect(timeline).toEqual(expect.arrayContaining(['queued', 'running', 'checkpoint', 'completed']));
     expect(await page.textContent('#timeline')).toContain('attempt 1');
     expect(await page.textContent('#result')).toContain('model.safetensors');
+    await page.waitForSelector('#final-state');
+    expect(await page.textContent('#final-state')).toContain(`shape [${stateJson.shapes.h_n.join(', ')}]`);
     await page.screenshot({ path: join(IMG_DIR, 'dashboard-job.png'), fullPage: true });
   });
 
   test('a reload replays the whole curve from the event stream', async () => {
-    const before = await points(page);
+    const before = await pointsOf(page);
     await page.reload();
     await page.waitForSelector('#job-state[data-state="completed"]');
-    await page.waitForFunction((n) => Number(document.getElementById('chart-loss')?.dataset.points) === n, before);
+    await waitForPoints(page, { exactly: before });
     expect(before).toBeGreaterThan(0);
   });
 
   test('a long job is cancelled from its page while its curve grows', async () => {
     const id = await submitFromForm(page, api.url, { 'training.epochs': '2000' });
     await page.waitForSelector('#job-state[data-state="running"]');
-    await page.waitForFunction(() => Number(document.getElementById('chart-loss')?.dataset.points) >= 3);
+    await waitForPoints(page, { atLeast: 3 });
     await page.click('#cancel');
     await page.waitForSelector('#job-state[data-state="cancelled"]', { timeout: 30_000 });
     expect(await page.isDisabled('#cancel')).toBe(true);
-    expect(await page.$$eval('#timeline li[data-kind="cancelled"]', (l) => l.length)).toBe(1);
+    expect(await page.locator('#timeline li[data-kind="cancelled"]').count()).toBe(1);
     expect((await new RunnerClient({ baseUrl: api.url }).get(id)).state).toBe('cancelled');
   });
 
@@ -156,10 +178,8 @@ suite('dashboard in Chromium', () => {
     await page.waitForSelector('#jobs tr[data-state="cancelled"]');
     await page.screenshot({ path: join(IMG_DIR, 'dashboard-jobs.png'), fullPage: true });
     await page.selectOption('select[name="state"]', 'cancelled');
-    await page.waitForFunction(() => !document.querySelector('#jobs tr[data-state="completed"]'));
-    expect(await page.$$eval('#jobs tbody tr', (rows) => rows.map((r) => (r as HTMLElement).dataset.state))).toEqual([
-      'cancelled',
-    ]);
+    await page.waitForSelector('#jobs tr[data-state="completed"]', { state: 'detached' });
+    expect(await attributes(page, '#jobs tbody tr', 'data-state')).toEqual(['cancelled']);
     await page.goto(`${api.url}/ui#/workers`);
     await page.waitForSelector('#workers tbody tr[data-id]');
     expect(await page.textContent('#workers tbody')).toMatch(/tensorflow|wasm|cpu/);
@@ -174,9 +194,7 @@ suite('dashboard in Chromium', () => {
     const text = await page.textContent('#error');
     expect(text).toContain('400 invalid_request');
     expect(text).toContain('model.hiddenSize');
-    expect(await page.$$eval('label.invalid [name]', (l) => l.map((e) => e.getAttribute('name')))).toEqual([
-      'model.hiddenSize',
-    ]);
+    expect(await attributes(page, 'label.invalid [name]', 'name')).toEqual(['model.hiddenSize']);
     pageErrors.splice(0, pageErrors.length, ...pageErrors.filter((e) => !/status of 400/.test(e)));
     expect(pageErrors).toEqual([]);
   });

@@ -27,6 +27,7 @@ const contract = {
   losses: lstm.LOSS_NAMES,
   canonicalTrain: jobs.CANONICAL_TRAIN_EXAMPLE,
   divergenceRollback: jobs.DIVERGENCE_ROLLBACK,
+  artifacts: jobs.ARTIFACTS,
 };
 
 const started = Date.now();

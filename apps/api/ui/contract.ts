@@ -2,7 +2,7 @@
  * What the page knows of the job contract, compiled in by the build (apps/api/scripts/build-ui.mjs)
  * from @relu-lstm/jobs and @relu-lstm/lstm/config, so no enum or example is written twice.
  */
-import type { JobState, TrainPayloadInput } from '@relu-lstm/jobs';
+import type { ARTIFACTS, JobState, TrainPayloadInput } from '@relu-lstm/jobs';
 
 declare const __CONTRACT__: {
   jobStates: JobState[];
@@ -14,6 +14,7 @@ declare const __CONTRACT__: {
   losses: string[];
   canonicalTrain: TrainPayloadInput;
   divergenceRollback: string;
+  artifacts: typeof ARTIFACTS;
 };
 
 export const CONTRACT = __CONTRACT__;

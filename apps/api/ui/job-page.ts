@@ -3,7 +3,15 @@
  * (attempts, rollbacks, checkpoints and the worker's other notes), the result, the artifacts and a
  * cancel button. Everything comes from GET /v1/jobs/:id, its event stream and its artifact list.
  */
-import type { ArtifactList, CancelResponse, JobEvent, JobView, LogEvent, StateEvent } from '@relu-lstm/jobs';
+import type {
+  ArtifactList,
+  CancelResponse,
+  JobEvent,
+  JobView,
+  LogEvent,
+  StateArtifact,
+  StateEvent,
+} from '@relu-lstm/jobs';
 import { download, getJson, streamEvents } from './api';
 import { clearError, showError, type Page } from './banner';
 import { MetricChart } from './charts';
@@ -126,6 +134,21 @@ function resultValue(value: unknown): string {
   return String(value);
 }
 
+/** A trained model's final state (state.json): the shapes of h_n and c_n and of the input that produced them. */
+function finalStateView(s: StateArtifact): HTMLElement {
+  const rows: [string, string][] = [
+    ['h_n', `shape [${s.shapes.h_n.join(', ')}]`],
+    ['c_n', `shape [${s.shapes.c_n.join(', ')}]`],
+    ['after input', `${s.input.source}, shape [${s.input.shape.join(', ')}]`],
+  ];
+  return h(
+    'table',
+    { class: 'kv', id: 'final-state' },
+    h('caption', {}, `final state (${CONTRACT.artifacts.state})`),
+    h('tbody', {}, ...rows.map(([k, v]) => h('tr', {}, h('th', {}, k), h('td', {}, v)))),
+  );
+}
+
 function artifactsView(list: ArtifactList): HTMLElement {
   if (!list.items.length) return h('p', { class: 'muted' }, 'none yet');
   return h(
@@ -164,6 +187,8 @@ export const jobPage: Page = (main, id) => {
   const info = h('div', { id: 'job-summary' });
   const timeline = h('ol', { id: 'timeline' });
   const result = h('div', { id: 'result' });
+  const finalState = h('div');
+  let finalStateShown = false;
   const artifacts = h('div', { id: 'artifacts' });
   const chartBox = h('div', { class: 'charts' }, ...Object.values(charts).map((c) => c.el));
   main.append(
@@ -174,7 +199,7 @@ export const jobPage: Page = (main, id) => {
       'div',
       { class: 'columns' },
       h('section', {}, h('h2', {}, 'Timeline'), timeline),
-      h('section', {}, h('h2', {}, 'Result'), result, h('h2', {}, 'Artifacts'), artifacts),
+      h('section', {}, h('h2', {}, 'Result'), result, finalState, h('h2', {}, 'Artifacts'), artifacts),
     ),
   );
 
@@ -195,8 +220,15 @@ export const jobPage: Page = (main, id) => {
     fill(result, resultView(v) ?? h('p', { class: 'muted' }, isTerminal(v.state) ? 'none' : 'not yet'));
   };
   const refresh = async () => {
-    showView(await getJson<JobView>(`/v1/jobs/${jobId}`));
-    fill(artifacts, artifactsView(await getJson<ArtifactList>(`/v1/jobs/${jobId}/artifacts`)));
+    const view = await getJson<JobView>(`/v1/jobs/${jobId}`);
+    showView(view);
+    const list = await getJson<ArtifactList>(`/v1/jobs/${jobId}/artifacts`);
+    fill(artifacts, artifactsView(list));
+    const state = list.items.find((a) => a.name === CONTRACT.artifacts.state);
+    if (view.state === 'completed' && state && !finalStateShown) {
+      finalStateShown = true;
+      fill(finalState, finalStateView(await getJson<StateArtifact>(state.url)));
+    }
   };
 
   cancel.addEventListener('click', () => {

@@ -8,8 +8,11 @@ import { ago, fill, h, num } from './dom';
 const REFRESH_MS = 2000;
 const PAGE_SIZE = 50;
 
+/** Tags, where the api gives a job some (the column is hidden while no job on the page has any). */
+const tagsOf = (j: JobView): string[] => (j as { tags?: string[] }).tags ?? [];
+
 function row(j: JobView): HTMLTableRowElement {
-  const tags = (j as { tags?: string[] }).tags ?? [];
+  const tags = tagsOf(j);
   return h(
     'tr',
     { 'data-id': j.id, 'data-state': j.state },
@@ -35,12 +38,27 @@ export const jobsPage: Page = (main, state) => {
     location.hash = filter.value ? `#/jobs?state=${filter.value}` : '#/jobs';
   });
   const body = h('tbody');
+  const table = h(
+    'table',
+    { id: 'jobs', class: 'no-tags' },
+    h(
+      'thead',
+      {},
+      h(
+        'tr',
+        {},
+        ...['id', 'type', 'state', 'device', 'tags', 'last loss', 'epoch / step', 'age'].map((c) => h('th', {}, c)),
+      ),
+    ),
+    body,
+  );
   const more = h('button', { type: 'button', hidden: true }, 'older jobs');
   let extra: JobView[] = [];
   let cursor: string | null = null;
   const url = (c?: string | null) =>
     `/v1/jobs?limit=${PAGE_SIZE}${state ? `&state=${state}` : ''}${c ? `&cursor=${encodeURIComponent(c)}` : ''}`;
   const draw = (items: JobView[]) => {
+    table.classList.toggle('no-tags', !items.some((j) => tagsOf(j).length > 0));
     fill(body, ...items.map(row));
     if (items.length === 0) fill(body, h('tr', {}, h('td', { colspan: 8, class: 'empty' }, 'no jobs')));
   };
@@ -61,20 +79,7 @@ export const jobsPage: Page = (main, state) => {
       filter,
       h('a', { href: '#/submit', class: 'button' }, 'Submit a job'),
     ),
-    h(
-      'table',
-      { id: 'jobs' },
-      h(
-        'thead',
-        {},
-        h(
-          'tr',
-          {},
-          ...['id', 'type', 'state', 'device', 'tags', 'last loss', 'epoch / step', 'age'].map((c) => h('th', {}, c)),
-        ),
-      ),
-      body,
-    ),
+    table,
     more,
   );
   return every(REFRESH_MS, async () => {
