@@ -161,6 +161,20 @@ suite('dashboard in Chromium', () => {
     expect(before).toBeGreaterThan(0);
   });
 
+  test("an inference job's page shows the shapes of its outputs, hN and cN", async () => {
+    const client = new RunnerClient({ baseUrl: api.url });
+    const res = await client.submitInfer({ modelJobId: trainId, inputs: [[[0.1], [0.2], [0.3]]] }, { wait: true });
+    expect(res.state).toBe('completed');
+    await page.goto(`${api.url}/ui#/jobs/${res.id}`);
+    await page.waitForSelector('#job-state[data-state="completed"]');
+    await page.waitForSelector('#result table');
+    const result = await page.textContent('#result');
+    expect(result).toContain('outputsshape [1, 3, 1]');
+    expect(result).toContain('hNshape [1, 1, 16]');
+    expect(result).toContain('cNshape [1, 1, 16]');
+    expect(await page.isHidden('.charts')).toBe(true);
+  });
+
   test('a long job is cancelled from its page while its curve grows', async () => {
     const id = await submitFromForm(page, api.url, { 'training.epochs': '2000' });
     await page.waitForSelector('#job-state[data-state="running"]');
@@ -178,7 +192,8 @@ suite('dashboard in Chromium', () => {
     await page.waitForSelector('#jobs tr[data-state="cancelled"]');
     await page.screenshot({ path: join(IMG_DIR, 'dashboard-jobs.png'), fullPage: true });
     await page.selectOption('select[name="state"]', 'cancelled');
-    await page.waitForSelector('#jobs tr[data-state="completed"]', { state: 'detached' });
+    await page.waitForURL(/#\/jobs\?state=cancelled$/);
+    await page.waitForSelector('#jobs tbody tr[data-state="cancelled"]');
     expect(await attributes(page, '#jobs tbody tr', 'data-state')).toEqual(['cancelled']);
     await page.goto(`${api.url}/ui#/workers`);
     await page.waitForSelector('#workers tbody tr[data-id]');

@@ -215,6 +215,7 @@ export const jobPage: Page = (main, id) => {
     badge.textContent = v.state;
     badge.className = `state ${v.state}`;
     badge.dataset.state = v.state;
+    chartBox.hidden = v.type !== 'train'; // only training reports metrics
     cancel.disabled = isTerminal(v.state);
     fill(info, summary(v));
     fill(result, resultView(v) ?? h('p', { class: 'muted' }, isTerminal(v.state) ? 'none' : 'not yet'));
