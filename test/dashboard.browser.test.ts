@@ -116,14 +116,18 @@ suite('dashboard in Chromium', () => {
     const submittedAt = Date.now();
     trainId = await submitFromForm(page, api.url);
     await waitForPoints(page, { atLeast: 1 });
-    process.stdout.write(`dashboard: submit to first chart point ${Date.now() - submittedAt} ms\n`);
+    const firstPoint = Date.now() - submittedAt;
     await page.waitForSelector('#job-state[data-state="completed"]', { timeout: 60_000 });
+    const seen = await page.evaluate(() => window.__seen);
+    const running = seen.find((s) => s.state === 'running');
+    process.stdout.write(
+      `dashboard: submit to first chart point ${firstPoint} ms (shown running after ${running ? running.t - submittedAt : '?'} ms)\n`,
+    );
 
     const metrics: number[] = [];
     for await (const e of new RunnerClient({ baseUrl: api.url }).events(trainId)) {
       if (e.event.type === 'metric') metrics.push(e.event.step);
     }
-    const seen = await page.evaluate(() => window.__seen);
     const beforeEnd = seen.filter((s) => s.state !== 'completed').map((s) => s.points);
     // Drawn as the events came: several counts before the end, growing to one point per metric event.
     expect(new Set(beforeEnd.filter((n) => n > 0)).size).toBeGreaterThanOrEqual(2);
@@ -237,6 +241,11 @@ suite('dashboard in Chromium, with API keys', () => {
     const page = await browser.newPage();
     const requests: { url: string; auth?: string }[] = [];
     page.on('request', (r) => requests.push({ url: r.url(), auth: r.headers().authorization }));
+    const files: Promise<{ sent: number; bytes: number }>[] = [];
+    page.on('response', (r) => {
+      if (!new URL(r.url()).pathname.startsWith('/ui')) return;
+      files.push(r.body().then((b) => ({ sent: Number(r.headers()['content-length']), bytes: b.length })));
+    });
     await page.goto(`${api.url}/ui`);
     await page.waitForSelector('#key-form');
     expect(await page.textContent('#key-form')).toContain('401 unauthorized: missing Authorization: Bearer <API key>');
@@ -249,6 +258,10 @@ suite('dashboard in Chromium, with API keys', () => {
     const apiCalls = requests.filter((r) => new URL(r.url).pathname.startsWith('/v1/'));
     expect(apiCalls.filter((r) => r.auth === `Bearer ${key}`).length).toBeGreaterThanOrEqual(2);
     expect(requests.filter((r) => r.url.includes(key))).toEqual([]);
+    const weight = await Promise.all(files);
+    expect(weight.length).toBe(3); // the page, its script and its styles
+    const sum = (k: 'sent' | 'bytes') => weight.reduce((a, w) => a + w[k], 0);
+    process.stdout.write(`dashboard: page weight ${sum('bytes')} B (${sum('sent')} B sent gzipped) in 3 files\n`);
     // The page's own files need no key.
     expect(requests.filter((r) => /\/ui\/app\.(js|css)/.test(r.url)).every((r) => r.auth === undefined)).toBe(true);
   });
