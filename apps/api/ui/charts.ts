@@ -45,9 +45,16 @@ export class MetricChart {
     );
   }
 
-  /** A point at step `x`; `null` leaves a series without a value there. */
+  /**
+   * A point at step `x`; `null` leaves a series without a value there. A step at or before the last
+   * one (a resumed attempt, a divergence rollback) replaces the points from there on, as the run did.
+   */
   add(x: number, ys: (number | null)[]): void {
-    this.data[0].push(x);
+    const xs = this.data[0];
+    let keep = xs.length;
+    while (keep > 0 && (xs[keep - 1] ?? -Infinity) >= x) keep--;
+    if (keep < xs.length) for (const series of this.data) series.length = keep;
+    xs.push(x);
     ys.forEach((y, i) => this.data[i + 1].push(y !== null && Number.isFinite(y) ? y : null));
     this.el.dataset.points = String(this.data[0].length);
     if (this.pending) return;

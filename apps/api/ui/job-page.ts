@@ -220,10 +220,11 @@ export const jobPage: Page = (main, id) => {
     fill(info, summary(v));
     fill(result, resultView(v) ?? h('p', { class: 'muted' }, isTerminal(v.state) ? 'none' : 'not yet'));
   };
+  const base = `/v1/jobs/${encodeURIComponent(jobId)}`;
   const refresh = async () => {
-    const view = await getJson<JobView>(`/v1/jobs/${jobId}`);
+    const view = await getJson<JobView>(base);
     showView(view);
-    const list = await getJson<ArtifactList>(`/v1/jobs/${jobId}/artifacts`);
+    const list = await getJson<ArtifactList>(`${base}/artifacts`);
     fill(artifacts, artifactsView(list));
     const state = list.items.find((a) => a.name === CONTRACT.artifacts.state);
     if (view.state === 'completed' && state && !finalStateShown) {
@@ -232,10 +233,29 @@ export const jobPage: Page = (main, id) => {
     }
   };
 
+  // Coalesced: replaying a long history's checkpoints asks for one refresh at a time, plus one after.
+  let refreshing: Promise<void> | null = null;
+  let again = false;
+  const refreshSoon = () => {
+    if (refreshing) {
+      again = true;
+      return;
+    }
+    refreshing = refresh()
+      .catch(showError)
+      .finally(() => {
+        refreshing = null;
+        if (again) {
+          again = false;
+          refreshSoon();
+        }
+      });
+  };
+
   cancel.addEventListener('click', () => {
     cancel.disabled = true;
     clearError();
-    getJson<CancelResponse>(`/v1/jobs/${jobId}`, { method: 'DELETE' })
+    getJson<CancelResponse>(base, { method: 'DELETE' })
       .then(() => refresh())
       .catch((e: unknown) => {
         showError(e);
@@ -253,7 +273,7 @@ export const jobPage: Page = (main, id) => {
     }
     const entry = timelineEntry(event);
     if (entry) timeline.append(entry);
-    if (event.type === 'state' || event.code === 'checkpoint') void refresh().catch(showError);
+    if (event.type === 'state' || event.code === 'checkpoint') refreshSoon();
   };
 
   void refresh()
