@@ -165,7 +165,7 @@ describe('worker', () => {
     }
 
     const csv = (await h.artifacts.get(trainId, ARTIFACTS.metrics)).toString().trim().split('\n');
-    expect(csv[0]).toBe('epoch,step,loss,valLoss,gradNorm,samplesPerSec,elapsedMs,epochEnd,learningRate');
+    expect(csv[0]).toBe('epoch,step,loss,valLoss,gradNorm,samplesPerSec,elapsedMs,epochEnd,learningRate,name,tags');
     const metricEvents = events.filter((e): e is MetricEvent => e.type === 'metric');
     expect(csv.slice(1).map((l) => Number(l.split(',')[1]))).toEqual(metricEvents.map((m) => m.step));
 

@@ -144,7 +144,15 @@ test('one sweep: expired, trimmed, cancelled-before-start, running, stray keys a
     orphanGraceMs: 60_000,
     batch: 2,
   });
-  expect(report).toEqual({ scanned: 5, expired: 1, trimmed: 1, strayKeys: 1, orphanArtifacts: 1, unusedDatasets: 0 });
+  expect(report).toEqual({
+    scanned: 5,
+    expired: 1,
+    trimmed: 1,
+    strayKeys: 1,
+    orphanArtifacts: 1,
+    unusedDatasets: 0,
+    filterEntries: 0,
+  });
   expect((await redis.zrange(index, '0', '-1')).sort()).toEqual([cancelledQueued, running, kept].sort());
   expect(
     await redis.exists(
