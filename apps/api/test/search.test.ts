@@ -153,7 +153,7 @@ test('bad filters and bad options are 400 naming the field; a refused submission
 });
 
 test('the OpenAPI document lists the filters and the submit options', async () => {
-  const doc = (await http(api.url, 'GET', '/docs/openapi.json')).json;
+  const doc = (await get('/docs/openapi.json')).json;
   const list = doc.paths['/v1/jobs'].get.parameters.map((p: { name: string }) => p.name);
   expect(list).toEqual(expect.arrayContaining(['state', 'type', 'name', 'tag', 'since', 'limit', 'cursor']));
   for (const schema of ['TrainPayload', 'InferPayload'])
