@@ -440,7 +440,7 @@ export class RunnerClient {
   url(path: string, query: Query = {}): URL {
     const url = new URL(path, this.baseUrl);
     for (const [k, v] of Object.entries(query)) {
-      if (Array.isArray(v)) for (const one of v) url.searchParams.append(k, one);
+      if (typeof v === 'object') for (const one of v) url.searchParams.append(k, one);
       else if (v !== undefined) url.searchParams.set(k, String(v));
     }
     return url;
