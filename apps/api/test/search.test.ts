@@ -152,6 +152,20 @@ test('bad filters and bad options are 400 naming the field; a refused submission
   expect(await redis.zcard(keys.jobIndex('alpha'))).toBe(before);
 });
 
+test('an Idempotency-Key covers the options too: the same ones replay the job, other ones are 422', async () => {
+  const send = (options: object) =>
+    http(api.url, 'POST', '/v1/jobs/infer', {
+      body: { ...INFER, ...options },
+      headers: { ...as('beta'), 'idempotency-key': 'idem-options' },
+    });
+  const first = await send({ tags: { run: 'a' }, priority: 3 });
+  expect(first.status).toBe(202);
+  const again = await send({ priority: 3, tags: { run: 'a' } });
+  expect([again.status, again.json.id, again.headers['idempotent-replayed']]).toEqual([202, first.json.id, 'true']);
+  expect((await send({ tags: { run: 'b' }, priority: 3 })).status).toBe(422);
+  expect((await send({ tags: { run: 'a' } })).status).toBe(422);
+});
+
 test('the OpenAPI document lists the filters and the submit options', async () => {
   const doc = (await get('/docs/openapi.json')).json;
   const list = doc.paths['/v1/jobs'].get.parameters.map((p: { name: string }) => p.name);

@@ -15,6 +15,8 @@ import {
   IDEMPOTENCY_TTL_SEC,
   JOB_STATES,
   JOB_TYPES,
+  JOB_PRIORITY,
+  type JobOptions,
   JobNameSchema,
   LABEL_LIMITS,
   parseTagFilter,
@@ -94,6 +96,13 @@ function canonicalJson(v: unknown): string {
       .join(',')}}`;
   }
   return JSON.stringify(v);
+}
+
+/** The job options' part of an idempotent request's hash: none for the defaults, so the hash of a
+ * body without options is what it was before jobs had them. */
+function optionsHashPart(o: JobOptions): string {
+  const defaults = o.name === undefined && o.tags === undefined && o.priority === JOB_PRIORITY.default;
+  return defaults ? '' : `\n${canonicalJson(o)}`;
 }
 
 const datasetGone = (datasetId: string): ValidationIssue => ({
@@ -205,7 +214,7 @@ export class JobsService {
       }
       idemKey = this.keys.idempotency(tenant, idempotencyKey);
       const bodyHash = createHash('sha256')
-        .update(`${type}\n${canonicalJson(payload)}\n${canonicalJson(jobOptions)}`)
+        .update(`${type}\n${canonicalJson(payload)}${optionsHashPart(jobOptions)}`)
         .digest('hex');
       const record = JSON.stringify({ id, type, bodyHash });
       const set = await this.redis.set(idemKey, record, 'EX', IDEMPOTENCY_TTL_SEC, 'NX');
