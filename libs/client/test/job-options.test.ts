@@ -55,7 +55,7 @@ async function keysUnder(p: string): Promise<string[]> {
 
 /** Ids of the queue's waiting jobs in the order BullMQ hands them out. */
 async function handOutOrder(name: string): Promise<string[]> {
-  return admin.zrange(`${prefix}:${name}:prioritized`, 0, -1);
+  return admin.zrange(`${prefix}:${name}:prioritized`, '0', '-1');
 }
 
 beforeEach(() => {
@@ -95,7 +95,7 @@ test('name, tags and priority land in the meta, the job data and the search inde
     { tag: ['project', 'sine'] as const },
     { tag: ['lr', '0.01'] as const },
   ])
-    expect(await admin.zrange(keys.jobFilterIndex('team-a', filter), 0, -1)).toEqual([job.id]);
+    expect(await admin.zrange(keys.jobFilterIndex('team-a', filter), '0', '-1')).toEqual([job.id]);
   // Without options: priority 5, no name or tags, only the listing and the type index.
   const plain = await qc.submitInfer(INFER);
   expect(JSON.parse((await admin.get(keys.jobMeta(plain.id)))!)).toMatchObject({ priority: 5 });

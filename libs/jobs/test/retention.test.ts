@@ -270,7 +270,7 @@ test("a sweep removes a removed job's search index entries (type, name, tags) an
     keys.jobFilterIndex('idx', { name: 'nightly' }),
     keys.jobFilterIndex('idx', { tag: ['team', 'ml'] }),
   ];
-  for (const k of sets) expect((await redis.zrange(k, 0, -1)).sort()).toEqual(plans.map((p) => p.id).sort());
+  for (const k of sets) expect((await redis.zrange(k, '0', '-1')).sort()).toEqual(plans.map((p) => p.id).sort());
   await redis.del(keys.jobMeta(plans[0].id)); // its records expired
   const report = await sweepRetention({
     redis,
@@ -280,6 +280,6 @@ test("a sweep removes a removed job's search index entries (type, name, tags) an
     orphanGraceMs: 60_000,
   });
   expect(report.filterEntries).toBe(3);
-  for (const k of sets) expect(await redis.zrange(k, 0, -1)).toEqual([plans[1].id]);
-  expect(await redis.zrange(keys.jobIndex('idx'), 0, -1)).toEqual([plans[1].id]);
+  for (const k of sets) expect(await redis.zrange(k, '0', '-1')).toEqual([plans[1].id]);
+  expect(await redis.zrange(keys.jobIndex('idx'), '0', '-1')).toEqual([plans[1].id]);
 });
