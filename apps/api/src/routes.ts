@@ -6,7 +6,7 @@
  * and as the owner; test/docs.test.ts checks that docs/api.md names each. Plain data: importable
  * without NestJS.
  */
-import { ARTIFACT_NAME, IDEMPOTENCY_HEADER, JOB_STATES } from '@relu-lstm/jobs';
+import { ARTIFACT_NAME, IDEMPOTENCY_HEADER, JOB_STATES, JOB_TYPES } from '@relu-lstm/jobs';
 
 /** `public`: anyone, not rate limited; `tenant`: a tenant's key; `admin`: the admin key only. */
 export type RouteAccess = 'public' | 'tenant' | 'admin';
@@ -201,8 +201,25 @@ export const ROUTES: readonly RouteSpec[] = [
     method: 'GET',
     path: '/v1/jobs',
     access: 'tenant',
-    summary: 'List jobs, newest first',
-    parameters: [{ name: 'state', in: 'query', schema: { type: 'string', enum: [...JOB_STATES] } }, ...PAGE_PARAMETERS],
+    summary: 'List and search jobs, newest first',
+    parameters: [
+      { name: 'state', in: 'query', schema: { type: 'string', enum: [...JOB_STATES] } },
+      { name: 'type', in: 'query', schema: { type: 'string', enum: [...JOB_TYPES] } },
+      { name: 'name', in: 'query', description: 'The exact name given at submission', schema: { type: 'string' } },
+      {
+        name: 'tag',
+        in: 'query',
+        description: 'key:value; repeat for several tags (all must match)',
+        schema: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*:.+$' },
+      },
+      {
+        name: 'since',
+        in: 'query',
+        description: 'Created at or after: milliseconds since the epoch, or an ISO 8601 date',
+        schema: { type: 'string' },
+      },
+      ...PAGE_PARAMETERS,
+    ],
     responses: { 200: ok('A page', 'JobList'), 400: BAD_REQUEST },
   },
   {

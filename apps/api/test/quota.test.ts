@@ -28,7 +28,8 @@ const submit = (tenant: 'alpha' | 'beta', device: 'gpu' | 'cpu' = 'gpu') =>
   });
 const cancel = (id: string) =>
   http(api.url, 'DELETE', `/v1/jobs/${id}`, { headers: { authorization: `Bearer ${KEY.alpha}` } });
-const waiting = async () => (await gpu.getWaitingCount()) + (await cpu.getWaitingCount());
+const waiting = async () =>
+  (await gpu.getJobCountByTypes('waiting', 'prioritized')) + (await cpu.getJobCountByTypes('waiting', 'prioritized'));
 
 /** Submits until accepted (a freed place is seen within the 1 s recount period); returns the tries. */
 async function submitUntilAccepted(device: 'gpu' | 'cpu' = 'gpu'): Promise<{ id: string; tries: number }> {

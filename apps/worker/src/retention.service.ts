@@ -82,7 +82,13 @@ export class RetentionService implements OnApplicationBootstrap, BeforeApplicati
       orphanGraceMs: this.config.retentionSweepMs,
       datasets: { store: this.datasets, keepUnusedMs: this.config.datasetKeepUnusedSec * 1000 },
     });
-    const removed = report.expired + report.trimmed + report.strayKeys + report.orphanArtifacts + report.unusedDatasets;
+    const removed =
+      report.expired +
+      report.trimmed +
+      report.strayKeys +
+      report.orphanArtifacts +
+      report.unusedDatasets +
+      report.filterEntries;
     if (removed > 0) this.log.log(`retention sweep: ${JSON.stringify(report)}`);
     return report;
   }

@@ -20,6 +20,7 @@ import {
   produceJob,
   redisKeys,
   type JobEvent,
+  type JobOptions,
   type JobPolicy,
   type JobType,
   type PayloadOf,
@@ -86,7 +87,7 @@ export class Harness {
   async submit<T extends JobType>(
     type: T,
     payload: PayloadOf<T>,
-    options: { policy?: JobPolicy } = {},
+    options: { policy?: JobPolicy; job?: JobOptions } = {},
   ): Promise<string> {
     const plan = planJob(type, payload, { limits: contract.limits, ...options });
     await produceJob({ redis: this.redis, keys: this.keys, queue: (q) => this.queue(q) }, plan);

@@ -123,7 +123,7 @@ it('SIGTERM mid-training: the worker checkpoints the current batch, releases the
   expect(from.epoch).toBeGreaterThanOrEqual(3);
   // Back in the queue at once, no attempt used, no heartbeat left.
   const job = await Job.fromId(h.queue('any'), id);
-  expect(await job!.getState()).toBe('waiting');
+  expect(await job!.getState()).toBe('prioritized'); // every job has a BullMQ priority (producer.ts FAIR_SHARE)
   expect(job!.attemptsMade).toBe(0);
   expect(await h.redis.zcard(h.keys.workers())).toBe(0);
 

@@ -95,7 +95,7 @@ describe('worker', () => {
 
   it('runs a train job to completion with ordered metrics and a falling loss', async () => {
     const t0 = Date.now();
-    trainId = await h.submit('train', trainPayload);
+    trainId = await h.submit('train', trainPayload, { job: { name: 'wti, run 1', tags: { k: 'v' }, priority: 5 } });
     events = await h.waitForEnd(trainId, 60_000, worker);
     const states = events.filter((e): e is StateEvent => e.type === 'state');
     expect(states.map((s) => s.state)).toEqual(['queued', 'running', 'completed']);
@@ -165,12 +165,14 @@ describe('worker', () => {
     }
 
     const csv = (await h.artifacts.get(trainId, ARTIFACTS.metrics)).toString().trim().split('\n');
-    expect(csv[0]).toBe('epoch,step,loss,valLoss,gradNorm,samplesPerSec,elapsedMs,epochEnd,learningRate');
+    expect(csv[0]).toBe('epoch,step,loss,valLoss,gradNorm,samplesPerSec,elapsedMs,epochEnd,learningRate,name,tags');
     const metricEvents = events.filter((e): e is MetricEvent => e.type === 'metric');
     expect(csv.slice(1).map((l) => Number(l.split(',')[1]))).toEqual(metricEvents.map((m) => m.step));
+    for (const row of csv.slice(1)) expect(row.endsWith(',"wti, run 1","{""k"":""v""}"')).toBe(true);
 
     const config = JSON.parse((await h.artifacts.get(trainId, ARTIFACTS.config)).toString());
     expect(config).toMatchObject({ jobId: trainId, model: { hiddenSize: H }, payload: { training: { epochs: 4 } } });
+    expect([config.name, config.tags]).toEqual(['wti, run 1', { k: 'v' }]);
     expect(config.backend.backend).toBeDefined();
   });
 

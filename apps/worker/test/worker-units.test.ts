@@ -205,10 +205,22 @@ describe('metricsCsv', () => {
       },
     ]);
     expect(csv).toBe(
-      'epoch,step,loss,valLoss,gradNorm,samplesPerSec,elapsedMs,epochEnd,learningRate\n' +
-        '0,2,0.5,,1.25,100,10,0,0.01\n' +
-        '0,4,0.25,0.3,,120,20,1,\n',
+      'epoch,step,loss,valLoss,gradNorm,samplesPerSec,elapsedMs,epochEnd,learningRate,name,tags\n' +
+        '0,2,0.5,,1.25,100,10,0,0.01,,\n' +
+        '0,4,0.25,0.3,,120,20,1,,,\n',
     );
+  });
+
+  it("repeats the job's name and tags on every row, quoted where they hold commas or quotes", () => {
+    const point = { epoch: 0, step: 1, loss: 1, valLoss: null, gradNorm: null, samplesPerSec: 1, elapsedMs: 1 };
+    const csv = metricsCsv([point, point], { name: 'run, "a"', tags: { team: 'x', lr: '0.1' } });
+    const row = '0,1,1,,,1,1,,,"run, ""a""","{""team"":""x"",""lr"":""0.1""}"';
+    expect(csv.split('\n')).toEqual([
+      'epoch,step,loss,valLoss,gradNorm,samplesPerSec,elapsedMs,epochEnd,learningRate,name,tags',
+      row,
+      row,
+      '',
+    ]);
   });
 });
 

@@ -10,6 +10,7 @@ import {
   DEFAULT_QUEUE_PREFIX,
   isTerminal,
   JOB_TYPE_SPECS,
+  JobOptionsSchema,
   payloadSchema,
   planJob,
   produceJob,
@@ -18,6 +19,7 @@ import {
   validate,
   type InferPayloadInput,
   type JobContract,
+  type JobOptionsInput,
   type JobData,
   type JobPolicy,
   type JobResult,
@@ -50,7 +52,7 @@ export interface QueueClientOptions {
   contract?: JobContract;
 }
 
-export interface QueueSubmitOptions {
+export interface QueueSubmitOptions extends JobOptionsInput {
   /** Job id; default a random UUID. An id in use fails with `JobIdConflictError`. */
   id?: string;
 }
@@ -99,11 +101,15 @@ export class QueueClient {
     if (this.closing) throw new Error('QueueClient is closed');
     const r = validate(payloadSchema(type, this.contract), payload);
     if (!r.ok) throw new PayloadValidationError(JOB_TYPE_SPECS[type].label, r.issues);
+    const { name, tags, priority } = options;
+    const job = validate(JobOptionsSchema, { name, tags, priority });
+    if (!job.ok) throw new PayloadValidationError('job options', job.issues);
     const plan = planJob(type, r.value as PayloadOf<T>, {
       limits: this.contract.limits,
       tenant: this.tenant,
       id: options.id,
       policy: this.policy,
+      job: job.value,
     });
     return produceJob({ redis: this.redis, keys: this.keys, queue: (name) => this.queue(name) }, plan);
   }

@@ -19,6 +19,7 @@ import {
   isTerminal,
   isValidArtifactName,
   JOB_TYPE_SPECS,
+  JobOptionsSchema,
   payloadSchema,
   validate,
   type ArtifactList,
@@ -28,6 +29,7 @@ import {
   type InferResult,
   type InferWaitResponse,
   type JobContract,
+  type JobOptionsInput,
   type JobEvent,
   type JobList,
   type JobResult,
@@ -78,7 +80,7 @@ export interface RequestOptions {
   signal?: AbortSignal;
 }
 
-export interface SubmitTrainOptions extends RequestOptions {
+export interface SubmitTrainOptions extends RequestOptions, JobOptionsInput {
   /** Sent as `Idempotency-Key`: a repeat with the same key returns the same job. */
   idempotencyKey?: string;
 }
@@ -99,6 +101,13 @@ export interface InferSubmission extends SubmitResponse {
 
 export interface ListOptions extends RequestOptions {
   state?: JobState;
+  type?: JobType;
+  /** The exact name given at submission. */
+  name?: string;
+  /** Every one must match. */
+  tags?: Record<string, string>;
+  /** Created at or after: milliseconds since the epoch, or a Date. */
+  since?: number | Date;
   limit?: number;
   cursor?: string;
 }
@@ -124,7 +133,8 @@ export interface Health {
   redis: 'up' | 'down';
 }
 
-type Query = Record<string, string | number | boolean | undefined>;
+/** Query parameters; an array repeats its name (`tag=a:1&tag=b:2`). */
+type Query = Record<string, string | number | boolean | readonly string[] | undefined>;
 
 interface SendOptions {
   query?: Query;
@@ -167,7 +177,7 @@ export class RunnerClient {
   async submitTrain(payload: TrainPayloadInput, options: SubmitTrainOptions = {}): Promise<SubmitResponse> {
     this.checkPayload('train', payload);
     return this.json<SubmitResponse>('POST', 'v1/jobs/train', {
-      body: payload,
+      body: this.submitBody(payload, options),
       headers: { [IDEMPOTENCY_HEADER]: options.idempotencyKey },
       signal: options.signal,
     });
@@ -178,7 +188,7 @@ export class RunnerClient {
     this.checkPayload('infer', payload);
     return this.json<InferSubmission>('POST', 'v1/jobs/infer', {
       query: { wait: options.wait ? 'true' : undefined },
-      body: payload,
+      body: this.submitBody(payload, options),
       headers: { [IDEMPOTENCY_HEADER]: options.idempotencyKey },
       signal: options.signal,
     });
@@ -191,8 +201,10 @@ export class RunnerClient {
 
   /** `GET /v1/jobs`: newest first; pass `nextCursor` back as `cursor` for the next page. */
   list(options: ListOptions = {}): Promise<JobList> {
-    const { state, limit, cursor, signal } = options;
-    return this.json<JobList>('GET', 'v1/jobs', { query: { state, limit, cursor }, signal });
+    const { state, type, name, tags, limit, cursor, signal } = options;
+    const since = options.since instanceof Date ? options.since.getTime() : options.since;
+    const tag = Object.entries(tags ?? {}).map(([k, v]) => `${k}:${v}`);
+    return this.json<JobList>('GET', 'v1/jobs', { query: { state, type, name, tag, since, limit, cursor }, signal });
   }
 
   /** `DELETE /v1/jobs/:id`: a queued job is cancelled at once, a running one at its next batch. */
@@ -417,9 +429,20 @@ export class RunnerClient {
     this.check(JOB_TYPE_SPECS[type].label, payloadSchema(type, this.contract), value);
   }
 
+  /** The payload with the job's name, tags and priority beside its fields (job-options.ts), checked first. */
+  private submitBody(payload: object, options: JobOptionsInput): Record<string, unknown> {
+    const { name, tags, priority } = options;
+    const jobOptions = { name, tags, priority };
+    this.check('job options', JobOptionsSchema, jobOptions);
+    return { ...payload, ...jobOptions };
+  }
+
   url(path: string, query: Query = {}): URL {
     const url = new URL(path, this.baseUrl);
-    for (const [k, v] of Object.entries(query)) if (v !== undefined) url.searchParams.set(k, String(v));
+    for (const [k, v] of Object.entries(query)) {
+      if (typeof v === 'object') for (const one of v) url.searchParams.append(k, one);
+      else if (v !== undefined) url.searchParams.set(k, String(v));
+    }
     return url;
   }
 

@@ -29,6 +29,7 @@ describe('parseCliArgs', () => {
       watch: true,
       wait: false,
       idempotencyKey: null,
+      job: {},
     });
     expect(parseCliArgs(['submit', '-', '-w', '--infer', '--wait', '--idempotency-key', 'k']).command).toEqual({
       name: 'submit',
@@ -37,6 +38,11 @@ describe('parseCliArgs', () => {
       watch: true,
       wait: true,
       idempotencyKey: 'k',
+      job: {},
+    });
+    const labelled = ['submit', 's.json', '--name', 'sine 3', '--tag', 'team=ml', '--tag', 'lr=0.1', '--priority', '2'];
+    expect(parseCliArgs(labelled).command).toMatchObject({
+      job: { name: 'sine 3', tags: { team: 'ml', lr: '0.1' }, priority: 2 },
     });
   });
 
@@ -51,6 +57,14 @@ describe('parseCliArgs', () => {
       name: 'list',
       state: 'running',
       limit: 5,
+      filters: {},
+    });
+    const search = ['list', '--type', 'train', '--name', 'n', '--tag', 'a=1', '--tag', 'b:2', '--since', '2026-01-02'];
+    expect(parseCliArgs(search).command).toEqual({
+      name: 'list',
+      state: null,
+      limit: null,
+      filters: { type: 'train', name: 'n', tags: { a: '1', b: '2' }, since: Date.parse('2026-01-02') },
     });
     expect(parseCliArgs([]).command).toEqual({ name: 'help' });
     expect(parseCliArgs(['submit', '--help']).command).toEqual({ name: 'help' });
@@ -67,6 +81,11 @@ describe('parseCliArgs', () => {
     [['submit', 's.json', '--train', '--wait'], /--wait is for infer jobs/],
     [['list', '--state', 'done'], /--state: expected one of queued, running, completed, failed, cancelled/],
     [['list', '--limit', '0'], /--limit: expected a positive integer/],
+    [['list', '--type', 'fit'], /--type: expected one of train, infer/],
+    [['list', '--tag', 'novalue'], /--tag: expected key=value/],
+    [['list', '--since', 'yesterday'], /--since: expected an ISO 8601 date or milliseconds/],
+    [['submit', 's.json', '--priority', '11'], /--priority: expected an integer from 1 \(highest\) to 10/],
+    [['list', '--priority', '1'], /--priority is not an option of 'list'/],
     [['status', 'a', '--url', 'ftp://x'], /--url: expected an http\(s\) URL/],
     [['status', 'a', '--url'], /argument missing/],
   ])('%j is a usage error', (argv, message) => {

@@ -104,7 +104,9 @@ test('a train job lands on the queue of its device with the validated payload, m
   });
   expect(bull?.data.payload).toMatchObject({ model: { bias: true, activation: 'relu' }, training: { loss: 'mse' } }); // defaults filled
   expect(bull?.opts).toMatchObject({ attempts: 3, backoff: { type: 'exponential', delay: 5000 } });
-  expect(await bull?.getState()).toBe('waiting');
+  // Every job has a BullMQ priority: its fair-share turn and its priority (producer.ts FAIR_SHARE).
+  expect(await bull?.getState()).toBe('prioritized');
+  expect(bull?.opts.priority).toBe(job.bullPriority);
   for (const other of ['cpu', 'any']) expect(await queue(other).count()).toBe(0);
 
   const keys = redisKeys(prefix);

@@ -101,6 +101,21 @@ describe('requests', () => {
     expect(JSON.parse(req.body)).toEqual(CANONICAL_TRAIN_EXAMPLE);
   });
 
+  test("the job's name, tags and priority go beside the payload's fields; bad ones are refused before sending", async () => {
+    const id = randomUUID();
+    server.route('POST /v1/jobs/train', (_req, res) => sendJson(res, 202, { id, state: 'queued', links: links(id) }));
+    await client.submitTrain(CANONICAL_TRAIN_EXAMPLE, { name: 'sweep', tags: { project: 'sine' }, priority: 2 });
+    expect(JSON.parse(server.requests[0].body)).toEqual({
+      ...CANONICAL_TRAIN_EXAMPLE,
+      name: 'sweep',
+      tags: { project: 'sine' },
+      priority: 2,
+    });
+    const err = await client.submitTrain(CANONICAL_TRAIN_EXAMPLE, { priority: 11 }).catch((e: unknown) => e);
+    expect((err as PayloadValidationError).fields).toEqual(['priority']);
+    expect(server.requests).toHaveLength(1);
+  });
+
   test('submitInfer with wait=true returns the result', async () => {
     const id = randomUUID();
     const result = { outputs: [[[1]]], hN: [[[0.5]]], cN: [[[0.7]]], backend: 'cpu', gpu: false, elapsedMs: 3 };
@@ -153,6 +168,15 @@ describe('requests', () => {
     expect([listReq.path, listReq.query.get('state'), listReq.query.get('limit'), listReq.query.get('cursor')]).toEqual(
       ['/runner/v1/jobs', 'running', '5', 'c1'],
     );
+    await prefixed.list({ type: 'train', name: 'sweep', tags: { project: 'sine', lr: '0.1' }, since: new Date(5) });
+    const searchReq = server.requests[server.requests.length - 1];
+    expect([
+      searchReq.query.get('type'),
+      searchReq.query.get('name'),
+      searchReq.query.getAll('tag'),
+      searchReq.query.get('since'),
+    ]).toEqual(['train', 'sweep', ['project:sine', 'lr:0.1'], '5']);
+    server.requests.pop();
     expect(server.requests.map((r) => `${r.method} ${r.path}`)).toEqual([
       `GET /runner/v1/jobs/${id}`,
       'GET /runner/v1/jobs',

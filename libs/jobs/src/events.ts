@@ -3,6 +3,7 @@
  * result and its error. Written by the worker, read by the api and the client.
  */
 import { z } from 'zod';
+import { JobNameSchema, JobPrioritySchema, TagsSchema } from './job-options';
 import { DEVICES } from './payloads';
 
 /** Job types; also the BullMQ job name. What each one is: `JOB_TYPE_SPECS` (job-types.ts). */
@@ -243,6 +244,10 @@ export const JobMetaSchema = z.strictObject({
   device: z.enum(DEVICES),
   tenant: z.string(),
   createdAt: at,
+  /** The job's options (job-options.ts), as submitted; absent on jobs queued before they existed. */
+  name: JobNameSchema.optional(),
+  tags: TagsSchema.optional(),
+  priority: JobPrioritySchema.optional(),
 });
 export type JobMeta = z.infer<typeof JobMetaSchema>;
 

@@ -11,6 +11,7 @@ import {
   ProgressEventSchema,
   WorkerHeartbeatSchema,
 } from './events';
+import { JobNameSchema, JobPrioritySchema, TagsSchema } from './job-options';
 import { DEVICES } from './payloads';
 import { ValidationIssueSchema } from './validation';
 
@@ -52,6 +53,10 @@ export const JobViewSchema = z.strictObject({
   links: JobLinksSchema,
   /** Bytes of the payload as queued (null once the queue's record is gone). A view never carries the payload. */
   payloadBytes: z.number().int().nullable().optional(),
+  /** The name, tags and priority (1 highest .. 10 lowest) it was submitted with. */
+  name: JobNameSchema.optional(),
+  tags: TagsSchema.optional(),
+  priority: JobPrioritySchema.optional(),
 });
 export type JobView = z.infer<typeof JobViewSchema>;
 

@@ -8,6 +8,8 @@ export * from './tensors';
 export * from './payloads';
 export * from './events';
 export * from './job-types';
+export * from './job-options';
+export * from './job-index';
 export * from './queues';
 export * from './keys';
 export * from './validation';

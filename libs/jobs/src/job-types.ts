@@ -8,6 +8,7 @@
 import { z } from 'zod';
 import { InferResultSchema, TrainResultSchema, JOB_TYPES, type JobType, type StateEvent } from './events';
 import { PayloadLimitsSchema, type PayloadLimits } from './limits';
+import { JobNameSchema, TagsSchema, type JobOptions } from './job-options';
 import type { JobContract } from './payloads';
 
 export interface JobTypeSpec {
@@ -47,12 +48,15 @@ export type JobResult = Accepting<NonNullable<StateEvent['result']>, ResultOf<Jo
 type Accepting<A, B extends A> = B;
 
 /**
- * The data of every BullMQ job: the validated payload (defaults filled), who asked for it, and the
- * limits it was validated under (the worker validates it again with those, `validateJobData`).
+ * The data of every BullMQ job: the validated payload (defaults filled), who asked for it, the
+ * limits it was validated under (the worker validates it again with those, `validateJobData`), and
+ * the job's name and tags (job-options.ts: common to every type, so they live here, not in a payload).
  */
 export type JobData = {
-  [T in JobType]: { type: T; tenant: string; limits: PayloadLimits; payload: PayloadOf<T> };
+  [T in JobType]: { type: T; tenant: string; limits: PayloadLimits; payload: PayloadOf<T> } & JobLabels;
 }[JobType];
+/** The options of a job the worker writes into its artifacts. */
+export type JobLabels = Partial<Pick<JobOptions, 'name' | 'tags'>>;
 export type JobDataOf<T extends JobType> = Extract<JobData, { type: T }>;
 
 /** The payload schema of `type` within contract `c`. */
@@ -78,6 +82,8 @@ export function jobDataSchemaOf(c: JobContract): z.ZodType<JobData> {
       tenant: z.string().min(1),
       limits: PayloadLimitsSchema,
       payload: JOB_TYPE_SPECS[type].payload(c),
+      name: JobNameSchema.optional(),
+      tags: TagsSchema.optional(),
     });
   const [first, ...rest] = JOB_TYPES.map(envelope);
   return z.discriminatedUnion('type', [first, ...rest]) as unknown as z.ZodType<JobData>;

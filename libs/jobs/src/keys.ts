@@ -1,7 +1,7 @@
 /**
  * Every Redis key the runner uses besides BullMQ's own, in one place. All live under the
  * queue prefix, next to BullMQ's `<prefix>:<queue>:...` keys; the second segments used here (`job`,
- * `jobs`, `idem`, `dataset`, `datasets`, `dataset-use`, `live`, `rate`, `worker`, `workers`, `retention`) are never
+ * `jobs`, `jobix`, `fair`, `idem`, `dataset`, `datasets`, `dataset-use`, `live`, `rate`, `worker`, `workers`, `retention`) are never
  * queue names.
  *
  * | key                                   | type   | written by          | holds                                  |
@@ -12,6 +12,10 @@
  * | `<p>:job:<id>:checkpoint`             | string | worker              | `CheckpointPointer` JSON (optional)    |
  * | `<p>:job:<id>:published`              | string | worker (lock holder)| the train job's chosen artifact set    |
  * | `<p>:jobs:<tenant>`                   | zset   | producer            | job ids by creation time (listing)     |
+ * | `<p>:jobix:<tenant>:type:<type>`      | zset   | producer            | the same, of one type (search)         |
+ * | `<p>:jobix:<tenant>:name:<name>`      | zset   | producer            | the same, of one name (search)         |
+ * | `<p>:jobix:<tenant>:tag:<k>:<v>`      | zset   | producer            | the same, of one tag (search)          |
+ * | `<p>:fair:<queue>`                    | hash   | producer            | last turn per tenant and priority      |
  * | `<p>:idem:<tenant>:<sha256(key)>`     | string | api                 | `{ id, type, bodyHash }`, TTL 24 h     |
  * | `<p>:dataset:<id>`                    | string | api                 | `DatasetMeta` JSON                     |
  * | `<p>:dataset:<id>:jobs`               | zset   | api (submit)        | ids of jobs naming it, by submit time  |
@@ -26,7 +30,17 @@
  * | `<p>:retention:lock`                  | string | worker              | retention sweeper's lock, PX = period  |
  */
 import { createHash } from 'node:crypto';
+import type { JobType } from './events';
 import { QUEUE_PREFIX_PATTERN } from './queues';
+
+/** One filter of the job search; each has its own index (names and tags are bounded by `LABEL_LIMITS`). */
+export type JobIndexFilter = { type: JobType } | { name: string } | { tag: readonly [string, string] };
+
+function filterSegment(f: JobIndexFilter): string {
+  if ('type' in f) return `type:${f.type}`;
+  if ('name' in f) return `name:${f.name}`;
+  return `tag:${f.tag[0]}:${f.tag[1]}`;
+}
 
 /** Ids that may appear in a key or as a file name: UUIDs, worker ids like `host-pid-xyz`, tenants. */
 export const SAFE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
@@ -45,6 +59,10 @@ export interface RedisKeys {
   /** The artifact set chosen for a job by the attempt that held its lock (worker's publish step). */
   published(id: string): string;
   jobIndex(tenant: string): string;
+  /** The tenant's jobs of one type, name or tag, by creation time (job-index.ts). */
+  jobFilterIndex(tenant: string, filter: JobIndexFilter): string;
+  /** Per queue: the last fair-share turn given to each tenant at each priority (producer.ts `FAIR_SHARE`). */
+  fairShare(queue: string): string;
   idempotency(tenant: string, key: string): string;
   dataset(id: string): string;
   datasetIndex(tenant: string): string;
@@ -81,6 +99,8 @@ export function redisKeys(prefix: string): RedisKeys {
     checkpoint: (j) => `${prefix}:job:${id('job id', j)}:checkpoint`,
     published: (j) => `${prefix}:job:${id('job id', j)}:published`,
     jobIndex: (t) => `${prefix}:jobs:${id('tenant', t)}`,
+    jobFilterIndex: (t, f) => `${prefix}:jobix:${id('tenant', t)}:${filterSegment(f)}`,
+    fairShare: (q) => `${prefix}:fair:${q}`,
     idempotency: (t, key) => `${prefix}:idem:${id('tenant', t)}:${createHash('sha256').update(key).digest('hex')}`,
     dataset: (d) => `${prefix}:dataset:${id('dataset id', d)}`,
     datasetIndex: (t) => `${prefix}:datasets:${id('tenant', t)}`,

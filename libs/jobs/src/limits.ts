@@ -47,3 +47,29 @@ export const DEFAULT_LIMITS: Readonly<PayloadLimits> = Object.freeze({
   // Four engines of this size, the api and Redis fit a 2-core, 24 GB machine.
   maxJobMemoryMb: 4096,
 });
+
+/**
+ * Bounds of a job's name and tags (job-options.ts). Fixed rather than configurable: tags and names
+ * are parts of the search index's Redis keys (keys.ts `jobFilterIndex`), so their shape is the index's.
+ */
+export const LABEL_LIMITS = Object.freeze({
+  /** Most tags on one job. */
+  maxTags: 16,
+  /** Longest tag key. */
+  maxTagKeyLength: 64,
+  /** Longest tag value. */
+  maxTagValueLength: 128,
+  /** Longest job name. */
+  maxNameLength: 128,
+});
+
+/** A tag key: a letter or digit, then letters, digits, '.', '_', '-' (never ':', which splits `tag=k:v`). */
+export const TAG_KEY_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+/** A tag value or a job name: printable ASCII without spaces at either end. */
+export const LABEL_VALUE_PATTERN = /^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$/;
+
+/**
+ * A job's priority within its tenant: 1 (highest) to 10 (lowest), 5 when not given. How it maps to
+ * BullMQ's priority, and the fairness between tenants: `FAIR_SHARE` in producer.ts.
+ */
+export const JOB_PRIORITY = Object.freeze({ highest: 1, lowest: 10, default: 5 });

@@ -16,7 +16,8 @@
 import { randomUUID } from 'node:crypto';
 import type { JobMeta, JobType } from './events';
 import { byJobType, JOB_TYPE_SPECS, type JobDataOf, type PayloadOf } from './job-types';
-import type { PayloadLimits } from './limits';
+import type { JobOptions } from './job-options';
+import { JOB_PRIORITY, type PayloadLimits } from './limits';
 import type { Device } from './payloads';
 
 export const QUEUE_NAMES = ['gpu', 'cpu', 'any'] as const;
@@ -68,6 +69,8 @@ export interface PlannedJobOptions {
   backoff: { type: 'exponential'; delay: number };
   removeOnComplete: { age: number; count: number };
   removeOnFail: { age: number; count: number };
+  /** BullMQ priority: set by `produceJob` from the job's priority and its tenant's share (`FAIR_SHARE`). */
+  priority?: number;
 }
 
 export interface PlannedJob<T extends JobType = JobType> {
@@ -80,22 +83,25 @@ export interface PlannedJob<T extends JobType = JobType> {
   meta: JobMeta;
 }
 
-/** Decides everything about a new job from its validated payload and the limits it was validated under. */
+/** Decides everything about a new job from its validated payload and the limits it was validated under;
+ * `job`: its validated name, tags and priority (job-options.ts). */
 export function planJob<T extends JobType>(
   type: T,
   payload: PayloadOf<T>,
-  options: { limits: PayloadLimits; tenant?: string; id?: string; now?: number; policy?: JobPolicy },
+  options: { limits: PayloadLimits; tenant?: string; id?: string; now?: number; policy?: JobPolicy; job?: JobOptions },
 ): PlannedJob<T> {
   const id = options.id ?? randomUUID();
   const tenant = options.tenant ?? DEFAULT_TENANT;
   const policy = options.policy ?? DEFAULT_JOB_POLICY;
   const device = payload.device;
   const queue = queueForDevice(device);
+  const { name, tags, priority } = options.job ?? { priority: JOB_PRIORITY.default };
+  const labels = { ...(name !== undefined && { name }), ...(tags !== undefined && { tags }) };
   return {
     id,
     queue,
     name: type,
-    data: { type, tenant, limits: options.limits, payload } as JobDataOf<T>,
+    data: { type, tenant, limits: options.limits, payload, ...labels } as JobDataOf<T>,
     opts: {
       jobId: id,
       attempts: policy.attempts[type],
@@ -103,6 +109,6 @@ export function planJob<T extends JobType>(
       removeOnComplete: { age: policy.keepCompletedSec, count: policy.keepCompletedCount },
       removeOnFail: { age: policy.keepFailedSec, count: policy.keepFailedCount },
     },
-    meta: { id, type, queue, device, tenant, createdAt: options.now ?? Date.now() },
+    meta: { id, type, queue, device, tenant, createdAt: options.now ?? Date.now(), ...labels, priority },
   };
 }

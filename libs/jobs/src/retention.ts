@@ -7,7 +7,8 @@
  *     second, where BullMQ's own age trim is lazy: it runs when a later job finishes);
  *   - a periodic `sweepRetention` (one runner at a time, `tryLock`) removes what is left of jobs
  *     whose meta is gone (tenant index entry, stray keys, the job's artifacts, BullMQ's record)
- *     and the records of finished jobs BullMQ has trimmed by count;
+ *     and the records of finished jobs BullMQ has trimmed by count, then the search index entries
+ *     (job-index.ts) of every job whose meta is gone;
  *   - with `datasets` given (DATASET_KEEP_UNUSED_SEC > 0), the same pass removes the datasets no
  *     job has named for that long (upload or submission: `keys.datasetUse()`) and no live job names.
  *
@@ -93,6 +94,8 @@ export interface RetentionSweepReport {
   orphanArtifacts: number;
   /** Datasets unused past DATASET_KEEP_UNUSED_SEC, removed. */
   unusedDatasets: number;
+  /** Search index entries (type, name, tag sets) of jobs without a meta, removed. */
+  filterEntries: number;
 }
 
 const PER_JOB_KEY = /^(.*):job:([A-Za-z0-9][A-Za-z0-9._-]{0,127}):(events|cancel|checkpoint|published)$/;
@@ -128,10 +131,19 @@ export async function sweepRetention(deps: RetentionSweepDeps): Promise<Retentio
     deps,
     now: deps.now ?? Date.now,
     batch: deps.batch ?? 500,
-    report: { scanned: 0, expired: 0, trimmed: 0, strayKeys: 0, orphanArtifacts: 0, unusedDatasets: 0 },
+    report: {
+      scanned: 0,
+      expired: 0,
+      trimmed: 0,
+      strayKeys: 0,
+      orphanArtifacts: 0,
+      unusedDatasets: 0,
+      filterEntries: 0,
+    },
     removed: new Set<string>(),
   };
   await sweepTenantIndexes(sweep);
+  await sweepFilterIndexes(sweep);
   await sweepStrayKeys(sweep);
   await sweepOrphanArtifacts(sweep);
   if (deps.datasets && deps.datasets.keepUnusedMs > 0) await sweepUnusedDatasets(sweep, deps.datasets);
@@ -212,6 +224,34 @@ async function removeJobs(sweep: Sweep, o: { indexKey: string; unsafe: string[];
   await Promise.all(dead.flatMap((d) => d.queues.map((q) => sweep.deps.removeQueueJob(q, d.id))));
   await Promise.all(dead.map((d) => sweep.deps.artifacts.remove(d.id)));
   for (const d of dead) sweep.removed.add(d.id);
+}
+
+/**
+ * Step 1b. The search indexes' entries of jobs whose meta is gone (those step 1 removed, and any
+ * left by a submission that failed half-way): the sets hold ids only, so each is checked against the
+ * metas. An emptied set is gone with its last member (Redis deletes empty sorted sets).
+ */
+async function sweepFilterIndexes(sweep: Sweep): Promise<void> {
+  const { redis, keys } = sweep.deps;
+  const sets: string[] = [];
+  await scanKeys(redis, `${keys.prefix}:jobix:*`, (found) => {
+    sets.push(...found);
+    return Promise.resolve();
+  });
+  for (const key of sets) {
+    for (let offset = 0; ;) {
+      const ids = await redis.zrange(key, String(offset), String(offset + sweep.batch - 1));
+      if (ids.length === 0) break;
+      const safe = ids.filter((id) => SAFE_ID.test(id));
+      const p = redis.pipeline();
+      for (const id of safe) p.exists(keys.jobMeta(id));
+      const res = (await p.exec()) ?? [];
+      const live = new Set(safe.filter((_, i) => res[i]?.[1] === 1));
+      const gone = ids.filter((id) => !live.has(id));
+      if (gone.length) sweep.report.filterEntries += await redis.zrem(key, ...gone);
+      offset += ids.length - gone.length;
+    }
+  }
 }
 
 /** Step 2. Per-job keys whose meta is gone (written after the job's records expired). */

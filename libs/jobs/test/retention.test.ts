@@ -13,6 +13,7 @@ import {
   expireJobRecords,
   keepAgeSec,
   planJob,
+  produceJob,
   redisKeys,
   sweepRetention,
   openArtifactStore,
@@ -144,7 +145,15 @@ test('one sweep: expired, trimmed, cancelled-before-start, running, stray keys a
     orphanGraceMs: 60_000,
     batch: 2,
   });
-  expect(report).toEqual({ scanned: 5, expired: 1, trimmed: 1, strayKeys: 1, orphanArtifacts: 1, unusedDatasets: 0 });
+  expect(report).toEqual({
+    scanned: 5,
+    expired: 1,
+    trimmed: 1,
+    strayKeys: 1,
+    orphanArtifacts: 1,
+    unusedDatasets: 0,
+    filterEntries: 0,
+  });
   expect((await redis.zrange(index, '0', '-1')).sort()).toEqual([cancelledQueued, running, kept].sort());
   expect(
     await redis.exists(
@@ -247,4 +256,30 @@ test('datasets unused past the keep time go, unless a job that may still run nam
   // The live job's dataset counts as used now: not looked at again for another keep time.
   expect(Number(await redis.zscore(keys.datasetUse(), usedByLive))).toBeGreaterThanOrEqual(now);
   expect(await redis.zrange(keys.datasetJobs(usedByLive), '0', '-1')).toEqual([live]);
+});
+
+test("a sweep removes a removed job's search index entries (type, name, tags) and keeps the others'", async () => {
+  const queue = { add: () => Promise.resolve() };
+  const deps = { redis, keys, queue: () => queue };
+  const payload = contract.TrainPayload.parse(CANONICAL_TRAIN_EXAMPLE);
+  const job = { name: 'nightly', tags: { team: 'ml' }, priority: 5 };
+  const plans = [0, 1].map(() => planJob('train', payload, { limits: contract.limits, tenant: 'idx', job }));
+  for (const p of plans) await produceJob(deps, p);
+  const sets = [
+    keys.jobFilterIndex('idx', { type: 'train' }),
+    keys.jobFilterIndex('idx', { name: 'nightly' }),
+    keys.jobFilterIndex('idx', { tag: ['team', 'ml'] }),
+  ];
+  for (const k of sets) expect((await redis.zrange(k, '0', '-1')).sort()).toEqual(plans.map((p) => p.id).sort());
+  await redis.del(keys.jobMeta(plans[0].id)); // its records expired
+  const report = await sweepRetention({
+    redis,
+    keys,
+    removeQueueJob: () => Promise.resolve(),
+    artifacts,
+    orphanGraceMs: 60_000,
+  });
+  expect(report.filterEntries).toBe(3);
+  for (const k of sets) expect(await redis.zrange(k, '0', '-1')).toEqual([plans[1].id]);
+  expect(await redis.zrange(keys.jobIndex('idx'), '0', '-1')).toEqual([plans[1].id]);
 });

@@ -18,6 +18,7 @@ import {
   JobErrorSchema,
   JobEventSchema,
   JobListSchema,
+  JobOptionsSchema,
   JobViewSchema,
   ProgressEventSchema,
   SubmitResponseSchema,
@@ -39,6 +40,16 @@ import {
 function jsonSchema(s: z.ZodType, io: 'input' | 'output'): Record<string, unknown> {
   const { $schema: _drop, ...rest } = z.toJSONSchema(s, { io, unrepresentable: 'any' }) as Record<string, unknown>;
   return rest;
+}
+
+/** A submit body: the payload's fields and the job options' (name, tags, priority) side by side. */
+function submitBody(payload: z.ZodType): Record<string, unknown> {
+  const body = jsonSchema(payload, 'input');
+  const options = jsonSchema(JobOptionsSchema, 'input');
+  return {
+    ...body,
+    properties: { ...(body.properties as object), ...(options.properties as object) },
+  };
 }
 
 const ref = (name: SchemaName) => ({ $ref: `#/components/schemas/${name}` });
@@ -78,8 +89,8 @@ const openApiPath = (path: string) => path.replace(/:(\w+)/g, '{$1}');
 
 export function buildOpenApi(contract: JobContract, version: string): Record<string, unknown> {
   const schemas = {
-    TrainPayload: jsonSchema(contract.TrainPayload, 'input'),
-    InferPayload: jsonSchema(contract.InferPayload, 'input'),
+    TrainPayload: submitBody(contract.TrainPayload),
+    InferPayload: submitBody(contract.InferPayload),
     DatasetInput: jsonSchema(contract.DatasetInput, 'input'),
     SubmitResponse: jsonSchema(SubmitResponseSchema, 'output'),
     InferWaitResponse: jsonSchema(InferWaitResponseSchema, 'output'),

@@ -111,6 +111,9 @@ export class JobRecords {
       device: meta.device,
       createdAt: meta.createdAt,
       links: linksOf(meta.id),
+      ...(meta.name !== undefined && { name: meta.name }),
+      ...(meta.tags !== undefined && { tags: meta.tags }),
+      ...(meta.priority !== undefined && { priority: meta.priority }),
     };
     if (found) {
       const state = publicState(found.state, found.failedReason);

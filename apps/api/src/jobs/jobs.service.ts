@@ -14,11 +14,20 @@ import {
   type DatasetMeta,
   IDEMPOTENCY_TTL_SEC,
   JOB_STATES,
+  JOB_TYPES,
+  JOB_PRIORITY,
+  type JobOptions,
+  JobNameSchema,
+  LABEL_LIMITS,
+  parseTagFilter,
+  searchKeys,
+  walkJobIndex,
   expireJobRecords,
   payloadSchema,
   planJob,
   produceJob,
   validate,
+  validateSubmission,
   isTerminal,
   jobCostIssue,
   type CostedJob,
@@ -89,6 +98,13 @@ function canonicalJson(v: unknown): string {
   return JSON.stringify(v);
 }
 
+/** The job options' part of an idempotent request's hash: none for the defaults, so the hash of a
+ * body without options is what it was before jobs had them. */
+function optionsHashPart(o: JobOptions): string {
+  const defaults = o.name === undefined && o.tags === undefined && o.priority === JOB_PRIORITY.default;
+  return defaults ? '' : `\n${canonicalJson(o)}`;
+}
+
 const datasetGone = (datasetId: string): ValidationIssue => ({
   path: 'data.datasetId',
   code: 'not_found',
@@ -97,7 +113,39 @@ const datasetGone = (datasetId: string): ValidationIssue => ({
   received: JSON.stringify(datasetId),
 });
 
-export const ListQuerySchema = PageQuerySchema.extend({ state: z.enum(JOB_STATES).optional() });
+/** `since`: milliseconds since the epoch, or an ISO 8601 date. */
+const SinceSchema = z.union([
+  z
+    .string()
+    .regex(/^\d{1,15}$/)
+    .transform(Number),
+  z.iso.datetime({ offset: true }).transform((s) => Date.parse(s)),
+  z.iso.date().transform((s) => Date.parse(s)),
+]);
+
+/** `tag=k:v`, repeatable: every tag must match. */
+const TagFilterSchema = z.union([z.string(), z.array(z.string()).max(LABEL_LIMITS.maxTags)]).transform((v, ctx) => {
+  const tags = [];
+  for (const s of Array.isArray(v) ? v : [v]) {
+    const t = parseTagFilter(s);
+    if (t) tags.push(t);
+    else
+      ctx.addIssue({
+        code: 'custom',
+        message: `expected key:value (a tag key, then a tag value), received ${JSON.stringify(s)}`,
+        params: { expected: 'key:value', received: JSON.stringify(s) },
+      });
+  }
+  return tags;
+});
+
+export const ListQuerySchema = PageQuerySchema.extend({
+  state: z.enum(JOB_STATES).optional(),
+  type: z.enum(JOB_TYPES).optional(),
+  name: JobNameSchema.optional(),
+  tag: TagFilterSchema.optional(),
+  since: SinceSchema.optional(),
+});
 
 /** The issues of what a payload refers to, and the job as the cost estimate sees it (null: cannot be sized). */
 interface RefCheck {
@@ -105,7 +153,7 @@ interface RefCheck {
   costed: CostedJob | null;
 }
 
-/** Most index entries one list request looks at when filtering by state. */
+/** Most index entries one list request looks at when filtering by state or by several sets. */
 const MAX_SCANNED = 1000;
 
 @Injectable()
@@ -139,9 +187,11 @@ export class JobsService {
   };
 
   async submit<T extends JobType>(type: T, body: unknown, tenant: string, idempotencyKey?: string): Promise<Submitted> {
-    const parsed = validate(payloadSchema(type, this.contract), body);
+    // Name, tags and priority are top-level fields of the body beside the payload's (job-options.ts).
+    const parsed = validateSubmission(payloadSchema(type, this.contract), body);
     if (!parsed.ok) throw ApiError.invalid(parsed.issues);
-    const payload = parsed.value as PayloadOf<T>;
+    const payload = parsed.value.payload as PayloadOf<T>;
+    const jobOptions = parsed.value.options;
     const refs = await this.refChecks[type](payload, tenant);
     if (refs.issues.length) throw ApiError.invalid(refs.issues);
     // The job's estimated engine memory against LIMIT_MAX_JOB_MEMORY_MB (cost.ts).
@@ -164,7 +214,7 @@ export class JobsService {
       }
       idemKey = this.keys.idempotency(tenant, idempotencyKey);
       const bodyHash = createHash('sha256')
-        .update(`${type}\n${canonicalJson(payload)}`)
+        .update(`${type}\n${canonicalJson(payload)}${optionsHashPart(jobOptions)}`)
         .digest('hex');
       const record = JSON.stringify({ id, type, bodyHash });
       const set = await this.redis.set(idemKey, record, 'EX', IDEMPOTENCY_TTL_SEC, 'NX');
@@ -197,7 +247,13 @@ export class JobsService {
       }
     }
 
-    const plan = planJob(type, payload, { limits: this.contract.limits, tenant, id, policy: this.config.jobPolicy });
+    const plan = planJob(type, payload, {
+      limits: this.contract.limits,
+      tenant,
+      id,
+      policy: this.config.jobPolicy,
+      job: jobOptions,
+    });
     const datasetId = this.datasetOf[type](payload);
     try {
       if (datasetId && !(await this.datasets.reference(datasetId, plan.id))) {
@@ -358,44 +414,46 @@ export class JobsService {
     return this.records.view(await this.records.metaOr404(id, tenant));
   }
 
-  /** Newest first. The cursor is opaque: base64url of `<createdAt>:<id>` of the last item returned. */
+  /**
+   * Newest first, filtered by type, name, tags (the search index, job-index.ts), creation time and
+   * state. The cursor is opaque: base64url of `<createdAt>:<id>` of the last entry looked at.
+   */
   async list(query: unknown, tenant: string): Promise<JobList> {
     const q = validate(ListQuerySchema, query);
     if (!q.ok) throw ApiError.invalid(q.issues);
-    const { state, limit, cursor } = q.value;
+    const { state, limit, cursor, type, name, tag, since } = q.value;
     const after = cursor ? parseCursor(cursor) : null;
-    const maxScore = after ? String(after.score) : '+inf';
-    const index = this.keys.jobIndex(tenant);
+    const keys = searchKeys(this.keys, tenant, { type, name, tags: tag });
+    // One set and no state: every entry walked is an item, a page and one more tell whether there is more.
+    const chunk = state || keys.length > 1 ? 100 : limit + 1;
+    const walk = walkJobIndex(this.redis, { keys, maxScore: after?.score ?? '+inf', minScore: since ?? '-inf', chunk });
     const items: JobView[] = [];
     let last: { score: number; id: string } | null = null;
     let scanned = 0;
-    let offset = 0;
-    const chunk = state ? 100 : limit + 1;
-    for (;;) {
-      const raw = await this.redis.zrevrangebyscore(index, maxScore, '-inf', 'WITHSCORES', 'LIMIT', offset, chunk);
-      offset += raw.length / 2;
-      const entries: Array<{ score: number; id: string }> = [];
-      for (let i = 0; i < raw.length; i += 2) {
-        const e = { id: raw[i], score: Number(raw[i + 1]) };
-        if (!servedBefore(e, after)) entries.push(e);
-      }
-      // One MGET for the chunk's metas and its views in parallel, instead of round trips per job.
-      const metas = await this.records.metas(
-        entries.map((e) => e.id),
+    for await (const walked of walk) {
+      const entries = walked.filter((e) => !servedBefore(e, after));
+      const views = await this.viewsOf(
+        entries.filter((e) => e.match).map((e) => e.id),
         tenant,
       );
-      const views = await Promise.all(metas.map((m) => (m ? this.records.view(m) : Promise.resolve(null))));
-      for (let i = 0; i < entries.length; i++) {
+      for (const e of entries) {
         // A candidate beyond a full page: there is more.
         if (items.length >= limit) return { items, nextCursor: last && cursorOf(last) };
-        last = entries[i];
-        const view = views[i];
+        last = e;
+        const view = e.match ? views.get(e.id) : undefined;
         if (view && (!state || view.state === state)) items.push(view);
-        // Filtering by state looks at a bounded number of jobs per request; the cursor goes on.
+        // A filtered listing looks at a bounded number of entries per request; the cursor goes on.
         if (++scanned >= MAX_SCANNED) return { items, nextCursor: cursorOf(last) };
       }
-      if (raw.length / 2 < chunk) return { items, nextCursor: null };
     }
+    return { items, nextCursor: null };
+  }
+
+  /** The views of the tenant's jobs among `ids`: one MGET for the metas, the views in parallel. */
+  private async viewsOf(ids: string[], tenant: string): Promise<Map<string, JobView>> {
+    const metas = await this.records.metas(ids, tenant);
+    const views = await Promise.all(metas.map((m) => (m ? this.records.view(m) : Promise.resolve(null))));
+    return new Map(views.filter((v): v is JobView => v !== null).map((v) => [v.id, v]));
   }
 
   /**

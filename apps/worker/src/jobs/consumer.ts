@@ -240,6 +240,7 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
         jobId,
         tenant: data.tenant,
         payload: data.payload,
+        labels: { name: data.name, tags: data.tags },
         attempt,
         stop,
         timeoutMs,

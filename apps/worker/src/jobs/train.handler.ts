@@ -166,7 +166,7 @@ export class TrainHandler implements JobHandler<'train'> {
     const artifactFiles = [
       [ARTIFACTS.model, files.model],
       [ARTIFACTS.state, files.state],
-      [ARTIFACTS.metrics, metricsCsv(messages.metrics)],
+      [ARTIFACTS.metrics, metricsCsv(messages.metrics, ctx.labels)],
       [ARTIFACTS.config, JSON.stringify(this.configArtifact(ctx, files.resolved), null, 2)],
     ] as const;
     return this.publisher.publish(ctx, artifactFiles, result, (u) => TrainResultSchema.parse(u));
@@ -179,11 +179,13 @@ export class TrainHandler implements JobHandler<'train'> {
     return blowup !== null;
   }
 
-  /** `config.json`: the payload, the library's resolved configuration and where it ran. */
+  /** `config.json`: the payload, the job's name and tags, the library's resolved configuration and where it ran. */
   private configArtifact(ctx: JobContext<'train'>, resolved: Record<string, unknown>) {
     return {
       jobId: ctx.jobId,
       type: 'train',
+      name: ctx.labels.name ?? null,
+      tags: ctx.labels.tags ?? {},
       model: ctx.payload.model,
       payload: ctx.payload,
       resolved,

@@ -2,7 +2,7 @@
  * Command line of `relu-lstm`, parsed with node:util `parseArgs`. Pure: no I/O, so tests can call it.
  */
 import { parseArgs } from 'node:util';
-import { JOB_STATES, JOB_TYPES, type JobState, type JobType } from '@relu-lstm/jobs';
+import { JOB_PRIORITY, JOB_STATES, JOB_TYPES, type JobState, type JobType } from '@relu-lstm/jobs';
 
 export const DEFAULT_URL = 'http://127.0.0.1:3000';
 export const URL_ENV = 'RELU_LSTM_URL';
@@ -17,10 +17,14 @@ Commands:
                             otherwise; exits 1 if the job fails or is cancelled
       --wait                infer only: the server answers when the job has ended
       --idempotency-key K   a repeat with the same key returns the same job
+      --name NAME           the job's name (find it with list --name)
+      --tag KEY=VALUE       a tag (repeat for several; find them with list --tag)
+      --priority P          1 (highest) to 10 (lowest) among your jobs; default 5
   status <id>               the job's state, progress, result summary or error
   watch <id>                follow a job already submitted (as submit --watch)
-  list [--state S] [--limit N]
-                            jobs, newest first
+  list [--state S] [--type T] [--name NAME] [--tag KEY=VALUE]... [--since DATE] [--limit N]
+                            jobs, newest first, those matching every filter given
+                            (--since: an ISO 8601 date or milliseconds since the epoch)
   cancel <id>               cancel a job (a running one stops at its next batch)
   artifacts <id> [-o DIR]   list the job's artifacts, or download them all into DIR
   workers                   live workers: backend, device, host, queues, current job
@@ -40,13 +44,30 @@ export class UsageError extends Error {
 
 export type Command =
   | { name: 'help' }
-  | { name: 'submit'; spec: string; as: JobType | null; watch: boolean; wait: boolean; idempotencyKey: string | null }
+  | {
+      name: 'submit';
+      spec: string;
+      as: JobType | null;
+      watch: boolean;
+      wait: boolean;
+      idempotencyKey: string | null;
+      job: { name?: string; tags?: Record<string, string>; priority?: number };
+    }
   | { name: 'status'; id: string }
   | { name: 'watch'; id: string }
-  | { name: 'list'; state: JobState | null; limit: number | null }
+  | { name: 'list'; state: JobState | null; limit: number | null; filters: ListFilters }
   | { name: 'cancel'; id: string }
   | { name: 'artifacts'; id: string; out: string | null }
   | { name: 'workers' };
+
+/** The search filters of `list` (each optional; every one given must match). */
+export interface ListFilters {
+  type?: JobType;
+  name?: string;
+  tags?: Record<string, string>;
+  /** Milliseconds since the epoch. */
+  since?: number;
+}
 
 export interface CliArgs {
   command: Command;
@@ -68,16 +89,24 @@ const OPTIONS = {
   out: { type: 'string', short: 'o' },
   state: { type: 'string' },
   limit: { type: 'string' },
+  name: { type: 'string' },
+  tag: { type: 'string', multiple: true },
+  priority: { type: 'string' },
+  type: { type: 'string' },
+  since: { type: 'string' },
 } as const;
 
 type OptionName = keyof typeof OPTIONS;
 const GLOBAL: OptionName[] = ['url', 'api-key', 'json', 'help'];
 /** Options each command takes besides the global ones, and how many positionals. */
 const COMMANDS: Record<Exclude<Command['name'], 'help'>, { options: OptionName[]; args: string[] }> = {
-  submit: { options: ['watch', 'wait', ...JOB_TYPES, 'idempotency-key'], args: ['spec.json'] },
+  submit: {
+    options: ['watch', 'wait', ...JOB_TYPES, 'idempotency-key', 'name', 'tag', 'priority'],
+    args: ['spec.json'],
+  },
   status: { options: [], args: ['id'] },
   watch: { options: [], args: ['id'] },
-  list: { options: ['state', 'limit'], args: [] },
+  list: { options: ['state', 'limit', 'type', 'name', 'tag', 'since'], args: [] },
   cancel: { options: [], args: ['id'] },
   artifacts: { options: ['out'], args: ['id'] },
   workers: { options: [], args: [] },
@@ -131,6 +160,11 @@ export function parseCliArgs(argv: readonly string[], env: Record<string, string
           watch: v.watch ?? false,
           wait: v.wait ?? false,
           idempotencyKey: v['idempotency-key'] ?? null,
+          job: {
+            ...(v.name !== undefined && { name: v.name }),
+            ...(v.tag !== undefined && { tags: parseTags(v.tag) }),
+            ...(v.priority !== undefined && { priority: parsePriority(v.priority) }),
+          },
         },
       };
     }
@@ -144,7 +178,8 @@ export function parseCliArgs(argv: readonly string[], env: Record<string, string
         if (!/^\d+$/.test(v.limit) || limit < 1)
           throw new UsageError(`--limit: expected a positive integer, got ${JSON.stringify(v.limit)}`);
       }
-      return { ...common, command: { name, state: (v.state as JobState | undefined) ?? null, limit } };
+      const state = (v.state as JobState | undefined) ?? null;
+      return { ...common, command: { name, state, limit, filters: listFilters(v) } };
     }
     case 'artifacts':
       return { ...common, command: { name, id, out: v.out ?? null } };
@@ -153,6 +188,43 @@ export function parseCliArgs(argv: readonly string[], env: Record<string, string
     default:
       return { ...common, command: { name: name as 'status' | 'watch' | 'cancel', id } };
   }
+}
+
+/** `--tag key=value` (or `key:value`), repeatable, into a record; the api checks keys and values. */
+function parseTags(list: readonly string[]): Record<string, string> {
+  const tags: Record<string, string> = {};
+  for (const t of list) {
+    const m = /^([^=:]+)[=:](.+)$/.exec(t);
+    if (!m) throw new UsageError(`--tag: expected key=value, got ${JSON.stringify(t)}`);
+    tags[m[1]] = m[2];
+  }
+  return tags;
+}
+
+function parsePriority(p: string): number {
+  const n = Number(p);
+  if (!/^\d+$/.test(p) || n < JOB_PRIORITY.highest || n > JOB_PRIORITY.lowest)
+    throw new UsageError(
+      `--priority: expected an integer from ${JOB_PRIORITY.highest} (highest) to ${JOB_PRIORITY.lowest} (lowest), got ${JSON.stringify(p)}`,
+    );
+  return n;
+}
+
+function listFilters(v: { type?: string; name?: string; tag?: string[]; since?: string }): ListFilters {
+  if (v.type !== undefined && !(JOB_TYPES as readonly string[]).includes(v.type))
+    throw new UsageError(`--type: expected one of ${JOB_TYPES.join(', ')}, got ${JSON.stringify(v.type)}`);
+  let since: number | undefined;
+  if (v.since !== undefined) {
+    since = /^\d+$/.test(v.since) ? Number(v.since) : Date.parse(v.since);
+    if (Number.isNaN(since))
+      throw new UsageError(`--since: expected an ISO 8601 date or milliseconds, got ${JSON.stringify(v.since)}`);
+  }
+  return {
+    ...(v.type !== undefined && { type: v.type as JobType }),
+    ...(v.name !== undefined && { name: v.name }),
+    ...(v.tag !== undefined && { tags: parseTags(v.tag) }),
+    ...(since !== undefined && { since }),
+  };
 }
 
 /** The top-level field that tells a spec's job type when neither a flag nor `"type"` does. */

@@ -107,7 +107,7 @@ async function submit(s: Session, c: CommandOf<'submit'>): Promise<number> {
 }
 
 async function submitTrain(s: Session, c: CommandOf<'submit'>, payload: TrainPayloadInput): Promise<number> {
-  const sub = await s.client.submitTrain(payload, { idempotencyKey: c.idempotencyKey ?? undefined });
+  const sub = await s.client.submitTrain(payload, { idempotencyKey: c.idempotencyKey ?? undefined, ...c.job });
   if (!c.watch) return s.json ? (s.printJson(sub), 0) : (s.out(`${sub.id} ${sub.state}`), 0);
   if (!s.json) s.io.stderr.write(`submitted train job ${sub.id}\n`);
   return watch(s.client, sub.id, planFromPayload(payload), s.io, s.json);
@@ -115,7 +115,11 @@ async function submitTrain(s: Session, c: CommandOf<'submit'>, payload: TrainPay
 
 /** With `--wait` the api may answer with the finished job; then there is nothing to watch. */
 async function submitInfer(s: Session, c: CommandOf<'submit'>, payload: InferPayloadInput): Promise<number> {
-  const sub = await s.client.submitInfer(payload, { idempotencyKey: c.idempotencyKey ?? undefined, wait: c.wait });
+  const sub = await s.client.submitInfer(payload, {
+    idempotencyKey: c.idempotencyKey ?? undefined,
+    wait: c.wait,
+    ...c.job,
+  });
   if ('result' in sub && (sub.state === 'completed' || sub.state === 'failed' || sub.state === 'cancelled')) {
     if (s.json) s.printJson(sub);
     else if (sub.state === 'completed' && sub.result) s.out(`${sub.id} completed: ${inferSummary(sub.result)}`);
@@ -128,17 +132,26 @@ async function submitInfer(s: Session, c: CommandOf<'submit'>, payload: InferPay
 }
 
 async function list(s: Session, c: CommandOf<'list'>): Promise<number> {
-  const page = await s.client.list({ state: c.state ?? undefined, limit: c.limit ?? undefined });
+  const page = await s.client.list({ state: c.state ?? undefined, limit: c.limit ?? undefined, ...c.filters });
   if (s.json) {
     s.printJson(page);
     return 0;
   }
   for (const j of page.items)
     s.out(
-      `${j.id}  ${j.type.padEnd(5)}  ${j.state.padEnd(9)}  ${j.device.padEnd(3)}  ${new Date(j.createdAt).toISOString()}`,
+      `${j.id}  ${j.type.padEnd(5)}  ${j.state.padEnd(9)}  ${j.device.padEnd(3)}  ${new Date(j.createdAt).toISOString()}${labelsOf(j)}`,
     );
   if (page.nextCursor) s.out(`(more: --json shows the cursor)`);
   return 0;
+}
+
+/** `  name  k=v,k=v` of a listed job, or nothing. */
+function labelsOf(j: { name?: string; tags?: Record<string, string> }): string {
+  const tags = Object.entries(j.tags ?? {}).map(([k, v]) => `${k}=${v}`);
+  return [j.name, tags.join(',')]
+    .filter(Boolean)
+    .map((x) => `  ${x}`)
+    .join('');
 }
 
 /** Lists the job's artifacts, or with `--out` saves them all into that directory. */
