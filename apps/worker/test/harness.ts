@@ -16,9 +16,11 @@ import {
   contract,
   openArtifactStore,
   RedisJobEventStream,
+  RedisPublishedSets,
   planJob,
   produceJob,
   redisKeys,
+  type ArtifactStore,
   type JobEvent,
   type JobPolicy,
   type JobType,
@@ -51,7 +53,8 @@ export class Harness {
   readonly redis: Redis;
   readonly keys: RedisKeys = redisKeys(this.prefix);
   readonly events: RedisJobEventStream;
-  readonly artifacts = openArtifactStore(this.artifactDir);
+  /** The workers' artifact store: `ARTIFACT_DIR` of the base env (an s3:// store), else `artifactDir`. */
+  readonly artifacts: ArtifactStore;
   private readonly queues = new Map<QueueName, Queue>();
   private readonly workers: WorkerProcess[] = [];
 
@@ -64,6 +67,10 @@ export class Harness {
       throw new Error(`${WORKER_MAIN} is missing: run \`npm run build\` first (npm test does)`);
     this.redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
     this.events = new RedisJobEventStream(this.redis, this.keys);
+    this.artifacts = openArtifactStore(baseEnv.ARTIFACT_DIR ?? this.artifactDir, {
+      published: new RedisPublishedSets(this.redis, this.keys),
+      env: { ...process.env, ...baseEnv },
+    });
   }
 
   queue(name: QueueName): Queue {

@@ -15,6 +15,7 @@ import {
   planJob,
   redisKeys,
   sweepRetention,
+  NO_PUBLISHED_SETS,
   openArtifactStore,
   openDatasetStore,
   tryLock,
@@ -32,7 +33,7 @@ let artifacts: ArtifactStore;
 beforeAll(async () => {
   redis = new Redis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', { maxRetriesPerRequest: 1 });
   dir = await mkdtemp(join(tmpdir(), 'retention-'));
-  artifacts = openArtifactStore(dir);
+  artifacts = openArtifactStore(dir, { published: NO_PUBLISHED_SETS });
 });
 afterAll(async () => {
   const found = await redis.keys(`${prefix}:*`);

@@ -9,9 +9,10 @@
  * - `holds`: a plain GET, asked just before a checkpoint file replaces the previous one (see
  *   `ArtifactStore.put`'s fence) and by the running job's watchdog;
  * - `choosePublication`: one Lua script that, only if the lock is still ours, either records our
- *   staged artifact set as *the* set of the job (`SET <p>:job:<id>:published NX`) or returns the
- *   set recorded earlier by another attempt. Exactly one set is ever chosen per job; whoever holds
- *   the lock later publishes that same set (see ArtifactPublisher).
+ *   staged artifact set as *the* set of the job (`<p>:job:<id>:published`, set once) or returns
+ *   the set recorded earlier by another attempt. That record is the publication: readers resolve
+ *   the job's artifacts through it (`PublishedSets` of @relu-lstm/jobs), so exactly one set is
+ *   ever visible per job (see ArtifactPublisher).
  */
 import { Injectable } from '@nestjs/common';
 import { RedisService } from '../redis';
