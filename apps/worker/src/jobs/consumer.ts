@@ -29,7 +29,7 @@ import {
 } from '@nestjs/common';
 import { DelayedError, WaitingError, Worker, type Job } from 'bullmq';
 import {
-  queuesForWorker,
+  servedQueues,
   validateJobData,
   type JobData,
   type JobResult,
@@ -122,9 +122,21 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
     return this.running?.job.id ?? null;
   }
 
+  /** `servedQueues`: what WORKER_QUEUES names that this backend cannot serve is left out, and said once. */
+  private chooseQueues(backend: BackendSummary): QueueName[] {
+    const { queues, refused } = servedQueues(this.config.queues, backend);
+    for (const r of refused) {
+      this.log.warn(
+        `WORKER_QUEUES names ${r.queue}, but the backend ${backend.backend} (device ${backend.device}) is not a ` +
+          `${r.needs}: not consuming the ${r.queue} queue (its jobs wait for a worker that has one); consuming ${queues.join(', ')}`,
+      );
+    }
+    return queues;
+  }
+
   async onApplicationBootstrap(): Promise<void> {
     this.backendInfo = await this.engine.start();
-    this.queueList = [...(this.config.queues ?? queuesForWorker(this.backendInfo))];
+    this.queueList = this.chooseQueues(this.backendInfo);
     for (const queue of this.queueList) {
       const worker = new Worker<unknown, JobResult, string>(queue, (job, token) => this.process(queue, job, token!), {
         connection: this.redis.connection,
