@@ -26,6 +26,11 @@ export const SubmitResponseSchema = z.strictObject({
   id: z.uuid(),
   state: z.enum(JOB_STATES),
   links: JobLinksSchema,
+  /**
+   * Accepted, but no live worker serves the job's queue and only some workers can: what it waits
+   * for, e.g. "a live worker serving the gpu queue (hardware GPU backend)". Absent otherwise.
+   */
+  waitingFor: z.string().optional(),
 });
 export type SubmitResponse = z.infer<typeof SubmitResponseSchema>;
 
@@ -52,6 +57,8 @@ export const JobViewSchema = z.strictObject({
   links: JobLinksSchema,
   /** Bytes of the payload as queued (null once the queue's record is gone). A view never carries the payload. */
   payloadBytes: z.number().int().nullable().optional(),
+  /** While `queued`: what it was found waiting for at submission (see `SubmitResponse.waitingFor`). */
+  waitingFor: z.string().optional(),
 });
 export type JobView = z.infer<typeof JobViewSchema>;
 

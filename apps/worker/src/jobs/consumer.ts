@@ -1,6 +1,7 @@
 /**
  * Consumes the queues: one BullMQ `Worker` per queue this process serves (`gpu`+`any` on a GPU
- * backend, `cpu`+`any` otherwise, or WORKER_QUEUES), each with concurrency 1, sharing one engine.
+ * backend, `cpu`+`any` otherwise, or WORKER_QUEUES less `gpu` on a backend without a hardware GPU:
+ * `servedQueues`), each with concurrency 1, sharing one engine.
  *
  * One job at a time per process, across its queues: the engine owns one device and runs one request
  * at a time. A job takes the process's single slot; while it runs, the Workers of the other queues
