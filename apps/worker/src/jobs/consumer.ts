@@ -129,7 +129,7 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
     for (const r of refused) {
       this.log.warn(
         `WORKER_QUEUES names ${r.queue}, but the backend ${backend.backend} (device ${backend.device}) is not a ` +
-          `${r.needs}: not consuming the ${r.queue} queue (its jobs wait for a worker that has one); consuming ${queues.join(', ')}`,
+          `${r.needs}: leaving the ${r.queue} queue to workers that have one (its jobs wait for them); serving ${queues.join(', ')}`,
       );
     }
     return queues;
