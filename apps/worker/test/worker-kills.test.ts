@@ -296,3 +296,46 @@ describe.each(['file', 's3 (s3rver)'])('a worker paused past its lock, on the %s
     }
   });
 });
+
+describe('a worker that died after publishing, before its job was recorded complete', () => {
+  let h: Harness;
+  beforeAll(() => {
+    h = new Harness(ENV);
+  });
+  afterAll(async () => {
+    await h?.close();
+  });
+
+  it("the next attempt trains nothing: the published set and its result are the job's; the rest is tidied", async () => {
+    // What the dead attempt left: its staged set, the published record (its fencing step), a
+    // checkpoint and another attempt's stage; the job is still queued.
+    const id = await h.submit('train', payload(40));
+    const result = TrainResultSchema.parse({
+      epochs: 40,
+      steps: 40 * STEPS_PER_EPOCH,
+      finalLoss: 0.0123,
+      finalValLoss: null,
+      samplesPerSec: 1,
+      elapsedMs: 1,
+      resumedFromEpoch: null,
+      backend: 'dead-attempt',
+      gpu: false,
+      artifacts: TRAIN_ARTIFACTS,
+    });
+    const stage = 'deadbeef';
+    for (const n of TRAIN_ARTIFACTS) await h.artifacts.stage(id, stage, n, `${n} of the dead attempt`);
+    await h.artifacts.stage(id, 'other', ARTIFACTS.model, 'never published');
+    await h.artifacts.put(id, 'checkpoint.safetensors', 'a checkpoint');
+    const record = { stage, names: TRAIN_ARTIFACTS, layout: 'attempt', attempt: 1, workerId: 'dead', at: 1, result };
+    await h.redis.set(h.keys.published(id), JSON.stringify(record));
+
+    const w = await h.startReadyWorker({ WORKER_ID: 'next' });
+    const events = await h.waitForEnd(id, 60_000, w);
+    const completed = events.find(isState('completed'))!;
+    expect(completed.result).toEqual(result);
+    expect(events.filter(isLog('published_earlier'))).toHaveLength(1);
+    expect(events.some((e) => e.type === 'metric')).toBe(false); // no step trained
+    expect((await h.artifacts.get(id, ARTIFACTS.model)).toString()).toBe(`${ARTIFACTS.model} of the dead attempt`);
+    expect(await expectOnlyPublishedSet(h, id)).toBe(stage);
+  });
+});

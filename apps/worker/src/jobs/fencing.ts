@@ -16,7 +16,14 @@
  */
 import { Injectable } from '@nestjs/common';
 import { RedisService } from '../redis';
-import { choosePublication, lockKeyOf, setIfHolder, type LockedJob, type Publication } from './lock-fence';
+import {
+  PublicationSchema,
+  choosePublication,
+  lockKeyOf,
+  setIfHolder,
+  type LockedJob,
+  type Publication,
+} from './lock-fence';
 
 export { LostLockError, stageIdOf, type LockHolder, type LockedJob, type Publication } from './lock-fence';
 
@@ -32,6 +39,12 @@ export class JobFencing {
   /** `SET key value` only while `token` holds the job's lock (one Lua step); false if it does not. */
   setIfHolder(job: LockedJob, token: string, key: string, value: string): Promise<boolean> {
     return setIfHolder(this.redis.connection, lockKeyOf(job), token, key, value);
+  }
+
+  /** The job's published set, if an attempt published one (read only: publishing is `choosePublication`). */
+  async publication(jobId: string): Promise<Publication | null> {
+    const raw = await this.redis.connection.get(this.redis.keys.published(jobId));
+    return raw === null ? null : PublicationSchema.parse(JSON.parse(raw));
   }
 
   /** See `choosePublication` in lock-fence.ts. */

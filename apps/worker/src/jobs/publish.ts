@@ -10,8 +10,8 @@
  *   3. tidy: the other stages, the temporaries and the checkpoint go (nothing a reader sees).
  * A worker that lost the lock records nothing (its stage is discarded) and gets `LostLockError`; its
  * stage, should it be killed first, is never read and goes with the job (retention). A crash
- * between 2 and 3 leaves the job published; the next holder of the lock is handed that set when it
- * publishes, and tidies.
+ * after 2 leaves the job published: the next attempt runs nothing (`earlier`), completes with the
+ * recorded result and tidies.
  */
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import { ATTEMPT_LAYOUT, type ArtifactStore } from '@relu-lstm/jobs';
@@ -69,18 +69,32 @@ export class ArtifactPublisher {
     }
     if (chosen.stage !== stage) {
       await this.artifacts.discardStaged(jobId, stage).catch(() => undefined);
-      await this.events.info(
-        jobId,
-        'published_earlier',
-        `attempt ${chosen.attempt} (worker ${chosen.workerId}) had published its artifact set already; that one stays`,
-        {
-          attempt: chosen.attempt,
-          workerId: chosen.workerId,
-        },
-      );
+      await this.sayPublishedEarlier(jobId, chosen);
     }
     await this.tidy(jobId, chosen.stage);
     return parse(chosen.result);
+  }
+
+  /**
+   * The result of the set an earlier attempt published, should one have died after publishing and
+   * before its job was recorded complete (the next attempt then has nothing to run: the job's
+   * artifacts and result are final, and its checkpoint is no longer read); null when none did.
+   */
+  async earlier<R>(ctx: Pick<JobContext, 'jobId'>, parse: (u: unknown) => R): Promise<R | null> {
+    const chosen = await this.fencing.publication(ctx.jobId);
+    if (chosen === null) return null;
+    await this.sayPublishedEarlier(ctx.jobId, chosen);
+    await this.tidy(ctx.jobId, chosen.stage);
+    return parse(chosen.result);
+  }
+
+  private sayPublishedEarlier(jobId: string, chosen: Publication): Promise<void> {
+    return this.events.info(
+      jobId,
+      'published_earlier',
+      `attempt ${chosen.attempt} (worker ${chosen.workerId}) had published its artifact set already; that one stays`,
+      { attempt: chosen.attempt, workerId: chosen.workerId },
+    );
   }
 
   /** Step 3: what no reader sees any more; a failure leaves it to the job's retention. */
