@@ -10,7 +10,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { RunnerClient } from '@relu-lstm/client';
-import { openArtifactStore } from '@relu-lstm/jobs';
+import { NO_PUBLISHED_SETS, openArtifactStore } from '@relu-lstm/jobs';
 import { intArg } from './runner/args';
 import { tinyInferPayload } from './runner/payload';
 import { table } from './runner/report';
@@ -72,7 +72,11 @@ async function measure(o: { location: string; env: Record<string, string>; data:
   try {
     // A queued job (no worker takes it) for the api to serve the artifact of.
     const { id } = await new RunnerClient({ baseUrl: stack.apiUrl }).submitInfer(tinyInferPayload());
-    await openArtifactStore(o.location, o.env).put(id, 'model.safetensors', o.data);
+    await openArtifactStore(o.location, { published: NO_PUBLISHED_SETS, env: o.env }).put(
+      id,
+      'model.safetensors',
+      o.data,
+    );
     const pid = stack.pids.api!;
     const rssBefore = statusMiB(pid, 'VmRSS');
     const reset = resetPeak(pid);

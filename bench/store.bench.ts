@@ -6,7 +6,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
-import { openArtifactStore, type ArtifactStore } from '@relu-lstm/jobs';
+import { NO_PUBLISHED_SETS, openArtifactStore, type ArtifactStore } from '@relu-lstm/jobs';
 import { intArg } from './runner/args';
 import { table } from './runner/report';
 import { withS3rver } from './runner/s3rver';
@@ -44,8 +44,8 @@ async function main(): Promise<void> {
     const data = Buffer.alloc(mib * 2 ** 20, 7);
     const rows: string[][] = [];
     const stores: Array<[string, ArtifactStore]> = [
-      ['file', openArtifactStore(join(dir, 'files'))],
-      ['s3 (s3rver)', openArtifactStore(`s3://${BUCKET}/bench`, s3rver.env)],
+      ['file', openArtifactStore(join(dir, 'files'), { published: NO_PUBLISHED_SETS })],
+      ['s3 (s3rver)', openArtifactStore(`s3://${BUCKET}/bench`, { published: NO_PUBLISHED_SETS, env: s3rver.env })],
     ];
     for (const [name, store] of stores) {
       const r = await measure(store, data);

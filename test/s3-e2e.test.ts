@@ -7,7 +7,7 @@
 import { existsSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import { GetObjectCommand, paginateListObjectsV2, type S3Client } from '@aws-sdk/client-s3';
-import { CANONICAL_TRAIN_EXAMPLE, type JobEvent } from '@relu-lstm/jobs';
+import { CANONICAL_TRAIN_EXAMPLE, PublishedSetSchema, type JobEvent } from '@relu-lstm/jobs';
 import { RunnerClient } from '@relu-lstm/client';
 import { startApi, type ApiProcess } from '../apps/api/test/harness';
 import { Harness } from '../apps/worker/test/harness';
@@ -75,11 +75,11 @@ test('a dataset uploaded to S3 trains; the artifacts are in the bucket and downl
 
   const names = ['config.json', 'metrics.csv', 'model.safetensors', 'state.json'];
   expect((await client.listArtifacts(id)).items.map((a) => a.name).sort()).toEqual(names);
-  // The published set only: the checkpoints, stages and temporaries are gone.
-  expect(await keysUnder(`artifacts/${id}/`)).toEqual(names.map((a) => `artifacts/${id}/${a}`));
-  const stored = await s3.send(
-    new GetObjectCommand({ Bucket: BUCKET, Key: `${prefix}/artifacts/${id}/model.safetensors` }),
-  );
+  // The published set only, where its attempt staged it: the checkpoints, other stages and temporaries are gone.
+  const set = PublishedSetSchema.parse(JSON.parse((await harness.redis.get(harness.keys.published(id)))!));
+  const stage = `artifacts/${id}/.stage-${set.stage}`;
+  expect(await keysUnder(`artifacts/${id}/`)).toEqual(names.map((a) => `${stage}/${a}`));
+  const stored = await s3.send(new GetObjectCommand({ Bucket: BUCKET, Key: `${prefix}/${stage}/model.safetensors` }));
   const downloaded = await client.downloadArtifact(id, 'model.safetensors');
   expect(Buffer.compare(Buffer.from(downloaded), Buffer.from(await stored.Body!.transformToByteArray()))).toBe(0);
   expect(downloaded.byteLength).toBeGreaterThan(16 * 4);

@@ -17,6 +17,8 @@ import { decodeTrainingState } from '@relu-lstm/lstm';
 import {
   CANONICAL_TRAIN_EXAMPLE,
   CHECKPOINT_ARTIFACT,
+  NO_PUBLISHED_SETS,
+  PublishedSetSchema,
   openArtifactStore,
   TrainResultSchema,
   type JobEvent,
@@ -50,6 +52,8 @@ let harness: Harness;
 let client: RunnerClient;
 const workers = new Map<string, WorkerProcess>();
 let trainedId = '';
+/** An infer job with inline outputs: it publishes no set, so its plain objects are its artifacts. */
+let inferId = '';
 
 beforeAll(async () => {
   server = await S3Server.start();
@@ -81,6 +85,14 @@ afterAll(async () => {
 async function storedObject(key: string): Promise<Buffer> {
   const res = await s3.send(new GetObjectCommand({ Bucket: BUCKET, Key: `${prefix}/${key}` }));
   return Buffer.from(await res.Body!.transformToByteArray());
+}
+
+/** The object `name` of the job's published set, where the worker staged it (no copy at publish). */
+async function publishedObject(id: string, name: string): Promise<Buffer> {
+  const set = PublishedSetSchema.parse(JSON.parse((await harness.redis.get(harness.keys.published(id)))!));
+  expect(set).toMatchObject({ layout: 'attempt' });
+  expect(set.names).toContain(name);
+  return storedObject(`artifacts/${id}/.stage-${set.stage}/${name}`);
 }
 
 const states = (events: JobEvent[]) => events.filter((e): e is StateEvent => e.type === 'state');
@@ -120,7 +132,7 @@ test('SIGKILL of the worker holding the train job: the other host resumes from t
   expect(names).toContain('model.safetensors');
   expect(names).not.toContain(CHECKPOINT_ARTIFACT);
   const downloaded = await client.downloadArtifact(id, 'model.safetensors');
-  expect(Buffer.compare(Buffer.from(downloaded), await storedObject(`artifacts/${id}/model.safetensors`))).toBe(0);
+  expect(Buffer.compare(Buffer.from(downloaded), await publishedObject(id, 'model.safetensors'))).toBe(0);
 });
 
 test('the model trained across hosts serves an inference', async () => {
@@ -128,6 +140,7 @@ test('the model trained across hosts serves an inference', async () => {
   const inputs = [[[0.1], [0.2], [0.3]]];
   const res = await client.submitInfer({ modelJobId: trainedId, inputs }, { wait: true });
   expect(res.error ?? null).toBeNull();
+  inferId = res.id;
   const outputs = res.result?.outputs;
   expect(outputs?.length).toBe(1);
   expect(outputs![0].map((step) => step.length)).toEqual([1, 1, 1]);
@@ -147,7 +160,7 @@ test('a dataset uploaded through the api trains on a worker; its artifacts downl
   expect(states(events).at(-1)?.state).toBe('completed');
   for (const { name } of (await client.listArtifacts(id)).items) {
     const downloaded = await client.downloadArtifact(id, name);
-    expect(Buffer.compare(Buffer.from(downloaded), await storedObject(`artifacts/${id}/${name}`))).toBe(0);
+    expect(Buffer.compare(Buffer.from(downloaded), await publishedObject(id, name))).toBe(0);
   }
 });
 
@@ -160,12 +173,13 @@ function statusMiB(pid: number, field: string): number {
 
 test('a 192 MiB artifact streams from S3 through the api: its peak RSS grows by less than half the object', async () => {
   const mib = 192;
+  expect(inferId).not.toBe('');
   const data = Buffer.alloc(mib * 2 ** 20, 3);
-  await openArtifactStore(env.ARTIFACT_DIR, env).put(trainedId, 'large.bin', data);
+  await openArtifactStore(env.ARTIFACT_DIR, { published: NO_PUBLISHED_SETS, env }).put(inferId, 'large.bin', data);
   const pid = api.child.pid!;
   const before = statusMiB(pid, 'VmRSS');
   writeFileSync(`/proc/${pid}/clear_refs`, '5'); // VmHWM from here on
-  const res = await fetch(`${api.url}/v1/jobs/${trainedId}/artifacts/large.bin`);
+  const res = await fetch(`${api.url}/v1/jobs/${inferId}/artifacts/large.bin`);
   expect(res.status).toBe(200);
   let bytes = 0;
   for await (const chunk of res.body!) bytes += (chunk as Uint8Array).length;

@@ -131,6 +131,37 @@ describe('artifacts', () => {
   });
 });
 
+describe('artifacts of a published set', () => {
+  test("the api lists and serves the published attempt's objects only: never a stale or unpublished stage", async () => {
+    const { id } = (await http(api.url, 'POST', '/v1/jobs/train', { body: CANONICAL_TRAIN_EXAMPLE })).json;
+    const keys = redisKeys(api.prefix);
+    const dir = join(api.artifactDir, id);
+    // Two attempts staged their sets (a fenced-off one, and the lock holder); a plain checkpoint.
+    for (const [stage, bytes] of [
+      ['stale', 'stale-model'],
+      ['holder', 'holder-model'],
+    ]) {
+      await mkdir(join(dir, `.stage-${stage}`), { recursive: true });
+      await writeFile(join(dir, `.stage-${stage}`, 'model.safetensors'), bytes);
+    }
+    await writeFile(join(dir, '.stage-stale', 'stale-only.json'), '{}');
+    await writeFile(join(dir, 'checkpoint.safetensors'), 'ckpt');
+    const names = async () =>
+      (await get(`/v1/jobs/${id}/artifacts`)).json.items.map((a: { name: string }) => a.name) as string[];
+    // Nothing published yet: only the plain object shows; no staged one is reachable.
+    expect(await names()).toEqual(['checkpoint.safetensors']);
+    expect((await get(`/v1/jobs/${id}/artifacts/model.safetensors`)).status).toBe(404);
+    expect((await get(`/v1/jobs/${id}/artifacts/stale-only.json`)).status).toBe(404);
+    // The holder's set is recorded (what the worker's fencing step writes): it alone is served.
+    const record = { stage: 'holder', names: ['model.safetensors'], layout: 'attempt' };
+    await redis.set(keys.published(id), JSON.stringify(record));
+    expect(await names()).toEqual(['model.safetensors']);
+    expect((await get(`/v1/jobs/${id}/artifacts/model.safetensors`)).text).toBe('holder-model');
+    for (const n of ['stale-only.json', 'checkpoint.safetensors'])
+      expect((await get(`/v1/jobs/${id}/artifacts/${n}`)).status).toBe(404);
+  });
+});
+
 describe('datasets', () => {
   test('JSON upload, then a train job that uses it', async () => {
     const body = {

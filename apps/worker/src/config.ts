@@ -48,7 +48,8 @@ export const WORKER_ENV = {
   ...COMMON_ENV,
   ...BACKEND_ENV,
   WORKER_QUEUES: optional({
-    description: 'comma list of gpu, cpu, any; unset: from the backend the engine starts (GPU: gpu,any, else cpu,any)',
+    description:
+      'comma list of gpu, cpu, any; unset: from the backend the engine starts (GPU: gpu,any, else cpu,any); gpu is consumed only on a hardware GPU backend',
     parse: queueList,
   }),
   WORKER_ID: optional({

@@ -8,6 +8,7 @@ import { Inject, Injectable, Logger, type OnApplicationShutdown } from '@nestjs/
 import { Redis } from 'ioredis';
 import {
   RedisJobEventStream,
+  RedisPublishedSets,
   openArtifactStore,
   openDatasetStore,
   redisKeys,
@@ -57,8 +58,9 @@ export class RedisService implements OnApplicationShutdown {
 /** Injection token of the worker's `ArtifactStore`. */
 export const ARTIFACT_STORE = Symbol('ARTIFACT_STORE');
 
-export function artifactStoreFactory(config: WorkerConfig): ArtifactStore {
-  return openArtifactStore(config.artifactDir);
+/** The store reads resolve jobs' published sets through this worker's Redis connection. */
+export function artifactStoreFactory(config: WorkerConfig, redis: RedisService): ArtifactStore {
+  return openArtifactStore(config.artifactDir, { published: new RedisPublishedSets(redis.connection, redis.keys) });
 }
 
 /** Injection token of the worker's `DatasetStore` (the retention sweep removes unused datasets). */

@@ -23,7 +23,7 @@ export class WorkerModule {
       module: WorkerModule,
       providers: [
         { provide: WORKER_CONFIG, useValue: config },
-        { provide: ARTIFACT_STORE, useFactory: artifactStoreFactory, inject: [WORKER_CONFIG] },
+        { provide: ARTIFACT_STORE, useFactory: artifactStoreFactory, inject: [WORKER_CONFIG, RedisService] },
         { provide: DATASET_STORE, useFactory: datasetStoreFactory, inject: [WORKER_CONFIG] },
         RedisService,
         EngineClient,

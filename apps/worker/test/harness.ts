@@ -8,17 +8,21 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { readdir } from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { paginateListObjectsV2 } from '@aws-sdk/client-s3';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import {
   contract,
   openArtifactStore,
   RedisJobEventStream,
+  RedisPublishedSets,
   planJob,
   produceJob,
   redisKeys,
+  type ArtifactStore,
   type JobEvent,
   type JobOptions,
   type JobPolicy,
@@ -28,6 +32,7 @@ import {
   type RedisKeys,
   type StoredEvent,
 } from '@relu-lstm/jobs';
+import { parseS3Location, s3ClientFromEnv } from '../../../libs/jobs/src/s3-store';
 
 export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 export const WORKER_MAIN = path.resolve(__dirname, '..', 'dist', 'main.js');
@@ -52,7 +57,8 @@ export class Harness {
   readonly redis: Redis;
   readonly keys: RedisKeys = redisKeys(this.prefix);
   readonly events: RedisJobEventStream;
-  readonly artifacts = openArtifactStore(this.artifactDir);
+  /** The workers' artifact store: `ARTIFACT_DIR` of the base env (an s3:// store), else `artifactDir`. */
+  readonly artifacts: ArtifactStore;
   private readonly queues = new Map<QueueName, Queue>();
   private readonly workers: WorkerProcess[] = [];
 
@@ -65,6 +71,10 @@ export class Harness {
       throw new Error(`${WORKER_MAIN} is missing: run \`npm run build\` first (npm test does)`);
     this.redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
     this.events = new RedisJobEventStream(this.redis, this.keys);
+    this.artifacts = openArtifactStore(baseEnv.ARTIFACT_DIR ?? this.artifactDir, {
+      published: new RedisPublishedSets(this.redis, this.keys),
+      env: { ...process.env, ...baseEnv },
+    });
   }
 
   queue(name: QueueName): Queue {
@@ -180,6 +190,34 @@ export class Harness {
       timeoutMs,
       worker,
     );
+  }
+
+  /**
+   * Every object stored for the job beneath the store interface, hidden ones (stages, temporaries)
+   * included, as paths relative to the job (`.stage-<id>/model.safetensors`), sorted.
+   */
+  async storedObjects(jobId: string): Promise<string[]> {
+    const location = this.baseEnv.ARTIFACT_DIR ?? this.artifactDir;
+    if (!location.startsWith('s3://')) {
+      const dir = path.join(location, jobId);
+      if (!existsSync(dir)) return [];
+      const entries = await readdir(dir, { recursive: true, withFileTypes: true });
+      return entries
+        .filter((e) => e.isFile())
+        .map((e) => path.relative(dir, path.join(e.parentPath, e.name)))
+        .sort();
+    }
+    const { bucket, prefix } = parseS3Location(location);
+    const under = `${prefix ? `${prefix}/` : ''}${jobId}/`;
+    const client = s3ClientFromEnv({ ...process.env, ...this.baseEnv });
+    const out: string[] = [];
+    try {
+      for await (const page of paginateListObjectsV2({ client }, { Bucket: bucket, Prefix: under }))
+        for (const o of page.Contents ?? []) out.push(o.Key!.slice(under.length));
+    } finally {
+      client.destroy();
+    }
+    return out.sort();
   }
 
   async close(): Promise<void> {

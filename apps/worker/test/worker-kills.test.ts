@@ -5,17 +5,17 @@
  *   most one checkpoint interval; one artifact set, one `completed` event; the final weights equal
  *   an uninterrupted run's to 1e-6;
  * - SIGSTOP of the worker holding the job past its lock, SIGCONT after another worker finished it:
- *   the paused worker writes no artifact, overwrites nothing, and emits no second completion.
+ *   the paused worker writes no artifact, overwrites nothing, and emits no second completion; on
+ *   the file store and on a real S3 server (s3rver).
  *
  * Settings (documented in docs/worker.md, "Locks and stalls"): LOCK_DURATION_MS=2000,
  * STALLED_INTERVAL_MS=1000, MAX_STALLED_COUNT=3 (the default: the job survives exactly 3 deaths).
  */
-import { readdirSync, statSync } from 'node:fs';
-import * as path from 'node:path';
 import { Job } from 'bullmq';
 import { decodeSafetensors } from '@relu-lstm/lstm';
 import {
   ARTIFACTS,
+  PublishedSetSchema,
   TrainResultSchema,
   contract,
   type JobEvent,
@@ -23,6 +23,7 @@ import {
   type MetricEvent,
   type StateEvent,
 } from '@relu-lstm/jobs';
+import { S3Server } from '../../../libs/jobs/test/s3-server';
 import { Harness, brief, waitFor, type WorkerProcess } from './harness';
 
 jest.setTimeout(300_000);
@@ -59,9 +60,19 @@ const isLog =
   (e: JobEvent): e is LogEvent =>
     e.type === 'log' && e.code === code;
 
-/** Every file and directory in the job's directory, hidden ones (stages, temporaries) included. */
-function jobDirEntries(h: Harness, id: string): string[] {
-  return readdirSync(path.join(h.artifactDir, id)).sort();
+const TRAIN_ARTIFACTS = [ARTIFACTS.config, ARTIFACTS.metrics, ARTIFACTS.model, ARTIFACTS.state].sort();
+
+/**
+ * The job's stored objects are exactly its published set, in the stage its attempt wrote (no
+ * checkpoint, no other stage, no temporary); returns the published stage.
+ */
+async function expectOnlyPublishedSet(h: Harness, id: string): Promise<string> {
+  const set = PublishedSetSchema.parse(JSON.parse((await h.redis.get(h.keys.published(id)))!));
+  expect(set.layout).toBe('attempt');
+  expect([...set.names].sort()).toEqual(TRAIN_ARTIFACTS);
+  expect(await h.storedObjects(id)).toEqual(TRAIN_ARTIFACTS.map((n) => `.stage-${set.stage}/${n}`));
+  expect((await h.artifacts.list(id)).map((a) => a.name)).toEqual(TRAIN_ARTIFACTS);
+  return set.stage;
 }
 
 function weightsOf(bytes: Buffer): Record<string, Float32Array> {
@@ -168,10 +179,8 @@ describe('three SIGKILLs during one training', () => {
       .map((l) => Number(l.split(',')[1]));
     expect(steps).toEqual(Array.from({ length: EPOCHS * STEPS_PER_EPOCH }, (_, i) => i + 1));
 
-    // One artifact set: the four files, no checkpoint, no stage or temporary left.
-    expect(jobDirEntries(h, id)).toEqual(
-      [ARTIFACTS.config, ARTIFACTS.metrics, ARTIFACTS.model, ARTIFACTS.state].sort(),
-    );
+    // One artifact set: the four files, no checkpoint, no other stage or temporary left.
+    await expectOnlyPublishedSet(h, id);
     const published = JSON.parse((await h.redis.get(h.keys.published(id)))!);
     const config = JSON.parse((await h.artifacts.get(id, ARTIFACTS.config)).toString());
     expect(published).toMatchObject({ workerId: config.worker.id, result });
@@ -200,13 +209,23 @@ describe('three SIGKILLs during one training', () => {
   });
 });
 
-describe('a worker paused past its lock', () => {
+const S3_BUCKET = 'kills';
+
+describe.each(['file', 's3 (s3rver)'])('a worker paused past its lock, on the %s store', (store) => {
   let h: Harness;
-  beforeAll(() => {
-    h = new Harness(ENV);
+  let s3: S3Server | undefined;
+  beforeAll(async () => {
+    if (store === 'file') {
+      h = new Harness(ENV);
+      return;
+    }
+    s3 = await S3Server.start();
+    await s3.createBucket(S3_BUCKET);
+    h = new Harness({ ...ENV, ...s3.env(), ARTIFACT_DIR: `s3://${S3_BUCKET}/artifacts` });
   });
   afterAll(async () => {
     await h?.close();
+    await s3?.stop();
   });
 
   it('SIGSTOP, another worker finishes the job, SIGCONT: the paused one writes nothing and emits no second completion', async () => {
@@ -226,14 +245,11 @@ describe('a worker paused past its lock', () => {
       const b = await h.startReadyWorker({ WORKER_ID: 'winner' });
       const events = await h.waitForEnd(id, 180_000, b);
       expect(events.filter(isState('completed'))).toHaveLength(1);
-      const names = [ARTIFACTS.config, ARTIFACTS.metrics, ARTIFACTS.model, ARTIFACTS.state].sort();
-      expect(jobDirEntries(h, id)).toEqual(names);
-      const snapshot = names.map((n) => ({
-        n,
-        bytes: h.artifacts.get(id, n),
-        mtime: statSync(path.join(h.artifactDir, id, n)).mtimeMs,
-      }));
-      const before = await Promise.all(snapshot.map(async (s) => ({ ...s, bytes: await s.bytes })));
+      const stage = await expectOnlyPublishedSet(h, id);
+      const listed = await h.artifacts.list(id);
+      const before = await Promise.all(
+        listed.map(async (a) => ({ n: a.name, bytes: await h.artifacts.get(id, a.name), at: a.modifiedAt })),
+      );
       expect(JSON.parse(before.find((s) => s.n === ARTIFACTS.config)!.bytes.toString()).worker.id).toBe('winner');
       const pausedFor = Date.now() - stoppedAt;
 
@@ -246,11 +262,13 @@ describe('a worker paused past its lock', () => {
         a,
       );
       await new Promise((r) => setTimeout(r, 3000)); // time for anything it might still write
+      const after = await h.artifacts.list(id);
       for (const s of before) {
         expect((await h.artifacts.get(id, s.n)).equals(s.bytes)).toBe(true);
-        expect(statSync(path.join(h.artifactDir, id, s.n)).mtimeMs).toBe(s.mtime);
+        expect(after.find((a) => a.name === s.n)?.modifiedAt).toBe(s.at);
       }
-      expect(jobDirEntries(h, id)).toEqual(names); // no checkpoint, stage or temporary from it
+      // No checkpoint, stage or temporary from it (a stage of its own it discards on refusal).
+      expect(await expectOnlyPublishedSet(h, id)).toBe(stage);
       const all = await h.allEvents(id);
       expect(all.filter(isState('completed'))).toHaveLength(1);
       expect(all.filter((e) => e.type === 'state' && (e.state === 'failed' || e.state === 'cancelled'))).toEqual([]);
@@ -263,7 +281,7 @@ describe('a worker paused past its lock', () => {
       // Lua fence refused; otherwise the lock watchdog stopped the run first.
       const refusedPublication = /not publishing its artifacts/.test(a.output());
       console.log(
-        `SIGSTOP: paused ${pausedFor} ms; the other worker finished the job; after SIGCONT the paused one wrote 0 files and emitted 0 completions ` +
+        `SIGSTOP (${store} store): paused ${pausedFor} ms; the other worker finished the job; after SIGCONT the paused one wrote 0 files and emitted 0 completions ` +
           `(${refusedPublication ? 'its finished run was refused publication by the lock fence' : 'the lock watchdog stopped its run before it finished'})`,
       );
 
@@ -276,5 +294,48 @@ describe('a worker paused past its lock', () => {
     } finally {
       a.proc.kill('SIGCONT');
     }
+  });
+});
+
+describe('a worker that died after publishing, before its job was recorded complete', () => {
+  let h: Harness;
+  beforeAll(() => {
+    h = new Harness(ENV);
+  });
+  afterAll(async () => {
+    await h?.close();
+  });
+
+  it("the next attempt trains nothing: the published set and its result are the job's; the rest is tidied", async () => {
+    // What the dead attempt left: its staged set, the published record (its fencing step), a
+    // checkpoint and another attempt's stage; the job is still queued.
+    const id = await h.submit('train', payload(40));
+    const result = TrainResultSchema.parse({
+      epochs: 40,
+      steps: 40 * STEPS_PER_EPOCH,
+      finalLoss: 0.0123,
+      finalValLoss: null,
+      samplesPerSec: 1,
+      elapsedMs: 1,
+      resumedFromEpoch: null,
+      backend: 'dead-attempt',
+      gpu: false,
+      artifacts: TRAIN_ARTIFACTS,
+    });
+    const stage = 'deadbeef';
+    for (const n of TRAIN_ARTIFACTS) await h.artifacts.stage(id, stage, n, `${n} of the dead attempt`);
+    await h.artifacts.stage(id, 'other', ARTIFACTS.model, 'never published');
+    await h.artifacts.put(id, 'checkpoint.safetensors', 'a checkpoint');
+    const record = { stage, names: TRAIN_ARTIFACTS, layout: 'attempt', attempt: 1, workerId: 'dead', at: 1, result };
+    await h.redis.set(h.keys.published(id), JSON.stringify(record));
+
+    const w = await h.startReadyWorker({ WORKER_ID: 'next' });
+    const events = await h.waitForEnd(id, 60_000, w);
+    const completed = events.find(isState('completed'))!;
+    expect(completed.result).toEqual(result);
+    expect(events.filter(isLog('published_earlier'))).toHaveLength(1);
+    expect(events.some((e) => e.type === 'metric')).toBe(false); // no step trained
+    expect((await h.artifacts.get(id, ARTIFACTS.model)).toString()).toBe(`${ARTIFACTS.model} of the dead attempt`);
+    expect(await expectOnlyPublishedSet(h, id)).toBe(stage);
   });
 });

@@ -4,16 +4,17 @@
  * by `openArtifactStore` (stores.ts) from `ARTIFACT_DIR`. What every store must do is written down
  * as a test suite (`describeArtifactStoreContract`, libs/jobs/test/artifact-store-contract.ts):
  *   - a reader never sees half an artifact: `put` replaces one whole or not at all;
- *   - fencing (a worker that lost its job's lock must not write): a store cannot check a lock token
- *     itself, so it offers two hooks and the worker supplies the Redis side:
- *     - `put(..., { fence })`: `fence()` is asked after the bytes are uploaded and just before they
- *       replace the artifact; `false` discards them and throws `FencedWriteError`;
- *     - `stage` / `publishStaged` / `discardStaged`: a whole set is written privately under a stage
- *       id first; once one stage has been chosen (atomically, in Redis), any process may publish it.
- *       Publishing is idempotent: a staged file already gone was published by another publisher of
- *       the same stage (a stage is removed only after all its files are in place), so every final
- *       artifact holds the chosen stage's bytes whoever publishes it.
- * The store on a file system is file-artifact-store.ts.
+ *   - fencing (a worker that lost its job's lock must not write anything a reader sees): a store
+ *     cannot check a lock token itself, so it offers two hooks and the worker supplies the Redis side:
+ *     - `put(..., { fence })` (checkpoints): `fence()` is asked after the bytes are uploaded and just
+ *       before they replace the artifact; `false` discards them and throws `FencedWriteError`;
+ *     - `stage` (a finished job's set): every object is written under its attempt's stage id, where
+ *       no reader looks. Publishing is not a store operation: one Lua step records which stage is
+ *       the job's set while the lock is the attempt's (published-sets.ts), and every read resolves
+ *       the job through that record (`PublishedSets`, given when the store is opened), so nothing is
+ *       copied or renamed and a fenced-off attempt's stage is never seen. `pruneStages` then removes
+ *       the other stages; what a killed attempt leaves goes with the job (`remove`).
+ * The store on a file system is file-artifact-store.ts, on S3 s3-store.ts.
  */
 import { assertSafeId } from './keys';
 
@@ -66,18 +67,22 @@ export interface PutOptions {
   fence?: () => Promise<boolean>;
 }
 
+/**
+ * Reads (`get`, `open`, `exists`, `list`) see the job's published set when it has one
+ * (`artifactSource`), else its plain objects (`put`).
+ */
 export interface ArtifactStore {
   /** Writes (or atomically replaces) one artifact; with a `fence`, only if it still says yes. */
   put(jobId: string, name: string, data: string | Uint8Array, options?: PutOptions): Promise<ArtifactInfo>;
-  /** Writes one file of the private set `stageId` (not visible as an artifact). */
+  /** Writes one object of the attempt's private set `stageId` (not visible until its set is published). */
   stage(jobId: string, stageId: string, name: string, data: string | Uint8Array): Promise<void>;
-  /**
-   * Moves the staged files `names` of `stageId` into place, then removes the stage. A file already
-   * moved (by another process publishing the same stage) is skipped; returns how many this call moved.
-   */
-  publishStaged(jobId: string, stageId: string, names: readonly string[]): Promise<number>;
   /** Removes a stage that will not be published. */
   discardStaged(jobId: string, stageId: string): Promise<void>;
+  /**
+   * Once the job's set is published (stage `keep`): removes every other stage and what killed
+   * writers left (a `put`'s temporaries). Such writers no longer hold the job, so nothing live goes.
+   */
+  pruneStages(jobId: string, keep: string): Promise<void>;
   /** Whole content; throws `ArtifactNotFoundError`. */
   get(jobId: string, name: string): Promise<Buffer>;
   /** Size and a stream of the content, for downloads; throws `ArtifactNotFoundError`. */
@@ -88,8 +93,8 @@ export interface ArtifactStore {
   /** Every job with something stored, in no particular order (retention finds orphans with it). */
   jobs(): AsyncIterable<StoredJob>;
   /**
-   * Removes one artifact, or everything of the job (artifacts, stages, leftovers) when `name` is
-   * omitted. Missing ones are ignored.
+   * Removes one plain object (`put`; a published set is removed with its job only), or everything
+   * of the job (plain objects, every stage, leftovers) when `name` is omitted. Missing ones are ignored.
    */
   remove(jobId: string, name?: string): Promise<void>;
 }

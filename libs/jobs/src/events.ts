@@ -248,8 +248,13 @@ export const JobMetaSchema = z.strictObject({
   name: JobNameSchema.optional(),
   tags: TagsSchema.optional(),
   priority: JobPrioritySchema.optional(),
+  /** Set at submission when no live worker served the job's queue and it needs one that can (`waitingForOf`). */
+  waitingFor: z.string().optional(),
 });
 export type JobMeta = z.infer<typeof JobMetaSchema>;
+
+/** `code` of the log event the api appends to a job submitted while it has `waitingFor`. */
+export const WAITING_FOR_WORKER = 'waiting_for_worker';
 
 /** Written with `SET` under `keys.cancel(id)` by DELETE /v1/jobs/:id; the worker polls it. */
 export const CancelRequestSchema = z.strictObject({ requestedAt: at });

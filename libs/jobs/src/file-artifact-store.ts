@@ -1,9 +1,9 @@
 /**
- * The artifact store on a file system (`openArtifactStore` of a path or `file:` URL; a volume
- * shared by all processes in docker-compose): `<dir>/<jobId>/<name>`, each file written to a
- * temporary name and renamed, so a reader never sees half a file. A stage is a `.stage-<id>`
- * directory whose files are renamed into place; renaming a file another publisher already moved
- * fails with ENOENT and is skipped. Not exported from the package: open stores with stores.ts.
+ * The artifact store on a file system (`openArtifactStore` of a path or `file:` URL): a plain
+ * object is `<dir>/<jobId>/<name>`, written to a temporary name and renamed, so a reader never sees
+ * half a file. A stage is the hidden directory `<dir>/<jobId>/.stage-<id>/`; once its set is
+ * published (published-sets.ts) reads are served from it in place. Not exported from the package:
+ * open stores with stores.ts.
  */
 import { randomBytes } from 'node:crypto';
 import { createReadStream, type ReadStream } from 'node:fs';
@@ -21,11 +21,15 @@ import {
   type StoredJob,
 } from './artifacts';
 import { SAFE_ID } from './keys';
+import { artifactSource, type PublishedSets } from './published-sets';
 
 const isEnoent = (e: unknown) => (e as NodeJS.ErrnoException)?.code === 'ENOENT';
 
 export class FileArtifactStore implements ArtifactStore {
-  constructor(readonly dir: string) {}
+  constructor(
+    readonly dir: string,
+    private readonly published: PublishedSets,
+  ) {}
 
   private path(jobId: string, name?: string): string {
     checkArtifactName(jobId, name);
@@ -60,27 +64,8 @@ export class FileArtifactStore implements ArtifactStore {
     await writeFile(this.stagePath(jobId, stageId, name), data);
   }
 
-  async publishStaged(jobId: string, stageId: string, names: readonly string[]): Promise<number> {
-    let moved = 0;
-    for (const name of names) {
-      try {
-        await rename(this.stagePath(jobId, stageId, name), this.path(jobId, name));
-        moved++;
-      } catch (e) {
-        if (!isEnoent(e)) throw e; // ENOENT: moved already by another publisher of this stage
-      }
-    }
-    await this.discardStaged(jobId, stageId);
-    await this.removeHiddenLeftovers(jobId);
-    return moved;
-  }
-
-  /**
-   * The job's set is final once published: what a killed writer left behind (a `put`'s temporary,
-   * another attempt's half-written stage; its `rm` never ran) goes too. Such a writer no longer
-   * holds the job, so nothing live is lost; a stale one still running finds its file gone and fails.
-   */
-  private async removeHiddenLeftovers(jobId: string): Promise<void> {
+  async pruneStages(jobId: string, keep: string): Promise<void> {
+    checkStageId(keep);
     let names: string[];
     try {
       names = await readdir(this.path(jobId));
@@ -88,8 +73,16 @@ export class FileArtifactStore implements ArtifactStore {
       if (isEnoent(e)) return;
       throw e;
     }
-    const hidden = names.filter((n) => n.startsWith('.stage-') || (n.startsWith('.') && n.endsWith('.tmp')));
+    const hidden = names.filter((n) => n.startsWith('.') && n !== `.stage-${keep}`);
     await Promise.all(hidden.map((n) => rm(join(this.path(jobId), n), { recursive: true, force: true })));
+  }
+
+  /** The file `name` of the job is read from; null when the job's published set has no such name. */
+  private async readPath(jobId: string, name: string): Promise<string | null> {
+    checkArtifactName(jobId, name);
+    const source = await artifactSource(this.published, jobId);
+    if (source.stage === null) return this.path(jobId, name);
+    return source.names.has(name) ? this.stagePath(jobId, source.stage, name) : null;
   }
 
   async discardStaged(jobId: string, stageId: string): Promise<void> {
@@ -97,8 +90,10 @@ export class FileArtifactStore implements ArtifactStore {
   }
 
   async get(jobId: string, name: string): Promise<Buffer> {
+    const p = await this.readPath(jobId, name);
     try {
-      return await readFile(this.path(jobId, name));
+      if (p === null) throw new ArtifactNotFoundError(jobId, name);
+      return await readFile(p);
     } catch (e) {
       if (isEnoent(e)) throw new ArtifactNotFoundError(jobId, name);
       throw e;
@@ -106,8 +101,9 @@ export class FileArtifactStore implements ArtifactStore {
   }
 
   async open(jobId: string, name: string): Promise<{ info: ArtifactInfo; stream: ReadStream }> {
-    const p = this.path(jobId, name);
+    const p = await this.readPath(jobId, name);
     try {
+      if (p === null) throw new ArtifactNotFoundError(jobId, name);
       const s = await stat(p);
       if (!s.isFile()) throw new ArtifactNotFoundError(jobId, name);
       return { info: { name, size: s.size, modifiedAt: Math.round(s.mtimeMs) }, stream: createReadStream(p) };
@@ -118,8 +114,10 @@ export class FileArtifactStore implements ArtifactStore {
   }
 
   async exists(jobId: string, name: string): Promise<boolean> {
+    const p = await this.readPath(jobId, name);
+    if (p === null) return false;
     try {
-      return (await stat(this.path(jobId, name))).isFile();
+      return (await stat(p)).isFile();
     } catch (e) {
       if (isEnoent(e)) return false;
       throw e;
@@ -127,17 +125,21 @@ export class FileArtifactStore implements ArtifactStore {
   }
 
   async list(jobId: string): Promise<ArtifactInfo[]> {
+    checkArtifactName(jobId);
+    const source = await artifactSource(this.published, jobId);
+    const dir = source.stage === null ? this.path(jobId) : this.stagePath(jobId, source.stage);
     let names: string[];
     try {
-      names = await readdir(this.path(jobId));
+      names = await readdir(dir);
     } catch (e) {
       if (isEnoent(e)) return [];
       throw e;
     }
+    const listed = names.filter((n) => isValidArtifactName(n) && (source.stage === null || source.names.has(n)));
     const out: ArtifactInfo[] = [];
-    for (const name of names.filter(isValidArtifactName).sort()) {
+    for (const name of listed.sort()) {
       try {
-        const s = await stat(join(this.path(jobId), name));
+        const s = await stat(join(dir, name));
         if (s.isFile()) out.push({ name, size: s.size, modifiedAt: Math.round(s.mtimeMs) });
       } catch (e) {
         if (!isEnoent(e)) throw e; // removed while listing
@@ -156,7 +158,8 @@ export class FileArtifactStore implements ArtifactStore {
     }
     for (const jobId of names.filter((n) => SAFE_ID.test(n))) {
       try {
-        // Every write ends in a rename into the job's directory, which updates its mtime.
+        // Every plain write ends in a rename into the job's directory and every stage starts with
+        // a directory made in it, which update its mtime.
         const s = await stat(join(this.dir, jobId));
         if (s.isDirectory()) yield { jobId, modifiedAt: s.mtimeMs };
       } catch (e) {

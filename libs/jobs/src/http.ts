@@ -27,6 +27,11 @@ export const SubmitResponseSchema = z.strictObject({
   id: z.uuid(),
   state: z.enum(JOB_STATES),
   links: JobLinksSchema,
+  /**
+   * Accepted, but no live worker serves the job's queue and only some workers can: what it waits
+   * for, e.g. "a live worker serving the gpu queue (hardware GPU backend)". Absent otherwise.
+   */
+  waitingFor: z.string().optional(),
 });
 export type SubmitResponse = z.infer<typeof SubmitResponseSchema>;
 
@@ -57,6 +62,8 @@ export const JobViewSchema = z.strictObject({
   name: JobNameSchema.optional(),
   tags: TagsSchema.optional(),
   priority: JobPrioritySchema.optional(),
+  /** While `queued`: what it was found waiting for at submission (see `SubmitResponse.waitingFor`). */
+  waitingFor: z.string().optional(),
 });
 export type JobView = z.infer<typeof JobViewSchema>;
 

@@ -15,6 +15,7 @@ export * from './keys';
 export * from './validation';
 export * from './http';
 export * from './artifacts';
+export * from './published-sets';
 export * from './datasets';
 export * from './dataset-records';
 export * from './stores';

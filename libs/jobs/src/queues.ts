@@ -37,6 +37,50 @@ export function queuesForWorker(worker: { gpu: boolean }): QueueName[] {
   return worker.gpu ? ['gpu', 'any'] : ['cpu', 'any'];
 }
 
+/** What a queue asks of a worker's backend (`BackendInfo.gpu` of the engine), beyond being live. */
+interface QueueRequirement {
+  /** Said to operators and clients: "a live worker serving the gpu queue (<needs>)". */
+  needs: string;
+  met(backend: { gpu: boolean }): boolean;
+}
+
+const QUEUE_REQUIREMENTS = {
+  gpu: { needs: 'hardware GPU backend', met: (b) => b.gpu },
+  cpu: null,
+  any: null,
+} satisfies Record<QueueName, QueueRequirement | null>;
+
+/**
+ * The queues a worker consumes: those WORKER_QUEUES names (`requested`), else its backend's
+ * (`queuesForWorker`), less the ones its backend cannot serve (a GPU job never runs on a CPU
+ * backend); should none be left, its backend's. `refused`: the requested ones left out, with why.
+ */
+export function servedQueues(
+  requested: readonly QueueName[] | null,
+  backend: { gpu: boolean },
+): { queues: QueueName[]; refused: Array<{ queue: QueueName; needs: string }> } {
+  const want = requested ?? queuesForWorker(backend);
+  const refused: Array<{ queue: QueueName; needs: string }> = [];
+  const queues = want.filter((queue) => {
+    const r: QueueRequirement | null = QUEUE_REQUIREMENTS[queue];
+    if (r === null || r.met(backend)) return true;
+    refused.push({ queue, needs: r.needs });
+    return false;
+  });
+  return { queues: queues.length ? queues : queuesForWorker(backend), refused };
+}
+
+/**
+ * What a job queued on `queue` waits for while none of the `live` workers serves that queue and the
+ * queue needs a capability (`gpu`): "a live worker serving the gpu queue (hardware GPU backend)";
+ * null when a live worker serves it, or when any worker can (`cpu`, `any`).
+ */
+export function waitingForOf(queue: QueueName, live: ReadonlyArray<{ queues: readonly string[] }>): string | null {
+  const r: QueueRequirement | null = QUEUE_REQUIREMENTS[queue];
+  if (r === null || live.some((w) => w.queues.includes(queue))) return null;
+  return `a live worker serving the ${queue} queue (${r.needs})`;
+}
+
 /** The one tenant the api serves while it has no API keys configured (then it listens on loopback only). */
 export const DEFAULT_TENANT = 'default';
 

@@ -2,12 +2,11 @@
  * The artifact and dataset stores on an S3-compatible object store (`openArtifactStore` of an
  * `s3://bucket/prefix` URL), for workers on other hosts than the api. Connection settings are the
  * `S3_ENV` variables (env.ts). Objects are `<prefix>/<jobId>/<name>`; an S3 PUT (and a completed
- * multipart upload) replaces an object whole, so a reader never sees half of one. Fencing has no
- * rename: a fenced `put` uploads to a hidden `.<name>.<random>.tmp` key, asks the fence, then copies
- * it into place; a stage is `.stage-<id>/` under the job, published by copying each file into place
- * and deleting the stage only after all copies (a file whose stage copy is gone was published by
- * another publisher of the same stage). Not exported from the package: open stores with stores.ts
- * (which re-exports `ObjectStoreError`).
+ * multipart upload) replaces an object whole, so a reader never sees half of one. A fenced `put`
+ * (checkpoints) uploads to a hidden `.<name>.<random>.tmp` key, asks the fence, then copies it into
+ * place; a stage is `<jobId>/.stage-<id>/`, and once its set is published (published-sets.ts)
+ * reads are served from it where it is: publishing copies nothing. Not exported from the package:
+ * open stores with stores.ts (which re-exports `ObjectStoreError`).
  */
 import { randomBytes } from 'node:crypto';
 import { PassThrough, type Readable } from 'node:stream';
@@ -33,6 +32,7 @@ import {
   type PutOptions,
   type StoredJob,
 } from './artifacts';
+import { artifactSource, type PublishedSets } from './published-sets';
 import {
   DatasetNotFoundError,
   JsonFieldPart,
@@ -229,8 +229,8 @@ class S3Objects {
     }
   }
 
-  /** Deletes every object under `prefix` (relative to the root), 1000 keys a request. */
-  async deleteAll(what: string, prefix: string): Promise<void> {
+  /** Deletes every object under `prefix` (relative to the root) that `keep` does not keep, 1000 keys a request. */
+  async deleteAll(what: string, prefix: string, keep: (key: string) => boolean = () => false): Promise<void> {
     let batch: string[] = [];
     const flush = async () => {
       if (!batch.length) return;
@@ -241,6 +241,7 @@ class S3Objects {
       );
     };
     for await (const o of this.list(what, prefix)) {
+      if (keep(o.Key!)) continue;
       batch.push(o.Key!);
       if (batch.length === 1000) await flush();
     }
@@ -257,7 +258,11 @@ const infoOf = (name: string, size: number | undefined, modified: Date | undefin
 export class S3ArtifactStore implements ArtifactStore {
   private readonly s3: S3Objects;
 
-  constructor(client: S3Client, location: string) {
+  constructor(
+    client: S3Client,
+    location: string,
+    private readonly published: PublishedSets,
+  ) {
     this.s3 = new S3Objects(client, location);
   }
 
@@ -295,25 +300,17 @@ export class S3ArtifactStore implements ArtifactStore {
     await this.s3.upload(`staged ${name} of job ${jobId}`, this.stageKey(jobId, stageId, name), data);
   }
 
-  async publishStaged(jobId: string, stageId: string, names: readonly string[]): Promise<number> {
-    let copied = 0;
-    for (const name of names) {
-      const what = `publishing ${name} of job ${jobId}`;
-      try {
-        await this.s3.copy(what, this.stageKey(jobId, stageId, name), this.key(jobId, name));
-        copied++;
-      } catch (e) {
-        if (!isMissingObject((e as Error).cause)) throw e; // missing: published by another publisher
-      }
-    }
-    await this.discardStaged(jobId, stageId);
-    await this.removeHiddenLeftovers(jobId);
-    return copied;
+  async pruneStages(jobId: string, keep: string): Promise<void> {
+    const kept = this.stageKey(jobId, keep);
+    await this.s3.deleteAll(`leftovers of job ${jobId}`, `${jobId}/.`, (key) => key.startsWith(kept));
   }
 
-  /** What killed writers left (stages, fenced puts' temporaries): the published set is final. */
-  private async removeHiddenLeftovers(jobId: string): Promise<void> {
-    await this.s3.deleteAll(`leftovers of job ${jobId}`, `${jobId}/.`);
+  /** The key `name` of the job is read from; null when the job's published set has no such name. */
+  private async readKey(jobId: string, name: string): Promise<string | null> {
+    checkArtifactName(jobId, name);
+    const source = await artifactSource(this.published, jobId);
+    if (source.stage === null) return this.key(jobId, name);
+    return source.names.has(name) ? this.stageKey(jobId, source.stage, name) : null;
   }
 
   async discardStaged(jobId: string, stageId: string): Promise<void> {
@@ -328,7 +325,8 @@ export class S3ArtifactStore implements ArtifactStore {
   }
 
   async open(jobId: string, name: string): Promise<{ info: ArtifactInfo; stream: NodeJS.ReadableStream }> {
-    const key = this.key(jobId, name);
+    const key = await this.readKey(jobId, name);
+    if (key === null) throw new ArtifactNotFoundError(jobId, name);
     try {
       const res = await this.s3.get(`artifact ${name} of job ${jobId}`, key);
       return { info: infoOf(name, res.ContentLength, res.LastModified), stream: res.Body as Readable };
@@ -338,16 +336,19 @@ export class S3ArtifactStore implements ArtifactStore {
     }
   }
 
-  exists(jobId: string, name: string): Promise<boolean> {
-    return this.s3.exists(`artifact ${name} of job ${jobId}`, this.key(jobId, name));
+  async exists(jobId: string, name: string): Promise<boolean> {
+    const key = await this.readKey(jobId, name);
+    return key !== null && this.s3.exists(`artifact ${name} of job ${jobId}`, key);
   }
 
   async list(jobId: string): Promise<ArtifactInfo[]> {
     const out: ArtifactInfo[] = [];
-    const dir = this.s3.relative(this.key(jobId));
+    const source = await artifactSource(this.published, jobId);
+    const dir = this.s3.relative(source.stage === null ? this.key(jobId) : this.stageKey(jobId, source.stage));
     for await (const o of this.s3.list(`artifacts of job ${jobId}`, dir, '/')) {
       const name = this.s3.relative(o.Key!).slice(dir.length);
-      if (isValidArtifactName(name)) out.push(infoOf(name, o.Size, o.LastModified));
+      if (isValidArtifactName(name) && (source.stage === null || source.names.has(name)))
+        out.push(infoOf(name, o.Size, o.LastModified));
     }
     return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   }

@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import type { ArtifactStore } from './artifacts';
 import { FileDatasetStore, type DatasetStore } from './datasets';
 import { FileArtifactStore } from './file-artifact-store';
+import type { PublishedSets } from './published-sets';
 import { S3ArtifactStore, S3DatasetStore, normalizeS3Location, s3ClientFromEnv } from './s3-store';
 
 /** What an S3 store throws when the bucket, the credentials or the server fail (not a missing object). */
@@ -21,19 +22,19 @@ export type StoreEnv = Readonly<Record<string, string | undefined>>;
 interface StoreOpeners {
   /** The location written back in a normal form (a `file:` location: its absolute path). */
   normalize(location: string): string;
-  artifacts(location: string, env: StoreEnv): ArtifactStore;
+  artifacts(location: string, o: { env: StoreEnv; published: PublishedSets }): ArtifactStore;
   datasets(location: string, env: StoreEnv): DatasetStore;
 }
 
 const STORE_OPENERS = {
   file: {
     normalize: (location) => (location.startsWith('file:') ? fileURLToPath(location) : resolve(location)),
-    artifacts: (location) => new FileArtifactStore(location),
+    artifacts: (location, o) => new FileArtifactStore(location, o.published),
     datasets: (location) => new FileDatasetStore(location),
   },
   s3: {
     normalize: normalizeS3Location,
-    artifacts: (location, env) => new S3ArtifactStore(s3ClientFromEnv(env), location),
+    artifacts: (location, o) => new S3ArtifactStore(s3ClientFromEnv(o.env), location, o.published),
     datasets: (location, env) => new S3DatasetStore(s3ClientFromEnv(env), location),
   },
 } satisfies Record<StoreScheme, StoreOpeners>;
@@ -69,10 +70,20 @@ function opener(what: string, location: string): { scheme: StoreOpeners; locatio
   return { scheme: STORE_OPENERS[scheme], location: STORE_OPENERS[scheme].normalize(location) };
 }
 
+export interface ArtifactStoreOptions {
+  /**
+   * Where reads learn a job's published set: `RedisPublishedSets` in every process that reads
+   * jobs' artifacts; `NO_PUBLISHED_SETS` only where no job is ever published.
+   */
+  published: PublishedSets;
+  /** Connection settings (`S3_ENV`); default: the process's environment. */
+  env?: StoreEnv;
+}
+
 /** The artifact store at `location` (a path, or a URL of a scheme in `STORE_OPENERS`). */
-export function openArtifactStore(location: string, env: StoreEnv = process.env): ArtifactStore {
+export function openArtifactStore(location: string, options: ArtifactStoreOptions): ArtifactStore {
   const o = opener('artifact store', location);
-  return o.scheme.artifacts(o.location, env);
+  return o.scheme.artifacts(o.location, { env: options.env ?? process.env, published: options.published });
 }
 
 /** The dataset store at `location` (a path, or a URL of a scheme in `STORE_OPENERS`). */

@@ -2,10 +2,21 @@
  * What every `ArtifactStore` must do, as a suite any implementation runs against itself:
  * `describeArtifactStoreContract('s3', makeS3Store)`. Everything is checked through the interface,
  * except what only the store's own storage can show (a killed writer's leftovers), which the
- * maker provides as `raw`.
+ * maker provides as `raw`. Published sets are real records in the real Redis (REDIS_URL), under a
+ * prefix of the suite's own, written the way the worker's fencing step writes them.
  */
-import { randomUUID } from 'node:crypto';
-import { ArtifactNotFoundError, FencedWriteError, type ArtifactStore } from '@relu-lstm/jobs';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { Redis } from 'ioredis';
+import {
+  ATTEMPT_LAYOUT,
+  ArtifactNotFoundError,
+  FencedWriteError,
+  RedisPublishedSets,
+  redisKeys,
+  type ArtifactStore,
+  type PublishedSet,
+  type PublishedSets,
+} from '@relu-lstm/jobs';
 
 export interface ContractStore {
   store: ArtifactStore;
@@ -33,16 +44,29 @@ async function jobIds(store: ArtifactStore): Promise<string[]> {
   return out;
 }
 
-export function describeArtifactStoreContract(name: string, makeStore: () => Promise<ContractStore>): void {
+export function describeArtifactStoreContract(
+  name: string,
+  makeStore: (published: PublishedSets) => Promise<ContractStore>,
+): void {
   describe(`ArtifactStore contract: ${name}`, () => {
+    const keys = redisKeys(`asc-${randomBytes(5).toString('hex')}`);
+    let redis: Redis;
     let c: ContractStore;
     let store: ArtifactStore;
     let job: string;
+    /** What the worker's fencing step records (lock-fence.ts), its reader's fields only. */
+    const publish = (jobId: string, set: PublishedSet) => redis.set(keys.published(jobId), JSON.stringify(set));
     beforeAll(async () => {
-      c = await makeStore();
+      redis = new Redis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', { maxRetriesPerRequest: null });
+      c = await makeStore(new RedisPublishedSets(redis, keys));
       store = c.store;
     });
-    afterAll(() => c.close());
+    afterAll(async () => {
+      await c.close();
+      const left = await redis.keys(`${keys.prefix}:*`);
+      if (left.length) await redis.del(...left);
+      await redis.quit();
+    });
     beforeEach(() => {
       job = randomUUID();
     });
@@ -80,7 +104,7 @@ export function describeArtifactStoreContract(name: string, makeStore: () => Pro
       await store.remove(job, 'model.safetensors');
       await store.remove(job);
       await store.discardStaged(job, 'nostage');
-      expect(await store.publishStaged(job, 'nostage', ['model.safetensors'])).toBe(0);
+      await store.pruneStages(job, 'nostage');
       await store.put(job, 'config.json', '{}');
       await store.remove(job, 'config.json');
       await expect(store.get(job, 'config.json')).rejects.toBeInstanceOf(ArtifactNotFoundError);
@@ -106,33 +130,42 @@ export function describeArtifactStoreContract(name: string, makeStore: () => Pro
       expect(await c.raw.objects(job)).toBe(1);
     });
 
-    test('stages per attempt are invisible; the chosen one is published once, the other discarded', async () => {
+    test('stages are invisible until published; the published one is read in place, no other ever', async () => {
       const names = ['model.safetensors', 'config.json'];
+      await store.put(job, 'checkpoint.safetensors', 'ckpt');
       await store.stage(job, 'attempt1', 'model.safetensors', new Uint8Array([1, 2]));
       await store.stage(job, 'attempt1', 'config.json', '{"a":1}');
+      await store.stage(job, 'attempt1', 'extra.json', 'not in the set');
       await store.stage(job, 'attempt2', 'model.safetensors', new Uint8Array([9, 9]));
       await store.stage(job, 'attempt2', 'config.json', '{"a":2}');
-      expect(await store.list(job)).toEqual([]);
+      expect((await store.list(job)).map((a) => a.name)).toEqual(['checkpoint.safetensors']);
       await expect(store.get(job, 'config.json')).rejects.toBeInstanceOf(ArtifactNotFoundError);
-      expect(await store.publishStaged(job, 'attempt1', names)).toBe(2);
-      expect(await store.publishStaged(job, 'attempt1', names)).toBe(0);
-      await store.discardStaged(job, 'attempt2');
-      expect(await store.publishStaged(job, 'attempt2', names)).toBe(0);
+      await publish(job, { stage: 'attempt1', names, layout: ATTEMPT_LAYOUT });
+      // The set, read in place: its names only; the plain checkpoint and attempt 2 are not seen.
+      expect((await store.list(job)).map((a) => [a.name, a.size])).toEqual([
+        ['config.json', 7],
+        ['model.safetensors', 2],
+      ]);
       expect([...(await store.get(job, 'model.safetensors'))]).toEqual([1, 2]);
-      expect(text(await store.get(job, 'config.json'))).toBe('{"a":1}');
-      expect(await c.raw.objects(job)).toBe(2);
+      expect(text(await readAll((await store.open(job, 'config.json')).stream))).toBe('{"a":1}');
+      expect(await store.exists(job, 'extra.json')).toBe(false);
+      expect(await store.exists(job, 'checkpoint.safetensors')).toBe(false);
+      await expect(store.open(job, 'checkpoint.safetensors')).rejects.toBeInstanceOf(ArtifactNotFoundError);
+      // Tidying keeps the published stage only; a stale attempt staging afterwards stays unseen.
+      await store.pruneStages(job, 'attempt1');
+      await store.remove(job, 'checkpoint.safetensors');
+      expect(await c.raw.objects(job)).toBe(3);
+      await store.stage(job, 'attempt2', 'model.safetensors', new Uint8Array([6]));
+      expect([...(await store.get(job, 'model.safetensors'))]).toEqual([1, 2]);
+      expect((await store.list(job)).map((a) => a.name)).toEqual(['config.json', 'model.safetensors']);
     });
 
-    test('two publishers of the same stage at once: each file lands once, with the stage bytes', async () => {
-      const names = Array.from({ length: 8 }, (_, i) => `part-${i}.bin`);
-      for (const n of names) await store.stage(job, 'chosen', n, `bytes of ${n}`);
-      const publish = () => store.publishStaged(job, 'chosen', names);
-      const moved = await Promise.all([publish(), publish()]);
-      // Without an atomic move (S3) both may copy a file; each copy holds the stage's bytes.
-      expect(moved[0] + moved[1]).toBeGreaterThanOrEqual(names.length);
-      expect(moved[0] + moved[1]).toBeLessThanOrEqual(2 * names.length);
-      for (const n of names) expect(text(await store.get(job, n))).toBe(`bytes of ${n}`);
-      expect(await c.raw.objects(job)).toBe(names.length);
+    test('a record of the copy-on-publish layout (no layout field) reads the plain objects', async () => {
+      await store.put(job, 'model.safetensors', 'copied at publish');
+      await store.stage(job, 'old', 'model.safetensors', 'stage never removed');
+      await publish(job, { stage: 'old', names: ['model.safetensors'] });
+      expect(text(await store.get(job, 'model.safetensors'))).toBe('copied at publish');
+      expect((await store.list(job)).map((a) => a.name)).toEqual(['model.safetensors']);
     });
 
     test('concurrent writers of one artifact: a reader sees one whole version, never a mix', async () => {
@@ -150,17 +183,17 @@ export function describeArtifactStoreContract(name: string, makeStore: () => Pro
       expect(await c.raw.objects(job)).toBe(1);
     });
 
-    test('leftovers of killed writers are hidden, and go when the job publishes', async () => {
+    test('leftovers of killed writers are hidden, and go when the job is tidied', async () => {
       await store.put(job, 'checkpoint.safetensors', 'ckpt');
       await c.raw.leaveKilledPut(job, 'checkpoint-metrics.json');
       await store.stage(job, 'killed', 'model.safetensors', new Uint8Array([7])); // never published nor discarded
       expect((await store.list(job)).map((a) => a.name)).toEqual(['checkpoint.safetensors']);
       expect(await store.exists(job, 'checkpoint-metrics.json')).toBe(false);
       await store.stage(job, 'chosen', 'model.safetensors', new Uint8Array([1]));
-      expect(await store.publishStaged(job, 'chosen', ['model.safetensors'])).toBe(1);
+      await publish(job, { stage: 'chosen', names: ['model.safetensors'], layout: ATTEMPT_LAYOUT });
+      await store.pruneStages(job, 'chosen');
       expect([...(await store.get(job, 'model.safetensors'))]).toEqual([1]);
-      expect(await c.raw.objects(job)).toBe(2);
-      expect(await store.publishStaged(job, 'killed', ['model.safetensors'])).toBe(0);
+      expect(await c.raw.objects(job)).toBe(2); // the published object and the plain checkpoint
     });
 
     test("removing a job's set takes its artifacts, stages and leftovers, and only its", async () => {
@@ -169,12 +202,14 @@ export function describeArtifactStoreContract(name: string, makeStore: () => Pro
       await store.put(job, 'model.safetensors', 'm');
       await store.put(job, 'metrics.csv', 'a,b');
       await store.stage(job, 'pending', 'config.json', '{}');
+      await store.stage(job, 'published', 'config.json', '{}');
       await c.raw.leaveKilledPut(job, 'state.json');
       expect(await jobIds(store)).toEqual(expect.arrayContaining([job, other]));
       await store.remove(job);
       expect(await store.list(job)).toEqual([]);
       expect(await c.raw.objects(job)).toBe(0);
-      expect(await store.publishStaged(job, 'pending', ['config.json'])).toBe(0);
+      await publish(job, { stage: 'published', names: ['config.json'], layout: ATTEMPT_LAYOUT });
+      expect(await store.list(job)).toEqual([]);
       expect(await jobIds(store)).not.toContain(job);
       expect(text(await store.get(other, 'model.safetensors'))).toBe('other');
     });

@@ -6,6 +6,7 @@ import { randomUUID } from 'node:crypto';
 import {
   FileDatasetStore,
   isValidArtifactName,
+  NO_PUBLISHED_SETS,
   openArtifactStore,
   openDatasetStore,
   storeLocation,
@@ -31,10 +32,10 @@ async function filesUnder(root: string): Promise<number> {
   }
 }
 
-describeArtifactStoreContract('file', async () => {
+describeArtifactStoreContract('file', async (published) => {
   const root = await mkdtemp(join(tmpdir(), 'artifact-contract-'));
   return {
-    store: openArtifactStore(root),
+    store: openArtifactStore(root, { published }),
     raw: {
       // A SIGKILL between writing a put's temporary file and renaming it.
       leaveKilledPut: (jobId, name) => writeFile(join(root, jobId, `.${name}.0123456789ab.tmp`), 'half'),
@@ -46,7 +47,7 @@ describeArtifactStoreContract('file', async () => {
 
 describe('FileArtifactStore', () => {
   test('keeps <dir>/<jobId>/<name> and no temporary files', async () => {
-    const store = new FileArtifactStore(dir);
+    const store = new FileArtifactStore(dir, NO_PUBLISHED_SETS);
     const job = randomUUID();
     await store.put(job, 'state.json', '1');
     await store.put(job, 'state.json', '2');
@@ -65,8 +66,8 @@ describe('FileArtifactStore', () => {
 describe('store locations', () => {
   test('a path or a file: URL opens the same directory; another scheme is refused', async () => {
     const job = randomUUID();
-    await openArtifactStore(pathToFileURL(dir).href).put(job, 'config.json', '{}');
-    expect(await openArtifactStore(dir).exists(job, 'config.json')).toBe(true);
+    await openArtifactStore(pathToFileURL(dir).href, { published: NO_PUBLISHED_SETS }).put(job, 'config.json', '{}');
+    expect(await openArtifactStore(dir, { published: NO_PUBLISHED_SETS }).exists(job, 'config.json')).toBe(true);
     expect(storeLocation(pathToFileURL(dir).href)).toBe(dir);
     expect(storeLocation('data/artifacts')).toBe(join(process.cwd(), 'data/artifacts'));
     expect(() => storeLocation('ftp://host/x')).toThrow(/^expected a directory path or a URL with scheme file:, s3:$/);

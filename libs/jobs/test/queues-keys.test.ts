@@ -9,6 +9,8 @@ import {
   planJob,
   queueForDevice,
   queuesForWorker,
+  servedQueues,
+  waitingForOf,
   redisKeys,
 } from '@relu-lstm/jobs';
 
@@ -20,6 +22,32 @@ describe('routing', () => {
     expect(queueForDevice('any')).toBe('any');
     expect(queuesForWorker({ gpu: true })).toEqual(['gpu', 'any']);
     expect(queuesForWorker({ gpu: false })).toEqual(['cpu', 'any']);
+  });
+
+  test('servedQueues: gpu only on a hardware GPU backend, whatever WORKER_QUEUES says', () => {
+    const needs = 'hardware GPU backend';
+    expect(servedQueues(null, { gpu: true })).toEqual({ queues: ['gpu', 'any'], refused: [] });
+    expect(servedQueues(null, { gpu: false })).toEqual({ queues: ['cpu', 'any'], refused: [] });
+    expect(servedQueues(['gpu', 'any'], { gpu: true })).toEqual({ queues: ['gpu', 'any'], refused: [] });
+    expect(servedQueues(['gpu', 'any'], { gpu: false })).toEqual({
+      queues: ['any'],
+      refused: [{ queue: 'gpu', needs }],
+    });
+    // Nothing left of WORKER_QUEUES: the backend's own queues.
+    expect(servedQueues(['gpu'], { gpu: false })).toEqual({
+      queues: ['cpu', 'any'],
+      refused: [{ queue: 'gpu', needs }],
+    });
+    expect(servedQueues(['cpu'], { gpu: true })).toEqual({ queues: ['cpu'], refused: [] });
+  });
+
+  test('waitingForOf names the missing capability of a gpu job only', () => {
+    const cpuWorker = { queues: ['cpu', 'any'] };
+    expect(waitingForOf('gpu', [])).toBe('a live worker serving the gpu queue (hardware GPU backend)');
+    expect(waitingForOf('gpu', [cpuWorker])).toBe('a live worker serving the gpu queue (hardware GPU backend)');
+    expect(waitingForOf('gpu', [cpuWorker, { queues: ['gpu', 'any'] }])).toBeNull();
+    expect(waitingForOf('cpu', [])).toBeNull();
+    expect(waitingForOf('any', [])).toBeNull();
   });
 
   test('planJob decides queue, name, data, options and meta in one place', () => {

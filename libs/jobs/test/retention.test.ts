@@ -16,6 +16,7 @@ import {
   produceJob,
   redisKeys,
   sweepRetention,
+  NO_PUBLISHED_SETS,
   openArtifactStore,
   openDatasetStore,
   tryLock,
@@ -33,7 +34,7 @@ let artifacts: ArtifactStore;
 beforeAll(async () => {
   redis = new Redis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', { maxRetriesPerRequest: 1 });
   dir = await mkdtemp(join(tmpdir(), 'retention-'));
-  artifacts = openArtifactStore(dir);
+  artifacts = openArtifactStore(dir, { published: NO_PUBLISHED_SETS });
 });
 afterAll(async () => {
   const found = await redis.keys(`${prefix}:*`);

@@ -8,12 +8,14 @@ import { promisify } from 'node:util';
 import { HeadObjectCommand, PutObjectCommand, paginateListObjectsV2, type S3Client } from '@aws-sdk/client-s3';
 import { Redis } from 'ioredis';
 import {
+  NO_PUBLISHED_SETS,
   openArtifactStore,
   openDatasetStore,
   redisKeys,
   storeLocation,
   sweepRetention,
   type ArtifactStore,
+  type PublishedSets,
 } from '@relu-lstm/jobs';
 import { S3ArtifactStore } from '../src/s3-store';
 import { describeArtifactStoreContract } from './artifact-store-contract';
@@ -48,14 +50,16 @@ async function countObjects(prefix: string): Promise<number> {
 }
 
 /** A store under a new prefix of the test bucket. */
-async function artifactStore(): Promise<{ store: ArtifactStore; prefix: string }> {
+async function artifactStore(
+  published: PublishedSets = NO_PUBLISHED_SETS,
+): Promise<{ store: ArtifactStore; prefix: string }> {
   await ensureServer();
   const prefix = `artifacts-${randomUUID()}`;
-  return { store: openArtifactStore(`s3://${BUCKET}/${prefix}`, server.env()), prefix };
+  return { store: openArtifactStore(`s3://${BUCKET}/${prefix}`, { published, env: server.env() }), prefix };
 }
 
-describeArtifactStoreContract('s3', async () => {
-  const { store, prefix } = await artifactStore();
+describeArtifactStoreContract('s3', async (published) => {
+  const { store, prefix } = await artifactStore(published);
   return {
     store,
     raw: {
@@ -86,9 +90,9 @@ describe('S3 store locations', () => {
     expect(storeLocation('s3://my-bucket')).toBe('s3://my-bucket');
     expect(() => storeLocation('s3://B_/x')).toThrow(/expected s3:\/\/bucket\/prefix with a bucket name/);
     expect(() => storeLocation('s3://bucket/a//b')).toThrow(/prefix of non-empty segments/);
-    expect(() => openArtifactStore('s3://bucket/x', { S3_ENDPOINT: 'ftp://x' })).toThrow(
-      /S3_ENDPOINT: expected an http:\/\/ or https:\/\/ URL/,
-    );
+    expect(() =>
+      openArtifactStore('s3://bucket/x', { published: NO_PUBLISHED_SETS, env: { S3_ENDPOINT: 'ftp://x' } }),
+    ).toThrow(/S3_ENDPOINT: expected an http:\/\/ or https:\/\/ URL/);
   });
 });
 
@@ -106,7 +110,7 @@ describe('S3 store against a real server', () => {
       },
       { step: 'initialize' },
     );
-    const store = new S3ArtifactStore(counted, `s3://${BUCKET}/${prefix}`);
+    const store = new S3ArtifactStore(counted, `s3://${BUCKET}/${prefix}`, NO_PUBLISHED_SETS);
     const job = randomUUID();
     const size = 64 * 1024 * 1024;
     const big = Buffer.alloc(size);
@@ -130,7 +134,7 @@ describe('S3 store against a real server', () => {
   });
 
   test('a missing bucket: every operation fails naming the bucket', async () => {
-    const store = openArtifactStore('s3://no-such-bucket/x', server.env());
+    const store = openArtifactStore('s3://no-such-bucket/x', { published: NO_PUBLISHED_SETS, env: server.env() });
     const datasets = openDatasetStore('s3://no-such-bucket/x', server.env());
     const job = randomUUID();
     const missing = /S3 bucket "no-such-bucket" does not exist/;
@@ -142,7 +146,7 @@ describe('S3 store against a real server', () => {
 
   test('wrong credentials: a clear refusal naming the bucket and the variables to check', async () => {
     const env = server.env({ AWS_ACCESS_KEY_ID: 'nobody', AWS_SECRET_ACCESS_KEY: 'wrong' });
-    const store = openArtifactStore(`s3://${BUCKET}/creds`, env);
+    const store = openArtifactStore(`s3://${BUCKET}/creds`, { published: NO_PUBLISHED_SETS, env });
     const refused = new RegExp(
       `S3 refused access to bucket "${BUCKET}".*check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY`,
     );
@@ -199,7 +203,7 @@ describe('S3 server down mid-upload', () => {
       },
       { step: 'initialize' },
     );
-    const store = new S3ArtifactStore(client, `s3://${BUCKET}/down`);
+    const store = new S3ArtifactStore(client, `s3://${BUCKET}/down`, NO_PUBLISHED_SETS);
     const job = randomUUID();
     let fenceAsked = false;
     const put = store.put(job, 'model.safetensors', Buffer.alloc(24 * 1024 * 1024, 1), {
@@ -233,9 +237,9 @@ async function downloadInChild(o: {
 }): Promise<{ bytes: number; sha: string; rssGrowthMiB: number }> {
   const script = `
     const { createHash } = require('node:crypto');
-    const { openArtifactStore } = require('@relu-lstm/jobs');
+    const { NO_PUBLISHED_SETS, openArtifactStore } = require('@relu-lstm/jobs');
     (async () => {
-      const store = openArtifactStore(process.env.LOCATION);
+      const store = openArtifactStore(process.env.LOCATION, { published: NO_PUBLISHED_SETS });
       await store.exists(process.env.JOB, 'config.json'); // the client loaded and connected
       const before = process.memoryUsage().rss;
       let peak = before, bytes = 0;

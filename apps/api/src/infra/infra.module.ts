@@ -11,6 +11,7 @@ import {
   QUEUE_NAMES,
   RedisJobEventStream,
   makeContract,
+  RedisPublishedSets,
   openArtifactStore,
   openDatasetStore,
   redisKeys,
@@ -49,7 +50,12 @@ export class InfraModule implements OnApplicationShutdown {
             idleBlockingConnections: IDLE_BLOCKING_CONNECTIONS,
           }),
       },
-      { provide: ARTIFACT_STORE, useValue: openArtifactStore(config.artifactDir) },
+      {
+        provide: ARTIFACT_STORE,
+        inject: [REDIS, KEYS],
+        useFactory: (redis: Redis, keys: RedisKeys) =>
+          openArtifactStore(config.artifactDir, { published: new RedisPublishedSets(redis, keys) }),
+      },
       { provide: DATASET_STORE, useValue: openDatasetStore(config.datasetDir) },
       JobQueues,
     ];

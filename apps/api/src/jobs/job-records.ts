@@ -119,6 +119,7 @@ export class JobRecords {
       const state = publicState(found.state, found.failedReason);
       const progress = ProgressEventSchema.safeParse(found.progress);
       return {
+        ...(state === 'queued' && meta.waitingFor !== undefined ? { waitingFor: meta.waitingFor } : {}),
         ...base,
         state,
         startedAt: found.processedOn,

@@ -4,7 +4,7 @@
  * `planJob` + `produceJob` of @relu-lstm/jobs.
  */
 import { createHash, randomUUID } from 'node:crypto';
-import { Inject, Injectable } from '@nestjs/common';
+import { Inject, Injectable, Logger } from '@nestjs/common';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import {
@@ -29,6 +29,8 @@ import {
   validate,
   validateSubmission,
   isTerminal,
+  WAITING_FOR_WORKER,
+  waitingForOf,
   jobCostIssue,
   type CostedJob,
   type ArtifactStore,
@@ -53,6 +55,7 @@ import { validationSplitProblem } from '@relu-lstm/lstm/config';
 import type { ApiConfig } from '../config';
 import { ApiError } from '../http/errors';
 import { JobQueues } from '../infra/job-queues';
+import { liveWorkers } from '../infra/workers';
 import { ARTIFACT_STORE, CONFIG, CONTRACT, EVENT_STREAM, KEYS, REDIS } from '../infra/tokens';
 import { JobRecords, linksOf } from './job-records';
 import { JobQuota } from './quota';
@@ -158,6 +161,8 @@ const MAX_SCANNED = 1000;
 
 @Injectable()
 export class JobsService {
+  private readonly log = new Logger('Jobs');
+
   constructor(
     @Inject(CONFIG) private readonly config: ApiConfig,
     @Inject(REDIS) private readonly redis: Redis,
@@ -232,7 +237,9 @@ export class JobsService {
           const meta = await this.records.meta(prev.data.id, tenant);
           if (meta) {
             const view = await this.records.view(meta);
-            return { replayed: true, body: { id: meta.id, state: view.state, links: linksOf(meta.id) }, meta };
+            const { waitingFor } = view;
+            const body = { id: meta.id, state: view.state, links: linksOf(meta.id), ...(waitingFor && { waitingFor }) };
+            return { replayed: true, body, meta };
           }
           // No meta: the first request is still being processed (its key is seconds old), or its job
           // is past retention (docs/worker.md "Retention"), and the key starts over with this request.
@@ -247,13 +254,15 @@ export class JobsService {
       }
     }
 
-    const plan = planJob(type, payload, {
-      limits: this.contract.limits,
-      tenant,
-      id,
-      policy: this.config.jobPolicy,
-      job: jobOptions,
-    });
+    const plan = await this.withWaitingFor(
+      planJob(type, payload, {
+        limits: this.contract.limits,
+        tenant,
+        id,
+        policy: this.config.jobPolicy,
+        job: jobOptions,
+      }),
+    );
     const datasetId = this.datasetOf[type](payload);
     try {
       if (datasetId && !(await this.datasets.reference(datasetId, plan.id))) {
@@ -267,7 +276,35 @@ export class JobsService {
       if (datasetId) await this.datasets.unreference(datasetId, plan.id).catch(() => undefined);
       throw e;
     }
-    return { replayed: false, body: { id: plan.id, state: 'queued', links: linksOf(plan.id) }, meta: plan.meta };
+    const { waitingFor } = plan.meta;
+    if (waitingFor !== undefined) await this.sayWaiting(plan.id, waitingFor);
+    return {
+      replayed: false,
+      body: { id: plan.id, state: 'queued', links: linksOf(plan.id), ...(waitingFor !== undefined && { waitingFor }) },
+      meta: plan.meta,
+    };
+  }
+
+  /** The plan with `meta.waitingFor` when no live worker serves its queue and only some can (`waitingForOf`). */
+  private async withWaitingFor<P extends { meta: JobMeta }>(plan: P): Promise<P> {
+    const waitingFor = waitingForOf(plan.meta.queue as QueueName, await liveWorkers(this.redis, this.keys));
+    return waitingFor === null ? plan : { ...plan, meta: { ...plan.meta, waitingFor } };
+  }
+
+  /** The job's stream and the api's log say what an accepted job waits for. */
+  private async sayWaiting(id: string, waitingFor: string): Promise<void> {
+    const message = `accepted; no live worker serves its queue: it waits for ${waitingFor}`;
+    this.log.warn(`job ${id}: ${message}`);
+    await this.events
+      .append(id, {
+        type: 'log',
+        at: Date.now(),
+        level: 'warning',
+        code: WAITING_FOR_WORKER,
+        message,
+        data: { waitingFor },
+      })
+      .catch((e) => this.log.warn(`job ${id}: could not append its waiting_for event: ${(e as Error).message}`));
   }
 
   private datasetIssues(

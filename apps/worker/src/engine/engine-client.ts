@@ -145,6 +145,8 @@ export class EngineClient {
         kind: 'init',
         init: {
           artifactDir: this.config.artifactDir,
+          redisUrl: this.config.redisUrl,
+          queuePrefix: this.config.queuePrefix,
           datasetDir: this.config.datasetDir,
           backend: this.config.backend,
           modelCacheSize: this.config.modelCacheSize,

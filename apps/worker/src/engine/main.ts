@@ -3,7 +3,15 @@
  * process that loads TensorFlow.js; it initialises the backend once, then runs one train or infer
  * request at a time. It exits when the IPC channel closes, i.e. when the worker exits or dies.
  */
-import { openArtifactStore, openDatasetStore, type JobType } from '@relu-lstm/jobs';
+import {
+  RedisPublishedSets,
+  openArtifactStore,
+  openDatasetStore,
+  redisKeys,
+  type ArtifactStore,
+  type JobType,
+} from '@relu-lstm/jobs';
+import { Redis } from 'ioredis';
 import { LstmConfigError, initBackend, resolveBackendPreference, type BackendPreference } from '@relu-lstm/lstm';
 import * as tf from '@tensorflow/tfjs-core';
 import { toJobError } from './errors';
@@ -57,6 +65,20 @@ function entryOf<T extends JobType>(kind: T): EngineEntry<T> {
   return ENTRIES[kind];
 }
 
+/**
+ * The engine reads earlier jobs' artifacts (models, states, checkpoints) through the same store as
+ * the worker, resolving published sets through its own Redis connection (opened on first read).
+ */
+function engineArtifacts(cfg: EngineInit): ArtifactStore {
+  const redis = new Redis(cfg.redisUrl, {
+    lazyConnect: true,
+    maxRetriesPerRequest: null,
+    connectionName: `relu-lstm-engine:${process.pid}`,
+  });
+  redis.on('error', () => undefined); // a read waits through reconnection; the worker reports Redis outages
+  return openArtifactStore(cfg.artifactDir, { published: new RedisPublishedSets(redis, redisKeys(cfg.queuePrefix)) });
+}
+
 async function init(cfg: EngineInit): Promise<void> {
   try {
     let preference: BackendPreference | undefined;
@@ -69,7 +91,7 @@ async function init(cfg: EngineInit): Promise<void> {
     }
     const info = await initBackend(preference);
     const backend = { backend: info.backend, gpu: info.gpu, device: info.device };
-    ctx = { artifacts: openArtifactStore(cfg.artifactDir), datasets: openDatasetStore(cfg.datasetDir), backend, send };
+    ctx = { artifacts: engineArtifacts(cfg), datasets: openDatasetStore(cfg.datasetDir), backend, send };
     cache = new ModelCache(cfg.modelCacheSize);
     await send({ kind: 'ready', backend, pid: process.pid, skipped: [...(info.skipped ?? [])] });
   } catch (e) {

@@ -36,6 +36,9 @@ export interface BackendSummary {
 
 export interface EngineInit {
   artifactDir: string;
+  /** Where the engine's artifact reads resolve jobs' published sets (REDIS_URL, QUEUE_PREFIX). */
+  redisUrl: string;
+  queuePrefix: string;
   datasetDir: string;
   /** RELU_LSTM_BACKEND; undefined: 'auto'. */
   backend: string | undefined;

@@ -1,6 +1,7 @@
 /**
  * Consumes the queues: one BullMQ `Worker` per queue this process serves (`gpu`+`any` on a GPU
- * backend, `cpu`+`any` otherwise, or WORKER_QUEUES), each with concurrency 1, sharing one engine.
+ * backend, `cpu`+`any` otherwise, or WORKER_QUEUES less `gpu` on a backend without a hardware GPU:
+ * `servedQueues`), each with concurrency 1, sharing one engine.
  *
  * One job at a time per process, across its queues: the engine owns one device and runs one request
  * at a time. A job takes the process's single slot; while it runs, the Workers of the other queues
@@ -29,7 +30,7 @@ import {
 } from '@nestjs/common';
 import { DelayedError, WaitingError, Worker, type Job } from 'bullmq';
 import {
-  queuesForWorker,
+  servedQueues,
   validateJobData,
   type JobData,
   type JobResult,
@@ -122,9 +123,21 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
     return this.running?.job.id ?? null;
   }
 
+  /** `servedQueues`: what WORKER_QUEUES names that this backend cannot serve is left out, and said once. */
+  private chooseQueues(backend: BackendSummary): QueueName[] {
+    const { queues, refused } = servedQueues(this.config.queues, backend);
+    for (const r of refused) {
+      this.log.warn(
+        `WORKER_QUEUES names ${r.queue}, but the backend ${backend.backend} (device ${backend.device}) is not a ` +
+          `${r.needs}: leaving the ${r.queue} queue to workers that have one (its jobs wait for them); serving ${queues.join(', ')}`,
+      );
+    }
+    return queues;
+  }
+
   async onApplicationBootstrap(): Promise<void> {
     this.backendInfo = await this.engine.start();
-    this.queueList = [...(this.config.queues ?? queuesForWorker(this.backendInfo))];
+    this.queueList = this.chooseQueues(this.backendInfo);
     for (const queue of this.queueList) {
       const worker = new Worker<unknown, JobResult, string>(queue, (job, token) => this.process(queue, job, token!), {
         connection: this.redis.connection,

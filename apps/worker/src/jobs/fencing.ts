@@ -9,13 +9,21 @@
  * - `holds`: a plain GET, asked just before a checkpoint file replaces the previous one (see
  *   `ArtifactStore.put`'s fence) and by the running job's watchdog;
  * - `choosePublication`: one Lua script that, only if the lock is still ours, either records our
- *   staged artifact set as *the* set of the job (`SET <p>:job:<id>:published NX`) or returns the
- *   set recorded earlier by another attempt. Exactly one set is ever chosen per job; whoever holds
- *   the lock later publishes that same set (see ArtifactPublisher).
+ *   staged artifact set as *the* set of the job (`<p>:job:<id>:published`, set once) or returns
+ *   the set recorded earlier by another attempt. That record is the publication: readers resolve
+ *   the job's artifacts through it (`PublishedSets` of @relu-lstm/jobs), so exactly one set is
+ *   ever visible per job (see ArtifactPublisher).
  */
 import { Injectable } from '@nestjs/common';
 import { RedisService } from '../redis';
-import { choosePublication, lockKeyOf, setIfHolder, type LockedJob, type Publication } from './lock-fence';
+import {
+  PublicationSchema,
+  choosePublication,
+  lockKeyOf,
+  setIfHolder,
+  type LockedJob,
+  type Publication,
+} from './lock-fence';
 
 export { LostLockError, stageIdOf, type LockHolder, type LockedJob, type Publication } from './lock-fence';
 
@@ -31,6 +39,12 @@ export class JobFencing {
   /** `SET key value` only while `token` holds the job's lock (one Lua step); false if it does not. */
   setIfHolder(job: LockedJob, token: string, key: string, value: string): Promise<boolean> {
     return setIfHolder(this.redis.connection, lockKeyOf(job), token, key, value);
+  }
+
+  /** The job's published set, if an attempt published one (read only: publishing is `choosePublication`). */
+  async publication(jobId: string): Promise<Publication | null> {
+    const raw = await this.redis.connection.get(this.redis.keys.published(jobId));
+    return raw === null ? null : PublicationSchema.parse(JSON.parse(raw));
   }
 
   /** See `choosePublication` in lock-fence.ts. */

@@ -5,19 +5,16 @@
 import { createHash } from 'node:crypto';
 import type { Job } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { bullJobKey } from '@relu-lstm/jobs';
+import { PublishedSetSchema, bullJobKey } from '@relu-lstm/jobs';
 import { z } from 'zod';
 
 /**
- * A bound on the record of the chosen artifact set should its job never be recorded as finished; once it
- * is, the record takes the job's keep-age with its other keys (`jobRecordKeys` of @relu-lstm/jobs).
+ * The published set of a job (what readers resolve, `PublishedSet` of @relu-lstm/jobs), written by
+ * which attempt, and its result. It has no TTL of its own: it lives as long as the job's artifacts,
+ * taking the job's keep-age with its other keys (`jobRecordKeys`), or swept as a stray key once the
+ * job's meta is gone.
  */
-export const PUBLICATION_TTL_MS = 7 * 24 * 3600 * 1000;
-
-/** The artifact set chosen for a job: which stage, written by which attempt, and its result. */
-export const PublicationSchema = z.object({
-  stage: z.string(),
-  names: z.array(z.string()),
+export const PublicationSchema = PublishedSetSchema.extend({
   attempt: z.number().int(),
   workerId: z.string(),
   at: z.number(),
@@ -25,12 +22,12 @@ export const PublicationSchema = z.object({
 });
 export type Publication = z.infer<typeof PublicationSchema>;
 
-/** KEYS: lock, published. ARGV: token, record, ttl. Returns the chosen record, or nil if the lock is not ours. */
+/** KEYS: lock, published. ARGV: token, record. Returns the chosen record, or nil if the lock is not ours. */
 const CHOOSE_PUBLICATION = `
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return false end
 local chosen = redis.call('GET', KEYS[2])
 if chosen then return chosen end
-redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+redis.call('SET', KEYS[2], ARGV[2])
 return ARGV[2]
 `;
 
@@ -66,8 +63,9 @@ export async function setIfHolder(
 }
 
 /**
- * Records `mine` under `publishedKey` if `token` holds the lock and no set was chosen yet; returns
- * the chosen set (ours or an earlier one), or null when the lock is not ours (write nothing).
+ * Publishes: records `mine` under `publishedKey` if `token` holds the lock and no set was chosen
+ * yet; returns the chosen set (ours or an earlier one), or null when the lock is not ours (then
+ * nothing is written and the record, if any, stays as it was).
  */
 export async function choosePublication(
   redis: Redis,
@@ -75,21 +73,13 @@ export async function choosePublication(
   publishedKey: string,
   token: string,
   mine: Publication,
-  ttlMs = PUBLICATION_TTL_MS,
 ): Promise<Publication | null> {
-  const raw = (await redis.eval(
-    CHOOSE_PUBLICATION,
-    2,
-    lockKey,
-    publishedKey,
-    token,
-    JSON.stringify(mine),
-    String(ttlMs),
-  )) as string | null;
+  const raw = (await redis.eval(CHOOSE_PUBLICATION, 2, lockKey, publishedKey, token, JSON.stringify(mine))) as
+    string | null;
   return raw === null ? null : PublicationSchema.parse(JSON.parse(raw));
 }
 
-/** A file-name-safe id of an attempt's lock token, for its staging directory. */
+/** A file-name-safe id of an attempt's lock token: the attempt key its objects are staged under. */
 export function stageIdOf(token: string): string {
   return createHash('sha256').update(token).digest('hex').slice(0, 24);
 }

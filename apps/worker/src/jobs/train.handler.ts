@@ -55,6 +55,8 @@ export class TrainHandler implements JobHandler<'train'> {
   ) {}
 
   async run(ctx: JobContext<'train'>): Promise<TrainResult> {
+    const earlier = await this.publisher.earlier(ctx, (u) => TrainResultSchema.parse(u));
+    if (earlier !== null) return earlier;
     const from = await this.resumePoint(ctx.jobId);
     const runId = `${ctx.jobId}:${ctx.attempt}:${randomBytes(4).toString('hex')}`;
     const messages = new TrainMessages(ctx, from.metrics, {
