@@ -12,6 +12,8 @@ import { JobRecords } from './jobs/job-records';
 import { JobsController } from './jobs/jobs.controller';
 import { JobsService } from './jobs/jobs.service';
 import { JobQuota } from './jobs/quota';
+import { ModelCatalog } from './models/catalog';
+import { ModelsController } from './models/models.controller';
 import { SystemController } from './system.controller';
 
 @Module({})
@@ -20,13 +22,21 @@ export class AppModule {
     return {
       module: AppModule,
       imports: [InfraModule.forRoot(config)],
-      controllers: [JobsController, DatasetsController, SystemController, DocsController, AdminController],
+      controllers: [
+        JobsController,
+        DatasetsController,
+        ModelsController,
+        SystemController,
+        DocsController,
+        AdminController,
+      ],
       providers: [
         JobRecords,
         JobsService,
         EventFeed,
         JobQuota,
         DatasetCatalog,
+        ModelCatalog,
         { provide: KEY_RING, useValue: new KeyRing(config.apiKeys, config.adminKeyHash) },
       ],
     };

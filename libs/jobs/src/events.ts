@@ -243,6 +243,8 @@ export const JobMetaSchema = z.strictObject({
   device: z.enum(DEVICES),
   tenant: z.string(),
   createdAt: at,
+  /** The registered model version the payload named (`model` / `from`), as resolved at submission. */
+  modelVersion: z.strictObject({ name: z.string(), version: z.number().int() }).optional(),
 });
 export type JobMeta = z.infer<typeof JobMetaSchema>;
 

@@ -16,6 +16,7 @@
 import { randomUUID } from 'node:crypto';
 import type { JobMeta, JobType } from './events';
 import { byJobType, JOB_TYPE_SPECS, type JobDataOf, type PayloadOf } from './job-types';
+import type { ModelVersionRef } from './model-names';
 import type { PayloadLimits } from './limits';
 import type { Device } from './payloads';
 
@@ -80,11 +81,21 @@ export interface PlannedJob<T extends JobType = JobType> {
   meta: JobMeta;
 }
 
+const publicVersion = (v: ModelVersionRef) => ({ name: v.name, version: v.version });
+
 /** Decides everything about a new job from its validated payload and the limits it was validated under. */
 export function planJob<T extends JobType>(
   type: T,
   payload: PayloadOf<T>,
-  options: { limits: PayloadLimits; tenant?: string; id?: string; now?: number; policy?: JobPolicy },
+  options: {
+    limits: PayloadLimits;
+    tenant?: string;
+    id?: string;
+    now?: number;
+    policy?: JobPolicy;
+    /** The registered model version the payload's reference resolved to. */
+    modelVersion?: ModelVersionRef;
+  },
 ): PlannedJob<T> {
   const id = options.id ?? randomUUID();
   const tenant = options.tenant ?? DEFAULT_TENANT;
@@ -95,7 +106,13 @@ export function planJob<T extends JobType>(
     id,
     queue,
     name: type,
-    data: { type, tenant, limits: options.limits, payload } as JobDataOf<T>,
+    data: {
+      type,
+      tenant,
+      limits: options.limits,
+      payload,
+      ...(options.modelVersion ? { modelVersion: options.modelVersion } : {}),
+    } as JobDataOf<T>,
     opts: {
       jobId: id,
       attempts: policy.attempts[type],
@@ -103,6 +120,14 @@ export function planJob<T extends JobType>(
       removeOnComplete: { age: policy.keepCompletedSec, count: policy.keepCompletedCount },
       removeOnFail: { age: policy.keepFailedSec, count: policy.keepFailedCount },
     },
-    meta: { id, type, queue, device, tenant, createdAt: options.now ?? Date.now() },
+    meta: {
+      id,
+      type,
+      queue,
+      device,
+      tenant,
+      createdAt: options.now ?? Date.now(),
+      ...(options.modelVersion ? { modelVersion: publicVersion(options.modelVersion) } : {}),
+    },
   };
 }

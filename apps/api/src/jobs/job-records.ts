@@ -111,6 +111,7 @@ export class JobRecords {
       device: meta.device,
       createdAt: meta.createdAt,
       links: linksOf(meta.id),
+      ...(meta.modelVersion ? { modelVersion: meta.modelVersion } : {}),
     };
     if (found) {
       const state = publicState(found.state, found.failedReason);

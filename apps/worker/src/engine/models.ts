@@ -11,6 +11,7 @@ import {
   architectureMismatches,
   type ArtifactStore,
   type ModelArtifactConfig,
+  type ModelSource,
   type ModelSpec,
 } from '@relu-lstm/jobs';
 import * as tf from '@tensorflow/tfjs-core';
@@ -27,19 +28,19 @@ export interface StoredModel {
   stateDict: Record<string, tf.Tensor>;
 }
 
-/** Reads and decodes the `model.safetensors` of `jobId`; throws `not_found` or `PayloadError`. */
-export async function readStoredModel(artifacts: ArtifactStore, jobId: string, field: string): Promise<StoredModel> {
-  const { stateDict, metadata } = safetensorsToStateDict(ownBytes(await artifacts.get(jobId, ARTIFACTS.model)));
+/** Reads and decodes the `model.safetensors` of `source`; throws `not_found` or `PayloadError`. */
+export async function readStoredModel(artifacts: ArtifactStore, source: ModelSource): Promise<StoredModel> {
+  const { field, label } = source;
+  const { stateDict, metadata } = safetensorsToStateDict(
+    ownBytes(await artifacts.get(source.storeId, ARTIFACTS.model)),
+  );
   try {
     const raw = metadata[MODEL_METADATA_KEY];
     if (raw === undefined)
-      throw new PayloadError(
-        `${field}: ${ARTIFACTS.model} of job ${jobId} has no "${MODEL_METADATA_KEY}" metadata`,
-        field,
-      );
+      throw new PayloadError(`${field}: ${ARTIFACTS.model} of ${label} has no "${MODEL_METADATA_KEY}" metadata`, field);
     const parsed = ModelArtifactConfigSchema.safeParse(JSON.parse(raw));
     if (!parsed.success)
-      throw new PayloadError(`${field}: ${ARTIFACTS.model} of job ${jobId} has an unreadable config`, field);
+      throw new PayloadError(`${field}: ${ARTIFACTS.model} of ${label} has an unreadable config`, field);
     return { config: parsed.data, stateDict };
   } catch (e) {
     tf.dispose(Object.values(stateDict));

@@ -30,6 +30,7 @@ import {
 import { DelayedError, WaitingError, Worker, type Job } from 'bullmq';
 import {
   queuesForWorker,
+  modelSourceOf,
   validateJobData,
   type JobData,
   type JobResult,
@@ -240,6 +241,7 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
         jobId,
         tenant: data.tenant,
         payload: data.payload,
+        modelSource: modelSourceOf(data),
         attempt,
         stop,
         timeoutMs,

@@ -4,7 +4,14 @@
  * starting).
  */
 import type { Job } from 'bullmq';
-import { JOB_TYPES, type JobResult, type JobType, type PayloadOf, type ResultOf } from '@relu-lstm/jobs';
+import {
+  JOB_TYPES,
+  type JobResult,
+  type JobType,
+  type ModelSource,
+  type PayloadOf,
+  type ResultOf,
+} from '@relu-lstm/jobs';
 
 /**
  * Why a running job is asked to stop: a cancel from the api, the worker shutting down, the job's
@@ -83,6 +90,8 @@ export interface JobContext<T extends JobType = JobType> {
   jobId: string;
   tenant: string;
   payload: PayloadOf<T>;
+  /** The trained model the payload names (`modelSourceOf`), if any. */
+  modelSource: ModelSource | null;
   /** 1-based: failed attempts so far plus this one. */
   attempt: number;
   stop: StopRequest;
