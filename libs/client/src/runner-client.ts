@@ -39,6 +39,12 @@ import {
   type TrainPayloadInput,
   type WorkerHeartbeat,
   type WorkerList,
+  RegisterModelSchema,
+  type ModelAliasView,
+  type ModelList,
+  type ModelVersionView,
+  type ModelView,
+  type RegisterModel,
 } from '@relu-lstm/jobs';
 import type { z } from 'zod';
 import {
@@ -372,6 +378,63 @@ export class RunnerClient {
     const out: Array<{ path: string; bytes: number }> = [];
     for (const a of items) out.push(await this.saveArtifact(id, a.name, join(dir, a.name), options));
     return out;
+  }
+
+  // ---- model registry ----------------------------------------------------------------------------
+
+  /** `POST /v1/models`: the train job's model becomes the next version of `name`. */
+  registerModel(body: RegisterModel, options: RequestOptions = {}): Promise<ModelVersionView> {
+    this.check('model registration', RegisterModelSchema, body);
+    return this.json<ModelVersionView>('POST', 'v1/models', { body, signal: options.signal });
+  }
+
+  /** `GET /v1/models`: newest first, paged like `list`. */
+  listModels(options: RequestOptions & { limit?: number; cursor?: string } = {}): Promise<ModelList> {
+    const { limit, cursor, signal } = options;
+    return this.json<ModelList>('GET', 'v1/models', { query: { limit, cursor }, signal });
+  }
+
+  /** `GET /v1/models/:model`: its versions and aliases. */
+  getModel(name: string, options: RequestOptions = {}): Promise<ModelView> {
+    return this.json<ModelView>('GET', `v1/models/${seg(name)}`, options);
+  }
+
+  /** `GET /v1/models/:model/versions/:version`. */
+  getModelVersion(name: string, version: number, options: RequestOptions = {}): Promise<ModelVersionView> {
+    return this.json<ModelVersionView>('GET', `v1/models/${seg(name)}/versions/${version}`, options);
+  }
+
+  /** One file of a version (`model.safetensors`, `config.json`, `state.json`, `metrics.csv`). */
+  async downloadModelFile(
+    name: string,
+    version: number,
+    file: string,
+    options: RequestOptions = {},
+  ): Promise<Uint8Array> {
+    checkName(file);
+    return this.withTimeout(options.signal, async (signal) => {
+      const res = await this.send('GET', `v1/models/${seg(name)}/versions/${version}/artifacts/${seg(file)}`, {
+        signal,
+      });
+      return new Uint8Array(await res.arrayBuffer());
+    });
+  }
+
+  /** `PUT /v1/models/:model/aliases/:alias`: point the alias at `version`. */
+  setModelAlias(name: string, alias: string, version: number, options: RequestOptions = {}): Promise<ModelAliasView> {
+    return this.json<ModelAliasView>('PUT', `v1/models/${seg(name)}/aliases/${seg(alias)}`, {
+      body: { version },
+      signal: options.signal,
+    });
+  }
+
+  async deleteModelAlias(name: string, alias: string, options: RequestOptions = {}): Promise<void> {
+    await this.json<null>('DELETE', `v1/models/${seg(name)}/aliases/${seg(alias)}`, options);
+  }
+
+  /** Refused (409) while an alias points at the version. */
+  async deleteModelVersion(name: string, version: number, options: RequestOptions = {}): Promise<void> {
+    await this.json<null>('DELETE', `v1/models/${seg(name)}/versions/${version}`, options);
   }
 
   // ---- datasets, workers, health ----------------------------------------------------------------
