@@ -3,7 +3,7 @@
 // the tenant's quota, and model references in infer and train payloads (resolved at submission and
 // recorded on the job; errors are 400s naming the field).
 import { randomUUID } from 'node:crypto';
-import { mkdir, readdir, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   CANONICAL_TRAIN_EXAMPLE,
@@ -12,6 +12,7 @@ import {
   contract,
   type JobData,
 } from '@relu-lstm/jobs';
+import { runCli } from '@relu-lstm/client';
 import { REDIS_URL, dropPrefix, http, openApiRedis, startApi, type ApiProcess, type ApiRedis } from './harness';
 
 let api: ApiProcess;
@@ -210,5 +211,44 @@ describe('aliases, deletion, and references in payloads', () => {
       const issue = (r.json.error.issues as Array<{ path: string; message: string }>).find((i) => i.path === field);
       expect([field, issue?.message]).toEqual([field, expect.stringMatching(message)]);
     }
+  });
+});
+
+describe('the CLI: relu-lstm models ...', () => {
+  class Sink {
+    text = '';
+    write(t: string) {
+      this.text += t;
+      return true;
+    }
+  }
+  const cli = async (...argv: string[]) => {
+    const stdout = new Sink();
+    const stderr = new Sink();
+    const code = await runCli([...argv, '--url', api.url], { stdout, stderr, env: {}, cwd: api.artifactDir });
+    return { code, out: stdout.text, err: stderr.text };
+  };
+
+  test('register, alias, show, list, download and delete', async () => {
+    const job = await trainedJob([5, 6]);
+    expect(await cli('models', 'register', 'cli', job, '--description', 'from the CLI', '--tag', 'k=v')).toEqual({
+      code: 0,
+      out: `cli@1 registered from job ${job}\n`,
+      err: '',
+    });
+    expect((await cli('models', 'alias', 'cli', 'production', '1')).out).toBe('cli@production -> 1\n');
+    const shown = await cli('models', 'show', 'cli@production', '--json');
+    expect(JSON.parse(shown.out)).toMatchObject({ ref: 'cli@1', tags: { k: 'v' }, aliases: ['production'] });
+    expect((await cli('models', 'list')).out).toMatch(/^cli {2}latest 1 {2}1 versions {2}production=1$/m);
+    const dl = await cli('models', 'download', 'cli@production', '-o', 'dl');
+    expect(dl.code).toBe(0);
+    expect([...(await readFile(join(api.artifactDir, 'dl', 'model.safetensors')))]).toEqual([5, 6]);
+    const refused = await cli('models', 'delete', 'cli@1');
+    expect([refused.code, refused.err]).toEqual([1, expect.stringMatching(/409 conflict: .*production/)]);
+    expect((await cli('models', 'unalias', 'cli', 'production')).code).toBe(0);
+    expect((await cli('models', 'delete', 'cli@1')).code).toBe(0);
+    expect((await cli('models', 'show', 'cli')).code).toBe(1);
+    expect((await cli('models', 'frob')).code).toBe(2);
+    expect((await cli('models', 'delete', 'cli')).code).toBe(2);
   });
 });

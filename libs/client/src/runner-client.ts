@@ -7,7 +7,7 @@
  * a dropped connection is resumed with `Last-Event-ID`, so every event is seen exactly once.
  */
 import { createWriteStream } from 'node:fs';
-import { mkdir, rename, rm } from 'node:fs/promises';
+import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -45,6 +45,8 @@ import {
   type ModelVersionView,
   type ModelView,
   type RegisterModel,
+  MODEL_REF_EXPECTED,
+  parseModelRef,
 } from '@relu-lstm/jobs';
 import type { z } from 'zod';
 import {
@@ -418,6 +420,38 @@ export class RunnerClient {
       });
       return new Uint8Array(await res.arrayBuffer());
     });
+  }
+
+  /** The version a reference names (`name`, `name@3`, `name@production`), as the api resolves it. */
+  async resolveModelVersion(ref: string, options: RequestOptions = {}): Promise<ModelVersionView> {
+    const parsed = parseModelRef(ref);
+    if (!parsed) throw new Error(`model reference: expected ${MODEL_REF_EXPECTED}, got ${JSON.stringify(ref)}`);
+    const { name, selector } = parsed;
+    if (selector && 'version' in selector) return this.getModelVersion(name, selector.version, options);
+    const model = await this.getModel(name, options);
+    const version = selector ? model.aliases[selector.alias] : model.latestVersion;
+    const found = model.versions.find((v) => v.version === version);
+    if (!found) throw new Error(`model ${name} has no alias ${selector && 'alias' in selector ? selector.alias : ''}`);
+    return found;
+  }
+
+  /** Downloads every file of a version into `dir`. */
+  async saveModelVersion(
+    name: string,
+    version: number,
+    dir: string,
+    options: RequestOptions = {},
+  ): Promise<Array<{ path: string; bytes: number }>> {
+    const v = await this.getModelVersion(name, version, options);
+    const out: Array<{ path: string; bytes: number }> = [];
+    for (const f of v.files) {
+      const bytes = await this.downloadModelFile(name, version, f.name, options);
+      const path = join(dir, f.name);
+      await mkdir(dirname(path), { recursive: true });
+      await writeFile(path, bytes);
+      out.push({ path, bytes: bytes.byteLength });
+    }
+    return out;
   }
 
   /** `PUT /v1/models/:model/aliases/:alias`: point the alias at `version`. */
