@@ -65,7 +65,7 @@ async function roundTrip(
  * parsed by Node's own `Response.json()` fail tf.layers' `instanceof Array` (outside jest the plain
  * URL form `tf.loadLayersModel(url)` reads the same files).
  */
-async function sameRealmFetch(url: string, init?: RequestInit): Promise<Response> {
+async function sameRealmFetch(url: string | URL | Request, init?: RequestInit): Promise<Response> {
   const r = await fetch(url, init);
   const bytes = await r.arrayBuffer();
   return {
