@@ -26,6 +26,7 @@ import {
   type QueueName,
   type RedisKeys,
   type StoredEvent,
+  type ModelVersionRef,
 } from '@relu-lstm/jobs';
 
 export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -86,7 +87,7 @@ export class Harness {
   async submit<T extends JobType>(
     type: T,
     payload: PayloadOf<T>,
-    options: { policy?: JobPolicy } = {},
+    options: { policy?: JobPolicy; modelVersion?: ModelVersionRef } = {},
   ): Promise<string> {
     const plan = planJob(type, payload, { limits: contract.limits, ...options });
     await produceJob({ redis: this.redis, keys: this.keys, queue: (q) => this.queue(q) }, plan);

@@ -5,10 +5,10 @@
  * is disposed before returning; cached models stay until evicted.
  */
 import { SequenceModel } from '@relu-lstm/lstm';
-import { ARTIFACTS, ArtifactNotFoundError, inlineModelOf } from '@relu-lstm/jobs';
+import { ARTIFACTS, inlineModelOf } from '@relu-lstm/jobs';
 import * as tf from '@tensorflow/tfjs-core';
 import { toJobError } from './errors';
-import { ModelCache, modelFromStored, readStoredModel, sequenceModelOptions } from './models';
+import { ModelCache, modelFromStored, modelGone, readStoredModel, sequenceModelOptions } from './models';
 import type { InferRequest, TerminalMessage } from './protocol';
 import { inferOutputs } from './result-spill';
 import type { EngineContext } from './train';
@@ -22,7 +22,7 @@ export async function runInfer(req: InferRequest, ctx: EngineContext, cache: Mod
     if (req.modelSource !== null) {
       const id = req.modelSource.storeId;
       const info = (await ctx.artifacts.list(id)).find((a) => a.name === ARTIFACTS.model);
-      if (!info) throw new ArtifactNotFoundError(id, ARTIFACTS.model);
+      if (!info) throw modelGone(req.modelSource);
       const key = `${id}@${info.size}:${info.modifiedAt}`;
       model = cache.get(key) ?? null;
       if (model === null) {

@@ -6,6 +6,7 @@ import { SequenceModel, safetensorsToStateDict, type SequenceModelOptions } from
 import { sequenceModelOptions as flatToSequenceModel } from '@relu-lstm/lstm/config';
 import {
   ARTIFACTS,
+  ArtifactNotFoundError,
   MODEL_METADATA_KEY,
   ModelArtifactConfigSchema,
   architectureMismatches,
@@ -28,12 +29,22 @@ export interface StoredModel {
   stateDict: Record<string, tf.Tensor>;
 }
 
+/** A `not_found` error naming the payload field and the model whose files are gone. */
+export function modelGone(source: ModelSource): Error & { code: 'not_found' } {
+  const e = new Error(
+    `${source.field}: ${source.label} has no ${ARTIFACTS.model} (gone with its job's retention, or the version was deleted)`,
+  ) as Error & { code: 'not_found' };
+  e.code = 'not_found';
+  return e;
+}
+
 /** Reads and decodes the `model.safetensors` of `source`; throws `not_found` or `PayloadError`. */
 export async function readStoredModel(artifacts: ArtifactStore, source: ModelSource): Promise<StoredModel> {
   const { field, label } = source;
-  const { stateDict, metadata } = safetensorsToStateDict(
-    ownBytes(await artifacts.get(source.storeId, ARTIFACTS.model)),
-  );
+  const bytes = await artifacts.get(source.storeId, ARTIFACTS.model).catch((e: unknown) => {
+    throw e instanceof ArtifactNotFoundError ? modelGone(source) : e;
+  });
+  const { stateDict, metadata } = safetensorsToStateDict(ownBytes(bytes));
   try {
     const raw = metadata[MODEL_METADATA_KEY];
     if (raw === undefined)
