@@ -217,6 +217,7 @@ describe.each(ROUTES.map((r) => [`${r.method} ${r.path}`, r] as const))('%s', (_
     expect(r.status).toBeLessThan(300);
     expect(r.text).not.toContain(own.job);
     expect(r.text).not.toContain(own.dataset);
+    expect(r.text).not.toContain(own.model);
   });
 
   test('with the admin key', async () => {
