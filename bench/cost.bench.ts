@@ -126,7 +126,7 @@ function costOf(shape: Shape): ReturnType<typeof estimateJobCost> {
       : {
           type: 'infer',
           payload: contract.InferPayload.parse(shape.job.payload),
-          model: contract.ModelSpec.parse(shape.job.payload.model!.config),
+          model: contract.ModelSpec.parse((shape.job.payload.model as { config: unknown }).config),
         };
   return estimateJobCost(job);
 }

@@ -2,7 +2,8 @@
  * The api and a worker (compiled, real processes) with ARTIFACT_DIR and DATASET_DIR on a real S3
  * server (s3rver, libs/jobs/test/s3-server.ts) and the real Redis: a dataset uploaded through the
  * api trains the canonical model, its artifacts (and their checkpoints before) live in the bucket
- * and download through the api byte for byte; no process writes a local data directory.
+ * and download through the api byte for byte; a model registered from it is copied within the bucket
+ * and serves inference by name; no process writes a local data directory.
  */
 import { existsSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
@@ -83,6 +84,24 @@ test('a dataset uploaded to S3 trains; the artifacts are in the bucket and downl
   const downloaded = await client.downloadArtifact(id, 'model.safetensors');
   expect(Buffer.compare(Buffer.from(downloaded), Buffer.from(await stored.Body!.transformToByteArray()))).toBe(0);
   expect(downloaded.byteLength).toBeGreaterThan(16 * 4);
+
+  // Registered, the model's files are copied in the bucket under the version's own storage id and
+  // serve inference by name (the worker reads them from the bucket).
+  const v = await client.registerModel({ name: 's3-model', fromJob: id });
+  const versionKeys = (await keysUnder('artifacts/model-')).map((k) => k.split('/').slice(2).join('/'));
+  expect(versionKeys.sort()).toEqual(names);
+  const byName = await client.submitInfer({ model: 's3-model@1', inputs: [[[0.1], [0.2]]] }, { wait: true });
+  const byJob = await client.submitInfer({ modelJobId: id, inputs: [[[0.1], [0.2]]] }, { wait: true });
+  expect(byName.state).toBe('completed');
+  expect((byName as { result: unknown }).result).toMatchObject({
+    outputs: (byJob as { result: { outputs: unknown } }).result.outputs,
+  });
+  expect(
+    Buffer.compare(
+      Buffer.from(await client.downloadModelFile('s3-model', v.version, 'model.safetensors')),
+      Buffer.from(downloaded),
+    ),
+  ).toBe(0);
 
   // Neither the worker's nor the api's local directories were written.
   expect(existsSync(harness.artifactDir)).toBe(false);

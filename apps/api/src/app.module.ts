@@ -13,6 +13,8 @@ import { JobRecords } from './jobs/job-records';
 import { JobsController } from './jobs/jobs.controller';
 import { JobsService } from './jobs/jobs.service';
 import { JobQuota } from './jobs/quota';
+import { ModelCatalog } from './models/catalog';
+import { ModelsController } from './models/models.controller';
 import { SystemController } from './system.controller';
 
 @Module({})
@@ -24,6 +26,7 @@ export class AppModule {
       controllers: [
         JobsController,
         DatasetsController,
+        ModelsController,
         SystemController,
         DocsController,
         AdminController,
@@ -35,6 +38,7 @@ export class AppModule {
         EventFeed,
         JobQuota,
         DatasetCatalog,
+        ModelCatalog,
         { provide: KEY_RING, useValue: new KeyRing(config.apiKeys, config.adminKeyHash) },
       ],
     };

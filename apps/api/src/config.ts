@@ -162,6 +162,13 @@ export const API_ENV = {
     max: 10_000_000,
     default: 1000,
   }),
+  MAX_MODEL_VERSIONS_PER_TENANT: intVar({
+    description:
+      'registered model versions a tenant may keep, all its models together; past it, POST /v1/models gets 429 until one is deleted; 0: no bound',
+    min: 0,
+    max: 10_000_000,
+    default: 1000,
+  }),
   MAX_DATASET_BYTES_PER_TENANT: envVar({
     description: "stored bytes of a tenant's datasets together; an upload that would pass it gets 413",
     default: '10gb',
@@ -218,6 +225,7 @@ export interface ApiConfig {
   maxDatasetUploads: number;
   /** 0: no bound. */
   maxDatasetsPerTenant: number;
+  maxModelVersionsPerTenant: number;
   maxDatasetBytesPerTenant: number;
   healthProbeMs: number;
   redisStaleMs: number;
@@ -281,6 +289,7 @@ export function loadConfig(
     maxLiveJobsPerTenant: e.MAX_QUEUED_JOBS_PER_TENANT,
     maxDatasetUploads: e.MAX_DATASET_UPLOADS,
     maxDatasetsPerTenant: e.MAX_DATASETS_PER_TENANT,
+    maxModelVersionsPerTenant: e.MAX_MODEL_VERSIONS_PER_TENANT,
     maxDatasetBytesPerTenant: e.MAX_DATASET_BYTES_PER_TENANT,
     healthProbeMs: e.HEALTH_PROBE_MS,
     redisStaleMs: e.REDIS_STALE_MS,

@@ -6,11 +6,19 @@
  * and as the owner; test/docs.test.ts checks that docs/api.md names each. Plain data: importable
  * without NestJS.
  */
-import { ARTIFACT_NAME, IDEMPOTENCY_HEADER, JOB_STATES, JOB_TYPES } from '@relu-lstm/jobs';
+import {
+  ARTIFACT_NAME,
+  IDEMPOTENCY_HEADER,
+  JOB_STATES,
+  JOB_TYPES,
+  LATEST_ALIAS,
+  MODEL_ALIAS,
+  MODEL_NAME,
+} from '@relu-lstm/jobs';
 
 /** `public`: anyone, not rate limited; `tenant`: a tenant's key; `admin`: the admin key only. */
 export type RouteAccess = 'public' | 'tenant' | 'admin';
-export type HttpMethod = 'GET' | 'POST' | 'DELETE';
+export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'DELETE';
 
 /** The component schemas of the OpenAPI document (docs/openapi.ts builds one for each name). */
 export type SchemaName =
@@ -34,7 +42,13 @@ export type SchemaName =
   | 'TrainResult'
   | 'InferResult'
   | 'JobError'
-  | 'AdminOverview';
+  | 'AdminOverview'
+  | 'RegisterModel'
+  | 'SetAlias'
+  | 'ModelVersionView'
+  | 'ModelView'
+  | 'ModelList'
+  | 'ModelAliasView';
 
 export type MediaType =
   | 'application/json'
@@ -68,8 +82,8 @@ export interface RouteSpec {
   /** As Nest maps it: `/v1/jobs/:id`. Path parameters are described by `PATH_PARAMETERS`. */
   path: string;
   access: RouteAccess;
-  /** The resource named by `:id` (tenant routes): another tenant gets 404 for it. */
-  owns?: 'job' | 'dataset';
+  /** The resource named by `:id` or `:model` (tenant routes): another tenant gets 404 for it. */
+  owns?: 'job' | 'dataset' | 'model';
   summary: string;
   parameters?: RouteParameter[];
   request?: Content[];
@@ -81,6 +95,9 @@ export interface RouteSpec {
 export const PATH_PARAMETERS: Record<string, Record<string, unknown>> = {
   id: { type: 'string', format: 'uuid' },
   name: { type: 'string', pattern: ARTIFACT_NAME.source },
+  model: { type: 'string', pattern: MODEL_NAME.source },
+  version: { type: 'integer', minimum: 1 },
+  alias: { type: 'string', pattern: MODEL_ALIAS.source, not: { const: LATEST_ALIAS } },
 };
 
 const json = (schema: SchemaName): Content[] => [{ type: 'application/json', schema }];
@@ -95,6 +112,7 @@ const BAD_REQUEST = error(
 );
 const TOO_LARGE = error('The body is over the configured limit.');
 const NOT_FOUND = error('No such job (or not yours).');
+const MODEL_NOT_FOUND = error('No such model, version or alias (or not yours).');
 const UNAVAILABLE = error('Redis is unreachable, or too many streams are open.');
 const REUSED_KEY = error('Idempotency-Key reused with another body.');
 const STORE_UNAVAILABLE = error('The artifact store is down or refused access (Retry-After: seconds).');
@@ -104,7 +122,7 @@ export const ACCESS_RESPONSES: Record<RouteAccess, Record<number, RouteResponse>
   tenant: {
     401: error('No valid key: `Authorization: Bearer <key>` (WWW-Authenticate: Bearer).'),
     429: error(
-      "Rate limit (Retry-After: seconds) or, on the submit and upload routes, the tenant's job or dataset quota (`quota_exceeded`).",
+      "Rate limit (Retry-After: seconds) or, on the submit, upload and register routes, the tenant's job, dataset or model-version quota (`quota_exceeded`).",
     ),
   },
   admin: {
@@ -328,6 +346,91 @@ export const ROUTES: readonly RouteSpec[] = [
       404: error('No such dataset.'),
       409: error('Queued or running jobs use it; the message names them.'),
     },
+  },
+  {
+    method: 'POST',
+    path: '/v1/models',
+    access: 'tenant',
+    summary: "Register a completed train job's model as the next version of a name (its files are copied)",
+    request: json('RegisterModel'),
+    responses: {
+      201: ok('Registered', 'ModelVersionView'),
+      400: BAD_REQUEST,
+      415: error('Not JSON.'),
+      503: STORE_UNAVAILABLE,
+    },
+  },
+  {
+    method: 'GET',
+    path: '/v1/models',
+    access: 'tenant',
+    summary: "The tenant's models, newest first",
+    parameters: PAGE_PARAMETERS,
+    responses: { 200: ok('A page', 'ModelList'), 400: BAD_REQUEST },
+  },
+  {
+    method: 'GET',
+    path: '/v1/models/:model',
+    access: 'tenant',
+    owns: 'model',
+    summary: 'A model: its versions and aliases',
+    responses: { 200: ok('The model', 'ModelView'), 404: MODEL_NOT_FOUND },
+  },
+  {
+    method: 'GET',
+    path: '/v1/models/:model/versions/:version',
+    access: 'tenant',
+    owns: 'model',
+    summary: 'A model version, with its files to download',
+    responses: { 200: ok('The version', 'ModelVersionView'), 400: BAD_REQUEST, 404: MODEL_NOT_FOUND },
+  },
+  {
+    method: 'GET',
+    path: '/v1/models/:model/versions/:version/artifacts/:name',
+    access: 'tenant',
+    owns: 'model',
+    summary: "Download a version's file (model.safetensors: PyTorch's safetensors)",
+    responses: {
+      200: { description: 'The file', content: [{ type: 'application/octet-stream' }] },
+      400: BAD_REQUEST,
+      404: MODEL_NOT_FOUND,
+      503: STORE_UNAVAILABLE,
+    },
+  },
+  {
+    method: 'DELETE',
+    path: '/v1/models/:model/versions/:version',
+    access: 'tenant',
+    owns: 'model',
+    summary: 'Delete a version (its files too); the last one takes the model with it',
+    responses: {
+      204: { description: 'Deleted' },
+      400: BAD_REQUEST,
+      404: MODEL_NOT_FOUND,
+      409: error('An alias points at it; the message names the aliases.'),
+    },
+  },
+  {
+    method: 'PUT',
+    path: '/v1/models/:model/aliases/:alias',
+    access: 'tenant',
+    owns: 'model',
+    summary: 'Point an alias (e.g. production) at a version',
+    request: json('SetAlias'),
+    responses: {
+      200: ok('Set', 'ModelAliasView'),
+      400: BAD_REQUEST,
+      404: MODEL_NOT_FOUND,
+      415: error('Not JSON.'),
+    },
+  },
+  {
+    method: 'DELETE',
+    path: '/v1/models/:model/aliases/:alias',
+    access: 'tenant',
+    owns: 'model',
+    summary: 'Remove an alias',
+    responses: { 204: { description: 'Removed' }, 400: BAD_REQUEST, 404: MODEL_NOT_FOUND },
   },
   {
     method: 'GET',

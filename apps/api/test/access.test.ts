@@ -10,6 +10,7 @@ import type { Redis } from 'ioredis';
 import {
   CANONICAL_TRAIN_EXAMPLE,
   HEARTBEAT_TTL_MS,
+  contract,
   QUEUE_NAMES,
   redisKeys,
   type JobData,
@@ -39,7 +40,8 @@ let redis: Redis;
 let queues: Record<QueueName, Queue<JobData>>;
 let behind: ApiRedis;
 /** alpha's resources. */
-const own = { job: '', dataset: '', artifact: 'model.safetensors' };
+const own = { job: '', dataset: '', model: `m-${randomUUID()}`, artifact: 'model.safetensors' };
+type Ids = { job: string; dataset: string; model?: string };
 const clone = <T>(v: T): T => JSON.parse(JSON.stringify(v)) as T;
 
 const DATASET = {
@@ -51,24 +53,23 @@ const DATASET = {
 };
 
 /** The request a route gets in this walk: ids filled in, a valid body for the POST routes. */
-function requestFor(
-  route: RouteSpec,
-  ids: { job: string; dataset: string },
-): { path: string; body?: unknown; headers?: Record<string, string> } {
+function requestFor(route: RouteSpec, ids: Ids): { path: string; body?: unknown; headers?: Record<string, string> } {
   const path = route.path
     .replace(':id', route.owns === 'dataset' ? ids.dataset : ids.job)
+    .replace(':model', ids.model ?? own.model)
+    .replace(':version', '1')
+    .replace(':alias', 'production')
     .replace(':name', own.artifact);
   if (route.path === '/v1/jobs/train') return { path, body: { ...clone(CANONICAL_TRAIN_EXAMPLE), device: 'gpu' } };
   if (route.path === '/v1/jobs/infer') return { path, body: { modelJobId: ids.job, inputs: [[[0.5]]], device: 'gpu' } };
   if (route.path === '/v1/datasets') return { path, body: DATASET };
+  if (route.path === '/v1/models' && route.method === 'POST')
+    return { path, body: { name: ids.model ?? own.model, fromJob: ids.job } };
+  if (route.method === 'PUT') return { path, body: { version: 1 } };
   return { path };
 }
 
-function call(
-  route: RouteSpec,
-  ids: { job: string; dataset: string },
-  headers: Record<string, string> = {},
-): Promise<HttpResult> {
+function call(route: RouteSpec, ids: Ids, headers: Record<string, string> = {}): Promise<HttpResult> {
   const r = requestFor(route, ids);
   return http(api.url, route.method, r.path, { body: r.body, headers });
 }
@@ -102,7 +103,13 @@ beforeAll(async () => {
   const dir = join(api.artifactDir, own.job);
   await mkdir(dir, { recursive: true });
   await writeFile(join(dir, own.artifact), Buffer.from([1, 2, 3]));
-  await writeFile(join(dir, 'config.json'), JSON.stringify({ model: CANONICAL_TRAIN_EXAMPLE.model }));
+  const model = contract.ModelSpec.parse(CANONICAL_TRAIN_EXAMPLE.model);
+  await writeFile(join(dir, 'config.json'), JSON.stringify({ jobId: own.job, model }));
+  const registered = await http(api.url, 'POST', '/v1/models', {
+    body: { name: own.model, fromJob: own.job },
+    headers: bearer(KEY.alpha),
+  });
+  expect(registered.status).toBe(201);
   const ds = await http(api.url, 'POST', '/v1/datasets', { body: DATASET, headers: bearer(KEY.alpha) });
   expect(ds.status).toBe(201);
   own.dataset = ds.json.id;
@@ -180,10 +187,10 @@ describe.each(ROUTES.map((r) => [`${r.method} ${r.path}`, r] as const))('%s', (_
     }
     if (route.owns) {
       const missing = randomUUID();
-      const m = await call(route, { job: missing, dataset: missing }, beta);
+      const m = await call(route, { job: missing, dataset: missing, model: missing }, beta);
       expect(r.status).toBe(404);
       expect(m.status).toBe(404);
-      const ownId = route.owns === 'job' ? own.job : own.dataset;
+      const ownId = { job: own.job, dataset: own.dataset, model: own.model }[route.owns];
       expect(r.text.replaceAll(ownId, '<id>')).toBe(m.text.replaceAll(missing, '<id>'));
       expect(r.headers['content-type']).toBe(m.headers['content-type']);
       return;
@@ -197,10 +204,20 @@ describe.each(ROUTES.map((r) => [`${r.method} ${r.path}`, r] as const))('%s', (_
       expect(r.text.replaceAll(own.job, '<id>')).toBe(m.text.replaceAll(missing, '<id>'));
       return;
     }
+    if (route.path === '/v1/models' && route.method === 'POST') {
+      // fromJob names alpha's job: beta is told it does not exist, as for a made-up id.
+      const missing = randomUUID();
+      const m = await call(route, { job: missing, dataset: missing }, beta);
+      expect(r.status).toBe(400);
+      expect(r.json.error.issues).toEqual([expect.objectContaining({ path: 'fromJob', code: 'not_found' })]);
+      expect(r.text.replaceAll(own.job, '<id>')).toBe(m.text.replaceAll(missing, '<id>'));
+      return;
+    }
     // Routes without an id work for beta, on beta's things only.
     expect(r.status).toBeLessThan(300);
     expect(r.text).not.toContain(own.job);
     expect(r.text).not.toContain(own.dataset);
+    expect(r.text).not.toContain(own.model);
   });
 
   test('with the admin key', async () => {
@@ -226,11 +243,29 @@ describe.each(ROUTES.map((r) => [`${r.method} ${r.path}`, r] as const))('%s', (_
       expect((await http(api.url, 'GET', `/v1/datasets/${ds.json.id}`, { headers: alpha })).status).toBe(404);
       return;
     }
+    if (route.method === 'DELETE' && route.path === '/v1/models/:model/versions/:version') {
+      // A model of its own: the walk's model keeps its version 1 for the routes after this one.
+      const name = `d-${randomUUID()}`;
+      expect(
+        (
+          await call(
+            ROUTES.find((x) => x.path === '/v1/models')!,
+            { ...own, model: name },
+            alpha,
+          )
+        ).status,
+      ).toBe(201);
+      expect((await call(route, { ...own, model: name }, alpha)).status).toBe(204);
+      expect((await http(api.url, 'GET', `/v1/models/${name}`, { headers: alpha })).status).toBe(404);
+      return;
+    }
     const r = await call(route, { job: own.job, dataset: own.dataset }, alpha);
     expect([r.status, r.text.slice(0, 300)]).toEqual([r.status < 300 ? r.status : 200, expect.any(String)]);
     if (route.path === '/v1/jobs/:id/artifacts/:name') expect([...Buffer.from(r.text, 'latin1')]).toEqual([1, 2, 3]);
     else if (route.owns === 'job') expect(r.text).toContain(own.job);
     else if (route.owns === 'dataset') expect(r.json.id).toBe(own.dataset);
+    else if (route.owns === 'model' && route.method === 'GET' && !route.path.endsWith(':name'))
+      expect(r.json.name).toBe(own.model);
   });
 });
 

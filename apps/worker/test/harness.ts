@@ -31,6 +31,7 @@ import {
   type QueueName,
   type RedisKeys,
   type StoredEvent,
+  type ModelVersionRef,
 } from '@relu-lstm/jobs';
 import { parseS3Location, s3ClientFromEnv } from '../../../libs/jobs/src/s3-store';
 
@@ -97,7 +98,7 @@ export class Harness {
   async submit<T extends JobType>(
     type: T,
     payload: PayloadOf<T>,
-    options: { policy?: JobPolicy; job?: JobOptions } = {},
+    options: { policy?: JobPolicy; job?: JobOptions; modelVersion?: ModelVersionRef } = {},
   ): Promise<string> {
     const plan = planJob(type, payload, { limits: contract.limits, ...options });
     await produceJob({ redis: this.redis, keys: this.keys, queue: (q) => this.queue(q) }, plan);

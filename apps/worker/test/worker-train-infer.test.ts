@@ -17,8 +17,11 @@ import {
   TrainResultSchema,
   WorkerHeartbeatSchema,
   contract,
+  copyModelFiles,
   decodeJobError,
+  newModelStorageId,
   openDatasetStore,
+  type InferResult,
   type JobEvent,
   type MetricEvent,
   type StateEvent,
@@ -336,6 +339,39 @@ describe('worker', () => {
       codes.push(ev.find((e): e is StateEvent => e.type === 'state' && e.state === 'failed')?.error?.code ?? 'none');
     }
     expect(codes).toEqual(['not_found', 'invalid_payload']);
+  });
+
+  it('a registered model: loaded from the recorded version; gone files are not_found naming it; no version is invalid_payload', async () => {
+    const storageId = newModelStorageId();
+    expect(await copyModelFiles(h.artifacts, trainId, storageId)).toHaveLength(4);
+    const version = { name: 'm', version: 2, storageId, jobId: trainId };
+    const payload = contract.InferPayload.parse({ model: 'm@production', inputs: [[[0.5], [0.25]]] });
+    const viaName = await h.submit('infer', payload, { modelVersion: version });
+    const viaJob = await h.submit(
+      'infer',
+      contract.InferPayload.parse({ modelJobId: trainId, inputs: [[[0.5], [0.25]]] }),
+    );
+    const results = [];
+    for (const id of [viaName, viaJob]) {
+      const ev = await h.waitForEnd(id, 20_000, worker);
+      results.push(ev.find((e): e is StateEvent => e.type === 'state' && e.state === 'completed')?.result);
+    }
+    expect(results[0]).toBeDefined();
+    expect((results[0] as InferResult).outputs).toEqual((results[1] as InferResult).outputs);
+
+    await h.artifacts.remove(storageId);
+    const gone = await h.submit('infer', payload, { modelVersion: version });
+    const unresolved = await h.submit('infer', payload);
+    const errors = [];
+    for (const id of [gone, unresolved]) {
+      const ev = await h.waitForEnd(id, 20_000, worker);
+      errors.push(ev.find((e): e is StateEvent => e.type === 'state' && e.state === 'failed')?.error);
+    }
+    expect(errors[0]).toMatchObject({
+      code: 'not_found',
+      message: expect.stringMatching(/^model: model m@2 has no model.safetensors/),
+    });
+    expect(errors[1]).toMatchObject({ code: 'invalid_payload', message: expect.stringContaining('modelVersion') });
   });
 
   it('starts a train job from the weights of an earlier one (fromJob), and refuses one of another shape', async () => {

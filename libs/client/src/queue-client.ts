@@ -13,6 +13,12 @@ import {
   JobOptionsSchema,
   payloadSchema,
   planJob,
+  isResolved,
+  modelRefOf,
+  modelRefProblemMessage,
+  resolveModelRef,
+  MODEL_REF_EXPECTED,
+  type ModelVersionRef,
   produceJob,
   redisKeys,
   RedisJobEventStream,
@@ -104,14 +110,33 @@ export class QueueClient {
     const { name, tags, priority } = options;
     const job = validate(JobOptionsSchema, { name, tags, priority });
     if (!job.ok) throw new PayloadValidationError('job options', job.issues);
-    const plan = planJob(type, r.value as PayloadOf<T>, {
+    const validated = r.value as PayloadOf<T>;
+    const plan = planJob(type, validated, {
       limits: this.contract.limits,
       tenant: this.tenant,
       id: options.id,
       policy: this.policy,
       job: job.value,
+      modelVersion: await this.resolveModel(type, validated),
     });
     return produceJob({ redis: this.redis, keys: this.keys, queue: (name) => this.queue(name) }, plan);
+  }
+
+  /** The registered version a payload's model reference names (as the api resolves it); throws naming the field. */
+  private async resolveModel<T extends JobType>(type: T, payload: PayloadOf<T>): Promise<ModelVersionRef | undefined> {
+    const ref = modelRefOf(type, payload);
+    if (!ref || !('registered' in ref)) return undefined;
+    const r = await resolveModelRef(this.redis, this.keys, this.tenant, ref.registered);
+    if (isResolved(r)) return r.ref;
+    throw new PayloadValidationError(JOB_TYPE_SPECS[type].label, [
+      {
+        path: ref.field,
+        code: 'not_found',
+        message: modelRefProblemMessage(r),
+        expected: MODEL_REF_EXPECTED,
+        received: JSON.stringify(ref.registered),
+      },
+    ]);
   }
 
   /** The BullMQ queue of a name (created on first use, closed by `close()`). */

@@ -7,7 +7,7 @@
  * a dropped connection is resumed with `Last-Event-ID`, so every event is seen exactly once.
  */
 import { createWriteStream } from 'node:fs';
-import { mkdir, rename, rm } from 'node:fs/promises';
+import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -41,6 +41,14 @@ import {
   type TrainPayloadInput,
   type WorkerHeartbeat,
   type WorkerList,
+  RegisterModelSchema,
+  type ModelAliasView,
+  type ModelList,
+  type ModelVersionView,
+  type ModelView,
+  type RegisterModel,
+  MODEL_REF_EXPECTED,
+  parseModelRef,
 } from '@relu-lstm/jobs';
 import type { z } from 'zod';
 import {
@@ -384,6 +392,95 @@ export class RunnerClient {
     const out: Array<{ path: string; bytes: number }> = [];
     for (const a of items) out.push(await this.saveArtifact(id, a.name, join(dir, a.name), options));
     return out;
+  }
+
+  // ---- model registry ----------------------------------------------------------------------------
+
+  /** `POST /v1/models`: the train job's model becomes the next version of `name`. */
+  registerModel(body: RegisterModel, options: RequestOptions = {}): Promise<ModelVersionView> {
+    this.check('model registration', RegisterModelSchema, body);
+    return this.json<ModelVersionView>('POST', 'v1/models', { body, signal: options.signal });
+  }
+
+  /** `GET /v1/models`: newest first, paged like `list`. */
+  listModels(options: RequestOptions & { limit?: number; cursor?: string } = {}): Promise<ModelList> {
+    const { limit, cursor, signal } = options;
+    return this.json<ModelList>('GET', 'v1/models', { query: { limit, cursor }, signal });
+  }
+
+  /** `GET /v1/models/:model`: its versions and aliases. */
+  getModel(name: string, options: RequestOptions = {}): Promise<ModelView> {
+    return this.json<ModelView>('GET', `v1/models/${seg(name)}`, options);
+  }
+
+  /** `GET /v1/models/:model/versions/:version`. */
+  getModelVersion(name: string, version: number, options: RequestOptions = {}): Promise<ModelVersionView> {
+    return this.json<ModelVersionView>('GET', `v1/models/${seg(name)}/versions/${version}`, options);
+  }
+
+  /** One file of a version (`model.safetensors`, `config.json`, `state.json`, `metrics.csv`). */
+  async downloadModelFile(
+    name: string,
+    version: number,
+    file: string,
+    options: RequestOptions = {},
+  ): Promise<Uint8Array> {
+    checkName(file);
+    return this.withTimeout(options.signal, async (signal) => {
+      const res = await this.send('GET', `v1/models/${seg(name)}/versions/${version}/artifacts/${seg(file)}`, {
+        signal,
+      });
+      return new Uint8Array(await res.arrayBuffer());
+    });
+  }
+
+  /** The version a reference names (`name`, `name@3`, `name@production`), as the api resolves it. */
+  async resolveModelVersion(ref: string, options: RequestOptions = {}): Promise<ModelVersionView> {
+    const parsed = parseModelRef(ref);
+    if (!parsed) throw new Error(`model reference: expected ${MODEL_REF_EXPECTED}, got ${JSON.stringify(ref)}`);
+    const { name, selector } = parsed;
+    if (selector && 'version' in selector) return this.getModelVersion(name, selector.version, options);
+    const model = await this.getModel(name, options);
+    const version = selector ? model.aliases[selector.alias] : model.latestVersion;
+    const found = model.versions.find((v) => v.version === version);
+    if (!found) throw new Error(`model ${name} has no alias ${selector && 'alias' in selector ? selector.alias : ''}`);
+    return found;
+  }
+
+  /** Downloads every file of a version into `dir`. */
+  async saveModelVersion(
+    name: string,
+    version: number,
+    dir: string,
+    options: RequestOptions = {},
+  ): Promise<Array<{ path: string; bytes: number }>> {
+    const v = await this.getModelVersion(name, version, options);
+    const out: Array<{ path: string; bytes: number }> = [];
+    for (const f of v.files) {
+      const bytes = await this.downloadModelFile(name, version, f.name, options);
+      const path = join(dir, f.name);
+      await mkdir(dirname(path), { recursive: true });
+      await writeFile(path, bytes);
+      out.push({ path, bytes: bytes.byteLength });
+    }
+    return out;
+  }
+
+  /** `PUT /v1/models/:model/aliases/:alias`: point the alias at `version`. */
+  setModelAlias(name: string, alias: string, version: number, options: RequestOptions = {}): Promise<ModelAliasView> {
+    return this.json<ModelAliasView>('PUT', `v1/models/${seg(name)}/aliases/${seg(alias)}`, {
+      body: { version },
+      signal: options.signal,
+    });
+  }
+
+  async deleteModelAlias(name: string, alias: string, options: RequestOptions = {}): Promise<void> {
+    await this.json<null>('DELETE', `v1/models/${seg(name)}/aliases/${seg(alias)}`, options);
+  }
+
+  /** Refused (409) while an alias points at the version. */
+  async deleteModelVersion(name: string, version: number, options: RequestOptions = {}): Promise<void> {
+    await this.json<null>('DELETE', `v1/models/${seg(name)}/versions/${version}`, options);
   }
 
   // ---- datasets, workers, health ----------------------------------------------------------------

@@ -12,7 +12,7 @@
  */
 import type { JobType } from './events';
 import { unknownJobType } from './job-types';
-import type { InferPayload, ModelSpec, TrainPayload } from './payloads';
+import { inlineModelOf, type InferPayload, type ModelSpec, type TrainPayload } from './payloads';
 import type { ValidationIssue } from './validation';
 
 const F32 = 4;
@@ -129,7 +129,7 @@ function estimateInferCost(p: InferPayload, model: ModelShape): JobCost {
   const [b, t, i] = shape3(p.inputs);
   const params = parameterCount(model);
   // Inline weights arrive as JS arrays as well.
-  const parameters = params * F32 * (p.model ? 1 + JS_NUMBER_BYTES / F32 : 1);
+  const parameters = params * F32 * (inlineModelOf(p) ? 1 + JS_NUMBER_BYTES / F32 : 1);
   // A layer's input and output sequences, its input projection and the time loop's per-step tensors; the final states.
   const states = 2 * model.numLayers * d * b * model.hiddenSize * (F32 + JS_NUMBER_BYTES);
   const activations = b * t * d * model.hiddenSize * INFER_FLOATS_PER_UNIT * F32 + states;

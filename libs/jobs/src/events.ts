@@ -250,6 +250,8 @@ export const JobMetaSchema = z.strictObject({
   priority: JobPrioritySchema.optional(),
   /** Set at submission when no live worker served the job's queue and it needs one that can (`waitingForOf`). */
   waitingFor: z.string().optional(),
+  /** The registered model version the payload named (`model` / `from`), as resolved at submission. */
+  modelVersion: z.strictObject({ name: z.string(), version: z.number().int() }).optional(),
 });
 export type JobMeta = z.infer<typeof JobMetaSchema>;
 

@@ -14,6 +14,7 @@ import {
 import { JobNameSchema, JobPrioritySchema, TagsSchema } from './job-options';
 import { DEVICES } from './payloads';
 import { ValidationIssueSchema } from './validation';
+import { StoredArchitectureSchema } from './worker-contract';
 
 export const JobLinksSchema = z.strictObject({
   self: z.string(),
@@ -64,6 +65,8 @@ export const JobViewSchema = z.strictObject({
   priority: JobPrioritySchema.optional(),
   /** While `queued`: what it was found waiting for at submission (see `SubmitResponse.waitingFor`). */
   waitingFor: z.string().optional(),
+  /** The registered model version the payload named, as resolved at submission. */
+  modelVersion: z.strictObject({ name: z.string(), version: z.number().int() }).optional(),
 });
 export type JobView = z.infer<typeof JobViewSchema>;
 
@@ -109,6 +112,64 @@ export const DatasetListSchema = z.strictObject({
   nextCursor: z.string().nullable(),
 });
 export type DatasetList = z.infer<typeof DatasetListSchema>;
+
+const ModelVersionNumber = z.number().int().min(1);
+
+/** A registered model version (POST /v1/models, GET /v1/models/:model/versions/:version). */
+export const ModelVersionViewSchema = z.strictObject({
+  name: z.string(),
+  version: ModelVersionNumber,
+  /** The aliases pointing at this version. */
+  aliases: z.array(z.string()),
+  /** The train job it was copied from (which may be gone since). */
+  jobId: z.string(),
+  description: z.string().optional(),
+  tags: z.record(z.string(), z.string()).optional(),
+  createdAt: z.number().int(),
+  /** The architecture it was trained with. */
+  model: StoredArchitectureSchema,
+  metrics: z.strictObject({ finalLoss: z.number().nullable(), finalValLoss: z.number().nullable() }).optional(),
+  /** Its files, each downloadable at `url`: `model.safetensors` loads in PyTorch (`safetensors.torch.load_file`). */
+  files: z.array(z.strictObject({ name: z.string(), size: z.number().int(), url: z.string() })),
+  /** The reference to give as `model` (infer) or `from` (train). */
+  ref: z.string(),
+});
+export type ModelVersionView = z.infer<typeof ModelVersionViewSchema>;
+
+/** GET /v1/models/:model: every version, oldest first, and the aliases. */
+export const ModelViewSchema = z.strictObject({
+  name: z.string(),
+  createdAt: z.number().int(),
+  /** The highest registered version (what `name` alone resolves to). */
+  latestVersion: ModelVersionNumber,
+  /** Alias -> version. */
+  aliases: z.record(z.string(), ModelVersionNumber),
+  versions: z.array(ModelVersionViewSchema),
+});
+export type ModelView = z.infer<typeof ModelViewSchema>;
+
+/** GET /v1/models: the tenant's models, newest first, paged as `JobList`. */
+export const ModelListSchema = z.strictObject({
+  items: z.array(
+    z.strictObject({
+      name: z.string(),
+      createdAt: z.number().int(),
+      latestVersion: ModelVersionNumber,
+      versionCount: z.number().int(),
+      aliases: z.record(z.string(), ModelVersionNumber),
+    }),
+  ),
+  nextCursor: z.string().nullable(),
+});
+export type ModelList = z.infer<typeof ModelListSchema>;
+
+/** PUT /v1/models/:model/aliases/:alias. */
+export const ModelAliasViewSchema = z.strictObject({
+  name: z.string(),
+  alias: z.string(),
+  version: ModelVersionNumber,
+});
+export type ModelAliasView = z.infer<typeof ModelAliasViewSchema>;
 
 export const WorkerListSchema = z.strictObject({
   items: z.array(WorkerHeartbeatSchema),

@@ -23,4 +23,5 @@ export * from './event-stream';
 export * from './worker-contract';
 export * from './producer';
 export * from './retention';
+export * from './models';
 export * from './env';

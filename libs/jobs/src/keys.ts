@@ -1,7 +1,8 @@
 /**
  * Every Redis key the runner uses besides BullMQ's own, in one place. All live under the
  * queue prefix, next to BullMQ's `<prefix>:<queue>:...` keys; the second segments used here (`job`,
- * `jobs`, `jobix`, `fair`, `idem`, `dataset`, `datasets`, `dataset-use`, `live`, `rate`, `worker`, `workers`, `retention`) are never
+ * `jobs`, `jobix`, `fair`, `idem`, `dataset`, `datasets`, `dataset-use`, `live`, `rate`, `worker`, `workers`, `retention`,
+ * `model`, `models`, `model-blobs`) are never
  * queue names.
  *
  * | key                                   | type   | written by          | holds                                  |
@@ -28,6 +29,11 @@
  * | `<p>:worker:<workerId>`               | string | worker              | `WorkerHeartbeat` JSON, TTL 15 s       |
  * | `<p>:workers`                         | zset   | worker              | worker ids scored by heartbeat expiry  |
  * | `<p>:retention:lock`                  | string | worker              | retention sweeper's lock, PX = period  |
+ * | `<p>:model:<tenant>:<name>`           | hash   | api                 | `createdAt`, `seq`, `alias:<a>` -> version |
+ * | `<p>:model:<tenant>:<name>:versions`  | hash   | api                 | version -> `ModelVersionRecord` JSON   |
+ * | `<p>:models:<tenant>`                 | zset   | api                 | model names by creation time           |
+ * | `<p>:models:<tenant>:count`           | string | api                 | the tenant's registered versions (quota) |
+ * | `<p>:model-blobs`                     | set    | api                 | storage ids of registered versions (retention keeps them) |
  */
 import { createHash } from 'node:crypto';
 import type { JobType } from './events';
@@ -81,6 +87,15 @@ export interface RedisKeys {
   worker(workerId: string): string;
   workers(): string;
   retentionLock(): string;
+  /** A registered model (models.ts). */
+  model(tenant: string, name: string): string;
+  modelVersions(tenant: string, name: string): string;
+  /** The tenant's model names by creation time. */
+  modelIndex(tenant: string): string;
+  /** The tenant's registered versions, for its quota (MAX_MODEL_VERSIONS_PER_TENANT). */
+  modelCount(tenant: string): string;
+  /** Storage ids of every registered version: the retention sweep never removes these. */
+  modelBlobs(): string;
 }
 
 export function redisKeys(prefix: string): RedisKeys {
@@ -114,5 +129,10 @@ export function redisKeys(prefix: string): RedisKeys {
     worker: (w) => `${prefix}:worker:${id('worker id', w)}`,
     workers: () => `${prefix}:workers`,
     retentionLock: () => `${prefix}:retention:lock`,
+    model: (t, n) => `${prefix}:model:${id('tenant', t)}:${id('model name', n)}`,
+    modelVersions: (t, n) => `${prefix}:model:${id('tenant', t)}:${id('model name', n)}:versions`,
+    modelIndex: (t) => `${prefix}:models:${id('tenant', t)}`,
+    modelCount: (t) => `${prefix}:models:${id('tenant', t)}:count`,
+    modelBlobs: () => `${prefix}:model-blobs`,
   };
 }

@@ -24,6 +24,7 @@ import {
   type Fraction,
 } from '@relu-lstm/lstm/config';
 import { DEFAULT_LIMITS, type PayloadLimits } from './limits';
+import { MODEL_REF } from './model-names';
 import { numel, rectangularShape, showShape, type Path } from './tensors';
 
 /** `sine`: x[n, t, 0] = sin(phase_n + freq_n * t), target the next value (inputSize 1, outputSize 1).
@@ -105,6 +106,8 @@ const tensor3 = z.array(tensor2);
 const targets = z.array(z.array(z.union([z.number(), vec])));
 /** `h0`, `c0`: `[L*D, B, H]`. */
 const InitialState = z.strictObject({ h0: tensor3, c0: tensor3 });
+/** A registered model: `name` (its latest version), `name@<version>` or `name@<alias>`. */
+const modelRef = z.string().regex(MODEL_REF, 'expected "name", "name@<version>" or "name@<alias>"');
 
 const lengthsSchema = (limits: PayloadLimits) => z.array(posInt(limits.maxSeqLen));
 
@@ -234,6 +237,8 @@ function trainPayloadObject(parts: TrainParts) {
     initialState: InitialState.optional(),
     /** Start from the final model and state of this earlier (completed) train job. */
     fromJob: z.uuid().optional(),
+    /** As `fromJob`, from a registered model: `name`, `name@<version>` or `name@<alias>`. */
+    from: modelRef.optional(),
     device: z.enum(DEVICES).default('any'),
   });
 }
@@ -318,10 +323,11 @@ function checkSyntheticTrainData(
     );
 }
 
-/** A training start state is `[L*D, 1, H]` and excludes `fromJob`, which brings its own. */
+/** A training start state is `[L*D, 1, H]` and excludes `fromJob` and `from`, which bring their own. */
 function checkTrainInitialState(ctx: z.RefinementCtx, p: TrainShape, limits: PayloadLimits): void {
-  if (p.initialState && p.fromJob) {
-    addIssue(ctx, ['initialState'], 'either initialState or fromJob, not both', 'both');
+  if (p.fromJob && p.from !== undefined) addIssue(ctx, ['from'], 'either from or fromJob, not both', 'both');
+  if (p.initialState && (p.fromJob || p.from !== undefined)) {
+    addIssue(ctx, ['initialState'], `either initialState or ${p.fromJob ? 'fromJob' : 'from'}, not both`, 'both');
   }
   if (!p.initialState) return;
   const m = p.model;
@@ -346,7 +352,8 @@ function inferPayloadObject(limits: PayloadLimits, InlineModel: ReturnType<typeo
   return z.strictObject({
     /** Id of a completed train job whose `model.safetensors` to use. */
     modelJobId: z.uuid().optional(),
-    model: InlineModel.optional(),
+    /** A registered model (`name`, `name@<version>`, `name@<alias>`), or a model given inline. */
+    model: z.union([modelRef, InlineModel]).optional(),
     /** `[B, T, inputSize]`. */
     inputs: tensor3,
     lengths: lengthsSchema(limits).optional(),
@@ -356,12 +363,12 @@ function inferPayloadObject(limits: PayloadLimits, InlineModel: ReturnType<typeo
   });
 }
 
-/** An infer job: a model (by job id or inline) and the inputs to run through it. */
+/** An infer job: a model (by job id, by registered name or inline) and the inputs to run through it. */
 function inferPayloadSchema(limits: PayloadLimits, InlineModel: ReturnType<typeof inlineModelSchema>) {
   return inferPayloadObject(limits, InlineModel).superRefine((p, ctx) => checkInferPayload(ctx, p, limits));
 }
 
-/** Infer inputs and state against the inline model's sizes; with a model given by job id only the
+/** Infer inputs and state against the inline model's sizes; with a model given by job id or name only the
  * sizes that need no model are checked here (the worker checks the rest once it has loaded it). */
 function checkInferPayload(
   ctx: z.RefinementCtx,
@@ -371,7 +378,7 @@ function checkInferPayload(
   if ((p.modelJobId === undefined) === (p.model === undefined)) {
     addIssue(ctx, [], 'exactly one of modelJobId, model', p.modelJobId === undefined ? 'none' : 'both');
   }
-  const m = p.model?.config;
+  const m = typeof p.model === 'object' ? p.model.config : undefined;
   const s = expectShape(
     ctx,
     p.inputs,
@@ -467,6 +474,10 @@ export type InferPayload = z.output<JobContract['InferPayload']>;
 export type InferPayloadInput = z.input<JobContract['InferPayload']>;
 export type InlineModel = z.output<JobContract['InlineModel']>;
 export type DatasetInput = z.output<JobContract['DatasetInput']>;
+
+/** The model an infer payload gives inline (not by job id or registered name). */
+export const inlineModelOf = (p: InferPayload): InlineModel | undefined =>
+  typeof p.model === 'object' ? p.model : undefined;
 
 /** The train payload of the issue's canonical example; it must keep validating as fields grow. */
 export const CANONICAL_TRAIN_EXAMPLE = {

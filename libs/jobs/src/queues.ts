@@ -18,6 +18,7 @@ import type { JobMeta, JobType } from './events';
 import { byJobType, JOB_TYPE_SPECS, type JobDataOf, type PayloadOf } from './job-types';
 import type { JobOptions } from './job-options';
 import { JOB_PRIORITY, type PayloadLimits } from './limits';
+import type { ModelVersionRef } from './model-names';
 import type { Device } from './payloads';
 
 export const QUEUE_NAMES = ['gpu', 'cpu', 'any'] as const;
@@ -127,12 +128,23 @@ export interface PlannedJob<T extends JobType = JobType> {
   meta: JobMeta;
 }
 
-/** Decides everything about a new job from its validated payload and the limits it was validated under;
- * `job`: its validated name, tags and priority (job-options.ts). */
+const publicVersion = (v: ModelVersionRef) => ({ name: v.name, version: v.version });
+
+/** Decides everything about a new job from its validated payload and the limits it was validated under. */
 export function planJob<T extends JobType>(
   type: T,
   payload: PayloadOf<T>,
-  options: { limits: PayloadLimits; tenant?: string; id?: string; now?: number; policy?: JobPolicy; job?: JobOptions },
+  options: {
+    limits: PayloadLimits;
+    tenant?: string;
+    id?: string;
+    now?: number;
+    policy?: JobPolicy;
+    /** Its validated name, tags and priority (job-options.ts). */
+    job?: JobOptions;
+    /** The registered model version the payload's reference resolved to. */
+    modelVersion?: ModelVersionRef;
+  },
 ): PlannedJob<T> {
   const id = options.id ?? randomUUID();
   const tenant = options.tenant ?? DEFAULT_TENANT;
@@ -145,7 +157,14 @@ export function planJob<T extends JobType>(
     id,
     queue,
     name: type,
-    data: { type, tenant, limits: options.limits, payload, ...labels } as JobDataOf<T>,
+    data: {
+      type,
+      tenant,
+      limits: options.limits,
+      payload,
+      ...labels,
+      ...(options.modelVersion ? { modelVersion: options.modelVersion } : {}),
+    } as JobDataOf<T>,
     opts: {
       jobId: id,
       attempts: policy.attempts[type],
@@ -153,6 +172,16 @@ export function planJob<T extends JobType>(
       removeOnComplete: { age: policy.keepCompletedSec, count: policy.keepCompletedCount },
       removeOnFail: { age: policy.keepFailedSec, count: policy.keepFailedCount },
     },
-    meta: { id, type, queue, device, tenant, createdAt: options.now ?? Date.now(), ...labels, priority },
+    meta: {
+      id,
+      type,
+      queue,
+      device,
+      tenant,
+      createdAt: options.now ?? Date.now(),
+      ...labels,
+      priority,
+      ...(options.modelVersion ? { modelVersion: publicVersion(options.modelVersion) } : {}),
+    },
   };
 }

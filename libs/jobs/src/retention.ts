@@ -270,17 +270,22 @@ async function sweepStrayKeys(sweep: Sweep): Promise<void> {
   });
 }
 
-/** Step 3. Artifacts of jobs without meta (expired, trimmed, or never recorded), once past the grace time. */
+/**
+ * Step 3. Artifacts of jobs without meta (expired, trimmed, or never recorded), once past the grace
+ * time; a registered model version's files (`keys.modelBlobs()`) stay, and those of a registration
+ * that did not complete go like any orphan.
+ */
 async function sweepOrphanArtifacts(sweep: Sweep): Promise<void> {
   const { redis, keys, artifacts, orphanGraceMs } = sweep.deps;
   for await (const chunk of inChunks(artifacts.jobs(), sweep.batch)) {
     const orphans = chunk.filter((d) => !sweep.removed.has(d.jobId) && sweep.now() - d.modifiedAt >= orphanGraceMs);
     if (!orphans.length) continue;
+    // A registered model version's files (models.ts) have no job meta and are kept.
     const p = redis.pipeline();
-    for (const d of orphans) p.exists(keys.jobMeta(d.jobId));
+    for (const d of orphans) p.exists(keys.jobMeta(d.jobId)).sismember(keys.modelBlobs(), d.jobId);
     const res = (await p.exec()) ?? [];
     for (let j = 0; j < orphans.length; j++) {
-      if (res[j]?.[1] === 0) {
+      if (res[2 * j]?.[1] === 0 && res[2 * j + 1]?.[1] === 0) {
         await artifacts.remove(orphans[j].jobId);
         sweep.report.orphanArtifacts++;
       }

@@ -12,6 +12,8 @@ import {
   ArtifactNotFoundError,
   FencedWriteError,
   RedisPublishedSets,
+  copyModelFiles,
+  newModelStorageId,
   redisKeys,
   type ArtifactStore,
   type PublishedSet,
@@ -69,6 +71,29 @@ export function describeArtifactStoreContract(
     });
     beforeEach(() => {
       job = randomUUID();
+    });
+
+    test("a model version's files, copied under a storage id of their own, outlive the job's", async () => {
+      await store.put(job, 'model.safetensors', new Uint8Array([9, 8, 7]));
+      await store.put(job, 'config.json', '{"a":1}');
+      await store.put(job, 'metrics.csv', 'epoch\n0\n');
+      const sid = newModelStorageId();
+      expect(await copyModelFiles(store, job, sid)).toEqual([
+        { name: 'model.safetensors', size: 3 },
+        { name: 'config.json', size: 7 },
+        { name: 'metrics.csv', size: 8 },
+      ]);
+      await store.remove(job);
+      expect([...(await store.get(sid, 'model.safetensors'))]).toEqual([9, 8, 7]);
+      expect((await store.list(sid)).map((a) => a.name)).toEqual(['config.json', 'metrics.csv', 'model.safetensors']);
+      await store.remove(sid);
+      // Without a model nothing is copied and nothing is left.
+      const bare = randomUUID();
+      await store.put(bare, 'config.json', '{}');
+      const sid2 = newModelStorageId();
+      await expect(copyModelFiles(store, bare, sid2)).rejects.toBeInstanceOf(ArtifactNotFoundError);
+      expect(await store.list(sid2)).toEqual([]);
+      await store.remove(bare);
     });
 
     test('put, get, list, exists, open as a stream, replace whole', async () => {

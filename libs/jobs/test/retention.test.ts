@@ -12,6 +12,8 @@ import {
   contract,
   expireJobRecords,
   keepAgeSec,
+  newModelStorageId,
+  ModelRegistryRecords,
   planJob,
   produceJob,
   redisKeys,
@@ -168,6 +170,32 @@ test('one sweep: expired, trimmed, cancelled-before-start, running, stray keys a
   expect(removedQueueJobs).toEqual([['any', expired]]);
   expect(await stored([expired, trimmed, running, kept, orphanDir, recent])).toEqual([running, kept, recent].sort());
   expect(await redis.exists(keys.jobMeta(running), keys.jobMeta(kept), keys.jobMeta(cancelledQueued))).toBe(3);
+});
+
+test("a registered model version's files stay; those of a registration that never completed go", async () => {
+  const registered = newModelStorageId();
+  const abandoned = newModelStorageId();
+  const records = new ModelRegistryRecords(redis, keys);
+  const record = {
+    storageId: registered,
+    jobId: randomUUID(),
+    createdAt: 1,
+    model: { ...contract.ModelSpec.parse(CANONICAL_TRAIN_EXAMPLE.model) },
+    files: [{ name: 'model.safetensors', size: 1 }],
+  };
+  expect(await records.register({ tenant: 'm', name: 'kept', record, maxVersions: 0 })).toEqual({
+    ok: true,
+    version: 1,
+  });
+  await storeArtifacts([registered, abandoned], 0);
+  const sweep = () =>
+    sweepRetention({ redis, keys, removeQueueJob: () => Promise.resolve(), artifacts, orphanGraceMs: 60_000 });
+  expect((await sweep()).orphanArtifacts).toBe(1);
+  expect(await stored([registered, abandoned])).toEqual([registered]);
+  // Deleted, the version's files are an orphan like any other.
+  expect(await records.deleteVersion('m', 'kept', 1)).toEqual({ ok: true });
+  expect((await sweep()).orphanArtifacts).toBe(1);
+  expect(await stored([registered])).toEqual([]);
 });
 
 test('a sweep drops index entries that are not job ids along with dead jobs of the same batch', async () => {

@@ -14,6 +14,7 @@ export type { LstmState, ForwardOptions, ForwardResult } from './relu-lstm';
 export * from './backend';
 export * from './safetensors';
 export * from './keras-weights';
+export * from './layers-export';
 // The model configuration (names, rules, option types; also `@relu-lstm/lstm/config`, without tfjs) is config.ts.
 // Training: sequence model (LSTM + linear head), losses, optimizers, clipping, fit, resumable state.
 export { SequenceModel, HEAD_WEIGHT, HEAD_BIAS } from './sequence-model';

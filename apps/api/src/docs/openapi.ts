@@ -25,6 +25,12 @@ import {
   TrainResultSchema,
   WorkerListSchema,
   AdminOverviewSchema,
+  ModelAliasViewSchema,
+  ModelListSchema,
+  ModelVersionViewSchema,
+  ModelViewSchema,
+  RegisterModelSchema,
+  SetAliasSchema,
   type JobContract,
 } from '@relu-lstm/jobs';
 import {
@@ -110,6 +116,12 @@ export function buildOpenApi(contract: JobContract, version: string): Record<str
     InferResult: jsonSchema(InferResultSchema, 'output'),
     JobError: jsonSchema(JobErrorSchema, 'output'),
     AdminOverview: jsonSchema(AdminOverviewSchema, 'output'),
+    RegisterModel: jsonSchema(RegisterModelSchema, 'input'),
+    SetAlias: jsonSchema(SetAliasSchema, 'input'),
+    ModelVersionView: jsonSchema(ModelVersionViewSchema, 'output'),
+    ModelView: jsonSchema(ModelViewSchema, 'output'),
+    ModelList: jsonSchema(ModelListSchema, 'output'),
+    ModelAliasView: jsonSchema(ModelAliasViewSchema, 'output'),
   } satisfies Record<SchemaName, unknown>;
   const paths: Record<string, Record<string, unknown>> = {};
   for (const route of ROUTES) (paths[openApiPath(route.path)] ??= {})[route.method.toLowerCase()] = operation(route);

@@ -114,6 +114,7 @@ export class JobRecords {
       ...(meta.name !== undefined && { name: meta.name }),
       ...(meta.tags !== undefined && { tags: meta.tags }),
       ...(meta.priority !== undefined && { priority: meta.priority }),
+      ...(meta.modelVersion ? { modelVersion: meta.modelVersion } : {}),
     };
     if (found) {
       const state = publicState(found.state, found.failedReason);

@@ -6,8 +6,6 @@ import type { Request, Response } from 'express';
 import {
   IDEMPOTENCY_HEADER,
   isStreamId,
-  isValidArtifactName,
-  ArtifactNotFoundError,
   type ArtifactList,
   type ArtifactStore,
   type CancelResponse,
@@ -18,6 +16,7 @@ import {
 } from '@relu-lstm/jobs';
 import { Inject } from '@nestjs/common';
 import type { ApiConfig } from '../config';
+import { sendArtifact } from '../http/artifact-download';
 import { ApiError } from '../http/errors';
 import { tenantOf } from '../http/tenant';
 import { ARTIFACT_STORE, CONFIG } from '../infra/tokens';
@@ -44,12 +43,6 @@ function parseWait(v: unknown): boolean {
     },
   ]);
 }
-
-const CONTENT_TYPES: Record<string, string> = {
-  json: 'application/json',
-  csv: 'text/csv; charset=utf-8',
-  txt: 'text/plain; charset=utf-8',
-};
 
 @Controller('v1/jobs')
 export class JobsController {
@@ -192,40 +185,6 @@ export class JobsController {
     @Param('name') name: string,
   ): Promise<void> {
     await this.jobs.meta(id, tenantOf(req));
-    if (!isValidArtifactName(name)) {
-      throw ApiError.invalid([
-        {
-          path: 'name',
-          code: 'invalid_format',
-          message: 'not an artifact name',
-          expected: 'one file name of letters, digits, ".", "-", "_"',
-          received: JSON.stringify(name),
-        },
-      ]);
-    }
-    let opened;
-    try {
-      opened = await this.artifacts.open(id, name);
-    } catch (e) {
-      if (e instanceof ArtifactNotFoundError) throw ApiError.notFound(`artifact ${name} of job ${id}`);
-      throw e;
-    }
-    const ext = name.split('.').pop() ?? '';
-    res.writeHead(200, {
-      'Content-Type': CONTENT_TYPES[ext] ?? 'application/octet-stream',
-      'Content-Length': String(opened.info.size),
-      'Content-Disposition': `attachment; filename="${name}"`,
-      'Last-Modified': new Date(opened.info.modifiedAt).toUTCString(),
-    });
-    const stream = opened.stream as NodeJS.ReadableStream & { destroy(): void };
-    res.on('close', () => stream.destroy());
-    await new Promise<void>((resolve) => {
-      stream.on('error', () => {
-        res.destroy();
-        resolve();
-      });
-      stream.on('end', resolve);
-      stream.pipe(res);
-    });
+    await sendArtifact(res, { store: this.artifacts, storeId: id, name, owner: `job ${id}` });
   }
 }

@@ -1,6 +1,6 @@
 /**
  * Submitting, listing and cancelling jobs. The api only produces jobs: it validates the payload,
- * checks what the payload refers to (dataset, earlier job) exists, and hands the job to
+ * checks what the payload refers to (dataset, earlier job, registered model) exists, and hands the job to
  * `planJob` + `produceJob` of @relu-lstm/jobs.
  */
 import { createHash, randomUUID } from 'node:crypto';
@@ -11,6 +11,14 @@ import {
   ARTIFACTS,
   ConfigArtifactSchema,
   architectureMismatches,
+  inlineModelOf,
+  isResolved,
+  modelRefOf,
+  modelRefProblemMessage,
+  resolveModelRef,
+  MODEL_REF_EXPECTED,
+  type ModelVersionRef,
+  type PayloadModelRef,
   type DatasetMeta,
   IDEMPOTENCY_TTL_SEC,
   JOB_STATES,
@@ -154,6 +162,16 @@ export const ListQuerySchema = PageQuerySchema.extend({
 interface RefCheck {
   issues: ValidationIssue[];
   costed: CostedJob | null;
+  /** The registered version a model reference resolved to (recorded on the job). */
+  modelVersion?: ModelVersionRef;
+}
+
+/** A trained model a payload names: the issues, its config (null: unreadable), how messages name it, the version. */
+export interface NamedModel {
+  issues: ValidationIssue[];
+  cfg: ConfigArtifact | null;
+  label: string;
+  version?: ModelVersionRef;
 }
 
 /** Most index entries one list request looks at when filtering by state or by several sets. */
@@ -261,6 +279,7 @@ export class JobsService {
         id,
         policy: this.config.jobPolicy,
         job: jobOptions,
+        modelVersion: refs.modelVersion,
       }),
     );
     const datasetId = this.datasetOf[type](payload);
@@ -360,15 +379,12 @@ export class JobsService {
   /**
    * An earlier train job usable as a model: same tenant, train, `model.safetensors` and
    * `config.json` present. Returns the issues, else the job's config (null if unreadable: the
-   * worker reports it then).
+   * worker reports it then). Also what POST /v1/models registers.
    */
-  private async trainedModel(
-    jobId: string,
-    path: string,
-    tenant: string,
-  ): Promise<{ issues: ValidationIssue[]; cfg: ConfigArtifact | null }> {
+  async trainedModel(jobId: string, path: string, tenant: string): Promise<NamedModel> {
+    const label = `job ${jobId}`;
     const meta = await this.records.meta(jobId, tenant);
-    const notUsable = (message: string) => ({
+    const notUsable = (message: string): NamedModel => ({
       issues: [
         {
           path,
@@ -379,6 +395,7 @@ export class JobsService {
         },
       ],
       cfg: null,
+      label,
     });
     if (!meta) return notUsable(`job ${jobId} does not exist`);
     if (meta.type !== 'train') return notUsable(`job ${jobId} is an ${meta.type} job`);
@@ -397,7 +414,36 @@ export class JobsService {
     } catch {
       cfg = null;
     }
-    return { issues: [], cfg };
+    return { issues: [], cfg, label };
+  }
+
+  /** A registered model version (models.ts): 400 naming `path` when the reference does not resolve. */
+  private async registeredModel(ref: string, path: string, tenant: string): Promise<NamedModel> {
+    const r = await resolveModelRef(this.redis, this.keys, tenant, ref);
+    if (!isResolved(r)) {
+      const issue: ValidationIssue = {
+        path,
+        code: r.kind === 'syntax' ? 'invalid_format' : 'not_found',
+        message: modelRefProblemMessage(r),
+        expected: MODEL_REF_EXPECTED,
+        received: JSON.stringify(ref),
+      };
+      return { issues: [issue], cfg: null, label: `model ${ref}` };
+    }
+    const { ref: version, record } = r;
+    return {
+      issues: [],
+      cfg: { jobId: record.jobId, model: record.model },
+      version,
+      label: `model ${version.name}@${version.version}`,
+    };
+  }
+
+  /** The trained model a payload names, if any: an earlier job's or a registered version. */
+  private namedModel(ref: PayloadModelRef, tenant: string): Promise<NamedModel> {
+    return 'jobId' in ref
+      ? this.trainedModel(ref.jobId, ref.field, tenant)
+      : this.registeredModel(ref.registered, ref.field, tenant);
   }
 
   private async checkTrainRefs(p: PayloadOf<'train'>, tenant: string): Promise<RefCheck> {
@@ -405,8 +451,9 @@ export class JobsService {
     const datasetId = p.data.datasetId;
     const dataset = datasetId ? await this.datasets.meta(datasetId, tenant) : null;
     if (datasetId) issues.push(...this.datasetIssues(datasetId, dataset, p.model, p.training.validationSplit));
-    if (p.fromJob) {
-      const from = await this.trainedModel(p.fromJob, 'fromJob', tenant);
+    const ref = modelRefOf('train', p);
+    const from = ref && (await this.namedModel(ref, tenant));
+    if (from) {
       issues.push(...from.issues);
       // The model to continue must have the shape of the one trained.
       const cfg = from.cfg;
@@ -415,22 +462,27 @@ export class JobsService {
           issues.push({
             path: `model.${f}`,
             code: 'custom',
-            message: `must match the model of job ${p.fromJob}`,
+            message: `must match the model of ${from.label}`,
             expected: JSON.stringify(cfg.model[f]),
             received: JSON.stringify(p.model[f]),
           });
         }
       }
     }
-    return { issues, costed: { type: 'train', payload: p, dataset: dataset ?? undefined } };
+    return {
+      issues,
+      costed: { type: 'train', payload: p, dataset: dataset ?? undefined },
+      modelVersion: from?.version,
+    };
   }
 
   private async checkInferRefs(p: PayloadOf<'infer'>, tenant: string): Promise<RefCheck> {
-    if (!p.modelJobId) {
-      const model = p.model?.config;
+    const ref = modelRefOf('infer', p);
+    if (!ref) {
+      const model = inlineModelOf(p)?.config;
       return { issues: [], costed: model ? { type: 'infer', payload: p, model } : null };
     }
-    const { issues, cfg } = await this.trainedModel(p.modelJobId, 'modelJobId', tenant);
+    const { issues, cfg, label, version } = await this.namedModel(ref, tenant);
     if (issues.length) return { issues, costed: null };
     // The input width must match the trained model's.
     const width = p.inputs[0]?.[0]?.length;
@@ -438,13 +490,13 @@ export class JobsService {
       const issue: ValidationIssue = {
         path: 'inputs',
         code: 'custom',
-        message: `the model of job ${p.modelJobId} reads ${cfg.model.inputSize} features per step`,
+        message: `the model of ${label} reads ${cfg.model.inputSize} features per step`,
         expected: `shape [B, T, ${cfg.model.inputSize}]`,
         received: `${width} features per step`,
       };
       return { issues: [issue], costed: null };
     }
-    return { issues: [], costed: cfg ? { type: 'infer', payload: p, model: cfg.model } : null };
+    return { issues: [], costed: cfg ? { type: 'infer', payload: p, model: cfg.model } : null, modelVersion: version };
   }
 
   async get(id: string, tenant: string): Promise<JobView> {

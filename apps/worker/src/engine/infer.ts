@@ -1,14 +1,14 @@
 /**
- * One inference inside the engine: the model of a completed train job (from the LRU cache, else its
+ * One inference inside the engine: the model of a completed train job or registered version (from the LRU cache, else its
  * `model.safetensors`) or an inline state dict, one forward pass over `inputs [B, T, I]` from the
  * optional initial state, and the outputs and final state as nested arrays. Every tensor made here
  * is disposed before returning; cached models stay until evicted.
  */
 import { SequenceModel } from '@relu-lstm/lstm';
-import { ARTIFACTS, ArtifactNotFoundError } from '@relu-lstm/jobs';
+import { ARTIFACTS, inlineModelOf } from '@relu-lstm/jobs';
 import * as tf from '@tensorflow/tfjs-core';
 import { toJobError } from './errors';
-import { ModelCache, modelFromStored, readStoredModel, sequenceModelOptions } from './models';
+import { ModelCache, modelFromStored, modelGone, readStoredModel, sequenceModelOptions } from './models';
 import type { InferRequest, TerminalMessage } from './protocol';
 import { inferOutputs } from './result-spill';
 import type { EngineContext } from './train';
@@ -19,14 +19,14 @@ export async function runInfer(req: InferRequest, ctx: EngineContext, cache: Mod
   let owned = false;
   const tensors: tf.Tensor[] = [];
   try {
-    if (p.modelJobId !== undefined) {
-      const id = p.modelJobId;
+    if (req.modelSource !== null) {
+      const id = req.modelSource.storeId;
       const info = (await ctx.artifacts.list(id)).find((a) => a.name === ARTIFACTS.model);
-      if (!info) throw new ArtifactNotFoundError(id, ARTIFACTS.model);
+      if (!info) throw modelGone(req.modelSource);
       const key = `${id}@${info.size}:${info.modifiedAt}`;
       model = cache.get(key) ?? null;
       if (model === null) {
-        const stored = await readStoredModel(ctx.artifacts, id, 'modelJobId');
+        const stored = await readStoredModel(ctx.artifacts, req.modelSource);
         try {
           model = modelFromStored(stored);
         } finally {
@@ -35,7 +35,7 @@ export async function runInfer(req: InferRequest, ctx: EngineContext, cache: Mod
         owned = !cache.put(key, model);
       }
     } else {
-      const inline = p.model!;
+      const inline = inlineModelOf(p)!;
       model = new SequenceModel(sequenceModelOptions(inline.config, 0));
       owned = true;
       model.loadStateDict(inline.stateDict);

@@ -6,11 +6,13 @@ import { SequenceModel, safetensorsToStateDict, type SequenceModelOptions } from
 import { sequenceModelOptions as flatToSequenceModel } from '@relu-lstm/lstm/config';
 import {
   ARTIFACTS,
+  ArtifactNotFoundError,
   MODEL_METADATA_KEY,
   ModelArtifactConfigSchema,
   architectureMismatches,
   type ArtifactStore,
   type ModelArtifactConfig,
+  type ModelSource,
   type ModelSpec,
 } from '@relu-lstm/jobs';
 import * as tf from '@tensorflow/tfjs-core';
@@ -27,19 +29,29 @@ export interface StoredModel {
   stateDict: Record<string, tf.Tensor>;
 }
 
-/** Reads and decodes the `model.safetensors` of `jobId`; throws `not_found` or `PayloadError`. */
-export async function readStoredModel(artifacts: ArtifactStore, jobId: string, field: string): Promise<StoredModel> {
-  const { stateDict, metadata } = safetensorsToStateDict(ownBytes(await artifacts.get(jobId, ARTIFACTS.model)));
+/** A `not_found` error naming the payload field and the model whose files are gone. */
+export function modelGone(source: ModelSource): Error & { code: 'not_found' } {
+  const e = new Error(
+    `${source.field}: ${source.label} has no ${ARTIFACTS.model} (gone with its job's retention, or the version was deleted)`,
+  ) as Error & { code: 'not_found' };
+  e.code = 'not_found';
+  return e;
+}
+
+/** Reads and decodes the `model.safetensors` of `source`; throws `not_found` or `PayloadError`. */
+export async function readStoredModel(artifacts: ArtifactStore, source: ModelSource): Promise<StoredModel> {
+  const { field, label } = source;
+  const bytes = await artifacts.get(source.storeId, ARTIFACTS.model).catch((e: unknown) => {
+    throw e instanceof ArtifactNotFoundError ? modelGone(source) : e;
+  });
+  const { stateDict, metadata } = safetensorsToStateDict(ownBytes(bytes));
   try {
     const raw = metadata[MODEL_METADATA_KEY];
     if (raw === undefined)
-      throw new PayloadError(
-        `${field}: ${ARTIFACTS.model} of job ${jobId} has no "${MODEL_METADATA_KEY}" metadata`,
-        field,
-      );
+      throw new PayloadError(`${field}: ${ARTIFACTS.model} of ${label} has no "${MODEL_METADATA_KEY}" metadata`, field);
     const parsed = ModelArtifactConfigSchema.safeParse(JSON.parse(raw));
     if (!parsed.success)
-      throw new PayloadError(`${field}: ${ARTIFACTS.model} of job ${jobId} has an unreadable config`, field);
+      throw new PayloadError(`${field}: ${ARTIFACTS.model} of ${label} has an unreadable config`, field);
     return { config: parsed.data, stateDict };
   } catch (e) {
     tf.dispose(Object.values(stateDict));

@@ -11,7 +11,7 @@
  *     | -- stop (runId, checkpoint?) ----------> |  abort at the next batch boundary
  *     | <-- trained | inferred | stopped | failed |  exactly one terminal message per run
  *
- * Division of labour: the engine computes and reads its inputs (datasets, `fromJob` models,
+ * Division of labour: the engine computes and reads its inputs (datasets, `fromJob` / `from` models,
  * checkpoints, models of infer jobs) from the shared stores; the parent owns Redis, the job's lock
  * and every write (checkpoints and final artifacts arrive here as bytes), so that a write can be
  * fenced by the job's lock in one place. The engine exits when the IPC channel closes (the parent
@@ -22,6 +22,7 @@ import type {
   InferPayload,
   JobErrorInput,
   JobType,
+  ModelSource,
   ProgressEvent,
   TrainPayload,
 } from '@relu-lstm/jobs';
@@ -50,6 +51,8 @@ export interface TrainRequest {
   runId: string;
   jobId: string;
   payload: TrainPayload;
+  /** Where `fromJob` / `from` is stored; null: neither. */
+  modelSource: ModelSource | null;
   /** Steps between metric points (payload's progressEvery, floored by the worker's PROGRESS_EVERY). */
   progressEvery: number;
   /** Name of the checkpoint artifact of this job to resume from; null: start fresh. */
@@ -65,6 +68,8 @@ export interface InferRequest {
   runId: string;
   jobId: string;
   payload: InferPayload;
+  /** Where `modelJobId` / a registered `model` is stored; null: the model is inline. */
+  modelSource: ModelSource | null;
 }
 
 /** The engine request of each job type. */

@@ -26,6 +26,7 @@ import {
   type ModelArtifactConfig,
   type ProgressEvent,
   type StateArtifact,
+  type ModelSource,
   type TrainPayload,
   ARTIFACTS,
   StateArtifactSchema,
@@ -114,7 +115,9 @@ async function beginRun(req: TrainRequest, ctx: EngineContext, run: RunState): P
   const loaded = await loadTrainingData(p, ctx.datasets);
   const resume = await readCheckpoint(req, ctx);
   // A resumed run's weights come from its checkpoint: the seeded model is only their shape.
-  run.model = resume ? new SequenceModel(sequenceModelOptions(p.model, t.seed)) : await initialModel(p, ctx.artifacts);
+  run.model = resume
+    ? new SequenceModel(sequenceModelOptions(p.model, t.seed))
+    : await initialModel(req, ctx.artifacts);
   if (resume) {
     // A checkpoint written after a divergence rollback carries the reduced learning rate: keep it.
     run.learningRate = resume.optimizer.config.learningRate;
@@ -124,8 +127,8 @@ async function beginRun(req: TrainRequest, ctx: EngineContext, run: RunState): P
   const begun: RunStart = {
     loaded,
     resume,
-    init: resume ? 'checkpoint' : p.fromJob ? 'fromJob' : 'seed',
-    start: await startStateOf(p, ctx.artifacts),
+    init: resume ? 'checkpoint' : req.modelSource ? 'fromJob' : 'seed',
+    start: await startStateOf(req, ctx.artifacts),
     nTrain,
     stepsPerEpoch: Math.ceil(nTrain / t.batchSize),
   };
@@ -157,13 +160,14 @@ async function readCheckpoint(req: TrainRequest, ctx: EngineContext): Promise<Tr
   }
 }
 
-/** The model as the job starts it: seeded from the payload, then `fromJob`'s weights if any. */
-async function initialModel(p: TrainPayload, artifacts: ArtifactStore): Promise<SequenceModel> {
+/** The model as the job starts it: seeded from the payload, then `fromJob`'s (or `from`'s) weights if any. */
+async function initialModel(req: TrainRequest, artifacts: ArtifactStore): Promise<SequenceModel> {
+  const p = req.payload;
   const m = new SequenceModel(sequenceModelOptions(p.model, p.training.seed));
-  if (!p.fromJob) return m;
-  const stored = await readStoredModel(artifacts, p.fromJob, 'fromJob');
+  if (!req.modelSource) return m;
+  const stored = await readStoredModel(artifacts, req.modelSource);
   try {
-    checkSameArchitecture(p.model, stored.config, 'fromJob');
+    checkSameArchitecture(p.model, stored.config, req.modelSource.field);
     m.loadStateDict(stored.stateDict);
   } catch (e) {
     m.dispose();
@@ -174,10 +178,11 @@ async function initialModel(p: TrainPayload, artifacts: ArtifactStore): Promise<
   return m;
 }
 
-/** The state every sequence starts from: the payload's, or the final state of the fromJob run. */
-async function startStateOf(p: TrainPayload, artifacts: ArtifactStore): Promise<StartState | null> {
+/** The state every sequence starts from: the payload's, or the final state of the fromJob (or from) run. */
+async function startStateOf(req: TrainRequest, artifacts: ArtifactStore): Promise<StartState | null> {
+  const p = req.payload;
   if (p.initialState) return { source: 'initialState', h0: p.initialState.h0, c0: p.initialState.c0 };
-  return p.fromJob ? await fromJobState(artifacts, p.fromJob) : null;
+  return req.modelSource ? await fromJobState(artifacts, req.modelSource) : null;
 }
 
 /**
@@ -260,7 +265,7 @@ async function rollBack({ req, ctx, run }: TrainRun, e: DivergenceError): Promis
   if (!good) {
     run.model!.dispose();
     run.model = null;
-    run.model = await initialModel(req.payload, ctx.artifacts);
+    run.model = await initialModel(req, ctx.artifacts);
   }
   await ctx.send({
     kind: 'rollback',
@@ -450,16 +455,16 @@ interface StartState {
  * The final state of an earlier train job, as `fromJob` promises: row 0 of its `state.json`
  * (`[L*D, B, H]` -> `[L*D, 1, H]`), which the model was just checked to match in shape.
  */
-async function fromJobState(artifacts: ArtifactStore, jobId: string): Promise<StartState> {
+async function fromJobState(artifacts: ArtifactStore, source: ModelSource): Promise<StartState> {
   let parsed: StateArtifact;
   try {
     parsed = StateArtifactSchema.parse(
-      JSON.parse(Buffer.from(await artifacts.get(jobId, ARTIFACTS.state)).toString('utf8')),
+      JSON.parse(Buffer.from(await artifacts.get(source.storeId, ARTIFACTS.state)).toString('utf8')),
     );
   } catch (e) {
     throw new PayloadError(
-      `fromJob: ${ARTIFACTS.state} of job ${jobId} is missing or unreadable (${(e as Error).message})`,
-      'fromJob',
+      `${source.field}: ${ARTIFACTS.state} of ${source.label} is missing or unreadable (${(e as Error).message})`,
+      source.field,
     );
   }
   const row0 = (t: number[][][]) => t.map((layer) => [layer[0]]);

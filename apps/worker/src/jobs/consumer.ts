@@ -31,6 +31,7 @@ import {
 import { DelayedError, WaitingError, Worker, type Job } from 'bullmq';
 import {
   servedQueues,
+  modelSourceOf,
   validateJobData,
   type JobData,
   type JobResult,
@@ -254,6 +255,7 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
         tenant: data.tenant,
         payload: data.payload,
         labels: { name: data.name, tags: data.tags },
+        modelSource: modelSourceOf(data),
         attempt,
         stop,
         timeoutMs,

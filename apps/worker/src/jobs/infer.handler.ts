@@ -33,7 +33,7 @@ export class InferHandler implements JobHandler<'infer'> {
     let outcome;
     try {
       outcome = await this.engine.run(
-        { kind: 'infer', runId, jobId: ctx.jobId, payload: ctx.payload },
+        { kind: 'infer', runId, jobId: ctx.jobId, payload: ctx.payload, modelSource: ctx.modelSource },
         () => undefined,
       );
     } catch (e) {

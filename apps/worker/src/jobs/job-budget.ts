@@ -7,6 +7,7 @@
 import {
   overBudget,
   estimateJobCost,
+  inlineModelOf,
   unknownJobType,
   type CostedJob,
   type JobData,
@@ -20,7 +21,7 @@ function costedJob(data: JobData): CostedJob | null {
     case 'train':
       return { type: 'train', payload: data.payload };
     case 'infer': {
-      const model = data.payload.model?.config;
+      const model = inlineModelOf(data.payload)?.config;
       return model ? { type: 'infer', payload: data.payload, model } : null;
     }
     default:

@@ -9,6 +9,7 @@ import {
   type JobLabels,
   type JobResult,
   type JobType,
+  type ModelSource,
   type PayloadOf,
   type ResultOf,
 } from '@relu-lstm/jobs';
@@ -92,6 +93,8 @@ export interface JobContext<T extends JobType = JobType> {
   payload: PayloadOf<T>;
   /** The job's name and tags, for its artifacts. */
   labels: JobLabels;
+  /** The trained model the payload names (`modelSourceOf`), if any. */
+  modelSource: ModelSource | null;
   /** 1-based: failed attempts so far plus this one. */
   attempt: number;
   stop: StopRequest;

@@ -92,6 +92,7 @@ export class TrainHandler implements JobHandler<'train'> {
       runId,
       jobId: ctx.jobId,
       payload: ctx.payload,
+      modelSource: ctx.modelSource,
       progressEvery: Math.max(ctx.payload.training.progressEvery, this.config.progressEvery),
       resumeFrom: from.checkpoint?.artifact ?? null,
       elapsedBeforeMs: from.elapsedBeforeMs,

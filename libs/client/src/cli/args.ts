@@ -28,6 +28,18 @@ Commands:
   cancel <id>               cancel a job (a running one stops at its next batch)
   artifacts <id> [-o DIR]   list the job's artifacts, or download them all into DIR
   workers                   live workers: backend, device, host, queues, current job
+  models list [--limit N]   registered models, newest first
+  models show <ref>         a model (<name>) or one version (<name>@<version> | <name>@<alias>)
+  models register <name> <job-id> [--description D] [--tag k=v]...
+                            a completed train job's model becomes the next version of <name>
+  models alias <name> <alias> <version>
+                            point the alias (e.g. production) at a version
+  models unalias <name> <alias>
+  models delete <name>@<version>
+                            delete a version (refused while an alias points at it)
+  models download <ref> [-o DIR]
+                            save a version's files (model.safetensors: PyTorch) into DIR;
+                            npm run export-model turns model.safetensors into TF.js/Keras files
 
 Options:
   --url URL                 the api (default $${URL_ENV} or ${DEFAULT_URL})
@@ -58,7 +70,18 @@ export type Command =
   | { name: 'list'; state: JobState | null; limit: number | null; filters: ListFilters }
   | { name: 'cancel'; id: string }
   | { name: 'artifacts'; id: string; out: string | null }
-  | { name: 'workers' };
+  | { name: 'workers' }
+  | { name: 'models'; sub: ModelCommand };
+
+/** `relu-lstm models <sub> ...`. */
+export type ModelCommand =
+  | { sub: 'list'; limit: number | null }
+  | { sub: 'show'; ref: string }
+  | { sub: 'register'; name: string; jobId: string; description: string | null; tags: Record<string, string> }
+  | { sub: 'alias'; name: string; alias: string; version: number }
+  | { sub: 'unalias'; name: string; alias: string }
+  | { sub: 'delete'; name: string; version: number }
+  | { sub: 'download'; ref: string; out: string | null };
 
 /** The search filters of `list` (each optional; every one given must match). */
 export interface ListFilters {
@@ -94,6 +117,7 @@ const OPTIONS = {
   priority: { type: 'string' },
   type: { type: 'string' },
   since: { type: 'string' },
+  description: { type: 'string' },
 } as const;
 
 type OptionName = keyof typeof OPTIONS;
@@ -110,6 +134,18 @@ const COMMANDS: Record<Exclude<Command['name'], 'help'>, { options: OptionName[]
   cancel: { options: [], args: ['id'] },
   artifacts: { options: ['out'], args: ['id'] },
   workers: { options: [], args: [] },
+  // The subcommand and its arguments are checked by `parseModels` (MODEL_COMMANDS).
+  models: { options: ['limit', 'out', 'description', 'tag'], args: [] },
+};
+
+const MODEL_COMMANDS: Record<ModelCommand['sub'], { options: OptionName[]; args: string[] }> = {
+  list: { options: ['limit'], args: [] },
+  show: { options: [], args: ['ref'] },
+  register: { options: ['description', 'tag'], args: ['name', 'job-id'] },
+  alias: { options: [], args: ['name', 'alias', 'version'] },
+  unalias: { options: [], args: ['name', 'alias'] },
+  delete: { options: [], args: ['name@version'] },
+  download: { options: ['out'], args: ['ref'] },
 };
 
 export function parseCliArgs(argv: readonly string[], env: Record<string, string | undefined> = {}): CliArgs {
@@ -137,6 +173,7 @@ export function parseCliArgs(argv: readonly string[], env: Record<string, string
     if (!GLOBAL.includes(key) && !spec.options.includes(key))
       throw new UsageError(`--${key} is not an option of '${name}'`);
   }
+  if (name === 'models') return { ...common, command: { name, sub: parseModels(args, v) } };
   if (args.length !== spec.args.length) {
     const want = spec.args.length ? spec.args.map((a) => `<${a}>`).join(' ') : 'no arguments';
     throw new UsageError(
@@ -172,14 +209,8 @@ export function parseCliArgs(argv: readonly string[], env: Record<string, string
       if (v.state !== undefined && !(JOB_STATES as readonly string[]).includes(v.state)) {
         throw new UsageError(`--state: expected one of ${JOB_STATES.join(', ')}, got ${JSON.stringify(v.state)}`);
       }
-      let limit: number | null = null;
-      if (v.limit !== undefined) {
-        limit = Number(v.limit);
-        if (!/^\d+$/.test(v.limit) || limit < 1)
-          throw new UsageError(`--limit: expected a positive integer, got ${JSON.stringify(v.limit)}`);
-      }
       const state = (v.state as JobState | undefined) ?? null;
-      return { ...common, command: { name, state, limit, filters: listFilters(v) } };
+      return { ...common, command: { name, state, limit: parseLimit(v.limit), filters: listFilters(v) } };
     }
     case 'artifacts':
       return { ...common, command: { name, id, out: v.out ?? null } };
@@ -191,9 +222,9 @@ export function parseCliArgs(argv: readonly string[], env: Record<string, string
 }
 
 /** `--tag key=value` (or `key:value`), repeatable, into a record; the api checks keys and values. */
-function parseTags(list: readonly string[]): Record<string, string> {
+function parseTags(list: readonly string[] | undefined): Record<string, string> {
   const tags: Record<string, string> = {};
-  for (const t of list) {
+  for (const t of list ?? []) {
     const m = /^([^=:]+)[=:](.+)$/.exec(t);
     if (!m) throw new UsageError(`--tag: expected key=value, got ${JSON.stringify(t)}`);
     tags[m[1]] = m[2];
@@ -225,6 +256,61 @@ function listFilters(v: { type?: string; name?: string; tag?: string[]; since?: 
     ...(v.tag !== undefined && { tags: parseTags(v.tag) }),
     ...(since !== undefined && { since }),
   };
+}
+
+function parseLimit(limit: string | undefined): number | null {
+  if (limit === undefined) return null;
+  if (!/^\d+$/.test(limit) || Number(limit) < 1)
+    throw new UsageError(`--limit: expected a positive integer, got ${JSON.stringify(limit)}`);
+  return Number(limit);
+}
+
+function parseVersionArg(what: string, v: string): number {
+  if (!/^[1-9]\d{0,8}$/.test(v)) throw new UsageError(`${what}: expected a version number, got ${JSON.stringify(v)}`);
+  return Number(v);
+}
+
+/** `models <sub> <args...>` with the options parsed already. */
+function parseModels(
+  positionals: string[],
+  v: { limit?: string; out?: string; description?: string; tag?: string[] },
+): ModelCommand {
+  const [sub, ...args] = positionals;
+  const subs = Object.keys(MODEL_COMMANDS);
+  if (!sub || !(sub in MODEL_COMMANDS))
+    throw new UsageError(`'models' takes a subcommand: ${subs.join(', ')}; got ${JSON.stringify(sub ?? '')}`);
+  const spec = MODEL_COMMANDS[sub as ModelCommand['sub']];
+  for (const key of Object.keys(v) as OptionName[]) {
+    if (!GLOBAL.includes(key) && !spec.options.includes(key) && v[key as keyof typeof v] !== undefined)
+      throw new UsageError(`--${key} is not an option of 'models ${sub}'`);
+  }
+  if (args.length !== spec.args.length)
+    throw new UsageError(`'models ${sub}' takes ${spec.args.map((a) => `<${a}>`).join(' ') || 'no arguments'}`);
+  switch (sub as ModelCommand['sub']) {
+    case 'list':
+      return { sub: 'list', limit: parseLimit(v.limit) };
+    case 'show':
+      return { sub: 'show', ref: args[0] };
+    case 'register':
+      return {
+        sub: 'register',
+        name: args[0],
+        jobId: args[1],
+        description: v.description ?? null,
+        tags: parseTags(v.tag),
+      };
+    case 'alias':
+      return { sub: 'alias', name: args[0], alias: args[1], version: parseVersionArg('<version>', args[2]) };
+    case 'unalias':
+      return { sub: 'unalias', name: args[0], alias: args[1] };
+    case 'delete': {
+      const m = /^([^@]+)@(.+)$/.exec(args[0]);
+      if (!m) throw new UsageError(`'models delete' takes <name>@<version>, got ${JSON.stringify(args[0])}`);
+      return { sub: 'delete', name: m[1], version: parseVersionArg('<name>@<version>', m[2]) };
+    }
+    case 'download':
+      return { sub: 'download', ref: args[0], out: v.out ?? null };
+  }
 }
 
 /** The top-level field that tells a spec's job type when neither a flag nor `"type"` does. */

@@ -9,12 +9,21 @@ import {
   type InferPayloadInput,
   type InferResult,
   type JobView,
+  type ModelVersionView,
   type TrainPayloadInput,
   type TrainResult,
 } from '@relu-lstm/jobs';
 import { JobFailedError, PayloadValidationError, RunnerApiError, RunnerConnectionError } from '../errors';
 import { RunnerClient, type FetchLike } from '../runner-client';
-import { parseCliArgs, specToSubmission, UsageError, USAGE, type CliArgs, type Command } from './args';
+import {
+  parseCliArgs,
+  specToSubmission,
+  UsageError,
+  USAGE,
+  type CliArgs,
+  type Command,
+  type ModelCommand,
+} from './args';
 import { duration, num, planFromPayload, ProgressPrinter, type Output, type ProgressPlan } from './progress';
 
 export interface CliIo {
@@ -96,7 +105,66 @@ async function dispatch(args: CliArgs, client: RunnerClient, io: CliIo): Promise
       return artifacts(s, c);
     case 'workers':
       return workers(s);
+    case 'models':
+      return models(s, c.sub);
   }
+}
+
+async function models(s: Session, c: ModelCommand): Promise<number> {
+  const { client } = s;
+  switch (c.sub) {
+    case 'list': {
+      const page = await client.listModels({ limit: c.limit ?? undefined });
+      if (s.json) return (s.printJson(page), 0);
+      for (const m of page.items) {
+        const aliases = Object.entries(m.aliases).map(([a, v]) => `${a}=${v}`);
+        s.out(
+          `${m.name}  latest ${m.latestVersion}  ${m.versionCount} versions${aliases.length ? `  ${aliases.join(' ')}` : ''}`,
+        );
+      }
+      if (page.nextCursor) s.out(`(more: --json shows the cursor)`);
+      return 0;
+    }
+    case 'show': {
+      const v = c.ref.includes('@') ? await client.resolveModelVersion(c.ref) : await client.getModel(c.ref);
+      if (s.json) return (s.printJson(v), 0);
+      const versions = 'versions' in v ? v.versions : [v];
+      for (const x of versions) s.out(versionLine(x));
+      return 0;
+    }
+    case 'register': {
+      const v = await client.registerModel({
+        name: c.name,
+        fromJob: c.jobId,
+        ...(c.description !== null ? { description: c.description } : {}),
+        ...(Object.keys(c.tags).length ? { tags: c.tags } : {}),
+      });
+      return s.json ? (s.printJson(v), 0) : (s.out(`${v.ref} registered from job ${v.jobId}`), 0);
+    }
+    case 'alias': {
+      const r = await client.setModelAlias(c.name, c.alias, c.version);
+      return s.json ? (s.printJson(r), 0) : (s.out(`${r.name}@${r.alias} -> ${r.version}`), 0);
+    }
+    case 'unalias':
+      await client.deleteModelAlias(c.name, c.alias);
+      return (s.out(`${c.name}@${c.alias} removed`), 0);
+    case 'delete':
+      await client.deleteModelVersion(c.name, c.version);
+      return (s.out(`${c.name}@${c.version} deleted`), 0);
+    case 'download': {
+      const v = await client.resolveModelVersion(c.ref);
+      const dir = resolve(s.io.cwd ?? process.cwd(), c.out ?? `${v.name}-${v.version}`);
+      const saved = await client.saveModelVersion(v.name, v.version, dir);
+      if (s.json) s.printJson(saved);
+      else for (const f of saved) s.out(`${f.path} (${f.bytes} bytes)`);
+      return 0;
+    }
+  }
+}
+
+function versionLine(v: ModelVersionView): string {
+  const loss = v.metrics?.finalLoss;
+  return `${v.ref}  job ${v.jobId}  ${new Date(v.createdAt).toISOString()}${v.aliases.length ? `  aliases ${v.aliases.join(',')}` : ''}${loss != null ? `  loss ${num(loss)}` : ''}${v.description ? `  ${v.description}` : ''}`;
 }
 
 async function submit(s: Session, c: CommandOf<'submit'>): Promise<number> {
