@@ -27,6 +27,20 @@ export default tseslint.config(
     },
   },
   {
+    // webgpu under Node cannot read a tensor synchronously (tfjs-backend-webgpu needs OffscreenCanvas),
+    // and on any GPU a synchronous read stalls the queue: library and worker code reads with data().
+    files: ['libs/*/src/**/*.ts', 'apps/*/src/**/*.ts'],
+    rules: {
+      'no-restricted-properties': [
+        'error',
+        ...['dataSync', 'arraySync', 'bufferSync'].map((property) => ({
+          property,
+          message: 'no synchronous tensor reads in library or worker code: await t.data(), t.array() or t.buffer()',
+        })),
+      ],
+    },
+  },
+  {
     // Tests read HTTP bodies and Redis records as parsed JSON and assert on them; typing every body
     // would add casts, not safety. The promise rules still apply there.
     files: ['**/test/**/*.ts'],

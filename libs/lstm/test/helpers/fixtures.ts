@@ -67,7 +67,15 @@ export function fixtureOptions(fx: Fixture): ReluLstmOptions {
 
 /** max |a - ref| / max |ref|: the relative error measure the issue asks for. */
 export function relErr(actual: tf.Tensor, ref: unknown): number {
-  const a = actual.dataSync();
+  return relErrData(actual.dataSync(), ref);
+}
+
+/** `relErr` with an asynchronous read, for backends that cannot read synchronously (webgpu). */
+export async function relErrOf(actual: tf.Tensor, ref: unknown): Promise<number> {
+  return relErrData(await actual.data(), ref);
+}
+
+function relErrData(a: ArrayLike<number>, ref: unknown): number {
   const r = (ref as number[]).flat(Infinity as 1) as number[];
   if (a.length !== r.length) throw new Error(`size mismatch: ${a.length} vs ${r.length}`);
   let maxDiff = 0;
