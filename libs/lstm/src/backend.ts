@@ -27,7 +27,7 @@ import * as tf from '@tensorflow/tfjs-core';
 // take priority 2, and every tensor op before `await tf.ready()` would throw.
 import '@tensorflow/tfjs-backend-cpu';
 import { BackendError, LstmConfigError } from './errors';
-import { WebgpuProbe, probeWebgpu, registerWebgpu } from './webgpu';
+import { WebgpuProbe, probeWebgpu, registerWebgpu, watchWebgpuErrors } from './webgpu';
 
 export const BACKEND_NAMES = ['tensorflow', 'webgpu', 'wasm', 'cpu'] as const;
 export type BackendName = (typeof BACKEND_NAMES)[number];
@@ -196,6 +196,7 @@ async function activateWebgpu(): Promise<void> {
   if (probe.adapter === null) throw new BackendError(`backend 'webgpu' is not available: ${probe.problem}`);
   registerWebgpu();
   await setActive('webgpu');
+  watchWebgpuErrors();
   described.set(
     'webgpu',
     Object.freeze({ backend: 'webgpu', gpu: probe.adapter.hardware, device: probe.adapter.description }),

@@ -162,6 +162,27 @@ export function registerWebgpu(): void {
   registered = true;
 }
 
+interface DeviceLike {
+  addEventListener?(type: 'uncapturederror', listener: (event: { error?: { message?: string } }) => void): void;
+}
+
+const watched = new WeakSet<object>();
+
+/**
+ * Makes the webgpu device's uncaptured errors visible on stderr. Dawn reports a failed validation
+ * only there, and a command buffer with one invalid pass is dropped whole, so without this a GPU
+ * error shows up only as results that read as zeros.
+ */
+export function watchWebgpuErrors(): void {
+  const backend = tf.engine().registry['webgpu'] as unknown as { device?: DeviceLike } | undefined;
+  const device = backend?.device;
+  if (device?.addEventListener === undefined || watched.has(device)) return;
+  watched.add(device);
+  device.addEventListener('uncapturederror', (event) => {
+    process.stderr.write(`webgpu: device error, the batch of GPU work it was in is lost: ${event.error?.message}\n`);
+  });
+}
+
 function firstLine(err: unknown): string {
   return String((err as Error)?.message ?? err).split('\n')[0];
 }
