@@ -17,10 +17,12 @@ export async function webgpuMissing(): Promise<string | null> {
   return probe.adapter === null ? probe.problem : null;
 }
 
+let announced = false;
+
 /**
  * Registers a beforeAll that makes webgpu the active backend (any adapter, lavapipe included).
  * Without a usable adapter: under CI=true the suite fails (CI installs one); elsewhere it prints one
- * `SKIPPED:` line naming what is missing and each test returns early (check `suite.info`).
+ * `SKIPPED:` line naming what is missing (once per test file) and each test returns early (check `suite.info`).
  */
 export function useWebgpuBackend(suiteName: string): WebgpuSuite {
   const suite: WebgpuSuite = { info: null };
@@ -28,7 +30,9 @@ export function useWebgpuBackend(suiteName: string): WebgpuSuite {
     const missing = await webgpuMissing();
     if (missing !== null) {
       if (process.env.CI === 'true') throw new Error(`${suiteName}: webgpu is required under CI=true: ${missing}`);
-      process.stdout.write(`SKIPPED: ${suiteName}: no webgpu adapter: ${missing}\n`);
+      // One line per test file, however many webgpu suites it has.
+      if (!announced) process.stdout.write(`SKIPPED: ${suiteName}: no webgpu adapter: ${missing}\n`);
+      announced = true;
       return;
     }
     suite.info = await initBackend('webgpu');
