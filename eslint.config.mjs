@@ -5,7 +5,7 @@ import globals from 'globals';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['**/node_modules/', '**/dist/', 'coverage/', 'data/', '.gl/', '.whl/'] },
+  { ignores: ['**/node_modules/', '**/dist/', 'coverage/', 'data/', '.gl/', '.whl/', '.gpu-check/'] },
   eslint.configs.recommended,
   {
     files: ['**/*.ts'],

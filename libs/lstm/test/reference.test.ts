@@ -9,48 +9,10 @@ import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-wasm';
 import { ReluLstm } from '../src';
 import { lstmKernelPath, setLstmKernelPath } from '../src/kernel-path';
-import { Fixture, fixtureOptions, loadFixtures, relErr, relErrOf } from './helpers/fixtures';
+import { fixtureOptions, loadFixtures, measureFixture as run, relErr } from './helpers/fixtures';
 import { useWebgpuBackend } from './helpers/webgpu';
 
 const fixtures = loadFixtures();
-
-async function run(fx: Fixture) {
-  const lstm = new ReluLstm(fixtureOptions(fx));
-  lstm.loadStateDict(fx.state_dict);
-  const x = tf.tensor3d(fx.x);
-  const h0 = tf.tensor3d(fx.h0);
-  const c0 = tf.tensor3d(fx.c0);
-  const R = tf.tensor3d(fx.loss_weights.R);
-  const Rh = tf.tensor3d(fx.loss_weights.Rh);
-  const Rc = tf.tensor3d(fx.loss_weights.Rc);
-  const lengths = fx.config.lengths ?? undefined;
-  const lossOf = (xx: tf.Tensor, hh: tf.Tensor, cc: tf.Tensor) => {
-    const { output, hN, cN } = lstm.forward(
-      xx as tf.Tensor3D,
-      { h0: hh as tf.Tensor3D, c0: cc as tf.Tensor3D },
-      { lengths },
-    );
-    return tf.addN([tf.sum(tf.mul(output, R)), tf.sum(tf.mul(hN, Rh)), tf.sum(tf.mul(cN, Rc))]) as tf.Scalar;
-  };
-  const fwd = lstm.forward(x, { h0, c0 }, { lengths });
-  const errors: Record<string, number> = {
-    output: await relErrOf(fwd.output, fx.expected.output),
-    h_n: await relErrOf(fwd.hN, fx.expected.h_n),
-    c_n: await relErrOf(fwd.cN, fx.expected.c_n),
-  };
-  const inputGrads = tf.grads(lossOf)([x, h0, c0]);
-  const gradErrors: Record<string, number> = {
-    x: await relErrOf(inputGrads[0], fx.grads.x),
-    h0: await relErrOf(inputGrads[1], fx.grads.h0),
-    c0: await relErrOf(inputGrads[2], fx.grads.c0),
-  };
-  const { value, grads } = tf.variableGrads(() => lossOf(x, h0, c0), [...lstm.parameters().values()]);
-  const lossErr = Math.abs((await value.data())[0] - fx.loss) / Math.max(1, Math.abs(fx.loss));
-  for (const [name, v] of lstm.parameters()) gradErrors[name] = await relErrOf(grads[v.name], fx.grads[name]);
-  tf.dispose([x, h0, c0, R, Rh, Rc, fwd.output, fwd.hN, fwd.cN, ...inputGrads, value, ...Object.values(grads)]);
-  lstm.dispose();
-  return { errors, gradErrors, lossErr };
-}
 
 describe.each(['cpu', 'wasm'])("reference fixtures on %s (the library's fused step kernels)", (backend) => {
   beforeAll(async () => {
