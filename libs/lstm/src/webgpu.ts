@@ -57,7 +57,7 @@ const DAWN_APIS: Partial<Record<NodeJS.Platform, { flag: string; name: string }>
 
 const PACKAGES_HINT =
   `\`npm install webgpu@0.6.2 @tensorflow/tfjs-backend-webgpu@${tf.version_core}\` ` +
-  '(dependencies of @relu-lstm/lstm; no download at install)';
+  '(optional dependencies of @relu-lstm/lstm; no download at install)';
 
 const NO_ADAPTER_HINT =
   'Dawn needs a Vulkan driver it accepts: a GPU driver with its Vulkan ICD (NVIDIA: the driver package ' +
