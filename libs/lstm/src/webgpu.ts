@@ -15,7 +15,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { BackendError } from './errors';
 
 /** What Dawn's adapter says about itself (WebGPU's GPUAdapterInfo, as far as it is used here). */
-interface AdapterInfoLike {
+export interface AdapterInfoLike {
   vendor?: string;
   architecture?: string;
   device?: string;
@@ -23,7 +23,7 @@ interface AdapterInfoLike {
   isFallbackAdapter?: boolean;
 }
 
-interface AdapterLike {
+export interface AdapterLike {
   info?: AdapterInfoLike;
   isFallbackAdapter?: boolean;
 }
@@ -95,7 +95,8 @@ async function findAdapter(): Promise<WebgpuProbe> {
   return { adapter: describeAdapter(api.name, adapter) };
 }
 
-function describeAdapter(api: string, adapter: AdapterLike): WebgpuAdapter {
+/** Names the adapter and decides whether it is hardware (exported for its unit test). */
+export function describeAdapter(api: string, adapter: AdapterLike): WebgpuAdapter {
   const info = adapter.info ?? {};
   const fallback = adapter.isFallbackAdapter === true || info.isFallbackAdapter === true;
   const software = info.architecture === 'software';

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { BACKEND_ENV_VAR, backendInfo, initBackend, resolveBackendPreference, type BackendName } from '../src/backend';
 import { BackendError, LstmConfigError } from '../src/errors';
-import { probeWebgpu } from '../src/webgpu';
+import { describeAdapter, probeWebgpu } from '../src/webgpu';
 import { useWebgpuBackend } from './helpers/webgpu';
 
 /** True when `pkg` is installed where this library would look for it. */
@@ -190,5 +190,28 @@ describe('initBackend on webgpu', () => {
       delete process.env[BACKEND_ENV_VAR];
     }
     expect(tf.getBackend()).toBe('webgpu');
+  });
+});
+
+describe('describeAdapter: what counts as a hardware webgpu adapter', () => {
+  it('a discrete GPU is hardware and named by vendor, device and description', () => {
+    const nvidia = describeAdapter('Vulkan', {
+      info: { vendor: 'nvidia', architecture: 'hopper', device: '', description: 'NVIDIA H100 80GB HBM3' },
+    });
+    expect(nvidia).toEqual({ hardware: true, description: 'Vulkan: nvidia (NVIDIA H100 80GB HBM3), hardware adapter' });
+  });
+
+  it.each([
+    ['architecture software', { info: { vendor: 'mesa', architecture: 'software', device: 'llvmpipe' } }, 'software'],
+    [
+      'a fallback adapter (info)',
+      { info: { vendor: 'google', device: 'swiftshader', isFallbackAdapter: true } },
+      'fallback',
+    ],
+    ['a fallback adapter (adapter)', { info: { vendor: 'google' }, isFallbackAdapter: true }, 'fallback'],
+  ])('%s is not hardware', (_what, adapter, kind) => {
+    const d = describeAdapter('Vulkan', adapter);
+    expect(d.hardware).toBe(false);
+    expect(d.description).toMatch(new RegExp(`\\b${kind} adapter$`));
   });
 });
