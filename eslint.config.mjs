@@ -5,7 +5,7 @@ import globals from 'globals';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['**/node_modules/', '**/dist/', 'coverage/', 'data/', '.gl/', '.whl/'] },
+  { ignores: ['**/node_modules/', '**/dist/', 'coverage/', 'data/', '.gl/', '.whl/', '.gpu-check/'] },
   eslint.configs.recommended,
   {
     files: ['**/*.ts'],
@@ -32,6 +32,20 @@ export default tseslint.config(
     languageOptions: {
       globals: { ...globals.browser },
       parserOptions: { project: './apps/api/ui/tsconfig.json', tsconfigRootDir: import.meta.dirname },
+    },
+  },
+  {
+    // webgpu under Node cannot read a tensor synchronously (tfjs-backend-webgpu needs OffscreenCanvas),
+    // and on any GPU a synchronous read stalls the queue: library and worker code reads with data().
+    files: ['libs/*/src/**/*.ts', 'apps/*/src/**/*.ts'],
+    rules: {
+      'no-restricted-properties': [
+        'error',
+        ...['dataSync', 'arraySync', 'bufferSync'].map((property) => ({
+          property,
+          message: 'no synchronous tensor reads in library or worker code: await t.data(), t.array() or t.buffer()',
+        })),
+      ],
     },
   },
   {

@@ -136,17 +136,12 @@ function ours(cfg: BenchConfig, x: tf.Tensor3D, y: tf.Tensor3D): Contender {
   return {
     name: 'ReluLstm',
     async infer() {
-      // checkFinite off: the timed work is the LSTM; the finite check is one small read back.
-      const out = tf.tidy(() => lstm.forward(x, undefined, { checkFinite: false }).output);
+      const out = tf.tidy(() => lstm.forward(x).output);
       await out.data();
       out.dispose();
     },
     async train() {
-      const loss = opt.minimize(
-        () => mse(lstm.forward(x, undefined, { training: true, checkFinite: false }).output, y),
-        true,
-        vars,
-      );
+      const loss = opt.minimize(() => mse(lstm.forward(x, undefined, { training: true }).output, y), true, vars);
       await loss!.data();
       loss!.dispose();
     },

@@ -6,7 +6,7 @@
 //   WORKERS of them if set, else one per CPU core for CPU workers (wasm and the cpu backend run one
 //   thread per process, so a process per core is what uses the machine) and one for tfjs-node
 //   (RELU_LSTM_BACKEND=tensorflow, or unset/auto with @tensorflow/tfjs-node(-gpu) installed), which
-//   threads by itself and owns the GPU.
+//   threads by itself and owns the GPU, and one for RELU_LSTM_BACKEND=webgpu.
 // - Artifacts and datasets under ./data.
 // The variables it reads are checked by the same definitions the api and the worker use
 // (@relu-lstm/jobs env.ts, built by `npm start`), so a bad one stops everything before it starts.
@@ -79,6 +79,7 @@ function workerCount() {
     backend === 'tensorflow' ||
     (backend === 'auto' && (resolvable('@tensorflow/tfjs-node-gpu') || resolvable('@tensorflow/tfjs-node')));
   if (tfjsNode) return { n: 1, why: 'tfjs-node threads by itself' };
+  if (backend === 'webgpu') return { n: 1, why: 'one process drives the GPU (webgpu)' };
   const cores = typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length;
   return { n: Math.max(1, cores), why: `one per core for the ${backend} backend; set WORKERS to change` };
 }

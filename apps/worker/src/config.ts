@@ -187,7 +187,7 @@ export interface WorkerConfig {
   readonly datasetDir: string;
   /** Null: decided from the backend once the engine has started (`queuesForWorker`). */
   readonly queues: readonly QueueName[] | null;
-  /** As set (lower case): tensorflow, wasm, cpu or auto; the engine checks it. */
+  /** As set (lower case): tensorflow, webgpu, wasm, cpu or auto; the engine checks it. */
   readonly backend: string;
   readonly workerId: string;
   readonly heartbeat: { readonly intervalMs: number; readonly ttlMs: number };

@@ -177,7 +177,7 @@ export const COMMON_ENV = {
 /** Read by the worker (and by `npm start`, to choose how many workers to start). */
 export const BACKEND_ENV = {
   RELU_LSTM_BACKEND: envVar({
-    description: 'tensorflow, wasm, cpu or auto (checked by the library)',
+    description: 'tensorflow, webgpu, wasm, cpu or auto (checked by the library)',
     default: 'auto',
     parse: (raw) => raw.toLowerCase(),
   }),

@@ -2,10 +2,12 @@
  * Choice and initialisation of the TensorFlow.js backend the library computes on.
  *
  * Backends, in the order `'auto'` tries them:
- *   1. 'tensorflow' from `@tensorflow/tfjs-node-gpu` (libtensorflow with CUDA; GPU if one is usable),
- *   2. 'tensorflow' from `@tensorflow/tfjs-node` (libtensorflow on the CPU),
- *   3. 'wasm' from `@tensorflow/tfjs-backend-wasm` (XNNPACK kernels; single-threaded under Node),
- *   4. 'cpu' from `@tensorflow/tfjs-backend-cpu` (plain JavaScript kernels).
+ *   1. 'tensorflow' from `@tensorflow/tfjs-node-gpu` when libtensorflow uses a CUDA device,
+ *   2. 'webgpu' from `@tensorflow/tfjs-backend-webgpu` over Dawn (npm `webgpu`), on a hardware adapter
+ *      only ('auto' passes over a software or fallback adapter such as lavapipe; naming it takes any),
+ *   3. 'tensorflow' on the CPU (`@tensorflow/tfjs-node`, or tfjs-node-gpu without a CUDA device),
+ *   4. 'wasm' from `@tensorflow/tfjs-backend-wasm` (XNNPACK kernels; single-threaded under Node),
+ *   5. 'cpu' from `@tensorflow/tfjs-backend-cpu` (plain JavaScript kernels).
  *
  * Precedence of the choice: the argument of `initBackend` > the env var `RELU_LSTM_BACKEND` > 'auto'.
  * A backend that is asked for by name (argument or env var) and is not available is an error
@@ -25,8 +27,9 @@ import * as tf from '@tensorflow/tfjs-core';
 // take priority 2, and every tensor op before `await tf.ready()` would throw.
 import '@tensorflow/tfjs-backend-cpu';
 import { BackendError, LstmConfigError } from './errors';
+import { WebgpuProbe, probeWebgpu, registerWebgpu, watchWebgpuErrors } from './webgpu';
 
-export const BACKEND_NAMES = ['tensorflow', 'wasm', 'cpu'] as const;
+export const BACKEND_NAMES = ['tensorflow', 'webgpu', 'wasm', 'cpu'] as const;
 export type BackendName = (typeof BACKEND_NAMES)[number];
 export type BackendPreference = BackendName | 'auto';
 
@@ -36,9 +39,12 @@ export const BACKEND_ENV_VAR = 'RELU_LSTM_BACKEND';
 export interface BackendInfo {
   /** tfjs backend name, as `tf.getBackend()` reports it. */
   readonly backend: BackendName;
-  /** True only when libtensorflow found a CUDA device and runs the ops on it. */
+  /** True only on a GPU: libtensorflow running on a CUDA device, or webgpu on a hardware adapter. */
   readonly gpu: boolean;
-  /** Human-readable device, e.g. `cuda:0 (NVIDIA A100-SXM4-40GB)`, `wasm (1 thread, SIMD) on <CPU model>`. */
+  /**
+   * Human-readable device, e.g. `cuda:0 (NVIDIA A100-SXM4-40GB)`, `wasm (1 thread, SIMD) on <CPU model>`,
+   * `Vulkan: nvidia ... (NVIDIA H100 80GB HBM3), hardware adapter`.
+   */
   readonly device: string;
   /** With 'auto' only: why each earlier candidate of the order was not used, e.g. `@tensorflow/tfjs-node: not installed`. */
   readonly skipped?: readonly string[];
@@ -117,21 +123,52 @@ async function selectAuto(): Promise<BackendInfo> {
     await setActive(autoChoice.backend);
     return autoChoice;
   }
+  autoChoice = await chooseAuto();
+  return autoChoice;
+}
+
+/** Goes down the order of the file comment; `skipped` collects why each earlier candidate was not taken. */
+async function chooseAuto(): Promise<BackendInfo> {
   const skipped: string[] = [];
   const tensorflowProblems = registerTensorflow();
+  let tensorflowCpu: BackendInfo | null = null;
   if (tensorflowProblems === null) {
-    autoChoice = { ...(await activate('tensorflow')), skipped };
-    return autoChoice;
+    const info = await activate('tensorflow');
+    if (info.gpu) return { ...info, skipped };
+    tensorflowCpu = info;
+  } else {
+    skipped.push(...tensorflowProblems);
   }
-  skipped.push(...tensorflowProblems);
+  const webgpu = await probeWebgpu();
+  if (webgpu.adapter?.hardware === true) {
+    try {
+      const info = await activate('webgpu');
+      if (tensorflowCpu !== null) skipped.push(`tensorflow: no CUDA device (${tensorflowCpu.device})`);
+      return { ...info, skipped };
+    } catch (err) {
+      skipped.push(`webgpu: ${(err as Error).message}`);
+    }
+  } else {
+    skipped.push(`webgpu: ${webgpuPassedOver(webgpu)}`);
+  }
+  if (tensorflowCpu !== null) {
+    await setActive('tensorflow');
+    return { ...tensorflowCpu, skipped };
+  }
   try {
-    autoChoice = { ...(await activate('wasm')), skipped };
-    return autoChoice;
+    return { ...(await activate('wasm')), skipped };
   } catch (err) {
     skipped.push(`wasm: ${(err as Error).message}`);
   }
-  autoChoice = { ...(await activate('cpu')), skipped };
-  return autoChoice;
+  return { ...(await activate('cpu')), skipped };
+}
+
+function webgpuPassedOver(probe: WebgpuProbe): string {
+  if (probe.adapter === null) return probe.problem;
+  return (
+    `only a software adapter (${probe.adapter.description}); 'auto' takes hardware only, ` +
+    `${BACKEND_ENV_VAR}=webgpu uses it anyway`
+  );
 }
 
 async function activate(name: BackendName): Promise<BackendInfo> {
@@ -145,10 +182,33 @@ async function activate(name: BackendName): Promise<BackendInfo> {
     }
   } else if (name === 'wasm') {
     registerWasm();
+  } else if (name === 'webgpu') {
+    await activateWebgpu();
+    return describeBackend(name);
   }
   await setActive(name);
   return describeBackend(name);
 }
+
+/** Finds Dawn's adapter (any, software included), registers the tfjs backend on it and activates it. */
+async function activateWebgpu(): Promise<void> {
+  const probe = await probeWebgpu();
+  if (probe.adapter === null) throw new BackendError(`backend 'webgpu' is not available: ${probe.problem}`);
+  registerWebgpu();
+  await setActive('webgpu');
+  watchWebgpuErrors();
+  described.set(
+    'webgpu',
+    Object.freeze({ backend: 'webgpu', gpu: probe.adapter.hardware, device: probe.adapter.description }),
+  );
+}
+
+const SETUP_HINTS: Record<BackendName, string> = {
+  tensorflow: '',
+  webgpu: '; Dawn found an adapter but could not open a device on it (see docs/backends.md, WebGPU)',
+  wasm: '; the .wasm binaries must sit next to @tensorflow/tfjs-backend-wasm/dist/tf-backend-wasm.node.js',
+  cpu: '',
+};
 
 /** Makes `name` the active backend; on failure restores the previous one and throws `BackendError`. */
 async function setActive(name: BackendName): Promise<void> {
@@ -164,10 +224,7 @@ async function setActive(name: BackendName): Promise<void> {
   if (!ok) {
     if (previous != null && engine.registry[previous] != null) await tf.setBackend(previous);
     throw new BackendError(
-      `backend '${name}' failed to initialise (tfjs logged the cause as a warning above)` +
-        (name === 'wasm'
-          ? '; the .wasm binaries must sit next to @tensorflow/tfjs-backend-wasm/dist/tf-backend-wasm.node.js'
-          : ''),
+      `backend '${name}' failed to initialise (tfjs logged the cause as a warning above)` + SETUP_HINTS[name],
     );
   }
   await tf.ready();
@@ -297,6 +354,9 @@ function describeBackend(name: BackendName): BackendInfo {
       gpu: false,
       device: `wasm (${threads} thread${threads === 1 ? '' : 's'}${simd}) on ${cpuModel()}`,
     };
+  } else if (name === 'webgpu') {
+    // Activated from outside initBackend (a bare tf.setBackend): the adapter was not probed here.
+    info = { backend: name, gpu: false, device: 'WebGPU (adapter not described: activate it with initBackend)' };
   } else {
     info = { backend: name, gpu: false, device: `JavaScript kernels (1 thread) on ${cpuModel()}` };
   }

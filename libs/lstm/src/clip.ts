@@ -12,7 +12,30 @@ import { LstmConfigError } from './errors';
 export function globalNorm(tensors: tf.Tensor[]): tf.Scalar {
   return tf.tidy(() => {
     if (tensors.length === 0) return tf.scalar(0);
-    return tf.sqrt(tf.addN(tensors.map((t) => tf.sum(tf.square(t))))) as tf.Scalar;
+    return tf.sqrt(addMany(tensors.map((t) => tf.sum(tf.square(t))))) as tf.Scalar;
+  });
+}
+
+/**
+ * WebGPU guarantees only 8 storage buffers per shader stage, and tfjs-backend-webgpu's AddN binds one
+ * per input plus the output without splitting: with more inputs its pipeline fails validation, and
+ * Dawn drops the whole batched command buffer (every result in it reads as zeros).
+ */
+export const ADDN_MAX_INPUTS = 7;
+
+/** tf.addN over any number of same-shaped tensors, in groups of at most ADDN_MAX_INPUTS. */
+export function addMany(tensors: tf.Tensor[]): tf.Tensor {
+  return tf.tidy(() => {
+    let level = tensors;
+    while (level.length > ADDN_MAX_INPUTS) {
+      const next: tf.Tensor[] = [];
+      for (let i = 0; i < level.length; i += ADDN_MAX_INPUTS) {
+        const group = level.slice(i, i + ADDN_MAX_INPUTS);
+        next.push(group.length === 1 ? group[0] : tf.addN(group));
+      }
+      level = next;
+    }
+    return level.length === 1 ? tf.clone(level[0]) : tf.addN(level);
   });
 }
 

@@ -172,7 +172,7 @@ const OPTION_NAMES = [
 export async function fit(model: SequenceModel, data: FitData, options: FitOptions): Promise<FitResult> {
   const opts = resolveFitOptions(options);
   const cfg = model.config;
-  opts.initialState = resolveStartState(model, options.initialState);
+  opts.initialState = await resolveStartState(model, options.initialState);
   const lossProblem = lossOutputSizeProblem(opts.loss, cfg.outputSize);
   if (lossProblem) throw new LstmConfigError('outputSize', lossProblem, cfg.outputSize);
   const prepared = await prepareData(data, cfg, opts.loss);
@@ -449,7 +449,7 @@ function batchLoss(
 ): tf.Scalar {
   const batchFirst = model.config.lstm.batchFirst;
   const x = batchFirst ? batch.x : (tf.transpose(batch.x, [1, 0, 2]) as tf.Tensor3D);
-  const { y, hN, cN } = model.predict(x, start, { training, lengths: batch.lengths, checkFinite: false });
+  const { y, hN, cN } = model.predict(x, start, { training, lengths: batch.lengths });
   hN.dispose();
   cN.dispose();
   const pred = model.config.head === 'manyToMany' && !batchFirst ? tf.transpose(y, [1, 0, 2]) : y;
@@ -577,12 +577,12 @@ function resolveFitOptions(options: FitOptions): ResolvedFitOptions {
 }
 
 /** Checks a start state against the model: shape `[L*D, 1, H]`, finite values. */
-function resolveStartState(model: SequenceModel, given: FitOptions['initialState']): StartState | null {
+async function resolveStartState(model: SequenceModel, given: FitOptions['initialState']): Promise<StartState | null> {
   if (given === undefined || given === null) return null;
   if (typeof given !== 'object') throw new LstmConfigError('initialState', 'an object { h0, c0 }', given);
   const lstm = model.config.lstm;
   const shape: [number, number, number] = [lstm.numLayers * (lstm.bidirectional ? 2 : 1), 1, lstm.hiddenSize];
-  const read = (key: 'h0' | 'c0'): Float32Array => {
+  const read = async (key: 'h0' | 'c0'): Promise<Float32Array> => {
     let t: tf.Tensor;
     try {
       t = toTensor(`initialState.${key}`, given[key], shape);
@@ -593,13 +593,17 @@ function resolveStartState(model: SequenceModel, given: FitOptions['initialState
         (e as Error).message,
       );
     }
-    const data = t.dataSync() as Float32Array;
-    t.dispose();
+    let data: Float32Array;
+    try {
+      data = (await t.data()) as Float32Array;
+    } finally {
+      t.dispose();
+    }
     if (!data.every(Number.isFinite))
       throw new LstmConfigError(`initialState.${key}`, 'finite values', 'NaN or Infinity');
     return Float32Array.from(data);
   };
-  return { h0: read('h0'), c0: read('c0'), shape };
+  return { h0: await read('h0'), c0: await read('c0'), shape };
 }
 
 const now = () => performance.now();

@@ -12,6 +12,7 @@ export { setLstmKernelPath, lstmKernelPath } from './kernel-path';
 export type { LstmKernelPath, LstmKernelPathChoice } from './kernel-path';
 export type { LstmState, ForwardOptions, ForwardResult } from './relu-lstm';
 export * from './backend';
+export { probeWebgpu, type WebgpuAdapter, type WebgpuProbe } from './webgpu';
 export * from './safetensors';
 export * from './keras-weights';
 export * from './layers-export';

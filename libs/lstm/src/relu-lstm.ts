@@ -27,8 +27,6 @@ export interface ForwardOptions {
    * are zero and its hN/cN are taken at its last valid step, as with `pack_padded_sequence`.
    */
   lengths?: ArrayLike<number>;
-  /** Check the input for NaN/Infinity (one small synchronous read). Default true. */
-  checkFinite?: boolean;
 }
 
 export interface ForwardResult {
@@ -110,11 +108,12 @@ export class ReluLstm {
   /**
    * Runs the LSTM over `x` ([seq, batch, inputSize], or [batch, seq, inputSize] with batchFirst).
    * The state defaults to zeros. Gradients flow to `x`, the initial state and every parameter.
+   * Shapes and dtypes are checked here; values are not (that needs a read back, see `checkFinite`).
    */
   forward(x: tf.Tensor3D, state?: LstmState, options: ForwardOptions = {}): ForwardResult {
     this.assertAlive();
     const cfg = this.config;
-    const { T, B } = this.checkInput(x, state, options);
+    const { T, B } = this.checkInput(x, state);
     const lengths = options.lengths ? checkLengths(options.lengths, B, T) : null;
     const D = this.numDirections;
     const H = cfg.hiddenSize;
@@ -194,7 +193,27 @@ export class ReluLstm {
     return masks;
   }
 
-  private checkInput(x: tf.Tensor, state: LstmState | undefined, options: ForwardOptions) {
+  /**
+   * Rejects NaN or Infinity in `x` and the state with `LstmInputError` naming the tensor. One
+   * asynchronous read for all of them: a synchronous one would stall a GPU backend, and webgpu under
+   * Node cannot do it at all.
+   */
+  async checkFinite(x: tf.Tensor, state?: LstmState): Promise<void> {
+    const named: Array<[string, tf.Tensor]> = [['x', x]];
+    if (state) named.push(['h0', state.h0], ['c0', state.c0]);
+    const flags = tf.tidy(() => tf.stack(named.map(([, t]) => tf.all(tf.isFinite(t)))));
+    let finite: Awaited<ReturnType<tf.Tensor['data']>>;
+    try {
+      finite = await flags.data();
+    } finally {
+      flags.dispose();
+    }
+    named.forEach(([name], i) => {
+      if (!finite[i]) throw new LstmInputError(name, 'finite values', 'NaN or Infinity');
+    });
+  }
+
+  private checkInput(x: tf.Tensor, state: LstmState | undefined) {
     const cfg = this.config;
     const layout = cfg.batchFirst ? '[batch, seq, inputSize]' : '[seq, batch, inputSize]';
     if (!(x instanceof tf.Tensor)) throw new LstmInputError('x', `a tf.Tensor ${layout}`, x);
@@ -216,15 +235,6 @@ export class ReluLstm {
           throw new LstmInputError(key, `shape ${want}`, `shape [${t.shape}]`);
         }
       }
-    }
-    if (options.checkFinite ?? true) {
-      const named: Array<[string, tf.Tensor]> = [['x', x]];
-      if (state) named.push(['h0', state.h0], ['c0', state.c0]);
-      // One read back for all of them (a device sync each would cost more on a GPU).
-      const finite = tf.tidy(() => tf.stack(named.map(([, t]) => tf.all(tf.isFinite(t)))).dataSync());
-      named.forEach(([name], i) => {
-        if (!finite[i]) throw new LstmInputError(name, 'finite values', 'NaN or Infinity');
-      });
     }
     return { T, B };
   }

@@ -1,6 +1,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { BACKEND_ENV_VAR, backendInfo, initBackend, resolveBackendPreference, type BackendName } from '../src/backend';
 import { BackendError, LstmConfigError } from '../src/errors';
+import { describeAdapter, probeWebgpu } from '../src/webgpu';
+import { useWebgpuBackend } from './helpers/webgpu';
 
 /** True when `pkg` is installed where this library would look for it. */
 function resolves(pkg: string): boolean {
@@ -53,16 +55,27 @@ describe('initBackend', () => {
     expect(info.device).toMatch(/^wasm \(1 thread(, SIMD)?\) on /);
   });
 
-  it('auto picks the first available backend of tfjs-node-gpu, tfjs-node, wasm, cpu', async () => {
+  it('auto picks the first available of tfjs-node-gpu on CUDA, webgpu on hardware, tfjs-node, wasm, cpu', async () => {
     await initBackend('cpu');
     const info = await initBackend('auto');
-    const expected: BackendName = hasTfjsNode ? 'tensorflow' : 'wasm';
+    const webgpu = await probeWebgpu();
+    const hardwareWebgpu = webgpu.adapter?.hardware === true;
+    const expected: BackendName = hardwareWebgpu ? 'webgpu' : hasTfjsNode ? 'tensorflow' : 'wasm';
     expect(info.backend).toBe(expected);
     expect(tf.getBackend()).toBe(expected);
     if (!hasTfjsNode) {
+      const webgpuSkipped = hardwareWebgpu
+        ? []
+        : [
+            webgpu.adapter === null
+              ? `webgpu: ${webgpu.problem}`
+              : `webgpu: only a software adapter (${webgpu.adapter.description}); 'auto' takes hardware only, ` +
+                `${BACKEND_ENV_VAR}=webgpu uses it anyway`,
+          ];
       expect(info.skipped).toEqual([
         '@tensorflow/tfjs-node-gpu: not installed',
         '@tensorflow/tfjs-node: not installed',
+        ...webgpuSkipped,
       ]);
     }
     checkArithmetic();
@@ -112,7 +125,7 @@ describe('initBackend', () => {
   it('an invalid argument throws LstmConfigError naming the value', async () => {
     await expect(initBackend('gpu' as BackendName)).rejects.toThrow(LstmConfigError);
     await expect(initBackend('gpu' as BackendName)).rejects.toThrow(
-      'preference: expected one of tensorflow, wasm, cpu, auto, got "gpu"',
+      'preference: expected one of tensorflow, webgpu, wasm, cpu, auto, got "gpu"',
     );
   });
 
@@ -120,7 +133,7 @@ describe('initBackend', () => {
     process.env[BACKEND_ENV_VAR] = 'cuda';
     await expect(initBackend()).rejects.toThrow(LstmConfigError);
     await expect(initBackend()).rejects.toThrow(
-      `${BACKEND_ENV_VAR}: expected one of tensorflow, wasm, cpu, auto, got "cuda"`,
+      `${BACKEND_ENV_VAR}: expected one of tensorflow, webgpu, wasm, cpu, auto, got "cuda"`,
     );
   });
 
@@ -144,5 +157,61 @@ describe('initBackend', () => {
     const y = tf.mul(x, 2);
     expect(Array.from(await y.data())).toEqual([2, 4, 6]);
     tf.dispose([x, y]);
+  });
+});
+
+describe('initBackend on webgpu', () => {
+  const suite = useWebgpuBackend('initBackend on webgpu');
+
+  it('names the adapter and its API, and is a GPU only on a hardware adapter', async () => {
+    if (suite.info === null) return;
+    const probe = await probeWebgpu();
+    expect(suite.info.backend).toBe('webgpu');
+    expect(tf.getBackend()).toBe('webgpu');
+    expect(suite.info.device).toBe(probe.adapter!.description);
+    expect(suite.info.device).toMatch(
+      /^(Vulkan|Metal|D3D12): .+, (hardware|software|fallback|software fallback) adapter$/,
+    );
+    expect(suite.info.gpu).toBe(probe.adapter!.hardware);
+    expect(suite.info.gpu).toBe(/, hardware adapter$/.test(suite.info.device));
+    expect(backendInfo()).toEqual(suite.info);
+    const out = tf.tidy(() => tf.matMul(tf.tensor2d([[1, 2]]), tf.tensor2d([[3], [4]])));
+    expect(Array.from(await out.data())).toEqual([11]);
+    out.dispose();
+  });
+
+  it(`${BACKEND_ENV_VAR}=webgpu takes any adapter, software included`, async () => {
+    if (suite.info === null) return;
+    await initBackend('cpu');
+    process.env[BACKEND_ENV_VAR] = 'webgpu';
+    try {
+      expect(await initBackend()).toEqual(suite.info);
+    } finally {
+      delete process.env[BACKEND_ENV_VAR];
+    }
+    expect(tf.getBackend()).toBe('webgpu');
+  });
+});
+
+describe('describeAdapter: what counts as a hardware webgpu adapter', () => {
+  it('a discrete GPU is hardware and named by vendor, device and description', () => {
+    const nvidia = describeAdapter('Vulkan', {
+      info: { vendor: 'nvidia', architecture: 'hopper', device: '', description: 'NVIDIA H100 80GB HBM3' },
+    });
+    expect(nvidia).toEqual({ hardware: true, description: 'Vulkan: nvidia (NVIDIA H100 80GB HBM3), hardware adapter' });
+  });
+
+  it.each([
+    ['architecture software', { info: { vendor: 'mesa', architecture: 'software', device: 'llvmpipe' } }, 'software'],
+    [
+      'a fallback adapter (info)',
+      { info: { vendor: 'google', device: 'swiftshader', isFallbackAdapter: true } },
+      'fallback',
+    ],
+    ['a fallback adapter (adapter)', { info: { vendor: 'google' }, isFallbackAdapter: true }, 'fallback'],
+  ])('%s is not hardware', (_what, adapter, kind) => {
+    const d = describeAdapter('Vulkan', adapter);
+    expect(d.hardware).toBe(false);
+    expect(d.description).toMatch(new RegExp(`\\b${kind} adapter$`));
   });
 });

@@ -21,12 +21,9 @@ async function kernelsOf(task: Task, seq: number): Promise<string[]> {
   try {
     const info = await tf.profile(() => {
       if (task === 'forward') {
-        tf.dispose(tf.tidy(() => lstm.forward(x, undefined, { checkFinite: false }).output));
+        tf.dispose(tf.tidy(() => lstm.forward(x).output));
       } else {
-        const { value, grads } = tf.variableGrads(
-          () => tf.sum(lstm.forward(x, undefined, { checkFinite: false }).output) as tf.Scalar,
-          vars,
-        );
+        const { value, grads } = tf.variableGrads(() => tf.sum(lstm.forward(x).output) as tf.Scalar, vars);
         tf.dispose([value, ...Object.values(grads)]);
       }
     });

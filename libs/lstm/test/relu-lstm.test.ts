@@ -192,13 +192,16 @@ describe('ReluLstm', () => {
       expect(() => lstm.forward(x, { h0, c0 })).toThrow(/h0: expected shape \[1,1,4\].*got shape \[1,2,4\]/);
       tf.dispose([x, h0, c0]);
     });
-    it('rejects NaN in the input', () => {
+    it('checkFinite rejects NaN or Infinity in the input and the state, naming the tensor', async () => {
       const x = tf.tensor3d([[[1, NaN, 0]]]);
-      expect(() => lstm.forward(x)).toThrow(/x: expected finite values, got NaN or Infinity/);
       const ok = tf.zeros([1, 1, 3]) as tf.Tensor3D;
       const h0 = tf.tensor3d([[[0, Infinity, 0, 0]]]);
       const c0 = tf.zeros([1, 1, 4]) as tf.Tensor3D;
-      expect(() => lstm.forward(ok, { h0, c0 })).toThrow(/h0: expected finite values, got NaN or Infinity/);
+      const before = tf.memory().numTensors;
+      await expect(lstm.checkFinite(x)).rejects.toThrow(/x: expected finite values, got NaN or Infinity/);
+      await expect(lstm.checkFinite(ok, { h0, c0 })).rejects.toThrow(/h0: expected finite values, got NaN or Infinity/);
+      await expect(lstm.checkFinite(ok, { h0: c0, c0 })).resolves.toBeUndefined();
+      expect(tf.memory().numTensors).toBe(before);
       tf.dispose([x, ok, h0, c0]);
     });
     it('rejects bad lengths', () => {
