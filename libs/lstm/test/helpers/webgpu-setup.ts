@@ -30,7 +30,8 @@ async function setUpWebGpu(): Promise<string | null> {
   } catch (err) {
     return `the webgpu / tfjs-backend-webgpu packages do not load (${(err as Error).message})`;
   }
-  const adapter = await (navigator as unknown as { gpu: { requestAdapter(): Promise<unknown> } }).gpu.requestAdapter();
+  const gpu = (globalThis as unknown as { navigator: { gpu: { requestAdapter(): Promise<unknown> } } }).navigator.gpu;
+  const adapter = await gpu.requestAdapter();
   if (!adapter) return 'no WebGPU adapter (install a Vulkan driver Dawn accepts, e.g. Mesa >= 24 lavapipe)';
   if (!(await tf.setBackend('webgpu'))) return 'tfjs could not initialise its webgpu backend';
   return null;
