@@ -9,7 +9,9 @@ import { ACT, type ActCode, type CellKinds, actCode, isHardSigmoid } from './fus
  * microseconds of API time whatever its size; the generic loop launches 10 kernels per step forward and
  * 16 per training step. Here a thread per (b, j) computes the four gate pre-activations of column j
  * (xp plus its own dot products of h with W_hh^T), the gates, c and h: one dispatch per step. The
- * backward kernel likewise computes dh = dz_{t+1} W_hh itself before the cell's derivatives.
+ * backward kernel likewise computes dh = dz_{t+1} W_hh itself before the cell's derivatives. (These
+ * in-kernel products are plain loops, no tiling: at the sizes a per-step dispatch costs more than the
+ * arithmetic, B x H threads of H or 4H multiply-adds each.)
  *
  * A tfjs program writes one output, so each step's results travel in one packed row per sequence,
  * [B, W], whose column blocks (each H wide) are, in this order (PACK below):
@@ -22,7 +24,7 @@ import { ACT, type ActCode, type CellKinds, actCode, isHardSigmoid } from './fus
  * Inputs (gate columns in PyTorch's order, as the cpu/wasm fused loop):
  *   forward  xp [T,B,4H] (x W_ih^T + b), whhT [H,4H], prev [B,>=2H] (h in block 0, c in block 1),
  *            mask? [T,B,1]
- *   backward dy [T+2,B,H], fwd [T*B,Wf] (the forward rows stacked in time order, recorded), whhT,
+ *   backward dy [T+2,B,H], fwd [T*B,Wf] (the forward rows stacked in time order, recorded), whh [4H,H],
  *            c0 [B,H] (c before the first step), mask?, then from the previous backward step its row
  *            [B,Wb] (absent on the first backward step: dh and dc come from dy rows T and T+1).
  */
@@ -64,10 +66,10 @@ export function wgslForward(
 export function wgslBackward(
   kinds: CellKinds,
   args: { t: number; reverse: boolean },
-  saved: { dy: tf.Tensor; fwd: tf.Tensor; whhT: tf.Tensor; c0: tf.Tensor; mask: tf.Tensor | null },
+  saved: { dy: tf.Tensor; fwd: tf.Tensor; whh: tf.Tensor; c0: tf.Tensor; mask: tf.Tensor | null },
   prev: tf.Tensor | null,
 ): tf.Tensor2D {
-  const inputs: tf.NamedTensorMap = { dy: saved.dy, fwd: saved.fwd, whhT: saved.whhT, c0: saved.c0 };
+  const inputs: tf.NamedTensorMap = { dy: saved.dy, fwd: saved.fwd, whh: saved.whh, c0: saved.c0 };
   if (saved.mask) inputs.mask = saved.mask;
   if (prev) inputs.prev = prev;
   return tf.engine().runKernel(WGSL_BACKWARD, inputs, { ...args, ...kindAttrs(kinds) }) as tf.Tensor2D;
@@ -252,7 +254,7 @@ function backwardProgram(B: number, H: number, masked: boolean, first: boolean, 
   const bp = backwardPack(masked);
   const key = `reluLstmBwd_${masked}_${first}_${a.act}_${a.hardSigmoid}`;
   // Only the inputs the shader reads: WebGPU drops unused bindings from the pipeline's layout.
-  const names = ['dy', 'fwd', 'c0', ...(masked ? ['mask'] : []), ...(first ? [] : ['whhT', 'prev'])];
+  const names = ['dy', 'fwd', 'c0', ...(masked ? ['mask'] : []), ...(first ? [] : ['whh', 'prev'])];
   const dhIn = first ? `dy[T * B * H + q]` : `dzW(b, j, H)${masked ? ` + prev[p0 + ${bp.keep} * H + j]` : ''}`;
   const dcIn = first ? `dy[(T + 1) * B * H + q]` : `prev[p0 + ${bp.dc} * H + j]`;
   const fwdAt = (block: number) => `fwd[r0 + ${block} * H + j]`;
@@ -261,12 +263,11 @@ function backwardProgram(B: number, H: number, masked: boolean, first: boolean, 
     ${
       first
         ? ''
-        : `// (dz_{t+1} W_hh)[b, j]: row j of W_hh^T against the previous step's dz.
+        : `// (dz_{t+1} W_hh)[b, j]: column j of W_hh (neighbouring threads read neighbouring words).
     fn dzW(b : i32, j : i32, H : i32) -> f32 {
       var s = 0.0;
       let d0 = b * uniforms.prevShape.y;
-      let w0 = j * 4 * H;
-      for (var k = 0; k < 4 * H; k++) { s = s + prev[d0 + k] * whhT[w0 + k]; }
+      for (var k = 0; k < 4 * H; k++) { s = s + prev[d0 + k] * whh[k * H + j]; }
       return s;
     }`
     }
@@ -327,10 +328,10 @@ tf.registerKernel({
   backendName: 'webgpu',
   kernelFunc: ({ inputs, backend, attrs }) => {
     const a = attrs as unknown as BackwardAttrs;
-    const { dy, fwd, whhT, c0, mask, prev } = inputs as Record<string, tf.TensorInfo>;
+    const { dy, fwd, whh, c0, mask, prev } = inputs as Record<string, tf.TensorInfo>;
     const [B, H] = c0.shape;
     const p = backwardProgram(B, H, !!mask, !prev, a);
-    const list = [dy, fwd, c0, ...(mask ? [mask] : []), ...(prev ? [whhT, prev] : [])];
+    const list = [dy, fwd, c0, ...(mask ? [mask] : []), ...(prev ? [whh, prev] : [])];
     return run(backend, p, list, a);
   },
 });

@@ -48,16 +48,17 @@ export function wgslBackwardLoop(
   const [T, B, I] = x.shape;
   const H = spec.hiddenSize;
   const rows: tf.Tensor2D[] = new Array<tf.Tensor2D>(T);
+  const whh = tf.transpose(whhT); // [4H, H]: the kernel's dz W_hh reads it along rows
   let prev: tf.Tensor2D | null = null;
   for (const t of [...order].reverse()) {
-    rows[t] = wgslBackward(spec, { t, reverse: spec.reverse }, { dy, fwd, whhT, c0, mask }, prev);
+    rows[t] = wgslBackward(spec, { t, reverse: spec.reverse }, { dy, fwd, whh, c0, mask }, prev);
     prev = rows[t];
   }
   const pack = backwardPack(masked);
   const last = prev!;
   const block = (k: number, width = 1) => tf.slice(last, [0, k * H], [B, width * H]);
   // dh0 = dz_first W_hh (+ what the mask kept of dh); dc0 is the last row's dcPrev.
-  const dzW = tf.matMul(block(pack.dz, 4), whhT, false, true);
+  const dzW = tf.matMul(block(pack.dz, 4), whh);
   const dh = masked ? tf.add(dzW, block(pack.keep)) : dzW;
   const dc = block(pack.dc);
   const dZ = tf.slice(tf.concat(rows, 0), [0, 0], [T * B, 4 * H]); // rows in time order

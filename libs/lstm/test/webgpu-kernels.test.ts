@@ -51,15 +51,20 @@ async function runFixture(fx: Fixture) {
   return { forward, grads };
 }
 
-/** The largest error of each kind over the fixtures a loop has run, for the summary line. */
-const worst: Record<string, { forward: number; grads: number }> = {};
+/** The largest error of each kind over the fixtures a loop has run, and where, for the summary line. */
+type Worst = { error: number; where: string };
+const worst: Record<string, { forward: Worst; grads: Worst }> = {};
+
+function note(w: Worst, file: string, errors: Record<string, number>): void {
+  for (const [k, e] of Object.entries(errors)) if (e > w.error) Object.assign(w, { error: e, where: `${file} ${k}` });
+}
 
 describe.each(['fused', 'generic'] as const)('reference fixtures on webgpu, %s loop', (loop) => {
   beforeAll(() => {
     if (!ready) return;
     setLstmKernelPath(loop === 'fused' ? 'auto' : 'generic');
     expect(lstmKernelPath()).toBe(loop);
-    worst[loop] = { forward: 0, grads: 0 };
+    worst[loop] = { forward: { error: 0, where: '' }, grads: { error: 0, where: '' } };
   });
   afterAll(() => {
     setLstmKernelPath('auto');
@@ -76,8 +81,8 @@ describe.each(['fused', 'generic'] as const)('reference fixtures on webgpu, %s l
     for (const [k, e] of Object.entries(grads)) {
       if (!(e < 1e-4)) throw new Error(`gradient ${k}: relative error ${e} >= 1e-4`);
     }
-    worst[loop].forward = Math.max(worst[loop].forward, ...Object.values(forward));
-    worst[loop].grads = Math.max(worst[loop].grads, ...Object.values(grads));
+    note(worst[loop].forward, fx.file, forward);
+    note(worst[loop].grads, fx.file, grads);
     expect(tf.memory().numTensors).toBe(before);
   });
 });
