@@ -22,9 +22,10 @@ import { ACT, type ActCode, type CellKinds, actCode, isHardSigmoid } from './fus
  * stacks the rows after the loop and slices the blocks it needs.
  *
  * Inputs (gate columns in PyTorch's order, as the cpu/wasm fused loop):
- *   forward  xp [T,B,4H] (x W_ih^T + b), whhT [H,4H], prev [B,>=2H] (h in block 0, c in block 1),
+ *   forward  xp [T,B,4H] (x W_ih^T + b), whhI [H,4H] (W_hh^T with each column j's four gates side by
+ *            side: whhI[k, 4j + q] = W_hh^T[k, qH + j], read as vec4), prev [B,>=2H] (h, c in blocks 0, 1),
  *            mask? [T,B,1]
- *   backward dy [T+2,B,H], fwd [T*B,Wf] (the forward rows stacked in time order, recorded), whh [4H,H],
+ *   backward dy [T+2,B,H], fwd [T*B,Wf] (the forward rows stacked in time order, recorded), whhI,
  *            c0 [B,H] (c before the first step), mask?, then from the previous backward step its row
  *            [B,Wb] (absent on the first backward step: dh and dc come from dy rows T and T+1).
  */
@@ -55,9 +56,9 @@ export interface ForwardStepArgs {
 export function wgslForward(
   kinds: CellKinds,
   args: ForwardStepArgs,
-  tensors: { xp: tf.Tensor; whhT: tf.Tensor; prev: tf.Tensor; mask: tf.Tensor | null },
+  tensors: { xp: tf.Tensor; whhI: tf.Tensor; prev: tf.Tensor; mask: tf.Tensor | null },
 ): tf.Tensor2D {
-  const inputs: tf.NamedTensorMap = { xp: tensors.xp, whhT: tensors.whhT, prev: tensors.prev };
+  const inputs: tf.NamedTensorMap = { xp: tensors.xp, whhI: tensors.whhI, prev: tensors.prev };
   if (tensors.mask) inputs.mask = tensors.mask;
   return tf.engine().runKernel(WGSL_FORWARD, inputs, { ...args, ...kindAttrs(kinds) }) as tf.Tensor2D;
 }
@@ -66,10 +67,10 @@ export function wgslForward(
 export function wgslBackward(
   kinds: CellKinds,
   args: { t: number; reverse: boolean },
-  saved: { dy: tf.Tensor; fwd: tf.Tensor; whh: tf.Tensor; c0: tf.Tensor; mask: tf.Tensor | null },
+  saved: { dy: tf.Tensor; fwd: tf.Tensor; whhI: tf.Tensor; c0: tf.Tensor; mask: tf.Tensor | null },
   prev: tf.Tensor | null,
 ): tf.Tensor2D {
-  const inputs: tf.NamedTensorMap = { dy: saved.dy, fwd: saved.fwd, whh: saved.whh, c0: saved.c0 };
+  const inputs: tf.NamedTensorMap = { dy: saved.dy, fwd: saved.fwd, whhI: saved.whhI, c0: saved.c0 };
   if (saved.mask) inputs.mask = saved.mask;
   if (prev) inputs.prev = prev;
   return tf.engine().runKernel(WGSL_BACKWARD, inputs, { ...args, ...kindAttrs(kinds) }) as tf.Tensor2D;
@@ -135,6 +136,8 @@ interface Program {
   workgroupSize: [number, number, number];
   uniforms: string;
   size: boolean;
+  /** Per input: 4 where the shader reads it as vec4<f32>. */
+  variableComponents?: number[];
   getUserCode(): string;
 }
 
@@ -187,34 +190,27 @@ function forwardProgram(B: number, masked: boolean, a: ForwardAttrs): Program {
   const H = a.hiddenSize;
   const pack = forwardPack(a.recording, masked);
   const key = `reluLstmFwd_${masked}_${a.recording}_${a.act}_${a.hardSigmoid}`;
-  const names = ['xp', 'whhT', 'prev', ...(masked ? ['mask'] : [])];
+  const names = ['xp', 'whhI', 'prev', ...(masked ? ['mask'] : [])];
   const put = (block: number, value: string) => `result[r0 + ${block} * H] = ${value};`;
   const body = `
     ${commonWgsl(a)}
     fn main(index : i32) {
-      let H = uniforms.whhTShape.x;
+      let H = uniforms.whhIShape.x;
       let B = uniforms.prevShape.x;
       if (index >= B * H) { return; }
       let b = index / H;
       let j = index % H;
       let x0 = (uniforms.t * B + b) * 4 * H + j;
-      var zi = xp[x0];
-      var zf = xp[x0 + H];
-      var zg = xp[x0 + 2 * H];
-      var zo = xp[x0 + 3 * H];
+      var z = vec4<f32>(xp[x0], xp[x0 + H], xp[x0 + 2 * H], xp[x0 + 3 * H]);
       let p0 = b * uniforms.prevShape.y;
-      // h W_hh^T for column j of each gate: row b of h against columns j, H + j, 2H + j, 3H + j.
+      // + h W_hh^T at column j of each gate: whhI[k, j] holds W_hh^T[k, j + (0, H, 2H, 3H)] as one vec4.
       for (var k = 0; k < H; k++) {
-        let hk = prev[p0 + k];
-        let u = k * 4 * H + j;
-        zi = zi + hk * whhT[u];
-        zf = zf + hk * whhT[u + H];
-        zg = zg + hk * whhT[u + 2 * H];
-        zo = zo + hk * whhT[u + 3 * H];
+        z = z + prev[p0 + k] * whhI[k * H + j];
       }
-      let i = rec(zi);
-      let f = rec(zf);
-      let o = rec(zo);
+      let i = rec(z.x);
+      let f = rec(z.y);
+      let zg = z.z;
+      let o = rec(z.w);
       let g = act(zg);
       let hPrev = prev[p0 + j];
       let cPrev = prev[p0 + H + j];
@@ -241,7 +237,15 @@ function forwardProgram(B: number, masked: boolean, a: ForwardAttrs): Program {
       }
     }
   `;
-  return program(key, [B, pack.width * H], B * H, names, body);
+  return {
+    ...program(key, [B, pack.width * H], B * H, names, body),
+    variableComponents: components(names),
+  };
+}
+
+/** whhI is read as vec4<f32>, every other input as f32. */
+function components(names: string[]): number[] {
+  return names.map((n) => (n === 'whhI' ? 4 : 1));
 }
 
 interface BackwardAttrs extends KindAttrs {
@@ -254,7 +258,7 @@ function backwardProgram(B: number, H: number, masked: boolean, first: boolean, 
   const bp = backwardPack(masked);
   const key = `reluLstmBwd_${masked}_${first}_${a.act}_${a.hardSigmoid}`;
   // Only the inputs the shader reads: WebGPU drops unused bindings from the pipeline's layout.
-  const names = ['dy', 'fwd', 'c0', ...(masked ? ['mask'] : []), ...(first ? [] : ['whh', 'prev'])];
+  const names = ['dy', 'fwd', 'c0', ...(masked ? ['mask'] : []), ...(first ? [] : ['whhI', 'prev'])];
   const dhIn = first ? `dy[T * B * H + q]` : `dzW(b, j, H)${masked ? ` + prev[p0 + ${bp.keep} * H + j]` : ''}`;
   const dcIn = first ? `dy[(T + 1) * B * H + q]` : `prev[p0 + ${bp.dc} * H + j]`;
   const fwdAt = (block: number) => `fwd[r0 + ${block} * H + j]`;
@@ -263,11 +267,15 @@ function backwardProgram(B: number, H: number, masked: boolean, first: boolean, 
     ${
       first
         ? ''
-        : `// (dz_{t+1} W_hh)[b, j]: column j of W_hh (neighbouring threads read neighbouring words).
+        : `// (dz_{t+1} W_hh)[b, j] = sum over k and gate q of dz[b, qH + k] W_hh^T[j, qH + k]; whhI[j, k] holds the four.
     fn dzW(b : i32, j : i32, H : i32) -> f32 {
       var s = 0.0;
       let d0 = b * uniforms.prevShape.y;
-      for (var k = 0; k < 4 * H; k++) { s = s + prev[d0 + k] * whh[k * H + j]; }
+      let w0 = j * H;
+      for (var k = 0; k < H; k++) {
+        let dz = vec4<f32>(prev[d0 + k], prev[d0 + H + k], prev[d0 + 2 * H + k], prev[d0 + 3 * H + k]);
+        s = s + dot(dz, whhI[w0 + k]);
+      }
       return s;
     }`
     }
@@ -308,7 +316,7 @@ function backwardProgram(B: number, H: number, masked: boolean, first: boolean, 
       ${masked ? `result[k + ${bp.keep} * H] = dh * (1.0 - m);` : ''}
     }
   `;
-  return program(key, [B, bp.width * H], B * H, names, body);
+  return { ...program(key, [B, bp.width * H], B * H, names, body), variableComponents: components(names) };
 }
 
 tf.registerKernel({
@@ -316,10 +324,10 @@ tf.registerKernel({
   backendName: 'webgpu',
   kernelFunc: ({ inputs, backend, attrs }) => {
     const a = attrs as unknown as ForwardAttrs;
-    const { xp, whhT, prev, mask } = inputs as Record<string, tf.TensorInfo>;
+    const { xp, whhI, prev, mask } = inputs as Record<string, tf.TensorInfo>;
     const p = forwardProgram(prev.shape[0], !!mask, a);
     const reverse = false; // the forward shader does not look at the direction
-    return run(backend, p, [xp, whhT, prev, ...(mask ? [mask] : [])], { t: a.t, reverse, ceiling: a.ceiling });
+    return run(backend, p, [xp, whhI, prev, ...(mask ? [mask] : [])], { t: a.t, reverse, ceiling: a.ceiling });
   },
 });
 
@@ -328,10 +336,10 @@ tf.registerKernel({
   backendName: 'webgpu',
   kernelFunc: ({ inputs, backend, attrs }) => {
     const a = attrs as unknown as BackwardAttrs;
-    const { dy, fwd, whh, c0, mask, prev } = inputs as Record<string, tf.TensorInfo>;
+    const { dy, fwd, whhI, c0, mask, prev } = inputs as Record<string, tf.TensorInfo>;
     const [B, H] = c0.shape;
     const p = backwardProgram(B, H, !!mask, !prev, a);
-    const list = [dy, fwd, c0, ...(mask ? [mask] : []), ...(prev ? [whh, prev] : [])];
+    const list = [dy, fwd, c0, ...(mask ? [mask] : []), ...(prev ? [whhI, prev] : [])];
     return run(backend, p, list, a);
   },
 });

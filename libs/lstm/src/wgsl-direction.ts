@@ -21,9 +21,10 @@ export function wgslForwardLoop(
   const xp = tf.reshape(tf.add(tf.matMul(tf.reshape(x, [T * B, I]), wihT), bias), [T, B, 4 * H]);
   const pack = forwardPack(recording, mask !== null);
   const rows: tf.Tensor2D[] = new Array<tf.Tensor2D>(T);
+  const whhI = interleaveGates(whhT, H);
   let prev: tf.Tensor2D = tf.concat([h0, c0], 1);
   for (const t of order) {
-    rows[t] = wgslForward(spec, { t, recording, hiddenSize: H }, { xp, whhT, prev, mask });
+    rows[t] = wgslForward(spec, { t, recording, hiddenSize: H }, { xp, whhI, prev, mask });
     prev = rows[t];
   }
   const W = pack.width * H;
@@ -48,17 +49,17 @@ export function wgslBackwardLoop(
   const [T, B, I] = x.shape;
   const H = spec.hiddenSize;
   const rows: tf.Tensor2D[] = new Array<tf.Tensor2D>(T);
-  const whh = tf.transpose(whhT); // [4H, H]: the kernel's dz W_hh reads it along rows
+  const whhI = interleaveGates(whhT, H);
   let prev: tf.Tensor2D | null = null;
   for (const t of [...order].reverse()) {
-    rows[t] = wgslBackward(spec, { t, reverse: spec.reverse }, { dy, fwd, whh, c0, mask }, prev);
+    rows[t] = wgslBackward(spec, { t, reverse: spec.reverse }, { dy, fwd, whhI, c0, mask }, prev);
     prev = rows[t];
   }
   const pack = backwardPack(masked);
   const last = prev!;
   const block = (k: number, width = 1) => tf.slice(last, [0, k * H], [B, width * H]);
   // dh0 = dz_first W_hh (+ what the mask kept of dh); dc0 is the last row's dcPrev.
-  const dzW = tf.matMul(block(pack.dz, 4), whh);
+  const dzW = tf.matMul(block(pack.dz, 4), whhT, false, true);
   const dh = masked ? tf.add(dzW, block(pack.keep)) : dzW;
   const dc = block(pack.dc);
   const dZ = tf.slice(tf.concat(rows, 0), [0, 0], [T * B, 4 * H]); // rows in time order
@@ -68,6 +69,14 @@ export function wgslBackwardLoop(
   const dWhhT = tf.matMul(hPrev, dZ, true, false);
   const dBias = tf.sum(dZ, 0);
   return [dX, dh, dc, dWihT, dWhhT, dBias];
+}
+
+/**
+ * W_hh^T [H, 4H] with the four gates of each column side by side: out[k, 4j + q] = whhT[k, qH + j], so
+ * the kernels read the four weights of (k, j) as one vec4 (see wgsl-cell.ts).
+ */
+function interleaveGates(whhT: tf.Tensor2D, H: number): tf.Tensor2D {
+  return tf.reshape(tf.transpose(tf.reshape(whhT, [H, 4, H]), [0, 2, 1]), [H, 4 * H]);
 }
 
 /** h before each step, [T*B, H] in time order: the carried h of the step before it, or h0. */
