@@ -7,7 +7,11 @@
  * See bench/README.md.
  *
  *   npm run bench                       the standard suite: cpu S, wasm M, wasm L
- *   npm run bench -- [--backend wasm|cpu|tensorflow|auto] [--config S|M|L[,..]] [--reps N] [--warmup N]
+ *   npm run bench -- [--backend webgpu|wasm|cpu|tensorflow|auto] [--config|--sizes S|M|L[,..]] [--reps N] [--warmup N]
+ *                    [--loops fused,generic] [--submit-batch N[,..]] [--no-layers] [--no-pytorch]
+ *
+ * On webgpu it times ReluLstm's fused and generic loops side by side, each with every value of
+ * WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE asked for; PyTorch gets CUDA rows when its torch sees a GPU.
  */
 import { type ChildProcessByStdio, execFileSync, spawn } from 'node:child_process';
 import type { Readable, Writable } from 'node:stream';
