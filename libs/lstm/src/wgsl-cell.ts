@@ -155,7 +155,13 @@ interface WebGpuBackendish {
  * input's and the output's shape as `uniforms.<name>Shape`), so one compiled pipeline serves every
  * size; the shader key names only what changes the code.
  */
-function program(key: string, outputShape: number[], threads: number, variableNames: string[], body: string): Program {
+function program(
+  key: string,
+  outputShape: number[],
+  threads: number,
+  variableNames: string[],
+  body: () => string,
+): Program {
   return {
     outputShape,
     shaderKey: key,
@@ -165,7 +171,7 @@ function program(key: string, outputShape: number[], threads: number, variableNa
     workgroupSize: [WORKGROUP, 1, 1],
     uniforms: 't : i32, dir : i32, ceiling : f32,',
     size: false,
-    getUserCode: () => body,
+    getUserCode: body,
   };
 }
 
@@ -192,7 +198,8 @@ function forwardProgram(B: number, masked: boolean, a: ForwardAttrs): Program {
   const key = `reluLstmFwd_${masked}_${a.recording}_${a.act}_${a.hardSigmoid}`;
   const names = ['xp', 'whhI', 'prev', ...(masked ? ['mask'] : [])];
   const put = (block: number, value: string) => `result[r0 + ${block} * H] = ${value};`;
-  const body = `
+  // Built only when the pipeline is compiled (once per shader key), not on every step.
+  const body = () => `
     ${commonWgsl(a)}
     fn main(index : i32) {
       let H = uniforms.whhIShape.x;
@@ -262,7 +269,8 @@ function backwardProgram(B: number, H: number, masked: boolean, first: boolean, 
   const dhIn = first ? `dy[T * B * H + q]` : `dzW(b, j, H)${masked ? ` + prev[p0 + ${bp.keep} * H + j]` : ''}`;
   const dcIn = first ? `dy[(T + 1) * B * H + q]` : `prev[p0 + ${bp.dc} * H + j]`;
   const fwdAt = (block: number) => `fwd[r0 + ${block} * H + j]`;
-  const body = `
+  // Built only when the pipeline is compiled (once per shader key), not on every step.
+  const body = () => `
     ${commonWgsl(a)}
     ${
       first
