@@ -7,7 +7,11 @@
  * See bench/README.md.
  *
  *   npm run bench                       the standard suite: cpu S, wasm M, wasm L
- *   npm run bench -- [--backend wasm|cpu|tensorflow|auto] [--config S|M|L[,..]] [--reps N] [--warmup N]
+ *   npm run bench -- [--backend webgpu|wasm|cpu|tensorflow|auto] [--config|--sizes S|M|L[,..]] [--reps N] [--warmup N]
+ *                    [--loops fused,generic] [--submit-batch N[,..]] [--no-layers] [--no-pytorch]
+ *
+ * On webgpu it times ReluLstm's fused and generic loops side by side, each with every value of
+ * WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE asked for; PyTorch gets CUDA rows when its torch sees a GPU.
  */
 import { type ChildProcessByStdio, execFileSync, spawn } from 'node:child_process';
 import type { Readable, Writable } from 'node:stream';
@@ -24,6 +28,7 @@ import {
   setLstmKernelPath,
   type BackendInfo,
   type BackendPreference,
+  type LstmKernelPath,
 } from '@relu-lstm/lstm';
 import { intArg } from './runner/args';
 
@@ -49,20 +54,31 @@ const SUITE: Array<{ backend: BackendPreference; config: string }> = [
 ];
 
 const USAGE =
-  'usage: npm run bench -- [--backend wasm|cpu|tensorflow|auto] [--config S|M|L[,S|M|L...]] [--reps N] [--warmup N] [--no-pytorch]\n' +
+  'usage: npm run bench -- [--backend webgpu|wasm|cpu|tensorflow|auto] [--config|--sizes S|M|L[,S|M|L...]] [--reps N] [--warmup N]\n' +
+  '                        [--loops fused,generic] [--submit-batch N[,N...]] [--no-layers] [--no-pytorch]\n' +
   '  no --backend, --config or RELU_LSTM_BACKEND: the suite cpu S, wasm M, wasm L\n' +
-  '  --backend    default: RELU_LSTM_BACKEND, else auto\n' +
-  '  --config     default: M, or S on the cpu backend (tf.layers takes ~9 s per step at M there)\n' +
-  '  --reps       timed repetitions per task and implementation (default 5)\n' +
-  '  --warmup     untimed repetitions first, the first one profiled (default 1, at least 1)\n' +
-  '  --no-pytorch skip the PyTorch reference (bench/pytorch_reference.py)';
+  '  --backend      default: RELU_LSTM_BACKEND, else auto\n' +
+  '  --config       default: M, or S on the cpu backend (tf.layers takes ~9 s per step at M there); --sizes is the same\n' +
+  '  --reps         timed repetitions per task and implementation (default 5)\n' +
+  '  --warmup       untimed repetitions first, the first one profiled (default 1, at least 1)\n' +
+  "  --loops        ReluLstm's time loops to time side by side (default: fused,generic on webgpu, else the backend's own)\n" +
+  '  --submit-batch webgpu only: values of WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE (dispatches per queue submit) to time\n' +
+  "                 side by side, each with every loop (default: tfjs's default, 15)\n" +
+  '  --no-layers    skip tf.layers.lstm (slow on a software GPU)\n' +
+  '  --no-pytorch   skip the PyTorch reference (bench/pytorch_reference.py; CUDA columns when torch sees a GPU)';
 
 interface Args {
   runs: Array<{ backend: BackendPreference; config: string | undefined }>;
   reps: number;
   warmup: number;
   pytorch: boolean;
+  layers: boolean;
+  /** null: the defaults for the backend (see USAGE). */
+  loops: LstmKernelPath[] | null;
+  submitBatch: number[] | null;
 }
+
+const LOOPS: readonly LstmKernelPath[] = ['fused', 'generic'];
 
 function parseCli(argv: string[]): Args {
   const { values } = parseArgs({
@@ -70,8 +86,12 @@ function parseCli(argv: string[]): Args {
     options: {
       backend: { type: 'string' },
       config: { type: 'string' },
+      sizes: { type: 'string' },
       reps: { type: 'string' },
       warmup: { type: 'string' },
+      loops: { type: 'string' },
+      'submit-batch': { type: 'string' },
+      'no-layers': { type: 'boolean' },
       'no-pytorch': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -83,24 +103,31 @@ function parseCli(argv: string[]): Args {
   }
   const count = (name: string, raw: string | undefined, dflt: number, min: number): number =>
     raw === undefined ? dflt : intArg(`--${name}`, raw, min);
-  const configs = values.config?.split(',').map((c) => c.trim().toUpperCase());
+  const list = (raw: string | undefined) => raw?.split(',').map((c) => c.trim());
+  const configs = list(values.config ?? values.sizes)?.map((c) => c.toUpperCase());
   for (const c of configs ?? []) {
     if (!(c in CONFIGS))
       throw new Error(`--config: expected one of ${Object.keys(CONFIGS).join(', ')}, got ${JSON.stringify(c)}`);
   }
-  const envSet = (process.env.RELU_LSTM_BACKEND ?? '').trim() !== '';
+  const loops = list(values.loops);
+  for (const l of loops ?? []) {
+    if (!(LOOPS as readonly string[]).includes(l))
+      throw new Error(`--loops: expected one of ${LOOPS.join(', ')}, got ${JSON.stringify(l)}`);
+  }
+  const envBackend = (process.env.RELU_LSTM_BACKEND ?? '').trim().toLowerCase();
+  const backend = (): BackendPreference => resolveBackendPreference(values.backend);
   const runs =
-    values.backend === undefined && configs === undefined && !envSet
+    values.backend === undefined && configs === undefined && envBackend === ''
       ? SUITE
-      : (configs ?? [undefined]).map((config) => ({
-          backend: resolveBackendPreference(values.backend),
-          config,
-        }));
+      : (configs ?? [undefined]).map((config) => ({ backend: backend(), config }));
   return {
     runs,
     reps: count('reps', values.reps, 5, 1),
     warmup: count('warmup', values.warmup, 1, 1),
     pytorch: !values['no-pytorch'],
+    layers: !values['no-layers'],
+    loops: (loops as LstmKernelPath[] | undefined) ?? null,
+    submitBatch: list(values['submit-batch'])?.map((n) => intArg('--submit-batch', n, 1)) ?? null,
   };
 }
 
@@ -121,7 +148,37 @@ function mse(pred: tf.Tensor, target: tf.Tensor): tf.Scalar {
   return tf.mean(tf.squaredDifference(pred, target));
 }
 
-function ours(cfg: BenchConfig, x: tf.Tensor3D, y: tf.Tensor3D): Contender {
+/**
+ * A way of running ReluLstm: its time loop and, on webgpu, how many dispatches tfjs records before it
+ * submits them to the GPU queue (WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE). null: the defaults.
+ */
+interface Variant {
+  loop: LstmKernelPath;
+  submitBatch: number | null;
+}
+
+const SUBMIT_BATCH_FLAG = 'WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE';
+
+function variantName(v: Variant | null): string {
+  if (!v) return 'ReluLstm';
+  return `ReluLstm ${v.loop}` + (v.submitBatch === null ? '' : `, submit batch ${v.submitBatch}`);
+}
+
+/** Runs `fn` with the variant's loop and submit batch, then restores both. */
+async function withVariant<T>(v: Variant | null, fn: () => Promise<T>): Promise<T> {
+  if (!v) return fn();
+  const batchBefore = v.submitBatch === null ? null : tf.env().get(SUBMIT_BATCH_FLAG);
+  setLstmKernelPath(v.loop === 'generic' ? 'generic' : 'auto');
+  if (v.submitBatch !== null) tf.env().set(SUBMIT_BATCH_FLAG, v.submitBatch);
+  try {
+    return await fn();
+  } finally {
+    setLstmKernelPath('auto');
+    if (batchBefore !== null) tf.env().set(SUBMIT_BATCH_FLAG, batchBefore);
+  }
+}
+
+function ours(cfg: BenchConfig, x: tf.Tensor3D, y: tf.Tensor3D, variant: Variant | null = null): Contender {
   const lstm = new ReluLstm({
     inputSize: cfg.input,
     hiddenSize: cfg.hidden,
@@ -134,17 +191,19 @@ function ours(cfg: BenchConfig, x: tf.Tensor3D, y: tf.Tensor3D): Contender {
   const vars = [...lstm.parameters().values()];
   const opt = tf.train.sgd(LEARNING_RATE);
   return {
-    name: 'ReluLstm',
-    async infer() {
-      const out = tf.tidy(() => lstm.forward(x).output);
-      await out.data();
-      out.dispose();
-    },
-    async train() {
-      const loss = opt.minimize(() => mse(lstm.forward(x, undefined, { training: true }).output, y), true, vars);
-      await loss!.data();
-      loss!.dispose();
-    },
+    name: variantName(variant),
+    infer: () =>
+      withVariant(variant, async () => {
+        const out = tf.tidy(() => lstm.forward(x).output);
+        await out.data();
+        out.dispose();
+      }),
+    train: () =>
+      withVariant(variant, async () => {
+        const loss = opt.minimize(() => mse(lstm.forward(x, undefined, { training: true }).output, y), true, vars);
+        await loss!.data();
+        loss!.dispose();
+      }),
     dispose() {
       opt.dispose();
       lstm.dispose();
@@ -268,7 +327,11 @@ interface TorchInfo {
   threads: number;
   blas: string;
   models: string[];
+  /** 'cpu', or 'cuda (<device name>)'. */
+  device: string;
 }
+
+type TorchDevice = 'cpu' | 'cuda';
 
 /**
  * bench/pytorch_reference.py --serve as a child process: it warms up, then times one task per request,
@@ -284,16 +347,22 @@ class TorchServer {
     readonly info: TorchInfo,
   ) {}
 
-  /** null (with the reason printed) when no python with torch is found. */
-  static async start(configName: string, warmup: number): Promise<TorchServer | null> {
+  /**
+   * null (with the reason printed) when no python with torch is found, or for 'cuda' when that torch
+   * sees no CUDA device (torch.cuda.is_available()).
+   */
+  static async start(configName: string, warmup: number, device: TorchDevice): Promise<TorchServer | null> {
     const { python, tried } = findTorchPython();
     if (python === null) {
-      console.log(`PyTorch reference: skipped (${tried.join('; ')})`);
+      console.log(`PyTorch reference${device === 'cuda' ? ' on CUDA' : ''}: skipped (${tried.join('; ')})`);
       return null;
     }
-    const child = spawn(python, [PYTORCH_SCRIPT, '--config', configName, '--warmup', String(warmup), '--serve'], {
-      stdio: ['pipe', 'pipe', 'inherit'],
-    });
+    if (device === 'cuda' && !torchSeesCuda(python)) {
+      console.log(`PyTorch reference on CUDA: skipped (${python}: torch.cuda.is_available() is False)`);
+      return null;
+    }
+    const argv = [PYTORCH_SCRIPT, '--config', configName, '--warmup', String(warmup), '--device', device, '--serve'];
+    const child = spawn(python, argv, { stdio: ['pipe', 'pipe', 'inherit'] });
     const lines = createInterface({ input: child.stdout });
     const first = await new Promise<string>((resolve, reject) => {
       lines.once('line', resolve);
@@ -361,6 +430,17 @@ function findTorchPython(): { python: string | null; tried: string[] } {
   return { python: null, tried };
 }
 
+function torchSeesCuda(python: string): boolean {
+  try {
+    execFileSync(python, ['-c', 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 3)'], {
+      stdio: 'pipe',
+    });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
@@ -378,28 +458,54 @@ const range = (xs: number[]) => `${Math.min(...xs).toFixed(0)}-${Math.max(...xs)
 const ratio = (num: number, den: number) => `${(num / den).toFixed(2)}x`;
 const mb = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MB`;
 
+/** ReluLstm's variants for this run: loops x submit batches (webgpu), or the backend's own loop alone. */
+function variantsFor(info: BackendInfo, args: Args): Array<Variant | null> {
+  const webgpu = info.backend === 'webgpu';
+  if (!webgpu && args.loops === null) return [null];
+  if (!webgpu && args.submitBatch !== null) throw new Error('--submit-batch: only with --backend webgpu');
+  const loops = args.loops ?? (webgpu ? LOOPS : [lstmKernelPath()]);
+  const batches = args.submitBatch ?? [webgpu ? (tf.env().get(SUBMIT_BATCH_FLAG) as number) : null];
+  return loops.flatMap((loop) => batches.map((submitBatch) => ({ loop, submitBatch })));
+}
+
+async function startTorch(configName: string, args: Args): Promise<TorchServer[]> {
+  if (!args.pytorch) return [];
+  const servers: TorchServer[] = [];
+  for (const device of ['cpu', 'cuda'] as const) {
+    const server = await TorchServer.start(configName, args.warmup, device);
+    if (server) servers.push(server);
+  }
+  return servers;
+}
+
+function torchContenders(servers: TorchServer[]): Contender[] {
+  return servers.flatMap((s) =>
+    s.info.device === 'cpu'
+      ? [s.contender('nn.LSTM', 'PyTorch nn.LSTM (tanh)'), s.contender('ReLU cell loop', 'PyTorch ReLU cell loop')]
+      : [
+          s.contender('nn.LSTM', 'PyTorch CUDA cuDNN nn.LSTM (tanh)'),
+          s.contender('ReLU cell loop', 'PyTorch CUDA ReLU cell loop'),
+        ],
+  );
+}
+
 async function benchOne(configName: string, cfg: BenchConfig, info: BackendInfo, args: Args): Promise<void> {
+  const variants = variantsFor(info, args);
   console.log(
     `\n=== ${info.backend}, config ${configName}: batch ${cfg.batch}, seq ${cfg.seq}, input ${cfg.input}, hidden ${cfg.hidden}, ` +
       `layers ${cfg.layers} ===\n` +
       `device: ${info.device}${info.gpu ? ' (GPU)' : ''}` +
       (info.skipped?.length ? `; auto skipped: ${info.skipped.join('; ')}` : '') +
-      `\nReluLstm loop: ${lstmKernelPath()}; ${args.warmup} warmup (the first profiled) + ${args.reps} timed reps, interleaved; ` +
-      'times are medians in ms',
+      (variants[0]
+        ? `\nReluLstm variants: ${variants.map(variantName).join('; ')}; `
+        : `\nReluLstm loop: ${lstmKernelPath()}; `) +
+      `${args.warmup} warmup (the first profiled) + ${args.reps} timed reps, interleaved; times are medians in ms`,
   );
   const x = tf.randomNormal([cfg.batch, cfg.seq, cfg.input], 0, 1, 'float32', 1) as tf.Tensor3D;
   const y = tf.randomNormal([cfg.batch, cfg.seq, cfg.hidden], 0, 1, 'float32', 2) as tf.Tensor3D;
-  const tfContenders = [ours(cfg, x, y), theirs(cfg, x, y)];
-  const torch = args.pytorch ? await TorchServer.start(configName, args.warmup) : null;
-  const contenders = [
-    ...tfContenders,
-    ...(torch
-      ? [
-          torch.contender('nn.LSTM', 'PyTorch nn.LSTM (tanh)'),
-          torch.contender('ReLU cell loop', 'PyTorch ReLU cell loop'),
-        ]
-      : []),
-  ];
+  const tfContenders = [...variants.map((v) => ours(cfg, x, y, v)), ...(args.layers ? [theirs(cfg, x, y)] : [])];
+  const torch = await startTorch(configName, args);
+  const contenders = [...tfContenders, ...torchContenders(torch)];
   const times = new Map<string, number[]>();
   const leaked = new Map<string, number>(contenders.map((c) => [c.name, 0]));
   for (const c of contenders) for (const t of TASKS) times.set(`${c.name}/${t}`, []);
@@ -426,16 +532,10 @@ async function benchOne(configName: string, cfg: BenchConfig, info: BackendInfo,
   const tensorsAfter = tf.memory().numTensors;
   const rssAfterTf = process.memoryUsage().rss;
   for (const c of contenders) c.dispose();
-  torch?.close();
+  for (const s of torch) s.close();
   tf.dispose([x, y]);
 
-  const counts = {
-    ours: await countKernels(ours, cfg),
-    generic: lstmKernelPath() === 'generic' ? null : await genericKernelCounts(cfg, info.backend),
-    theirs: await countKernels(theirs, cfg),
-  };
-
-  const [a, b] = tfContenders;
+  const a = tfContenders[0];
   const rows = [['task', 'implementation', 'median ms', `time / ${a.name}`, 'min-max ms']];
   for (const t of TASKS) {
     const base = median(times.get(`${a.name}/${t}`)!);
@@ -446,49 +546,73 @@ async function benchOne(configName: string, cfg: BenchConfig, info: BackendInfo,
   }
   console.log('');
   console.log(table(rows, 2));
-  console.log(
-    `(time / ${a.name} above 1x: ${a.name} is that many times faster)` +
-      (torch
-        ? `\nPyTorch ${torch.info.torch}, ${torch.info.threads} thread, ${torch.info.blas}; timed inside Python, ` +
-          'interleaved with the tfjs reps in the same order'
-        : ''),
-  );
+  console.log(`(time / ${a.name} above 1x: ${a.name} is that many times faster)`);
+  for (const s of torch) {
+    console.log(
+      `PyTorch ${s.info.torch} on ${s.info.device}, ${s.info.threads} CPU thread, ${s.info.blas}; timed inside Python ` +
+        '(synchronised by the read back), interleaved with the tfjs reps in the same order',
+    );
+  }
+  if (args.pytorch && !torch.some((s) => s.info.device !== 'cpu')) {
+    console.log('(no PyTorch CUDA columns: they appear when the Python found has torch.cuda.is_available())');
+  }
 
+  await printKernelCounts(cfg, info, variants, args.layers);
+  console.log('');
+  console.log(
+    'tensor memory of one training step (tf.profile peak above the start): ' +
+      tfContenders.map((c) => `${c.name} ${mb(profiled.get(c.name)!.trainPeakBytes)}`).join(', '),
+  );
+  console.log(
+    `tensors: ${tensorsBefore} before the timed reps, ${tensorsAfter} after ` +
+      `(change during reps: ${tfContenders.map((c) => `${c.name} ${signed(leaked.get(c.name)!)}`).join(', ')})`,
+  );
+  console.log(
+    `process RSS: ${mb(rssAfterTf)} after the reps, peak ${mb(process.resourceUsage().maxRSS * 1024)} ` +
+      '(whole process so far, wasm heap included; the wasm heap never shrinks)',
+  );
+}
+
+/**
+ * The kernels table: ReluLstm per loop of the run (counted on the active backend), the generic loop
+ * counted on cpu when the run has only a fused loop off webgpu, and tf.layers.
+ */
+async function printKernelCounts(
+  cfg: BenchConfig,
+  info: BackendInfo,
+  variants: Array<Variant | null>,
+  layers: boolean,
+): Promise<void> {
+  const loops = [...new Set(variants.map((v) => v?.loop ?? null))];
+  const rowsOf: Array<[string, KernelCounts]> = [];
+  for (const loop of loops) {
+    const variant = loop === null ? null : { loop, submitBatch: null };
+    const counts = await countKernels((c, x, y) => ours(c, x, y, variant), cfg);
+    rowsOf.push([`ReluLstm, ${info.backend}, ${loop ?? lstmKernelPath()} loop`, counts]);
+  }
+  const onCpu = info.backend !== 'webgpu' && !loops.includes('generic') && lstmKernelPath() !== 'generic';
+  if (onCpu) {
+    rowsOf.push(['ReluLstm, generic loop (as on tfjs-node, webgl)', await genericKernelCounts(cfg, info.backend)]);
+  }
+  if (layers) rowsOf.push([`tf.layers, ${info.backend}`, await countKernels(theirs, cfg)]);
   const f1 = (n: number) => n.toFixed(1);
   const kRows = [
     ['kernels per time step and layer (tf.profile)', 'forward', 'train step', 'forward all-in', 'train all-in'],
+    ...rowsOf.map(([label, k]) => [
+      label,
+      f1(k.perStep.infer),
+      f1(k.perStep.train),
+      f1(k.allIn.infer),
+      f1(k.allIn.train),
+    ]),
   ];
-  const kRow = (label: string, k: KernelCounts) => [
-    label,
-    f1(k.perStep.infer),
-    f1(k.perStep.train),
-    f1(k.allIn.infer),
-    f1(k.allIn.train),
-  ];
-  kRows.push(kRow(`${a.name}, ${info.backend}, ${lstmKernelPath()} loop`, counts.ours));
-  if (counts.generic) kRows.push(kRow(`${a.name}, generic loop (as on tfjs-node, webgl)`, counts.generic));
-  kRows.push(kRow(`${b.name}, ${info.backend}`, counts.theirs));
   console.log('');
   console.log(table(kRows));
   console.log(
     `(per step: kernels added by one more step, from runs at seq ${cfg.seq} and ${2 * cfg.seq}; all-in: every kernel of one call, ` +
       `loss and SGD update included, / (seq x layers); counted at batch 2, input 3, hidden 4, as counts depend only on seq and layers` +
-      (counts.generic ? '; generic loop counted on cpu' : '') +
+      (onCpu ? '; generic loop counted on cpu' : '') +
       ')',
-  );
-  const pa = profiled.get(a.name)!;
-  const pb = profiled.get(b.name)!;
-  console.log('');
-  console.log(
-    `tensor memory of one training step (tf.profile peak above the start): ${a.name} ${mb(pa.trainPeakBytes)}, ${b.name} ${mb(pb.trainPeakBytes)}`,
-  );
-  console.log(
-    `tensors: ${tensorsBefore} before the timed reps, ${tensorsAfter} after ` +
-      `(change during reps: ${a.name} ${signed(leaked.get(a.name)!)}, ${b.name} ${signed(leaked.get(b.name)!)})`,
-  );
-  console.log(
-    `process RSS: ${mb(rssAfterTf)} after the reps, peak ${mb(process.resourceUsage().maxRSS * 1024)} ` +
-      '(whole process so far, wasm heap included; the wasm heap never shrinks)',
   );
 }
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""PyTorch reference timings for bench/lstm.bench.ts, on one CPU thread.
+"""PyTorch reference timings for bench/lstm.bench.ts, on one CPU thread or (--device cuda) on a GPU.
 
 Times the same two tasks as the TypeScript benchmark, on the same configurations, with the same method
 (untimed warmup repetitions, then timed repetitions whose order alternates, medians reported):
@@ -9,12 +9,14 @@ Times the same two tasks as the TypeScript benchmark, on the same configurations
 
 for two models of the same size:
 
-  nn.LSTM       torch's native LSTM (tanh activations: the fastest thing PyTorch has, not a ReLU-LSTM)
+  nn.LSTM       torch's native LSTM (tanh activations: the fastest thing PyTorch has, not a ReLU-LSTM;
+                cuDNN's kernel on CUDA)
   ReLU cell     a ReLU-LSTM written as a Python loop over time with autograd, PyTorch gate order
                 (i, f, g, o): i, f, o = sigmoid; g = relu; c = f*c + i*g; h = o*relu(c); the input
                 projection of all steps is one matrix product before the loop, as in the TS library.
 
-Input is batch-first [batch, seq, input] float32 from a fixed seed. Prints one JSON object on stdout
+Input is batch-first [batch, seq, input] float32 from a fixed seed. On CUDA every task ends with a read
+back (.item()), which waits for the GPU, so the times cover the GPU's work. Prints one JSON object on stdout
 (times in ms per repetition):
 
   python3 bench/pytorch_reference.py --config M --reps 5 --warmup 1
@@ -94,16 +96,22 @@ def main() -> None:
     parser.add_argument("--config", choices=sorted(CONFIGS), default="M")
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--serve", action="store_true", help="time one task per stdin request (see below)")
     args = parser.parse_args()
     if args.reps < 1 or args.warmup < 0:
         parser.error(f"--reps must be >= 1 and --warmup >= 0, got {args.reps} and {args.warmup}")
     torch.set_num_threads(1)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: torch.cuda.is_available() is False")
+    device = torch.device(args.device)
     cfg = CONFIGS[args.config]
     g = torch.Generator().manual_seed(1)
-    x = torch.randn(cfg["batch"], cfg["seq"], cfg["input"], generator=g)
-    y = torch.randn(cfg["batch"], cfg["seq"], cfg["hidden"], generator=g)
+    x = torch.randn(cfg["batch"], cfg["seq"], cfg["input"], generator=g).to(device)
+    y = torch.randn(cfg["batch"], cfg["seq"], cfg["hidden"], generator=g).to(device)
     fns, modules = contenders(cfg)
+    for m in modules.values():
+        m.to(device)
     opts = {name: torch.optim.SGD(m.parameters(), lr=LEARNING_RATE) for name, m in modules.items()}
 
     def infer(name):
@@ -136,6 +144,7 @@ def main() -> None:
         "blas": blas_description(),
         "config": args.config,
         "models": names,
+        "device": "cpu" if args.device == "cpu" else f"cuda ({torch.cuda.get_device_name(0)})",
     }
     if args.serve:
         # One JSON line when ready, then one line per request "<infer|train> <model>" -> {"ms": ...}.

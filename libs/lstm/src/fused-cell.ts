@@ -38,8 +38,8 @@ export const FUSED_BACKENDS = ['cpu', 'wasm'] as const;
  * code a case in `act` and `actGrad` (their `default` takes `never`), so a new activation does not
  * compile until the kernels compute it.
  */
-const ACT = { relu: 0, tanh: 1, clamp: 2, identity: 3 } as const;
-type ActCode = (typeof ACT)[keyof typeof ACT];
+export const ACT = { relu: 0, tanh: 1, clamp: 2, identity: 3 } as const;
+export type ActCode = (typeof ACT)[keyof typeof ACT];
 const ACT_CODES = {
   relu: ACT.relu,
   tanh: ACT.tanh,
@@ -89,10 +89,19 @@ export function cellBackward(
 
 function kindAttrs(kinds: CellKinds) {
   return {
-    act: ACT_CODES[kinds.activation.kind],
+    act: actCode(kinds.activation.kind),
     ceiling: kinds.activation.ceiling,
-    hardSigmoid: HARD_SIGMOID[kinds.recurrentActivation],
+    hardSigmoid: isHardSigmoid(kinds.recurrentActivation),
   };
+}
+
+/** The kernels' code for an activation (the WGSL kernels of wgsl-cell.ts use the same codes). */
+export function actCode(kind: Activation): ActCode {
+  return ACT_CODES[kind];
+}
+
+export function isHardSigmoid(kind: RecurrentActivation): boolean {
+  return HARD_SIGMOID[kind];
 }
 
 interface Attrs {

@@ -3,6 +3,8 @@ import { ActivationSpec, activate, activationGrad, recurrentActivate, recurrentA
 import type { RecurrentActivation } from './config';
 import { FUSED_GATE_ORDER, cellBackward, cellForward } from './fused-cell';
 import type { LstmKernelPath } from './kernel-path';
+import { WGSL_BACKENDS } from './wgsl-cell';
+import { wgslBackwardLoop, wgslForwardLoop } from './wgsl-direction';
 
 /**
  * The time loop of one layer in one direction, with a hand-written backward pass through time.
@@ -31,7 +33,8 @@ import type { LstmKernelPath } from './kernel-path';
  * Two loops compute the same math (kernel-path.ts picks one): the generic loop of tfjs ops, which runs
  * on every backend (10 kernels per step forward, 6 more backward, without a mask), and on cpu and wasm
  * the fused loop, where each step is tfjs's matrix product plus ONE library kernel for the gate math
- * (fused-cell.ts).
+ * (fused-cell.ts). On webgpu the fused loop is wgsl-direction.ts: one WGSL dispatch per step, the
+ * recurrent product included.
  *
  * With a mask, a step past a sequence's length carries the state through unchanged and outputs zeros,
  * which is what PyTorch's packed sequences give (the reverse direction then starts at each sequence's
@@ -69,19 +72,23 @@ export function runDirection(spec: DirectionSpec, inputs: DirectionInputs): tf.T
   // Inside customGrad's forward the engine reports the tape as off, so ask here whether a gradient is
   // being recorded: only then are the per-step tensors gathered for the backward pass.
   const recording = isTapeOn();
+  // The fused loop on webgpu is its own (wgsl-direction.ts): one dispatch per step, packed rows.
+  const wgsl = spec.path === 'fused' && (WGSL_BACKENDS as readonly string[]).includes(tf.getBackend());
   const fn = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
     const save = args[args.length - 1] as tf.GradSaveFunc;
     const [x, h0, c0, wihT, whhT, bias, m] = args.slice(0, -1) as tf.Tensor[];
-    const { value, saved } = forwardLoop(
-      spec,
-      { x, h0, c0, wihT, whhT, bias, mask: m ?? null } as DirectionInputs,
-      recording,
-    );
+    const inputs = { x, h0, c0, wihT, whhT, bias, mask: m ?? null } as DirectionInputs;
+    const order = stepOrder(x.shape[0], spec.reverse);
+    const { value, saved } = wgsl
+      ? wgslForwardLoop(spec, inputs, recording, order)
+      : forwardLoop(spec, inputs, recording);
     if (recording) save(saved);
     return {
       value,
       gradFunc: (dy: tf.Tensor, s: tf.Tensor[]) => {
-        const grads = backwardLoop(spec, dy as tf.Tensor3D, s, m != null);
+        const grads = wgsl
+          ? wgslBackwardLoop(spec, dy as tf.Tensor3D, s, m != null, order)
+          : backwardLoop(spec, dy as tf.Tensor3D, s, m != null);
         return m != null ? [...grads, tf.zerosLike(m)] : grads;
       },
     };

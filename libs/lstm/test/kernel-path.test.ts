@@ -122,6 +122,7 @@ describe('setLstmKernelPath', () => {
   it("'generic' applies to every backend, 'auto' takes the fused loop only where it is registered", () => {
     expect(lstmKernelPath('wasm')).toBe('fused');
     expect(lstmKernelPath('cpu')).toBe('fused');
+    expect(lstmKernelPath('webgpu')).toBe('fused');
     expect(lstmKernelPath('tensorflow')).toBe('generic');
     expect(lstmKernelPath('webgl')).toBe('generic');
     setLstmKernelPath('generic');
