@@ -81,7 +81,7 @@ test('a gpu job with no live worker serving gpu: 202 with waitingFor, in its vie
   expect(anyEvents.filter((e): e is StateEvent => e.type === 'state').map((e) => e.state)).toContain('completed');
   // ...while the gpu job, submitted first, was never taken.
   const job = await Job.fromId(harness.queue('gpu'), submitted.id);
-  expect(await job!.getState()).toBe('waiting');
+  expect(await job!.getState()).toBe('prioritized'); // every job carries a fair-share priority
   expect(job!.attemptsMade).toBe(0);
   expect((await harness.allEvents(submitted.id)).map((e: JobEvent) => e.type)).toEqual(['state', 'log']);
 });
