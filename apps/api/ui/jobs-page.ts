@@ -8,8 +8,11 @@ import { ago, fill, h, num } from './dom';
 const REFRESH_MS = 2000;
 const PAGE_SIZE = 50;
 
-/** Tags, where the api gives a job some (the column is hidden while no job on the page has any). */
-const tagsOf = (j: JobView): string[] => (j as { tags?: string[] }).tags ?? [];
+/** The job's name and `key:value` tags (the column is hidden while no job on the page has any). */
+const tagsOf = (j: JobView): string[] => [
+  ...(j.name !== undefined ? [j.name] : []),
+  ...Object.entries(j.tags ?? {}).map(([k, v]) => `${k}:${v}`),
+];
 
 function row(j: JobView): HTMLTableRowElement {
   const tags = tagsOf(j);
