@@ -12,6 +12,8 @@ import { JobRecords } from './jobs/job-records';
 import { JobsController } from './jobs/jobs.controller';
 import { JobsService } from './jobs/jobs.service';
 import { JobQuota } from './jobs/quota';
+import { SweepsController } from './sweeps/sweeps.controller';
+import { SweepsService } from './sweeps/sweeps.service';
 import { SystemController } from './system.controller';
 
 @Module({})
@@ -20,10 +22,18 @@ export class AppModule {
     return {
       module: AppModule,
       imports: [InfraModule.forRoot(config)],
-      controllers: [JobsController, DatasetsController, SystemController, DocsController, AdminController],
+      controllers: [
+        JobsController,
+        SweepsController,
+        DatasetsController,
+        SystemController,
+        DocsController,
+        AdminController,
+      ],
       providers: [
         JobRecords,
         JobsService,
+        SweepsService,
         EventFeed,
         JobQuota,
         DatasetCatalog,

@@ -34,7 +34,10 @@ export type SchemaName =
   | 'TrainResult'
   | 'InferResult'
   | 'JobError'
-  | 'AdminOverview';
+  | 'AdminOverview'
+  | 'SweepRequest'
+  | 'SweepSubmitResponse'
+  | 'SweepView';
 
 export type MediaType = 'application/json' | 'text/csv' | 'text/event-stream' | 'application/octet-stream';
 
@@ -62,7 +65,7 @@ export interface RouteSpec {
   path: string;
   access: RouteAccess;
   /** The resource named by `:id` (tenant routes): another tenant gets 404 for it. */
-  owns?: 'job' | 'dataset';
+  owns?: 'job' | 'dataset' | 'sweep';
   summary: string;
   parameters?: RouteParameter[];
   request?: Content[];
@@ -243,6 +246,38 @@ export const ROUTES: readonly RouteSpec[] = [
       404: NOT_FOUND,
       503: STORE_UNAVAILABLE,
     },
+  },
+  {
+    method: 'POST',
+    path: '/v1/sweeps',
+    access: 'tenant',
+    summary: 'Start a hyper-parameter sweep: one train job per trial, children of one BullMQ flow',
+    request: json('SweepRequest'),
+    responses: {
+      202: ok('Queued: the sweep id and its trial (job) ids', 'SweepSubmitResponse'),
+      400: error(
+        'Invalid sweep, or a trial spec fails the train checks: each issue path starts `trials[i].` and its message names the trial values.',
+      ),
+      413: TOO_LARGE,
+      415: error('Not JSON.'),
+      503: UNAVAILABLE,
+    },
+  },
+  {
+    method: 'GET',
+    path: '/v1/sweeps/:id',
+    access: 'tenant',
+    owns: 'sweep',
+    summary: 'A sweep: its state and its trials, ranked by the metric (best first)',
+    responses: { 200: ok('The sweep', 'SweepView'), 404: error('No such sweep (or not yours).') },
+  },
+  {
+    method: 'DELETE',
+    path: '/v1/sweeps/:id',
+    access: 'tenant',
+    owns: 'sweep',
+    summary: 'Cancel a sweep: its queued trials are removed, its running ones stop at the next batch',
+    responses: { 200: ok('Cancel requested', 'SweepSubmitResponse'), 404: error('No such sweep (or not yours).') },
   },
   {
     method: 'POST',

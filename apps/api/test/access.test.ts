@@ -39,7 +39,8 @@ let redis: Redis;
 let queues: Record<QueueName, Queue<JobData>>;
 let behind: ApiRedis;
 /** alpha's resources. */
-const own = { job: '', dataset: '', artifact: 'model.safetensors' };
+const own = { job: '', dataset: '', sweep: '', artifact: 'model.safetensors' };
+type Ids = { job: string; dataset: string; sweep: string };
 const clone = <T>(v: T): T => JSON.parse(JSON.stringify(v)) as T;
 
 const DATASET = {
@@ -50,25 +51,24 @@ const DATASET = {
   y: [[1], [2]],
 };
 
+/** A sweep of two trials on gpu (no worker takes them). */
+const SWEEP = {
+  base: { ...clone(CANONICAL_TRAIN_EXAMPLE), device: 'gpu' },
+  search: { grid: { 'model.hiddenSize': [8, 16] } },
+  maxConcurrent: 1,
+};
+
 /** The request a route gets in this walk: ids filled in, a valid body for the POST routes. */
-function requestFor(
-  route: RouteSpec,
-  ids: { job: string; dataset: string },
-): { path: string; body?: unknown; headers?: Record<string, string> } {
-  const path = route.path
-    .replace(':id', route.owns === 'dataset' ? ids.dataset : ids.job)
-    .replace(':name', own.artifact);
+function requestFor(route: RouteSpec, ids: Ids): { path: string; body?: unknown; headers?: Record<string, string> } {
+  const path = route.path.replace(':id', ids[route.owns ?? 'job']).replace(':name', own.artifact);
   if (route.path === '/v1/jobs/train') return { path, body: { ...clone(CANONICAL_TRAIN_EXAMPLE), device: 'gpu' } };
   if (route.path === '/v1/jobs/infer') return { path, body: { modelJobId: ids.job, inputs: [[[0.5]]], device: 'gpu' } };
   if (route.path === '/v1/datasets') return { path, body: DATASET };
+  if (route.path === '/v1/sweeps') return { path, body: SWEEP };
   return { path };
 }
 
-function call(
-  route: RouteSpec,
-  ids: { job: string; dataset: string },
-  headers: Record<string, string> = {},
-): Promise<HttpResult> {
+function call(route: RouteSpec, ids: Ids, headers: Record<string, string> = {}): Promise<HttpResult> {
   const r = requestFor(route, ids);
   return http(api.url, route.method, r.path, { body: r.body, headers });
 }
@@ -106,6 +106,9 @@ beforeAll(async () => {
   const ds = await http(api.url, 'POST', '/v1/datasets', { body: DATASET, headers: bearer(KEY.alpha) });
   expect(ds.status).toBe(201);
   own.dataset = ds.json.id;
+  const sweep = await http(api.url, 'POST', '/v1/sweeps', { body: SWEEP, headers: bearer(KEY.alpha) });
+  expect(sweep.status).toBe(202);
+  own.sweep = sweep.json.id;
 });
 
 afterAll(async () => {
@@ -148,7 +151,7 @@ test('the OpenAPI document describes every route, with the key and refusals its 
 
 describe.each(ROUTES.map((r) => [`${r.method} ${r.path}`, r] as const))('%s', (_name, route) => {
   test('as nobody, with a bad key and with another scheme', async () => {
-    const ids = { job: own.job, dataset: own.dataset };
+    const ids = { job: own.job, dataset: own.dataset, sweep: own.sweep };
     const before = await queued();
     for (const headers of [
       {} as Record<string, string>,
@@ -173,17 +176,17 @@ describe.each(ROUTES.map((r) => [`${r.method} ${r.path}`, r] as const))('%s', (_
 
   test('as the wrong tenant: what belongs to another tenant looks like what does not exist', async () => {
     const beta = bearer(KEY.beta);
-    const r = await call(route, { job: own.job, dataset: own.dataset }, beta);
+    const r = await call(route, { job: own.job, dataset: own.dataset, sweep: own.sweep }, beta);
     if (route.access === 'admin') {
       expect([r.status, r.json.error.code]).toEqual([403, 'forbidden']);
       return;
     }
     if (route.owns) {
       const missing = randomUUID();
-      const m = await call(route, { job: missing, dataset: missing }, beta);
+      const m = await call(route, { job: missing, dataset: missing, sweep: missing }, beta);
       expect(r.status).toBe(404);
       expect(m.status).toBe(404);
-      const ownId = route.owns === 'job' ? own.job : own.dataset;
+      const ownId = own[route.owns];
       expect(r.text.replaceAll(ownId, '<id>')).toBe(m.text.replaceAll(missing, '<id>'));
       expect(r.headers['content-type']).toBe(m.headers['content-type']);
       return;
@@ -191,7 +194,7 @@ describe.each(ROUTES.map((r) => [`${r.method} ${r.path}`, r] as const))('%s', (_
     if (route.path === '/v1/jobs/infer') {
       // modelJobId names alpha's job: beta is told it does not exist, as for a made-up id.
       const missing = randomUUID();
-      const m = await call(route, { job: missing, dataset: missing }, beta);
+      const m = await call(route, { job: missing, dataset: missing, sweep: missing }, beta);
       expect(r.status).toBe(400);
       expect(r.json.error.issues).toEqual([expect.objectContaining({ path: 'modelJobId', code: 'not_found' })]);
       expect(r.text.replaceAll(own.job, '<id>')).toBe(m.text.replaceAll(missing, '<id>'));
@@ -204,7 +207,7 @@ describe.each(ROUTES.map((r) => [`${r.method} ${r.path}`, r] as const))('%s', (_
   });
 
   test('with the admin key', async () => {
-    const r = await call(route, { job: own.job, dataset: own.dataset }, bearer(KEY.admin));
+    const r = await call(route, { job: own.job, dataset: own.dataset, sweep: own.sweep }, bearer(KEY.admin));
     if (route.access === 'admin') expect(r.status).toBe(200);
     else if (route.access === 'public') expect(r.status).toBe(200);
     else expect([r.status, r.json.error.code]).toEqual([401, 'unauthorized']); // not a tenant's key
@@ -222,15 +225,16 @@ describe.each(ROUTES.map((r) => [`${r.method} ${r.path}`, r] as const))('%s', (_
     if (route.method === 'DELETE' && route.owns === 'dataset') {
       // A dataset of its own: the walk's dataset stays for the routes and tests after this one.
       const ds = await http(api.url, 'POST', '/v1/datasets', { body: DATASET, headers: alpha });
-      expect((await call(route, { job: own.job, dataset: ds.json.id }, alpha)).status).toBe(204);
+      expect((await call(route, { job: own.job, dataset: ds.json.id, sweep: own.sweep }, alpha)).status).toBe(204);
       expect((await http(api.url, 'GET', `/v1/datasets/${ds.json.id}`, { headers: alpha })).status).toBe(404);
       return;
     }
-    const r = await call(route, { job: own.job, dataset: own.dataset }, alpha);
+    const r = await call(route, { job: own.job, dataset: own.dataset, sweep: own.sweep }, alpha);
     expect([r.status, r.text.slice(0, 300)]).toEqual([r.status < 300 ? r.status : 200, expect.any(String)]);
     if (route.path === '/v1/jobs/:id/artifacts/:name') expect([...Buffer.from(r.text, 'latin1')]).toEqual([1, 2, 3]);
     else if (route.owns === 'job') expect(r.text).toContain(own.job);
     else if (route.owns === 'dataset') expect(r.json.id).toBe(own.dataset);
+    else if (route.owns === 'sweep') expect(r.json.id).toBe(own.sweep);
   });
 });
 

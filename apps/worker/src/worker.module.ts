@@ -12,6 +12,8 @@ import { JobEvents } from './jobs/job-events';
 import { JOB_HANDLERS, type JobHandler } from './jobs/job-handler';
 import { HANDLER_CLASSES } from './jobs/job-types';
 import { ArtifactPublisher } from './jobs/publish';
+import { SweepFinisher } from './jobs/sweep-finisher';
+import { SweepGate } from './jobs/sweep-gate';
 import { ARTIFACT_STORE, DATASET_STORE, RedisService, artifactStoreFactory, datasetStoreFactory } from './redis';
 import { RetentionService } from './retention.service';
 
@@ -32,6 +34,8 @@ export class WorkerModule {
         CheckpointStore,
         ArtifactPublisher,
         RetentionService,
+        SweepGate,
+        SweepFinisher,
         ...HANDLER_CLASSES,
         {
           provide: JOB_HANDLERS,

@@ -19,5 +19,7 @@ export * from './stores';
 export * from './event-stream';
 export * from './worker-contract';
 export * from './producer';
+export * from './sweeps';
+export * from './sweep-producer';
 export * from './retention';
 export * from './env';

@@ -1,7 +1,7 @@
 /**
  * Every Redis key the runner uses besides BullMQ's own, in one place. All live under the
  * queue prefix, next to BullMQ's `<prefix>:<queue>:...` keys; the second segments used here (`job`,
- * `jobs`, `idem`, `dataset`, `datasets`, `dataset-use`, `live`, `rate`, `worker`, `workers`, `retention`) are never
+ * `jobs`, `idem`, `dataset`, `datasets`, `dataset-use`, `live`, `rate`, `worker`, `workers`, `retention`, `sweep`) are never
  * queue names.
  *
  * | key                                   | type   | written by          | holds                                  |
@@ -24,6 +24,10 @@
  * | `<p>:worker:<workerId>`               | string | worker              | `WorkerHeartbeat` JSON, TTL 15 s       |
  * | `<p>:workers`                         | zset   | worker              | worker ids scored by heartbeat expiry  |
  * | `<p>:retention:lock`                  | string | worker              | retention sweeper's lock, PX = period  |
+ * | `<p>:sweep:<id>`                      | string | api (POST sweeps)   | `SweepRecord` JSON                     |
+ * | `<p>:sweep:<id>:running`              | set    | worker              | trial ids holding a sweep slot (gate)  |
+ * | `<p>:sweep:<id>:at-k`                 | hash   | worker              | trial id -> metric after K epochs      |
+ * | `<p>:sweep:<id>:reported`             | set    | api, worker         | trial ids whose `trial` event is out   |
  */
 import { createHash } from 'node:crypto';
 import { QUEUE_PREFIX_PATTERN } from './queues';
@@ -63,6 +67,14 @@ export interface RedisKeys {
   worker(workerId: string): string;
   workers(): string;
   retentionLock(): string;
+  /** A sweep's record (sweeps.ts); its events share `events(sweepId)`, its cancel flag `cancel(sweepId)`. */
+  sweep(id: string): string;
+  /** The trials of a sweep holding one of its `maxConcurrent` slots. */
+  sweepRunning(id: string): string;
+  /** Each trial's metric after the median stopping rule's K epochs. */
+  sweepAtK(id: string): string;
+  /** The trials whose `trial` event is on the sweep's stream (each is written once). */
+  sweepReported(id: string): string;
 }
 
 export function redisKeys(prefix: string): RedisKeys {
@@ -94,5 +106,9 @@ export function redisKeys(prefix: string): RedisKeys {
     worker: (w) => `${prefix}:worker:${id('worker id', w)}`,
     workers: () => `${prefix}:workers`,
     retentionLock: () => `${prefix}:retention:lock`,
+    sweep: (s) => `${prefix}:sweep:${id('sweep id', s)}`,
+    sweepRunning: (s) => `${prefix}:sweep:${id('sweep id', s)}:running`,
+    sweepAtK: (s) => `${prefix}:sweep:${id('sweep id', s)}:at-k`,
+    sweepReported: (s) => `${prefix}:sweep:${id('sweep id', s)}:reported`,
   };
 }

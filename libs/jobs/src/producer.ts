@@ -96,34 +96,57 @@ async function writeRecords(redis: Redis, keys: string[], args: string[]): Promi
   }
 }
 
+/**
+ * Step 1 of the header: the job's records (and its place in `quota`), or `LiveQuotaFullError` /
+ * `JobIdConflictError` with nothing written. Returns the `queued` event's entry id.
+ */
+export async function writeJobRecords<T extends JobType>(
+  deps: Pick<ProducerDeps, 'redis' | 'keys' | 'streamMaxLen'>,
+  plan: PlannedJob<T>,
+  quota?: LiveQuota,
+): Promise<string> {
+  const { redis, keys } = deps;
+  const meta = JSON.stringify(JobMetaSchema.parse(plan.meta));
+  const queued = JSON.stringify(JobEventSchema.parse({ type: 'state', at: plan.meta.createdAt, state: 'queued' }));
+  const recordKeys = [keys.jobMeta(plan.id), keys.jobIndex(plan.meta.tenant), keys.events(plan.id)];
+  const args = [meta, String(plan.meta.createdAt), plan.id, String(deps.streamMaxLen ?? DEFAULT_STREAM_MAXLEN), queued];
+  const eventId = await writeRecords(
+    redis,
+    quota ? [...recordKeys, quota.key] : recordKeys,
+    quota ? [...args, String(quota.max)] : args,
+  );
+  if (eventId === 0) throw new LiveQuotaFullError(quota!.max);
+  if (typeof eventId !== 'string') throw new JobIdConflictError(plan.id);
+  return eventId;
+}
+
+/** Undoes `writeJobRecords` (a submission that could not be queued); never throws. */
+export async function removeJobRecords<T extends JobType>(
+  deps: Pick<ProducerDeps, 'redis' | 'keys'>,
+  plan: PlannedJob<T>,
+  quota?: LiveQuota,
+): Promise<void> {
+  const { redis, keys } = deps;
+  const undo = redis
+    .multi()
+    .del(keys.jobMeta(plan.id), keys.events(plan.id))
+    .zrem(keys.jobIndex(plan.meta.tenant), plan.id);
+  if (quota) undo.srem(quota.key, plan.id);
+  await undo.exec().catch(() => undefined);
+}
+
 /** `quota`: take a place in this live set with the records, or fail with `LiveQuotaFullError`. */
 export async function produceJob<T extends JobType>(
   deps: ProducerDeps,
   plan: PlannedJob<T>,
   quota?: LiveQuota,
 ): Promise<ProducedJob> {
-  const { redis, keys } = deps;
-  const meta = JSON.stringify(JobMetaSchema.parse(plan.meta));
-  const queued = JSON.stringify(JobEventSchema.parse({ type: 'state', at: plan.meta.createdAt, state: 'queued' }));
-  const metaKey = keys.jobMeta(plan.id);
-  const indexKey = keys.jobIndex(plan.meta.tenant);
-  const eventsKey = keys.events(plan.id);
-
-  const args = [meta, String(plan.meta.createdAt), plan.id, String(deps.streamMaxLen ?? DEFAULT_STREAM_MAXLEN), queued];
-  const eventId = await writeRecords(
-    redis,
-    quota ? [metaKey, indexKey, eventsKey, quota.key] : [metaKey, indexKey, eventsKey],
-    quota ? [...args, String(quota.max)] : args,
-  );
-  if (eventId === 0) throw new LiveQuotaFullError(quota!.max);
-  if (typeof eventId !== 'string') throw new JobIdConflictError(plan.id);
+  const eventId = await writeJobRecords(deps, plan, quota);
   try {
     await deps.queue(plan.queue).add(plan.name, plan.data, plan.opts);
     return { id: plan.id, type: plan.name, queue: plan.queue, state: 'queued', eventId };
   } catch (e) {
-    const undo = redis.multi().del(metaKey, eventsKey).zrem(indexKey, plan.id);
-    if (quota) undo.srem(quota.key, plan.id);
-    await undo.exec().catch(() => undefined); // the original error matters more
+    await removeJobRecords(deps, plan, quota); // the original error matters more
     throw e;
   }
 }

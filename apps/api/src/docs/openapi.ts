@@ -24,6 +24,9 @@ import {
   TrainResultSchema,
   WorkerListSchema,
   AdminOverviewSchema,
+  SweepRequestSchema,
+  SweepSubmitResponseSchema,
+  SweepViewSchema,
   type JobContract,
 } from '@relu-lstm/jobs';
 import {
@@ -99,6 +102,9 @@ export function buildOpenApi(contract: JobContract, version: string): Record<str
     InferResult: jsonSchema(InferResultSchema, 'output'),
     JobError: jsonSchema(JobErrorSchema, 'output'),
     AdminOverview: jsonSchema(AdminOverviewSchema, 'output'),
+    SweepRequest: jsonSchema(SweepRequestSchema, 'input'),
+    SweepSubmitResponse: jsonSchema(SweepSubmitResponseSchema, 'output'),
+    SweepView: jsonSchema(SweepViewSchema, 'output'),
   } satisfies Record<SchemaName, unknown>;
   const paths: Record<string, Record<string, unknown>> = {};
   for (const route of ROUTES) (paths[openApiPath(route.path)] ??= {})[route.method.toLowerCase()] = operation(route);

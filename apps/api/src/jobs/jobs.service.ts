@@ -138,15 +138,30 @@ export class JobsService {
     infer: (p, tenant) => this.checkInferRefs(p, tenant),
   };
 
-  async submit<T extends JobType>(type: T, body: unknown, tenant: string, idempotencyKey?: string): Promise<Submitted> {
+  /**
+   * Everything a submission checks before anything is written: the schema, what the payload refers
+   * to (datasets, earlier jobs) and its estimated engine memory against LIMIT_MAX_JOB_MEMORY_MB
+   * (cost.ts). The sweeps route checks each trial with it.
+   */
+  async checkPayload<T extends JobType>(
+    type: T,
+    body: unknown,
+    tenant: string,
+  ): Promise<{ ok: true; value: PayloadOf<T> } | { ok: false; issues: ValidationIssue[] }> {
     const parsed = validate(payloadSchema(type, this.contract), body);
-    if (!parsed.ok) throw ApiError.invalid(parsed.issues);
+    if (!parsed.ok) return parsed;
     const payload = parsed.value as PayloadOf<T>;
     const refs = await this.refChecks[type](payload, tenant);
-    if (refs.issues.length) throw ApiError.invalid(refs.issues);
-    // The job's estimated engine memory against LIMIT_MAX_JOB_MEMORY_MB (cost.ts).
+    if (refs.issues.length) return { ok: false, issues: refs.issues };
     const costIssue = refs.costed && jobCostIssue(refs.costed, this.contract.limits.maxJobMemoryMb);
-    if (costIssue) throw ApiError.invalid([costIssue]);
+    if (costIssue) return { ok: false, issues: [costIssue] };
+    return { ok: true, value: payload };
+  }
+
+  async submit<T extends JobType>(type: T, body: unknown, tenant: string, idempotencyKey?: string): Promise<Submitted> {
+    const checked = await this.checkPayload(type, body, tenant);
+    if (!checked.ok) throw ApiError.invalid(checked.issues);
+    const payload = checked.value;
 
     let idemKey: string | null = null;
     const id = randomUUID();
