@@ -6,6 +6,7 @@
  * cancelled sweep leaves no trial running.
  */
 import { isTerminal, type JobEvent, type StateEvent, type SweepView } from '@relu-lstm/jobs';
+import { runCli } from '@relu-lstm/client';
 import { http, startApi, type ApiProcess } from '../apps/api/test/harness';
 import { Harness, waitFor } from '../apps/worker/test/harness';
 
@@ -114,6 +115,14 @@ it('runs a grid of 6 trials at most 2 at once on two workers and ranks them by v
   const trialEvents = events.filter((e): e is Extract<JobEvent, { type: 'trial' }> => e.type === 'trial');
   expect(trialEvents.map((e) => e.trialId).sort()).toEqual([...trialIds].sort());
   expect(events[events.length - 1]).toMatchObject({ type: 'state', state: 'completed' });
+
+  // The CLI prints the ranked table.
+  let text = '';
+  const io = { stdout: { write: (t: string) => void (text += t) }, stderr: { write: () => undefined }, env: {} };
+  expect(await runCli(['sweep-status', id, '--url', api.url], io)).toBe(0);
+  const rows = text.split('\n').slice(2, 8);
+  expect(rows.map((r) => r.trim().split(/\s+/)[0])).toEqual(['1', '2', '3', '4', '5', '6']);
+  expect(rows[0]).toContain(done.trials[0].id);
 });
 
 it('cancelling a sweep cancels its running and queued trials; none is left running', async () => {

@@ -20,6 +20,7 @@ import {
   isValidArtifactName,
   JOB_TYPE_SPECS,
   payloadSchema,
+  SweepRequestSchema,
   validate,
   type ArtifactList,
   type CancelResponse,
@@ -36,6 +37,9 @@ import {
   type JobView,
   type StoredEvent,
   type SubmitResponse,
+  type SweepRequestInput,
+  type SweepSubmitResponse,
+  type SweepView,
   type TrainPayloadInput,
   type WorkerHeartbeat,
   type WorkerList,
@@ -198,6 +202,38 @@ export class RunnerClient {
   /** `DELETE /v1/jobs/:id`: a queued job is cancelled at once, a running one at its next batch. */
   cancel(id: string, options: RequestOptions = {}): Promise<CancelResponse> {
     return this.json<CancelResponse>('DELETE', `v1/jobs/${seg(id)}`, options);
+  }
+
+  // ---- sweeps -----------------------------------------------------------------------------------
+
+  /** `POST /v1/sweeps`: the api checks every trial spec like a train submission (400 names the trial). */
+  submitSweep(request: SweepRequestInput, options: RequestOptions = {}): Promise<SweepSubmitResponse> {
+    this.check('sweep', SweepRequestSchema, request);
+    return this.json<SweepSubmitResponse>('POST', 'v1/sweeps', { body: request, signal: options.signal });
+  }
+
+  /** `GET /v1/sweeps/:id`: its state and its trials, ranked best first. */
+  getSweep(id: string, options: RequestOptions = {}): Promise<SweepView> {
+    return this.json<SweepView>('GET', `v1/sweeps/${seg(id)}`, options);
+  }
+
+  /** `DELETE /v1/sweeps/:id`: cancels its queued and running trials. */
+  cancelSweep(id: string, options: RequestOptions = {}): Promise<SweepSubmitResponse> {
+    return this.json<SweepSubmitResponse>('DELETE', `v1/sweeps/${seg(id)}`, options);
+  }
+
+  /** Polls the sweep every `pollMs` (default 1000) until it has ended; `onView` sees each view. */
+  async waitForSweep(
+    id: string,
+    options: { pollMs?: number; signal?: AbortSignal; onView?: (v: SweepView) => void } = {},
+  ): Promise<SweepView> {
+    for (;;) {
+      const view = await this.getSweep(id, { signal: options.signal });
+      options.onView?.(view);
+      if (view.state !== 'queued' && view.state !== 'running') return view;
+      await new Promise((r) => setTimeout(r, options.pollMs ?? 1000));
+      options.signal?.throwIfAborted();
+    }
   }
 
   /**

@@ -24,6 +24,10 @@ Commands:
   cancel <id>               cancel a job (a running one stops at its next batch)
   artifacts <id> [-o DIR]   list the job's artifacts, or download them all into DIR
   workers                   live workers: backend, device, host, queues, current job
+  sweep <sweep.json|->      start a sweep ({ base, search, maxConcurrent, metric?, earlyStop? });
+      -w, --watch           poll it to its end, then print the ranked trials
+  sweep-status <id>         a sweep's state and its trials, ranked best first
+  sweep-cancel <id>         cancel a sweep's queued and running trials
 
 Options:
   --url URL                 the api (default $${URL_ENV} or ${DEFAULT_URL})
@@ -46,7 +50,10 @@ export type Command =
   | { name: 'list'; state: JobState | null; limit: number | null }
   | { name: 'cancel'; id: string }
   | { name: 'artifacts'; id: string; out: string | null }
-  | { name: 'workers' };
+  | { name: 'workers' }
+  | { name: 'sweep'; spec: string; watch: boolean }
+  | { name: 'sweep-status'; id: string }
+  | { name: 'sweep-cancel'; id: string };
 
 export interface CliArgs {
   command: Command;
@@ -81,6 +88,9 @@ const COMMANDS: Record<Exclude<Command['name'], 'help'>, { options: OptionName[]
   cancel: { options: [], args: ['id'] },
   artifacts: { options: ['out'], args: ['id'] },
   workers: { options: [], args: [] },
+  sweep: { options: ['watch'], args: ['sweep.json'] },
+  'sweep-status': { options: [], args: ['id'] },
+  'sweep-cancel': { options: [], args: ['id'] },
 };
 
 export function parseCliArgs(argv: readonly string[], env: Record<string, string | undefined> = {}): CliArgs {
@@ -150,8 +160,13 @@ export function parseCliArgs(argv: readonly string[], env: Record<string, string
       return { ...common, command: { name, id, out: v.out ?? null } };
     case 'workers':
       return { ...common, command: { name } };
+    case 'sweep':
+      return { ...common, command: { name, spec: id, watch: v.watch ?? false } };
     default:
-      return { ...common, command: { name: name as 'status' | 'watch' | 'cancel', id } };
+      return {
+        ...common,
+        command: { name: name as 'status' | 'watch' | 'cancel' | 'sweep-status' | 'sweep-cancel', id },
+      };
   }
 }
 
