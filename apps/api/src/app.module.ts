@@ -12,6 +12,8 @@ import { JobRecords } from './jobs/job-records';
 import { JobsController } from './jobs/jobs.controller';
 import { JobsService } from './jobs/jobs.service';
 import { JobQuota } from './jobs/quota';
+import { SessionsController } from './sessions/sessions.controller';
+import { SessionsService } from './sessions/sessions.service';
 import { SweepsController } from './sweeps/sweeps.controller';
 import { SweepsService } from './sweeps/sweeps.service';
 import { SystemController } from './system.controller';
@@ -25,6 +27,7 @@ export class AppModule {
       controllers: [
         JobsController,
         SweepsController,
+        SessionsController,
         DatasetsController,
         SystemController,
         DocsController,
@@ -34,6 +37,7 @@ export class AppModule {
         JobRecords,
         JobsService,
         SweepsService,
+        SessionsService,
         EventFeed,
         JobQuota,
         DatasetCatalog,

@@ -37,7 +37,11 @@ export type SchemaName =
   | 'AdminOverview'
   | 'SweepRequest'
   | 'SweepSubmitResponse'
-  | 'SweepView';
+  | 'SweepView'
+  | 'OpenSession'
+  | 'SessionView'
+  | 'SessionStep'
+  | 'SessionStepResult';
 
 export type MediaType = 'application/json' | 'text/csv' | 'text/event-stream' | 'application/octet-stream';
 
@@ -65,7 +69,7 @@ export interface RouteSpec {
   path: string;
   access: RouteAccess;
   /** The resource named by `:id` (tenant routes): another tenant gets 404 for it. */
-  owns?: 'job' | 'dataset' | 'sweep';
+  owns?: 'job' | 'dataset' | 'sweep' | 'session';
   summary: string;
   parameters?: RouteParameter[];
   request?: Content[];
@@ -278,6 +282,57 @@ export const ROUTES: readonly RouteSpec[] = [
     owns: 'sweep',
     summary: 'Cancel a sweep: its queued trials are removed, its running ones stop at the next batch',
     responses: { 200: ok('Cancel requested', 'SweepSubmitResponse'), 404: error('No such sweep (or not yours).') },
+  },
+  {
+    method: 'POST',
+    path: '/v1/sessions',
+    access: 'tenant',
+    summary: 'Open a streaming inference session on a trained model; its (h, c) stays in Redis between steps',
+    request: json('OpenSession'),
+    responses: {
+      201: ok('Opened', 'SessionView'),
+      400: error(
+        'Invalid body, no such trained model, a registry name (not in this build) or an initial state of the wrong shape.',
+      ),
+      415: error('Not JSON.'),
+    },
+  },
+  {
+    method: 'POST',
+    path: '/v1/sessions/:id/step',
+    access: 'tenant',
+    owns: 'session',
+    summary: 'Feed one or more time steps; continues from the state the previous step left',
+    request: json('SessionStep'),
+    responses: {
+      200: ok(
+        'The outputs of these time steps and the state after them (a repeated last seq: the stored answer)',
+        'SessionStepResult',
+      ),
+      400: BAD_REQUEST,
+      404: error('No such session (closed, expired, or not yours).'),
+      409: error('`seq` is not the next step of the session (`issues[0].expected` says which is).'),
+      503: error('No answer within SESSION_STEP_WAIT_MS, or the step failed; retry it with the same seq.'),
+    },
+  },
+  {
+    method: 'GET',
+    path: '/v1/sessions/:id',
+    access: 'tenant',
+    owns: 'session',
+    summary: 'A session: its model and the seq of its next step',
+    responses: {
+      200: ok('The session', 'SessionView'),
+      404: error('No such session (closed, expired, or not yours).'),
+    },
+  },
+  {
+    method: 'DELETE',
+    path: '/v1/sessions/:id',
+    access: 'tenant',
+    owns: 'session',
+    summary: 'Close a session',
+    responses: { 204: { description: 'Closed' }, 404: error('No such session (closed, expired, or not yours).') },
   },
   {
     method: 'POST',

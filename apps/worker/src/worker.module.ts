@@ -16,6 +16,7 @@ import { SweepFinisher } from './jobs/sweep-finisher';
 import { SweepGate } from './jobs/sweep-gate';
 import { ARTIFACT_STORE, DATASET_STORE, RedisService, artifactStoreFactory, datasetStoreFactory } from './redis';
 import { RetentionService } from './retention.service';
+import { SessionServer } from './sessions/session-server';
 
 @Module({})
 export class WorkerModule {
@@ -36,6 +37,7 @@ export class WorkerModule {
         RetentionService,
         SweepGate,
         SweepFinisher,
+        SessionServer,
         ...HANDLER_CLASSES,
         {
           provide: JOB_HANDLERS,

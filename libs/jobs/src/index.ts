@@ -21,5 +21,6 @@ export * from './worker-contract';
 export * from './producer';
 export * from './sweeps';
 export * from './sweep-producer';
+export * from './sessions';
 export * from './retention';
 export * from './env';

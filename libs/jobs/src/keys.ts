@@ -1,7 +1,7 @@
 /**
  * Every Redis key the runner uses besides BullMQ's own, in one place. All live under the
  * queue prefix, next to BullMQ's `<prefix>:<queue>:...` keys; the second segments used here (`job`,
- * `jobs`, `idem`, `dataset`, `datasets`, `dataset-use`, `live`, `rate`, `worker`, `workers`, `retention`, `sweep`) are never
+ * `jobs`, `idem`, `dataset`, `datasets`, `dataset-use`, `live`, `rate`, `worker`, `workers`, `retention`, `sweep`, `session`) are never
  * queue names.
  *
  * | key                                   | type   | written by          | holds                                  |
@@ -28,6 +28,7 @@
  * | `<p>:sweep:<id>:running`              | set    | worker              | trial ids holding a sweep slot (gate)  |
  * | `<p>:sweep:<id>:at-k`                 | hash   | worker              | trial id -> metric after K epochs      |
  * | `<p>:sweep:<id>:reported`             | set    | api, worker         | trial ids whose `trial` event is out   |
+ * | `<p>:session:<id>`                    | hash   | api, worker         | a session's model, next seq, (h, c)    |
  */
 import { createHash } from 'node:crypto';
 import { QUEUE_PREFIX_PATTERN } from './queues';
@@ -75,6 +76,8 @@ export interface RedisKeys {
   sweepAtK(id: string): string;
   /** The trials whose `trial` event is on the sweep's stream (each is written once). */
   sweepReported(id: string): string;
+  /** A streaming inference session (sessions.ts), PX = its idle TTL. */
+  session(id: string): string;
 }
 
 export function redisKeys(prefix: string): RedisKeys {
@@ -110,5 +113,6 @@ export function redisKeys(prefix: string): RedisKeys {
     sweepRunning: (s) => `${prefix}:sweep:${id('sweep id', s)}:running`,
     sweepAtK: (s) => `${prefix}:sweep:${id('sweep id', s)}:at-k`,
     sweepReported: (s) => `${prefix}:sweep:${id('sweep id', s)}:reported`,
+    session: (s) => `${prefix}:session:${id('session id', s)}`,
   };
 }

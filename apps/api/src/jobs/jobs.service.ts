@@ -284,7 +284,7 @@ export class JobsService {
    * `config.json` present. Returns the issues, else the job's config (null if unreadable: the
    * worker reports it then).
    */
-  private async trainedModel(
+  async trainedModel(
     jobId: string,
     path: string,
     tenant: string,
