@@ -5,6 +5,7 @@
  * the first steps is SIGKILLed and another serves the rest; a retried step returns the stored answer
  * without advancing the session; steps out of order are refused.
  */
+import { RunnerClient, runCli } from '@relu-lstm/client';
 import { http, startApi, type ApiProcess } from '../apps/api/test/harness';
 import { Harness, waitFor, type WorkerProcess } from '../apps/worker/test/harness';
 
@@ -149,4 +150,31 @@ it('refuses steps out of order, bad inputs and closed sessions, naming the field
     body: { seq: 0, inputs: slice(sequence, 0, 1) },
   });
   expect(closed.status).toBe(404);
+});
+
+it('the typed client and the CLI stream through sessions as well', async () => {
+  const ref = await reference();
+  const client = new RunnerClient({ baseUrl: api.url });
+  const opened = await client.openSession({ modelJobId });
+  let last = await client.step(opened.id, 0, slice(sequence, 0, 3));
+  last = await client.step(opened.id, 1, slice(sequence, 3, T));
+  expect(maxAbsDiff(last.hN, ref.hN)).toBeLessThan(1e-5);
+  expect((await client.getSession(opened.id)).next).toBe(2);
+  await client.closeSession(opened.id);
+
+  let text = '';
+  const io = {
+    stdout: { write: (t: string) => void (text += t) },
+    stderr: { write: () => undefined },
+    env: {},
+    stdin: () => Promise.resolve(JSON.stringify(sequence)),
+  };
+  expect(await runCli(['session', modelJobId, '-', '--url', api.url, '--json'], io)).toBe(0);
+  const lines = text
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Record<string, Tensor3>);
+  expect(lines).toHaveLength(T + 1);
+  expect(maxAbsDiff(lines[T].hN, ref.hN)).toBeLessThan(1e-5);
+  expect(maxAbsDiff(lines[T].cN, ref.cN)).toBeLessThan(1e-5);
 });

@@ -21,6 +21,7 @@ import {
   JOB_TYPE_SPECS,
   payloadSchema,
   SweepRequestSchema,
+  OpenSessionSchema,
   validate,
   type ArtifactList,
   type CancelResponse,
@@ -38,6 +39,9 @@ import {
   type StoredEvent,
   type SubmitResponse,
   type SweepRequestInput,
+  type OpenSessionInput,
+  type SessionStepResult,
+  type SessionView,
   type SweepSubmitResponse,
   type SweepView,
   type TrainPayloadInput,
@@ -202,6 +206,35 @@ export class RunnerClient {
   /** `DELETE /v1/jobs/:id`: a queued job is cancelled at once, a running one at its next batch. */
   cancel(id: string, options: RequestOptions = {}): Promise<CancelResponse> {
     return this.json<CancelResponse>('DELETE', `v1/jobs/${seg(id)}`, options);
+  }
+
+  // ---- sessions ---------------------------------------------------------------------------------
+
+  /** `POST /v1/sessions`: a streaming inference session on a trained model (`modelJobId`, or a registry `model` name). */
+  openSession(request: OpenSessionInput, options: RequestOptions = {}): Promise<SessionView> {
+    this.check('session', OpenSessionSchema, request);
+    return this.json<SessionView>('POST', 'v1/sessions', { body: request, signal: options.signal });
+  }
+
+  /**
+   * `POST /v1/sessions/:id/step`: feeds `inputs` `[B][T][features]` as step `seq` (0, 1, 2, ...); the
+   * answer continues from the previous step's state. Repeating the last `seq` returns its stored answer.
+   */
+  step(id: string, seq: number, inputs: number[][][], options: RequestOptions = {}): Promise<SessionStepResult> {
+    return this.json<SessionStepResult>('POST', `v1/sessions/${seg(id)}/step`, {
+      body: { seq, inputs },
+      signal: options.signal,
+    });
+  }
+
+  /** `GET /v1/sessions/:id`: its model and the `seq` of its next step. */
+  getSession(id: string, options: RequestOptions = {}): Promise<SessionView> {
+    return this.json<SessionView>('GET', `v1/sessions/${seg(id)}`, options);
+  }
+
+  /** `DELETE /v1/sessions/:id`. */
+  async closeSession(id: string, options: RequestOptions = {}): Promise<void> {
+    await this.json<null>('DELETE', `v1/sessions/${seg(id)}`, options);
   }
 
   // ---- sweeps -----------------------------------------------------------------------------------

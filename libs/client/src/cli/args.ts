@@ -28,6 +28,10 @@ Commands:
       -w, --watch           poll it to its end, then print the ranked trials
   sweep-status <id>         a sweep's state and its trials, ranked best first
   sweep-cancel <id>         cancel a sweep's queued and running trials
+  session <modelJobId> <inputs.json|->
+                            stream a sequence through a new session one time step per call
+                            (inputs [B][T][features]); prints each step's outputs and the final
+                            state, then closes the session
 
 Options:
   --url URL                 the api (default $${URL_ENV} or ${DEFAULT_URL})
@@ -53,7 +57,8 @@ export type Command =
   | { name: 'workers' }
   | { name: 'sweep'; spec: string; watch: boolean }
   | { name: 'sweep-status'; id: string }
-  | { name: 'sweep-cancel'; id: string };
+  | { name: 'sweep-cancel'; id: string }
+  | { name: 'session'; modelJobId: string; inputs: string };
 
 export interface CliArgs {
   command: Command;
@@ -91,6 +96,7 @@ const COMMANDS: Record<Exclude<Command['name'], 'help'>, { options: OptionName[]
   sweep: { options: ['watch'], args: ['sweep.json'] },
   'sweep-status': { options: [], args: ['id'] },
   'sweep-cancel': { options: [], args: ['id'] },
+  session: { options: [], args: ['modelJobId', 'inputs.json'] },
 };
 
 export function parseCliArgs(argv: readonly string[], env: Record<string, string | undefined> = {}): CliArgs {
@@ -162,6 +168,8 @@ export function parseCliArgs(argv: readonly string[], env: Record<string, string
       return { ...common, command: { name } };
     case 'sweep':
       return { ...common, command: { name, spec: id, watch: v.watch ?? false } };
+    case 'session':
+      return { ...common, command: { name, modelJobId: id, inputs: args[1] } };
     default:
       return {
         ...common,

@@ -100,6 +100,8 @@ async function dispatch(args: CliArgs, client: RunnerClient, io: CliIo): Promise
       return workers(s);
     case 'sweep':
       return sweep(s, c);
+    case 'session':
+      return session(s, c);
     case 'sweep-status': {
       const view = await client.getSweep(c.id);
       if (json) s.printJson(view);
@@ -134,6 +136,34 @@ async function sweep(s: Session, c: CommandOf<'sweep'>): Promise<number> {
   if (s.json) s.printJson(view);
   else s.out(sweepText(view));
   return view.state === 'completed' ? 0 : 1;
+}
+
+/** Streams `inputs` through a new session one time step per call, then closes it. */
+async function session(s: Session, c: CommandOf<'session'>): Promise<number> {
+  const inputs = (await readSpec(c.inputs, s.io)) as number[][][];
+  if (!Array.isArray(inputs) || !Array.isArray(inputs[0])) throw new UsageError('the inputs must be [B][T][features]');
+  const opened = await s.client.openSession({ modelJobId: c.modelJobId });
+  try {
+    let last = null;
+    for (let t = 0; t < inputs[0].length; t++) {
+      last = await s.client.step(
+        opened.id,
+        t,
+        inputs.map((row) => [row[t]]),
+      );
+      if (s.json) s.out(JSON.stringify({ seq: t, outputs: last.outputs }));
+      else s.out(`step ${t}: ${JSON.stringify(last.outputs)}`);
+    }
+    if (last)
+      s.out(
+        s.json
+          ? JSON.stringify({ hN: last.hN, cN: last.cN })
+          : `hN ${JSON.stringify(last.hN)}\ncN ${JSON.stringify(last.cN)}`,
+      );
+    return 0;
+  } finally {
+    await s.client.closeSession(opened.id).catch(() => undefined);
+  }
 }
 
 /** The ranked table: rank, metric, state, trial id and the values it tried. */
