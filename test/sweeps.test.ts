@@ -182,3 +182,43 @@ it("counts a sweep's trials against the tenant's job quota: too many refuses the
     await small.stop();
   }
 });
+
+it('the median stopping rule stops exactly the trials worse than the median of those before them', async () => {
+  const r = await http(api.url, 'POST', '/v1/sweeps', {
+    body: {
+      base: base(3),
+      search: { grid: { 'training.learningRate': [0.05, 0.00001, 0.02, 0.00002] } },
+      maxConcurrent: 1,
+      earlyStop: { afterEpochs: 1, minTrials: 1 },
+    },
+  });
+  expect(r.status).toBe(202);
+  const { id, trialIds } = r.json as { id: string; trialIds: string[] };
+  const done = await waitForSweep(id, (s) => s.state === 'completed', 200_000);
+  // Each trial's validation loss after epoch 1 and when it got there, from its own events.
+  const reports = await Promise.all(
+    trialIds.map(async (trialId) => {
+      const events = await harness.allEvents(trialId);
+      const first = events.find((e) => e.type === 'metric' && e.epochEnd && e.epoch === 0);
+      const stopped = events.some((e) => e.type === 'log' && e.code === 'median_stopped');
+      if (first?.type !== 'metric') throw new Error(`trial ${trialId} has no first epoch`);
+      return { trialId, at: first.at, value: first.valLoss!, stopped };
+    }),
+  );
+  reports.sort((a, b) => a.at - b.at);
+  const expected = reports.map((t, i) => {
+    const earlier = reports
+      .slice(0, i)
+      .map((e) => e.value)
+      .sort((a, b) => a - b);
+    const m =
+      earlier.length % 2
+        ? earlier[earlier.length >> 1]
+        : (earlier[earlier.length / 2 - 1] + earlier[earlier.length / 2]) / 2;
+    return earlier.length >= 1 && t.value > m;
+  });
+  expect(reports.map((t) => t.stopped)).toEqual(expected);
+  expect(expected).toContain(true);
+  const states = new Map(done.trials.map((t) => [t.id, t.state]));
+  for (const t of reports) expect(states.get(t.trialId)).toBe(t.stopped ? 'cancelled' : 'completed');
+});
