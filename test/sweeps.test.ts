@@ -7,7 +7,7 @@
  */
 import { isTerminal, type JobEvent, type StateEvent, type SweepView } from '@relu-lstm/jobs';
 import { runCli } from '@relu-lstm/client';
-import { http, startApi, type ApiProcess } from '../apps/api/test/harness';
+import { http, readSse, startApi, type ApiProcess } from '../apps/api/test/harness';
 import { Harness, waitFor } from '../apps/worker/test/harness';
 
 jest.setTimeout(240_000);
@@ -115,6 +115,11 @@ it('runs a grid of 6 trials at most 2 at once on two workers and ranks them by v
   const trialEvents = events.filter((e): e is Extract<JobEvent, { type: 'trial' }> => e.type === 'trial');
   expect(trialEvents.map((e) => e.trialId).sort()).toEqual([...trialIds].sort());
   expect(events[events.length - 1]).toMatchObject({ type: 'state', state: 'completed' });
+
+  // The same over SSE: the stream ends after the sweep's terminal event.
+  const sse = await readSse(api.url, `/v1/sweeps/${id}/events`, { timeoutMs: 10_000 });
+  expect([sse.status, sse.ended]).toEqual([200, true]);
+  expect(sse.events.map((e) => (e.data as JobEvent).type)).toEqual([...Array(6).fill('trial'), 'state']);
 
   // The CLI prints the ranked table.
   let text = '';

@@ -276,6 +276,23 @@ export const ROUTES: readonly RouteSpec[] = [
     responses: { 200: ok('The sweep', 'SweepView'), 404: error('No such sweep (or not yours).') },
   },
   {
+    method: 'GET',
+    path: '/v1/sweeps/:id/events',
+    access: 'tenant',
+    owns: 'sweep',
+    summary: "Server-Sent Events of a sweep: a `trial` event per ended trial, then the sweep's terminal state",
+    parameters: [
+      { name: 'Last-Event-ID', in: 'header', description: 'Resume after this event id', schema: { type: 'string' } },
+    ],
+    responses: {
+      200: {
+        description: '`id:` stream entry id, `event:` trial | state, `data:` a JobEvent',
+        content: [{ type: 'text/event-stream', schema: 'JobEvent' }],
+      },
+      404: error('No such sweep (or not yours).'),
+    },
+  },
+  {
     method: 'DELETE',
     path: '/v1/sweeps/:id',
     access: 'tenant',

@@ -235,6 +235,12 @@ describe.each(ROUTES.map((r) => [`${r.method} ${r.path}`, r] as const))('%s', (_
       expect(s.events[0]?.data).toMatchObject({ type: 'state', state: 'queued' });
       return;
     }
+    if (route.path === '/v1/sweeps/:id/events') {
+      // Nothing has ended yet (its trials wait on gpu): the stream opens and stays open.
+      const s = await readSse(api.url, `/v1/sweeps/${own.sweep}/events`, { headers: alpha, timeoutMs: 1000 });
+      expect([s.status, s.events]).toEqual([200, []]);
+      return;
+    }
     if (route.method === 'DELETE' && route.owns === 'dataset') {
       // A dataset of its own: the walk's dataset stays for the routes and tests after this one.
       const ds = await http(api.url, 'POST', '/v1/datasets', { body: DATASET, headers: alpha });
