@@ -227,3 +227,25 @@ it('the median stopping rule stops exactly the trials worse than the median of t
   const states = new Map(done.trials.map((t) => [t.id, t.state]));
   for (const t of reports) expect(states.get(t.trialId)).toBe(t.stopped ? 'cancelled' : 'completed');
 });
+
+it("a sweep's trials hold the dataset they train on, as train jobs do", async () => {
+  const x = Array.from({ length: 8 }, (_, n) => Array.from({ length: 4 }, (_, t) => [Math.sin(n + t)]));
+  const ds = await http(api.url, 'POST', '/v1/datasets', { body: { x, y: x } });
+  expect(ds.status).toBe(201);
+  const spec = { ...base(1), data: { datasetId: ds.json.id as string }, device: 'gpu' }; // no GPU worker: they wait
+  const r = await http(api.url, 'POST', '/v1/sweeps', {
+    body: { base: spec, search: { grid: { 'model.hiddenSize': [4, 6] } }, maxConcurrent: 1 },
+  });
+  expect(r.status).toBe(202);
+  const del = await http(api.url, 'DELETE', `/v1/datasets/${ds.json.id as string}`);
+  expect(del.status).toBe(409);
+  for (const trialId of r.json.trialIds as string[]) expect(del.json.error.message).toContain(trialId);
+  expect((await http(api.url, 'DELETE', `/v1/sweeps/${r.json.id as string}`)).status).toBe(200);
+  const ended = await waitForSweep(r.json.id as string, (s) => s.state === 'cancelled', 30_000);
+  expect(ended.trials.map((t) => t.state)).toEqual(['cancelled', 'cancelled']);
+  await waitFor(
+    async () => (await http(api.url, 'DELETE', `/v1/datasets/${ds.json.id as string}`)).status === 204,
+    10_000,
+    () => 'the dataset stayed held after the sweep was cancelled',
+  );
+});

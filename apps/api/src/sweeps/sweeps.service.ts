@@ -14,6 +14,7 @@ import type { Redis } from 'ioredis';
 import {
   DEFAULT_STREAM_MAXLEN,
   REPORT_TRIAL_SCRIPT,
+  MAX_SWEEP_TRIALS,
   SAFE_ID,
   SWEEP_QUEUE,
   SweepRecordSchema,
@@ -39,6 +40,7 @@ import {
 import type { ApiConfig } from '../config';
 import { ApiError } from '../http/errors';
 import { CONFIG, CONTRACT, KEYS, REDIS } from '../infra/tokens';
+import { DatasetCatalog } from '../datasets/catalog';
 import { JobRecords } from '../jobs/job-records';
 import { JobsService } from '../jobs/jobs.service';
 import { JobQuota } from '../jobs/quota';
@@ -55,6 +57,7 @@ export class SweepsService {
     private readonly jobs: JobsService,
     private readonly records: JobRecords,
     private readonly quota: JobQuota,
+    private readonly datasets: DatasetCatalog,
   ) {}
 
   async create(body: unknown, tenant: string): Promise<SweepSubmitResponse> {
@@ -73,8 +76,37 @@ export class SweepsService {
     const deps = { redis: this.redis, keys: this.keys, flow: this.flow };
     const keepSec = this.config.jobPolicy.keepFailedSec;
     const plans = trials.map((t) => t.plan);
-    await this.quota.admit(tenant, (quota) => produceSweep(deps, { record, trials: plans, keepSec }, quota));
+    const referenced = await this.referenceDatasets(plans);
+    try {
+      await this.quota.admit(tenant, (quota) => produceSweep(deps, { record, trials: plans, keepSec }, quota));
+    } catch (e) {
+      await Promise.all(referenced.map(([d, j]) => this.datasets.unreference(d, j).catch(() => undefined)));
+      throw e;
+    }
     return { id: record.id, state: 'queued', trialIds: plans.map((p) => p.id) };
+  }
+
+  /** Each trial naming an uploaded dataset holds it (DELETE /v1/datasets/:id waits), as a train submission does. */
+  private async referenceDatasets(plans: ReadonlyArray<PlannedJob<'train'>>): Promise<Array<[string, string]>> {
+    const done: Array<[string, string]> = [];
+    for (const p of plans) {
+      const datasetId = p.data.payload.data.datasetId;
+      if (!datasetId) continue;
+      if (!(await this.datasets.reference(datasetId, p.id))) {
+        await Promise.all(done.map(([d, j]) => this.datasets.unreference(d, j).catch(() => undefined)));
+        throw ApiError.invalid([
+          {
+            path: 'base.data.datasetId',
+            code: 'not_found',
+            message: `dataset ${datasetId} is gone`,
+            expected: 'an uploaded dataset',
+            received: JSON.stringify(datasetId),
+          },
+        ]);
+      }
+      done.push([datasetId, p.id]);
+    }
+    return done;
   }
 
   /** Every trial's spec, checked like a train submission; any issue refuses the whole sweep (400). */
@@ -88,7 +120,13 @@ export class SweepsService {
     } catch (e) {
       if (!(e instanceof SweepSizeError)) throw e;
       throw ApiError.invalid([
-        { path: 'search', code: 'too_big', message: e.message, expected: '<= 100 trials', received: String(e.trials) },
+        {
+          path: 'search',
+          code: 'too_big',
+          message: e.message,
+          expected: `at most ${MAX_SWEEP_TRIALS} trials`,
+          received: String(e.trials),
+        },
       ]);
     }
     const checked = await Promise.all(expanded.map((t) => this.jobs.checkPayload('train', t.spec, tenant)));
@@ -103,10 +141,16 @@ export class SweepsService {
     );
     if (issues.length) throw ApiError.invalid(issues.slice(0, 50), 'a trial of the sweep is invalid; see issues');
     const policy = this.config.jobPolicy;
-    return checked.map((c, i) => ({
-      params: expanded[i].params,
-      plan: planJob('train', (c as { ok: true; value: never }).value, { limits: this.contract.limits, tenant, policy }),
-    }));
+    return checked.flatMap((c, i) =>
+      c.ok
+        ? [
+            {
+              params: expanded[i].params,
+              plan: planJob('train', c.value, { limits: this.contract.limits, tenant, policy }),
+            },
+          ]
+        : [],
+    );
   }
 
   async get(id: string, tenant: string): Promise<SweepView> {
