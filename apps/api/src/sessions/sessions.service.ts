@@ -136,8 +136,8 @@ export class SessionsService implements OnApplicationShutdown {
         jobId: sessionStepJobId(id, seq),
         attempts: 3,
         backoff: { type: 'fixed', delay: 100 },
-        removeOnComplete: { age: 60 },
-        removeOnFail: { age: 600 },
+        removeOnComplete: { age: 60, count: 10_000 },
+        removeOnFail: { age: 600, count: 10_000 },
       },
     );
     return this.answerOf(job, id, seq);
