@@ -15,6 +15,10 @@ import { JobsService } from './jobs/jobs.service';
 import { JobQuota } from './jobs/quota';
 import { ModelCatalog } from './models/catalog';
 import { ModelsController } from './models/models.controller';
+import { SessionsController } from './sessions/sessions.controller';
+import { SessionsService } from './sessions/sessions.service';
+import { SweepsController } from './sweeps/sweeps.controller';
+import { SweepsService } from './sweeps/sweeps.service';
 import { SystemController } from './system.controller';
 
 @Module({})
@@ -25,6 +29,9 @@ export class AppModule {
       imports: [InfraModule.forRoot(config)],
       controllers: [
         JobsController,
+        JobsController,
+        SweepsController,
+        SessionsController,
         DatasetsController,
         ModelsController,
         SystemController,
@@ -35,6 +42,8 @@ export class AppModule {
       providers: [
         JobRecords,
         JobsService,
+        SweepsService,
+        SessionsService,
         EventFeed,
         JobQuota,
         DatasetCatalog,

@@ -47,6 +47,18 @@ export const API_ENV = {
     default: '100mb',
     parse: byteSize,
   }),
+  SESSION_IDLE_TTL_MS: intVar({
+    description: 'a streaming inference session not stepped for this long expires',
+    min: 1000,
+    max: 7 * 86_400_000,
+    default: 600_000,
+  }),
+  SESSION_STEP_WAIT_MS: intVar({
+    description: 'longest wait of POST /v1/sessions/:id/step for its answer',
+    min: 100,
+    max: 600_000,
+    default: 30_000,
+  }),
   INFER_WAIT_MS: intVar({
     description: 'longest wait of POST /v1/jobs/infer?wait=true',
     min: 0,
@@ -231,6 +243,8 @@ export interface ApiConfig {
   redisStaleMs: number;
   sseMaxBufferBytes: number;
   sseStallMs: number;
+  sessionIdleTtlMs: number;
+  sessionStepWaitMs: number;
 }
 
 /** Token bucket: `rps` tokens a second, at most `burst`; rps 0 turns it off. */
@@ -295,6 +309,8 @@ export function loadConfig(
     redisStaleMs: e.REDIS_STALE_MS,
     sseMaxBufferBytes: e.SSE_MAX_BUFFER_BYTES,
     sseStallMs: e.SSE_STALL_MS,
+    sessionIdleTtlMs: e.SESSION_IDLE_TTL_MS,
+    sessionStepWaitMs: e.SESSION_STEP_WAIT_MS,
   };
 }
 

@@ -48,7 +48,14 @@ export type SchemaName =
   | 'ModelVersionView'
   | 'ModelView'
   | 'ModelList'
-  | 'ModelAliasView';
+  | 'ModelAliasView'
+  | 'SweepRequest'
+  | 'SweepSubmitResponse'
+  | 'SweepView'
+  | 'OpenSession'
+  | 'SessionView'
+  | 'SessionStep'
+  | 'SessionStepResult';
 
 export type MediaType =
   | 'application/json'
@@ -83,7 +90,7 @@ export interface RouteSpec {
   path: string;
   access: RouteAccess;
   /** The resource named by `:id` or `:model` (tenant routes): another tenant gets 404 for it. */
-  owns?: 'job' | 'dataset' | 'model';
+  owns?: 'job' | 'dataset' | 'model' | 'sweep' | 'session';
   summary: string;
   parameters?: RouteParameter[];
   request?: Content[];
@@ -298,6 +305,106 @@ export const ROUTES: readonly RouteSpec[] = [
       404: NOT_FOUND,
       503: STORE_UNAVAILABLE,
     },
+  },
+  {
+    method: 'POST',
+    path: '/v1/sweeps',
+    access: 'tenant',
+    summary: 'Start a hyper-parameter sweep: one train job per trial, children of one BullMQ flow',
+    request: json('SweepRequest'),
+    responses: {
+      202: ok('Queued: the sweep id and its trial (job) ids', 'SweepSubmitResponse'),
+      400: error(
+        'Invalid sweep, or a trial spec fails the train checks: each issue path starts `trials[i].` and its message names the trial values.',
+      ),
+      413: TOO_LARGE,
+      415: error('Not JSON.'),
+      503: UNAVAILABLE,
+    },
+  },
+  {
+    method: 'GET',
+    path: '/v1/sweeps/:id',
+    access: 'tenant',
+    owns: 'sweep',
+    summary: 'A sweep: its state and its trials, ranked by the metric (best first)',
+    responses: { 200: ok('The sweep', 'SweepView'), 404: error('No such sweep (or not yours).') },
+  },
+  {
+    method: 'GET',
+    path: '/v1/sweeps/:id/events',
+    access: 'tenant',
+    owns: 'sweep',
+    summary: "Server-Sent Events of a sweep: a `trial` event per ended trial, then the sweep's terminal state",
+    parameters: [
+      { name: 'Last-Event-ID', in: 'header', description: 'Resume after this event id', schema: { type: 'string' } },
+    ],
+    responses: {
+      200: {
+        description: '`id:` stream entry id, `event:` trial | state, `data:` a JobEvent',
+        content: [{ type: 'text/event-stream', schema: 'JobEvent' }],
+      },
+      404: error('No such sweep (or not yours).'),
+    },
+  },
+  {
+    method: 'DELETE',
+    path: '/v1/sweeps/:id',
+    access: 'tenant',
+    owns: 'sweep',
+    summary: 'Cancel a sweep: its queued trials are removed, its running ones stop at the next batch',
+    responses: { 200: ok('Cancel requested', 'SweepSubmitResponse'), 404: error('No such sweep (or not yours).') },
+  },
+  {
+    method: 'POST',
+    path: '/v1/sessions',
+    access: 'tenant',
+    summary: 'Open a streaming inference session on a trained model; its (h, c) stays in Redis between steps',
+    request: json('OpenSession'),
+    responses: {
+      201: ok('Opened', 'SessionView'),
+      400: error(
+        'Invalid body, no such trained model, a registry name (not in this build) or an initial state of the wrong shape.',
+      ),
+      415: error('Not JSON.'),
+    },
+  },
+  {
+    method: 'POST',
+    path: '/v1/sessions/:id/step',
+    access: 'tenant',
+    owns: 'session',
+    summary: 'Feed one or more time steps; continues from the state the previous step left',
+    request: json('SessionStep'),
+    responses: {
+      200: ok(
+        'The outputs of these time steps and the state after them (a repeated last seq: the stored answer)',
+        'SessionStepResult',
+      ),
+      400: BAD_REQUEST,
+      404: error('No such session (closed, expired, or not yours).'),
+      409: error('`seq` is not the next step of the session (`issues[0].expected` says which is).'),
+      503: error('No answer within SESSION_STEP_WAIT_MS, or the step failed; retry it with the same seq.'),
+    },
+  },
+  {
+    method: 'GET',
+    path: '/v1/sessions/:id',
+    access: 'tenant',
+    owns: 'session',
+    summary: 'A session: its model and the seq of its next step',
+    responses: {
+      200: ok('The session', 'SessionView'),
+      404: error('No such session (closed, expired, or not yours).'),
+    },
+  },
+  {
+    method: 'DELETE',
+    path: '/v1/sessions/:id',
+    access: 'tenant',
+    owns: 'session',
+    summary: 'Close a session',
+    responses: { 204: { description: 'Closed' }, 404: error('No such session (closed, expired, or not yours).') },
   },
   {
     method: 'POST',

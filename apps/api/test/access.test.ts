@@ -40,8 +40,15 @@ let redis: Redis;
 let queues: Record<QueueName, Queue<JobData>>;
 let behind: ApiRedis;
 /** alpha's resources. */
-const own = { job: '', dataset: '', model: `m-${randomUUID()}`, artifact: 'model.safetensors' };
-type Ids = { job: string; dataset: string; model?: string };
+const own = {
+  job: '',
+  dataset: '',
+  model: `m-${randomUUID()}`,
+  sweep: '',
+  session: '',
+  artifact: 'model.safetensors',
+};
+type Ids = { job: string; dataset: string; model?: string; sweep: string; session: string };
 const clone = <T>(v: T): T => JSON.parse(JSON.stringify(v)) as T;
 
 const DATASET = {
@@ -52,10 +59,18 @@ const DATASET = {
   y: [[1], [2]],
 };
 
+/** A sweep of two trials on gpu (no worker takes them). */
+const SWEEP = {
+  base: { ...clone(CANONICAL_TRAIN_EXAMPLE), device: 'gpu' },
+  search: { grid: { 'model.hiddenSize': [8, 16] } },
+  maxConcurrent: 1,
+};
+
 /** The request a route gets in this walk: ids filled in, a valid body for the POST routes. */
 function requestFor(route: RouteSpec, ids: Ids): { path: string; body?: unknown; headers?: Record<string, string> } {
+  const idOwner = route.owns === 'dataset' || route.owns === 'sweep' || route.owns === 'session' ? route.owns : 'job';
   const path = route.path
-    .replace(':id', route.owns === 'dataset' ? ids.dataset : ids.job)
+    .replace(':id', ids[idOwner])
     .replace(':model', ids.model ?? own.model)
     .replace(':version', '1')
     .replace(':alias', 'production')
@@ -66,6 +81,9 @@ function requestFor(route: RouteSpec, ids: Ids): { path: string; body?: unknown;
   if (route.path === '/v1/models' && route.method === 'POST')
     return { path, body: { name: ids.model ?? own.model, fromJob: ids.job } };
   if (route.method === 'PUT') return { path, body: { version: 1 } };
+  if (route.path === '/v1/sweeps') return { path, body: SWEEP };
+  if (route.path === '/v1/sessions') return { path, body: { modelJobId: ids.job } };
+  if (route.path === '/v1/sessions/:id/step') return { path, body: { seq: 0, inputs: [[[0.5]]] } };
   return { path };
 }
 
@@ -89,6 +107,7 @@ beforeAll(async () => {
     API_KEYS: `alpha:${hex(KEY.alpha)},beta:${hex(KEY.beta)}`,
     ADMIN_KEY_HASH: hex(KEY.admin),
     RATE_LIMIT_ANON_RPS: '0', // this walk sends many keyless requests; limits have their own test
+    SESSION_STEP_WAIT_MS: '300', // no worker serves the walk's session step
   });
   behind = openApiRedis(api.prefix, REDIS_URL);
   ({ redis, queues } = behind);
@@ -113,6 +132,15 @@ beforeAll(async () => {
   const ds = await http(api.url, 'POST', '/v1/datasets', { body: DATASET, headers: bearer(KEY.alpha) });
   expect(ds.status).toBe(201);
   own.dataset = ds.json.id;
+  const sweep = await http(api.url, 'POST', '/v1/sweeps', { body: SWEEP, headers: bearer(KEY.alpha) });
+  expect(sweep.status).toBe(202);
+  own.sweep = sweep.json.id;
+  const session = await http(api.url, 'POST', '/v1/sessions', {
+    body: { modelJobId: own.job },
+    headers: bearer(KEY.alpha),
+  });
+  expect(session.status).toBe(201);
+  own.session = session.json.id;
 });
 
 afterAll(async () => {
@@ -155,7 +183,7 @@ test('the OpenAPI document describes every route, with the key and refusals its 
 
 describe.each(ROUTES.map((r) => [`${r.method} ${r.path}`, r] as const))('%s', (_name, route) => {
   test('as nobody, with a bad key and with another scheme', async () => {
-    const ids = { job: own.job, dataset: own.dataset };
+    const ids = { job: own.job, dataset: own.dataset, sweep: own.sweep, session: own.session };
     const before = await queued();
     for (const headers of [
       {} as Record<string, string>,
@@ -180,25 +208,29 @@ describe.each(ROUTES.map((r) => [`${r.method} ${r.path}`, r] as const))('%s', (_
 
   test('as the wrong tenant: what belongs to another tenant looks like what does not exist', async () => {
     const beta = bearer(KEY.beta);
-    const r = await call(route, { job: own.job, dataset: own.dataset }, beta);
+    const r = await call(route, { job: own.job, dataset: own.dataset, sweep: own.sweep, session: own.session }, beta);
     if (route.access === 'admin') {
       expect([r.status, r.json.error.code]).toEqual([403, 'forbidden']);
       return;
     }
     if (route.owns) {
       const missing = randomUUID();
-      const m = await call(route, { job: missing, dataset: missing, model: missing }, beta);
+      const m = await call(
+        route,
+        { job: missing, dataset: missing, model: missing, sweep: missing, session: missing },
+        beta,
+      );
       expect(r.status).toBe(404);
       expect(m.status).toBe(404);
-      const ownId = { job: own.job, dataset: own.dataset, model: own.model }[route.owns];
+      const ownId = own[route.owns];
       expect(r.text.replaceAll(ownId, '<id>')).toBe(m.text.replaceAll(missing, '<id>'));
       expect(r.headers['content-type']).toBe(m.headers['content-type']);
       return;
     }
-    if (route.path === '/v1/jobs/infer') {
+    if (route.path === '/v1/jobs/infer' || route.path === '/v1/sessions') {
       // modelJobId names alpha's job: beta is told it does not exist, as for a made-up id.
       const missing = randomUUID();
-      const m = await call(route, { job: missing, dataset: missing }, beta);
+      const m = await call(route, { job: missing, dataset: missing, sweep: missing, session: missing }, beta);
       expect(r.status).toBe(400);
       expect(r.json.error.issues).toEqual([expect.objectContaining({ path: 'modelJobId', code: 'not_found' })]);
       expect(r.text.replaceAll(own.job, '<id>')).toBe(m.text.replaceAll(missing, '<id>'));
@@ -207,7 +239,7 @@ describe.each(ROUTES.map((r) => [`${r.method} ${r.path}`, r] as const))('%s', (_
     if (route.path === '/v1/models' && route.method === 'POST') {
       // fromJob names alpha's job: beta is told it does not exist, as for a made-up id.
       const missing = randomUUID();
-      const m = await call(route, { job: missing, dataset: missing }, beta);
+      const m = await call(route, { job: missing, dataset: missing, sweep: missing, session: missing }, beta);
       expect(r.status).toBe(400);
       expect(r.json.error.issues).toEqual([expect.objectContaining({ path: 'fromJob', code: 'not_found' })]);
       expect(r.text.replaceAll(own.job, '<id>')).toBe(m.text.replaceAll(missing, '<id>'));
@@ -221,7 +253,11 @@ describe.each(ROUTES.map((r) => [`${r.method} ${r.path}`, r] as const))('%s', (_
   });
 
   test('with the admin key', async () => {
-    const r = await call(route, { job: own.job, dataset: own.dataset }, bearer(KEY.admin));
+    const r = await call(
+      route,
+      { job: own.job, dataset: own.dataset, sweep: own.sweep, session: own.session },
+      bearer(KEY.admin),
+    );
     if (route.access === 'admin') expect(r.status).toBe(200);
     else if (route.access === 'public') expect(r.status).toBe(200);
     else expect([r.status, r.json.error.code]).toEqual([401, 'unauthorized']); // not a tenant's key
@@ -236,10 +272,19 @@ describe.each(ROUTES.map((r) => [`${r.method} ${r.path}`, r] as const))('%s', (_
       expect(s.events[0]?.data).toMatchObject({ type: 'state', state: 'queued' });
       return;
     }
+    if (route.path === '/v1/sweeps/:id/events') {
+      // Nothing has ended yet (its trials wait on gpu): the stream opens and stays open.
+      const s = await readSse(api.url, `/v1/sweeps/${own.sweep}/events`, { headers: alpha, timeoutMs: 1000 });
+      expect([s.status, s.events]).toEqual([200, []]);
+      return;
+    }
     if (route.method === 'DELETE' && route.owns === 'dataset') {
       // A dataset of its own: the walk's dataset stays for the routes and tests after this one.
       const ds = await http(api.url, 'POST', '/v1/datasets', { body: DATASET, headers: alpha });
-      expect((await call(route, { job: own.job, dataset: ds.json.id }, alpha)).status).toBe(204);
+      expect(
+        (await call(route, { job: own.job, dataset: ds.json.id, sweep: own.sweep, session: own.session }, alpha))
+          .status,
+      ).toBe(204);
       expect((await http(api.url, 'GET', `/v1/datasets/${ds.json.id}`, { headers: alpha })).status).toBe(404);
       return;
     }
@@ -259,13 +304,20 @@ describe.each(ROUTES.map((r) => [`${r.method} ${r.path}`, r] as const))('%s', (_
       expect((await http(api.url, 'GET', `/v1/models/${name}`, { headers: alpha })).status).toBe(404);
       return;
     }
-    const r = await call(route, { job: own.job, dataset: own.dataset }, alpha);
+    const r = await call(route, { job: own.job, dataset: own.dataset, sweep: own.sweep, session: own.session }, alpha);
+    if (route.path === '/v1/sessions/:id/step') {
+      // Accepted and queued; no worker runs in this walk, so no answer comes in time.
+      expect([r.status, r.json.error.code]).toEqual([503, 'unavailable']);
+      return;
+    }
     expect([r.status, r.text.slice(0, 300)]).toEqual([r.status < 300 ? r.status : 200, expect.any(String)]);
     if (route.path === '/v1/jobs/:id/artifacts/:name') expect([...Buffer.from(r.text, 'latin1')]).toEqual([1, 2, 3]);
     else if (route.owns === 'job') expect(r.text).toContain(own.job);
     else if (route.owns === 'dataset') expect(r.json.id).toBe(own.dataset);
     else if (route.owns === 'model' && route.method === 'GET' && !route.path.endsWith(':name'))
       expect(r.json.name).toBe(own.model);
+    else if (route.owns === 'sweep') expect(r.json.id).toBe(own.sweep);
+    else if (route.owns === 'session' && route.method === 'GET') expect(r.json.id).toBe(own.session);
   });
 });
 

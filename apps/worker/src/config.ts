@@ -128,6 +128,13 @@ export const WORKER_ENV = {
     max: 1000,
     default: 4,
   }),
+  MODEL_CACHE_MB: intVar({
+    description:
+      'the most memory (MiB of weights) the models kept loaded in one engine may take; 0: no bound but the count',
+    min: 0,
+    max: 1_000_000,
+    default: 512,
+  }),
   EVENT_STREAM_MAXLEN: intVar({
     description: "cap of each job's event stream (XADD MAXLEN ~)",
     min: 100,
@@ -199,6 +206,7 @@ export interface WorkerConfig {
   readonly timeouts: { readonly trainMs: number; readonly inferMs: number };
   readonly engineStartTimeoutMs: number;
   readonly modelCacheSize: number;
+  readonly modelCacheMb: number;
   readonly eventStreamMaxLen: number;
   readonly divergence: { readonly retries: number; readonly lrFactor: number };
   /** The engine's budget per job (LIMIT_MAX_JOB_MEMORY_MB) and its watchdog's period. */
@@ -252,6 +260,7 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerCo
     timeouts: Object.freeze({ trainMs: e.JOB_TIMEOUT_TRAIN_MS, inferMs: e.JOB_TIMEOUT_INFER_MS }),
     engineStartTimeoutMs: e.ENGINE_START_TIMEOUT_MS,
     modelCacheSize: e.MODEL_CACHE_SIZE,
+    modelCacheMb: e.MODEL_CACHE_MB,
     eventStreamMaxLen: e.EVENT_STREAM_MAXLEN,
     divergence: Object.freeze({ retries: e.DIVERGENCE_RETRIES, lrFactor: e.DIVERGENCE_LR_FACTOR }),
     memory: Object.freeze({ maxJobMb: e.LIMIT_MAX_JOB_MEMORY_MB, pollMs: e.ENGINE_MEMORY_POLL_MS }),

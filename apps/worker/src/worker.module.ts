@@ -12,8 +12,11 @@ import { JobEvents } from './jobs/job-events';
 import { JOB_HANDLERS, type JobHandler } from './jobs/job-handler';
 import { HANDLER_CLASSES } from './jobs/job-types';
 import { ArtifactPublisher } from './jobs/publish';
+import { SweepFinisher } from './jobs/sweep-finisher';
+import { SweepGate } from './jobs/sweep-gate';
 import { ARTIFACT_STORE, DATASET_STORE, RedisService, artifactStoreFactory, datasetStoreFactory } from './redis';
 import { RetentionService } from './retention.service';
+import { SessionServer } from './sessions/session-server';
 
 @Module({})
 export class WorkerModule {
@@ -32,6 +35,9 @@ export class WorkerModule {
         CheckpointStore,
         ArtifactPublisher,
         RetentionService,
+        SweepGate,
+        SweepFinisher,
+        SessionServer,
         ...HANDLER_CLASSES,
         {
           provide: JOB_HANDLERS,

@@ -259,6 +259,7 @@ export async function waitFor(
 export function brief(e: JobEvent): string {
   if (e.type === 'state') return `state:${e.state}${e.error ? `(${e.error.code})` : ''}`;
   if (e.type === 'metric') return `metric:e${e.epoch}s${e.step}`;
+  if (e.type === 'trial') return `trial:${e.trialId}:${e.state}`;
   return `log:${e.code ?? e.level}`;
 }
 

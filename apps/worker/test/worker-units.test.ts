@@ -225,9 +225,11 @@ describe('metricsCsv', () => {
 });
 
 describe('ModelCache', () => {
-  const fake = () => {
+  /** A model of `params` float32 weights. */
+  const fake = (params = 1) => {
     const m = {
       disposed: false,
+      parameters: () => new Map([['w', { size: params }]]),
       dispose() {
         m.disposed = true;
       },
@@ -261,5 +263,18 @@ describe('ModelCache', () => {
     const none = new ModelCache(0);
     expect(none.put('x@1', asModel(fake()))).toBe(false);
     expect(none.size).toBe(0);
+  });
+
+  it('keeps the weights of its models under maxBytes, evicting the least recently used', () => {
+    const cache = new ModelCache(10, 1000); // 250 float32 weights
+    const [a, b, c] = [fake(100), fake(100), fake(100)];
+    cache.put('a@1', asModel(a));
+    cache.put('b@1', asModel(b));
+    expect(cache.get('a@1')).toBe(a);
+    cache.put('c@1', asModel(c)); // 1200 bytes: b, the least recently used, goes
+    expect([a.disposed, b.disposed, c.disposed]).toEqual([false, true, false]);
+    expect(cache.size).toBe(2);
+    expect(cache.put('big@1', asModel(fake(300)))).toBe(false); // bigger than the bound: not cached at all
+    expect(cache.size).toBe(2);
   });
 });

@@ -21,6 +21,8 @@ import {
   JOB_TYPE_SPECS,
   JobOptionsSchema,
   payloadSchema,
+  SweepRequestSchema,
+  OpenSessionSchema,
   validate,
   type ArtifactList,
   type CancelResponse,
@@ -38,6 +40,12 @@ import {
   type JobView,
   type StoredEvent,
   type SubmitResponse,
+  type SweepRequestInput,
+  type OpenSessionInput,
+  type SessionStepResult,
+  type SessionView,
+  type SweepSubmitResponse,
+  type SweepView,
   type TrainPayloadInput,
   type WorkerHeartbeat,
   type WorkerList,
@@ -218,6 +226,67 @@ export class RunnerClient {
   /** `DELETE /v1/jobs/:id`: a queued job is cancelled at once, a running one at its next batch. */
   cancel(id: string, options: RequestOptions = {}): Promise<CancelResponse> {
     return this.json<CancelResponse>('DELETE', `v1/jobs/${seg(id)}`, options);
+  }
+
+  // ---- sessions ---------------------------------------------------------------------------------
+
+  /** `POST /v1/sessions`: a streaming inference session on a trained model (`modelJobId`, or a registry `model` name). */
+  openSession(request: OpenSessionInput, options: RequestOptions = {}): Promise<SessionView> {
+    this.check('session', OpenSessionSchema, request);
+    return this.json<SessionView>('POST', 'v1/sessions', { body: request, signal: options.signal });
+  }
+
+  /**
+   * `POST /v1/sessions/:id/step`: feeds `inputs` `[B][T][features]` as step `seq` (0, 1, 2, ...); the
+   * answer continues from the previous step's state. Repeating the last `seq` returns its stored answer.
+   */
+  step(id: string, seq: number, inputs: number[][][], options: RequestOptions = {}): Promise<SessionStepResult> {
+    return this.json<SessionStepResult>('POST', `v1/sessions/${seg(id)}/step`, {
+      body: { seq, inputs },
+      signal: options.signal,
+    });
+  }
+
+  /** `GET /v1/sessions/:id`: its model and the `seq` of its next step. */
+  getSession(id: string, options: RequestOptions = {}): Promise<SessionView> {
+    return this.json<SessionView>('GET', `v1/sessions/${seg(id)}`, options);
+  }
+
+  /** `DELETE /v1/sessions/:id`. */
+  async closeSession(id: string, options: RequestOptions = {}): Promise<void> {
+    await this.json<null>('DELETE', `v1/sessions/${seg(id)}`, options);
+  }
+
+  // ---- sweeps -----------------------------------------------------------------------------------
+
+  /** `POST /v1/sweeps`: the api checks every trial spec like a train submission (400 names the trial). */
+  submitSweep(request: SweepRequestInput, options: RequestOptions = {}): Promise<SweepSubmitResponse> {
+    this.check('sweep', SweepRequestSchema, request);
+    return this.json<SweepSubmitResponse>('POST', 'v1/sweeps', { body: request, signal: options.signal });
+  }
+
+  /** `GET /v1/sweeps/:id`: its state and its trials, ranked best first. */
+  getSweep(id: string, options: RequestOptions = {}): Promise<SweepView> {
+    return this.json<SweepView>('GET', `v1/sweeps/${seg(id)}`, options);
+  }
+
+  /** `DELETE /v1/sweeps/:id`: cancels its queued and running trials. */
+  cancelSweep(id: string, options: RequestOptions = {}): Promise<SweepSubmitResponse> {
+    return this.json<SweepSubmitResponse>('DELETE', `v1/sweeps/${seg(id)}`, options);
+  }
+
+  /** Polls the sweep every `pollMs` (default 1000) until it has ended; `onView` sees each view. */
+  async waitForSweep(
+    id: string,
+    options: { pollMs?: number; signal?: AbortSignal; onView?: (v: SweepView) => void } = {},
+  ): Promise<SweepView> {
+    for (;;) {
+      const view = await this.getSweep(id, { signal: options.signal });
+      options.onView?.(view);
+      if (view.state !== 'queued' && view.state !== 'running') return view;
+      await new Promise((r) => setTimeout(r, options.pollMs ?? 1000));
+      options.signal?.throwIfAborted();
+    }
   }
 
   /**

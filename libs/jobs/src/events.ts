@@ -198,8 +198,25 @@ export const DivergenceRollbackSchema = z.strictObject({
 });
 export type DivergenceRollback = z.infer<typeof DivergenceRollbackSchema>;
 
-/** One entry of a job's event stream. */
-export const JobEventSchema = z.discriminatedUnion('type', [StateEventSchema, MetricEventSchema, LogEventSchema]);
+/** On a sweep's stream: one of its trials ended (`metric`: its ranking metric, null if none). */
+export const TrialEventSchema = z.strictObject({
+  type: z.literal('trial'),
+  at,
+  trialId: z.string(),
+  state: z.enum(JOB_STATES),
+  metric: z.number().nullable(),
+  params: z.record(z.string(), z.unknown()),
+  error: JobErrorSchema.optional(),
+});
+export type TrialEvent = z.infer<typeof TrialEventSchema>;
+
+/** One entry of a job's (or a sweep's) event stream. */
+export const JobEventSchema = z.discriminatedUnion('type', [
+  StateEventSchema,
+  MetricEventSchema,
+  LogEventSchema,
+  TrialEventSchema,
+]);
 export type StateEvent = z.infer<typeof StateEventSchema>;
 export type MetricEvent = z.infer<typeof MetricEventSchema>;
 export type LogEvent = z.infer<typeof LogEventSchema>;

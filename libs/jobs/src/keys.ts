@@ -2,7 +2,7 @@
  * Every Redis key the runner uses besides BullMQ's own, in one place. All live under the
  * queue prefix, next to BullMQ's `<prefix>:<queue>:...` keys; the second segments used here (`job`,
  * `jobs`, `jobix`, `fair`, `idem`, `dataset`, `datasets`, `dataset-use`, `live`, `rate`, `worker`, `workers`, `retention`,
- * `model`, `models`, `model-blobs`) are never
+ * `model`, `models`, `model-blobs`, `sweep`, `session`) are never
  * queue names.
  *
  * | key                                   | type   | written by          | holds                                  |
@@ -34,6 +34,11 @@
  * | `<p>:models:<tenant>`                 | zset   | api                 | model names by creation time           |
  * | `<p>:models:<tenant>:count`           | string | api                 | the tenant's registered versions (quota) |
  * | `<p>:model-blobs`                     | set    | api                 | storage ids of registered versions (retention keeps them) |
+ * | `<p>:sweep:<id>`                      | string | api (POST sweeps)   | `SweepRecord` JSON                     |
+ * | `<p>:sweep:<id>:running`              | set    | worker              | trial ids holding a sweep slot (gate)  |
+ * | `<p>:sweep:<id>:at-k`                 | hash   | worker              | trial id -> metric after K epochs      |
+ * | `<p>:sweep:<id>:reported`             | set    | api, worker         | trial ids whose `trial` event is out   |
+ * | `<p>:session:<id>`                    | hash   | api, worker         | a session's model, next seq, (h, c)    |
  */
 import { createHash } from 'node:crypto';
 import type { JobType } from './events';
@@ -96,6 +101,16 @@ export interface RedisKeys {
   modelCount(tenant: string): string;
   /** Storage ids of every registered version: the retention sweep never removes these. */
   modelBlobs(): string;
+  /** A sweep's record (sweeps.ts); its events share `events(sweepId)`, its cancel flag `cancel(sweepId)`. */
+  sweep(id: string): string;
+  /** The trials of a sweep holding one of its `maxConcurrent` slots. */
+  sweepRunning(id: string): string;
+  /** Each trial's metric after the median stopping rule's K epochs. */
+  sweepAtK(id: string): string;
+  /** The trials whose `trial` event is on the sweep's stream (each is written once). */
+  sweepReported(id: string): string;
+  /** A streaming inference session (sessions.ts), PX = its idle TTL. */
+  session(id: string): string;
 }
 
 export function redisKeys(prefix: string): RedisKeys {
@@ -134,5 +149,10 @@ export function redisKeys(prefix: string): RedisKeys {
     modelIndex: (t) => `${prefix}:models:${id('tenant', t)}`,
     modelCount: (t) => `${prefix}:models:${id('tenant', t)}:count`,
     modelBlobs: () => `${prefix}:model-blobs`,
+    sweep: (s) => `${prefix}:sweep:${id('sweep id', s)}`,
+    sweepRunning: (s) => `${prefix}:sweep:${id('sweep id', s)}:running`,
+    sweepAtK: (s) => `${prefix}:sweep:${id('sweep id', s)}:at-k`,
+    sweepReported: (s) => `${prefix}:sweep:${id('sweep id', s)}:reported`,
+    session: (s) => `${prefix}:session:${id('session id', s)}`,
   };
 }

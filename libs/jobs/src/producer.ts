@@ -144,38 +144,70 @@ async function writeRecords(redis: Redis, keys: string[], args: string[]): Promi
   }
 }
 
-/** `quota`: take a place in this live set with the records, or fail with `LiveQuotaFullError`. */
-export async function produceJob<T extends JobType>(
-  deps: ProducerDeps,
+/**
+ * Step 1 of the header: the job's records (and its place in `quota`), or `LiveQuotaFullError` /
+ * `JobIdConflictError` with nothing written. Returns the `queued` event's entry id.
+ */
+export async function writeJobRecords<T extends JobType>(
+  deps: Pick<ProducerDeps, 'redis' | 'keys' | 'streamMaxLen'>,
   plan: PlannedJob<T>,
   quota?: LiveQuota,
-): Promise<ProducedJob> {
+): Promise<WrittenRecords> {
   const { redis, keys } = deps;
   const meta = JSON.stringify(JobMetaSchema.parse(plan.meta));
   const queued = JSON.stringify(JobEventSchema.parse({ type: 'state', at: plan.meta.createdAt, state: 'queued' }));
-  const metaKey = keys.jobMeta(plan.id);
-  const eventsKey = keys.events(plan.id);
-  const indexKeys = [keys.jobIndex(plan.meta.tenant), ...jobFilterIndexesOf(keys, plan.meta)];
+  const indexKeys = indexKeysOf(keys, plan);
   const fairKeys = [keys.fairShare(plan.queue), bullPrioritizedKey(keys.prefix, plan.queue)];
   const priority = plan.meta.priority ?? JOB_PRIORITY.default;
   const args = [meta, String(plan.meta.createdAt), plan.id, String(deps.streamMaxLen ?? DEFAULT_STREAM_MAXLEN), queued];
   args.push(String(indexKeys.length), plan.meta.tenant, String(priority));
   const reply = await writeRecords(
     redis,
-    [metaKey, eventsKey, ...fairKeys, ...indexKeys, ...(quota ? [quota.key] : [])],
+    [keys.jobMeta(plan.id), keys.events(plan.id), ...fairKeys, ...indexKeys, ...(quota ? [quota.key] : [])],
     quota ? [...args, String(quota.max)] : args,
   );
   if (reply === 0) throw new LiveQuotaFullError(quota!.max);
   if (!Array.isArray(reply)) throw new JobIdConflictError(plan.id);
-  const [eventId, bullPriority] = reply;
+  const [eventId, bullPriority] = reply as [string, number];
+  return { eventId, bullPriority };
+}
+
+/** What `writeJobRecords` wrote: the `queued` event's entry id and the job's BullMQ priority (fair share). */
+export interface WrittenRecords {
+  eventId: string;
+  bullPriority: number;
+}
+
+/** The tenant's listing and the job's type, name and tag sets (job-index.ts). */
+function indexKeysOf<T extends JobType>(keys: RedisKeys, plan: PlannedJob<T>): string[] {
+  return [keys.jobIndex(plan.meta.tenant), ...jobFilterIndexesOf(keys, plan.meta)];
+}
+
+/** Undoes `writeJobRecords` (a submission that could not be queued); never throws. */
+export async function removeJobRecords<T extends JobType>(
+  deps: Pick<ProducerDeps, 'redis' | 'keys'>,
+  plan: PlannedJob<T>,
+  quota?: LiveQuota,
+): Promise<void> {
+  const { redis, keys } = deps;
+  const undo = redis.multi().del(keys.jobMeta(plan.id), keys.events(plan.id));
+  for (const k of indexKeysOf(keys, plan)) undo.zrem(k, plan.id);
+  if (quota) undo.srem(quota.key, plan.id);
+  await undo.exec().catch(() => undefined);
+}
+
+/** `quota`: take a place in this live set with the records, or fail with `LiveQuotaFullError`. */
+export async function produceJob<T extends JobType>(
+  deps: ProducerDeps,
+  plan: PlannedJob<T>,
+  quota?: LiveQuota,
+): Promise<ProducedJob> {
+  const { eventId, bullPriority } = await writeJobRecords(deps, plan, quota);
   try {
     await deps.queue(plan.queue).add(plan.name, plan.data, { ...plan.opts, priority: bullPriority });
     return { id: plan.id, type: plan.name, queue: plan.queue, state: 'queued', eventId, bullPriority };
   } catch (e) {
-    const undo = redis.multi().del(metaKey, eventsKey);
-    for (const k of indexKeys) undo.zrem(k, plan.id);
-    if (quota) undo.srem(quota.key, plan.id);
-    await undo.exec().catch(() => undefined); // the original error matters more
+    await removeJobRecords(deps, plan, quota); // the original error matters more
     throw e;
   }
 }

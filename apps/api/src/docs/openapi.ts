@@ -31,6 +31,13 @@ import {
   ModelViewSchema,
   RegisterModelSchema,
   SetAliasSchema,
+  SweepRequestSchema,
+  SweepSubmitResponseSchema,
+  SweepViewSchema,
+  OpenSessionSchema,
+  SessionViewSchema,
+  SessionStepSchema,
+  SessionStepResultSchema,
   type JobContract,
 } from '@relu-lstm/jobs';
 import {
@@ -122,6 +129,13 @@ export function buildOpenApi(contract: JobContract, version: string): Record<str
     ModelView: jsonSchema(ModelViewSchema, 'output'),
     ModelList: jsonSchema(ModelListSchema, 'output'),
     ModelAliasView: jsonSchema(ModelAliasViewSchema, 'output'),
+    SweepRequest: jsonSchema(SweepRequestSchema, 'input'),
+    SweepSubmitResponse: jsonSchema(SweepSubmitResponseSchema, 'output'),
+    SweepView: jsonSchema(SweepViewSchema, 'output'),
+    OpenSession: jsonSchema(OpenSessionSchema, 'input'),
+    SessionView: jsonSchema(SessionViewSchema, 'output'),
+    SessionStep: jsonSchema(SessionStepSchema, 'input'),
+    SessionStepResult: jsonSchema(SessionStepResultSchema, 'output'),
   } satisfies Record<SchemaName, unknown>;
   const paths: Record<string, Record<string, unknown>> = {};
   for (const route of ROUTES) (paths[openApiPath(route.path)] ??= {})[route.method.toLowerCase()] = operation(route);

@@ -9,6 +9,8 @@ import type { Redis } from 'ioredis';
 import {
   DEFAULT_STREAM_MAXLEN,
   QUEUE_NAMES,
+  SESSION_QUEUE,
+  SWEEP_QUEUE,
   RedisJobEventStream,
   makeContract,
   RedisPublishedSets,
@@ -72,7 +74,8 @@ export class InfraModule implements OnApplicationShutdown {
             connectionName: `${config.queuePrefix}:api-queues`,
           },
         }),
-        BullModule.registerQueue(...QUEUE_NAMES.map((name) => ({ name }))),
+        BullModule.registerQueue(...[...QUEUE_NAMES, SWEEP_QUEUE, SESSION_QUEUE].map((name) => ({ name }))),
+        BullModule.registerFlowProducer({ name: SWEEP_QUEUE }),
       ],
       providers,
       exports: [...providers, BullModule],

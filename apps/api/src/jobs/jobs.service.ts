@@ -174,6 +174,10 @@ export interface NamedModel {
   version?: ModelVersionRef;
 }
 
+/** A payload that passed every check, with the registered model version it names (if any); or the issues. */
+export type CheckedPayload<T extends JobType> =
+  { ok: true; value: PayloadOf<T>; modelVersion?: ModelVersionRef } | { ok: false; issues: ValidationIssue[] };
+
 /** Most index entries one list request looks at when filtering by state or by several sets. */
 const MAX_SCANNED = 1000;
 
@@ -209,17 +213,37 @@ export class JobsService {
     infer: (p, tenant) => this.checkInferRefs(p, tenant),
   };
 
+  /**
+   * Everything a submission checks in its payload before anything is written: the schema, what the
+   * payload refers to (datasets, earlier jobs, registered models) and its estimated engine memory
+   * against LIMIT_MAX_JOB_MEMORY_MB (cost.ts). The sweeps route checks each trial with it.
+   */
+  async checkPayload<T extends JobType>(type: T, body: unknown, tenant: string): Promise<CheckedPayload<T>> {
+    const parsed = validate(payloadSchema(type, this.contract), body);
+    if (!parsed.ok) return parsed;
+    return this.checkRefs(type, parsed.value as PayloadOf<T>, tenant);
+  }
+
+  private async checkRefs<T extends JobType>(
+    type: T,
+    payload: PayloadOf<T>,
+    tenant: string,
+  ): Promise<CheckedPayload<T>> {
+    const refs = await this.refChecks[type](payload, tenant);
+    if (refs.issues.length) return { ok: false, issues: refs.issues };
+    const costIssue = refs.costed && jobCostIssue(refs.costed, this.contract.limits.maxJobMemoryMb);
+    if (costIssue) return { ok: false, issues: [costIssue] };
+    return { ok: true, value: payload, modelVersion: refs.modelVersion };
+  }
+
   async submit<T extends JobType>(type: T, body: unknown, tenant: string, idempotencyKey?: string): Promise<Submitted> {
     // Name, tags and priority are top-level fields of the body beside the payload's (job-options.ts).
     const parsed = validateSubmission(payloadSchema(type, this.contract), body);
     if (!parsed.ok) throw ApiError.invalid(parsed.issues);
-    const payload = parsed.value.payload as PayloadOf<T>;
     const jobOptions = parsed.value.options;
-    const refs = await this.refChecks[type](payload, tenant);
-    if (refs.issues.length) throw ApiError.invalid(refs.issues);
-    // The job's estimated engine memory against LIMIT_MAX_JOB_MEMORY_MB (cost.ts).
-    const costIssue = refs.costed && jobCostIssue(refs.costed, this.contract.limits.maxJobMemoryMb);
-    if (costIssue) throw ApiError.invalid([costIssue]);
+    const checked = await this.checkRefs(type, parsed.value.payload as PayloadOf<T>, tenant);
+    if (!checked.ok) throw ApiError.invalid(checked.issues);
+    const payload = checked.value;
 
     let idemKey: string | null = null;
     const id = randomUUID();
@@ -279,7 +303,7 @@ export class JobsService {
         id,
         policy: this.config.jobPolicy,
         job: jobOptions,
-        modelVersion: refs.modelVersion,
+        modelVersion: checked.modelVersion,
       }),
     );
     const datasetId = this.datasetOf[type](payload);

@@ -150,6 +150,7 @@ export class EngineClient {
           datasetDir: this.config.datasetDir,
           backend: this.config.backend,
           modelCacheSize: this.config.modelCacheSize,
+          modelCacheMb: this.config.modelCacheMb,
         },
       });
     });

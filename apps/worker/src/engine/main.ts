@@ -92,7 +92,7 @@ async function init(cfg: EngineInit): Promise<void> {
     const info = await initBackend(preference);
     const backend = { backend: info.backend, gpu: info.gpu, device: info.device };
     ctx = { artifacts: engineArtifacts(cfg), datasets: openDatasetStore(cfg.datasetDir), backend, send };
-    cache = new ModelCache(cfg.modelCacheSize);
+    cache = new ModelCache(cfg.modelCacheSize, cfg.modelCacheMb * 2 ** 20);
     await send({ kind: 'ready', backend, pid: process.pid, skipped: [...(info.skipped ?? [])] });
   } catch (e) {
     await send({ kind: 'fatal', error: toJobError(e) }).catch(() => undefined);

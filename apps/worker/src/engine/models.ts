@@ -91,49 +91,65 @@ export function modelFromStored(stored: StoredModel): SequenceModel {
   }
 }
 
+/** Bytes of a model's weights (float32). */
+export function modelBytes(model: SequenceModel): number {
+  let n = 0;
+  for (const v of model.parameters().values()) n += v.size;
+  return n * 4;
+}
+
 /**
  * Least-recently-used cache of loaded models, keyed by job id plus the file's size and mtime (a
- * rewritten file is a new entry). Evicted models are disposed.
+ * rewritten file is a new entry), bounded by a count and by the bytes of their weights (`maxBytes`,
+ * 0: no byte bound). Evicted models are disposed.
  */
 export class ModelCache {
-  private readonly entries = new Map<string, SequenceModel>();
+  private readonly entries = new Map<string, { model: SequenceModel; bytes: number }>();
+  private bytes = 0;
 
-  constructor(private readonly capacity: number) {}
+  constructor(
+    private readonly capacity: number,
+    private readonly maxBytes = 0,
+  ) {}
 
   get size(): number {
     return this.entries.size;
   }
 
   get(key: string): SequenceModel | undefined {
-    const m = this.entries.get(key);
-    if (m !== undefined) {
+    const e = this.entries.get(key);
+    if (e !== undefined) {
       this.entries.delete(key);
-      this.entries.set(key, m);
+      this.entries.set(key, e);
     }
-    return m;
+    return e?.model;
   }
 
-  /** Adds a model; returns false (and the caller keeps ownership) when the cache holds none. */
+  /** Adds a model; returns false (and the caller keeps ownership) when the cache holds none, or not one this big. */
   put(key: string, model: SequenceModel): boolean {
-    if (this.capacity <= 0) return false;
+    const bytes = modelBytes(model);
+    if (this.capacity <= 0 || (this.maxBytes > 0 && bytes > this.maxBytes)) return false;
     const prefix = key.split('@')[0] + '@';
-    for (const [k, m] of this.entries) {
-      if (k.startsWith(prefix) && k !== key) {
-        this.entries.delete(k);
-        m.dispose();
-      }
-    }
-    this.entries.set(key, model);
-    while (this.entries.size > this.capacity) {
-      const [oldest, m] = this.entries.entries().next().value as [string, SequenceModel];
-      this.entries.delete(oldest);
-      m.dispose();
+    for (const k of [...this.entries.keys()]) if (k.startsWith(prefix) && k !== key) this.evict(k);
+    this.entries.set(key, { model, bytes });
+    this.bytes += bytes;
+    while (this.entries.size > this.capacity || (this.maxBytes > 0 && this.bytes > this.maxBytes)) {
+      this.evict(this.entries.keys().next().value as string);
     }
     return true;
   }
 
+  private evict(key: string): void {
+    const e = this.entries.get(key);
+    if (!e) return;
+    this.entries.delete(key);
+    this.bytes -= e.bytes;
+    e.model.dispose();
+  }
+
   clear(): void {
-    for (const m of this.entries.values()) m.dispose();
+    for (const e of this.entries.values()) e.model.dispose();
     this.entries.clear();
+    this.bytes = 0;
   }
 }

@@ -44,6 +44,8 @@ export interface EngineInit {
   /** RELU_LSTM_BACKEND; undefined: 'auto'. */
   backend: string | undefined;
   modelCacheSize: number;
+  /** MODEL_CACHE_MB: the weights of the cached models stay under this (0: no bound). */
+  modelCacheMb: number;
 }
 
 export interface TrainRequest {

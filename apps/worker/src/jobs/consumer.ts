@@ -49,6 +49,7 @@ import { jobErrorOf, jobFailure } from './job-errors';
 import { JobEvents } from './job-events';
 import { handlersByType, JOB_HANDLERS, LockWatch, StopRequest, type JobContext, type JobHandler } from './job-handler';
 import { WORKER_JOB_TYPES } from './job-types';
+import { SweepGate } from './sweep-gate';
 
 /** Delay before a job that found this process busy can be fetched again. */
 export const BUSY_RETRY_MS = 1000;
@@ -108,6 +109,7 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
     private readonly events: JobEvents,
     private readonly fencing: JobFencing,
     private readonly retention: RetentionService,
+    private readonly sweeps: SweepGate,
   ) {
     this.handlers = handlersByType(handlers);
   }
@@ -187,6 +189,7 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
     this.running = { job, queue, stop, lock };
     this.pauseOthers(queue);
     try {
+      await this.deferIfGated(job, token);
       const data = jobDataOf(job);
       await this.refuseBeforeStart(job.id!, data);
       return await this.runHandler({ job, token, data, stop, lock });
@@ -207,6 +210,13 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
       await job.moveToDelayed(Date.now() + BUSY_RETRY_MS, token);
       throw new DelayedError();
     }
+  }
+
+  /** A sweep trial whose sweep has `maxConcurrent` trials running waits, delayed (sweep-gate.ts). */
+  private async deferIfGated(job: AnyJob, token: string): Promise<void> {
+    if (await this.sweeps.enter(job)) return;
+    await job.moveToDelayed(Date.now() + BUSY_RETRY_MS, token);
+    throw new DelayedError();
   }
 
   /** This attempt's lock, whose loss stops the run with `lost`. */
@@ -307,6 +317,7 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
     // one would never expire, and the sweeper leaves a meta without TTL alone (it may be running).
     try {
       await this.events.state(job.id!, 'completed', { result });
+      await this.sweeps.ended(job, 'completed', { result });
     } finally {
       await this.retention.finished(job, 'completed');
     }
@@ -326,8 +337,10 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
       );
       return;
     }
+    const state = error.code === 'cancelled' ? 'cancelled' : 'failed';
     try {
-      await this.events.state(job.id, error.code === 'cancelled' ? 'cancelled' : 'failed', { error });
+      await this.events.state(job.id, state, { error });
+      await this.sweeps.ended(job, state, { error });
     } finally {
       await this.retention.finished(job, 'failed');
     }

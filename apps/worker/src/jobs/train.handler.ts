@@ -23,6 +23,7 @@ import { WORKER_CONFIG, type WorkerConfig } from '../config';
 import { EngineClient } from '../engine/engine-client';
 import type { RunMessage, TerminalMessage, TrainRequest } from '../engine/protocol';
 import { CheckpointStore, type FoundCheckpoint } from './checkpoints';
+import { SweepGate } from './sweep-gate';
 import { LostLockError } from './fencing';
 import { engineRunFailure } from './job-budget';
 import { jobFailure } from './job-errors';
@@ -52,6 +53,7 @@ export class TrainHandler implements JobHandler<'train'> {
     private readonly engine: EngineClient,
     private readonly checkpoints: CheckpointStore,
     private readonly events: JobEvents,
+    private readonly sweeps: SweepGate,
   ) {}
 
   async run(ctx: JobContext<'train'>): Promise<TrainResult> {
@@ -63,6 +65,7 @@ export class TrainHandler implements JobHandler<'train'> {
       events: this.events,
       checkpoints: this.checkpoints,
       log: this.log,
+      onEpochEnd: (point) => this.medianStop(ctx, point),
     });
     this.stopEngineOnRequest(ctx, runId);
     const outcome = await this.runInEngine(ctx, this.trainRequest(ctx, runId, from), messages);
@@ -84,6 +87,18 @@ export class TrainHandler implements JobHandler<'train'> {
     const hint = checkpoint?.pointer?.step;
     const before = hint === undefined ? metrics : metrics.filter((p) => p.step <= hint);
     return { checkpoint, metrics, elapsedBeforeMs: before.length ? before[before.length - 1].elapsedMs : 0 };
+  }
+
+  /** A sweep trial worse than the median after the sweep's K epochs stops (sweep-gate.ts); it ends `cancelled`. */
+  private async medianStop(ctx: JobContext<'train'>, point: ProgressEvent): Promise<void> {
+    if (!(await this.sweeps.stopsAtEpoch(ctx.job, point))) return;
+    await this.events.info(
+      ctx.jobId,
+      'median_stopped',
+      `stopped by the sweep's median stopping rule after epoch ${point.epoch + 1}`,
+      { epoch: point.epoch, loss: point.loss, valLoss: point.valLoss },
+    );
+    ctx.stop.request('cancel');
   }
 
   private trainRequest(ctx: JobContext<'train'>, runId: string, from: ResumePoint): TrainRequest {
@@ -251,7 +266,12 @@ class TrainMessages {
   constructor(
     private readonly ctx: JobContext<'train'>,
     public metrics: ProgressEvent[],
-    private readonly deps: { events: JobEvents; checkpoints: CheckpointStore; log: Logger },
+    private readonly deps: {
+      events: JobEvents;
+      checkpoints: CheckpointStore;
+      log: Logger;
+      onEpochEnd: (point: ProgressEvent) => Promise<void>;
+    },
   ) {}
 
   handle(m: RunMessage): void {
@@ -314,6 +334,7 @@ class TrainMessages {
         this.deps.events.append(this.ctx.jobId, { type: 'metric', at: Date.now(), ...point }),
       ]),
     );
+    if (point.epochEnd) this.then('epoch end', () => this.deps.onEpochEnd(point));
   }
 
   private checkpoint(m: Extract<RunMessage, { kind: 'checkpoint' }>): void {

@@ -40,6 +40,14 @@ Commands:
   models download <ref> [-o DIR]
                             save a version's files (model.safetensors: PyTorch) into DIR;
                             npm run export-model turns model.safetensors into TF.js/Keras files
+  sweep <sweep.json|->      start a sweep ({ base, search, maxConcurrent, metric?, earlyStop? });
+      -w, --watch           poll it to its end, then print the ranked trials
+  sweep-status <id>         a sweep's state and its trials, ranked best first
+  sweep-cancel <id>         cancel a sweep's queued and running trials
+  session <modelJobId> <inputs.json|->
+                            stream a sequence through a new session one time step per call
+                            (inputs [B][T][features]); prints each step's outputs and the final
+                            state, then closes the session
 
 Options:
   --url URL                 the api (default $${URL_ENV} or ${DEFAULT_URL})
@@ -71,7 +79,11 @@ export type Command =
   | { name: 'cancel'; id: string }
   | { name: 'artifacts'; id: string; out: string | null }
   | { name: 'workers' }
-  | { name: 'models'; sub: ModelCommand };
+  | { name: 'models'; sub: ModelCommand }
+  | { name: 'sweep'; spec: string; watch: boolean }
+  | { name: 'sweep-status'; id: string }
+  | { name: 'sweep-cancel'; id: string }
+  | { name: 'session'; modelJobId: string; inputs: string };
 
 /** `relu-lstm models <sub> ...`. */
 export type ModelCommand =
@@ -136,6 +148,10 @@ const COMMANDS: Record<Exclude<Command['name'], 'help'>, { options: OptionName[]
   workers: { options: [], args: [] },
   // The subcommand and its arguments are checked by `parseModels` (MODEL_COMMANDS).
   models: { options: ['limit', 'out', 'description', 'tag'], args: [] },
+  sweep: { options: ['watch'], args: ['sweep.json'] },
+  'sweep-status': { options: [], args: ['id'] },
+  'sweep-cancel': { options: [], args: ['id'] },
+  session: { options: [], args: ['modelJobId', 'inputs.json'] },
 };
 
 const MODEL_COMMANDS: Record<ModelCommand['sub'], { options: OptionName[]; args: string[] }> = {
@@ -216,8 +232,15 @@ export function parseCliArgs(argv: readonly string[], env: Record<string, string
       return { ...common, command: { name, id, out: v.out ?? null } };
     case 'workers':
       return { ...common, command: { name } };
+    case 'sweep':
+      return { ...common, command: { name, spec: id, watch: v.watch ?? false } };
+    case 'session':
+      return { ...common, command: { name, modelJobId: id, inputs: args[1] } };
     default:
-      return { ...common, command: { name: name as 'status' | 'watch' | 'cancel', id } };
+      return {
+        ...common,
+        command: { name: name as 'status' | 'watch' | 'cancel' | 'sweep-status' | 'sweep-cancel', id },
+      };
   }
 }
 

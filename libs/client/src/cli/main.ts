@@ -10,6 +10,8 @@ import {
   type InferResult,
   type JobView,
   type ModelVersionView,
+  type SweepRequestInput,
+  type SweepView,
   type TrainPayloadInput,
   type TrainResult,
 } from '@relu-lstm/jobs';
@@ -107,6 +109,22 @@ async function dispatch(args: CliArgs, client: RunnerClient, io: CliIo): Promise
       return workers(s);
     case 'models':
       return models(s, c.sub);
+    case 'sweep':
+      return sweep(s, c);
+    case 'session':
+      return session(s, c);
+    case 'sweep-status': {
+      const view = await client.getSweep(c.id);
+      if (json) s.printJson(view);
+      else out(sweepText(view));
+      return 0;
+    }
+    case 'sweep-cancel': {
+      const r = await client.cancelSweep(c.id);
+      if (json) s.printJson(r);
+      else out(`${r.id} ${r.state}${r.state === 'cancelled' ? '' : ' (running trials stop at their next batch)'}`);
+      return 0;
+    }
   }
 }
 
@@ -165,6 +183,70 @@ async function models(s: Session, c: ModelCommand): Promise<number> {
 function versionLine(v: ModelVersionView): string {
   const loss = v.metrics?.finalLoss;
   return `${v.ref}  job ${v.jobId}  ${new Date(v.createdAt).toISOString()}${v.aliases.length ? `  aliases ${v.aliases.join(',')}` : ''}${loss != null ? `  loss ${num(loss)}` : ''}${v.description ? `  ${v.description}` : ''}`;
+}
+
+async function sweep(s: Session, c: CommandOf<'sweep'>): Promise<number> {
+  const spec = (await readSpec(c.spec, s.io)) as SweepRequestInput;
+  const sub = await s.client.submitSweep(spec);
+  if (!c.watch)
+    return s.json ? (s.printJson(sub), 0) : (s.out(`${sub.id} ${sub.state} (${sub.trialIds.length} trials)`), 0);
+  if (!s.json) s.io.stderr.write(`started sweep ${sub.id} of ${sub.trialIds.length} trials\n`);
+  let ended = 0;
+  const view = await s.client.waitForSweep(sub.id, {
+    onView: (v) => {
+      const n = v.trials.filter(
+        (t) => t.state === 'completed' || t.state === 'failed' || t.state === 'cancelled',
+      ).length;
+      if (!s.json && n !== ended) s.io.stderr.write(`${n}/${v.trials.length} trials ended\n`);
+      ended = n;
+    },
+  });
+  if (s.json) s.printJson(view);
+  else s.out(sweepText(view));
+  return view.state === 'completed' ? 0 : 1;
+}
+
+/** Streams `inputs` through a new session one time step per call, then closes it. */
+async function session(s: Session, c: CommandOf<'session'>): Promise<number> {
+  const inputs = (await readSpec(c.inputs, s.io)) as number[][][];
+  if (!Array.isArray(inputs) || !Array.isArray(inputs[0])) throw new UsageError('the inputs must be [B][T][features]');
+  const opened = await s.client.openSession({ modelJobId: c.modelJobId });
+  try {
+    let last = null;
+    for (let t = 0; t < inputs[0].length; t++) {
+      last = await s.client.step(
+        opened.id,
+        t,
+        inputs.map((row) => [row[t]]),
+      );
+      if (s.json) s.out(JSON.stringify({ seq: t, outputs: last.outputs }));
+      else s.out(`step ${t}: ${JSON.stringify(last.outputs)}`);
+    }
+    if (last)
+      s.out(
+        s.json
+          ? JSON.stringify({ hN: last.hN, cN: last.cN })
+          : `hN ${JSON.stringify(last.hN)}\ncN ${JSON.stringify(last.cN)}`,
+      );
+    return 0;
+  } finally {
+    await s.client.closeSession(opened.id).catch(() => undefined);
+  }
+}
+
+/** The ranked table: rank, metric, state, trial id and the values it tried. */
+export function sweepText(v: SweepView): string {
+  const lines = [`${v.id}  sweep  ${v.state}  metric ${v.metric}, at most ${v.maxConcurrent} at once`];
+  lines.push(`  ${'rank'.padEnd(4)}  ${v.metric.padEnd(10)}  ${'state'.padEnd(9)}  ${'trial'.padEnd(36)}  params`);
+  for (const t of v.trials) {
+    const params = Object.entries(t.params)
+      .map(([k, x]) => `${k}=${JSON.stringify(x)}`)
+      .join(' ');
+    lines.push(
+      `  ${String(t.rank ?? '-').padEnd(4)}  ${(t.metric === null ? '-' : num(t.metric)).padEnd(10)}  ${t.state.padEnd(9)}  ${t.id.padEnd(36)}  ${params}`,
+    );
+  }
+  return lines.join('\n');
 }
 
 async function submit(s: Session, c: CommandOf<'submit'>): Promise<number> {

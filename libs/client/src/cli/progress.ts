@@ -79,6 +79,8 @@ export function progressLine(m: MetricEvent, plan: ProgressPlan): string {
 /** A line for a state or log event. */
 export function eventText(e: Exclude<JobEvent, MetricEvent>): string {
   if (e.type === 'log') return `${e.level}: ${e.message}`;
+  if (e.type === 'trial')
+    return `trial ${e.trialId} ${e.state}${e.metric === null ? '' : ` (metric ${e.metric.toPrecision(4)})`}`;
   return stateText(e);
 }
 
