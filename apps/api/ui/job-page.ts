@@ -271,6 +271,7 @@ export const jobPage: Page = (main, id) => {
       charts.speed.add(event.step, [event.samplesPerSec]);
       return;
     }
+    if (event.type === 'trial') return; // only on a sweep's stream, never a job's
     const entry = timelineEntry(event);
     if (entry) timeline.append(entry);
     if (event.type === 'state' || event.code === 'checkpoint') refreshSoon();
