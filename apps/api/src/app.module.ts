@@ -12,6 +12,9 @@ import { JobRecords } from './jobs/job-records';
 import { JobsController } from './jobs/jobs.controller';
 import { JobsService } from './jobs/jobs.service';
 import { JobQuota } from './jobs/quota';
+import { ApiMetrics } from './metrics/api-metrics';
+import { JobOutcomes } from './metrics/job-outcomes';
+import { MetricsController } from './metrics/metrics.controller';
 import { SystemController } from './system.controller';
 
 @Module({})
@@ -20,13 +23,22 @@ export class AppModule {
     return {
       module: AppModule,
       imports: [InfraModule.forRoot(config)],
-      controllers: [JobsController, DatasetsController, SystemController, DocsController, AdminController],
+      controllers: [
+        JobsController,
+        DatasetsController,
+        SystemController,
+        DocsController,
+        AdminController,
+        MetricsController,
+      ],
       providers: [
         JobRecords,
         JobsService,
         EventFeed,
         JobQuota,
         DatasetCatalog,
+        { provide: ApiMetrics, useValue: new ApiMetrics() },
+        JobOutcomes,
         { provide: KEY_RING, useValue: new KeyRing(config.apiKeys, config.adminKeyHash) },
       ],
     };

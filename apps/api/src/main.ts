@@ -18,6 +18,8 @@ import type { KeyRing } from './http/api-keys';
 import { ErrorFilter, guardedParser } from './http/errors';
 import { RateLimiter } from './http/rate-limit';
 import { readyWithin } from './infra/redis';
+import { ApiMetrics } from './metrics/api-metrics';
+import { requestMetrics } from './metrics/request-metrics';
 import { KEY_RING, KEYS, REDIS } from './infra/tokens';
 
 export async function bootstrap(config: ApiConfig): Promise<NestExpressApplication> {
@@ -27,6 +29,7 @@ export async function bootstrap(config: ApiConfig): Promise<NestExpressApplicati
   });
   app.disable('x-powered-by');
   app.set('query parser', 'simple');
+  app.use(requestMetrics(app.get(ApiMetrics)));
   app.use(helmet());
   // Who is asking, and the rate limit, before any body is read.
   app.use(accessControl(app.get<KeyRing>(KEY_RING), new RateLimiter(app.get(REDIS), app.get(KEYS)), config.rateLimit));

@@ -23,7 +23,7 @@ export class RedisProbe {
 
   constructor(
     private readonly redis: Redis,
-    private readonly opts: { probeMs: number; staleMs: number },
+    private readonly opts: { probeMs: number; staleMs: number; onPong?: (latencyMs: number) => void },
   ) {}
 
   start(): void {
@@ -52,6 +52,7 @@ export class RedisProbe {
         this.lastPongAt = Date.now();
         this.lastLatency = this.lastPongAt - sent;
         this.sentAt = null;
+        this.opts.onPong?.(this.lastLatency);
       },
       () => {
         this.sentAt = null;

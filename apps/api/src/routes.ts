@@ -8,8 +8,12 @@
  */
 import { ARTIFACT_NAME, IDEMPOTENCY_HEADER, JOB_STATES } from '@relu-lstm/jobs';
 
-/** `public`: anyone, not rate limited; `tenant`: a tenant's key; `admin`: the admin key only. */
-export type RouteAccess = 'public' | 'tenant' | 'admin';
+/**
+ * `public`: anyone, not rate limited; `tenant`: a tenant's key; `admin`: the admin key only;
+ * `operator`: the admin key when API keys are configured, anyone (on loopback, as every route then)
+ * when none are: what an operator scrapes or opens on the machine itself.
+ */
+export type RouteAccess = 'public' | 'tenant' | 'admin' | 'operator';
 export type HttpMethod = 'GET' | 'POST' | 'DELETE';
 
 /** The component schemas of the OpenAPI document (docs/openapi.ts builds one for each name). */
@@ -36,7 +40,8 @@ export type SchemaName =
   | 'JobError'
   | 'AdminOverview';
 
-export type MediaType = 'application/json' | 'text/csv' | 'text/event-stream' | 'application/octet-stream';
+export type MediaType =
+  'application/json' | 'text/csv' | 'text/event-stream' | 'application/octet-stream' | 'text/html' | 'text/plain';
 
 /** A body: its media type and schema (`string`: free text; none: opaque bytes). */
 export interface Content {
@@ -70,10 +75,15 @@ export interface RouteSpec {
   responses: Record<number, RouteResponse>;
 }
 
+/** The files of the Swagger UI page at /docs (docs/docs.controller.ts serves them). */
+export const DOCS_ASSETS = ['swagger-ui.css', 'swagger-ui-bundle.js', 'favicon-32x32.png', 'docs-ui.js'] as const;
+export type DocsAsset = (typeof DOCS_ASSETS)[number];
+
 /** The path parameters any route may use, by name. */
 export const PATH_PARAMETERS: Record<string, Record<string, unknown>> = {
   id: { type: 'string', format: 'uuid' },
   name: { type: 'string', pattern: ARTIFACT_NAME.source },
+  asset: { type: 'string', enum: [...DOCS_ASSETS] },
 };
 
 const json = (schema: SchemaName): Content[] => [{ type: 'application/json', schema }];
@@ -91,6 +101,11 @@ const NOT_FOUND = error('No such job (or not yours).');
 const UNAVAILABLE = error('Redis is unreachable, or too many streams are open.');
 const REUSED_KEY = error('Idempotency-Key reused with another body.');
 const STORE_UNAVAILABLE = error('The artifact store is down or refused access (Retry-After: seconds).');
+const ADMIN_REFUSALS: Record<number, RouteResponse> = {
+  401: error('No key: `Authorization: Bearer <key>` (WWW-Authenticate: Bearer).'),
+  403: error('Not the admin key, or no ADMIN_KEY_HASH configured.'),
+  429: error('Rate limit (Retry-After: seconds).'),
+};
 /** The answers every route of an access rule may give besides its own (http/access.ts gives them). */
 export const ACCESS_RESPONSES: Record<RouteAccess, Record<number, RouteResponse>> = {
   public: {},
@@ -100,11 +115,8 @@ export const ACCESS_RESPONSES: Record<RouteAccess, Record<number, RouteResponse>
       "Rate limit (Retry-After: seconds) or, on the submit and upload routes, the tenant's job or dataset quota (`quota_exceeded`).",
     ),
   },
-  admin: {
-    401: error('No key: `Authorization: Bearer <key>` (WWW-Authenticate: Bearer).'),
-    403: error('Not the admin key, or no ADMIN_KEY_HASH configured.'),
-    429: error('Rate limit (Retry-After: seconds).'),
-  },
+  admin: ADMIN_REFUSALS,
+  operator: ADMIN_REFUSALS,
 };
 
 const IDEMPOTENCY: RouteParameter = {
@@ -133,8 +145,12 @@ export const ROUTES: readonly RouteSpec[] = [
     method: 'GET',
     path: '/ready',
     access: 'public',
-    summary: 'As /health, with the Redis round-trip latency (no key needed)',
-    responses: { 200: ok('Up', 'Readiness'), 503: ok('Redis down', 'Readiness') },
+    summary:
+      'Readiness (no key needed): Redis with its latency, the artifact store with its free disk, and per queue whether a live worker serves it',
+    responses: {
+      200: ok('Redis and the store up (queues without a worker are reported, not refused)', 'Readiness'),
+      503: ok('Redis or the artifact store down', 'Readiness'),
+    },
   },
   {
     method: 'POST',
@@ -299,13 +315,38 @@ export const ROUTES: readonly RouteSpec[] = [
     summary: 'Live workers (from their heartbeats)',
     responses: { 200: ok('Workers', 'WorkerList') },
   },
-  { method: 'GET', path: '/docs', access: 'tenant', summary: 'This document', responses: { 200: ok('OpenAPI 3.1') } },
+  {
+    method: 'GET',
+    path: '/docs',
+    access: 'public',
+    summary: 'Swagger UI over this document (it asks for a key when the api has keys)',
+    responses: { 200: { description: 'The page', content: [{ type: 'text/html', schema: 'string' }] } },
+  },
+  {
+    method: 'GET',
+    path: '/docs/assets/:asset',
+    access: 'public',
+    summary: 'A file of the Swagger UI page (served from swagger-ui-dist, no CDN)',
+    responses: { 200: { description: 'The file' }, 404: error('No such asset.') },
+  },
   {
     method: 'GET',
     path: '/docs/openapi.json',
     access: 'tenant',
-    summary: 'This document (as GET /docs)',
+    summary: 'This document',
     responses: { 200: ok('OpenAPI 3.1') },
+  },
+  {
+    method: 'GET',
+    path: '/metrics',
+    access: 'operator',
+    summary: 'Prometheus metrics of this api process and of the queues (the admin key when keys are configured)',
+    responses: {
+      200: {
+        description: 'Prometheus text exposition format 0.0.4',
+        content: [{ type: 'text/plain', schema: 'string' }],
+      },
+    },
   },
   {
     method: 'GET',
@@ -341,3 +382,11 @@ export function accessRules(routes: readonly RouteSpec[]): (path: string) => Rou
 }
 
 export const accessOf = accessRules(ROUTES);
+
+/** The route template (`/v1/jobs/:id`) a request path matches, or null: what metrics label a request with. */
+export function routeTemplates(routes: readonly RouteSpec[]): (path: string) => string | null {
+  const patterns = [...new Set(routes.map((r) => r.path))].map((path) => ({ path, pattern: pathPattern(path) }));
+  return (path) => patterns.find((p) => p.pattern.test(path))?.path ?? null;
+}
+
+export const routeOf = routeTemplates(ROUTES);

@@ -41,6 +41,8 @@ let behind: ApiRedis;
 /** alpha's resources. */
 const own = { job: '', dataset: '', artifact: 'model.safetensors' };
 const clone = <T>(v: T): T => JSON.parse(JSON.stringify(v)) as T;
+/** With keys configured (as in this file), `operator` routes take the admin key like `admin` ones. */
+const adminOnly = (access: string | undefined) => access === 'admin' || access === 'operator';
 
 const DATASET = {
   x: [
@@ -57,7 +59,8 @@ function requestFor(
 ): { path: string; body?: unknown; headers?: Record<string, string> } {
   const path = route.path
     .replace(':id', route.owns === 'dataset' ? ids.dataset : ids.job)
-    .replace(':name', own.artifact);
+    .replace(':name', own.artifact)
+    .replace(':asset', 'docs-ui.js');
   if (route.path === '/v1/jobs/train') return { path, body: { ...clone(CANONICAL_TRAIN_EXAMPLE), device: 'gpu' } };
   if (route.path === '/v1/jobs/infer') return { path, body: { modelJobId: ids.job, inputs: [[[0.5]]], device: 'gpu' } };
   if (route.path === '/v1/datasets') return { path, body: DATASET };
@@ -123,7 +126,7 @@ test('ROUTES lists exactly the routes the api maps (so none escapes this walk)',
 });
 
 test('the OpenAPI document describes every route, with the key and refusals its access rule implies', async () => {
-  const doc = (await http(api.url, 'GET', '/docs', { headers: bearer(KEY.alpha) })).json;
+  const doc = (await http(api.url, 'GET', '/docs/openapi.json', { headers: bearer(KEY.alpha) })).json;
   const operations = Object.entries(
     doc.paths as Record<string, Record<string, { security?: unknown[]; responses: Record<string, unknown> }>>,
   ).flatMap(([p, ops]) =>
@@ -142,7 +145,7 @@ test('the OpenAPI document describes every route, with the key and refusals its 
   const expected = (access: string | undefined) =>
     access === 'public'
       ? { keyless: true, refusals: [] }
-      : { keyless: false, refusals: access === 'admin' ? ['401', '403', '429'] : ['401', '429'] };
+      : { keyless: false, refusals: adminOnly(access) ? ['401', '403', '429'] : ['401', '429'] };
   expect(seen).toEqual(seen.map((s) => ({ ...s, ...expected(s.access) })));
 });
 
@@ -161,7 +164,7 @@ describe.each(ROUTES.map((r) => [`${r.method} ${r.path}`, r] as const))('%s', (_
         expect(r.status).toBe(200);
         continue;
       }
-      const expected = route.access === 'admin' && headers.authorization?.startsWith('Bearer ') ? 403 : 401;
+      const expected = adminOnly(route.access) && headers.authorization?.startsWith('Bearer ') ? 403 : 401;
       expect([headers, r.status]).toEqual([headers, expected]);
       expect(r.json.error.code).toBe(expected === 401 ? 'unauthorized' : 'forbidden');
       if (expected === 401) expect(r.headers['www-authenticate']).toBe('Bearer');
@@ -174,7 +177,7 @@ describe.each(ROUTES.map((r) => [`${r.method} ${r.path}`, r] as const))('%s', (_
   test('as the wrong tenant: what belongs to another tenant looks like what does not exist', async () => {
     const beta = bearer(KEY.beta);
     const r = await call(route, { job: own.job, dataset: own.dataset }, beta);
-    if (route.access === 'admin') {
+    if (adminOnly(route.access)) {
       expect([r.status, r.json.error.code]).toEqual([403, 'forbidden']);
       return;
     }
@@ -205,7 +208,7 @@ describe.each(ROUTES.map((r) => [`${r.method} ${r.path}`, r] as const))('%s', (_
 
   test('with the admin key', async () => {
     const r = await call(route, { job: own.job, dataset: own.dataset }, bearer(KEY.admin));
-    if (route.access === 'admin') expect(r.status).toBe(200);
+    if (adminOnly(route.access)) expect(r.status).toBe(200);
     else if (route.access === 'public') expect(r.status).toBe(200);
     else expect([r.status, r.json.error.code]).toEqual([401, 'unauthorized']); // not a tenant's key
   });

@@ -21,7 +21,9 @@ import {
   between,
   envVar,
   intVar,
+  integer,
   matching,
+  nonEmpty,
   optional,
   parseEnv,
   type LogLevel,
@@ -170,6 +172,15 @@ export const WORKER_ENV = {
     max: 86_400_000,
     default: 60_000,
   }),
+  METRICS_PORT: optional({
+    description: 'serve Prometheus metrics (GET /metrics) on this port; 0: a free one (logged); unset: none',
+    parse: integer(0, 65535),
+  }),
+  METRICS_HOST: envVar({
+    description: 'address the metrics port listens on (0.0.0.0 for a Prometheus on another host)',
+    default: '127.0.0.1',
+    parse: nonEmpty,
+  }),
   DATASET_KEEP_UNUSED_SEC: intVar({
     description:
       'the retention sweeper removes datasets no job has named for this long (upload or last submission); 0: kept forever',
@@ -208,6 +219,8 @@ export interface WorkerConfig {
   /** 0: datasets are kept. */
   readonly datasetKeepUnusedSec: number;
   readonly logLevel: LogLevel;
+  /** Where GET /metrics listens; null: not served. */
+  readonly metrics: { readonly port: number; readonly host: string } | null;
 }
 
 export class WorkerConfigError extends Error {
@@ -259,6 +272,7 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerCo
     retentionSweepMs: e.RETENTION_SWEEP_MS,
     datasetKeepUnusedSec: e.DATASET_KEEP_UNUSED_SEC,
     logLevel: e.LOG_LEVEL,
+    metrics: e.METRICS_PORT === undefined ? null : Object.freeze({ port: e.METRICS_PORT, host: e.METRICS_HOST }),
   });
 }
 

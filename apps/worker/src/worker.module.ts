@@ -13,6 +13,7 @@ import { JOB_HANDLERS, type JobHandler } from './jobs/job-handler';
 import { HANDLER_CLASSES } from './jobs/job-types';
 import { ArtifactPublisher } from './jobs/publish';
 import { ARTIFACT_STORE, DATASET_STORE, RedisService, artifactStoreFactory, datasetStoreFactory } from './redis';
+import { MetricsService } from './metrics.service';
 import { RetentionService } from './retention.service';
 
 @Module({})
@@ -40,6 +41,7 @@ export class WorkerModule {
         },
         QueueConsumer,
         HeartbeatService,
+        MetricsService,
       ],
     };
   }

@@ -16,6 +16,7 @@ import {
   DeleteObjectCommand,
   DeleteObjectsCommand,
   GetObjectCommand,
+  HeadBucketCommand,
   HeadObjectCommand,
   S3Client,
   paginateListObjectsV2,
@@ -31,6 +32,7 @@ import {
   type ArtifactInfo,
   type ArtifactStore,
   type PutOptions,
+  type StoreProbe,
   type StoredJob,
 } from './artifacts';
 import {
@@ -259,6 +261,13 @@ export class S3ArtifactStore implements ArtifactStore {
 
   constructor(client: S3Client, location: string) {
     this.s3 = new S3Objects(client, location);
+  }
+
+  /** HEAD of the bucket: the server answers and these credentials may use the bucket. */
+  async probe(): Promise<StoreProbe> {
+    const { client, bucket } = this.s3;
+    await this.s3.call('probe', () => client.send(new HeadBucketCommand({ Bucket: bucket })));
+    return { kind: 's3' };
   }
 
   private key(jobId: string, name?: string): string {

@@ -11,6 +11,7 @@ import { EngineOutOfMemoryError, engineHeapFlags, exitedOfHeapLimit, watchReside
 import {
   isTerminal,
   type BackendSummary,
+  type EngineMemory,
   type FromEngine,
   type RunMessage,
   type RunRequest,
@@ -35,6 +36,9 @@ export class EngineStartError extends Error {
   }
 }
 
+/** How often the engine reports its tensors while the worker serves metrics. */
+const ENGINE_MEMORY_REPORT_MS = 1000;
+
 interface InFlight {
   runId: string;
   onMessage: (m: RunMessage) => void;
@@ -53,8 +57,14 @@ export class EngineClient {
   private readonly earlyKills = new Set<string>();
   private waiting: { runId: string; reject: (e: Error) => void } | null = null;
   private closing = false;
+  private lastMemory: EngineMemory | null = null;
 
   constructor(@Inject(WORKER_CONFIG) private readonly config: WorkerConfig) {}
+
+  /** The engine's last `memory` report (only sent with METRICS_PORT set); null without an engine. */
+  get memory(): EngineMemory | null {
+    return this.child ? this.lastMemory : null;
+  }
 
   /** What the engine runs on; null before the first start. */
   get backend(): BackendSummary | null {
@@ -118,6 +128,8 @@ export class EngineClient {
           );
           if (m.skipped.length) this.log.log(`backend 'auto' passed over: ${m.skipped.join('; ')}`);
           resolve(m.backend);
+        } else if (m.kind === 'memory') {
+          this.lastMemory = { numTensors: m.numTensors, numBytes: m.numBytes };
         } else if (m.kind === 'fatal') {
           clearTimeout(timer);
           reject(new EngineStartError(`the engine could not start: ${m.error.message}`, m.error.code));
@@ -148,6 +160,7 @@ export class EngineClient {
           datasetDir: this.config.datasetDir,
           backend: this.config.backend,
           modelCacheSize: this.config.modelCacheSize,
+          memoryReportMs: this.config.metrics ? ENGINE_MEMORY_REPORT_MS : null,
         },
       });
     });
@@ -222,7 +235,7 @@ export class EngineClient {
   }
 
   private dispatch(m: FromEngine): void {
-    if (m.kind === 'ready' || m.kind === 'fatal') return;
+    if (m.kind === 'ready' || m.kind === 'fatal' || m.kind === 'memory') return;
     const run = this.inFlight;
     if (!run || m.runId !== run.runId) {
       this.log.warn(`dropped a '${m.kind}' message of run ${m.runId}, which is not in flight`);
