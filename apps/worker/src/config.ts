@@ -26,6 +26,7 @@ import {
   nonEmpty,
   optional,
   parseEnv,
+  type LogFormat,
   type LogLevel,
   type QueueName,
 } from '@relu-lstm/jobs';
@@ -219,6 +220,7 @@ export interface WorkerConfig {
   /** 0: datasets are kept. */
   readonly datasetKeepUnusedSec: number;
   readonly logLevel: LogLevel;
+  readonly logFormat: LogFormat;
   /** Where GET /metrics listens; null: not served. */
   readonly metrics: { readonly port: number; readonly host: string } | null;
 }
@@ -272,6 +274,7 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerCo
     retentionSweepMs: e.RETENTION_SWEEP_MS,
     datasetKeepUnusedSec: e.DATASET_KEEP_UNUSED_SEC,
     logLevel: e.LOG_LEVEL,
+    logFormat: e.LOG_FORMAT,
     metrics: e.METRICS_PORT === undefined ? null : Object.freeze({ port: e.METRICS_PORT, host: e.METRICS_HOST }),
   });
 }

@@ -172,40 +172,45 @@ export class ApiMetrics {
           this.inc({ backend: w.backend, gpu: String(w.gpu) });
       },
     });
-    this.runningJobGauges();
   }
 
-  /** Samples/s and loss of each running job: its last metric event, found from the workers' current jobs. */
-  private runningJobGauges(): void {
-    const read = <T>(fn: (sources: ScrapeSources) => Promise<T>) => this.read(fn);
-    const labelNames = ['job_id', 'worker_id'] as const;
-    // Registered (so collected) before the loss gauge it also fills.
-    new Gauge({
-      name: `${METRIC_PREFIX}job_samples_per_second`,
-      help: "Training throughput at the running job's last metric point",
-      labelNames,
-      registers: [this.registry],
-      async collect() {
-        this.reset();
-        loss.reset();
-        const running = ((await read((src) => src.liveWorkers())) ?? []).filter((w) => w.currentJobId);
-        await Promise.all(
-          running.map(async (w) => {
-            const events = await read((src) => src.events.last(w.currentJobId!, LAST_EVENTS));
-            const last = events?.find((e) => e.event.type === 'metric');
-            if (last?.event.type !== 'metric') return;
-            const labels = { job_id: w.currentJobId!, worker_id: w.id };
-            this.set(labels, last.event.samplesPerSec);
-            loss.set(labels, last.event.loss);
-          }),
-        );
-      },
-    });
-    const loss = new Gauge({
-      name: `${METRIC_PREFIX}job_loss`,
-      help: "Training loss at the running job's last metric point",
-      labelNames,
-      registers: [this.registry],
-    });
+  /** Samples/s and loss of each running job: set by `scrape` before the registry is read. */
+  private readonly samplesPerSecond = new Gauge({
+    name: `${METRIC_PREFIX}job_samples_per_second`,
+    help: "Training throughput at the running job's last metric point",
+    labelNames: ['job_id', 'worker_id'] as const,
+    registers: [this.registry],
+  });
+
+  private readonly loss = new Gauge({
+    name: `${METRIC_PREFIX}job_loss`,
+    help: "Training loss at the running job's last metric point",
+    labelNames: ['job_id', 'worker_id'] as const,
+    registers: [this.registry],
+  });
+
+  /** The text of GET /metrics. */
+  async scrape(): Promise<string> {
+    await this.readRunningJobs();
+    return this.registry.metrics();
+  }
+
+  /** Each running job's last metric event, found from the workers' current jobs (one gauge feeds two). */
+  private async readRunningJobs(): Promise<void> {
+    const running = ((await this.read((src) => src.liveWorkers())) ?? []).filter((w) => w.currentJobId);
+    const points = await Promise.all(
+      running.map(async (w) => {
+        const events = await this.read((src) => src.events.last(w.currentJobId!, LAST_EVENTS));
+        const last = events?.find((e) => e.event.type === 'metric')?.event;
+        return last?.type === 'metric' ? { labels: { job_id: w.currentJobId!, worker_id: w.id }, last } : null;
+      }),
+    );
+    this.samplesPerSecond.reset();
+    this.loss.reset();
+    for (const p of points) {
+      if (!p) continue;
+      this.samplesPerSecond.set(p.labels, p.last.samplesPerSec);
+      this.loss.set(p.labels, p.last.loss);
+    }
   }
 }

@@ -28,7 +28,7 @@ export class MetricsController {
 
   @Get()
   async scrape(@Res() res: Response): Promise<void> {
-    const body = await this.metrics.registry.metrics();
+    const body = await this.metrics.scrape();
     res.setHeader('Cache-Control', 'no-store');
     res.type(this.metrics.registry.contentType).send(body);
   }

@@ -3,7 +3,9 @@
  * one run at a time and hands every message of the run to the caller. If the engine dies, the run in
  * flight fails with `EngineCrashedError` and the next run forks a new engine.
  */
+import { AsyncResource } from 'node:async_hooks';
 import { fork, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
 import * as path from 'node:path';
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import { WORKER_CONFIG, type WorkerConfig } from '../config';
@@ -90,13 +92,14 @@ export class EngineClient {
     return new Promise<BackendSummary>((resolve, reject) => {
       const child = fork(path.join(__dirname, 'main.js'), [], {
         serialization: 'advanced',
-        stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+        stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
         execArgv: [
           ...process.execArgv.filter((a) => !a.startsWith('--inspect') && !a.startsWith('--max-old-space-size')),
           ...engineHeapFlags(this.config.memory.maxJobMb),
         ],
       });
       this.child = child;
+      this.relayOutput(child);
       let outOfMemory: EngineOutOfMemoryError | null = null;
       const unwatch = watchResidentSet({
         pid: child.pid!,
@@ -185,7 +188,8 @@ export class EngineClient {
     }
     if (!this.child?.connected) throw new EngineCrashedError('not connected');
     return new Promise<TerminalMessage>((resolve, reject) => {
-      this.inFlight = { runId: req.runId, onMessage, resolve, reject };
+      // Messages arrive from the child's IPC channel: bound here, so what they log carries the job's fields.
+      this.inFlight = { runId: req.runId, onMessage: AsyncResource.bind(onMessage), resolve, reject };
       this.post(req);
       // A stop asked for while the engine was still starting follows the request at once.
       const early = this.earlyStops.get(req.runId);
@@ -232,6 +236,15 @@ export class EngineClient {
     const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
     await exited;
     clearTimeout(timer);
+  }
+
+  /**
+   * What the engine prints (tfjs's notices, a crash's stack) goes through this process's logger, a
+   * line at a time, so the log stays one format (JSON lines or text).
+   */
+  private relayOutput(child: ChildProcess): void {
+    createInterface({ input: child.stdout! }).on('line', (line) => line && this.log.log(`engine: ${line}`));
+    createInterface({ input: child.stderr! }).on('line', (line) => line && this.log.warn(`engine: ${line}`));
   }
 
   private dispatch(m: FromEngine): void {
