@@ -162,6 +162,27 @@ describe('GET /metrics', () => {
   });
 });
 
+describe('Bull Board at /v1/admin/queues', () => {
+  test('the admin key only, everything under it; read-only: its actions answer 405', async () => {
+    const api_ = '/v1/admin/queues/api/queues?activeQueue=any&status=latest&page=1&jobsPerPage=10';
+    for (const path of ['/v1/admin/queues', api_, '/v1/admin/queues/static/x.js']) {
+      expect([path, (await http(api.url, 'GET', path)).status]).toEqual([path, 401]);
+      expect([path, (await http(api.url, 'GET', path, { headers: ALPHA })).status]).toEqual([path, 403]);
+    }
+    const page = await http(api.url, 'GET', '/v1/admin/queues', { headers: ADMIN });
+    expect([page.status, page.headers['content-type']]).toEqual([200, expect.stringMatching(/^text\/html/)]);
+    // Its own CSP: no third-party style (the Google font it links) loads.
+    expect(page.headers['content-security-policy']).toContain("style-src 'self' 'unsafe-inline'");
+    const queues = await http(api.url, 'GET', api_, { headers: ADMIN });
+    expect(queues.json.queues.map((q: { name: string }) => q.name).sort()).toEqual(['any', 'cpu', 'gpu']);
+    expect(queues.json.queues.every((q: { readOnlyMode: boolean }) => q.readOnlyMode)).toBe(true);
+    for (const action of ['any/retry/failed', 'any/clean/completed', 'any/pause', 'any/empty']) {
+      const r = await http(api.url, 'PUT', `/v1/admin/queues/api/queues/${action}`, { headers: ADMIN });
+      expect([action, r.status]).toEqual([action, 405]);
+    }
+  });
+});
+
 describe('logs', () => {
   test('JSON lines with request and job fields, and no key, secret or payload value', async () => {
     const given = `obs-test-${randomUUID()}`;

@@ -9,6 +9,7 @@ import { NestFactory } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import express from 'express';
 import helmet from 'helmet';
+import { mountQueueBoard } from './admin/queue-board';
 import { AppModule } from './app.module';
 import { createLogger } from '@relu-lstm/jobs/logging';
 import { isDatasetUpload } from './datasets/upload';
@@ -18,6 +19,7 @@ import type { KeyRing } from './http/api-keys';
 import { ErrorFilter, guardedParser } from './http/errors';
 import { RateLimiter } from './http/rate-limit';
 import { requestIds, requestLogContext } from './http/request-log';
+import { JobQueues } from './infra/job-queues';
 import { readyWithin } from './infra/redis';
 import { ApiMetrics } from './metrics/api-metrics';
 import { requestMetrics } from './metrics/request-metrics';
@@ -41,6 +43,7 @@ export async function bootstrap(config: ApiConfig): Promise<NestExpressApplicati
     isDatasetUpload(req) ? next() : jsonBody(req, res, next),
   );
   app.use(requestLogContext());
+  mountQueueBoard(app, app.get(JobQueues));
   app.useGlobalFilters(new ErrorFilter());
   await readyWithin(app.get(REDIS), 2_000);
   await app.listen(config.port, config.host);

@@ -66,6 +66,11 @@ export interface RouteSpec {
   /** As Nest maps it: `/v1/jobs/:id`. Path parameters are described by `PATH_PARAMETERS`. */
   path: string;
   access: RouteAccess;
+  /**
+   * An Express router mounted at `path` rather than a Nest route (Bull Board): the rule covers
+   * `path` and everything under it.
+   */
+  mount?: true;
   /** The resource named by `:id` (tenant routes): another tenant gets 404 for it. */
   owns?: 'job' | 'dataset';
   summary: string;
@@ -78,6 +83,9 @@ export interface RouteSpec {
 /** The files of the Swagger UI page at /docs (docs/docs.controller.ts serves them). */
 export const DOCS_ASSETS = ['swagger-ui.css', 'swagger-ui-bundle.js', 'favicon-32x32.png', 'docs-ui.js'] as const;
 export type DocsAsset = (typeof DOCS_ASSETS)[number];
+
+/** Where Bull Board is mounted (admin/queue-board.ts). */
+export const QUEUE_BOARD_PATH = '/v1/admin/queues';
 
 /** The path parameters any route may use, by name. */
 export const PATH_PARAMETERS: Record<string, Record<string, unknown>> = {
@@ -355,12 +363,24 @@ export const ROUTES: readonly RouteSpec[] = [
     summary: 'Queues, workers and jobs across every tenant (the admin key only)',
     responses: { 200: ok('Overview', 'AdminOverview') },
   },
+  {
+    method: 'GET',
+    path: QUEUE_BOARD_PATH,
+    mount: true,
+    access: 'operator',
+    summary:
+      'Bull Board, read-only: the BullMQ queues and their jobs (its page, files and JSON under this path; the admin key when keys are configured)',
+    responses: { 200: { description: 'The page', content: [{ type: 'text/html', schema: 'string' }] } },
+  },
 ];
 
-/** `/v1/jobs/:id` -> a pattern matching `req.path` as Express does: any case, an optional trailing slash. */
-function pathPattern(path: string): RegExp {
+/**
+ * `/v1/jobs/:id` -> a pattern matching `req.path` as Express does: any case, an optional trailing
+ * slash; a mount also matches every path under it.
+ */
+function pathPattern(path: string, mount = false): RegExp {
   const escaped = path.replace(/[.*+?^${}()|[\]\\]/g, '\\$&').replace(/:\w+/g, '[^/]+');
-  return new RegExp(`^${escaped}/?$`, 'i');
+  return new RegExp(`^${escaped}${mount ? '(/.*)?' : '/?'}$`, 'i');
 }
 
 /**
@@ -370,6 +390,7 @@ function pathPattern(path: string): RegExp {
  */
 export function accessRules(routes: readonly RouteSpec[]): (path: string) => RouteAccess {
   const byPath = new Map<string, RouteAccess>();
+  const mounts = new Set(routes.filter((r) => r.mount).map((r) => r.path));
   for (const r of routes) {
     const seen = byPath.get(r.path);
     if (seen !== undefined && seen !== r.access) {
@@ -377,7 +398,7 @@ export function accessRules(routes: readonly RouteSpec[]): (path: string) => Rou
     }
     byPath.set(r.path, r.access);
   }
-  const rules = [...byPath].map(([path, access]) => ({ pattern: pathPattern(path), access }));
+  const rules = [...byPath].map(([path, access]) => ({ pattern: pathPattern(path, mounts.has(path)), access }));
   return (path) => rules.find((r) => r.pattern.test(path))?.access ?? 'tenant';
 }
 
@@ -385,8 +406,17 @@ export const accessOf = accessRules(ROUTES);
 
 /** The route template (`/v1/jobs/:id`) a request path matches, or null: what metrics label a request with. */
 export function routeTemplates(routes: readonly RouteSpec[]): (path: string) => string | null {
-  const patterns = [...new Set(routes.map((r) => r.path))].map((path) => ({ path, pattern: pathPattern(path) }));
+  const patterns = routes.map((r) => ({ path: r.path, pattern: pathPattern(r.path, r.mount) }));
   return (path) => patterns.find((p) => p.pattern.test(path))?.path ?? null;
 }
 
-export const routeOf = routeTemplates(ROUTES);
+const templateOf = routeTemplates(ROUTES);
+
+/**
+ * The route template of a request, from its original URL (a mounted router strips its mount path
+ * from `req.path`), or null.
+ */
+export function routeOf(req: { originalUrl: string }): string | null {
+  const q = req.originalUrl.indexOf('?');
+  return templateOf(q === -1 ? req.originalUrl : req.originalUrl.slice(0, q));
+}

@@ -122,7 +122,9 @@ test('ROUTES lists exactly the routes the api maps (so none escapes this walk)',
     ...api.output().matchAll(/Mapped \{(\S+), (GET|POST|DELETE|PUT|PATCH|HEAD|OPTIONS|ALL)\} route/g),
   ].map((m) => `${m[2]} ${m[1]}`);
   expect(mapped.length).toBeGreaterThan(10);
-  expect(mapped.sort()).toEqual(ROUTES.map((r) => `${r.method} ${r.path}`).sort());
+  // A mounted router (Bull Board) is no Nest route; the walk below covers it like the others.
+  const routes = ROUTES.filter((r) => !r.mount);
+  expect(mapped.sort()).toEqual(routes.map((r) => `${r.method} ${r.path}`).sort());
 });
 
 test('the OpenAPI document describes every route, with the key and refusals its access rule implies', async () => {

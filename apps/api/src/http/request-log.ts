@@ -30,7 +30,7 @@ export function requestIds(): RequestHandler {
     res.setHeader(REQUEST_ID_HEADER, requestId);
     const started = process.hrtime.bigint();
     res.once('close', () => {
-      const route = routeOf(req.path) ?? 'unmatched';
+      const route = routeOf(req) ?? 'unmatched';
       const ms = Math.round(Number(process.hrtime.bigint() - started) / 1e5) / 10;
       const line = `${req.method} ${route} ${res.statusCode} ${ms} ms${res.writableFinished ? '' : ' (closed early)'}`;
       withLogFields({ requestId }, () => (PROBES.has(route) ? log.debug(line) : log.log(line)));

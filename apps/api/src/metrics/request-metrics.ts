@@ -11,7 +11,7 @@ export function requestMetrics(metrics: ApiMetrics): RequestHandler {
     const started = process.hrtime.bigint();
     res.once('close', () => {
       const method = METHODS.has(req.method) ? req.method : 'other';
-      const labels = { method, route: routeOf(req.path) ?? 'unmatched', status: String(res.statusCode) };
+      const labels = { method, route: routeOf(req) ?? 'unmatched', status: String(res.statusCode) };
       metrics.requests.inc(labels);
       metrics.requestDuration.observe(labels, Number(process.hrtime.bigint() - started) / 1e9);
     });
