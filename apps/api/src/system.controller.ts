@@ -18,7 +18,7 @@ import type { ArtifactStore, Health, Readiness, RedisKeys, WorkerList } from '@r
 import type { ApiConfig } from './config';
 import { tenantOf } from './http/tenant';
 import { ARTIFACT_STORE, CONFIG, KEYS, REDIS } from './infra/tokens';
-import { StoreCheck, queueReadiness } from './readiness';
+import { queueCheck, storeCheck, type BackgroundCheck, type QueueReadiness, type StoreReadiness } from './readiness';
 import { RedisProbe } from './redis-probe';
 import { liveWorkers } from './infra/workers';
 import { JobRecords } from './jobs/job-records';
@@ -30,7 +30,8 @@ const READY_CHECK_TIMEOUT_MS = 2_000;
 @Controller()
 export class SystemController implements OnApplicationBootstrap, OnApplicationShutdown {
   private readonly probe: RedisProbe;
-  private readonly store: StoreCheck;
+  private readonly store: BackgroundCheck<StoreReadiness>;
+  private readonly queues: BackgroundCheck<QueueReadiness | null>;
 
   constructor(
     @Inject(REDIS) private readonly redis: Redis,
@@ -45,11 +46,16 @@ export class SystemController implements OnApplicationBootstrap, OnApplicationSh
       staleMs: config.redisStaleMs,
       onPong: (ms) => metrics.redisPing.observe(ms / 1000),
     });
-    this.store = new StoreCheck(store, { cacheMs: config.healthProbeMs, timeoutMs: READY_CHECK_TIMEOUT_MS });
+    const checks = { cacheMs: config.healthProbeMs, timeoutMs: READY_CHECK_TIMEOUT_MS };
+    this.store = storeCheck(store, checks);
+    this.queues = queueCheck(redis, keys, checks);
   }
 
+  /** Starts the Redis probe and the first store and queue checks, so /ready never waits for them. */
   onApplicationBootstrap(): void {
     this.probe.start();
+    void this.store.status();
+    void this.queues.status();
   }
 
   onApplicationShutdown(): void {
@@ -73,10 +79,7 @@ export class SystemController implements OnApplicationBootstrap, OnApplicationSh
   @Get('ready')
   async ready(@Res({ passthrough: true }) res: Response): Promise<Readiness> {
     const s = this.probe.status();
-    const [store, queues] = await Promise.all([
-      this.store.status(),
-      s.up ? queueReadiness(this.redis, this.keys, READY_CHECK_TIMEOUT_MS) : null,
-    ]);
+    const [store, queues] = await Promise.all([this.store.status(), s.up ? this.queues.status() : null]);
     const ok = s.up && store.status === 'up';
     res.setHeader('Cache-Control', 'no-store');
     if (!ok) res.status(503);

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { HEARTBEAT_TTL_MS, redisKeys, type WorkerHeartbeat } from '@relu-lstm/jobs';
 import { S3Server } from '../../../libs/jobs/test/s3-server';
-import { REDIS_URL, dropPrefix, http, sleep, startApi, type ApiProcess } from './harness';
+import { REDIS_URL, dropPrefix, http, sleep, startApi, type ApiProcess, type HttpResult } from './harness';
 
 /** The store is probed at most once per HEALTH_PROBE_MS; short here so a change shows at once. */
 const PROBE_MS = '100';
@@ -20,6 +20,20 @@ async function api(env: Record<string, string>): Promise<ApiProcess> {
   const a = await startApi({ HEALTH_PROBE_MS: PROBE_MS, ...env });
   started.push(a);
   return a;
+}
+
+/**
+ * Polls /ready (every 50 ms, at most 5 s) until it answers `status` (and `until` holds); the last
+ * answer. /ready answers from the last check and starts the next: a change shows within a check or two.
+ */
+async function readyUntil(a: ApiProcess, status: number, until: (r: HttpResult) => boolean = () => true) {
+  const end = Date.now() + 5000;
+  let r = await http(a.url, 'GET', '/ready');
+  while (!(r.status === status && until(r)) && Date.now() < end) {
+    await sleep(50);
+    r = await http(a.url, 'GET', '/ready');
+  }
+  return r;
 }
 
 beforeAll(() => {
@@ -70,7 +84,7 @@ test('a file store: up with its free disk; queues served as the heartbeats say',
     .set(keys.worker(hb.id), JSON.stringify(hb), 'PX', HEARTBEAT_TTL_MS)
     .zadd(keys.workers(), Date.now() + HEARTBEAT_TTL_MS, hb.id)
     .exec();
-  const served = await http(a.url, 'GET', '/ready');
+  const served = await readyUntil(a, 200, (r) => r.json.queues?.cpu?.served === true);
   expect(served.status).toBe(200);
   expect(served.json.queues).toEqual({
     gpu: { workers: 0, served: false },
@@ -84,7 +98,7 @@ test('a file store that cannot be created: 503 naming why; /health stays 200', a
   try {
     await writeFile(join(dir, 'a-file'), 'x');
     const a = await api({ ARTIFACT_DIR: join(dir, 'a-file', 'artifacts') });
-    const r = await http(a.url, 'GET', '/ready');
+    const r = await readyUntil(a, 503);
     expect(r.status).toBe(503);
     expect(r.json).toMatchObject({ status: 'unavailable', redis: 'up', store: { status: 'down', kind: null } });
     expect(r.json.store.error).toMatch(/ENOTDIR/);
@@ -106,8 +120,7 @@ test('an S3 store: up, 503 while the server is stopped, up again when it is back
     ]);
 
     await s3.kill();
-    await sleep(Number(PROBE_MS) * 2);
-    const down = await http(a.url, 'GET', '/ready');
+    const down = await readyUntil(a, 503);
     expect([down.status, down.json.status, down.json.redis, down.json.store.status]).toEqual([
       503,
       'unavailable',
@@ -118,8 +131,7 @@ test('an S3 store: up, 503 while the server is stopped, up again when it is back
     expect((await http(a.url, 'GET', '/health')).status).toBe(200);
 
     await s3.listen();
-    await sleep(Number(PROBE_MS) * 2);
-    expect((await http(a.url, 'GET', '/ready')).status).toBe(200);
+    expect((await readyUntil(a, 200)).status).toBe(200);
   } finally {
     await s3.stop();
   }
