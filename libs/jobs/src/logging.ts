@@ -48,6 +48,15 @@ class ContextLogger extends ConsoleLogger {
     return fields ? { ...fields, ...line } : line;
   }
 
+  /** Plain JSON.stringify (several times faster); Nest's careful one for what it cannot take (cycles, BigInt). */
+  protected override stringifyJsonLogObject(line: Record<string, unknown>): string {
+    try {
+      return JSON.stringify(line);
+    } catch {
+      return super.stringifyJsonLogObject(line);
+    }
+  }
+
   protected override formatContext(context: string): string {
     const fields = fieldsStore.getStore();
     const extra = fields
