@@ -114,8 +114,14 @@ describe('GET /metrics', () => {
     });
     await metricSeen;
 
-    const running = await scrapeApi();
+    // The running jobs are the workers' current jobs, as their heartbeats (every 500 ms here) say.
     const job = `job_id="${id}",worker_id="${WORKER_ID}"`;
+    let running = new Map<string, number>();
+    await waitFor(
+      async () => (running = await scrapeApi()).has(`relu_lstm_job_samples_per_second{${job}}`),
+      5_000,
+      () => `no samples/s for the running job: ${[...running.keys()].filter((k) => k.includes('job_')).join(' ')}`,
+    );
     expect(running.get(`relu_lstm_job_samples_per_second{${job}}`)).toBeGreaterThan(0);
     expect(Number.isFinite(running.get(`relu_lstm_job_loss{${job}}`))).toBe(true);
     expect(running.get('relu_lstm_queue_jobs{queue="any",state="active"}')).toBe(1);
@@ -124,7 +130,13 @@ describe('GET /metrics', () => {
     expect([...running.keys()].filter((k) => k.startsWith('relu_lstm_workers{'))).toHaveLength(1);
     expect(running.get('relu_lstm_api_requests_total{method="POST",route="/v1/jobs/train",status="202"}')).toBe(1);
     expect(running.get('relu_lstm_redis_ping_duration_seconds_count')).toBeGreaterThan(0);
-    const w = await scrapeWorker();
+    // The engine reports its tensors every second.
+    let w = new Map<string, number>();
+    await waitFor(
+      async () => ((w = await scrapeWorker()).get('relu_lstm_worker_engine_tensors') ?? 0) > 0,
+      5_000,
+      () => `no engine tensors: ${[...w].filter(([k]) => k.includes('engine')).join(' ')}`,
+    );
     expect(w.get(`relu_lstm_worker_current_job{job_id="${id}"}`)).toBe(1);
     expect(w.get('relu_lstm_worker_busy')).toBe(1);
     expect(w.get('relu_lstm_worker_engine_tensors')).toBeGreaterThan(0);

@@ -8,6 +8,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import * as path from 'node:path';
 import { Inject, Injectable, Logger } from '@nestjs/common';
+import { logFields, withLogFields, type LogFields } from '@relu-lstm/jobs/logging';
 import { WORKER_CONFIG, type WorkerConfig } from '../config';
 import { EngineOutOfMemoryError, engineHeapFlags, exitedOfHeapLimit, watchResidentSet } from './memory-watchdog';
 import {
@@ -43,6 +44,8 @@ const ENGINE_MEMORY_REPORT_MS = 1000;
 
 interface InFlight {
   runId: string;
+  /** The job's log fields (id, attempt, worker), for the engine's own output during the run. */
+  logFields: LogFields | undefined;
   onMessage: (m: RunMessage) => void;
   resolve: (m: TerminalMessage) => void;
   reject: (e: Error) => void;
@@ -189,7 +192,13 @@ export class EngineClient {
     if (!this.child?.connected) throw new EngineCrashedError('not connected');
     return new Promise<TerminalMessage>((resolve, reject) => {
       // Messages arrive from the child's IPC channel: bound here, so what they log carries the job's fields.
-      this.inFlight = { runId: req.runId, onMessage: AsyncResource.bind(onMessage), resolve, reject };
+      this.inFlight = {
+        runId: req.runId,
+        logFields: logFields(),
+        onMessage: AsyncResource.bind(onMessage),
+        resolve,
+        reject,
+      };
       this.post(req);
       // A stop asked for while the engine was still starting follows the request at once.
       const early = this.earlyStops.get(req.runId);
@@ -240,11 +249,15 @@ export class EngineClient {
 
   /**
    * What the engine prints (tfjs's notices, a crash's stack) goes through this process's logger, a
-   * line at a time, so the log stays one format (JSON lines or text).
+   * line at a time, so the log stays one format (JSON lines or text), with the running job's fields.
    */
   private relayOutput(child: ChildProcess): void {
-    createInterface({ input: child.stdout! }).on('line', (line) => line && this.log.log(`engine: ${line}`));
-    createInterface({ input: child.stderr! }).on('line', (line) => line && this.log.warn(`engine: ${line}`));
+    const relay = (line: string, level: 'log' | 'warn') => {
+      if (!line) return;
+      withLogFields(this.inFlight?.logFields ?? {}, () => this.log[level](`engine: ${line}`));
+    };
+    createInterface({ input: child.stdout! }).on('line', (line) => relay(line, 'log'));
+    createInterface({ input: child.stderr! }).on('line', (line) => relay(line, 'warn'));
   }
 
   private dispatch(m: FromEngine): void {

@@ -351,8 +351,9 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
    */
   async beforeApplicationShutdown(signal?: string): Promise<void> {
     this.stopping = true;
-    this.log.log(
-      `shutting down${signal ? ` on ${signal}` : ''}${this.running ? `; stopping job ${this.running.job.id}` : ''}`,
+    const running = this.running?.job;
+    this.inJobContext(running, (running?.attemptsMade ?? 0) + 1, () =>
+      this.log.log(`shutting down${signal ? ` on ${signal}` : ''}${running ? `; stopping job ${running.id}` : ''}`),
     );
     const workers = [...this.workers.values()];
     for (const w of workers) void w.pause(true).catch(() => undefined);
