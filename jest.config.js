@@ -14,6 +14,8 @@ module.exports = {
     '^@relu-lstm/(lstm|jobs|client)$': '<rootDir>/libs/$1/src/index.ts',
     // The library's tfjs-free entry (package.json "exports").
     '^@relu-lstm/lstm/config$': '<rootDir>/libs/lstm/src/config.ts',
+    // The Nest logger of the api and the worker (libs/jobs package.json "exports").
+    '^@relu-lstm/jobs/logging$': '<rootDir>/libs/jobs/src/logging.ts',
   },
   testTimeout: 60000,
   reporters: ['default', '<rootDir>/scripts/jest-totals-reporter.js'],

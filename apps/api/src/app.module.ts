@@ -19,6 +19,9 @@ import { SessionsController } from './sessions/sessions.controller';
 import { SessionsService } from './sessions/sessions.service';
 import { SweepsController } from './sweeps/sweeps.controller';
 import { SweepsService } from './sweeps/sweeps.service';
+import { ApiMetrics } from './metrics/api-metrics';
+import { JobOutcomes } from './metrics/job-outcomes';
+import { MetricsController } from './metrics/metrics.controller';
 import { SystemController } from './system.controller';
 
 @Module({})
@@ -29,7 +32,6 @@ export class AppModule {
       imports: [InfraModule.forRoot(config)],
       controllers: [
         JobsController,
-        JobsController,
         SweepsController,
         SessionsController,
         DatasetsController,
@@ -38,6 +40,7 @@ export class AppModule {
         DocsController,
         AdminController,
         DashboardController,
+        MetricsController,
       ],
       providers: [
         JobRecords,
@@ -48,6 +51,8 @@ export class AppModule {
         JobQuota,
         DatasetCatalog,
         ModelCatalog,
+        { provide: ApiMetrics, useValue: new ApiMetrics() },
+        JobOutcomes,
         { provide: KEY_RING, useValue: new KeyRing(config.apiKeys, config.adminKeyHash) },
       ],
     };

@@ -18,6 +18,7 @@ import {
   parseEnv,
   type EnvValues,
   type JobPolicy,
+  type LogFormat,
   type LogLevel,
   type PayloadLimits,
 } from '@relu-lstm/jobs';
@@ -228,6 +229,7 @@ export interface ApiConfig {
   jobPolicy: JobPolicy;
   limits: PayloadLimits;
   logLevel: LogLevel;
+  logFormat: LogFormat;
   /** Key digests by tenant; empty: no keys, loopback only, one tenant `default`. */
   apiKeys: ApiKeyEntry[];
   adminKeyHash: Buffer | null;
@@ -294,6 +296,7 @@ export function loadConfig(
     jobPolicy: jobPolicyFrom(e),
     limits: limitsFromEnv(limits.values),
     logLevel: e.LOG_LEVEL,
+    logFormat: e.LOG_FORMAT,
     apiKeys,
     adminKeyHash: e.ADMIN_KEY_HASH ? Buffer.from(e.ADMIN_KEY_HASH, 'hex') : null,
     rateLimit: {

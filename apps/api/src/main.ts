@@ -9,24 +9,31 @@ import { NestFactory } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import express from 'express';
 import helmet from 'helmet';
+import { mountQueueBoard } from './admin/queue-board';
 import { AppModule } from './app.module';
-import { LOG_LEVELS } from '@relu-lstm/jobs';
+import { createLogger } from '@relu-lstm/jobs/logging';
 import { isDatasetUpload } from './datasets/upload';
 import { ConfigError, loadConfig, type ApiConfig } from './config';
 import { accessControl } from './http/access';
 import type { KeyRing } from './http/api-keys';
 import { ErrorFilter, guardedParser } from './http/errors';
 import { RateLimiter } from './http/rate-limit';
+import { requestIds, requestLogContext } from './http/request-log';
+import { JobQueues } from './infra/job-queues';
 import { readyWithin } from './infra/redis';
+import { ApiMetrics } from './metrics/api-metrics';
+import { requestMetrics } from './metrics/request-metrics';
 import { KEY_RING, KEYS, REDIS } from './infra/tokens';
 
 export async function bootstrap(config: ApiConfig): Promise<NestExpressApplication> {
   const app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot(config), {
     bodyParser: false,
-    logger: LOG_LEVELS.slice(0, LOG_LEVELS.indexOf(config.logLevel) + 1) as unknown as ('error' | 'warn' | 'log')[],
+    logger: createLogger({ format: config.logFormat, level: config.logLevel }),
   });
   app.disable('x-powered-by');
   app.set('query parser', 'simple');
+  app.use(requestIds());
+  app.use(requestMetrics(app.get(ApiMetrics)));
   app.use(helmet());
   // Who is asking, and the rate limit, before any body is read.
   app.use(accessControl(app.get<KeyRing>(KEY_RING), new RateLimiter(app.get(REDIS), app.get(KEYS)), config.rateLimit));
@@ -35,6 +42,8 @@ export async function bootstrap(config: ApiConfig): Promise<NestExpressApplicati
   app.use((req: express.Request, res: express.Response, next: express.NextFunction) =>
     isDatasetUpload(req) ? next() : jsonBody(req, res, next),
   );
+  app.use(requestLogContext());
+  mountQueueBoard(app, app.get(JobQueues));
   app.useGlobalFilters(new ErrorFilter());
   await readyWithin(app.get(REDIS), 2_000);
   await app.listen(config.port, config.host);

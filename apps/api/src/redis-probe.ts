@@ -23,7 +23,8 @@ export class RedisProbe {
 
   constructor(
     private readonly redis: Redis,
-    private readonly opts: { probeMs: number; staleMs: number },
+    /** `onPong`: each answered PING's round trip in (fractional) ms, for the metrics. */
+    private readonly opts: { probeMs: number; staleMs: number; onPong?: (latencyMs: number) => void },
   ) {}
 
   start(): void {
@@ -46,12 +47,14 @@ export class RedisProbe {
   private probe(): void {
     if (this.sentAt !== null) return;
     const sent = Date.now();
+    const precise = performance.now();
     this.sentAt = sent;
     this.redis.ping().then(
       () => {
         this.lastPongAt = Date.now();
         this.lastLatency = this.lastPongAt - sent;
         this.sentAt = null;
+        this.opts.onPong?.(performance.now() - precise);
       },
       () => {
         this.sentAt = null;

@@ -16,8 +16,12 @@ import {
   MODEL_NAME,
 } from '@relu-lstm/jobs';
 
-/** `public`: anyone, not rate limited; `tenant`: a tenant's key; `admin`: the admin key only. */
-export type RouteAccess = 'public' | 'tenant' | 'admin';
+/**
+ * `public`: anyone, not rate limited; `tenant`: a tenant's key; `admin`: the admin key only;
+ * `operator`: the admin key when API keys are configured, anyone (on loopback, as every route then)
+ * when none are: what an operator scrapes or opens on the machine itself.
+ */
+export type RouteAccess = 'public' | 'tenant' | 'admin' | 'operator';
 export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'DELETE';
 
 /** The component schemas of the OpenAPI document (docs/openapi.ts builds one for each name). */
@@ -64,7 +68,8 @@ export type MediaType =
   | 'application/octet-stream'
   | 'text/html'
   | 'text/javascript'
-  | 'text/css';
+  | 'text/css'
+  | 'text/plain';
 
 /** A body: its media type and schema (`string`: free text; none: opaque bytes). */
 export interface Content {
@@ -89,6 +94,11 @@ export interface RouteSpec {
   /** As Nest maps it: `/v1/jobs/:id`. Path parameters are described by `PATH_PARAMETERS`. */
   path: string;
   access: RouteAccess;
+  /**
+   * An Express router mounted at `path` rather than a Nest route (Bull Board): the rule covers
+   * `path` and everything under it.
+   */
+  mount?: true;
   /** The resource named by `:id` or `:model` (tenant routes): another tenant gets 404 for it. */
   owns?: 'job' | 'dataset' | 'model' | 'sweep' | 'session';
   summary: string;
@@ -98,6 +108,13 @@ export interface RouteSpec {
   responses: Record<number, RouteResponse>;
 }
 
+/** The files of the Swagger UI page at /docs (docs/docs.controller.ts serves them). */
+export const DOCS_ASSETS = ['swagger-ui.css', 'swagger-ui-bundle.js', 'favicon-32x32.png', 'docs-ui.js'] as const;
+export type DocsAsset = (typeof DOCS_ASSETS)[number];
+
+/** Where Bull Board is mounted (admin/queue-board.ts). */
+export const QUEUE_BOARD_PATH = '/v1/admin/queues';
+
 /** The path parameters any route may use, by name. */
 export const PATH_PARAMETERS: Record<string, Record<string, unknown>> = {
   id: { type: 'string', format: 'uuid' },
@@ -105,6 +122,7 @@ export const PATH_PARAMETERS: Record<string, Record<string, unknown>> = {
   model: { type: 'string', pattern: MODEL_NAME.source },
   version: { type: 'integer', minimum: 1 },
   alias: { type: 'string', pattern: MODEL_ALIAS.source, not: { const: LATEST_ALIAS } },
+  asset: { type: 'string', enum: [...DOCS_ASSETS] },
 };
 
 const json = (schema: SchemaName): Content[] => [{ type: 'application/json', schema }];
@@ -123,6 +141,11 @@ const MODEL_NOT_FOUND = error('No such model, version or alias (or not yours).')
 const UNAVAILABLE = error('Redis is unreachable, or too many streams are open.');
 const REUSED_KEY = error('Idempotency-Key reused with another body.');
 const STORE_UNAVAILABLE = error('The artifact store is down or refused access (Retry-After: seconds).');
+const ADMIN_REFUSALS: Record<number, RouteResponse> = {
+  401: error('No key: `Authorization: Bearer <key>` (WWW-Authenticate: Bearer).'),
+  403: error('Not the admin key, or no ADMIN_KEY_HASH configured.'),
+  429: error('Rate limit (Retry-After: seconds).'),
+};
 /** The answers every route of an access rule may give besides its own (http/access.ts gives them). */
 export const ACCESS_RESPONSES: Record<RouteAccess, Record<number, RouteResponse>> = {
   public: {},
@@ -132,11 +155,8 @@ export const ACCESS_RESPONSES: Record<RouteAccess, Record<number, RouteResponse>
       "Rate limit (Retry-After: seconds) or, on the submit, upload and register routes, the tenant's job, dataset or model-version quota (`quota_exceeded`).",
     ),
   },
-  admin: {
-    401: error('No key: `Authorization: Bearer <key>` (WWW-Authenticate: Bearer).'),
-    403: error('Not the admin key, or no ADMIN_KEY_HASH configured.'),
-    429: error('Rate limit (Retry-After: seconds).'),
-  },
+  admin: ADMIN_REFUSALS,
+  operator: ADMIN_REFUSALS,
 };
 
 /** A file of the dashboard (dashboard.controller.ts): public, since the page holds no data; its API calls carry the key. */
@@ -178,8 +198,12 @@ export const ROUTES: readonly RouteSpec[] = [
     method: 'GET',
     path: '/ready',
     access: 'public',
-    summary: 'As /health, with the Redis round-trip latency (no key needed)',
-    responses: { 200: ok('Up', 'Readiness'), 503: ok('Redis down', 'Readiness') },
+    summary:
+      'Readiness (no key needed): Redis with its latency, the artifact store with its free disk, and per queue whether a live worker serves it',
+    responses: {
+      200: ok('Redis and the store up (queues without a worker are reported, not refused)', 'Readiness'),
+      503: ok('Redis or the artifact store down', 'Readiness'),
+    },
   },
   {
     method: 'POST',
@@ -549,13 +573,38 @@ export const ROUTES: readonly RouteSpec[] = [
   dashboardFile('/ui', 'text/html', 'The web dashboard (jobs, one job with live charts, workers, submit form)'),
   dashboardFile('/ui/app.js', 'text/javascript', "The dashboard's script (uPlot bundled)"),
   dashboardFile('/ui/app.css', 'text/css', "The dashboard's styles"),
-  { method: 'GET', path: '/docs', access: 'tenant', summary: 'This document', responses: { 200: ok('OpenAPI 3.1') } },
+  {
+    method: 'GET',
+    path: '/docs',
+    access: 'public',
+    summary: 'Swagger UI over this document (it asks for a key when the api has keys)',
+    responses: { 200: { description: 'The page', content: [{ type: 'text/html', schema: 'string' }] } },
+  },
+  {
+    method: 'GET',
+    path: '/docs/assets/:asset',
+    access: 'public',
+    summary: 'A file of the Swagger UI page (served from swagger-ui-dist, no CDN)',
+    responses: { 200: { description: 'The file' }, 404: error('No such asset.') },
+  },
   {
     method: 'GET',
     path: '/docs/openapi.json',
     access: 'tenant',
-    summary: 'This document (as GET /docs)',
+    summary: 'This document',
     responses: { 200: ok('OpenAPI 3.1') },
+  },
+  {
+    method: 'GET',
+    path: '/metrics',
+    access: 'operator',
+    summary: 'Prometheus metrics of this api process and of the queues (the admin key when keys are configured)',
+    responses: {
+      200: {
+        description: 'Prometheus text exposition format 0.0.4',
+        content: [{ type: 'text/plain', schema: 'string' }],
+      },
+    },
   },
   {
     method: 'GET',
@@ -564,12 +613,24 @@ export const ROUTES: readonly RouteSpec[] = [
     summary: 'Queues, workers and jobs across every tenant (the admin key only)',
     responses: { 200: ok('Overview', 'AdminOverview') },
   },
+  {
+    method: 'GET',
+    path: QUEUE_BOARD_PATH,
+    mount: true,
+    access: 'operator',
+    summary:
+      'Bull Board, read-only: the BullMQ queues and their jobs (its page, files and JSON under this path; the admin key when keys are configured)',
+    responses: { 200: { description: 'The page', content: [{ type: 'text/html', schema: 'string' }] } },
+  },
 ];
 
-/** `/v1/jobs/:id` -> a pattern matching `req.path` as Express does: any case, an optional trailing slash. */
-function pathPattern(path: string): RegExp {
+/**
+ * `/v1/jobs/:id` -> a pattern matching `req.path` as Express does: any case, an optional trailing
+ * slash; a mount also matches every path under it.
+ */
+function pathPattern(path: string, mount = false): RegExp {
   const escaped = path.replace(/[.*+?^${}()|[\]\\]/g, '\\$&').replace(/:\w+/g, '[^/]+');
-  return new RegExp(`^${escaped}/?$`, 'i');
+  return new RegExp(`^${escaped}${mount ? '(/.*)?' : '/?'}$`, 'i');
 }
 
 /**
@@ -579,6 +640,7 @@ function pathPattern(path: string): RegExp {
  */
 export function accessRules(routes: readonly RouteSpec[]): (path: string) => RouteAccess {
   const byPath = new Map<string, RouteAccess>();
+  const mounts = new Set(routes.filter((r) => r.mount).map((r) => r.path));
   for (const r of routes) {
     const seen = byPath.get(r.path);
     if (seen !== undefined && seen !== r.access) {
@@ -586,8 +648,25 @@ export function accessRules(routes: readonly RouteSpec[]): (path: string) => Rou
     }
     byPath.set(r.path, r.access);
   }
-  const rules = [...byPath].map(([path, access]) => ({ pattern: pathPattern(path), access }));
+  const rules = [...byPath].map(([path, access]) => ({ pattern: pathPattern(path, mounts.has(path)), access }));
   return (path) => rules.find((r) => r.pattern.test(path))?.access ?? 'tenant';
 }
 
 export const accessOf = accessRules(ROUTES);
+
+/** The route template (`/v1/jobs/:id`) a request path matches, or null: what metrics label a request with. */
+export function routeTemplates(routes: readonly RouteSpec[]): (path: string) => string | null {
+  const patterns = routes.map((r) => ({ path: r.path, pattern: pathPattern(r.path, r.mount) }));
+  return (path) => patterns.find((p) => p.pattern.test(path))?.path ?? null;
+}
+
+const templateOf = routeTemplates(ROUTES);
+
+/**
+ * The route template of a request, from its original URL (a mounted router strips its mount path
+ * from `req.path`), or null.
+ */
+export function routeOf(req: { originalUrl: string }): string | null {
+  const q = req.originalUrl.indexOf('?');
+  return templateOf(q === -1 ? req.originalUrl : req.originalUrl.slice(0, q));
+}

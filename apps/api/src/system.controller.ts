@@ -1,6 +1,7 @@
 /**
- * GET /health and GET /ready (from the process and the background Redis probe, redis-probe.ts) and
- * GET /v1/workers (live workers from their heartbeats).
+ * GET /health (liveness: the process and the background Redis probe, redis-probe.ts), GET /ready
+ * (readiness: also the artifact store and the queues' workers, readiness.ts) and GET /v1/workers
+ * (live workers from their heartbeats).
  */
 import {
   Controller,
@@ -13,29 +14,48 @@ import {
 } from '@nestjs/common';
 import type { Request, Response } from 'express';
 import type { Redis } from 'ioredis';
-import type { Health, Readiness, RedisKeys, WorkerList } from '@relu-lstm/jobs';
+import type { ArtifactStore, Health, Readiness, RedisKeys, WorkerList } from '@relu-lstm/jobs';
 import type { ApiConfig } from './config';
 import { tenantOf } from './http/tenant';
-import { CONFIG, KEYS, REDIS } from './infra/tokens';
+import { ARTIFACT_STORE, CONFIG, KEYS, REDIS } from './infra/tokens';
+import { queueCheck, storeCheck, type BackgroundCheck, type QueueReadiness, type StoreReadiness } from './readiness';
 import { RedisProbe } from './redis-probe';
 import { liveWorkers } from './infra/workers';
 import { JobRecords } from './jobs/job-records';
+import { ApiMetrics } from './metrics/api-metrics';
+
+/** How long /ready waits for the store's probe and the heartbeats before calling them down. */
+const READY_CHECK_TIMEOUT_MS = 2_000;
 
 @Controller()
 export class SystemController implements OnApplicationBootstrap, OnApplicationShutdown {
   private readonly probe: RedisProbe;
+  private readonly store: BackgroundCheck<StoreReadiness>;
+  private readonly queues: BackgroundCheck<QueueReadiness | null>;
 
   constructor(
     @Inject(REDIS) private readonly redis: Redis,
     @Inject(KEYS) private readonly keys: RedisKeys,
     @Inject(CONFIG) config: ApiConfig,
+    @Inject(ARTIFACT_STORE) store: ArtifactStore,
     private readonly records: JobRecords,
+    metrics: ApiMetrics,
   ) {
-    this.probe = new RedisProbe(redis, { probeMs: config.healthProbeMs, staleMs: config.redisStaleMs });
+    this.probe = new RedisProbe(redis, {
+      probeMs: config.healthProbeMs,
+      staleMs: config.redisStaleMs,
+      onPong: (ms) => metrics.redisPing.observe(ms / 1000),
+    });
+    const checks = { cacheMs: config.healthProbeMs, timeoutMs: READY_CHECK_TIMEOUT_MS };
+    this.store = storeCheck(store, checks);
+    this.queues = queueCheck(redis, keys, checks);
   }
 
+  /** Starts the Redis probe and the first store and queue checks, so /ready never waits for them. */
   onApplicationBootstrap(): void {
     this.probe.start();
+    void this.store.status();
+    void this.queues.status();
   }
 
   onApplicationShutdown(): void {
@@ -51,17 +71,25 @@ export class SystemController implements OnApplicationBootstrap, OnApplicationSh
     return up ? { status: 'ok', redis: 'up' } : { status: 'unavailable', redis: 'down' };
   }
 
-  /** Readiness: as /health, with how long Redis takes to answer (slow is not down). */
+  /**
+   * Readiness: Redis (with how long it takes to answer: slow is not down), the artifact store (and
+   * its free disk), and per queue whether a live worker serves it. 503 when Redis or the store is
+   * down; a queue nobody serves is reported, not a failure (its jobs wait for a worker).
+   */
   @Get('ready')
-  ready(@Res({ passthrough: true }) res: Response): Readiness {
+  async ready(@Res({ passthrough: true }) res: Response): Promise<Readiness> {
     const s = this.probe.status();
+    const [store, queues] = await Promise.all([this.store.status(), s.up ? this.queues.status() : null]);
+    const ok = s.up && store.status === 'up';
     res.setHeader('Cache-Control', 'no-store');
-    if (!s.up) res.status(503);
+    if (!ok) res.status(503);
     return {
-      status: s.up ? 'ok' : 'unavailable',
+      status: ok ? 'ok' : 'unavailable',
       redis: s.up ? 'up' : 'down',
       redisLatencyMs: s.latencyMs,
       redisAnsweredAt: s.lastPongAt,
+      store,
+      queues,
     };
   }
 

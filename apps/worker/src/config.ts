@@ -21,9 +21,12 @@ import {
   between,
   envVar,
   intVar,
+  integer,
   matching,
+  nonEmpty,
   optional,
   parseEnv,
+  type LogFormat,
   type LogLevel,
   type QueueName,
 } from '@relu-lstm/jobs';
@@ -178,6 +181,15 @@ export const WORKER_ENV = {
     max: 86_400_000,
     default: 60_000,
   }),
+  METRICS_PORT: optional({
+    description: 'serve Prometheus metrics (GET /metrics) on this port; 0: a free one (logged); unset: none',
+    parse: integer(0, 65535),
+  }),
+  METRICS_HOST: envVar({
+    description: 'address the metrics port listens on (0.0.0.0 for a Prometheus on another host)',
+    default: '127.0.0.1',
+    parse: nonEmpty,
+  }),
   DATASET_KEEP_UNUSED_SEC: intVar({
     description:
       'the retention sweeper removes datasets no job has named for this long (upload or last submission); 0: kept forever',
@@ -217,6 +229,9 @@ export interface WorkerConfig {
   /** 0: datasets are kept. */
   readonly datasetKeepUnusedSec: number;
   readonly logLevel: LogLevel;
+  readonly logFormat: LogFormat;
+  /** Where GET /metrics listens; null: not served. */
+  readonly metrics: { readonly port: number; readonly host: string } | null;
 }
 
 export class WorkerConfigError extends Error {
@@ -269,6 +284,8 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerCo
     retentionSweepMs: e.RETENTION_SWEEP_MS,
     datasetKeepUnusedSec: e.DATASET_KEEP_UNUSED_SEC,
     logLevel: e.LOG_LEVEL,
+    logFormat: e.LOG_FORMAT,
+    metrics: e.METRICS_PORT === undefined ? null : Object.freeze({ port: e.METRICS_PORT, host: e.METRICS_HOST }),
   });
 }
 

@@ -6,7 +6,7 @@
 import 'reflect-metadata';
 import { Logger } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
-import { LOG_LEVELS, type LogLevel } from '@relu-lstm/jobs';
+import { createLogger } from '@relu-lstm/jobs/logging';
 import { WorkerConfigError, loadWorkerConfig, type WorkerConfig } from './config';
 import { WorkerModule } from './worker.module';
 
@@ -23,7 +23,7 @@ async function main(): Promise<void> {
     throw e;
   }
   const app = await NestFactory.createApplicationContext(WorkerModule.forConfig(config), {
-    logger: levelsFrom(config.logLevel),
+    logger: createLogger({ format: config.logFormat, level: config.logLevel }),
     abortOnError: false,
   });
   let signals = 0;
@@ -51,10 +51,6 @@ async function main(): Promise<void> {
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
   new Logger('Worker').log(`worker ${config.workerId} started (pid ${process.pid})`);
-}
-
-function levelsFrom(level: LogLevel): LogLevel[] {
-  return LOG_LEVELS.slice(0, LOG_LEVELS.indexOf(level) + 1);
 }
 
 main().catch((e) => {

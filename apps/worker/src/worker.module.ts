@@ -15,6 +15,7 @@ import { ArtifactPublisher } from './jobs/publish';
 import { SweepFinisher } from './jobs/sweep-finisher';
 import { SweepGate } from './jobs/sweep-gate';
 import { ARTIFACT_STORE, DATASET_STORE, RedisService, artifactStoreFactory, datasetStoreFactory } from './redis';
+import { MetricsService } from './metrics.service';
 import { RetentionService } from './retention.service';
 import { SessionServer } from './sessions/session-server';
 
@@ -46,6 +47,7 @@ export class WorkerModule {
         },
         QueueConsumer,
         HeartbeatService,
+        MetricsService,
       ],
     };
   }

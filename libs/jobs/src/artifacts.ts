@@ -67,11 +67,22 @@ export interface PutOptions {
   fence?: () => Promise<boolean>;
 }
 
+/** What a store's `probe` found: it answers; a store on a file system also says how much room is left. */
+export interface StoreProbe {
+  kind: 'file' | 's3';
+  /** Bytes this process may still write on the store's file system (file stores only). */
+  freeBytes?: number;
+  /** Size of that file system (file stores only). */
+  totalBytes?: number;
+}
+
 /**
  * Reads (`get`, `open`, `exists`, `list`) see the job's published set when it has one
  * (`artifactSource`), else its plain objects (`put`).
  */
 export interface ArtifactStore {
+  /** A cheap check that the store is reachable and usable (readiness); throws when it is not. */
+  probe(): Promise<StoreProbe>;
   /** Writes (or atomically replaces) one artifact; with a `fence`, only if it still says yes. */
   put(jobId: string, name: string, data: string | Uint8Array, options?: PutOptions): Promise<ArtifactInfo>;
   /** Writes one object of the attempt's private set `stageId` (not visible until its set is published). */

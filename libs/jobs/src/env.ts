@@ -146,6 +146,9 @@ export const S3_ENV = {
 
 export const LOG_LEVELS = ['error', 'warn', 'log', 'debug', 'verbose'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
+/** `auto`: pretty on a terminal, JSON lines otherwise (logging.ts). */
+export const LOG_FORMATS = ['auto', 'json', 'pretty'] as const;
+export type LogFormat = (typeof LOG_FORMATS)[number];
 
 /** What the api and the worker must agree on: where Redis is, the key prefix, the shared stores. */
 export const COMMON_ENV = {
@@ -171,6 +174,11 @@ export const COMMON_ENV = {
     parse: (raw) => storeLocation(raw),
   }),
   LOG_LEVEL: envVar({ description: 'the lowest level logged', default: 'log', parse: oneOf(LOG_LEVELS) }),
+  LOG_FORMAT: envVar({
+    description: 'json (one JSON object a line), pretty (text), or auto: pretty on a terminal, json otherwise',
+    default: 'auto',
+    parse: oneOf(LOG_FORMATS),
+  }),
   ...S3_ENV,
 };
 

@@ -7,7 +7,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { createReadStream, type ReadStream } from 'node:fs';
-import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { access, constants, mkdir, readdir, readFile, rename, rm, stat, statfs, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   ArtifactNotFoundError,
@@ -18,6 +18,7 @@ import {
   type ArtifactInfo,
   type ArtifactStore,
   type PutOptions,
+  type StoreProbe,
   type StoredJob,
 } from './artifacts';
 import { SAFE_ID } from './keys';
@@ -30,6 +31,14 @@ export class FileArtifactStore implements ArtifactStore {
     readonly dir: string,
     private readonly published: PublishedSets,
   ) {}
+
+  /** The directory exists (created if need be), is writable, and its file system's free space. */
+  async probe(): Promise<StoreProbe> {
+    await mkdir(this.dir, { recursive: true });
+    await access(this.dir, constants.W_OK);
+    const fs = await statfs(this.dir);
+    return { kind: 'file', freeBytes: fs.bavail * fs.bsize, totalBytes: fs.blocks * fs.bsize };
+  }
 
   private path(jobId: string, name?: string): string {
     checkArtifactName(jobId, name);

@@ -13,6 +13,7 @@ import {
 } from './events';
 import { JobNameSchema, JobPrioritySchema, TagsSchema } from './job-options';
 import { DEVICES } from './payloads';
+import { QUEUE_NAMES } from './queues';
 import { ValidationIssueSchema } from './validation';
 import { StoredArchitectureSchema } from './worker-contract';
 
@@ -182,12 +183,28 @@ export const HealthSchema = z.strictObject({
 });
 export type Health = z.infer<typeof HealthSchema>;
 
-/** GET /ready: /health plus how long Redis takes to answer a PING. */
+/** GET /ready: the artifact store as its `probe` found it. */
+export const StoreReadinessSchema = z.strictObject({
+  status: z.enum(['up', 'down']),
+  kind: z.enum(['file', 's3']).nullable(),
+  /** How long the probe took (a HEAD of the bucket, or a statfs of the directory). */
+  latencyMs: z.number().int().nullable(),
+  /** Free and total bytes of the file system of a file store; null for S3. */
+  freeBytes: z.number().nullable(),
+  totalBytes: z.number().nullable(),
+  /** Why it is down. */
+  error: z.string().nullable(),
+});
+
+/** GET /ready: /health plus Redis's latency, the artifact store, and which queues a live worker serves. */
 export const ReadinessSchema = HealthSchema.extend({
   /** The last PING's round trip, or the wait of the one in flight when longer; null before the first. */
   redisLatencyMs: z.number().int().nullable(),
   /** When Redis last answered (ms since the epoch). */
   redisAnsweredAt: z.number().int().nullable(),
+  store: StoreReadinessSchema,
+  /** Per queue, how many live workers (by their heartbeats) consume it; null while Redis is down. */
+  queues: z.record(z.enum(QUEUE_NAMES), z.strictObject({ workers: z.number().int(), served: z.boolean() })).nullable(),
 });
 export type Readiness = z.infer<typeof ReadinessSchema>;
 

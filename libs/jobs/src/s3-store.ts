@@ -15,6 +15,7 @@ import {
   DeleteObjectCommand,
   DeleteObjectsCommand,
   GetObjectCommand,
+  HeadBucketCommand,
   HeadObjectCommand,
   S3Client,
   paginateListObjectsV2,
@@ -30,6 +31,7 @@ import {
   type ArtifactInfo,
   type ArtifactStore,
   type PutOptions,
+  type StoreProbe,
   type StoredJob,
 } from './artifacts';
 import { artifactSource, type PublishedSets } from './published-sets';
@@ -264,6 +266,13 @@ export class S3ArtifactStore implements ArtifactStore {
     private readonly published: PublishedSets,
   ) {
     this.s3 = new S3Objects(client, location);
+  }
+
+  /** HEAD of the bucket: the server answers and these credentials may use the bucket. */
+  async probe(): Promise<StoreProbe> {
+    const { client, bucket } = this.s3;
+    await this.s3.call('probe', () => client.send(new HeadBucketCommand({ Bucket: bucket })));
+    return { kind: 's3' };
   }
 
   private key(jobId: string, name?: string): string {

@@ -96,6 +96,17 @@ export function describeArtifactStoreContract(
       await store.remove(bare);
     });
 
+    test('probe: the store answers; a store on a file system also says how much room is left', async () => {
+      const p = await store.probe();
+      expect(['file', 's3']).toContain(p.kind);
+      if (p.kind === 'file') {
+        expect(p.freeBytes).toBeGreaterThan(0);
+        expect(p.freeBytes).toBeLessThanOrEqual(p.totalBytes!);
+      } else {
+        expect(p).toEqual({ kind: p.kind });
+      }
+    });
+
     test('put, get, list, exists, open as a stream, replace whole', async () => {
       expect(await store.list(job)).toEqual([]);
       expect(await store.put(job, 'state.json', '{"hN":[]}')).toMatchObject({ name: 'state.json', size: 9 });

@@ -6,6 +6,7 @@
  * Which rule a path follows is the route table's (routes.ts, `accessOf`):
  *   public             anyone, not limited
  *   admin              the admin key (ADMIN_KEY_HASH) only: no key 401, any other key 403
+ *   operator           as admin while API keys are configured; with none (loopback only), anyone
  *   tenant             a tenant's key: none or unknown 401 (also paths no route matches). With no
  *                      keys configured (loopback only, see config.ts) every request acts for the
  *                      tenant `default`.
@@ -46,6 +47,8 @@ export function resolveIdentity(
   switch (access) {
     case 'admin':
       return adminIdentity(token, keys);
+    case 'operator':
+      return keys.enabled ? adminIdentity(token, keys) : { kind: 'admin' };
     case 'tenant':
       return tenantIdentity(token, keys);
   }

@@ -20,6 +20,7 @@ import { sendArtifact } from '../http/artifact-download';
 import { ApiError } from '../http/errors';
 import { tenantOf } from '../http/tenant';
 import { ARTIFACT_STORE, CONFIG } from '../infra/tokens';
+import { ApiMetrics } from '../metrics/api-metrics';
 import { EventFeed } from './event-feed';
 import { JobsService } from './jobs.service';
 import { SseWriter, StalledClientError } from './sse-writer';
@@ -51,6 +52,7 @@ export class JobsController {
     private readonly feed: EventFeed,
     @Inject(CONFIG) private readonly config: ApiConfig,
     @Inject(ARTIFACT_STORE) private readonly artifacts: ArtifactStore,
+    private readonly metrics: ApiMetrics,
   ) {}
 
   @Post('train')
@@ -149,6 +151,7 @@ export class JobsController {
     });
     res.write('retry: 2000\n\n');
     const out = new SseWriter(res, { maxBufferBytes: this.config.sseMaxBufferBytes, stallMs: this.config.sseStallMs });
+    this.metrics.eventStreams.inc();
     try {
       await this.feed.follow(meta, lastId, this.config.sseKeepAliveMs, ac.signal, {
         onEvents: (items) => out.events(items),
@@ -162,6 +165,7 @@ export class JobsController {
         );
       if (!(e instanceof Error && /Connection is closed/.test(e.message))) throw e;
     } finally {
+      this.metrics.eventStreams.dec();
       this.feed.release(ac);
       res.end();
     }

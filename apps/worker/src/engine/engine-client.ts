@@ -3,14 +3,18 @@
  * one run at a time and hands every message of the run to the caller. If the engine dies, the run in
  * flight fails with `EngineCrashedError` and the next run forks a new engine.
  */
+import { AsyncResource } from 'node:async_hooks';
 import { fork, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
 import * as path from 'node:path';
 import { Inject, Injectable, Logger } from '@nestjs/common';
+import { logFields, withLogFields, type LogFields } from '@relu-lstm/jobs/logging';
 import { WORKER_CONFIG, type WorkerConfig } from '../config';
 import { EngineOutOfMemoryError, engineHeapFlags, exitedOfHeapLimit, watchResidentSet } from './memory-watchdog';
 import {
   isTerminal,
   type BackendSummary,
+  type EngineMemory,
   type FromEngine,
   type RunMessage,
   type RunRequest,
@@ -35,8 +39,13 @@ export class EngineStartError extends Error {
   }
 }
 
+/** How often the engine reports its tensors while the worker serves metrics. */
+const ENGINE_MEMORY_REPORT_MS = 1000;
+
 interface InFlight {
   runId: string;
+  /** The job's log fields (id, attempt, worker), for the engine's own output during the run. */
+  logFields: LogFields | undefined;
   onMessage: (m: RunMessage) => void;
   resolve: (m: TerminalMessage) => void;
   reject: (e: Error) => void;
@@ -53,8 +62,14 @@ export class EngineClient {
   private readonly earlyKills = new Set<string>();
   private waiting: { runId: string; reject: (e: Error) => void } | null = null;
   private closing = false;
+  private lastMemory: EngineMemory | null = null;
 
   constructor(@Inject(WORKER_CONFIG) private readonly config: WorkerConfig) {}
+
+  /** The engine's last `memory` report (only sent with METRICS_PORT set); null without an engine. */
+  get memory(): EngineMemory | null {
+    return this.child ? this.lastMemory : null;
+  }
 
   /** What the engine runs on; null before the first start. */
   get backend(): BackendSummary | null {
@@ -80,13 +95,14 @@ export class EngineClient {
     return new Promise<BackendSummary>((resolve, reject) => {
       const child = fork(path.join(__dirname, 'main.js'), [], {
         serialization: 'advanced',
-        stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+        stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
         execArgv: [
           ...process.execArgv.filter((a) => !a.startsWith('--inspect') && !a.startsWith('--max-old-space-size')),
           ...engineHeapFlags(this.config.memory.maxJobMb),
         ],
       });
       this.child = child;
+      this.relayOutput(child);
       let outOfMemory: EngineOutOfMemoryError | null = null;
       const unwatch = watchResidentSet({
         pid: child.pid!,
@@ -118,6 +134,8 @@ export class EngineClient {
           );
           if (m.skipped.length) this.log.log(`backend 'auto' passed over: ${m.skipped.join('; ')}`);
           resolve(m.backend);
+        } else if (m.kind === 'memory') {
+          this.lastMemory = { numTensors: m.numTensors, numBytes: m.numBytes };
         } else if (m.kind === 'fatal') {
           clearTimeout(timer);
           reject(new EngineStartError(`the engine could not start: ${m.error.message}`, m.error.code));
@@ -151,6 +169,7 @@ export class EngineClient {
           backend: this.config.backend,
           modelCacheSize: this.config.modelCacheSize,
           modelCacheMb: this.config.modelCacheMb,
+          memoryReportMs: this.config.metrics ? ENGINE_MEMORY_REPORT_MS : null,
         },
       });
     });
@@ -175,7 +194,14 @@ export class EngineClient {
     }
     if (!this.child?.connected) throw new EngineCrashedError('not connected');
     return new Promise<TerminalMessage>((resolve, reject) => {
-      this.inFlight = { runId: req.runId, onMessage, resolve, reject };
+      // Messages arrive from the child's IPC channel: bound here, so what they log carries the job's fields.
+      this.inFlight = {
+        runId: req.runId,
+        logFields: logFields(),
+        onMessage: AsyncResource.bind(onMessage),
+        resolve,
+        reject,
+      };
       this.post(req);
       // A stop asked for while the engine was still starting follows the request at once.
       const early = this.earlyStops.get(req.runId);
@@ -224,8 +250,21 @@ export class EngineClient {
     clearTimeout(timer);
   }
 
+  /**
+   * What the engine prints (tfjs's notices, a crash's stack) goes through this process's logger, a
+   * line at a time, so the log stays one format (JSON lines or text), with the running job's fields.
+   */
+  private relayOutput(child: ChildProcess): void {
+    const relay = (line: string, level: 'log' | 'warn') => {
+      if (!line) return;
+      withLogFields(this.inFlight?.logFields ?? {}, () => this.log[level](`engine: ${line}`));
+    };
+    createInterface({ input: child.stdout! }).on('line', (line) => relay(line, 'log'));
+    createInterface({ input: child.stderr! }).on('line', (line) => relay(line, 'warn'));
+  }
+
   private dispatch(m: FromEngine): void {
-    if (m.kind === 'ready' || m.kind === 'fatal') return;
+    if (m.kind === 'ready' || m.kind === 'fatal' || m.kind === 'memory') return;
     const run = this.inFlight;
     if (!run || m.runId !== run.runId) {
       this.log.warn(`dropped a '${m.kind}' message of run ${m.runId}, which is not in flight`);

@@ -94,10 +94,21 @@ async function init(cfg: EngineInit): Promise<void> {
     ctx = { artifacts: engineArtifacts(cfg), datasets: openDatasetStore(cfg.datasetDir), backend, send };
     cache = new ModelCache(cfg.modelCacheSize, cfg.modelCacheMb * 2 ** 20);
     await send({ kind: 'ready', backend, pid: process.pid, skipped: [...(info.skipped ?? [])] });
+    if (cfg.memoryReportMs !== null) reportMemory(cfg.memoryReportMs);
   } catch (e) {
     await send({ kind: 'fatal', error: toJobError(e) }).catch(() => undefined);
     process.exit(1);
   }
+}
+
+/** `tf.memory()` (bookkeeping only: no tensor is read) every `ms`, for the worker's metrics. */
+function reportMemory(ms: number): void {
+  const report = () => {
+    const { numTensors, numBytes } = tf.memory();
+    send({ kind: 'memory', numTensors, numBytes }).catch(() => undefined);
+  };
+  report();
+  setInterval(report, ms).unref();
 }
 
 async function run(req: RunRequest): Promise<void> {

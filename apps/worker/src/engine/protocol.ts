@@ -46,6 +46,14 @@ export interface EngineInit {
   modelCacheSize: number;
   /** MODEL_CACHE_MB: the weights of the cached models stay under this (0: no bound). */
   modelCacheMb: number;
+  /** How often the engine reports its tensors (`memory`) for the worker's metrics; null: never. */
+  memoryReportMs: number | null;
+}
+
+/** tfjs's own count of what the engine holds (`tf.memory()`), for the worker's metrics. */
+export interface EngineMemory {
+  numTensors: number;
+  numBytes: number;
 }
 
 export interface TrainRequest {
@@ -127,6 +135,8 @@ export type FromEngine =
   /** `skipped`: why `auto` passed over earlier backends (the library's `BackendInfo.skipped`). */
   | { kind: 'ready'; backend: BackendSummary; pid: number; skipped: string[] }
   | { kind: 'fatal'; error: JobErrorInput }
+  /** Sent every `memoryReportMs` when set, whatever runs (outside any run). */
+  | ({ kind: 'memory' } & EngineMemory)
   | ({ kind: 'started'; runId: string } & TrainStart)
   | { kind: 'progress'; runId: string; point: ProgressEvent }
   /** A resumable state (the library's encoded TrainingState). `step` is the global step it was taken at. */
@@ -148,7 +158,7 @@ export type FromEngine =
   | { kind: 'stopped'; runId: string; epoch: number; step: number }
   | { kind: 'failed'; runId: string; error: JobErrorInput };
 
-export type RunMessage = Exclude<FromEngine, { kind: 'ready' } | { kind: 'fatal' }>;
+export type RunMessage = Exclude<FromEngine, { kind: 'ready' } | { kind: 'fatal' } | { kind: 'memory' }>;
 export type TerminalMessage = Extract<RunMessage, { kind: 'trained' | 'inferred' | 'stopped' | 'failed' }>;
 
 export const TERMINAL_KINDS: ReadonlySet<RunMessage['kind']> = new Set(['trained', 'inferred', 'stopped', 'failed']);

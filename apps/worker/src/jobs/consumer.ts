@@ -38,6 +38,7 @@ import {
   type JobType,
   type QueueName,
 } from '@relu-lstm/jobs';
+import { withLogFields } from '@relu-lstm/jobs/logging';
 import { WORKER_CONFIG, type WorkerConfig } from '../config';
 import { EngineClient } from '../engine/engine-client';
 import type { BackendSummary } from '../engine/protocol';
@@ -157,16 +158,22 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
         const r = this.running;
         if (r && jobIds.includes(r.job.id!)) r.lock.markLost();
       });
-      worker.on('completed', (job, result) => this.track(this.onCompleted(job, result)));
-      worker.on('failed', (job, err) => this.track(this.onFailed(job, err)));
+      worker.on('completed', (job, result) =>
+        this.inJobContext(job, job.attemptsMade, () => this.track(this.onCompleted(job, result))),
+      );
+      worker.on('failed', (job, err) =>
+        this.inJobContext(job, job?.attemptsMade ?? 0, () => this.track(this.onFailed(job, err))),
+      );
       worker.on('stalled', (jobId) =>
-        this.track(
-          this.events.info(
-            jobId,
-            'stalled',
-            `the job's lock lapsed; moved back to ${queue} by worker ${this.config.workerId}'s stalled check`,
-            undefined,
-            'warning',
+        withLogFields({ jobId, workerId: this.config.workerId }, () =>
+          this.track(
+            this.events.info(
+              jobId,
+              'stalled',
+              `the job's lock lapsed; moved back to ${queue} by worker ${this.config.workerId}'s stalled check`,
+              undefined,
+              'warning',
+            ),
           ),
         ),
       );
@@ -182,7 +189,17 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
     );
   }
 
-  private async process(queue: QueueName, job: AnyJob, token: string): Promise<JobResult> {
+  /** Runs `fn` with the job's id, attempt and this worker's id on every line it logs. */
+  private inJobContext<T>(job: AnyJob | undefined, attempt: number, fn: () => T): T {
+    if (!job?.id) return fn();
+    return withLogFields({ jobId: job.id, attempt, workerId: this.config.workerId }, fn);
+  }
+
+  private process(queue: QueueName, job: AnyJob, token: string): Promise<JobResult> {
+    return this.inJobContext(job, job.attemptsMade + 1, () => this.processInContext(queue, job, token));
+  }
+
+  private async processInContext(queue: QueueName, job: AnyJob, token: string): Promise<JobResult> {
     await this.deferIfUnavailable(job, token);
     const stop = new StopRequest();
     const lock = this.watchLock(job, token, stop);
@@ -258,6 +275,7 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
     try {
       const attempt = job.attemptsMade + 1;
       await this.events.state(jobId, 'running', { attempt, workerId: this.config.workerId });
+      this.log.log(`job ${jobId} (${data.type}) running, attempt ${attempt}`);
       const ctx = {
         job,
         token: o.token,
@@ -315,6 +333,7 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
   private async onCompleted(job: AnyJob, result: JobResult): Promise<void> {
     // The records' TTL is set even if the event could not be appended: a finished job left without
     // one would never expire, and the sweeper leaves a meta without TTL alone (it may be running).
+    this.log.log(`job ${job.id} completed in ${ranFor(job)}`);
     try {
       await this.events.state(job.id!, 'completed', { result });
       await this.sweeps.ended(job, 'completed', { result });
@@ -327,6 +346,8 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
     if (!job?.id) return;
     const error = jobErrorOf(err);
     const final = err.name === 'UnrecoverableError' || Boolean(job.finishedOn);
+    // The code only: an error's message may quote what the payload held.
+    this.log.log(`job ${job.id} attempt ${job.attemptsMade} ${final ? 'ended' : 'failed, will retry'}: ${error.code}`);
     if (!final) {
       await this.events.info(
         job.id,
@@ -359,8 +380,9 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
    */
   async beforeApplicationShutdown(signal?: string): Promise<void> {
     this.stopping = true;
-    this.log.log(
-      `shutting down${signal ? ` on ${signal}` : ''}${this.running ? `; stopping job ${this.running.job.id}` : ''}`,
+    const running = this.running?.job;
+    this.inJobContext(running, (running?.attemptsMade ?? 0) + 1, () =>
+      this.log.log(`shutting down${signal ? ` on ${signal}` : ''}${running ? `; stopping job ${running.id}` : ''}`),
     );
     const workers = [...this.workers.values()];
     for (const w of workers) void w.pause(true).catch(() => undefined);
@@ -383,6 +405,11 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
     await this.engine.close();
     await Promise.all([...this.pending]);
   }
+}
+
+/** The last attempt's run time, for the log. */
+function ranFor(job: AnyJob): string {
+  return job.processedOn && job.finishedOn ? `${job.finishedOn - job.processedOn} ms` : 'an unknown time';
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
