@@ -7,7 +7,7 @@ import type { SubmitResponse } from '@relu-lstm/jobs';
 import { ApiError, getJson } from './api';
 import { clearError, showError, type Page } from './banner';
 import { CONTRACT } from './contract';
-import { h } from './dom';
+import { formText, h } from './dom';
 
 type Kind = 'int' | 'number' | readonly string[];
 
@@ -101,7 +101,7 @@ function tagsOf(text: string): Record<string, string> | undefined {
 /** The job options (name, tags, priority) from the form; blank ones are left out (priority then defaults). */
 function optionsOf(form: HTMLFormElement): Record<string, unknown> {
   const d = new FormData(form);
-  const get = (k: string) => String(d.get(k) ?? '').trim();
+  const get = (k: string) => formText(d, k);
   const tags = tagsOf(get('tags'));
   return {
     ...(get('name') ? { name: get('name') } : {}),

@@ -6,7 +6,7 @@ import type { SweepSubmitResponse, SweepView } from '@relu-lstm/jobs';
 import { ApiError, getJson } from './api';
 import { clearError, every, showError, type Page } from './banner';
 import { CONTRACT, isTerminal } from './contract';
-import { ago, fill, h, num } from './dom';
+import { ago, fill, formText, h, num } from './dom';
 import { paramsText } from './sweep-page';
 import { forgetSweep, rememberedSweeps, rememberSweep } from './sweeps-store';
 
@@ -92,7 +92,7 @@ function gridForm(): HTMLFormElement {
   form.addEventListener('submit', (ev) => {
     ev.preventDefault();
     const d = new FormData(form);
-    const get = (k: string) => String(d.get(k) ?? '').trim();
+    const get = (k: string) => formText(d, k);
     const base = {
       ...c,
       training: { ...c.training, epochs: Number(get('epochs')), validationSplit: Number(get('validationSplit')) },
