@@ -13,6 +13,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { RunnerClient } from '@relu-lstm/client';
+import { CANONICAL_TRAIN_EXAMPLE } from '@relu-lstm/jobs';
 import { startApi, type ApiProcess } from '../apps/api/test/harness';
 import { Harness } from '../apps/worker/test/harness';
 
@@ -24,11 +25,12 @@ const suite = runs ? describe : describe.skip;
 
 jest.setTimeout(90_000);
 
-/** What the page showed over time: the loss chart's point count and the state badge, at each change. */
+/** What the page showed over time: the loss chart's point count and the job's and sweep's state badges, at each change. */
 interface Seen {
   t: number;
   points: number;
   state: string | null;
+  sweep: string | null;
 }
 
 /** The page's globals these tests use, declared here: the file compiles without the DOM types. */
@@ -40,7 +42,7 @@ declare const MutationObserver: new (callback: () => void) => {
   observe(target: unknown, options: Record<string, unknown>): void;
 };
 
-/** Run in the page before its own script: records each change of the loss chart's points and of the badge. */
+/** Run in the page before its own script: records each change of the loss chart's points and of the badges. */
 function recordChanges(): void {
   window.__seen = [];
   new MutationObserver(() => {
@@ -50,6 +52,7 @@ function recordChanges(): void {
       t: Date.now(),
       points: Number(chart?.dataset.points ?? 0),
       state: badge?.dataset.state ?? null,
+      sweep: document.getElementById('sweep-state')?.dataset.state ?? null,
     });
   }).observe(document, {
     subtree: true,
@@ -231,11 +234,18 @@ suite('dashboard in Chromium', () => {
     await page.fill('[name="learningRates"]', '0.01, 0.03');
     await page.fill('[name="hiddenSizes"]', '8');
     await page.fill('[name="epochs"]', '1');
+    const submittedAt = Date.now();
     await page.click('#sweep-form button[type=submit]');
     await page.waitForURL(/#\/sweeps\/[0-9a-f-]{36}$/);
     const sweepId = page.url().split('/').pop()!;
     await page.waitForSelector('#sweep-state[data-state="completed"]', { timeout: 60_000 });
     page.off('request', onRequest);
+    // Shown live: the badge went from queued or running to completed without a reload.
+    const badges = (await page.evaluate(() => window.__seen))
+      .filter((s) => s.t >= submittedAt && s.sweep)
+      .map((s) => s.sweep);
+    expect(['queued', 'running']).toContain(badges[0]);
+    expect(badges[badges.length - 1]).toBe('completed');
     expect(streams.map((u) => new URL(u).pathname)).toContain(`/v1/sweeps/${sweepId}/events`);
     expect(await attributes(page, '#trials tbody tr', 'data-rank')).toEqual(['1', '2']);
     expect(await attributes(page, '#trials tbody tr', 'data-state')).toEqual(['completed', 'completed']);
@@ -252,6 +262,23 @@ suite('dashboard in Chromium', () => {
     await page.goto(`${api.url}/ui#/sweeps/${sweepId}`);
     await page.click(`#trials a[href="#/jobs/${view.trials[0].id}"]`);
     await page.waitForSelector('#job-state[data-state="completed"]');
+  });
+
+  test('a long sweep is cancelled from its page', async () => {
+    const client = new RunnerClient({ baseUrl: api.url });
+    const base = { ...CANONICAL_TRAIN_EXAMPLE, training: { ...CANONICAL_TRAIN_EXAMPLE.training, epochs: 2000 } };
+    const sweep = await client.submitSweep({
+      base,
+      search: { grid: { 'training.learningRate': [0.01, 0.03] } },
+      maxConcurrent: 1,
+      metric: 'loss',
+    });
+    await page.goto(`${api.url}/ui#/sweeps/${sweep.id}`);
+    await page.waitForSelector('#trials tr[data-state="running"]');
+    await page.click('#cancel-sweep');
+    await page.waitForSelector('#sweep-state[data-state="cancelled"]', { timeout: 30_000 });
+    expect(await page.isDisabled('#cancel-sweep')).toBe(true);
+    expect(await attributes(page, '#trials tbody tr', 'data-state')).toEqual(['cancelled', 'cancelled']);
   });
 
   test('a job submitted with a name, tags and a priority is found by the tag and name filters', async () => {

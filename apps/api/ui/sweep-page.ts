@@ -8,7 +8,7 @@ import { getJson, streamEvents } from './api';
 import { clearError, coalesced, showError, type Page } from './banner';
 import { isTerminal } from './contract';
 import { ago, fill, h, num, time } from './dom';
-import { rememberSweep } from './sweeps-store';
+import { rememberSweep, sweepLive } from './sweeps-store';
 
 /** `training.learningRate=0.01, model.hiddenSize=8`: a trial's values, by their dotted paths. */
 export const paramsText = (params: Record<string, unknown>): string =>
@@ -70,7 +70,7 @@ export const sweepPage: Page = (main, id) => {
     badge.textContent = v.state;
     badge.className = `state ${v.state}`;
     badge.dataset.state = v.state;
-    cancel.disabled = v.state !== 'queued' && v.state !== 'running';
+    cancel.disabled = !sweepLive(v.state);
     fill(info, summary(v));
     fill(body, ...v.trials.map(trialRow));
   };

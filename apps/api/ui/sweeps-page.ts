@@ -8,7 +8,7 @@ import { clearError, every, showError, type Page } from './banner';
 import { CONTRACT, isTerminal } from './contract';
 import { ago, fill, formText, h, num } from './dom';
 import { paramsText } from './sweep-page';
-import { forgetSweep, rememberedSweeps, rememberSweep } from './sweeps-store';
+import { forgetSweep, rememberedSweeps, rememberSweep, sweepLive } from './sweeps-store';
 
 const REFRESH_MS = 3000;
 
@@ -142,16 +142,20 @@ export const sweepsPage: Page = (main) => {
     h('h2', {}, 'Start a sweep'),
     gridForm(),
   );
+  // An ended sweep does not change: it is fetched once per visit, the others on every refresh.
+  const ended = new Map<string, SweepView | null>();
+  const viewOf = async (id: string): Promise<SweepView | null> => {
+    if (ended.has(id)) return ended.get(id)!;
+    const v = await getJson<SweepView>(`/v1/sweeps/${encodeURIComponent(id)}`).catch((e: unknown) => {
+      if (e instanceof ApiError && e.status === 404) return null;
+      throw e;
+    });
+    if (!v || !sweepLive(v.state)) ended.set(id, v);
+    return v;
+  };
   const draw = async () => {
     const ids = rememberedSweeps().map((s) => s.id);
-    const views = await Promise.all(
-      ids.map((id) =>
-        getJson<SweepView>(`/v1/sweeps/${encodeURIComponent(id)}`).catch((e: unknown) => {
-          if (e instanceof ApiError && e.status === 404) return null;
-          throw e;
-        }),
-      ),
-    );
+    const views = await Promise.all(ids.map(viewOf));
     fill(body, ...ids.map((id, i) => sweepRow(id, views[i], () => void draw().catch(showError))));
     if (!ids.length) fill(body, h('tr', {}, h('td', { colspan: 7, class: 'empty' }, 'no sweeps yet')));
   };

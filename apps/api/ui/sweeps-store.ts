@@ -2,6 +2,8 @@
  * The sweeps this browser started or opened, newest first, in localStorage: the api lists no sweeps
  * (there is no GET /v1/sweeps), so the page remembers their ids. Ids only; their data comes from the api.
  */
+import type { SweepState } from '@relu-lstm/jobs';
+
 const STORE_KEY = 'relu-lstm.sweeps';
 const MAX_REMEMBERED = 50;
 
@@ -32,3 +34,6 @@ export function rememberSweep(id: string, createdAt: number): void {
 export function forgetSweep(id: string): void {
   save(rememberedSweeps().filter((s) => s.id !== id));
 }
+
+/** Whether a sweep may still change (its trials queued or running); the other states are final. */
+export const sweepLive = (state: SweepState): boolean => state === 'queued' || state === 'running';
