@@ -35,7 +35,7 @@ interface Seen {
 
 /** The page's globals these tests use, declared here: the file compiles without the DOM types. */
 declare const document: {
-  getElementById(id: string): { dataset: Record<string, string | undefined> } | null;
+  getElementById(id: string): { dataset: Record<string, string | undefined>; textContent: string | null } | null;
 };
 declare const window: { __seen: Seen[] };
 declare const MutationObserver: new (callback: () => void) => {
@@ -221,6 +221,23 @@ suite('dashboard in Chromium', () => {
     expect(await attributes(page, 'label.invalid [name]', 'name')).toEqual(['model.hiddenSize']);
     pageErrors.splice(0, pageErrors.length, ...pageErrors.filter((e) => !/status of 400/.test(e)));
     expect(pageErrors).toEqual([]);
+  });
+
+  test('tags the form cannot read, or the api refuses, are named and the tags field marked', async () => {
+    await page.goto(`${api.url}/ui#/submit`);
+    await page.reload(); // a fresh form: the previous test left this one's hiddenSize refused
+    await page.waitForSelector('#submit-form');
+    await page.fill('[name="tags"]', 'project');
+    await page.click('#submit-form button[type=submit]');
+    await page.waitForSelector('#error:not([hidden])');
+    expect(await page.textContent('#error')).toContain('tags: expected key=value, received "project"');
+    expect(await attributes(page, 'label.invalid [name]', 'name')).toEqual(['tags']);
+    await page.fill('[name="tags"]', 'bad key=x');
+    await page.click('#submit-form button[type=submit]');
+    await page.waitForFunction(() => document.getElementById('error')?.textContent?.includes('400 invalid_request'));
+    expect(await page.textContent('#error')).toContain('tags.bad key');
+    expect(await attributes(page, 'label.invalid [name]', 'name')).toEqual(['tags']);
+    pageErrors.splice(0, pageErrors.length, ...pageErrors.filter((e) => !/status of 400/.test(e)));
   });
 
   test("a grid sweep started from the form ranks its trials on its page, following the sweep's stream", async () => {
