@@ -64,13 +64,15 @@ export const sweepPage: Page = (main, id) => {
     ),
   );
 
+  let live = true;
   const refresh = async () => {
     const v = await getJson<SweepView>(base);
+    live = sweepLive(v.state);
     rememberSweep(v.id, v.createdAt);
     badge.textContent = v.state;
     badge.className = `state ${v.state}`;
     badge.dataset.state = v.state;
-    cancel.disabled = !sweepLive(v.state);
+    cancel.disabled = !live;
     fill(info, summary(v));
     fill(body, ...v.trials.map(trialRow));
   };
@@ -81,7 +83,7 @@ export const sweepPage: Page = (main, id) => {
   };
   // Trials start without an event of the sweep's own: their states are polled while it runs.
   const poll = setInterval(() => {
-    if (!cancel.disabled) refreshSoon();
+    if (live) refreshSoon();
   }, 3000);
 
   cancel.addEventListener('click', () => {
