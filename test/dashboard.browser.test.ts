@@ -2,15 +2,18 @@
  * The dashboard in a real browser: Debian's Chromium driven by playwright-core against the compiled
  * api and a compiled worker (real Redis, unique prefix). The canonical job is submitted from the form
  * and watched training; a second job is cancelled from its page; a reload replays the curve; the
- * jobs list filters; an api error is shown as the api words it; with keys the page asks for one and
- * sends it as a bearer token, never in a URL. Screenshots of the job page and the jobs list go to
- * docs/img (the README shows them). Without Chromium it prints one SKIPPED line, except under CI=true.
+ * jobs list filters; an api error is shown as the api words it; a grid sweep started from its form
+ * is ranked on its page as its stream reports trials; a job's name and tags find it; a registered
+ * model is listed with its files; with keys the page asks for one and sends it as a bearer token,
+ * never in a URL. Screenshots of the job, jobs, sweep and models pages go to docs/img (the README
+ * shows them). Without Chromium it prints one SKIPPED line, except under CI=true.
  */
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { createHash, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { RunnerClient } from '@relu-lstm/client';
+import { CANONICAL_TRAIN_EXAMPLE } from '@relu-lstm/jobs';
 import { startApi, type ApiProcess } from '../apps/api/test/harness';
 import { Harness } from '../apps/worker/test/harness';
 
@@ -22,23 +25,24 @@ const suite = runs ? describe : describe.skip;
 
 jest.setTimeout(90_000);
 
-/** What the page showed over time: the loss chart's point count and the state badge, at each change. */
+/** What the page showed over time: the loss chart's point count and the job's and sweep's state badges, at each change. */
 interface Seen {
   t: number;
   points: number;
   state: string | null;
+  sweep: string | null;
 }
 
 /** The page's globals these tests use, declared here: the file compiles without the DOM types. */
 declare const document: {
-  getElementById(id: string): { dataset: Record<string, string | undefined> } | null;
+  getElementById(id: string): { dataset: Record<string, string | undefined>; textContent: string | null } | null;
 };
 declare const window: { __seen: Seen[] };
 declare const MutationObserver: new (callback: () => void) => {
   observe(target: unknown, options: Record<string, unknown>): void;
 };
 
-/** Run in the page before its own script: records each change of the loss chart's points and of the badge. */
+/** Run in the page before its own script: records each change of the loss chart's points and of the badges. */
 function recordChanges(): void {
   window.__seen = [];
   new MutationObserver(() => {
@@ -48,6 +52,7 @@ function recordChanges(): void {
       t: Date.now(),
       points: Number(chart?.dataset.points ?? 0),
       state: badge?.dataset.state ?? null,
+      sweep: document.getElementById('sweep-state')?.dataset.state ?? null,
     });
   }).observe(document, {
     subtree: true,
@@ -215,6 +220,127 @@ suite('dashboard in Chromium', () => {
     expect(text).toContain('model.hiddenSize');
     expect(await attributes(page, 'label.invalid [name]', 'name')).toEqual(['model.hiddenSize']);
     pageErrors.splice(0, pageErrors.length, ...pageErrors.filter((e) => !/status of 400/.test(e)));
+    expect(pageErrors).toEqual([]);
+  });
+
+  test('tags the form cannot read, or the api refuses, are named and the tags field marked', async () => {
+    await page.goto(`${api.url}/ui#/submit`);
+    await page.reload(); // a fresh form: the previous test left this one's hiddenSize refused
+    await page.waitForSelector('#submit-form');
+    await page.fill('[name="tags"]', 'project');
+    await page.click('#submit-form button[type=submit]');
+    await page.waitForSelector('#error:not([hidden])');
+    expect(await page.textContent('#error')).toContain('tags: expected key=value, received "project"');
+    expect(await attributes(page, 'label.invalid [name]', 'name')).toEqual(['tags']);
+    await page.fill('[name="tags"]', 'bad key=x');
+    await page.click('#submit-form button[type=submit]');
+    await page.waitForFunction(() => document.getElementById('error')?.textContent?.includes('400 invalid_request'));
+    expect(await page.textContent('#error')).toContain('tags.bad key');
+    expect(await attributes(page, 'label.invalid [name]', 'name')).toEqual(['tags']);
+    pageErrors.splice(0, pageErrors.length, ...pageErrors.filter((e) => !/status of 400/.test(e)));
+  });
+
+  test("a grid sweep started from the form ranks its trials on its page, following the sweep's stream", async () => {
+    const streams: string[] = [];
+    const onRequest = (r: { url(): string }) => {
+      if (/\/v1\/sweeps\/[^/]+\/events$/.test(new URL(r.url()).pathname)) streams.push(r.url());
+    };
+    page.on('request', onRequest);
+    await page.goto(`${api.url}/ui#/sweeps`);
+    await page.waitForSelector('#sweep-form');
+    await page.fill('[name="learningRates"]', '0.01, 0.03');
+    await page.fill('[name="hiddenSizes"]', '8');
+    await page.fill('[name="epochs"]', '1');
+    const submittedAt = Date.now();
+    await page.click('#sweep-form button[type=submit]');
+    await page.waitForURL(/#\/sweeps\/[0-9a-f-]{36}$/);
+    const sweepId = page.url().split('/').pop()!;
+    await page.waitForSelector('#sweep-state[data-state="completed"]', { timeout: 60_000 });
+    page.off('request', onRequest);
+    // Shown live: the badge went from queued or running to completed without a reload.
+    const badges = (await page.evaluate(() => window.__seen))
+      .filter((s) => s.t >= submittedAt && s.sweep)
+      .map((s) => s.sweep);
+    expect(['queued', 'running']).toContain(badges[0]);
+    expect(badges[badges.length - 1]).toBe('completed');
+    expect(streams.map((u) => new URL(u).pathname)).toContain(`/v1/sweeps/${sweepId}/events`);
+    expect(await attributes(page, '#trials tbody tr', 'data-rank')).toEqual(['1', '2']);
+    expect(await attributes(page, '#trials tbody tr', 'data-state')).toEqual(['completed', 'completed']);
+    const view = await new RunnerClient({ baseUrl: api.url }).getSweep(sweepId);
+    expect(await attributes(page, '#trials tbody tr', 'data-id')).toEqual(view.trials.map((t) => t.id));
+    const table = await page.textContent('#trials');
+    expect(table).toContain('training.learningRate=0.03');
+    expect(await page.textContent('#sweep-summary')).toContain('2 of 2 ended');
+    await page.screenshot({ path: join(IMG_DIR, 'dashboard-sweep.png'), fullPage: true });
+
+    // The sweeps page remembers it (this browser's localStorage); a trial links to its job page.
+    await page.goto(`${api.url}/ui#/sweeps`);
+    await page.waitForSelector(`#sweeps tr[data-id="${sweepId}"][data-state="completed"]`);
+    await page.goto(`${api.url}/ui#/sweeps/${sweepId}`);
+    await page.click(`#trials a[href="#/jobs/${view.trials[0].id}"]`);
+    await page.waitForSelector('#job-state[data-state="completed"]');
+  });
+
+  test('a long sweep is cancelled from its page', async () => {
+    const client = new RunnerClient({ baseUrl: api.url });
+    const base = { ...CANONICAL_TRAIN_EXAMPLE, training: { ...CANONICAL_TRAIN_EXAMPLE.training, epochs: 2000 } };
+    const sweep = await client.submitSweep({
+      base,
+      search: { grid: { 'training.learningRate': [0.01, 0.03] } },
+      maxConcurrent: 1,
+      metric: 'loss',
+    });
+    await page.goto(`${api.url}/ui#/sweeps/${sweep.id}`);
+    await page.waitForSelector('#trials tr[data-state="running"]');
+    await page.click('#cancel-sweep');
+    await page.waitForSelector('#sweep-state[data-state="cancelled"]', { timeout: 30_000 });
+    expect(await page.isDisabled('#cancel-sweep')).toBe(true);
+    expect(await attributes(page, '#trials tbody tr', 'data-state')).toEqual(['cancelled', 'cancelled']);
+  });
+
+  test('a job submitted with a name, tags and a priority is found by the tag and name filters', async () => {
+    const id = await submitFromForm(page, api.url, {
+      'training.epochs': '1',
+      name: 'ui tagged',
+      tags: 'project=dashboard\nrun=a',
+      priority: '2',
+    });
+    const view = await new RunnerClient({ baseUrl: api.url }).get(id);
+    expect([view.name, view.tags, view.priority]).toEqual(['ui tagged', { project: 'dashboard', run: 'a' }, 2]);
+    await page.goto(`${api.url}/ui#/jobs`);
+    await page.waitForSelector('#job-filters');
+    await page.fill('#job-filters [name="tag"]', 'project:dashboard');
+    await page.click('#job-filters button[type=submit]');
+    await page.waitForURL(/#\/jobs\?tag=project%3Adashboard$/);
+    await page.waitForSelector(`#jobs tbody tr[data-id="${id}"]`);
+    expect(await attributes(page, '#jobs tbody tr', 'data-id')).toEqual([id]);
+    const row = await page.textContent(`#jobs tbody tr[data-id="${id}"]`);
+    expect(row).toContain('project:dashboard');
+    expect(row).toContain('ui tagged');
+    await page.goto(`${api.url}/ui#/jobs?name=nobody`);
+    await page.waitForSelector('#jobs tbody td.empty');
+    await page.goto(`${api.url}/ui#/jobs?name=ui%20tagged`);
+    await page.waitForSelector(`#jobs tbody tr[data-id="${id}"]`);
+  });
+
+  test('a model registered from the trained job is listed on the models page, its files downloadable', async () => {
+    const client = new RunnerClient({ baseUrl: api.url });
+    const version = await client.registerModel({ name: 'ui-sine', fromJob: trainId, description: 'browser test' });
+    await client.setModelAlias('ui-sine', 'production', version.version);
+    await page.goto(`${api.url}/ui#/models`);
+    await page.waitForSelector('#models tr[data-name="ui-sine"]');
+    expect(await page.textContent('#models tr[data-name="ui-sine"]')).toContain('production → 1');
+    await page.click('#models a[href="#/models/ui-sine"]');
+    await page.waitForSelector('#versions tr[data-version="1"]');
+    expect(await page.textContent('#versions tr[data-version="1"]')).toContain('browser test');
+    const file = version.files.find((f) => f.name === 'model.safetensors')!;
+    const [download] = await Promise.all([
+      page.waitForEvent('download'),
+      page.click('#versions tr[data-version="1"] button[data-file="model.safetensors"]'),
+    ]);
+    expect(download.suggestedFilename()).toBe('ui-sine-v1-model.safetensors');
+    expect(readFileSync(await download.path()).length).toBe(file.size);
+    await page.screenshot({ path: join(IMG_DIR, 'dashboard-models.png'), fullPage: true });
     expect(pageErrors).toEqual([]);
   });
 });

@@ -28,6 +28,8 @@ const contract = {
   canonicalTrain: jobs.CANONICAL_TRAIN_EXAMPLE,
   divergenceRollback: jobs.DIVERGENCE_ROLLBACK,
   artifacts: jobs.ARTIFACTS,
+  sweepMetrics: Object.keys(jobs.SWEEP_METRICS),
+  jobPriority: jobs.JOB_PRIORITY,
 };
 
 const started = Date.now();

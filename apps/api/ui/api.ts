@@ -102,11 +102,12 @@ export interface StreamedEvent {
 }
 
 /**
- * Reads a job's events from the start until the terminal state or `signal` aborts; after a dropped
- * connection it resumes with Last-Event-ID (the api sends the events after it), as EventSource would.
+ * Reads a job's (or a sweep's) events from the start until the terminal state or `signal` aborts;
+ * after a dropped connection it resumes with Last-Event-ID (the api sends the events after it), as
+ * EventSource would. `path`: the resource, `/v1/jobs/<id>` or `/v1/sweeps/<id>`.
  */
 export async function streamEvents(
-  jobId: string,
+  path: string,
   onEvent: (e: StreamedEvent) => void,
   signal: AbortSignal,
 ): Promise<void> {
@@ -117,7 +118,7 @@ export async function streamEvents(
     parser.lastEventId = lastId;
     let ended = false;
     try {
-      const res = await fetch(`/v1/jobs/${encodeURIComponent(jobId)}/events`, {
+      const res = await fetch(`${path}/events`, {
         headers: authHeaders({ accept: 'text/event-stream', ...(lastId ? { 'last-event-id': lastId } : {}) }),
         signal,
       });

@@ -40,3 +40,29 @@ export function every(ms: number, fn: () => Promise<void>): Cleanup {
     clearTimeout(timer);
   };
 }
+
+/**
+ * `fn` run at most once at a time: a call while it runs asks for one more run after it (a burst of
+ * events costs two requests, not one each). Errors go to the banner.
+ */
+export function coalesced(fn: () => Promise<void>): () => void {
+  let running = false;
+  let again = false;
+  const run = (): void => {
+    if (running) {
+      again = true;
+      return;
+    }
+    running = true;
+    void fn()
+      .catch(showError)
+      .finally(() => {
+        running = false;
+        if (again) {
+          again = false;
+          run();
+        }
+      });
+  };
+  return run;
+}

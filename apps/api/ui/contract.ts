@@ -2,7 +2,7 @@
  * What the page knows of the job contract, compiled in by the build (apps/api/scripts/build-ui.mjs)
  * from @relu-lstm/jobs and @relu-lstm/lstm/config, so no enum or example is written twice.
  */
-import type { ARTIFACTS, JobState, TrainPayloadInput } from '@relu-lstm/jobs';
+import type { ARTIFACTS, JOB_PRIORITY, JobState, SweepMetric, TrainPayloadInput } from '@relu-lstm/jobs';
 
 declare const __CONTRACT__: {
   jobStates: JobState[];
@@ -15,6 +15,8 @@ declare const __CONTRACT__: {
   canonicalTrain: TrainPayloadInput;
   divergenceRollback: string;
   artifacts: typeof ARTIFACTS;
+  sweepMetrics: SweepMetric[];
+  jobPriority: typeof JOB_PRIORITY;
 };
 
 export const CONTRACT = __CONTRACT__;

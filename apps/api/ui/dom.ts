@@ -59,3 +59,9 @@ export function shapeOf(v: unknown): number[] {
   }
   return shape;
 }
+
+/** A form field's text, trimmed ('' for none or a file). */
+export function formText(data: FormData, name: string): string {
+  const v = data.get(name);
+  return typeof v === 'string' ? v.trim() : '';
+}

@@ -13,7 +13,7 @@ import type {
   StateEvent,
 } from '@relu-lstm/jobs';
 import { download, getJson, streamEvents } from './api';
-import { clearError, showError, type Page } from './banner';
+import { clearError, coalesced, showError, type Page } from './banner';
 import { MetricChart } from './charts';
 import { CONTRACT, isTerminal } from './contract';
 import { ago, fill, h, num, shapeOf, time } from './dom';
@@ -234,23 +234,7 @@ export const jobPage: Page = (main, id) => {
   };
 
   // Coalesced: replaying a long history's checkpoints asks for one refresh at a time, plus one after.
-  let refreshing: Promise<void> | null = null;
-  let again = false;
-  const refreshSoon = () => {
-    if (refreshing) {
-      again = true;
-      return;
-    }
-    refreshing = refresh()
-      .catch(showError)
-      .finally(() => {
-        refreshing = null;
-        if (again) {
-          again = false;
-          refreshSoon();
-        }
-      });
-  };
+  const refreshSoon = coalesced(refresh);
 
   cancel.addEventListener('click', () => {
     cancel.disabled = true;
@@ -278,7 +262,7 @@ export const jobPage: Page = (main, id) => {
   };
 
   void refresh()
-    .then(() => streamEvents(jobId, onEvent, abort.signal))
+    .then(() => streamEvents(base, onEvent, abort.signal))
     .catch(showError);
   return () => {
     abort.abort();

@@ -1,13 +1,17 @@
 /**
- * The dashboard: a hash router over four pages (jobs, one job, workers, submit), a key prompt when
- * the api asks for one, and one error banner that shows the api's own words.
+ * The dashboard: a hash router over its pages (jobs, one job, submit, sweeps, one sweep, models, one
+ * model, workers), a key prompt when the api asks for one, and one error banner that shows the api's
+ * own words.
  */
 import { ApiError, apiKey, setApiKey, whenUnauthorized } from './api';
 import { clearError, type Cleanup, type Page } from './banner';
 import { fill, h } from './dom';
 import { jobPage } from './job-page';
 import { jobsPage } from './jobs-page';
+import { modelPage, modelsPage } from './models-page';
 import { submitPage } from './submit-page';
+import { sweepPage } from './sweep-page';
+import { sweepsPage } from './sweeps-page';
 import { workersPage } from './workers-page';
 import './style.css';
 
@@ -19,9 +23,13 @@ function route(): { page: Page; arg?: string } {
   const [path, query] = hash.split('?');
   const parts = path.split('/').filter(Boolean);
   if (parts[0] === 'jobs' && parts[1]) return { page: jobPage, arg: decodeURIComponent(parts[1]) };
+  if (parts[0] === 'sweeps')
+    return parts[1] ? { page: sweepPage, arg: decodeURIComponent(parts[1]) } : { page: sweepsPage };
+  if (parts[0] === 'models')
+    return parts[1] ? { page: modelPage, arg: decodeURIComponent(parts[1]) } : { page: modelsPage };
   if (parts[0] === 'workers') return { page: workersPage };
   if (parts[0] === 'submit') return { page: submitPage };
-  return { page: jobsPage, arg: new URLSearchParams(query ?? '').get('state') ?? undefined };
+  return { page: jobsPage, arg: query };
 }
 
 function render(): void {

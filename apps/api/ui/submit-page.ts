@@ -1,12 +1,13 @@
 /**
- * The submit form of a train job with synthetic data, filled with the README's canonical example.
- * The api validates; its issues are shown and the fields they name are marked.
+ * The submit form of a train job with synthetic data, filled with the README's canonical example,
+ * and the job's optional name, tags and priority. The api validates; its issues are shown and the
+ * fields they name are marked.
  */
 import type { SubmitResponse } from '@relu-lstm/jobs';
 import { ApiError, getJson } from './api';
 import { clearError, showError, type Page } from './banner';
 import { CONTRACT } from './contract';
-import { h } from './dom';
+import { formText, h } from './dom';
 
 type Kind = 'int' | 'number' | readonly string[];
 
@@ -78,11 +79,74 @@ function payloadOf(form: HTMLFormElement): Record<string, unknown> {
   return payload;
 }
 
+/** A tag the form cannot read: named like the api's issues, with the field to mark. */
+class TagsError extends Error {}
+
+/** `k=v` (or `k:v`) pairs, one a line or comma separated. */
+function tagsOf(text: string): Record<string, string> | undefined {
+  const pairs = text
+    .split(/[\n,]+/)
+    .map((p) => p.trim())
+    .filter(Boolean);
+  if (!pairs.length) return undefined;
+  const tags: Record<string, string> = {};
+  for (const p of pairs) {
+    const at = p.search(/[=:]/);
+    if (at <= 0) throw new TagsError(`tags: expected key=value, received "${p}"`);
+    tags[p.slice(0, at).trim()] = p.slice(at + 1).trim();
+  }
+  return tags;
+}
+
+/** The job options (name, tags, priority) from the form; blank ones are left out (priority then defaults). */
+function optionsOf(form: HTMLFormElement): Record<string, unknown> {
+  const d = new FormData(form);
+  const get = (k: string) => formText(d, k);
+  const tags = tagsOf(get('tags'));
+  return {
+    ...(get('name') ? { name: get('name') } : {}),
+    ...(tags ? { tags } : {}),
+    ...(get('priority') ? { priority: Number(get('priority')) } : {}),
+  };
+}
+
+function optionsFieldset(): HTMLFieldSetElement {
+  const p = CONTRACT.jobPriority;
+  return h(
+    'fieldset',
+    {},
+    h('legend', {}, 'job options'),
+    h('label', {}, h('span', {}, 'name'), h('input', { name: 'name', placeholder: '(none)', maxlength: 128 })),
+    h(
+      'label',
+      {},
+      h('span', {}, 'tags'),
+      h('textarea', { name: 'tags', rows: 2, placeholder: 'project=sine (one a line)' }),
+    ),
+    h(
+      'label',
+      {},
+      h('span', {}, `priority (${p.highest} highest)`),
+      h('input', {
+        name: 'priority',
+        type: 'number',
+        step: 1,
+        min: p.highest,
+        max: p.lowest,
+        placeholder: String(p.default),
+      }),
+    ),
+  );
+}
+
 function markIssues(form: HTMLFormElement, e: unknown): void {
   for (const el of form.querySelectorAll('.invalid')) el.classList.remove('invalid');
-  if (!(e instanceof ApiError)) return;
-  for (const issue of e.issues) {
-    const field = form.querySelector(`[name="${CSS.escape(issue.path)}"]`);
+  const paths = e instanceof ApiError ? e.issues.map((i) => i.path) : e instanceof TagsError ? ['tags'] : [];
+  for (const path of paths) {
+    // `tags.<key>` marks the tags field.
+    const field =
+      form.querySelector(`[name="${CSS.escape(path)}"]`) ??
+      form.querySelector(`[name="${CSS.escape(path.split('.')[0])}"]`);
     field?.closest('label')?.classList.add('invalid');
   }
 }
@@ -100,12 +164,14 @@ export const submitPage: Page = (main) => {
     groups.get(group)!.append(h('label', {}, h('span', {}, label), input(f)));
   }
   const button = h('button', { type: 'submit' }, 'Submit train job');
-  const form = h('form', { id: 'submit-form', class: 'card' }, ...groups.values(), button);
+  const form = h('form', { id: 'submit-form', class: 'card' }, ...groups.values(), optionsFieldset(), button);
   form.addEventListener('submit', (ev) => {
     ev.preventDefault();
     button.disabled = true;
     clearError();
-    getJson<SubmitResponse>('/v1/jobs/train', { method: 'POST', body: payloadOf(form) })
+    Promise.resolve()
+      .then(() => ({ ...payloadOf(form), ...optionsOf(form) }))
+      .then((body) => getJson<SubmitResponse>('/v1/jobs/train', { method: 'POST', body }))
       .then((r) => {
         location.hash = `#/jobs/${r.id}`;
       })
