@@ -75,7 +75,8 @@ export class InfraModule implements OnApplicationShutdown {
           },
         }),
         BullModule.registerQueue(...[...QUEUE_NAMES, SWEEP_QUEUE, SESSION_QUEUE].map((name) => ({ name }))),
-        BullModule.registerFlowProducer({ name: SWEEP_QUEUE }),
+        // Not forced to disconnect on shutdown: a disconnect from an unreachable Redis never returns.
+        BullModule.registerFlowProducer({ name: SWEEP_QUEUE, forceDisconnectOnShutdown: false }),
       ],
       providers,
       exports: [...providers, BullModule],

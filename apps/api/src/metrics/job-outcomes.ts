@@ -9,11 +9,10 @@ import { QueueEvents } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { JOB_TYPES, QUEUE_NAMES, type JobType, type QueueName } from '@relu-lstm/jobs';
 import type { ApiConfig } from '../config';
+import { closeWithin } from '../infra/close';
 import { JobQueues } from '../infra/job-queues';
 import { CONFIG, REDIS } from '../infra/tokens';
 import { ApiMetrics } from './api-metrics';
-
-const CLOSE_WAIT_MS = 1000;
 
 @Injectable()
 export class JobOutcomes implements OnApplicationBootstrap, OnApplicationShutdown {
@@ -63,20 +62,6 @@ export class JobOutcomes implements OnApplicationBootstrap, OnApplicationShutdow
 
   /** A reader whose Redis is unreachable never finishes closing (nor disconnecting): each gets a second. */
   async onApplicationShutdown(): Promise<void> {
-    await Promise.all(
-      this.readers.map(async (r) => {
-        let timer: NodeJS.Timeout | undefined;
-        const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, CLOSE_WAIT_MS)));
-        const closed = await Promise.race([
-          r.close().then(
-            () => true,
-            () => true,
-          ),
-          late.then(() => false),
-        ]);
-        clearTimeout(timer);
-        if (!closed) void r.disconnect().catch(() => undefined);
-      }),
-    );
+    await Promise.all(this.readers.map((r) => closeWithin(r)));
   }
 }

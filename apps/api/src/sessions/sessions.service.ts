@@ -34,6 +34,7 @@ import {
 } from '@relu-lstm/jobs';
 import type { ApiConfig } from '../config';
 import { ApiError } from '../http/errors';
+import { closeWithin } from '../infra/close';
 import { CONFIG, CONTRACT, KEYS, REDIS } from '../infra/tokens';
 import { JobsService } from '../jobs/jobs.service';
 
@@ -223,7 +224,7 @@ export class SessionsService implements OnApplicationShutdown {
   }
 
   async onApplicationShutdown(): Promise<void> {
-    await this.queueEvents.close().catch(() => undefined);
+    await closeWithin(this.queueEvents);
   }
 }
 
