@@ -36,8 +36,8 @@ export class StepEngine {
   private readonly cache: ModelCache;
 
   private constructor(private readonly o: StepEngineOptions) {
-    // A model too big for the byte bound stays uncached; it is then loaded per step (slow but correct).
-    this.cache = new ModelCache(Math.max(1, o.modelCacheSize), o.modelCacheMb * 2 ** 20);
+    // With MODEL_CACHE_SIZE 0, or a model over MODEL_CACHE_MB, each step loads the model (slow but correct).
+    this.cache = new ModelCache(o.modelCacheSize, o.modelCacheMb * 2 ** 20);
   }
 
   static async start(o: StepEngineOptions): Promise<StepEngine> {
