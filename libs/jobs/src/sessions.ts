@@ -105,8 +105,10 @@ export function sessionStepRequestHead(req: Omit<SessionStepRequest, 'state'>): 
 
 /**
  * KEYS: the session hash, the step list. ARGV: tenant, seq, the request's head
- * (`sessionStepRequestHead`), '1' for a push again (to the end the workers pop first). When the
- * session is the tenant's and at `seq`, pushes the request with the state appended and returns
+ * (`sessionStepRequestHead`), '1' for a push again (to the end the workers pop first), the api's
+ * wait in ms. When the session is the tenant's and at `seq`, pushes the request with the state
+ * appended (the list lives at least as long as the wait: with no worker popping it, it goes once
+ * every request in it is past its deadline) and returns
  * `{'queued', ''}`; otherwise answers at once: `{'ok', <stored answer>}` when `seq` is the step
  * applied last, `{'at', next}`, or `{'gone', ''}` (closed, expired or another tenant's).
  */
@@ -121,6 +123,8 @@ if not state or state == '' then state = s[4] end
 if not state or state == '' then state = 'null' end
 local req = ARGV[3] .. state .. '}'
 if ARGV[4] == '1' then redis.call('RPUSH', KEYS[2], req) else redis.call('LPUSH', KEYS[2], req) end
+local ttl = redis.call('PTTL', KEYS[2])
+if ttl == -1 or ttl < tonumber(ARGV[5]) then redis.call('PEXPIRE', KEYS[2], ARGV[5]) end
 return {'queued', ''}`;
 
 /**

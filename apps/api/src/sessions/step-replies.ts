@@ -28,6 +28,7 @@ type SubmitScript = (
   seq: string,
   head: string,
   again: string,
+  waitMs: string,
 ) => Promise<[string, string]>;
 
 /** What the api knows of a step before submitting it. */
@@ -81,6 +82,7 @@ export class StepReplies {
         String(step.seq),
         head,
         again ? '1' : '0',
+        String(this.waitMs),
       );
       if (kind !== 'queued') this.settle(req.id, parseSessionStepReply(`${req.id}|${kind}|${body}`));
     };
