@@ -102,7 +102,7 @@ async function reference(): Promise<Answer> {
 
 async function step(id: string, seq: number, inputs: Tensor3): Promise<Answer> {
   const r = await http(api.url, 'POST', `/v1/sessions/${id}/step`, { body: { seq, inputs } });
-  expect([r.status, r.text.slice(0, 200)]).toEqual([200, expect.any(String)]);
+  if (r.status !== 200) throw new Error(`step ${seq}: ${r.status} ${r.text.slice(0, 300)}`);
   return r.json as Answer;
 }
 

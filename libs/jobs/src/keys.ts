@@ -40,7 +40,7 @@
  * | `<p>:sweep:<id>:reported`             | set    | api, worker         | trial ids whose `trial` event is out   |
  * | `<p>:session:<id>`                    | hash   | api, worker         | a session's model, next seq, (h, c)    |
  * | `<p>:session-steps`                   | list   | api                 | `SessionStepRequest` JSON, the step queue |
- * | `<p>:session-replies:<apiId>`         | list   | worker              | replies to one api process, PX 60 s    |
+ * | `<p>:session-replies:<apiId>`         | channel| worker              | pub/sub: replies to one api process    |
  */
 import { createHash } from 'node:crypto';
 import type { JobType } from './events';
@@ -115,7 +115,7 @@ export interface RedisKeys {
   session(id: string): string;
   /** The step queue of all sessions (a list: the api pushes, workers pop). */
   sessionSteps(): string;
-  /** The replies to the steps one api process waits for. */
+  /** The pub/sub channel of the replies to the steps one api process waits for. */
   sessionReplies(apiId: string): string;
 }
 

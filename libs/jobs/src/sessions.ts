@@ -10,8 +10,8 @@
  * and pushes a small `SessionStepRequest` carrying the state to continue from in one script
  * (SUBMIT_STEP_SCRIPT), every worker pops the list (BRPOP, one step at a time), computes and commits
  * the new state, `next + 1` and the answer with one script that applies only when `next` still equals
- * the step's `seq`, and pushes the reply to the api's own reply list (`keys.sessionReplies(apiId)`)
- * in the same script. So the steps of a session apply in
+ * the step's `seq`, and publishes the reply on the api's own reply channel
+ * (`keys.sessionReplies(apiId)`) in the same script. So the steps of a session apply in
  * order and exactly once, whichever worker serves them and whatever dies in between: a step whose
  * `seq` is `next - 1` is answered from the stored answer, never computed again. A request lost with
  * a killed worker is pushed again by the api (every SESSION_STEP_RESEND_MS while it waits).
@@ -26,8 +26,6 @@ import type { ModelSource } from './job-types';
  * is answered from the stored answer, never applied twice.
  */
 export const SESSION_STEP_RESEND_MS = 1000;
-/** How long an api's reply list outlives its last reply (an api gone for good leaves nothing behind). */
-export const SESSION_REPLY_TTL_MS = 60_000;
 
 const tensor3 = z.array(z.array(z.array(z.number())));
 
@@ -85,7 +83,7 @@ export interface SessionStepRequest {
   inputs: number[][][];
   /** Where the worker loads the session's model from. */
   modelSource: ModelSource;
-  /** The api's reply list. */
+  /** The api's reply channel (pub/sub). */
   reply: string;
   /** Epoch ms after which the api no longer waits: a worker drops the request unanswered. */
   deadline: number;
@@ -128,7 +126,7 @@ if ttl == -1 or ttl < tonumber(ARGV[5]) then redis.call('PEXPIRE', KEYS[2], ARGV
 return {'queued', ''}`;
 
 /**
- * A reply on an api's reply list: `<request id>|<kind>|<body>`, built by the scripts below without
+ * A reply on an api's reply channel: `<request id>|<kind>|<body>`, built by the scripts below without
  * decoding the answer. `ok`: body is the `SessionStepResult` JSON; `gone`: the session is closed or
  * expired; `at`: the session is at step `body`, neither this one nor the next; `failed`: body is the
  * JSON `{ code, message }` of an error computing the step.
@@ -187,10 +185,12 @@ export interface SessionFields {
   createdAt: string;
 }
 
-/** Pushes `ARGV[4]|kind|body` to the reply list KEYS[2] and renews its TTL (ARGV[5] ms). */
+/**
+ * Publishes `ARGV[4]|kind|body` on the reply channel ARGV[5]. A reply published while the api is
+ * not subscribed is lost; the api's resend then finds the step applied and answers it at once.
+ */
 const REPLY_LUA = `local function reply(kind, body)
-  redis.call('RPUSH', KEYS[2], ARGV[4] .. '|' .. kind .. '|' .. body)
-  redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[5]))
+  redis.call('PUBLISH', ARGV[5], ARGV[4] .. '|' .. kind .. '|' .. body)
 end
 if redis.call('EXISTS', KEYS[1]) == 0 then reply('gone', '') return -2 end
 local n = tonumber(redis.call('HGET', KEYS[1], 'next'))
@@ -203,8 +203,7 @@ if n ~= seq then reply('at', tostring(n)) return n end
 `;
 
 /**
- * KEYS: the session hash, the api's reply list. ARGV: seq, state JSON, answer JSON, request id,
- * reply TTL ms. Applies the step when `next == seq` (new state, answer, next + 1, idle TTL renewed)
+ * KEYS: the session hash. ARGV: seq, state JSON, answer JSON, request id, the api's reply channel. Applies the step when `next == seq` (new state, answer, next + 1, idle TTL renewed)
  * and replies `ok` with the answer; otherwise replies from the hash (the stored answer when the step
  * was applied already, `at` or `gone`) and changes nothing. Returns -1 when applied.
  */

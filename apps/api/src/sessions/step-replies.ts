@@ -1,8 +1,8 @@
 /**
  * The api's side of the session step queue (libs/jobs sessions.ts): checks the session and pushes
  * the step request in one script (SUBMIT_STEP_SCRIPT), then waits for its reply on this process's
- * own reply list, which one loop pops (BLPOP on a connection of its own) and hands to the waiting
- * request by id. While no reply came it submits the request again every SESSION_STEP_RESEND_MS (the
+ * own reply channel, which a connection of its own subscribes to and hands to the waiting request
+ * by id (pub/sub: no command per reply). While no reply came it submits the request again every SESSION_STEP_RESEND_MS (the
  * worker that popped it may have died mid-step; a step applied meanwhile is then answered from the
  * stored answer at once); it gives up after SESSION_STEP_WAIT_MS.
  */
@@ -17,9 +17,6 @@ import {
   type SessionStepReply,
   type SessionStepRequest,
 } from '@relu-lstm/jobs';
-
-/** Seconds one BLPOP blocks before the loop looks at `closed` again. */
-const POP_TIMEOUT_S = 5;
 
 type SubmitScript = (
   session: string,
@@ -41,23 +38,28 @@ export interface StepSubmission {
 }
 
 export class StepReplies {
-  /** This api process's id: the name of its reply list. */
+  /** This api process's id: the name of its reply channel. */
   readonly apiId = randomUUID();
-  private readonly listKey: string;
-  private readonly popper: Redis;
+  private readonly channel: string;
+  private readonly subscriber: Redis;
+  private subscribed: Promise<unknown> | null = null;
   private readonly pending = new Map<string, (r: SessionStepReply | null) => void>();
   private readonly submit: SubmitScript;
-  private closed = false;
-  private loop: Promise<void> | null = null;
 
   constructor(
     redis: Redis,
     private readonly keys: RedisKeys,
     private readonly waitMs: number,
   ) {
-    this.listKey = keys.sessionReplies(this.apiId);
-    this.popper = redis.duplicate({ connectionName: `${keys.prefix}:api-session-replies`, maxRetriesPerRequest: null });
-    this.popper.on('error', () => undefined); // a step then times out with 503
+    this.channel = keys.sessionReplies(this.apiId);
+    // ioredis subscribes again after a reconnection; a reply published meanwhile is lost, and the
+    // resend below then finds the step applied and answers it from the stored answer.
+    this.subscriber = redis.duplicate({ connectionName: `${keys.prefix}:api-session-replies`, lazyConnect: true });
+    this.subscriber.on('error', () => undefined); // a step then waits for its resend, or times out with 503
+    this.subscriber.on('message', (_channel: string, raw: string) => {
+      const r = parseSessionStepReply(raw);
+      if (r) this.settle(r.id, r); // a reply nobody waits for (a duplicate's) is dropped
+    });
     const conn = redis as Redis & { sessionSubmitStep?: SubmitScript };
     if (!conn.sessionSubmitStep) conn.defineCommand('sessionSubmitStep', { numberOfKeys: 2, lua: SUBMIT_STEP_SCRIPT });
     this.submit = (...a) => conn.sessionSubmitStep!(...a);
@@ -68,9 +70,13 @@ export class StepReplies {
    * gone, at another step, or the step applied already), or null when none came within SESSION_STEP_WAIT_MS.
    */
   async request(step: StepSubmission): Promise<SessionStepReply | null> {
-    this.loop ??= this.popLoop();
+    this.subscribed ??= this.subscribe().catch((e: unknown) => {
+      this.subscribed = null;
+      throw e;
+    });
+    await this.subscribed;
     const { tenant, ...fields } = step;
-    const req = { ...fields, id: randomUUID(), reply: this.listKey, deadline: Date.now() + this.waitMs };
+    const req = { ...fields, id: randomUUID(), reply: this.channel, deadline: Date.now() + this.waitMs };
     const reply = new Promise<SessionStepReply | null>((resolve) => this.pending.set(req.id, resolve));
     const sessionKey = this.keys.session(step.sessionId);
     const submit = async (again: boolean) => {
@@ -98,32 +104,19 @@ export class StepReplies {
     }
   }
 
+  private async subscribe(): Promise<void> {
+    if (this.subscriber.status === 'wait') await this.subscriber.connect();
+    await this.subscriber.subscribe(this.channel);
+  }
+
   private settle(id: string, r: SessionStepReply | null): void {
     const resolve = this.pending.get(id);
     this.pending.delete(id);
     resolve?.(r);
   }
 
-  /** Hands each reply to its waiting request (a reply nobody waits for, e.g. of a duplicate, is dropped). */
-  private async popLoop(): Promise<void> {
-    while (!this.closed) {
-      try {
-        const popped = await this.popper.blpop(this.listKey, POP_TIMEOUT_S);
-        if (!popped) continue;
-        const r = parseSessionStepReply(popped[1]);
-        if (r) this.settle(r.id, r);
-        // The next BLPOP waits for the answer to be written first: a socket write is not free here.
-        await new Promise((res) => setImmediate(res));
-      } catch {
-        if (this.closed) return;
-        await new Promise((res) => setTimeout(res, 100));
-      }
-    }
-  }
-
   close(): void {
-    this.closed = true;
-    this.popper.disconnect();
+    this.subscriber.disconnect();
     for (const id of [...this.pending.keys()]) this.settle(id, null);
   }
 }

@@ -23,7 +23,6 @@ import type { Redis } from 'ioredis';
 import {
   ANSWER_IF_DONE_SCRIPT,
   COMMIT_STEP_SCRIPT,
-  SESSION_REPLY_TTL_MS,
   sessionFailedReply,
   type ArtifactStore,
   type SessionStepRequest,
@@ -37,23 +36,34 @@ import type { StepEngine } from './step-engine';
 /** Seconds a BRPOP blocks before the loop looks at `closing` again. */
 const POP_TIMEOUT_S = 1;
 
-type StepScript = (
+/** KEYS and ARGV of COMMIT_STEP_SCRIPT and ANSWER_IF_DONE_SCRIPT. */
+type StepScriptArgs = readonly [
   session: string,
-  reply: string,
   seq: string,
   state: string,
   answer: string,
   requestId: string,
-  ttlMs: string,
-) => Promise<number>;
+  channel: string,
+];
+type Popped = [string, string] | null;
+
+interface StepScripts {
+  sessionCommitStep(...a: StepScriptArgs): Promise<number>;
+  sessionAnswerIfDone(...a: StepScriptArgs): Promise<number>;
+}
+
+function defineStepScripts(conn: Redis): Redis & StepScripts {
+  conn.defineCommand('sessionCommitStep', { numberOfKeys: 1, lua: COMMIT_STEP_SCRIPT });
+  conn.defineCommand('sessionAnswerIfDone', { numberOfKeys: 1, lua: ANSWER_IF_DONE_SCRIPT });
+  return conn as Redis & StepScripts;
+}
 
 @Injectable()
 export class SessionServer implements OnApplicationBootstrap, BeforeApplicationShutdown {
   private readonly log = new Logger('Sessions');
-  /** The blocking connection of the BRPOP loop. */
-  private readonly popper: Redis;
-  private readonly commit: StepScript;
-  private readonly answerIfDone: StepScript;
+  /** The blocking connection of the BRPOP loop; a step's commit goes on it together with the next BRPOP. */
+  private readonly popper: Redis & StepScripts;
+  private readonly list: string;
   private engine: Promise<StepEngine> | null = null;
   private closing = false;
   private loop: Promise<void> | null = null;
@@ -63,18 +73,14 @@ export class SessionServer implements OnApplicationBootstrap, BeforeApplicationS
     private readonly redis: RedisService,
     @Inject(ARTIFACT_STORE) private readonly artifacts: ArtifactStore,
   ) {
-    this.popper = redis.connection.duplicate({
-      connectionName: `relu-lstm-worker:${config.workerId}:session-steps`,
-      lazyConnect: true,
-    });
+    this.list = redis.keys.sessionSteps();
+    this.popper = defineStepScripts(
+      redis.connection.duplicate({
+        connectionName: `relu-lstm-worker:${config.workerId}:session-steps`,
+        lazyConnect: true,
+      }),
+    );
     this.popper.on('error', () => undefined); // RedisService reports outages; BRPOP waits through them
-    const conn = redis.connection as Redis & Record<string, StepScript>;
-    if (!conn.sessionCommitStep) {
-      conn.defineCommand('sessionCommitStep', { numberOfKeys: 2, lua: COMMIT_STEP_SCRIPT });
-      conn.defineCommand('sessionAnswerIfDone', { numberOfKeys: 2, lua: ANSWER_IF_DONE_SCRIPT });
-    }
-    this.commit = (...a) => conn.sessionCommitStep(...a);
-    this.answerIfDone = (...a) => conn.sessionAnswerIfDone(...a);
   }
 
   async onApplicationBootstrap(): Promise<void> {
@@ -83,36 +89,44 @@ export class SessionServer implements OnApplicationBootstrap, BeforeApplicationS
   }
 
   private async serve(): Promise<void> {
-    const list = this.redis.keys.sessionSteps();
+    let popped: Popped = null;
     while (!this.closing) {
-      let popped: [string, string] | null;
       try {
-        popped = await this.popper.brpop(list, POP_TIMEOUT_S);
+        popped = popped ? await this.step(popped[1]) : await this.popper.brpop(this.list, POP_TIMEOUT_S);
       } catch (e) {
+        popped = null;
         if (this.closing) return;
-        this.log.warn(`${list}: ${(e as Error).message}`);
+        this.log.warn(`${this.list}: ${(e as Error).message}`);
         await new Promise((r) => setTimeout(r, 200));
-        continue;
       }
-      if (popped) await this.step(popped[1]);
     }
   }
 
-  /** Serves one request; its reply goes to the api whatever happens (a failure becomes a `failed` reply). */
-  async step(raw: string): Promise<void> {
+  /**
+   * Serves one request and returns the next one popped, if any: the commit and the next BRPOP go in
+   * one write (a socket write is not free). Its reply goes to the api whatever happens (a failure
+   * to compute becomes a `failed` reply).
+   */
+  async step(raw: string): Promise<Popped> {
     let req: SessionStepRequest;
     try {
       req = JSON.parse(raw) as SessionStepRequest;
     } catch {
       this.log.warn(`dropped an unreadable session step request: ${raw.slice(0, 80)}`);
-      return;
+      return null;
     }
-    if (Date.now() > req.deadline) return; // the api answered 503 already; a retry of the client pushes anew
-    const key = this.redis.keys.session(req.sessionId);
-    const args = (state: string, answer: string) =>
-      [key, req.reply, String(req.seq), state, answer, req.id, String(SESSION_REPLY_TTL_MS)] as const;
+    if (Date.now() > req.deadline) return null; // the api answered 503 already; a retry of the client pushes anew
+    const args = (state: string, answer: string): StepScriptArgs => [
+      this.redis.keys.session(req.sessionId),
+      String(req.seq),
+      state,
+      answer,
+      req.id,
+      req.reply,
+    ];
+    let commit: StepScriptArgs;
     try {
-      if (req.retry && (await this.answerIfDone(...args('', ''))) !== -1) return;
+      if (req.retry && (await this.popper.sessionAnswerIfDone(...args('', ''))) !== -1) return null;
       const engine = await this.stepEngine();
       const answer = await engine.forward({
         seq: req.seq,
@@ -120,16 +134,21 @@ export class SessionServer implements OnApplicationBootstrap, BeforeApplicationS
         inputs: req.inputs,
         state: req.state,
       });
-      await this.commit(...args(JSON.stringify({ h0: answer.hN, c0: answer.cN }), JSON.stringify(answer)));
+      commit = args(JSON.stringify({ h0: answer.hN, c0: answer.cN }), JSON.stringify(answer));
     } catch (e) {
       const err = e instanceof StepInputError ? e.issue : toJobError(e);
-      await this.redis.connection
-        .multi()
-        .rpush(req.reply, sessionFailedReply(req.id, err))
-        .pexpire(req.reply, SESSION_REPLY_TTL_MS)
-        .exec()
-        .catch(() => undefined); // Redis is down: the api times out with 503
+      await this.popper.publish(req.reply, sessionFailedReply(req.id, err)).catch(() => undefined); // Redis down: 503
+      return null;
     }
+    const pipeline = this.popper.pipeline() as ReturnType<Redis['pipeline']> & {
+      sessionCommitStep(...a: StepScriptArgs): unknown;
+    };
+    pipeline.sessionCommitStep(...commit);
+    pipeline.brpop(this.list, POP_TIMEOUT_S);
+    const [committed, next] = (await pipeline.exec()) ?? [];
+    if (committed?.[0]) this.log.warn(`session ${req.sessionId} step ${req.seq}: ${committed[0].message}`);
+    if (next?.[0]) throw next[0];
+    return (next?.[1] as Popped | undefined) ?? null;
   }
 
   private stepEngine(): Promise<StepEngine> {
