@@ -2,7 +2,7 @@
  * Streaming inference sessions (libs/jobs sessions.ts). Opening checks the model and the initial
  * state and writes the session hash; a step is checked here (its inputs exactly as an infer job's,
  * against the session's model), then pushed on the step queue with the state it continues from and
- * awaited on this process's reply list (step-replies.ts); a worker applies it (apps/worker sessions/).
+ * awaited on this process's reply channel (step-replies.ts); a worker applies it (apps/worker sessions/).
  */
 import { randomUUID } from 'node:crypto';
 import { Inject, Injectable, type OnApplicationShutdown } from '@nestjs/common';

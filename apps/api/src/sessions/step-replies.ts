@@ -2,9 +2,9 @@
  * The api's side of the session step queue (libs/jobs sessions.ts): checks the session and pushes
  * the step request in one script (SUBMIT_STEP_SCRIPT), then waits for its reply on this process's
  * own reply channel, which a connection of its own subscribes to and hands to the waiting request
- * by id (pub/sub: no command per reply). While no reply came it submits the request again every SESSION_STEP_RESEND_MS (the
- * worker that popped it may have died mid-step; a step applied meanwhile is then answered from the
- * stored answer at once); it gives up after SESSION_STEP_WAIT_MS.
+ * by id (pub/sub: no command per reply). While no reply came it submits the request again every
+ * SESSION_STEP_RESEND_MS (the worker that popped it may have died mid-step; a step applied
+ * meanwhile is then answered from the stored answer at once); it gives up after SESSION_STEP_WAIT_MS.
  */
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';

@@ -6,9 +6,8 @@
  * never delays a step.
  *
  * A request carries the state to continue from (SUBMIT_STEP_SCRIPT copies it in for its `seq`), so
- * a step reads nothing before computing;
- * one script then commits the new state and the answer only if the session is still at this `seq`
- * and pushes the reply to the api (COMMIT_STEP_SCRIPT). A request pushed again by the api (`retry`:
+ * a step reads nothing before computing; one script then commits the new state and the answer only
+ * if the session is still at this `seq` and publishes the reply to the api (COMMIT_STEP_SCRIPT). A request pushed again by the api (`retry`:
  * the worker that popped it first may have died) is first checked against the session, and answered
  * from the stored answer when already applied; nothing is applied twice.
  */
