@@ -3,7 +3,7 @@
  * `POST /v1/jobs/infer?wait=true` of the same model, in the same run, on the same stack (the
  * compiled api and one worker against Redis under a fresh prefix). The model is a trained ReLU-LSTM
  * with hidden size 64; each call feeds one time step of one sequence. Both paths are warmed first
- * (the session engine and the job engine each hold the model in their cache), then measured in
+ * (the worker holds the model for steps, the job engine for infer jobs), then measured in
  * alternating rounds so that a change of machine load hits both alike.
  *
  *   BENCH_STEPS=300 (calls per path), BENCH_ROUNDS=3, RELU_LSTM_BACKEND (default wasm), REDIS_URL.

@@ -2,9 +2,12 @@
  * Streaming inference sessions across real processes: the compiled api and workers on the real
  * Redis. A sequence fed through a session step by step (and in chunks) gives the outputs and final
  * (h, c) of one inference job over the whole sequence, within 1e-5, also when the worker that served
- * the first steps is SIGKILLed and another serves the rest; a retried step returns the stored answer
- * without advancing the session; steps out of order are refused.
+ * the first steps is SIGKILLed and another serves the rest, and when the worker that popped a step
+ * freezes before answering (the api pushes the step again and another worker answers it); a retried
+ * step returns the stored answer without advancing the session; a training on the worker does not
+ * hold steps up; steps out of order and inputs the session cannot take are refused.
  */
+import { randomBytes } from 'node:crypto';
 import { RunnerClient, runCli } from '@relu-lstm/client';
 import { http, startApi, type ApiProcess } from '../apps/api/test/harness';
 import { Harness, waitFor, type WorkerProcess } from '../apps/worker/test/harness';
@@ -15,6 +18,23 @@ let api: ApiProcess;
 let harness: Harness;
 let worker: WorkerProcess;
 let modelJobId: string;
+let workerId = '';
+
+/** A worker with a known id, so its connections can be told apart in CLIENT LIST. */
+async function startWorker(): Promise<WorkerProcess> {
+  workerId = `sess-${randomBytes(4).toString('hex')}`;
+  return harness.startReadyWorker({ WORKER_ID: workerId });
+}
+
+/** Whether the worker's step connection is blocked in BRPOP on the step list (so the next step goes to it). */
+async function waitingForSteps(id: string): Promise<boolean> {
+  const clients = (await harness.redis.client('LIST')) as string;
+  return clients
+    .split('\n')
+    .some(
+      (l) => l.includes(`name=relu-lstm-worker:${id}:session-steps `) && / flags=b /.test(l) && / cmd=brpop /.test(l),
+    );
+}
 
 type Tensor3 = number[][][];
 interface Answer {
@@ -47,7 +67,7 @@ beforeAll(async () => {
     ARTIFACT_DIR: harness.artifactDir,
     DATASET_DIR: harness.datasetDir,
   });
-  worker = await harness.startReadyWorker();
+  worker = await startWorker();
   // A two-layer model, so the state carried between steps has more than one layer.
   const x = Array.from({ length: 16 }, (_, n) =>
     Array.from({ length: 5 }, (_, t) => [Math.sin(n + t), Math.cos(n - t)]),
@@ -82,7 +102,7 @@ async function reference(): Promise<Answer> {
 
 async function step(id: string, seq: number, inputs: Tensor3): Promise<Answer> {
   const r = await http(api.url, 'POST', `/v1/sessions/${id}/step`, { body: { seq, inputs } });
-  expect([r.status, r.text.slice(0, 200)]).toEqual([200, expect.any(String)]);
+  if (r.status !== 200) throw new Error(`step ${seq}: ${r.status} ${r.text.slice(0, 300)}`);
   return r.json as Answer;
 }
 
@@ -103,7 +123,7 @@ it('one step at a time equals one inference over the whole sequence, across a wo
       // The worker that served steps 0..2 dies; a new one (cold) serves the rest from the state in Redis.
       worker.proc.kill('SIGKILL');
       await worker.exited;
-      worker = await harness.startReadyWorker();
+      worker = await startWorker();
     }
     last = await step(id, t, slice(sequence, t, t + 1));
     expect(last.seq).toBe(t);
@@ -132,6 +152,73 @@ it('chunks of several time steps continue from each other too', async () => {
   expect(maxAbsDiff(c.cN, ref.cN)).toBeLessThan(1e-5);
 });
 
+it('a step popped by a worker that freezes before answering is answered by another worker', async () => {
+  const ref = await reference();
+  const id = await open();
+  const a = await step(id, 0, slice(sequence, 0, 2));
+  const frozen = worker;
+  const frozenId = workerId;
+  await waitFor(
+    () => waitingForSteps(frozenId),
+    10_000,
+    () => 'the worker never waited on the step list',
+  );
+  frozen.proc.kill('SIGSTOP');
+  const pending = http(api.url, 'POST', `/v1/sessions/${id}/step`, { body: { seq: 1, inputs: slice(sequence, 2, T) } });
+  // The frozen worker's BRPOP took the request: nothing is left on the list for another worker.
+  await new Promise((r) => setTimeout(r, 300)); // less than SESSION_STEP_RESEND_MS: not pushed again yet
+  expect(await harness.redis.llen(harness.keys.sessionSteps())).toBe(0);
+  worker = await startWorker();
+  const b = await pending;
+  expect([b.status, b.text.slice(0, 200)]).toEqual([200, expect.any(String)]);
+  const outputs = a.outputs.map((row, i) => [...row, ...(b.json as Answer).outputs[i]]);
+  expect(maxAbsDiff(outputs, ref.outputs)).toBeLessThan(1e-5);
+  expect(maxAbsDiff((b.json as Answer).hN, ref.hN)).toBeLessThan(1e-5);
+  // Woken up, the first worker finds the step applied: it answers from the stored answer, applies nothing.
+  frozen.proc.kill('SIGCONT');
+  await waitFor(
+    () => waitingForSteps(frozenId),
+    10_000,
+    () => `the thawed worker did not go on:\n${frozen.output()}`,
+  );
+  expect((await http(api.url, 'GET', `/v1/sessions/${id}`)).json.next).toBe(2);
+  expect(await step(id, 1, slice(sequence, 2, T))).toEqual(b.json);
+  frozen.proc.kill('SIGKILL');
+  await frozen.exited;
+});
+
+it('a training on the worker does not hold its steps up', async () => {
+  const x = Array.from({ length: 64 }, (_, n) => Array.from({ length: 20 }, (_, t) => [Math.sin(n + t), Math.cos(t)]));
+  const train = await http(api.url, 'POST', '/v1/jobs/train', {
+    body: {
+      model: { inputSize: 2, hiddenSize: 32, numLayers: 1, activation: 'relu', outputSize: 1, head: 'manyToMany' },
+      data: { inline: { x, y: x.map((s) => s.map(([a]) => [a])) } },
+      training: { epochs: 100_000, batchSize: 8, learningRate: 0.001, seed: 1 },
+    },
+  });
+  expect(train.status).toBe(202);
+  const jobId = train.json.id as string;
+  const state = async () => (await http(api.url, 'GET', `/v1/jobs/${jobId}`)).json.state as string;
+  try {
+    await waitFor(
+      async () => (await state()) === 'running',
+      30_000,
+      () => 'the training did not start',
+    );
+    const id = await open();
+    for (let t = 0; t < 3; t++) expect((await step(id, t, slice(sequence, t, t + 1))).seq).toBe(t);
+    // Served while the training ran on the same worker.
+    expect(await state()).toBe('running');
+  } finally {
+    await http(api.url, 'DELETE', `/v1/jobs/${jobId}`);
+    await waitFor(
+      async () => (await state()) === 'cancelled',
+      30_000,
+      () => 'the training was not cancelled',
+    );
+  }
+});
+
 it('refuses steps out of order, bad inputs and closed sessions, naming the field', async () => {
   const id = await open();
   const ahead = await http(api.url, 'POST', `/v1/sessions/${id}/step`, {
@@ -142,6 +229,19 @@ it('refuses steps out of order, bad inputs and closed sessions, naming the field
   const wide = await http(api.url, 'POST', `/v1/sessions/${id}/step`, { body: { seq: 0, inputs: [[[1, 2, 3]]] } });
   expect(wide.status).toBe(400);
   expect(wide.json.error.issues[0].path).toBe('inputs');
+  // The session's batch is fixed by its first step (two sequences here): three are refused, nothing applied.
+  expect((await step(id, 0, slice(sequence, 0, 1))).seq).toBe(0);
+  const third = sequence[0].slice(1, 2);
+  const more = await http(api.url, 'POST', `/v1/sessions/${id}/step`, {
+    body: { seq: 1, inputs: [...slice(sequence, 1, 2), third] },
+  });
+  expect([more.status, more.text.slice(0, 300)]).toEqual([400, expect.any(String)]);
+  expect(more.json.error.issues[0]).toMatchObject({
+    path: 'inputs',
+    expected: 'shape [2, T, features]',
+    received: '3 sequences',
+  });
+  expect((await http(api.url, 'GET', `/v1/sessions/${id}`)).json.next).toBe(1);
   const byName = await http(api.url, 'POST', '/v1/sessions', { body: { model: 'forecaster@prod' } });
   expect(byName.status).toBe(400);
   expect(byName.json.error.issues[0].path).toBe('model');

@@ -126,14 +126,14 @@ export const WORKER_ENV = {
     default: 300_000,
   }),
   MODEL_CACHE_SIZE: intVar({
-    description: 'models kept loaded in the engine for infer jobs (LRU)',
+    description: 'models kept loaded (LRU) in the engine for infer jobs, and as many in the worker for session steps',
     min: 0,
     max: 1000,
     default: 4,
   }),
   MODEL_CACHE_MB: intVar({
     description:
-      'the most memory (MiB of weights) the models kept loaded in one engine may take; 0: no bound but the count',
+      'the most memory (MiB of weights) the models kept loaded in one engine (and for session steps) may take; 0: no bound but the count',
     min: 0,
     max: 1_000_000,
     default: 512,

@@ -2,7 +2,7 @@
  * Every Redis key the runner uses besides BullMQ's own, in one place. All live under the
  * queue prefix, next to BullMQ's `<prefix>:<queue>:...` keys; the second segments used here (`job`,
  * `jobs`, `jobix`, `fair`, `idem`, `dataset`, `datasets`, `dataset-use`, `live`, `rate`, `worker`, `workers`, `retention`,
- * `model`, `models`, `model-blobs`, `sweep`, `session`) are never
+ * `model`, `models`, `model-blobs`, `sweep`, `session`, `session-steps`, `session-replies`) are never
  * queue names.
  *
  * | key                                   | type   | written by          | holds                                  |
@@ -39,6 +39,8 @@
  * | `<p>:sweep:<id>:at-k`                 | hash   | worker              | trial id -> metric after K epochs      |
  * | `<p>:sweep:<id>:reported`             | set    | api, worker         | trial ids whose `trial` event is out   |
  * | `<p>:session:<id>`                    | hash   | api, worker         | a session's model, next seq, (h, c)    |
+ * | `<p>:session-steps`                   | list   | api                 | `SessionStepRequest` JSON, the step queue |
+ * | `<p>:session-replies:<apiId>`         | channel| worker              | pub/sub: replies to one api process    |
  */
 import { createHash } from 'node:crypto';
 import type { JobType } from './events';
@@ -111,6 +113,10 @@ export interface RedisKeys {
   sweepReported(id: string): string;
   /** A streaming inference session (sessions.ts), PX = its idle TTL. */
   session(id: string): string;
+  /** The step queue of all sessions (a list: the api pushes, workers pop). */
+  sessionSteps(): string;
+  /** The pub/sub channel of the replies to the steps one api process waits for. */
+  sessionReplies(apiId: string): string;
 }
 
 export function redisKeys(prefix: string): RedisKeys {
@@ -154,5 +160,7 @@ export function redisKeys(prefix: string): RedisKeys {
     sweepAtK: (s) => `${prefix}:sweep:${id('sweep id', s)}:at-k`,
     sweepReported: (s) => `${prefix}:sweep:${id('sweep id', s)}:reported`,
     session: (s) => `${prefix}:session:${id('session id', s)}`,
+    sessionSteps: () => `${prefix}:session-steps`,
+    sessionReplies: (a) => `${prefix}:session-replies:${id('api id', a)}`,
   };
 }

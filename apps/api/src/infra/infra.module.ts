@@ -9,7 +9,6 @@ import type { Redis } from 'ioredis';
 import {
   DEFAULT_STREAM_MAXLEN,
   QUEUE_NAMES,
-  SESSION_QUEUE,
   SWEEP_QUEUE,
   RedisJobEventStream,
   makeContract,
@@ -74,7 +73,7 @@ export class InfraModule implements OnApplicationShutdown {
             connectionName: `${config.queuePrefix}:api-queues`,
           },
         }),
-        BullModule.registerQueue(...[...QUEUE_NAMES, SWEEP_QUEUE, SESSION_QUEUE].map((name) => ({ name }))),
+        BullModule.registerQueue(...[...QUEUE_NAMES, SWEEP_QUEUE].map((name) => ({ name }))),
         // Not forced to disconnect on shutdown: a disconnect from an unreachable Redis never returns.
         BullModule.registerFlowProducer({ name: SWEEP_QUEUE, forceDisconnectOnShutdown: false }),
       ],

@@ -1,13 +1,11 @@
 /**
  * Streaming inference sessions (libs/jobs sessions.ts). Opening checks the model and the initial
  * state and writes the session hash; a step is checked here (its inputs exactly as an infer job's,
- * against the session's model), then queued on the `sessions` queue under the id of its `seq` and
- * awaited through BullMQ's queue events; the worker applies it (apps/worker sessions/).
+ * against the session's model), then pushed on the step queue with the state it continues from and
+ * awaited on this process's reply channel (step-replies.ts); a worker applies it (apps/worker sessions/).
  */
 import { randomUUID } from 'node:crypto';
-import { InjectQueue } from '@nestjs/bullmq';
 import { Inject, Injectable, type OnApplicationShutdown } from '@nestjs/common';
-import { Job, QueueEvents, type Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import {
   MODEL_REF_EXPECTED,
@@ -17,26 +15,21 @@ import {
   type ModelSource,
   OpenSessionSchema,
   SAFE_ID,
-  SESSION_QUEUE,
-  SESSION_STEP_JOB_NAME,
-  SessionStepResultSchema,
   SessionStepSchema,
-  decodeJobError,
-  sessionStepJobId,
   validate,
   type JobContract,
   type RedisKeys,
   type SessionFields,
-  type SessionStepJobData,
+  type SessionStepReply,
   type SessionStepResult,
   type SessionView,
   type ValidationIssue,
 } from '@relu-lstm/jobs';
 import type { ApiConfig } from '../config';
 import { ApiError } from '../http/errors';
-import { closeWithin } from '../infra/close';
 import { CONFIG, CONTRACT, KEYS, REDIS } from '../infra/tokens';
 import { JobsService } from '../jobs/jobs.service';
+import { StepReplies } from './step-replies';
 
 /** The model a session runs: the train job it came from, where its files are, and its reference if registered. */
 interface SessionModel {
@@ -47,23 +40,30 @@ interface SessionModel {
   model?: string;
 }
 
+/** What a step needs of its session besides what SUBMIT_STEP_SCRIPT reads: fixed when the session opens. */
+interface StepModel {
+  tenant: string;
+  modelJobId: string;
+  inputSize: number;
+  modelSource: ModelSource;
+}
+
+const STEP_MODELS_KEPT = 10_000;
+
 @Injectable()
 export class SessionsService implements OnApplicationShutdown {
-  private readonly queueEvents: QueueEvents;
+  private readonly replies: StepReplies;
+  /** The models of sessions stepped lately, by session id (oldest dropped past STEP_MODELS_KEPT). */
+  private readonly models = new Map<string, StepModel>();
 
   constructor(
     @Inject(CONFIG) private readonly config: ApiConfig,
     @Inject(REDIS) private readonly redis: Redis,
     @Inject(KEYS) private readonly keys: RedisKeys,
     @Inject(CONTRACT) private readonly contract: JobContract,
-    @InjectQueue(SESSION_QUEUE) private readonly steps: Queue<SessionStepJobData>,
     private readonly jobs: JobsService,
   ) {
-    this.queueEvents = new QueueEvents(SESSION_QUEUE, {
-      connection: { url: config.redisUrl, connectionName: `${config.queuePrefix}:api-session-events` },
-      prefix: config.queuePrefix,
-    });
-    this.queueEvents.on('error', () => undefined); // a step then times out or fails with 503
+    this.replies = new StepReplies(redis, keys, config.sessionStepWaitMs);
   }
 
   async open(body: unknown, tenant: string): Promise<SessionView> {
@@ -104,8 +104,7 @@ export class SessionsService implements OnApplicationShutdown {
   private async jobModel(modelJobId: string, tenant: string): Promise<SessionModel> {
     const { issues, cfg } = await this.jobs.trainedModel(modelJobId, 'modelJobId', tenant);
     if (issues.length) throw ApiError.invalid(issues);
-    const source = { storeId: modelJobId, field: 'modelJobId', label: `job ${modelJobId}` };
-    return { modelJobId, source, inputSize: cfg?.model.inputSize ?? 1 };
+    return { modelJobId, source: jobSource(modelJobId), inputSize: cfg?.model.inputSize ?? 1 };
   }
 
   /** A registered version, `name`, `name@3` or `name@alias`, resolved now (400 naming `model` otherwise). */
@@ -137,71 +136,55 @@ export class SessionsService implements OnApplicationShutdown {
 
   async close(id: string, tenant: string): Promise<void> {
     await this.fieldsOr404(id, tenant);
+    this.models.delete(id);
     await this.redis.del(this.keys.session(id));
   }
 
   /** Applies step `seq` (or answers it again, when it is the last one applied). */
+  /**
+   * Applies step `seq` (or answers it again, when it is the last one applied). The session's order,
+   * owner and state are checked where the step is queued, in one script (StepReplies); the inputs
+   * are checked here against the model's width, and against the state's batch by the worker.
+   */
   async step(id: string, body: unknown, tenant: string): Promise<SessionStepResult> {
     const parsed = validate(SessionStepSchema, body);
     if (!parsed.ok) throw ApiError.invalid(parsed.issues);
     const { seq } = parsed.value;
-    const s = await this.fieldsOr404(id, tenant);
-    const inputs = this.checkInputs(s, parsed.value.inputs);
-    const next = Number(s.next);
-    if (seq === next - 1 && s.last) return SessionStepResultSchema.parse(JSON.parse(s.last));
-    if (seq !== next) throw outOfOrder(id, seq, next);
-    const job = await this.steps.add(
-      SESSION_STEP_JOB_NAME,
-      { sessionId: id, seq, inputs },
-      {
-        jobId: sessionStepJobId(id, seq),
-        attempts: 3,
-        backoff: { type: 'fixed', delay: 100 },
-        removeOnComplete: { age: 60, count: 10_000 },
-        removeOnFail: { age: 600, count: 10_000 },
-      },
-    );
-    return this.answerOf(job, id, seq);
+    const m = await this.stepModel(id, tenant);
+    const inputs = this.checkInputs(m, parsed.value.inputs);
+    const reply = await this.replies
+      .request({ tenant, sessionId: id, seq, inputs, modelSource: m.modelSource })
+      .catch(() => null); // Redis refused the script: as unanswered
+    return answerOf(reply, id, seq);
   }
 
-  private async answerOf(job: Job<SessionStepJobData>, id: string, seq: number): Promise<SessionStepResult> {
-    try {
-      const value: unknown = await job.waitUntilFinished(this.queueEvents, this.config.sessionStepWaitMs);
-      return SessionStepResultSchema.parse(value);
-    } catch (e) {
-      const message = (e as Error).message;
-      if (/timed out/i.test(message))
-        throw new ApiError(
-          503,
-          'unavailable',
-          `step ${seq} of session ${id} had no answer within SESSION_STEP_WAIT_MS; retry it with the same seq`,
-        );
-      const err = decodeJobError(message);
-      if (err.code === 'not_found') throw ApiError.notFound(`session ${id}`);
-      if (err.code === 'invalid_payload') throw new ApiError(409, 'conflict', err.message);
-      throw new ApiError(
-        503,
-        'unavailable',
-        `step ${seq} of session ${id} failed: ${err.message}; retry it with the same seq`,
-      );
-    }
+  /** The session's model (fixed at open, so kept here by id); 404 when the session is not the tenant's. */
+  private async stepModel(id: string, tenant: string): Promise<StepModel> {
+    const known = this.models.get(id);
+    if (known?.tenant === tenant) return known;
+    const s = await this.fieldsOr404(id, tenant);
+    const m: StepModel = {
+      tenant,
+      modelJobId: s.modelJobId,
+      inputSize: Number(s.inputSize),
+      modelSource: s.modelSource ? (JSON.parse(s.modelSource) as ModelSource) : jobSource(s.modelJobId),
+    };
+    if (this.models.size >= STEP_MODELS_KEPT) this.models.delete(this.models.keys().next().value!);
+    this.models.set(id, m);
+    return m;
   }
 
   /** The inputs as an infer job's: `[B, T, inputSize]`, finite, within the limits. */
-  private checkInputs(s: SessionFields, inputs: unknown): number[][][] {
-    const state = s.state || s.initial;
-    const p = this.checkInfer(
-      { modelJobId: s.modelJobId, inputs, ...(state ? { initialState: JSON.parse(state) as unknown } : {}) },
-      'inputs',
-    );
+  private checkInputs(m: StepModel, inputs: unknown): number[][][] {
+    const p = this.checkInfer({ modelJobId: m.modelJobId, inputs }, 'inputs');
     const width = p.inputs[0]?.[0]?.length;
-    if (width !== Number(s.inputSize))
+    if (width !== m.inputSize)
       throw ApiError.invalid([
         {
           path: 'inputs',
           code: 'custom',
-          message: `the session's model reads ${s.inputSize} features per step`,
-          expected: `shape [B, T, ${s.inputSize}]`,
+          message: `the session's model reads ${m.inputSize} features per step`,
+          expected: `shape [B, T, ${m.inputSize}]`,
           received: `${width} features per step`,
         },
       ]);
@@ -223,8 +206,47 @@ export class SessionsService implements OnApplicationShutdown {
     return raw as unknown as SessionFields;
   }
 
-  async onApplicationShutdown(): Promise<void> {
-    await closeWithin(this.queueEvents);
+  onApplicationShutdown(): void {
+    this.replies.close();
+  }
+}
+
+function jobSource(modelJobId: string): ModelSource {
+  return { storeId: modelJobId, field: 'modelJobId', label: `job ${modelJobId}` };
+}
+
+/** The HTTP answer of a step's reply (null: none came in time). */
+function answerOf(reply: SessionStepReply | null, id: string, seq: number): SessionStepResult {
+  switch (reply?.kind) {
+    case 'ok':
+      return JSON.parse(reply.answer) as SessionStepResult;
+    case 'gone':
+      throw ApiError.notFound(`session ${id}`);
+    case 'at':
+      throw outOfOrder(id, seq, reply.next);
+    case 'failed':
+      if (reply.code === 'not_found') throw new ApiError(404, 'not_found', reply.message);
+      if (reply.code === 'invalid_payload')
+        throw ApiError.invalid([
+          {
+            path: 'inputs',
+            code: 'custom',
+            message: reply.message,
+            expected: reply.expected ?? 'inputs the session can take',
+            received: reply.received ?? 'other inputs',
+          },
+        ]);
+      throw new ApiError(
+        503,
+        'unavailable',
+        `step ${seq} of session ${id} failed: ${reply.message}; retry it with the same seq`,
+      );
+    default:
+      throw new ApiError(
+        503,
+        'unavailable',
+        `step ${seq} of session ${id} had no answer within SESSION_STEP_WAIT_MS; retry it with the same seq`,
+      );
   }
 }
 
