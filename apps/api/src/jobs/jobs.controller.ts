@@ -5,7 +5,6 @@ import { Controller, Delete, Get, Headers, HttpCode, Param, Post, Query, Req, Re
 import type { Request, Response } from 'express';
 import {
   IDEMPOTENCY_HEADER,
-  isStreamId,
   type ArtifactList,
   type ArtifactStore,
   type CancelResponse,
@@ -23,7 +22,7 @@ import { ARTIFACT_STORE, CONFIG } from '../infra/tokens';
 import { ApiMetrics } from '../metrics/api-metrics';
 import { EventFeed } from './event-feed';
 import { JobsService } from './jobs.service';
-import { SseWriter, StalledClientError } from './sse-writer';
+import { checkedLastEventId, startEventStream, StalledClientError } from './sse-writer';
 
 function requireJson(req: Request): void {
   if (!req.is('application/json')) {
@@ -129,28 +128,15 @@ export class JobsController {
   @Get(':id/events')
   async events(@Req() req: Request, @Res() res: Response, @Param('id') id: string): Promise<void> {
     const meta = await this.jobs.meta(id, tenantOf(req));
-    const lastId = req.header('last-event-id') ?? (typeof req.query.after === 'string' ? req.query.after : undefined);
-    if (lastId !== undefined && !isStreamId(lastId)) {
-      throw ApiError.invalid([
-        {
-          path: 'Last-Event-ID',
-          code: 'invalid_format',
-          message: 'not an event id of this stream',
-          expected: '<ms>-<seq>',
-          received: JSON.stringify(lastId),
-        },
-      ]);
-    }
+    const lastId = checkedLastEventId(
+      req.header('last-event-id') ?? (typeof req.query.after === 'string' ? req.query.after : undefined),
+    );
     const ac = this.feed.reserve(meta.tenant);
     res.on('close', () => ac.abort());
-    res.writeHead(200, {
-      'Content-Type': 'text/event-stream; charset=utf-8',
-      'Cache-Control': 'no-cache, no-transform',
-      Connection: 'keep-alive',
-      'X-Accel-Buffering': 'no',
+    const out = startEventStream(res, {
+      maxBufferBytes: this.config.sseMaxBufferBytes,
+      stallMs: this.config.sseStallMs,
     });
-    res.write('retry: 2000\n\n');
-    const out = new SseWriter(res, { maxBufferBytes: this.config.sseMaxBufferBytes, stallMs: this.config.sseStallMs });
     this.metrics.eventStreams.inc();
     try {
       await this.feed.follow(meta, lastId, this.config.sseKeepAliveMs, ac.signal, {

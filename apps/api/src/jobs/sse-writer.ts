@@ -5,7 +5,41 @@
  * disconnected (it reconnects with Last-Event-ID and resumes where it stopped).
  */
 import type { Response } from 'express';
+import { isStreamId } from '@relu-lstm/jobs';
+import { ApiError } from '../http/errors';
 import type { FeedItem } from './event-feed';
+
+/** Backpressure limits of one stream (SSE_MAX_BUFFER_BYTES, SSE_STALL_MS). */
+export interface SseLimits {
+  maxBufferBytes: number;
+  stallMs: number;
+}
+
+/** The resume point a client sent (`Last-Event-ID`): a stream entry id, else a 400; undefined: from the start. */
+export function checkedLastEventId(lastId: string | undefined): string | undefined {
+  if (lastId === undefined || isStreamId(lastId)) return lastId;
+  throw ApiError.invalid([
+    {
+      path: 'Last-Event-ID',
+      code: 'invalid_format',
+      message: 'not an event id of this stream',
+      expected: '<ms>-<seq>',
+      received: JSON.stringify(lastId),
+    },
+  ]);
+}
+
+/** Starts an event-stream response (its headers, the client's reconnect delay) and the writer over it. */
+export function startEventStream(res: Response, limits: SseLimits): SseWriter {
+  res.writeHead(200, {
+    'Content-Type': 'text/event-stream; charset=utf-8',
+    'Cache-Control': 'no-cache, no-transform',
+    Connection: 'keep-alive',
+    'X-Accel-Buffering': 'no',
+  });
+  res.write('retry: 2000\n\n');
+  return new SseWriter(res, limits);
+}
 
 export class StalledClientError extends Error {
   constructor(stallMs: number) {
@@ -17,7 +51,7 @@ export class StalledClientError extends Error {
 export class SseWriter {
   constructor(
     private readonly res: Response,
-    private readonly opts: { maxBufferBytes: number; stallMs: number },
+    private readonly opts: SseLimits,
   ) {}
 
   async events(items: FeedItem[]): Promise<void> {

@@ -3,19 +3,14 @@
  */
 import { Controller, Delete, Get, HttpCode, Inject, Param, Post, Req, Res } from '@nestjs/common';
 import type { Request, Response } from 'express';
-import {
-  isStreamId,
-  isTerminalEvent,
-  type JobEventStream,
-  type SweepSubmitResponse,
-  type SweepView,
-} from '@relu-lstm/jobs';
+import { isTerminalEvent, type JobEventStream, type SweepSubmitResponse, type SweepView } from '@relu-lstm/jobs';
 import type { ApiConfig } from '../config';
 import { ApiError } from '../http/errors';
 import { tenantOf } from '../http/tenant';
 import { CONFIG, EVENT_STREAM } from '../infra/tokens';
 import { EventFeed } from '../jobs/event-feed';
-import { SseWriter, StalledClientError } from '../jobs/sse-writer';
+import { ApiMetrics } from '../metrics/api-metrics';
+import { checkedLastEventId, startEventStream, StalledClientError } from '../jobs/sse-writer';
 import { SweepsService } from './sweeps.service';
 
 @Controller('v1/sweeps')
@@ -25,6 +20,7 @@ export class SweepsController {
     private readonly feed: EventFeed,
     @Inject(EVENT_STREAM) private readonly events: JobEventStream,
     @Inject(CONFIG) private readonly config: ApiConfig,
+    private readonly metrics: ApiMetrics,
   ) {}
 
   @Post()
@@ -48,27 +44,14 @@ export class SweepsController {
   async follow(@Req() req: Request, @Res() res: Response, @Param('id') id: string): Promise<void> {
     const tenant = tenantOf(req);
     await this.sweeps.get(id, tenant); // 404 unless it is the tenant's
-    const lastId = req.header('last-event-id');
-    if (lastId !== undefined && !isStreamId(lastId))
-      throw ApiError.invalid([
-        {
-          path: 'Last-Event-ID',
-          code: 'invalid_format',
-          message: 'not an event id of this stream',
-          expected: '<ms>-<seq>',
-          received: JSON.stringify(lastId),
-        },
-      ]);
+    const lastId = checkedLastEventId(req.header('last-event-id'));
     const ac = this.feed.reserve(tenant);
     res.on('close', () => ac.abort());
-    res.writeHead(200, {
-      'Content-Type': 'text/event-stream; charset=utf-8',
-      'Cache-Control': 'no-cache, no-transform',
-      Connection: 'keep-alive',
-      'X-Accel-Buffering': 'no',
+    const out = startEventStream(res, {
+      maxBufferBytes: this.config.sseMaxBufferBytes,
+      stallMs: this.config.sseStallMs,
     });
-    res.write('retry: 2000\n\n');
-    const out = new SseWriter(res, { maxBufferBytes: this.config.sseMaxBufferBytes, stallMs: this.config.sseStallMs });
+    this.metrics.eventStreams.inc();
     try {
       const opts = { after: lastId, blockMs: this.config.sseKeepAliveMs, signal: ac.signal, count: 100 };
       for await (const batch of this.events.follow(id, opts)) {
@@ -83,6 +66,7 @@ export class SweepsController {
     } catch (e) {
       if (!(e instanceof StalledClientError) && !ac.signal.aborted) throw e;
     } finally {
+      this.metrics.eventStreams.dec();
       this.feed.release(ac);
       res.end();
     }
