@@ -245,55 +245,15 @@ export class JobsService {
     if (!checked.ok) throw ApiError.invalid(checked.issues);
     const payload = checked.value;
 
-    let idemKey: string | null = null;
     const id = randomUUID();
+    let idemKey: string | null = null;
     if (idempotencyKey !== undefined) {
-      if (!IDEMPOTENCY_KEY.test(idempotencyKey)) {
-        throw ApiError.invalid([
-          {
-            path: 'Idempotency-Key',
-            code: 'invalid_format',
-            message: 'invalid header',
-            expected: '1 to 255 printable ASCII characters',
-            received: `${idempotencyKey.length} characters`,
-          },
-        ]);
-      }
-      idemKey = this.keys.idempotency(tenant, idempotencyKey);
       const bodyHash = createHash('sha256')
         .update(`${type}\n${canonicalJson(payload)}${optionsHashPart(jobOptions)}`)
         .digest('hex');
-      const record = JSON.stringify({ id, type, bodyHash });
-      const set = await this.redis.set(idemKey, record, 'EX', IDEMPOTENCY_TTL_SEC, 'NX');
-      if (set !== 'OK') {
-        const prevRaw = await this.redis.get(idemKey);
-        const prev = IdempotencyRecord.safeParse(JSON.parse(prevRaw ?? 'null'));
-        if (prev.success) {
-          if (prev.data.bodyHash !== bodyHash || prev.data.type !== type) {
-            throw new ApiError(
-              422,
-              'idempotency_key_reused',
-              'this Idempotency-Key was used with a different request body or route',
-            );
-          }
-          const meta = await this.records.meta(prev.data.id, tenant);
-          if (meta) {
-            const view = await this.records.view(meta);
-            const { waitingFor } = view;
-            const body = { id: meta.id, state: view.state, links: linksOf(meta.id), ...(waitingFor && { waitingFor }) };
-            return { replayed: true, body, meta };
-          }
-          // No meta: the first request is still being processed (its key is seconds old), or its job
-          // is past retention (docs/worker.md "Retention"), and the key starts over with this request.
-          if ((await this.redis.ttl(idemKey)) > IDEMPOTENCY_TTL_SEC - IDEMPOTENCY_IN_FLIGHT_SEC) throw inFlight();
-        }
-        // Expired between SET and GET, or its job is gone: take the key now, unless a concurrent
-        // retry took it since the GET (a plain SET let both submit, two jobs for one key).
-        if (
-          (await this.redis.eval(RETAKE_IDEMPOTENCY_KEY, 1, idemKey, prevRaw ?? '', record, IDEMPOTENCY_TTL_SEC)) !== 1
-        )
-          throw inFlight();
-      }
+      const claim = await this.claimIdempotencyKey({ key: idempotencyKey, tenant, record: { id, type, bodyHash } });
+      if ('replayed' in claim) return claim;
+      idemKey = claim.idemKey;
     }
 
     const plan = await this.withWaitingFor(
@@ -326,6 +286,59 @@ export class JobsService {
       body: { id: plan.id, state: 'queued', links: linksOf(plan.id), ...(waitingFor !== undefined && { waitingFor }) },
       meta: plan.meta,
     };
+  }
+
+  /**
+   * Takes the tenant's Idempotency-Key for this request (`record`), or answers the earlier request's
+   * job when the key was used before with the same body and route (422 with another one; 409 while
+   * the first request is still being processed).
+   */
+  private async claimIdempotencyKey(o: {
+    key: string;
+    tenant: string;
+    record: { id: string; type: JobType; bodyHash: string };
+  }): Promise<{ idemKey: string } | Submitted> {
+    const { key, tenant } = o;
+    if (!IDEMPOTENCY_KEY.test(key)) {
+      throw ApiError.invalid([
+        {
+          path: 'Idempotency-Key',
+          code: 'invalid_format',
+          message: 'invalid header',
+          expected: '1 to 255 printable ASCII characters',
+          received: `${key.length} characters`,
+        },
+      ]);
+    }
+    const idemKey = this.keys.idempotency(tenant, key);
+    const record = JSON.stringify(o.record);
+    if ((await this.redis.set(idemKey, record, 'EX', IDEMPOTENCY_TTL_SEC, 'NX')) === 'OK') return { idemKey };
+    const prevRaw = await this.redis.get(idemKey);
+    const prev = IdempotencyRecord.safeParse(JSON.parse(prevRaw ?? 'null'));
+    if (prev.success) {
+      if (prev.data.bodyHash !== o.record.bodyHash || prev.data.type !== o.record.type) {
+        throw new ApiError(
+          422,
+          'idempotency_key_reused',
+          'this Idempotency-Key was used with a different request body or route',
+        );
+      }
+      const meta = await this.records.meta(prev.data.id, tenant);
+      if (meta) {
+        const view = await this.records.view(meta);
+        const { waitingFor } = view;
+        const body = { id: meta.id, state: view.state, links: linksOf(meta.id), ...(waitingFor && { waitingFor }) };
+        return { replayed: true, body, meta };
+      }
+      // No meta: the first request is still being processed (its key is seconds old), or its job
+      // is past retention (docs/worker.md "Retention"), and the key starts over with this request.
+      if ((await this.redis.ttl(idemKey)) > IDEMPOTENCY_TTL_SEC - IDEMPOTENCY_IN_FLIGHT_SEC) throw inFlight();
+    }
+    // Expired between SET and GET, or its job is gone: take the key now, unless a concurrent
+    // retry took it since the GET (a plain SET let both submit, two jobs for one key).
+    if ((await this.redis.eval(RETAKE_IDEMPOTENCY_KEY, 1, idemKey, prevRaw ?? '', record, IDEMPOTENCY_TTL_SEC)) !== 1)
+      throw inFlight();
+    return { idemKey };
   }
 
   /** The plan with `meta.waitingFor` when no live worker serves its queue and only some can (`waitingForOf`). */
