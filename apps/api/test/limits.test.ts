@@ -38,7 +38,8 @@ const ENV = {
 /** Everything the api may have written under the prefix, and what the queues hold. */
 async function footprint(): Promise<{ keys: string[]; queued: number }> {
   const keys = (await redis.keys(`${api.prefix}:*`)).filter(
-    (k) => !k.startsWith(`${api.prefix}:rate:`) && !QUEUE_NAMES.some((q) => k === `${api.prefix}:${q}:meta`),
+    // A BullMQ queue's meta key (job queues, sweeps) is written once, when the queue first connects.
+    (k) => !k.startsWith(`${api.prefix}:rate:`) && !/^[^:]+:meta$/.test(k.slice(api.prefix.length + 1)),
   );
   let queued = 0;
   for (const q of QUEUE_NAMES) queued += Object.values(await queues[q].getJobCounts()).reduce((a, b) => a + b, 0);
