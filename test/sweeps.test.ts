@@ -132,7 +132,12 @@ it('runs a grid of 6 trials at most 2 at once on two workers and ranks them by v
 
 it('cancelling a sweep cancels its running and queued trials; none is left running', async () => {
   const r = await http(api.url, 'POST', '/v1/sweeps', {
-    body: { base: base(200), search: { grid: { 'training.learningRate': [0.001, 0.002, 0.004] } }, maxConcurrent: 1 },
+    // Trials far longer than the test (a quiet machine ran 200 epochs in under 1.5 s): only the cancel ends them.
+    body: {
+      base: base(20_000),
+      search: { grid: { 'training.learningRate': [0.001, 0.002, 0.004] } },
+      maxConcurrent: 1,
+    },
   });
   expect(r.status).toBe(202);
   const { id, trialIds } = r.json as { id: string; trialIds: string[] };
