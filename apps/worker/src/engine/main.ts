@@ -12,8 +12,8 @@ import {
   type JobType,
 } from '@relu-lstm/jobs';
 import { Redis } from 'ioredis';
-import { LstmConfigError, initBackend, resolveBackendPreference, type BackendPreference } from '@relu-lstm/lstm';
 import * as tf from '@tensorflow/tfjs-core';
+import { initBackendFromEnv } from './backend';
 import { toJobError } from './errors';
 import { runInfer } from './infer';
 import { ModelCache } from './models';
@@ -81,15 +81,7 @@ function engineArtifacts(cfg: EngineInit): ArtifactStore {
 
 async function init(cfg: EngineInit): Promise<void> {
   try {
-    let preference: BackendPreference | undefined;
-    try {
-      preference = cfg.backend === undefined ? undefined : resolveBackendPreference(cfg.backend.toLowerCase());
-    } catch (e) {
-      // Name the variable the operator set, not the library's argument.
-      if (e instanceof LstmConfigError) throw new LstmConfigError('RELU_LSTM_BACKEND', e.expected, e.actual);
-      throw e;
-    }
-    const info = await initBackend(preference);
+    const info = await initBackendFromEnv(cfg.backend);
     const backend = { backend: info.backend, gpu: info.gpu, device: info.device };
     ctx = { artifacts: engineArtifacts(cfg), datasets: openDatasetStore(cfg.datasetDir), backend, send };
     cache = new ModelCache(cfg.modelCacheSize, cfg.modelCacheMb * 2 ** 20);

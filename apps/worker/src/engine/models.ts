@@ -99,6 +99,28 @@ export function modelBytes(model: SequenceModel): number {
 }
 
 /**
+ * The model `source` names: from `cache` under `key`, else read from the store and cached. `owned`:
+ * the cache did not take it (none, or too big), so the caller disposes it after use.
+ */
+export async function loadModel(o: {
+  cache: ModelCache;
+  artifacts: ArtifactStore;
+  source: ModelSource;
+  key: string;
+}): Promise<{ model: SequenceModel; owned: boolean }> {
+  const cached = o.cache.get(o.key);
+  if (cached) return { model: cached, owned: false };
+  const stored = await readStoredModel(o.artifacts, o.source);
+  let model: SequenceModel;
+  try {
+    model = modelFromStored(stored);
+  } finally {
+    tf.dispose(Object.values(stored.stateDict));
+  }
+  return { model, owned: !o.cache.put(o.key, model) };
+}
+
+/**
  * Least-recently-used cache of loaded models, keyed by job id plus the file's size and mtime (a
  * rewritten file is a new entry), bounded by a count and by the bytes of their weights (`maxBytes`,
  * 0: no byte bound). Evicted models are disposed.
