@@ -7,8 +7,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { ReluLstm, lstmKernelPath, setLstmKernelPath } from '../src';
 import { WGSL_BACKWARD, WGSL_FORWARD } from '../src/wgsl-cell';
-import { Fixture, fixtureOptions, loadFixtures } from './helpers/fixtures';
-import { relErrAsync, useWebGpu } from './helpers/webgpu-setup';
+import { Fixture, loadFixtures, measureFixture } from './helpers/fixtures';
+import { useWebGpu } from './helpers/webgpu';
 
 const fixtures = loadFixtures();
 let ready = false;
@@ -17,38 +17,10 @@ beforeAll(async () => {
   ready = await useWebGpu('LSTM on webgpu (fixtures, kernel budget)');
 });
 
+/** The fixture's errors on the active loop: forward (with the loss) and gradients. */
 async function runFixture(fx: Fixture) {
-  const lstm = new ReluLstm(fixtureOptions(fx));
-  lstm.loadStateDict(fx.state_dict);
-  const x = tf.tensor3d(fx.x);
-  const h0 = tf.tensor3d(fx.h0);
-  const c0 = tf.tensor3d(fx.c0);
-  const R = tf.tensor3d(fx.loss_weights.R);
-  const Rh = tf.tensor3d(fx.loss_weights.Rh);
-  const Rc = tf.tensor3d(fx.loss_weights.Rc);
-  const opts = { lengths: fx.config.lengths ?? undefined, checkFinite: false };
-  const lossOf = (xx: tf.Tensor, hh: tf.Tensor, cc: tf.Tensor) => {
-    const { output, hN, cN } = lstm.forward(xx as tf.Tensor3D, { h0: hh as tf.Tensor3D, c0: cc as tf.Tensor3D }, opts);
-    return tf.addN([tf.sum(tf.mul(output, R)), tf.sum(tf.mul(hN, Rh)), tf.sum(tf.mul(cN, Rc))]) as tf.Scalar;
-  };
-  const fwd = lstm.forward(x, { h0, c0 }, opts);
-  const forward: Record<string, number> = {
-    output: await relErrAsync(fwd.output, fx.expected.output),
-    h_n: await relErrAsync(fwd.hN, fx.expected.h_n),
-    c_n: await relErrAsync(fwd.cN, fx.expected.c_n),
-  };
-  const inputGrads = tf.grads(lossOf)([x, h0, c0]);
-  const grads: Record<string, number> = {
-    x: await relErrAsync(inputGrads[0], fx.grads.x),
-    h0: await relErrAsync(inputGrads[1], fx.grads.h0),
-    c0: await relErrAsync(inputGrads[2], fx.grads.c0),
-  };
-  const { value, grads: paramGrads } = tf.variableGrads(() => lossOf(x, h0, c0), [...lstm.parameters().values()]);
-  forward.loss = Math.abs((await value.data())[0] - fx.loss) / Math.max(1, Math.abs(fx.loss));
-  for (const [name, v] of lstm.parameters()) grads[name] = await relErrAsync(paramGrads[v.name], fx.grads[name]);
-  tf.dispose([x, h0, c0, R, Rh, Rc, fwd.output, fwd.hN, fwd.cN, ...inputGrads, value, ...Object.values(paramGrads)]);
-  lstm.dispose();
-  return { forward, grads };
+  const { errors, gradErrors, lossErr } = await measureFixture(fx);
+  return { forward: { ...errors, loss: lossErr }, grads: gradErrors };
 }
 
 /** The largest error of each kind over the fixtures a loop has run, and where, for the summary line. */
@@ -94,7 +66,7 @@ async function kernelsOf(task: Task, seq: number, lengths?: number[]): Promise<s
   const lstm = new ReluLstm({ inputSize: 3, hiddenSize: 4, seed: 1 });
   const x = tf.randomNormal([seq, 2, 3], 0, 1, 'float32', 1) as tf.Tensor3D;
   const vars = [...lstm.parameters().values()];
-  const opts = { checkFinite: false, lengths };
+  const opts = { lengths };
   try {
     const info = await tf.profile(async () => {
       if (task === 'forward') {

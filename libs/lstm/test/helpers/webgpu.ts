@@ -39,3 +39,19 @@ export function useWebgpuBackend(suiteName: string): WebgpuSuite {
   });
   return suite;
 }
+
+/**
+ * The webgpu backend for tests that switch it on themselves. Resolves true when the backend is
+ * active; false (with one `SKIPPED:` line) when no WebGPU adapter is usable here, which under CI=true
+ * is an error instead: CI must run these tests.
+ */
+export async function useWebGpu(what: string): Promise<boolean> {
+  const missing = await webgpuMissing();
+  if (missing === null) {
+    await initBackend('webgpu');
+    return true;
+  }
+  if (process.env.CI === 'true') throw new Error(`webgpu tests must run under CI=true, but: ${missing}`);
+  console.log(`SKIPPED: ${what}: ${missing}`);
+  return false;
+}
