@@ -77,6 +77,12 @@ export class JobRecords {
     });
   }
 
+  /** The views of the tenant's jobs among `ids` (one MGET for the metas, the views in parallel); entries line up with `ids`. */
+  async views(ids: string[], tenant: string): Promise<Array<JobView | null>> {
+    const metas = await this.metas(ids, tenant);
+    return Promise.all(metas.map((m) => (m ? this.view(m) : Promise.resolve(null))));
+  }
+
   async metaOr404(id: string, tenant: string): Promise<JobMeta> {
     const m = await this.meta(id, tenant);
     if (!m) throw ApiError.notFound(`job ${id}`);

@@ -575,10 +575,9 @@ export class JobsService {
     return { items, nextCursor: null };
   }
 
-  /** The views of the tenant's jobs among `ids`: one MGET for the metas, the views in parallel. */
+  /** The views of the tenant's jobs among `ids`, by id. */
   private async viewsOf(ids: string[], tenant: string): Promise<Map<string, JobView>> {
-    const metas = await this.records.metas(ids, tenant);
-    const views = await Promise.all(metas.map((m) => (m ? this.records.view(m) : Promise.resolve(null))));
+    const views = await this.records.views(ids, tenant);
     return new Map(views.filter((v): v is JobView => v !== null).map((v) => [v.id, v]));
   }
 

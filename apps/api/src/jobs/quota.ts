@@ -73,8 +73,7 @@ export class JobQuota {
   async recount(tenant: string): Promise<number> {
     const key = this.keys.liveJobs(tenant);
     const ids = await this.redis.smembers(key);
-    const metas = await this.records.metas(ids, tenant);
-    const views = await Promise.all(metas.map((m) => (m ? this.records.view(m) : Promise.resolve(null))));
+    const views = await this.records.views(ids, tenant);
     const ended = ids.filter((_, i) => views[i] === null || isTerminal(views[i]!.state));
     if (ended.length) await this.redis.srem(key, ...ended);
     return ids.length - ended.length;

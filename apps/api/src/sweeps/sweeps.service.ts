@@ -217,11 +217,10 @@ export class SweepsService {
   }
 
   private async trialOutcomes(record: SweepRecord): Promise<TrialOutcome[]> {
-    const metas = await this.records.metas(
+    const views = await this.records.views(
       record.trials.map((t) => t.id),
       record.tenant,
     );
-    const views = await Promise.all(metas.map((m) => (m ? this.records.view(m) : Promise.resolve(null))));
     return record.trials.map((t, i) => {
       const v = views[i];
       if (!v)
