@@ -167,7 +167,7 @@ export class SessionsService implements OnApplicationShutdown {
       tenant,
       modelJobId: s.modelJobId,
       inputSize: Number(s.inputSize),
-      modelSource: s.modelSource ? (JSON.parse(s.modelSource) as ModelSource) : jobSource(s.modelJobId),
+      modelSource: JSON.parse(s.modelSource) as ModelSource,
     };
     if (this.models.size >= STEP_MODELS_KEPT) this.models.delete(this.models.keys().next().value!);
     this.models.set(id, m);
